@@ -1,0 +1,53 @@
+# Choreo's two quick-start commands are `make run` and `make test`; both install what is missing.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+CHOREO := $(UV) run --frozen choreo
+PYTEST_ARGS ?=
+
+.PHONY: help uv venv up down status run test check lint format unit integration e2e clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+uv: ## Install uv (from PyPI) when it is missing
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+
+venv: uv ## Create/refresh .venv from uv.lock
+	@$(UV) sync --frozen --quiet
+
+up: venv ## Install and start Kafka (KRaft), PostgreSQL and Jaeger; create topics
+	@$(CHOREO) stack up
+
+down: venv ## Stop the local stack
+	@$(CHOREO) stack down
+
+status: venv ## Show what runs where
+	@$(CHOREO) stack status
+
+run: up ## Run the platform end to end on the local stack
+	@$(CHOREO) events roundtrip
+
+check: venv ## Lint, format check and type check
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy .
+
+format: venv ## Apply ruff's fixes and formatting
+	@$(UV) run --frozen ruff check --fix .
+	@$(UV) run --frozen ruff format .
+
+# The whole suite on the real stack. A stack this target started is stopped again at the end;
+# one that was already running is left running.
+test: venv ## Lint and type check, then unit, integration and e2e tests on the real stack
+	@was_up=$$($(CHOREO) stack status >/dev/null 2>&1 && echo yes); \
+	$(CHOREO) stack up && $(MAKE) --no-print-directory check && \
+	$(UV) run --frozen pytest tests $(PYTEST_ARGS); rc=$$?; \
+	if [ -z "$$was_up" ]; then $(CHOREO) stack down; fi; exit $$rc
+
+unit: venv ## Unit tests only (no infrastructure)
+	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+clean: down ## Stop the stack and delete its state (data, logs)
+	rm -rf .state

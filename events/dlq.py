@@ -1,0 +1,103 @@
+"""Dead letters: a message that could not be processed, kept with why, where and its bytes.
+
+A dead-letter record's value is JSON (readable by any tool); the original key, value and
+headers are kept byte for byte (base64) so the message can be redriven unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from events.producer import OutgoingRecord
+
+
+class DeadLetter(BaseModel):
+    """What the dead-letter topic records about one failed message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    error_type: str
+    consumer: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    attempts: int
+    dead_at: datetime
+    event_type: str | None = None
+    event_id: str | None = None
+    key_b64: str | None = None
+    value_b64: str | None = None
+    headers: list[tuple[str, str]] = []
+    """Original headers, values base64-encoded."""
+
+    @property
+    def original_value(self) -> bytes | None:
+        return None if self.value_b64 is None else base64.b64decode(self.value_b64)
+
+    @property
+    def original_key(self) -> bytes | None:
+        return None if self.key_b64 is None else base64.b64decode(self.key_b64)
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        return [(k, base64.b64decode(v)) for k, v in self.headers]
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DeadLetter:
+        return cls.model_validate(orjson.loads(data))
+
+    def to_record(self, dlq_topic: str) -> OutgoingRecord:
+        headers: list[tuple[str, bytes]] = [
+            ("dlq_reason", self.reason[:1000].encode()),
+            ("dlq_consumer", self.consumer.encode()),
+            ("content-type", b"application/json"),
+        ]
+        if self.event_type:
+            headers.append(("event_type", self.event_type.encode()))
+        return OutgoingRecord(
+            topic=dlq_topic,
+            key=self.original_key or b"",
+            value=orjson.dumps(self.model_dump(mode="json")),
+            headers=tuple(headers),
+            event_type=self.event_type or "",
+        )
+
+
+def dead_letter(
+    *,
+    error: BaseException,
+    consumer: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]] | None,
+    attempts: int,
+    event_type: str | None = None,
+    event_id: str | None = None,
+) -> DeadLetter:
+    """Describe a failed message for the dead-letter topic."""
+    fields: dict[str, Any] = {
+        "reason": str(error) or type(error).__name__,
+        "error_type": type(error).__name__,
+        "consumer": consumer,
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "attempts": attempts,
+        "dead_at": datetime.now(UTC),
+        "event_type": event_type,
+        "event_id": event_id,
+        "key_b64": None if key is None else base64.b64encode(key).decode(),
+        "value_b64": None if value is None else base64.b64encode(value).decode(),
+        "headers": [(k, base64.b64encode(v).decode()) for k, v in headers or ()],
+    }
+    return DeadLetter.model_validate(fields)

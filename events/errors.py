@@ -1,0 +1,43 @@
+"""Choreo's errors: one root, and whether retrying can help is data on the error."""
+
+from __future__ import annotations
+
+
+class ChoreoError(Exception):
+    """Root of every error Choreo raises on purpose."""
+
+    retryable: bool = False
+
+
+class ContractError(ChoreoError):
+    """A message breaks the event contract; redelivering it can never succeed."""
+
+
+class DecodeError(ContractError):
+    """The bytes are not a Choreo event: bad framing or not valid Avro for the writer schema."""
+
+
+class UnknownSchemaError(DecodeError):
+    """The bytes name a writer schema (by fingerprint) that this reader does not know."""
+
+
+class ValidationError(ContractError):
+    """The event decodes but breaks a rule of its model (e.g. a negative quantity)."""
+
+
+class HandlerError(ChoreoError):
+    """A handler failed while processing an event."""
+
+
+class TransientError(HandlerError):
+    """A failure that may pass on retry (a timeout, a flaky provider)."""
+
+    retryable = True
+
+
+class PermanentError(HandlerError):
+    """A failure that retrying will not fix; the message goes to the dead-letter topic."""
+
+
+class StackError(ChoreoError):
+    """The local infrastructure could not be installed, started or reached."""

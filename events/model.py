@@ -1,0 +1,113 @@
+"""The envelope every message carries, the base class of event payloads, and the pair of both.
+
+The Avro value of every message is one record: an ``envelope`` field followed by the payload
+fields. In code the two halves stay apart: handlers get a :class:`Message` and return bare
+payloads (:class:`Event`); the runtime wraps what they return in envelopes derived from the cause
+(same order and correlation id, causation = the cause's event id).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, truncated to milliseconds (the precision of Avro timestamp-millis)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class Envelope(BaseModel):
+    """Metadata of one message, identical in shape for every event type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID = Field(description="Unique id of this message; the dedupe key.")
+    event_type: str = Field(description="Catalog name, e.g. `order.placed`.")
+    order_id: str = Field(min_length=1, description="The saga this message belongs to; Kafka key.")
+    correlation_id: str = Field(description="Shared by every message of one business flow.")
+    causation_id: str | None = Field(
+        default=None, description="event_id of the message that caused this one."
+    )
+    occurred_at: datetime = Field(description="When the fact happened (UTC, milliseconds).")
+    producer: str = Field(description="Name of the process that produced the message.")
+    schema_version: int = Field(ge=1, description="Version of the schema the writer used.")
+
+
+class Event(BaseModel):
+    """Base of every event and command payload in the catalog.
+
+    Subclasses set :attr:`event_type` (the catalog name) and :attr:`schema_version` (the newest
+    ``schemas/<event_type>/v<N>.avsc`` the model matches).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def domain(cls) -> str:
+        """The part of the event type before the dot; names the topic the event lives on."""
+        return cls.event_type.split(".", 1)[0]
+
+
+E = TypeVar("E", bound=Event, covariant=True)
+T = TypeVar("T", bound=Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Generic[E]):
+    """One decoded message: its envelope and its typed payload."""
+
+    envelope: Envelope
+    event: E
+
+    @property
+    def order_id(self) -> str:
+        return self.envelope.order_id
+
+    @staticmethod
+    def first(
+        event: T,
+        *,
+        order_id: str,
+        producer: str,
+        correlation_id: str | None = None,
+    ) -> Message[T]:
+        """A message that starts a flow (no cause): e.g. an `order.placed` from the CLI."""
+        event_id = uuid.uuid4()
+        return Message(
+            Envelope(
+                event_id=event_id,
+                event_type=event.event_type,
+                order_id=order_id,
+                correlation_id=correlation_id or str(event_id),
+                causation_id=None,
+                occurred_at=utc_now(),
+                producer=producer,
+                schema_version=event.schema_version,
+            ),
+            event,
+        )
+
+    def caused(self, event: Event, *, producer: str) -> Message[Event]:
+        """A message caused by this one: same order and correlation, causation = this id."""
+        return Message(
+            Envelope(
+                event_id=uuid.uuid4(),
+                event_type=event.event_type,
+                order_id=self.envelope.order_id,
+                correlation_id=self.envelope.correlation_id,
+                causation_id=str(self.envelope.event_id),
+                occurred_at=utc_now(),
+                producer=producer,
+                schema_version=event.schema_version,
+            ),
+            event,
+        )

@@ -1,0 +1,419 @@
+"""The consumer runtime every Choreo process runs: consume, decode, dispatch, deliver, commit.
+
+A process declares its handlers on a :class:`Router` and hands it to an :class:`EventConsumer`
+together with a :class:`Delivery`, which decides how a handler's outcome becomes durable (sent
+to Kafka and acknowledged, or written in one PostgreSQL transaction with the dedupe mark).
+The consumer commits a partition's offset only after every record before it was delivered or
+dead-lettered, so nothing is lost; partitions are processed concurrently and the records of one
+partition (one order's messages) in order.
+
+A record that cannot be decoded, breaks the contract, or fails permanently goes to the
+dead-letter topic with the reason; the loop moves on to the records behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import pydantic
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry import trace
+
+from events import tracing
+from events.catalog import EVENT_TYPES
+from events.codec import Codec
+from events.dlq import DeadLetter, dead_letter
+from events.errors import ChoreoError, ContractError
+from events.headers import EVENT_TYPE, header
+from events.model import Event, Message
+from events.producer import EventProducer
+from events.settings import Settings
+from events.topics import topic_for
+
+log = logging.getLogger("choreo.runtime")
+_tracer = trace.get_tracer("choreo.events")
+
+C = TypeVar("C")
+E = TypeVar("E", bound=Event)
+
+HandlerResult = Iterable[Event] | None
+HandlerFunc = Callable[[Message[Any], Any], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """One registered handler: which event type it takes and the function."""
+
+    event_type: str
+    model: type[Event]
+    func: HandlerFunc
+
+    @property
+    def name(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+
+class Router(Generic[C]):
+    """Maps event types to handlers. Registration is checked at import time.
+
+    A handler is ``async def h(message: Message[SomeEvent], context: C) -> list[Event]``: it
+    returns the events and commands to emit and never touches Kafka. ``C`` is whatever the
+    process's :class:`Delivery` hands in (a service's state store, bound to the transaction).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._handlers: dict[str, HandlerSpec] = {}
+
+    def on(
+        self, model: type[E]
+    ) -> Callable[
+        [Callable[[Message[E], C], Awaitable[HandlerResult]]],
+        Callable[[Message[E], C], Awaitable[HandlerResult]],
+    ]:
+        """Register the decorated function as the handler of ``model``'s event type."""
+        if EVENT_TYPES.get(getattr(model, "event_type", "")) is not model:
+            raise TypeError(f"{model!r} is not an event type of the catalog")
+
+        def register(
+            func: Callable[[Message[E], C], Awaitable[HandlerResult]],
+        ) -> Callable[[Message[E], C], Awaitable[HandlerResult]]:
+            if not inspect.iscoroutinefunction(func):
+                raise TypeError(f"handler {func.__qualname__} must be an async function")
+            params = [
+                p
+                for p in inspect.signature(func).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            if len(params) != 2:
+                raise TypeError(
+                    f"handler {func.__qualname__} must take (message, context), "
+                    f"it takes {len(params)} positional parameters"
+                )
+            if model.event_type in self._handlers:
+                other = self._handlers[model.event_type].name
+                raise TypeError(f"{model.event_type} already has a handler in {self.name}: {other}")
+            self._handlers[model.event_type] = HandlerSpec(
+                model.event_type, model, cast(HandlerFunc, func)
+            )
+            return func
+
+        return register
+
+    def get(self, event_type: str) -> HandlerSpec | None:
+        return self._handlers.get(event_type)
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def topics(self, settings: Settings) -> list[str]:
+        """The topics holding this router's event types."""
+        return sorted({topic_for(t, settings) for t in self._handlers})
+
+
+class Delivery(Protocol):
+    """Runs one handler and makes its outcome durable before the offset may be committed."""
+
+    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> None:
+        """Raise to signal failure; a retryable :class:`ChoreoError` (or any non-Choreo error)
+        is retried with backoff, anything else goes to the dead-letter topic."""
+
+
+def caused_messages(
+    message: Message[Event], outputs: HandlerResult, producer_name: str
+) -> list[Message[Event]]:
+    """Wrap a handler's returned events in envelopes caused by ``message``."""
+    return [message.caused(event, producer=producer_name) for event in outputs or ()]
+
+
+class DirectDelivery(Generic[C]):
+    """Call the handler and publish what it returns, waiting for the broker's acknowledgement.
+
+    At-least-once: a crash between publish and commit republishes; consumers downstream dedupe
+    by event id. Processes whose handlers change state use a transactional delivery instead.
+    """
+
+    def __init__(self, producer: EventProducer, context: C, producer_name: str) -> None:
+        self.producer = producer
+        self.context = context
+        self.producer_name = producer_name
+
+    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> None:
+        outputs = await handler.func(message, self.context)
+        await self.producer.publish(caused_messages(message, outputs, self.producer_name))
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of one consumer since it started."""
+
+    processed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class EventConsumer:
+    """Consumes a router's topics in a consumer group and delivers each message once or DLQs it.
+
+    Lifecycle: ``await start()``, ``await run()`` (until :meth:`stop`), ``await stop()``
+    (idempotent; finishes the batch in hand and commits it first). Also an async context
+    manager that starts and stops.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        group_id: str,
+        router: Router[Any],
+        delivery: Delivery,
+        codec: Codec,
+        producer: EventProducer,
+        settings: Settings,
+        topics: Sequence[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.group_id = group_id
+        self.router = router
+        self.delivery = delivery
+        self.codec = codec
+        self.producer = producer
+        self.settings = settings
+        self.topics = list(topics) if topics is not None else router.topics(settings)
+        self.stats = ConsumerStats()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self._running = False
+        self._loop_done = asyncio.Event()
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=self.settings.consumer_batch_size,
+        )
+        await self._consumer.start()
+        log.info("%s consuming %s as group %s", self.name, ", ".join(self.topics), self.group_id)
+
+    async def __aenter__(self) -> EventConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Poll, process and commit until :meth:`stop` is called."""
+        await self.start()
+        consumer = self._consumer
+        assert consumer is not None
+        self._running = True
+        self._loop_done.clear()
+        try:
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(
+                    timeout_ms=self.settings.consumer_poll_timeout_ms,
+                    max_records=self.settings.consumer_batch_size,
+                )
+                if batch:
+                    await asyncio.gather(
+                        *(self._process_partition(tp, records) for tp, records in batch.items())
+                    )
+        finally:
+            self._running = False
+            self._loop_done.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit, leave the group. Safe to call twice."""
+        self._stopping.set()
+        if self._running:
+            await self._loop_done.wait()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+            log.info("%s stopped: %s", self.name, self.stats)
+
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await self._process_record(record)
+        await self._commit(tp, records[-1].offset + 1)
+
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit({tp: offset})
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member; it re-reads from the last commit and
+            # the deliveries dedupe what was already done.
+            log.warning("%s could not commit %s@%d: %s", self.name, tp, offset, exc)
+
+    async def _process_record(self, record: ConsumerRecord) -> None:
+        declared_type = header(record.headers, EVENT_TYPE)
+        if declared_type is not None and self.router.get(declared_type) is None:
+            self.stats.skipped += 1
+            return
+        try:
+            message = self.codec.decode(record.value)
+        except ContractError as exc:
+            await self._dead_letter(record, exc, attempts=1, event_type=declared_type)
+            return
+        handler = self.router.get(message.envelope.event_type)
+        if handler is None:
+            self.stats.skipped += 1
+            return
+        parent = tracing.extract(record.headers)
+        with _tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+                "messaging.kafka.message.key": message.order_id,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.message.id": str(message.envelope.event_id),
+                "choreo.event_type": message.envelope.event_type,
+                "choreo.order_id": message.order_id,
+                "choreo.handler": handler.name,
+            },
+        ) as span:
+            await self._deliver_with_retries(record, message, handler, span)
+
+    async def _deliver_with_retries(
+        self,
+        record: ConsumerRecord,
+        message: Message[Event],
+        handler: HandlerSpec,
+        span: trace.Span,
+    ) -> None:
+        attempt = 1
+        while True:
+            try:
+                await self.delivery.deliver(self.group_id, message, handler)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                retryable = is_retryable(exc)
+                span.record_exception(exc)
+                if not retryable or attempt >= self.settings.handler_max_attempts:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                    await self._dead_letter(
+                        record,
+                        exc,
+                        attempts=attempt,
+                        event_type=message.envelope.event_type,
+                        event_id=str(message.envelope.event_id),
+                    )
+                    return
+                delay = self._backoff(attempt)
+                log.warning(
+                    "%s: %s for %s failed (attempt %d/%d), retrying in %.2fs: %s",
+                    self.name,
+                    handler.name,
+                    message.envelope.event_type,
+                    attempt,
+                    self.settings.handler_max_attempts,
+                    delay,
+                    exc,
+                )
+                span.add_event("retry", {"attempt": attempt, "delay_s": delay})
+                self.stats.retried += 1
+                attempt += 1
+                await asyncio.sleep(delay)
+            else:
+                self.stats.processed += 1
+                event_type = message.envelope.event_type
+                self.stats.by_type[event_type] = self.stats.by_type.get(event_type, 0) + 1
+                return
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(
+            self.settings.handler_backoff_max_ms,
+            self.settings.handler_backoff_initial_ms * 2 ** (attempt - 1),
+        )
+        return random.uniform(ceiling / 2, ceiling) / 1000
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord,
+        error: BaseException,
+        *,
+        attempts: int,
+        event_type: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        letter: DeadLetter = dead_letter(
+            error=error,
+            consumer=self.group_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            attempts=attempts,
+            event_type=event_type,
+            event_id=event_id,
+        )
+        log.error(
+            "%s: %s@%d/%d dead-lettered after %d attempt(s): %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            letter.reason,
+        )
+        trace.get_current_span().add_event(
+            "dead_lettered", {"reason": letter.reason[:500], "attempts": attempts}
+        )
+        await self.producer.send_records([letter.to_record(self.settings.dlq_topic)])
+        self.stats.dead_lettered += 1
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether retrying may help: Choreo errors say so; invalid data and programming errors
+    (pydantic validation, type and attribute errors) never pass on retry."""
+    if isinstance(exc, ChoreoError):
+        return exc.retryable
+    return not isinstance(exc, pydantic.ValidationError | TypeError | AttributeError | KeyError)
+
+
+async def run_until_stopped(*consumers: EventConsumer, stop: asyncio.Event) -> None:
+    """Run consumers until ``stop`` is set (e.g. by SIGTERM), then stop them gracefully."""
+    tasks = [asyncio.create_task(c.run(), name=c.name) for c in consumers]
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise cast(BaseException, task.exception())
+    finally:
+        waiter.cancel()
+        for consumer in consumers:
+            await consumer.stop()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,166 @@
+"""Ready-made valid events: for `make run`'s demo traffic, the CLI's `--sample`, and tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from events.catalog import (
+    Address,
+    CrmCustomerUpdated,
+    CrmUpdateCustomer,
+    EmailFailed,
+    EmailSend,
+    EmailSent,
+    InventoryRelease,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    LineItem,
+    OrderApprovalRequested,
+    OrderApproved,
+    OrderCancelled,
+    OrderCompleted,
+    OrderNeedsAttention,
+    OrderPlaced,
+    OrderRejected,
+    PaymentCharge,
+    PaymentCharged,
+    PaymentDeclined,
+    PaymentRefund,
+    PaymentRefunded,
+    ReservedItem,
+    ShipmentCancel,
+    ShipmentCancelled,
+    ShipmentFailed,
+    ShipmentSchedule,
+    ShipmentScheduled,
+    Shortage,
+)
+from events.model import Event, utc_now
+
+
+def sample_order_placed(
+    *,
+    skus: tuple[tuple[str, int, int], ...] = (("SKU-RED-MUG", 2, 1250), ("SKU-TEA-BOX", 1, 899)),
+    payment_token: str = "tok_visa",
+    country_code: str = "DE",
+    email: str = "ada@example.com",
+) -> OrderPlaced:
+    """A valid order; ``skus`` are (sku, quantity, unit price in cents)."""
+    items = tuple(LineItem(sku=s, quantity=q, unit_price_minor=p) for s, q, p in skus)
+    return OrderPlaced(
+        customer_id="cust-0001",
+        customer_email=email,
+        customer_name="Ada Lovelace",
+        items=items,
+        total_minor=sum(i.quantity * i.unit_price_minor for i in items),
+        currency="EUR",
+        shipping_address=Address(
+            recipient="Ada Lovelace",
+            line1="12 Analytical Way",
+            city="Berlin",
+            postal_code="10115",
+            country_code=country_code,
+        ),
+        payment_token=payment_token,
+        placed_at=utc_now(),
+    )
+
+
+# One valid example of every event and command of the catalog, at a fixed time.
+T0 = datetime(2025, 3, 14, 9, 26, 53, 589_000, tzinfo=UTC)
+"""An instant at millisecond precision, the resolution of timestamp-millis."""
+
+ADDRESS = Address(
+    recipient="Ada Lovelace",
+    line1="12 St James's Square",
+    line2="Flat 3",
+    city="London",
+    postal_code="SW1Y 4JH",
+    country_code="GB",
+)
+ITEMS = (ReservedItem(sku="SKU-1", quantity=2), ReservedItem(sku="SKU-2", quantity=1))
+
+EXAMPLES: dict[str, Event] = {
+    e.event_type: e
+    for e in [
+        OrderPlaced(
+            customer_id="cust-1",
+            customer_email="ada@example.com",
+            items=(
+                LineItem(sku="SKU-1", quantity=2, unit_price_minor=1_250),
+                LineItem(sku="SKU-2", quantity=1, unit_price_minor=99),
+            ),
+            total_minor=2_599,
+            currency="EUR",
+            shipping_address=ADDRESS,
+            payment_token="tok_visa",
+            placed_at=T0,
+            customer_name="Ada",
+            channel="mobile",
+        ),
+        OrderApprovalRequested(
+            total_minor=250_000,
+            currency="EUR",
+            threshold_minor=100_000,
+            requested_at=T0,
+            expires_at=T0.replace(hour=10),
+        ),
+        OrderApproved(approved_by="ops-7", reason="known customer", approved_at=T0),
+        OrderRejected(rejected_by="saga-coordinator", reason="approval_timeout", rejected_at=T0),
+        OrderCompleted(completed_at=T0, notes=("gift wrap", "leave at door")),
+        OrderCancelled(reason="payment_declined", detail="insufficient funds", cancelled_at=T0),
+        OrderNeedsAttention(step="payment.refund", reason="refund failed 5 times", detected_at=T0),
+        InventoryReserved(reservation_id="res-1", items=ITEMS, reserved_at=T0),
+        InventoryReservationFailed(
+            reason="out_of_stock",
+            unavailable=(Shortage(sku="SKU-1", requested=2, available=0),),
+        ),
+        InventoryRelease(reason="payment_declined", requested_at=T0),
+        InventoryReleased(reservation_id="res-1", released_at=T0),
+        PaymentCharge(amount_minor=2_599, currency="EUR", payment_token="tok", requested_at=T0),
+        PaymentCharged(
+            payment_id="pay-1", amount_minor=2_599, currency="EUR", charged_at=T0, attempt=3
+        ),
+        PaymentDeclined(reason="card_expired", declined_at=T0),
+        PaymentRefund(
+            payment_id="pay-1",
+            amount_minor=2_599,
+            currency="EUR",
+            reason="shipment_failed",
+            requested_at=T0,
+        ),
+        PaymentRefunded(payment_id="pay-1", amount_minor=2_599, currency="EUR", refunded_at=T0),
+        ShipmentSchedule(address=ADDRESS, items=ITEMS, requested_at=T0),
+        ShipmentScheduled(
+            shipment_id="shp-1",
+            carrier="DHL",
+            country_code="GB",
+            estimated_delivery=T0.replace(day=17),
+            scheduled_at=T0,
+        ),
+        ShipmentFailed(reason="country not served", country_code="KP", failed_at=T0),
+        ShipmentCancel(shipment_id="shp-1", reason="order cancelled", requested_at=T0),
+        ShipmentCancelled(shipment_id="shp-1", cancelled_at=T0),
+        CrmUpdateCustomer(
+            customer_id="cust-1", amount_minor=2_599, currency="EUR", requested_at=T0
+        ),
+        CrmCustomerUpdated(
+            customer_id="cust-1",
+            orders_count=4,
+            lifetime_value_minor=12_345,
+            currency="EUR",
+            updated_at=T0,
+        ),
+        EmailSend(
+            template="order_confirmation",
+            customer_email="ada@example.com",
+            customer_name="Ada",
+            requested_at=T0,
+        ),
+        EmailSent(template="order_confirmation", message_id="msg-1", sent_at=T0),
+        EmailFailed(
+            template="order_cancelled", reason="mailbox full", permanent=False, failed_at=T0
+        ),
+    ]
+}

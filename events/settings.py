@@ -1,0 +1,88 @@
+"""One typed settings object for every Choreo process.
+
+Each field reads an environment variable (named in ``validation_alias`` or ``CHOREO_<FIELD>``)
+and has a default that matches the stack `choreo stack up` starts, so a fresh checkout needs no
+configuration at all. Point Choreo at existing infrastructure by setting
+``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the runtime, the services, the coordinator and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="CHOREO_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma-separated host:port.",
+    )
+    database_url: str = Field(
+        default="postgresql://choreo:choreo@127.0.0.1:15432/choreo",
+        validation_alias=AliasChoices("DATABASE_URL", "CHOREO_DATABASE_URL"),
+        description="PostgreSQL DSN for the event log, service state and projections.",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4317",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/gRPC endpoint traces and metrics are exported to (Jaeger).",
+    )
+    tracing_enabled: bool = Field(default=True, description="Export OpenTelemetry traces.")
+    topic_prefix: str = Field(
+        default="choreo.",
+        description="Prefix of every topic; a topic per domain is `<prefix><domain>`.",
+    )
+    topic_partitions: int = Field(default=3, ge=1, description="Partitions per event topic.")
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of provisioned topics."
+    )
+    schemas_dir: Path = Field(
+        default=PROJECT_ROOT / "schemas", description="Folder of the Avro schemas (`.avsc`)."
+    )
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".state",
+        description="Where `choreo stack` keeps data, logs and pid files of the local stack.",
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "choreo",
+        description="Machine-wide cache of downloaded artifacts (Kafka jars, Jaeger binary).",
+    )
+    consumer_batch_size: int = Field(
+        default=500, ge=1, description="Max records one `getmany` returns per poll."
+    )
+    consumer_poll_timeout_ms: int = Field(
+        default=200, ge=1, description="How long one poll waits for records."
+    )
+    producer_linger_ms: int = Field(
+        default=5, ge=0, description="Producer batching delay; small keeps latency low."
+    )
+    handler_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts of a transient handler failure before the DLQ."
+    )
+    handler_backoff_initial_ms: int = Field(
+        default=100, ge=0, description="First retry delay; doubles each attempt, with jitter."
+    )
+    handler_backoff_max_ms: int = Field(default=10_000, ge=0, description="Retry delay cap.")
+    log_level: str = Field(default="INFO", description="Log level of Choreo processes.")
+    log_format: str = Field(default="text", description="`text` for humans, `json` for lines.")
+
+    @property
+    def dlq_topic(self) -> str:
+        """The dead-letter topic every consumer writes undeliverable messages to."""
+        return f"{self.topic_prefix}dlq"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,70 @@
+"""Topic layout and provisioning.
+
+One topic per domain (``<prefix>order``, ``<prefix>inventory``, ...): every event and command of
+a domain lives there, keyed by order id, so all messages of one order in one domain keep their
+order. Event topics keep everything forever (``retention.ms=-1``): they are the append-only log
+that replay reads. ``<prefix>dlq`` holds what could not be processed, also forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from events.catalog import CATALOG
+from events.errors import StackError
+from events.model import Event
+from events.settings import Settings
+
+TOPIC_ALREADY_EXISTS = 36
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+def topic_for(event_type: str | type[Event], settings: Settings) -> str:
+    """The topic an event type lives on: ``<prefix><domain>``."""
+    name = event_type if isinstance(event_type, str) else event_type.event_type
+    return f"{settings.topic_prefix}{name.split('.', 1)[0]}"
+
+
+def event_topics(settings: Settings) -> list[str]:
+    """Every domain topic of the catalog."""
+    return sorted({topic_for(cls, settings) for cls in CATALOG})
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [*event_topics(settings), settings.dlq_topic]
+
+
+async def provision_topics(settings: Settings, topics: Iterable[str] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (idempotent); returns the ones created."""
+    wanted = list(topics) if topics is not None else all_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name=t,
+                    num_partitions=settings.topic_partitions,
+                    replication_factor=settings.topic_replication_factor,
+                    topic_configs=FOREVER,
+                )
+                for t in missing
+            ]
+        )
+        failures = [
+            f"{name}: {message or code}"
+            for name, code, *rest in response.topic_errors
+            for message in [rest[0] if rest else None]
+            if code not in (0, TOPIC_ALREADY_EXISTS)
+        ]
+        if failures:
+            raise StackError("could not create topics: " + "; ".join(failures))
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,79 @@
+"""Fixtures shared by every test suite.
+
+Integration and e2e tests run on the real stack: the session fixture ``stack`` brings it up
+(idempotent; `make test` has usually started it already) and fails loudly, never skips, when it
+cannot. Each test gets its own topic prefix, hence its own topics and consumer groups.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from events.codec import Codec
+from events.producer import EventProducer
+from events.schemas import SchemaRegistry
+from events.settings import Settings, get_settings
+from events.topics import provision_topics
+
+_SPANS = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracer_provider() -> Iterator[None]:
+    """A real SDK tracer (spans kept in memory) so trace context is produced and checked."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_SPANS))
+    trace.set_tracer_provider(provider)
+    yield
+    provider.shutdown()
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    _SPANS.clear()
+    return _SPANS
+
+
+@pytest.fixture(scope="session")
+def registry() -> SchemaRegistry:
+    return SchemaRegistry.load(get_settings().schemas_dir)
+
+
+@pytest.fixture(scope="session")
+def codec(registry: SchemaRegistry) -> Codec:
+    return Codec(registry)
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """The real Kafka, PostgreSQL and Jaeger, started by the project's own stack code."""
+    from choreo.stack import Stack
+
+    Stack().up(lambda line: print(f"[stack] {line}"))
+
+
+@pytest.fixture
+def settings(stack: None) -> Settings:
+    """Settings whose topic prefix is unique to this test."""
+    return get_settings().model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
+
+
+@pytest.fixture
+async def topics(settings: Settings) -> list[str]:
+    """This test's topics, created on the real broker."""
+    return await provision_topics(settings)
+
+
+@pytest.fixture
+async def producer(
+    settings: Settings, codec: Codec, topics: list[str]
+) -> AsyncIterator[EventProducer]:
+    async with EventProducer(settings, codec, client_id="test") as p:
+        yield p

@@ -1,0 +1,50 @@
+"""Helpers for integration tests that read topics of the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from events.settings import Settings
+
+
+async def read_records(
+    settings: Settings, topics: list[str], count: int, timeout: float = 30.0
+) -> list[ConsumerRecord]:
+    """Read exactly ``count`` records from the start of ``topics`` (no consumer group)."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+        # A short extra poll: more than `count` records would be a bug the caller should see.
+        batch = await consumer.getmany(timeout_ms=300)
+        for part in batch.values():
+            records.extend(part)
+    finally:
+        await consumer.stop()
+    assert len(records) == count, f"expected {count} records on {topics}, got {len(records)}"
+    return records
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Wait until ``check()`` holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
