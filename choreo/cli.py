@@ -7,6 +7,7 @@ table) and prints readable text by default or JSON with ``--json``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import asdict
 from typing import Annotated
@@ -171,6 +172,80 @@ def schemas_list(as_json: JsonFlag = False) -> None:
             str(r["event_type"]), str(r["version"]), str(r["fingerprint"]), str(r["path"])
         )
     out.print(table)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@events_app.command("roundtrip")
+def events_roundtrip(as_json: JsonFlag = False) -> None:
+    """Publish one example of every catalog event for a new order, read each back from Kafka,
+    decode it and compare. Exit code 1 if any event did not come back identical."""
+    from choreo.eventtools import round_trip
+
+    try:
+        results = asyncio.run(round_trip(get_settings()))
+    except ChoreoError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        _print_json([asdict(r) for r in results])
+    else:
+        table = Table("event type", "topic", "partition", "offset", "bytes", "schema", "result")
+        for r in results:
+            table.add_row(
+                r.event_type, r.topic, str(r.partition), str(r.offset), str(r.size),
+                f"v{r.schema_version}", "[green]identical[/]" if r.equal else "[red]MISMATCH[/]",
+            )  # fmt: skip
+        out.print(table)
+        ok = sum(r.equal for r in results)
+        out.print(f"{ok}/{len(results)} events round-tripped through Kafka unchanged")
+    if not all(r.equal for r in results):
+        raise typer.Exit(1)
+
+
+@events_app.command("tail")
+def events_tail(
+    domain: Annotated[
+        list[str] | None,
+        typer.Option("--domain", "-d", help="order, inventory, payment, ... (default: all)"),
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest event.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print events as they arrive on the domain topics (Ctrl-C to stop)."""
+    from choreo.eventtools import tail
+
+    async def follow() -> None:
+        async for record, decoded in tail(
+            get_settings(), domains=domain or [], from_beginning=from_beginning, limit=limit
+        ):
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            if isinstance(decoded, ChoreoError):
+                row: dict[str, object] = {"at": where, "error": str(decoded)}
+            else:
+                row = {
+                    "at": where,
+                    "envelope": decoded.envelope.model_dump(mode="json"),
+                    "event": decoded.event.model_dump(mode="json"),
+                }
+            if as_json:
+                sys.stdout.write(orjson.dumps(row).decode() + "\n")
+                sys.stdout.flush()
+            elif "error" in row:
+                out.print(f"[red]{where}[/] undecodable: {row['error']}")
+            else:
+                env = decoded.envelope  # type: ignore[union-attr]
+                out.print(
+                    f"[dim]{where}[/] [bold]{env.event_type}[/] order={env.order_id} "
+                    f"id={env.event_id} by={env.producer}"
+                )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow())
 
 
 def main() -> None:

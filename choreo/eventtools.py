@@ -1,0 +1,143 @@
+"""Reading and writing events from the command line: the round trip check and `events tail`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from events.codec import Codec
+from events.errors import ContractError
+from events.model import Event, Message
+from events.producer import EventProducer
+from events.samples import EXAMPLES
+from events.schemas import SchemaRegistry
+from events.settings import Settings
+from events.topics import event_topics
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """One event sent and read back."""
+
+    event_type: str
+    topic: str
+    partition: int
+    offset: int
+    size: int
+    schema_version: int
+    equal: bool
+
+
+def make_codec(settings: Settings) -> Codec:
+    return Codec(SchemaRegistry.load(settings.schemas_dir))
+
+
+async def _assign_at_end(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str]) -> None:
+    """Assign every partition of ``topics`` and position the consumer at their current ends."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    ]
+    consumer.assign(partitions)
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    for tp, offset in ends.items():
+        consumer.seek(tp, offset)
+
+
+async def round_trip(settings: Settings, timeout_s: float = 30.0) -> list[RoundTrip]:
+    """Publish one example of every catalog event for a new order and read each one back."""
+    codec = make_codec(settings)
+    topics = event_topics(settings)
+    order_id = f"demo-{uuid.uuid4().hex[:8]}"
+    first = Message.first(EXAMPLES["order.placed"], order_id=order_id, producer="cli")
+    sent: list[Message[Event]] = [first] + [
+        first.caused(e, producer="cli") for t, e in EXAMPLES.items() if t != "order.placed"
+    ]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await _assign_at_end(consumer, settings, topics)
+        async with EventProducer(settings, codec, client_id="choreo-cli") as producer:
+            await producer.publish(sent)
+        wanted = {str(m.envelope.event_id): m for m in sent}
+        results: list[RoundTrip] = []
+        async for record in _records(consumer, timeout_s, len(sent)):
+            message = codec.decode(record.value)
+            original = wanted.pop(str(message.envelope.event_id), None)
+            if original is None:
+                continue  # someone else's event on the same topic
+            results.append(
+                RoundTrip(
+                    event_type=message.envelope.event_type,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    size=len(record.value or b""),
+                    schema_version=message.envelope.schema_version,
+                    equal=message.envelope == original.envelope and message.event == original.event,
+                )
+            )
+            if not wanted:
+                break
+        results.extend(
+            RoundTrip(m.envelope.event_type, "-", -1, -1, 0, m.envelope.schema_version, False)
+            for m in wanted.values()
+        )
+        return results
+    finally:
+        await consumer.stop()
+
+
+async def _records(
+    consumer: AIOKafkaConsumer, timeout_s: float, at_most: int | None
+) -> AsyncIterator[ConsumerRecord]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline and (at_most is None or seen < at_most * 10):
+        batch = await consumer.getmany(timeout_ms=200)
+        for records in batch.values():
+            for record in records:
+                seen += 1
+                yield record
+
+
+async def tail(
+    settings: Settings, *, domains: list[str], from_beginning: bool, limit: int | None
+) -> AsyncIterator[tuple[ConsumerRecord, Message[Event] | ContractError]]:
+    """Decoded events of the domain topics as they arrive (no consumer group, commits nothing)."""
+    codec = make_codec(settings)
+    topics = [f"{settings.topic_prefix}{d}" for d in domains] if domains else event_topics(settings)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
+    await consumer.start()
+    count = 0
+    try:
+        async for record in consumer:
+            decoded: Message[Event] | ContractError
+            try:
+                decoded = codec.decode(record.value)
+            except ContractError as exc:
+                decoded = exc
+            yield record, decoded
+            count += 1
+            if limit is not None and count >= limit:
+                return
+    finally:
+        await consumer.stop()
