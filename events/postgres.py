@@ -1,0 +1,276 @@
+"""Exactly-once effects with PostgreSQL: dedupe inbox, transactional outbox and its relay.
+
+For a process whose handlers change state, :class:`TransactionalDelivery` runs each message in
+one PostgreSQL transaction that (1) records ``(consumer, event_id)`` in the inbox — a message
+seen before is skipped, so redelivery and replay have no second effect —, (2) runs the handler
+with a context bound to that transaction, and (3) writes the messages it returns to the outbox.
+Either all three commit or none does. :class:`OutboxRelay` then publishes outbox rows to Kafka
+in order and deletes them; a crash between publishing and deleting republishes, which the
+consumers' inboxes absorb.
+
+Every process keeps these tables in its own schema (``<prefix>_<service>``), next to its own
+state tables: no process reads another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import asyncpg
+
+from events.codec import Codec
+from events.errors import StackError, TransientError
+from events.model import Event, Message
+from events.producer import EventProducer, OutgoingRecord, to_record
+from events.runtime import HandlerSpec, caused_messages
+from events.settings import Settings
+
+log = logging.getLogger("choreo.postgres")
+
+C = TypeVar("C")
+Connection: TypeAlias = asyncpg.Connection
+
+
+def schema_name(settings: Settings, service: str) -> str:
+    """The PostgreSQL schema of one service: the topic prefix made an identifier, + its name."""
+    prefix = "".join(ch if ch.isalnum() else "_" for ch in settings.topic_prefix.lower())
+    return f"{prefix}{service}".strip("_")
+
+
+def runtime_ddl(schema: str) -> str:
+    """Tables every transactional process has: the inbox and the outbox."""
+    return f"""
+    CREATE SCHEMA IF NOT EXISTS {schema};
+    CREATE TABLE IF NOT EXISTS {schema}.inbox (
+        consumer     text        NOT NULL,
+        event_id     uuid        NOT NULL,
+        event_type   text        NOT NULL,
+        processed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id)
+    );
+    CREATE TABLE IF NOT EXISTS {schema}.outbox (
+        id            bigserial   PRIMARY KEY,
+        topic         text        NOT NULL,
+        key           bytea       NOT NULL,
+        value         bytea       NOT NULL,
+        header_keys   text[]      NOT NULL,
+        header_values bytea[]     NOT NULL,
+        event_type    text        NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now()
+    );
+    """
+
+
+class Database:
+    """A connection pool with the process's lifecycle (``start``/idempotent ``stop``)."""
+
+    def __init__(self, settings: Settings, *, max_size: int = 10) -> None:
+        self.settings = settings
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StackError("the database is not started")
+        return self._pool
+
+    async def start(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.settings.database_url, min_size=1, max_size=self.max_size
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    async def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> Database:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def migrate(self, schema: str, *ddl: str) -> None:
+        """Create the runtime tables and the given DDL (``{schema}`` is substituted) once.
+
+        Concurrent starts of processes sharing a schema serialize on an advisory lock.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_id(f"migrate:{schema}"))
+            await conn.execute(runtime_ddl(schema))
+            for statement in ddl:
+                await conn.execute(statement.format(schema=schema))
+
+
+def _lock_id(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+async def stage(conn: Connection, schema: str, records: Sequence[OutgoingRecord]) -> None:
+    """Write records to the outbox inside the caller's transaction."""
+    if not records:
+        return
+    await conn.executemany(
+        f"INSERT INTO {schema}.outbox (topic, key, value, header_keys, header_values, event_type)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (
+                r.topic,
+                r.key,
+                r.value,
+                [k for k, _ in r.headers],
+                [v for _, v in r.headers],
+                r.event_type,
+            )
+            for r in records
+        ],
+    )
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox to Kafka in insertion order, then deletes what was sent.
+
+    One relay at a time per schema publishes (an advisory lock), so a second replica of a
+    process cannot reorder an order's messages.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        schema: str,
+        producer: EventProducer,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self.db = db
+        self.schema = schema
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.published = 0
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def wake(self) -> None:
+        """Publish now rather than at the next poll (called after a commit that staged rows)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                while await self.flush() == self.batch_size:
+                    pass
+            except (OSError, asyncpg.PostgresError, TransientError) as exc:
+                log.warning("outbox relay of %s failed, retrying: %s", self.schema, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+        await self.flush()  # drain what the last deliveries staged
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def flush(self) -> int:
+        """Publish one batch; returns how many rows it published."""
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", _lock_id(f"relay:{self.schema}")
+            )
+            if not locked:
+                return 0
+            rows = await conn.fetch(
+                f"SELECT id, topic, key, value, header_keys, header_values, event_type"
+                f" FROM {self.schema}.outbox ORDER BY id LIMIT $1",
+                self.batch_size,
+            )
+            if not rows:
+                return 0
+            await self.producer.send_records(
+                [
+                    OutgoingRecord(
+                        topic=row["topic"],
+                        key=bytes(row["key"]),
+                        value=bytes(row["value"]),
+                        headers=tuple(
+                            zip(row["header_keys"], map(bytes, row["header_values"]), strict=True)
+                        ),
+                        event_type=row["event_type"],
+                    )
+                    for row in rows
+                ]
+            )
+            await conn.execute(
+                f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+        self.published += len(rows)
+        return len(rows)
+
+
+class TransactionalDelivery(Generic[C]):
+    """Inbox check, handler and outbox in one PostgreSQL transaction (see the module docs).
+
+    ``context_factory`` builds the handler's context (e.g. the service's state store) bound to
+    the transaction's connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        schema: str,
+        context_factory: Callable[[Connection], C],
+        producer_name: str,
+        codec: Codec,
+        settings: Settings,
+        relay: OutboxRelay | None = None,
+    ) -> None:
+        self.db = db
+        self.schema = schema
+        self.context_factory = context_factory
+        self.producer_name = producer_name
+        self.codec = codec
+        self.settings = settings
+        self.relay = relay
+        self.duplicates = 0
+
+    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> None:
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                f"INSERT INTO {self.schema}.inbox (consumer, event_id, event_type)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
+                consumer,
+                message.envelope.event_id,
+                message.envelope.event_type,
+            )
+            if not fresh:
+                self.duplicates += 1
+                log.debug("%s: %s already processed", consumer, message.envelope.event_id)
+                return
+            outputs = await handler.func(message, self.context_factory(conn))
+            records = [
+                to_record(m, self.codec, self.settings)
+                for m in caused_messages(message, outputs, self.producer_name)
+            ]
+            await stage(conn, self.schema, records)
+        if records and self.relay is not None:
+            self.relay.wake()
+
+
+async def outbox_size(db: Database, schema: str) -> int:
+    count: Any = await db.pool.fetchval(f"SELECT count(*) FROM {schema}.outbox")
+    return int(count)

@@ -1,0 +1,155 @@
+"""Inbox + state change + outbox in one PostgreSQL transaction, on the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from events.catalog import InventoryReserved, OrderPlaced, ReservedItem
+from events.codec import Codec
+from events.errors import TransientError
+from events.model import Event, Message, utc_now
+from events.postgres import (
+    Connection,
+    Database,
+    OutboxRelay,
+    TransactionalDelivery,
+    outbox_size,
+    schema_name,
+)
+from events.producer import EventProducer
+from events.runtime import EventConsumer, Router
+from events.samples import sample_order_placed
+from events.settings import Settings
+from events.topics import topic_for
+from tests.integration.kafka_helpers import eventually, read_records
+
+pytestmark = pytest.mark.integration
+
+STATE_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.reserved_units (
+    order_id text PRIMARY KEY,
+    units    int  NOT NULL
+)
+"""
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    async with Database(settings) as database:
+        yield database
+        await database.pool.execute(f"DROP SCHEMA IF EXISTS {schema_name(settings, 'txn')} CASCADE")
+
+
+async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
+    settings: Settings, codec: Codec, producer: EventProducer, db: Database
+):
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema, STATE_DDL)
+    relay = OutboxRelay(db, schema, producer, poll_interval_s=0.05)
+    fail_first_attempt = {"ord-fail"}
+    router: Router[Connection] = Router("txn")
+
+    @router.on(OrderPlaced)
+    async def reserve(message: Message[OrderPlaced], conn: Connection) -> list[Event]:
+        units = sum(item.quantity for item in message.event.items)
+        await conn.execute(
+            f"INSERT INTO {schema}.reserved_units VALUES ($1, $2)", message.order_id, units
+        )
+        if message.order_id in fail_first_attempt:
+            fail_first_attempt.discard(message.order_id)
+            raise TransientError("stock service hiccup")  # after the write: must roll back
+        return [
+            InventoryReserved(
+                reservation_id=f"res-{message.order_id}",
+                items=tuple(
+                    ReservedItem(sku=i.sku, quantity=i.quantity) for i in message.event.items
+                ),
+                reserved_at=utc_now(),
+            )
+        ]
+
+    delivery: TransactionalDelivery[Connection] = TransactionalDelivery(
+        db=db,
+        schema=schema,
+        context_factory=lambda conn: conn,
+        producer_name="inventory-test",
+        codec=codec,
+        settings=settings.model_copy(update={"handler_backoff_initial_ms": 10}),
+        relay=relay,
+    )
+    consumer = EventConsumer(
+        name="txn",
+        group_id=f"{settings.topic_prefix}txn",
+        router=router,
+        delivery=delivery,
+        codec=codec,
+        producer=producer,
+        settings=settings.model_copy(update={"handler_backoff_initial_ms": 10}),
+    )
+    orders = [
+        Message.first(sample_order_placed(), order_id=order_id, producer="test")
+        for order_id in ("ord-1", "ord-2", "ord-fail")
+    ]
+    # Every message twice: the second copy must change nothing and emit nothing.
+    await producer.publish(orders + orders)
+
+    relay_task = asyncio.create_task(relay.run())
+    consumer_task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: consumer.stats.processed == 6, what="six deliveries")
+        await eventually(lambda: relay.published == 3, what="three published reservations")
+    finally:
+        await consumer.stop()
+        await consumer_task
+        await relay.stop()
+        await relay_task
+
+    assert delivery.duplicates == 3
+    assert consumer.stats.retried == 1  # ord-fail: rolled back, then succeeded
+    rows = await db.pool.fetch(f"SELECT order_id, units FROM {schema}.reserved_units ORDER BY 1")
+    assert [(r["order_id"], r["units"]) for r in rows] == [
+        ("ord-1", 3),
+        ("ord-2", 3),
+        ("ord-fail", 3),
+    ]
+    inbox = await db.pool.fetchval(f"SELECT count(*) FROM {schema}.inbox")
+    assert inbox == 3
+    assert await outbox_size(db, schema) == 0
+
+    records = await read_records(settings, [topic_for("inventory.reserved", settings)], 3)
+    published: dict[str, Any] = {}
+    for record in records:
+        message = codec.decode(record.value)
+        published[message.order_id] = message
+    assert sorted(published) == ["ord-1", "ord-2", "ord-fail"]
+    causes = {str(m.envelope.event_id): m.order_id for m in orders}
+    for order_id, message in published.items():
+        assert message.envelope.producer == "inventory-test"
+        assert causes[message.envelope.causation_id] == order_id
+
+
+async def test_outbox_rows_survive_until_the_relay_runs(
+    settings: Settings, codec: Codec, producer: EventProducer, db: Database
+):
+    """A crash after commit but before publishing loses nothing: the rows wait in the outbox."""
+    from events.postgres import stage
+    from events.producer import to_record
+
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema)
+    messages = [
+        Message.first(sample_order_placed(), order_id=f"ord-{i}", producer="test") for i in range(5)
+    ]
+    async with db.pool.acquire() as conn, conn.transaction():
+        await stage(conn, schema, [to_record(m, codec, settings) for m in messages])
+    assert await outbox_size(db, schema) == 5
+
+    relay = OutboxRelay(db, schema, producer)  # "after the restart"
+    assert await relay.flush() == 5
+    assert await outbox_size(db, schema) == 0
+    records = await read_records(settings, [topic_for("order.placed", settings)], 5)
+    assert sorted(codec.decode(r.value).order_id for r in records) == [f"ord-{i}" for i in range(5)]
