@@ -46,15 +46,22 @@ E = TypeVar("E", bound=Event)
 
 HandlerResult = Iterable[Event] | None
 HandlerFunc = Callable[[Message[Any], Any], Awaitable[HandlerResult]]
+GiveUpFunc = Callable[[Message[Any], BaseException, Any], Awaitable[HandlerResult]]
 
 
 @dataclass(frozen=True, slots=True)
 class HandlerSpec:
-    """One registered handler: which event type it takes and the function."""
+    """One registered handler: which event type it takes and the function.
+
+    ``on_give_up``, if set, runs (through the same delivery, so atomically and deduplicated)
+    after the message was dead-lettered, and returns events that record the failure, e.g.
+    ``email.failed``.
+    """
 
     event_type: str
     model: type[Event]
     func: HandlerFunc
+    on_give_up: GiveUpFunc | None = None
 
     @property
     def name(self) -> str:
@@ -74,7 +81,11 @@ class Router(Generic[C]):
         self._handlers: dict[str, HandlerSpec] = {}
 
     def on(
-        self, model: type[E]
+        self,
+        model: type[E],
+        *,
+        on_give_up: Callable[[Message[E], BaseException, C], Awaitable[HandlerResult]]
+        | None = None,
     ) -> Callable[
         [Callable[[Message[E], C], Awaitable[HandlerResult]]],
         Callable[[Message[E], C], Awaitable[HandlerResult]],
@@ -102,7 +113,10 @@ class Router(Generic[C]):
                 other = self._handlers[model.event_type].name
                 raise TypeError(f"{model.event_type} already has a handler in {self.name}: {other}")
             self._handlers[model.event_type] = HandlerSpec(
-                model.event_type, model, cast(HandlerFunc, func)
+                model.event_type,
+                model,
+                cast(HandlerFunc, func),
+                cast(GiveUpFunc | None, on_give_up),
             )
             return func
 
@@ -325,6 +339,7 @@ class EventConsumer:
                         event_type=message.envelope.event_type,
                         event_id=str(message.envelope.event_id),
                     )
+                    await self._give_up(message, handler, exc)
                     return
                 delay = self._backoff(attempt)
                 log.warning(
@@ -346,6 +361,23 @@ class EventConsumer:
                 event_type = message.envelope.event_type
                 self.stats.by_type[event_type] = self.stats.by_type.get(event_type, 0) + 1
                 return
+
+    async def _give_up(
+        self, message: Message[Event], handler: HandlerSpec, error: BaseException
+    ) -> None:
+        """Run the handler's give-up hook, if any, so the failure itself becomes an event."""
+        hook = handler.on_give_up
+        if hook is None:
+            return
+
+        async def record_failure(msg: Message[Any], context: Any) -> HandlerResult:
+            return await hook(msg, error, context)
+
+        spec = HandlerSpec(handler.event_type, handler.model, record_failure)
+        try:
+            await self.delivery.deliver(f"{self.group_id}:gave-up", message, spec)
+        except Exception:
+            log.exception("%s: give-up hook of %s failed", self.name, handler.name)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""

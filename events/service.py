@@ -1,0 +1,176 @@
+"""What a Choreo process is, and the runtime that runs one.
+
+A service module builds a :class:`Service` from the settings: its name, its router of handlers,
+its own tables, and how to build a handler's context from a transaction's connection. The
+:class:`ServiceRuntime` does everything else, the same way for every process: the PostgreSQL
+schema and migrations, the consumer group, transactional delivery (inbox, state, outbox), the
+outbox relay, background tasks, tracing, logging, and a graceful stop on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from events import tracing
+from events.codec import Codec
+from events.logs import configure_logging
+from events.model import Event, Message
+from events.postgres import (
+    Connection,
+    Database,
+    OutboxRelay,
+    TransactionalDelivery,
+    schema_name,
+    stage,
+)
+from events.producer import EventProducer, to_record
+from events.runtime import EventConsumer, Router
+from events.schemas import SchemaRegistry
+from events.settings import Settings
+from events.topics import provision_topics
+
+log = logging.getLogger("choreo.service")
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Service(Generic[C]):
+    """The definition of one process.
+
+    Attributes:
+        name: ``inventory``, ``payment``, ..., ``saga-coordinator``; names the consumer group
+            (``<prefix><name>``), the PostgreSQL schema (``<prefix>_<name>``) and the OTel
+            ``service.name``.
+        router: the handlers.
+        context: builds a handler's context from the transaction's connection.
+        ddl: the service's own tables; ``{schema}`` stands for its schema.
+        on_start: runs once after migrations (e.g. seed stock from a file).
+        background: long-running tasks beside the consumer (e.g. the coordinator's timers);
+            each gets the runtime and must return when ``runtime.stopping`` is set.
+    """
+
+    name: str
+    router: Router[C]
+    context: Callable[[Connection], C]
+    ddl: Sequence[str] = ()
+    on_start: Callable[[ServiceRuntime[C]], Awaitable[None]] | None = None
+    background: Sequence[Callable[[ServiceRuntime[C]], Coroutine[Any, Any, None]]] = field(
+        default=()
+    )
+
+
+class ServiceRuntime(Generic[C]):
+    """Runs one :class:`Service`: ``await start()``, ``await run()``, ``await stop()``."""
+
+    def __init__(self, service: Service[C], settings: Settings, codec: Codec | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+        self.schema = schema_name(settings, service.name.replace("-", "_"))
+        self.db = Database(settings)
+        self.producer = EventProducer(settings, self.codec, client_id=service.name)
+        self.relay = OutboxRelay(self.db, self.schema, self.producer)
+        self.delivery: TransactionalDelivery[C] = TransactionalDelivery(
+            db=self.db,
+            schema=self.schema,
+            context_factory=service.context,
+            producer_name=service.name,
+            codec=self.codec,
+            settings=settings,
+            relay=self.relay,
+        )
+        self.consumer = EventConsumer(
+            name=service.name,
+            group_id=f"{settings.topic_prefix}{service.name}",
+            router=service.router,
+            delivery=self.delivery,
+            codec=self.codec,
+            producer=self.producer,
+            settings=settings,
+        )
+        self.stopping = asyncio.Event()
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await provision_topics(self.settings)
+        await self.db.start()
+        await self.db.migrate(self.schema, *self.service.ddl)
+        await self.producer.start()
+        if self.service.on_start is not None:
+            await self.service.on_start(self)
+        await self.consumer.start()
+        self._started = True
+
+    async def run(self) -> None:
+        """Consume, relay and run background tasks until :meth:`stop`."""
+        await self.start()
+        tasks = [
+            asyncio.create_task(self.consumer.run(), name=f"{self.service.name}:consumer"),
+            asyncio.create_task(self.relay.run(), name=f"{self.service.name}:relay"),
+            *(
+                asyncio.create_task(task(self), name=f"{self.service.name}:{task.__name__}")
+                for task in self.service.background
+            ),
+        ]
+        stop_wait = asyncio.create_task(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self.stopping.set()
+            stop_wait.cancel()
+            await self.consumer.stop()
+            await self.relay.stop()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def stop(self) -> None:
+        """Ask :meth:`run` to finish; idempotent. Closes connections when nothing runs."""
+        self.stopping.set()
+
+    async def close(self) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.db.stop()
+
+    async def emit(self, conn: Connection, messages: Sequence[Message[Event]]) -> None:
+        """Stage messages in the outbox inside the caller's transaction (for background
+        tasks such as timers, which emit outside a handler)."""
+        await stage(conn, self.schema, [to_record(m, self.codec, self.settings) for m in messages])
+        self.relay.wake()
+
+
+def run_service(build: Callable[[Settings], Service[Any]], settings: Settings) -> None:
+    """Entry point of a service process: run until SIGTERM/SIGINT, then drain and exit."""
+    service = build(settings)
+    configure_logging(service.name, settings.log_level, settings.log_format)
+    tracing.configure_tracing(service.name, settings)
+
+    async def main() -> None:
+        runtime = ServiceRuntime(service, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stopping.set)
+        log.info("%s starting", service.name)
+        try:
+            await runtime.run()
+        finally:
+            await runtime.close()
+            log.info("%s stopped", service.name)
+
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown_tracing()
