@@ -226,17 +226,6 @@ class InventoryReleased(Event):
 # --------------------------------------------------------------------------- payment
 
 
-class PaymentCharge(Event):
-    """Command: charge the customer's payment method."""
-
-    event_type: ClassVar[str] = "payment.charge"
-
-    amount_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    payment_token: str = Field(min_length=1)
-    requested_at: datetime
-
-
 class PaymentCharged(Event):
     """The customer was charged."""
 
@@ -284,16 +273,6 @@ class PaymentRefunded(Event):
 # --------------------------------------------------------------------------- shipment
 
 
-class ShipmentSchedule(Event):
-    """Command: book a carrier to ship the reserved items."""
-
-    event_type: ClassVar[str] = "shipment.schedule"
-
-    address: Address
-    items: tuple[ReservedItem, ...] = Field(min_length=1)
-    requested_at: datetime
-
-
 class ShipmentScheduled(Event):
     """A carrier is booked for the order."""
 
@@ -338,17 +317,6 @@ class ShipmentCancelled(Event):
 # --------------------------------------------------------------------------- crm
 
 
-class CrmUpdateCustomer(Event):
-    """Command: add a completed order to the customer's CRM record."""
-
-    event_type: ClassVar[str] = "crm.update_customer"
-
-    customer_id: str = Field(min_length=1)
-    amount_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    requested_at: datetime
-
-
 class CrmCustomerUpdated(Event):
     """The customer's CRM record now counts the order."""
 
@@ -362,17 +330,6 @@ class CrmCustomerUpdated(Event):
 
 
 # --------------------------------------------------------------------------- email
-
-
-class EmailSend(Event):
-    """Command: send the customer an email rendered from a template."""
-
-    event_type: ClassVar[str] = "email.send"
-
-    template: EmailTemplate
-    customer_email: str = Field(pattern=EMAIL_PATTERN)
-    customer_name: str | None = None
-    requested_at: datetime
 
 
 class EmailSent(Event):
@@ -408,19 +365,15 @@ CATALOG: tuple[type[Event], ...] = (
     InventoryReservationFailed,
     InventoryRelease,
     InventoryReleased,
-    PaymentCharge,
     PaymentCharged,
     PaymentDeclined,
     PaymentRefund,
     PaymentRefunded,
-    ShipmentSchedule,
     ShipmentScheduled,
     ShipmentFailed,
     ShipmentCancel,
     ShipmentCancelled,
-    CrmUpdateCustomer,
     CrmCustomerUpdated,
-    EmailSend,
     EmailSent,
     EmailFailed,
 )
