@@ -166,6 +166,18 @@ class DirectDelivery(Generic[C]):
         await self.producer.publish(caused_messages(message, outputs, self.producer_name))
 
 
+class RetryQueue(Protocol):
+    """Where records whose handler failed transiently wait for their next attempt."""
+
+    async def park(
+        self, consumer: str, record: ConsumerRecord, attempts: int, delay_s: float, error: str
+    ) -> None: ...
+
+    async def due(self, consumer: str, limit: int = 100) -> Sequence[Any]: ...
+
+    async def done_unless_reparked(self, parked: Any) -> None: ...
+
+
 @dataclass
 class ConsumerStats:
     """Counters of one consumer since it started."""
@@ -196,8 +208,12 @@ class EventConsumer:
         producer: EventProducer,
         settings: Settings,
         topics: Sequence[str] | None = None,
+        retry_queue: RetryQueue | None = None,
+        retry_poll_interval_s: float = 0.1,
     ) -> None:
         self.name = name
+        self.retry_queue = retry_queue
+        self.retry_poll_interval_s = retry_poll_interval_s
         self.group_id = group_id
         self.router = router
         self.delivery = delivery
@@ -241,6 +257,11 @@ class EventConsumer:
         assert consumer is not None
         self._running = True
         self._loop_done.clear()
+        retries = (
+            asyncio.create_task(self._retry_loop(), name=f"{self.name}:retries")
+            if self.retry_queue is not None
+            else None
+        )
         try:
             while not self._stopping.is_set():
                 batch = await consumer.getmany(
@@ -252,6 +273,10 @@ class EventConsumer:
                         *(self._process_partition(tp, records) for tp, records in batch.items())
                     )
         finally:
+            if retries is not None:
+                self._stopping.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retries
             self._running = False
             self._loop_done.set()
 
@@ -279,20 +304,21 @@ class EventConsumer:
             # the deliveries dedupe what was already done.
             log.warning("%s could not commit %s@%d: %s", self.name, tp, offset, exc)
 
-    async def _process_record(self, record: ConsumerRecord) -> None:
+    async def _process_record(self, record: ConsumerRecord, attempt: int = 1) -> bool:
+        """Decode, dispatch and deliver one record; returns False if it was parked for a retry."""
         declared_type = header(record.headers, EVENT_TYPE)
         if declared_type is not None and self.router.get(declared_type) is None:
             self.stats.skipped += 1
-            return
+            return True
         try:
             message = self.codec.decode(record.value)
         except ContractError as exc:
-            await self._dead_letter(record, exc, attempts=1, event_type=declared_type)
-            return
+            await self._dead_letter(record, exc, attempts=attempt, event_type=declared_type)
+            return True
         handler = self.router.get(message.envelope.event_type)
         if handler is None:
             self.stats.skipped += 1
-            return
+            return True
         parent = tracing.extract(record.headers)
         with _tracer.start_as_current_span(
             f"{record.topic} process",
@@ -310,9 +336,10 @@ class EventConsumer:
                 "choreo.event_type": message.envelope.event_type,
                 "choreo.order_id": message.order_id,
                 "choreo.handler": handler.name,
+                "choreo.attempt": attempt,
             },
         ) as span:
-            await self._deliver_with_retries(record, message, handler, span)
+            return await self._deliver_with_retries(record, message, handler, span, attempt)
 
     async def _deliver_with_retries(
         self,
@@ -320,17 +347,18 @@ class EventConsumer:
         message: Message[Event],
         handler: HandlerSpec,
         span: trace.Span,
-    ) -> None:
-        attempt = 1
+        attempt: int,
+    ) -> bool:
+        """Deliver; on a transient failure park the record (non-blocking) or, without a retry
+        queue, back off in place. Returns False if the record was parked."""
         while True:
             try:
                 await self.delivery.deliver(self.group_id, message, handler)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                retryable = is_retryable(exc)
                 span.record_exception(exc)
-                if not retryable or attempt >= self.settings.handler_max_attempts:
+                if not is_retryable(exc) or attempt >= self.settings.handler_max_attempts:
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                     await self._dead_letter(
                         record,
@@ -340,27 +368,53 @@ class EventConsumer:
                         event_id=str(message.envelope.event_id),
                     )
                     await self._give_up(message, handler, exc)
-                    return
+                    return True
                 delay = self._backoff(attempt)
                 log.warning(
-                    "%s: %s for %s failed (attempt %d/%d), retrying in %.2fs: %s",
+                    "%s: %s for %s of order %s failed (attempt %d/%d), retry in %.2fs: %s",
                     self.name,
                     handler.name,
                     message.envelope.event_type,
+                    message.order_id,
                     attempt,
                     self.settings.handler_max_attempts,
                     delay,
                     exc,
                 )
-                span.add_event("retry", {"attempt": attempt, "delay_s": delay})
+                span.add_event("retry_scheduled", {"attempt": attempt, "delay_s": delay})
                 self.stats.retried += 1
+                if self.retry_queue is not None:
+                    await self.retry_queue.park(
+                        self.group_id, record, attempt, delay, f"{type(exc).__name__}: {exc}"
+                    )
+                    return False
                 attempt += 1
                 await asyncio.sleep(delay)
             else:
                 self.stats.processed += 1
                 event_type = message.envelope.event_type
                 self.stats.by_type[event_type] = self.stats.by_type.get(event_type, 0) + 1
-                return
+                return True
+
+    async def _retry_loop(self) -> None:
+        """Redeliver parked records when they are due, until the consumer stops."""
+        queue = self.retry_queue
+        assert queue is not None
+        while not self._stopping.is_set():
+            try:
+                for parked in await queue.due(self.group_id):
+                    if self._stopping.is_set():
+                        break
+                    await self._process_record(parked.record, attempt=parked.attempts + 1)
+                    # Parked again (a newer row replaced it) or finished: either way this
+                    # attempt is over; a finished record leaves the queue.
+                    await queue.done_unless_reparked(parked)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: retry loop failed; trying again", self.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.retry_poll_interval_s)
 
     async def _give_up(
         self, message: Message[Event], handler: HandlerSpec, error: BaseException

@@ -25,6 +25,7 @@ from events.postgres import (
     Connection,
     Database,
     OutboxRelay,
+    PostgresRetryQueue,
     TransactionalDelivery,
     schema_name,
     stage,
@@ -94,6 +95,7 @@ class ServiceRuntime(Generic[C]):
             codec=self.codec,
             producer=self.producer,
             settings=settings,
+            retry_queue=PostgresRetryQueue(self.db, self.schema),
         )
         self.stopping = asyncio.Event()
         self._started = False

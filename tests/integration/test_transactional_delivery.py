@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -153,3 +154,62 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     assert await outbox_size(db, schema) == 0
     records = await read_records(settings, [topic_for("order.placed", settings)], 5)
     assert sorted(codec.decode(r.value).order_id for r in records) == [f"ord-{i}" for i in range(5)]
+
+
+async def test_a_retrying_message_does_not_block_the_messages_behind_it(
+    settings: Settings, codec: Codec, producer: EventProducer, db: Database
+):
+    from events.postgres import PostgresRetryQueue
+
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema)
+    settings = settings.model_copy(
+        update={"handler_backoff_initial_ms": 400, "handler_max_attempts": 4}
+    )
+    # One key, hence one partition: the first message fails twice, five wait behind it.
+    messages = [
+        Message.first(sample_order_placed(), order_id="ord-shared", producer="t") for _ in range(6)
+    ]
+    slow_id = messages[0].envelope.event_id
+    failures_left = 2
+    handled: list[uuid.UUID] = []
+    router: Router[Connection] = Router("txn")
+
+    @router.on(OrderPlaced)
+    async def handle(message: Message[OrderPlaced], conn: Connection) -> list[Event]:
+        nonlocal failures_left
+        if message.envelope.event_id == slow_id and failures_left > 0:
+            failures_left -= 1
+            raise TransientError("gateway busy")
+        handled.append(message.envelope.event_id)
+        return []
+
+    queue = PostgresRetryQueue(db, schema)
+    consumer = EventConsumer(
+        name="txn",
+        group_id=f"{settings.topic_prefix}txn",
+        router=router,
+        delivery=TransactionalDelivery(
+            db=db,
+            schema=schema,
+            context_factory=lambda conn: conn,
+            producer_name="t",
+            codec=codec,
+            settings=settings,
+        ),
+        codec=codec,
+        producer=producer,
+        settings=settings,
+        retry_queue=queue,
+    )
+    await producer.publish(messages)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: len(handled) == 6, timeout=30, what="all six messages")
+    finally:
+        await consumer.stop()
+        await task
+    # The five behind it were handled, in order, while the first waited for its retries.
+    assert handled == [m.envelope.event_id for m in messages[1:]] + [slow_id]
+    assert consumer.stats.retried == 2
+    assert await queue.size() == 0
