@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from dataclasses import asdict
+from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import orjson
+import pydantic
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from choreo.client import ChoreoClient, DeadLetterEntry
+from choreo.scenarios import SCENARIOS
+from events.catalog import OrderPlaced
 from events.errors import ChoreoError
+from events.model import Event, Message, utc_now
 from events.settings import get_settings
 
 app = typer.Typer(
@@ -29,10 +37,14 @@ stack_app = typer.Typer(help="Start, stop and inspect the local stack (Kafka, Po
 topics_app = typer.Typer(help="Provision and list Choreo's Kafka topics.")
 schemas_app = typer.Typer(help="Inspect the Avro schemas in schemas/.")
 events_app = typer.Typer(help="Publish and read events on the topics.")
+orders_app = typer.Typer(help="Place orders and answer approvals.")
+dlq_app = typer.Typer(help="Inspect and redrive dead letters.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(events_app, name="events")
+app.add_typer(orders_app, name="orders")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console(stderr=True)
 out = Console()
@@ -246,6 +258,340 @@ def events_tail(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(follow())
+
+
+# --------------------------------------------------------------------------- orders
+
+
+def _parse_item(text: str) -> dict[str, object]:
+    """``SKU:QTY:PRICE`` with the unit price in major units, e.g. ``SKU-RED-MUG:2:12.50``."""
+    try:
+        sku, qty, price = text.split(":")
+        minor = Decimal(price) * 100
+        if minor != minor.to_integral_value():
+            raise ValueError("more than two decimals")
+        return {"sku": sku, "quantity": int(qty), "unit_price_minor": int(minor)}
+    except (ValueError, ArithmeticError) as exc:
+        raise typer.BadParameter(
+            f"{text!r}: expected SKU:QUANTITY:UNIT_PRICE, e.g. SKU-RED-MUG:2:12.50 ({exc})"
+        ) from exc
+
+
+def _order_from_input(
+    file: Path | None, sample: str | None, fields: dict[str, object]
+) -> OrderPlaced:
+    from choreo.scenarios import scenario_order
+
+    if file is not None:
+        data = orjson.loads(file.read_bytes())
+    elif sample is not None:
+        data = scenario_order(sample).model_dump()
+    else:
+        data = {}
+    if "placed_at" not in data:
+        data["placed_at"] = utc_now()
+    address = dict(data.get("shipping_address") or {})
+    for flag, key in (
+        ("recipient", "recipient"), ("street", "line1"), ("city", "city"),
+        ("postal_code", "postal_code"), ("country", "country_code"),
+    ):  # fmt: skip
+        if fields.get(flag) is not None:
+            address[key] = fields[flag]
+    if address:
+        data["shipping_address"] = address
+    for flag, key in (
+        ("customer_id", "customer_id"), ("email", "customer_email"), ("name", "customer_name"),
+        ("currency", "currency"), ("token", "payment_token"),
+    ):  # fmt: skip
+        if fields.get(flag) is not None:
+            data[key] = fields[flag]
+    if fields.get("items"):
+        data["items"] = fields["items"]
+    if "total_minor" not in data or fields.get("items"):
+        data["total_minor"] = sum(
+            int(i["quantity"]) * int(i["unit_price_minor"]) for i in data.get("items", [])
+        )
+    return OrderPlaced.model_validate(data)
+
+
+@orders_app.command("place")
+def orders_place(
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Order as JSON.")] = None,
+    sample: Annotated[
+        str | None, typer.Option(help="A sample order: " + ", ".join(SCENARIOS))
+    ] = None,
+    item: Annotated[
+        list[str] | None, typer.Option(help="SKU:QUANTITY:UNIT_PRICE, repeatable.")
+    ] = None,
+    customer_id: Annotated[str | None, typer.Option(help="Customer id.")] = None,
+    email: Annotated[str | None, typer.Option(help="Customer e-mail.")] = None,
+    name: Annotated[str | None, typer.Option(help="Customer name.")] = None,
+    currency: Annotated[str | None, typer.Option(help="ISO 4217, e.g. EUR.")] = None,
+    token: Annotated[str | None, typer.Option(help="Payment token.")] = None,
+    recipient: Annotated[str | None, typer.Option(help="Ship to: recipient.")] = None,
+    street: Annotated[str | None, typer.Option(help="Ship to: street and number.")] = None,
+    city: Annotated[str | None, typer.Option(help="Ship to: city.")] = None,
+    postal_code: Annotated[str | None, typer.Option(help="Ship to: postal code.")] = None,
+    country: Annotated[str | None, typer.Option(help="Ship to: ISO country code.")] = None,
+    order_id: Annotated[str | None, typer.Option(help="Order id (default: generated).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the placed event.")] = False,
+) -> None:
+    """Publish an `order.placed` event and print the order id.
+
+    Build the order from flags, from `--file order.json` (the fields of order.placed), or from
+    `--sample NAME`; flags override the file or sample. The total is computed from the items.
+    """
+    fields: dict[str, object] = {
+        "customer_id": customer_id, "email": email, "name": name, "currency": currency,
+        "token": token, "recipient": recipient, "street": street, "city": city,
+        "postal_code": postal_code, "country": country,
+        "items": [_parse_item(i) for i in item or []],
+    }  # fmt: skip
+    try:
+        order = _order_from_input(file, sample, fields)
+    except pydantic.ValidationError as exc:
+        console.print("[bold red]invalid order:[/]")
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(order)"
+            console.print(f"  {where}: {err['msg']}")
+        raise typer.Exit(2) from None
+    except (KeyError, OSError, orjson.JSONDecodeError) as exc:
+        console.print(f"[bold red]invalid order:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def place() -> Message[Event]:
+        async with ChoreoClient() as client:
+            return await client.place_order(order, order_id)
+
+    message = asyncio.run(place())
+    if as_json:
+        _print_json(
+            {
+                "envelope": message.envelope.model_dump(mode="json"),
+                "event": message.event.model_dump(mode="json"),
+            }
+        )
+    else:
+        out.print(message.order_id)
+
+
+@orders_app.command("approve")
+def orders_approve(
+    order_id: Annotated[str, typer.Argument(help="The order waiting for approval.")],
+    by: Annotated[str, typer.Option("--by", help="Who approves.")],
+    reason: Annotated[str | None, typer.Option(help="Why (optional).")] = None,
+) -> None:
+    """Approve an order that waits for approval (publishes `order.approved`)."""
+
+    async def approve() -> None:
+        async with ChoreoClient() as client:
+            await client.approve(order_id, by=by, reason=reason)
+
+    try:
+        asyncio.run(approve())
+    except ChoreoError as exc:
+        _fail(exc)
+    out.print(f"approved {order_id}")
+
+
+@orders_app.command("reject")
+def orders_reject(
+    order_id: Annotated[str, typer.Argument(help="The order waiting for approval.")],
+    by: Annotated[str, typer.Option("--by", help="Who rejects.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+) -> None:
+    """Reject an order that waits for approval (publishes `order.rejected`)."""
+
+    async def reject() -> None:
+        async with ChoreoClient() as client:
+            await client.reject(order_id, by=by, reason=reason)
+
+    try:
+        asyncio.run(reject())
+    except ChoreoError as exc:
+        _fail(exc)
+    out.print(f"rejected {order_id}")
+
+
+# --------------------------------------------------------------------------- dlq
+
+
+def _dead_letters(include_redriven: bool) -> list[DeadLetterEntry]:
+    async def read() -> list[DeadLetterEntry]:
+        async with ChoreoClient() as client:
+            return await client.dead_letters(include_redriven=include_redriven)
+
+    return asyncio.run(read())
+
+
+def _letter_json(entry: DeadLetterEntry, full: bool) -> dict[str, object]:
+    data: dict[str, object] = {"id": entry.id, **entry.letter.model_dump(mode="json")}
+    data["redriven_at"] = entry.redriven_at.isoformat() if entry.redriven_at else None
+    if not full:
+        for key in ("value_b64", "key_b64", "headers"):
+            data.pop(key, None)
+    return data
+
+
+@dlq_app.command("list")
+def dlq_list(
+    include_redriven: Annotated[
+        bool, typer.Option("--all", help="Include dead letters already redriven.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Dead letters waiting for attention: id, consumer, event, reason, attempts."""
+    entries = _dead_letters(include_redriven)
+    if as_json:
+        _print_json([_letter_json(e, full=False) for e in entries])
+        return
+    table = Table("id", "consumer", "event type", "order", "attempts", "reason")
+    for e in entries:
+        d = e.letter
+        order = (d.original_key or b"").decode(errors="replace")
+        reason = d.reason if e.redriven_at is None else f"(redriven) {d.reason}"
+        table.add_row(e.id, d.consumer, d.event_type or "?", order, str(d.attempts), reason[:80])
+    out.print(table)
+    out.print(f"{len(entries)} dead letter(s)")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    entry_id: Annotated[str, typer.Argument(help="partition:offset from `list`.")],
+) -> None:
+    """Everything about one dead letter, the original message included (base64)."""
+    entries = {e.id: e for e in _dead_letters(include_redriven=True)}
+    if entry_id not in entries:
+        _fail(ChoreoError(f"no dead letter {entry_id}"))
+    _print_json(_letter_json(entries[entry_id], full=True))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    entry_ids: Annotated[list[str] | None, typer.Argument(help="Ids from `list`.")] = None,
+    all_pending: Annotated[bool, typer.Option("--all", help="Redrive every pending one.")] = False,
+) -> None:
+    """Publish dead-lettered messages again, unchanged, to their source topics."""
+    if not entry_ids and not all_pending:
+        _fail(ChoreoError("name dead letter ids, or --all"))
+
+    async def redrive() -> list[DeadLetterEntry]:
+        async with ChoreoClient() as client:
+            ids = entry_ids or [e.id for e in await client.dead_letters()]
+            return await client.redrive(ids) if ids else []
+
+    try:
+        done = asyncio.run(redrive())
+    except ChoreoError as exc:
+        _fail(exc)
+        return
+    out.print(f"redrove {len(done)} message(s)")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@app.command("service")
+def service(
+    name: Annotated[
+        str, typer.Argument(help="inventory, payment, shipping, crm, email, saga-coordinator")
+    ],
+) -> None:
+    """Run one Choreo process in the foreground until SIGTERM or Ctrl-C."""
+    from choreo.supervisor import load_builder
+    from events.service import run_service
+
+    try:
+        builder = load_builder(name)
+    except KeyError as exc:
+        _fail(ChoreoError(str(exc.args[0])))
+        return
+    run_service(builder, get_settings())
+
+
+def _run_pid_file() -> Path:
+    return get_settings().state_dir / "run.pid"
+
+
+@app.command("run")
+def run(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run just these processes.")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run in the background; log to .state/run.log.")
+    ] = False,
+) -> None:
+    """Run all services and the saga coordinator as supervised processes (restarted when
+    they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
+    from choreo.supervisor import PROCESSES, Supervisor
+
+    names = only or list(PROCESSES)
+    unknown = [n for n in names if n not in PROCESSES]
+    if unknown:
+        _fail(
+            ChoreoError(f"unknown process(es) {', '.join(unknown)}; one of {', '.join(PROCESSES)}")
+        )
+    if detach:
+        _detach(names)
+        return
+
+    def echo(name: str, color: str, line: str) -> None:
+        out.print(f"[{color}]{name:>16}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
+
+    asyncio.run(Supervisor(names, echo=echo).run())
+
+
+def _detach(names: list[str]) -> None:
+    import subprocess
+
+    pid_file = _run_pid_file()
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        out.print(f"already running (pid {pid_file.read_text().strip()}); `choreo stop` first")
+        return
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    log_path = pid_file.with_name("run.log")
+    args = [sys.executable, "-m", "choreo", "run"]
+    for name in names:
+        args += ["--only", name]
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+    pid_file.write_text(str(proc.pid))
+    out.print(f"choreo running in the background (pid {proc.pid}); logs: {log_path}")
+    out.print("stop it with: choreo stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@app.command("stop")
+def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0) -> None:
+    """Stop a `choreo run --detach` (SIGTERM; its processes drain and commit first)."""
+    import signal
+    import time
+
+    pid_file = _run_pid_file()
+    if not pid_file.exists():
+        out.print("not running")
+        return
+    pid = int(pid_file.read_text())
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    out.print("stopped")
 
 
 def main() -> None:

@@ -6,8 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from events.codec import Codec
 from events.errors import ContractError
@@ -16,7 +15,7 @@ from events.producer import EventProducer
 from events.samples import EXAMPLES
 from events.schemas import SchemaRegistry
 from events.settings import Settings
-from events.topics import event_topics
+from events.topics import event_topics, partitions_of
 
 
 @dataclass(frozen=True)
@@ -38,18 +37,9 @@ def make_codec(settings: Settings) -> Codec:
 
 async def _assign_at_end(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str]) -> None:
     """Assign every partition of ``topics`` and position the consumer at their current ends."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    partitions = [
-        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
-    ]
+    partitions = await partitions_of(settings, topics)
     consumer.assign(partitions)
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-    for tp, offset in ends.items():
+    for tp, offset in (await consumer.end_offsets(partitions)).items():
         consumer.seek(tp, offset)
 
 

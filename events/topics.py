@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from events.catalog import CATALOG
@@ -68,3 +69,17 @@ async def provision_topics(settings: Settings, topics: Iterable[str] | None = No
         return missing
     finally:
         await admin.close()
+
+
+async def partitions_of(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``, from the cluster's metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return sorted(
+        (TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]),
+        key=lambda tp: (tp.topic, tp.partition),
+    )

@@ -1,0 +1,140 @@
+"""`choreo run`: every Choreo process as a supervised child, with one log stream.
+
+Children are ``python -m choreo service NAME``. Their output is prefixed with their name; a
+child that exits unexpectedly is restarted with exponential backoff (reset after a minute of
+health). SIGTERM or Ctrl-C stops every child with SIGTERM (they drain and commit), waits,
+and kills what is left after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.service import Service
+from events.settings import Settings
+
+PROCESSES: dict[str, str] = {
+    "inventory": "services.inventory.service:build",
+    "payment": "services.payment.service:build",
+    "shipping": "services.shipping.service:build",
+    "crm": "services.crm.service:build",
+    "email": "services.email.service:build",
+    "saga-coordinator": "saga_coordinator.service:build",
+}
+"""Process name → ``module:function`` building its :class:`Service` from the settings."""
+
+COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
+
+
+def load_builder(name: str) -> Callable[[Settings], Service[Any]]:
+    """The ``build`` function of process ``name``."""
+    try:
+        target = PROCESSES[name]
+    except KeyError:
+        raise KeyError(f"unknown process {name!r}; one of: {', '.join(PROCESSES)}") from None
+    module, _, function = target.partition(":")
+    builder: Callable[[Settings], Service[Any]] = getattr(importlib.import_module(module), function)
+    return builder
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    color: str
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff_s: float = 1.0
+    pump: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    """Starts, watches, restarts and stops the children."""
+
+    def __init__(
+        self,
+        names: list[str],
+        *,
+        echo: Callable[[str, str, str], None],
+        grace_s: float = 20.0,
+    ) -> None:
+        self.children = [Child(n, COLORS[i % len(COLORS)]) for i, n in enumerate(names)]
+        self.echo = echo
+        self.grace_s = grace_s
+        self.stopping = asyncio.Event()
+
+    async def _spawn(self, child: Child) -> None:
+        child.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "choreo",
+            "service",
+            child.name,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        child.started_at = time.monotonic()
+        child.pump = asyncio.create_task(self._pump(child, child.proc))
+        self.echo(child.name, child.color, f"started (pid {child.proc.pid})")
+
+    async def _pump(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            self.echo(child.name, child.color, raw.decode(errors="replace").rstrip())
+
+    async def _watch(self, child: Child) -> None:
+        while not self.stopping.is_set():
+            await self._spawn(child)
+            assert child.proc is not None
+            code = await child.proc.wait()
+            if child.pump is not None:
+                await child.pump
+            if self.stopping.is_set():
+                return
+            healthy_for = time.monotonic() - child.started_at
+            child.backoff_s = 1.0 if healthy_for > 60 else min(child.backoff_s * 2, 30.0)
+            child.restarts += 1
+            self.echo(
+                child.name,
+                child.color,
+                f"exited with code {code}; restart #{child.restarts} in {child.backoff_s:.0f}s",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), child.backoff_s)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
+        await self.stopping.wait()
+        self.echo("choreo", "white", "stopping all processes")
+        for child in self.children:
+            if child.proc is not None and child.proc.returncode is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                await asyncio.wait_for(child.proc.wait(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                self.echo(child.name, child.color, "did not stop in time; killing")
+                child.proc.kill()
+                await child.proc.wait()
+        for task in watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.echo("choreo", "white", "all processes stopped")
