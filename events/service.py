@@ -167,6 +167,8 @@ def run_service(build: Callable[[Settings], Service[Any]], settings: Settings) -
             loop.add_signal_handler(sig, runtime.stopping.set)
         log.info("%s starting", service.name)
         try:
+            await runtime.start()
+            log.info("%s ready: consuming %s", service.name, ", ".join(runtime.consumer.topics))
             await runtime.run()
         finally:
             await runtime.close()

@@ -1,0 +1,96 @@
+"""The whole platform as real processes, for end-to-end tests.
+
+Each :class:`Platform` runs every Choreo process (``python -m choreo service NAME``) with its
+own topic prefix (hence its own topics, consumer groups and PostgreSQL schemas) and short
+deadlines, writes each process's log to a file, and can SIGKILL and restart any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from choreo.supervisor import PROCESSES
+from events.settings import Settings
+
+
+class Platform:
+    """Real processes of one Choreo deployment."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], log_dir: Path) -> None:
+        self.settings = settings
+        self.env = {
+            **os.environ,
+            "CHOREO_TOPIC_PREFIX": settings.topic_prefix,
+            "CHOREO_LOG_FORMAT": "text",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.log_dir = log_dir
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    async def start(self, *names: str, timeout: float = 60.0) -> None:
+        """Start processes (default: all) and wait until each says it is ready."""
+        wanted = list(names or PROCESSES)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in wanted:
+            log = self.log_path(name).open("ab")
+            self.procs[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "choreo", "service", name,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, env=self.env,
+            )  # fmt: skip
+            log.close()
+        deadline = time.monotonic() + timeout
+        for name in wanted:
+            while f"{name} ready" not in self.log(name):
+                proc = self.procs[name]
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"{name} did not become ready:\n{self.tail(name)}")
+                await asyncio.sleep(0.1)
+
+    def log(self, name: str) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        return "\n".join(self.log(name).splitlines()[-lines:])
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL: no drain, no commit, no goodbye."""
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    async def stop(self, grace_s: float = 20.0) -> dict[str, int | None]:
+        """SIGTERM every process, wait for them to drain; returns their exit codes."""
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = await asyncio.wait_for(proc.wait(), grace_s)
+            except TimeoutError:
+                proc.kill()
+                codes[name] = None
+                with contextlib.suppress(ProcessLookupError):
+                    await proc.wait()
+        self.procs.clear()
+        return codes
+
+    def errors(self) -> list[str]:
+        """Tracebacks any process logged (a crash a test should notice)."""
+        return [
+            f"{name}: {line}"
+            for name in PROCESSES
+            for line in self.log(name).splitlines()
+            if line.startswith("Traceback")
+        ]
