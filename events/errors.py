@@ -35,6 +35,14 @@ class TransientError(HandlerError):
     retryable = True
 
 
+class NotReadyError(TransientError):
+    """What the handler needs has not arrived yet (e.g. the order's `order.placed` on another
+    topic). Retried like any transient error, but with a longer budget: the wait is for the
+    rest of the system, not for a flaky provider."""
+
+    max_attempts = 30
+
+
 class PermanentError(HandlerError):
     """A failure that retrying will not fix; the message goes to the dead-letter topic."""
 

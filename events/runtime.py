@@ -46,6 +46,7 @@ E = TypeVar("E", bound=Event)
 
 HandlerResult = Iterable[Event] | None
 HandlerFunc = Callable[[Message[Any], Any], Awaitable[HandlerResult]]
+R = TypeVar("R", bound=Iterable[Event] | None)
 GiveUpFunc = Callable[[Message[Any], BaseException, Any], Awaitable[HandlerResult]]
 
 
@@ -87,16 +88,16 @@ class Router(Generic[C]):
         on_give_up: Callable[[Message[E], BaseException, C], Awaitable[HandlerResult]]
         | None = None,
     ) -> Callable[
-        [Callable[[Message[E], C], Awaitable[HandlerResult]]],
-        Callable[[Message[E], C], Awaitable[HandlerResult]],
+        [Callable[[Message[E], C], Awaitable[R]]],
+        Callable[[Message[E], C], Awaitable[R]],
     ]:
         """Register the decorated function as the handler of ``model``'s event type."""
         if EVENT_TYPES.get(getattr(model, "event_type", "")) is not model:
             raise TypeError(f"{model!r} is not an event type of the catalog")
 
         def register(
-            func: Callable[[Message[E], C], Awaitable[HandlerResult]],
-        ) -> Callable[[Message[E], C], Awaitable[HandlerResult]]:
+            func: Callable[[Message[E], C], Awaitable[R]],
+        ) -> Callable[[Message[E], C], Awaitable[R]]:
             if not inspect.iscoroutinefunction(func):
                 raise TypeError(f"handler {func.__qualname__} must be an async function")
             params = [
@@ -358,7 +359,8 @@ class EventConsumer:
                 raise
             except Exception as exc:
                 span.record_exception(exc)
-                if not is_retryable(exc) or attempt >= self.settings.handler_max_attempts:
+                max_attempts = getattr(exc, "max_attempts", self.settings.handler_max_attempts)
+                if not is_retryable(exc) or attempt >= max_attempts:
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                     await self._dead_letter(
                         record,
@@ -377,7 +379,7 @@ class EventConsumer:
                     message.envelope.event_type,
                     message.order_id,
                     attempt,
-                    self.settings.handler_max_attempts,
+                    max_attempts,
                     delay,
                     exc,
                 )

@@ -1,0 +1,13 @@
+"""CRM: keeps each customer's profile (orders and lifetime value) and pushes it to the CRM.
+
+Reacts to:
+    ``order.placed``: remember the order's customer and total; emits nothing.
+    ``shipment.scheduled``: count the order in its customer's profile, once per order →
+    ``crm.customer_updated``.
+
+A profile is kept per customer and currency: amounts in different currencies are never added.
+"""
+
+from __future__ import annotations
+
+SERVICE_NAME = "crm"

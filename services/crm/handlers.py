@@ -1,0 +1,78 @@
+"""CRM handlers: remember the order's customer, count the order once it ships."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from events.catalog import CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
+from events.errors import NotReadyError, TransientError
+from events.model import Event, Message, utc_now
+from events.runtime import Router
+from services.crm import SERVICE_NAME
+from services.crm.store import CustomerOrder, Profile
+
+if TYPE_CHECKING:
+    from services.crm.service import CrmContext
+
+log = logging.getLogger("choreo.crm")
+
+router: Router[CrmContext] = Router(SERVICE_NAME)
+
+
+def _updated(profile: Profile) -> list[Event]:
+    return [
+        CrmCustomerUpdated(
+            customer_id=profile.customer_id,
+            orders_count=profile.orders_count,
+            lifetime_value_minor=profile.lifetime_value_minor,
+            currency=profile.currency,
+            updated_at=profile.updated_at,
+        )
+    ]
+
+
+@router.on(OrderPlaced)
+async def remember_order(message: Message[OrderPlaced], ctx: CrmContext) -> list[Event]:
+    """Keep whose order it is and what it is worth."""
+    placed = message.event
+    await ctx.store.save_order(
+        CustomerOrder(message.order_id, placed.customer_id, placed.total_minor, placed.currency)
+    )
+    return []
+
+
+@router.on(ShipmentScheduled)
+async def count_order(message: Message[ShipmentScheduled], ctx: CrmContext) -> list[Event]:
+    """Add the shipped order to its customer's profile once; a repeat re-emits the update."""
+    order = await ctx.store.order(message.order_id)
+    if order is None:
+        raise NotReadyError(f"order {message.order_id}: order.placed not seen yet")
+    if order.counted is not None:
+        return _updated(order.counted)
+    profile, counted = await ctx.store.count_order(message.order_id, utc_now())
+    if not counted:
+        # A concurrent delivery counted it first (and pushed it); a push of this older
+        # profile now could overwrite a newer one in the CRM.
+        return _updated(profile)
+    try:
+        await asyncio.wait_for(
+            ctx.provider.push_profile(
+                customer_id=profile.customer_id,
+                currency=profile.currency,
+                orders_count=profile.orders_count,
+                lifetime_value_minor=profile.lifetime_value_minor,
+            ),
+            ctx.config.timeout_s,
+        )
+    except TimeoutError as exc:
+        # Rolls the count back with the transaction; the retry counts the order again, once.
+        raise TransientError(f"CRM did not answer within {ctx.config.timeout_s}s") from exc
+    log.info(
+        "order %s: customer %s now has %d orders",
+        message.order_id,
+        profile.customer_id,
+        profile.orders_count,
+    )
+    return _updated(profile)

@@ -1,0 +1,138 @@
+"""Email handlers: remember the recipient, send the confirmation and the cancellation notice.
+
+Each template is sent at most once per order: the store is checked first, the mailer gets
+``<order id>:<template>`` as idempotency key, and the table keeps one row per (order,
+template). When the runtime gives up on a mail (a bounce, or transient failures past the
+retry budget) the give-up hooks emit ``email.failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from events.catalog import (
+    EmailFailed,
+    EmailSent,
+    EmailTemplate,
+    OrderCancelled,
+    OrderPlaced,
+    ShipmentScheduled,
+)
+from events.errors import NotReadyError, PermanentError, TransientError
+from events.model import Event, Message, utc_now
+from events.runtime import Router
+from services.email import SERVICE_NAME
+from services.email.store import Recipient
+
+if TYPE_CHECKING:
+    from services.email.service import EmailContext
+
+log = logging.getLogger("choreo.email")
+
+CONFIRMATION: EmailTemplate = "order_confirmation"
+CANCELLATION: EmailTemplate = "order_cancelled"
+
+router: Router[EmailContext] = Router(SERVICE_NAME)
+
+
+def render(
+    template: EmailTemplate, order_id: str, name: str | None, detail: str
+) -> tuple[str, str]:
+    """The subject and body of a mail."""
+    greeting = f"Hello {name}," if name else "Hello,"
+    if template == CONFIRMATION:
+        return (
+            f"Your order {order_id} is on its way",
+            f"{greeting}\n\nyour order {order_id} has shipped. {detail}\n",
+        )
+    if template == CANCELLATION:
+        return (
+            f"Your order {order_id} was cancelled",
+            f"{greeting}\n\nwe had to cancel your order {order_id} ({detail}). "
+            "Any payment has been refunded.\n",
+        )
+    raise PermanentError(f"the email service cannot render {template}")
+
+
+async def _send(
+    order_id: str, template: EmailTemplate, detail: str, ctx: EmailContext
+) -> list[Event]:
+    """Send ``template`` for the order once; a repeat re-emits the first ``email.sent``."""
+    done = {mail.template: mail for mail in await ctx.store.sent(order_id)}
+    mail = done.get(template)
+    if mail is None:
+        recipient = await ctx.store.recipient(order_id)
+        if recipient is None:
+            raise NotReadyError(f"order {order_id}: order.placed not seen yet, no recipient")
+        subject, body = render(template, order_id, recipient.name, detail)
+        try:
+            message_id = await asyncio.wait_for(
+                ctx.provider.send(
+                    idempotency_key=f"{order_id}:{template}",
+                    to=recipient.email,
+                    subject=subject,
+                    body=body,
+                ),
+                ctx.config.timeout_s,
+            )
+        except TimeoutError as exc:
+            raise TransientError(f"mailer did not answer within {ctx.config.timeout_s}s") from exc
+        mail = await ctx.store.record_sent(order_id, template, message_id, utc_now())
+        log.info("order %s: sent %s as %s", order_id, template, message_id)
+    return [EmailSent(template=mail.template, message_id=mail.message_id, sent_at=mail.sent_at)]
+
+
+def _failed(template: EmailTemplate, error: BaseException) -> list[Event]:
+    """``email.failed`` for a mail the runtime gave up on."""
+    return [
+        EmailFailed(
+            template=template,
+            reason=str(error) or type(error).__name__,
+            permanent=isinstance(error, PermanentError),
+            failed_at=utc_now(),
+        )
+    ]
+
+
+@router.on(OrderPlaced)
+async def remember_recipient(message: Message[OrderPlaced], ctx: EmailContext) -> list[Event]:
+    """Keep who gets the order's mails."""
+    placed = message.event
+    await ctx.store.save_recipient(
+        Recipient(message.order_id, placed.customer_email, placed.customer_name)
+    )
+    return []
+
+
+async def confirmation_failed(
+    message: Message[ShipmentScheduled], error: BaseException, ctx: EmailContext
+) -> list[Event]:
+    """Give-up hook: the confirmation could not be sent."""
+    log.warning("order %s: gave up on %s: %s", message.order_id, CONFIRMATION, error)
+    return _failed(CONFIRMATION, error)
+
+
+@router.on(ShipmentScheduled, on_give_up=confirmation_failed)
+async def send_confirmation(message: Message[ShipmentScheduled], ctx: EmailContext) -> list[Event]:
+    """Tell the customer the order shipped."""
+    shipment = message.event
+    eta = shipment.estimated_delivery
+    detail = f"{shipment.carrier} delivers it" + (f" by {eta:%d %B %Y}." if eta else " soon.")
+    return await _send(message.order_id, CONFIRMATION, detail, ctx)
+
+
+async def cancellation_failed(
+    message: Message[OrderCancelled], error: BaseException, ctx: EmailContext
+) -> list[Event]:
+    """Give-up hook: the cancellation notice could not be sent."""
+    log.warning("order %s: gave up on %s: %s", message.order_id, CANCELLATION, error)
+    return _failed(CANCELLATION, error)
+
+
+@router.on(OrderCancelled, on_give_up=cancellation_failed)
+async def send_cancellation(message: Message[OrderCancelled], ctx: EmailContext) -> list[Event]:
+    """Tell the customer the order was cancelled."""
+    reason = message.event.reason.replace("_", " ")
+    return await _send(message.order_id, CANCELLATION, reason, ctx)

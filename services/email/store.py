@@ -1,0 +1,155 @@
+"""Email state: each order's recipient and the mails sent for it (one per template at most).
+
+Handlers see the :class:`EmailStore` protocol. :class:`PostgresEmailStore` runs inside the
+delivery's transaction; :class:`InMemoryEmailStore` backs the unit tests.
+``tests/integration/services/test_stores.py`` runs one contract suite against both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from events.catalog import EmailTemplate
+from events.postgres import Connection
+
+DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.recipients (
+    order_id text PRIMARY KEY,
+    email    text NOT NULL,
+    name     text
+);
+CREATE TABLE IF NOT EXISTS {schema}.sent_emails (
+    order_id   text        NOT NULL,
+    template   text        NOT NULL,
+    message_id text        NOT NULL,
+    sent_at    timestamptz NOT NULL,
+    -- At most one mail per order and template.
+    PRIMARY KEY (order_id, template)
+);
+"""
+"""The email service's tables; ``{schema}`` stands for the service's schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who gets an order's mails. ``email`` is personal data: never log it."""
+
+    order_id: str
+    email: str
+    name: str | None
+
+    def __repr__(self) -> str:
+        # Keeps the address out of logs and tracebacks that print the object.
+        return f"Recipient(order_id={self.order_id!r}, email=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class SentEmail:
+    """A mail the provider accepted for an order."""
+
+    order_id: str
+    template: EmailTemplate
+    message_id: str
+    sent_at: datetime
+
+
+class EmailStore(Protocol):
+    """The operations the email handlers need."""
+
+    async def save_recipient(self, recipient: Recipient) -> bool:
+        """Remember the recipient; False (and nothing changed) when one was already there."""
+
+    async def recipient(self, order_id: str) -> Recipient | None:
+        """The order's recipient, if ``order.placed`` was seen."""
+
+    async def record_sent(
+        self, order_id: str, template: EmailTemplate, message_id: str, at: datetime
+    ) -> SentEmail:
+        """Record a sent mail; the first record per (order, template) wins and is returned."""
+
+    async def sent(self, order_id: str) -> list[SentEmail]:
+        """The mails sent for the order, by template (the invariant query)."""
+
+
+class PostgresEmailStore:
+    """:class:`EmailStore` on the delivery transaction's connection."""
+
+    def __init__(self, conn: Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    async def save_recipient(self, recipient: Recipient) -> bool:
+        inserted = await self.conn.fetchval(
+            f"INSERT INTO {self.schema}.recipients (order_id, email, name) VALUES ($1, $2, $3)"
+            " ON CONFLICT (order_id) DO NOTHING RETURNING true",
+            recipient.order_id,
+            recipient.email,
+            recipient.name,
+        )
+        return bool(inserted)
+
+    async def recipient(self, order_id: str) -> Recipient | None:
+        row = await self.conn.fetchrow(
+            f"SELECT order_id, email, name FROM {self.schema}.recipients WHERE order_id = $1",
+            order_id,
+        )
+        return Recipient(**dict(row)) if row else None
+
+    async def record_sent(
+        self, order_id: str, template: EmailTemplate, message_id: str, at: datetime
+    ) -> SentEmail:
+        await self.conn.execute(
+            f"INSERT INTO {self.schema}.sent_emails (order_id, template, message_id, sent_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (order_id, template) DO NOTHING",
+            order_id,
+            template,
+            message_id,
+            at,
+        )
+        row = await self.conn.fetchrow(
+            f"SELECT order_id, template, message_id, sent_at FROM {self.schema}.sent_emails"
+            " WHERE order_id = $1 AND template = $2",
+            order_id,
+            template,
+        )
+        return SentEmail(**dict(row))
+
+    async def sent(self, order_id: str) -> list[SentEmail]:
+        rows = await self.conn.fetch(
+            f"SELECT order_id, template, message_id, sent_at FROM {self.schema}.sent_emails"
+            " WHERE order_id = $1 ORDER BY template",
+            order_id,
+        )
+        return [SentEmail(**dict(row)) for row in rows]
+
+
+class InMemoryEmailStore:
+    """:class:`EmailStore` in dictionaries, for unit tests (single task, no rollback)."""
+
+    def __init__(self) -> None:
+        self._recipients: dict[str, Recipient] = {}
+        self._sent: dict[tuple[str, str], SentEmail] = {}
+
+    async def save_recipient(self, recipient: Recipient) -> bool:
+        if recipient.order_id in self._recipients:
+            return False
+        self._recipients[recipient.order_id] = recipient
+        return True
+
+    async def recipient(self, order_id: str) -> Recipient | None:
+        return self._recipients.get(order_id)
+
+    async def record_sent(
+        self, order_id: str, template: EmailTemplate, message_id: str, at: datetime
+    ) -> SentEmail:
+        return self._sent.setdefault(
+            (order_id, template), SentEmail(order_id, template, message_id, at)
+        )
+
+    async def sent(self, order_id: str) -> list[SentEmail]:
+        return sorted(
+            (mail for (oid, _), mail in self._sent.items() if oid == order_id),
+            key=lambda mail: mail.template,
+        )

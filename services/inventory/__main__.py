@@ -1,0 +1,10 @@
+"""``python -m services.inventory``: run the inventory service until SIGTERM."""
+
+from __future__ import annotations
+
+from events.service import run_service
+from events.settings import get_settings
+from services.inventory.service import build
+
+if __name__ == "__main__":
+    run_service(build, get_settings())

@@ -1,0 +1,115 @@
+"""Inventory handlers: reserve on ``order.placed``, release on ``inventory.release``, ship on
+``shipment.scheduled``.
+
+Each handler runs in the delivery's transaction and first locks its order, because the three
+event types arrive on different topics and may be processed at the same time. Messages are
+deduplicated by event id before they get here; commands the coordinator retries carry new event
+ids, so each handler is also idempotent by order id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from events.catalog import (
+    InventoryRelease,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    OrderPlaced,
+    ReservedItem,
+    ShipmentScheduled,
+    Shortage,
+)
+from events.model import Event, Message, utc_now
+from events.runtime import Router
+from services.inventory import SERVICE_NAME
+from services.inventory.store import Reservation
+
+if TYPE_CHECKING:
+    from services.inventory.service import InventoryContext
+
+log = logging.getLogger("choreo.inventory")
+
+OUT_OF_STOCK = "out_of_stock"
+UNKNOWN_SKU = "unknown_sku"
+
+router: Router[InventoryContext] = Router(SERVICE_NAME)
+
+
+def _outcome(record: Reservation) -> list[Event]:
+    """The event that tells the decision recorded for an order (sent again on redelivery)."""
+    if record.status == "failed":
+        return [
+            InventoryReservationFailed(
+                reason=record.reason or OUT_OF_STOCK,
+                unavailable=tuple(
+                    Shortage(sku=line.sku, requested=line.quantity, available=line.available or 0)
+                    for line in record.lines
+                ),
+            )
+        ]
+    if record.status == "released" or record.reservation_id is None:
+        # The order was compensated: its saga is over, and holding stock now would leak it.
+        log.info("order %s was released; not reserving again", record.order_id)
+        return []
+    return [
+        InventoryReserved(
+            reservation_id=record.reservation_id,
+            items=tuple(ReservedItem(sku=ln.sku, quantity=ln.quantity) for ln in record.lines),
+            reserved_at=record.decided_at,
+        )
+    ]
+
+
+@router.on(OrderPlaced)
+async def reserve(message: Message[OrderPlaced], ctx: InventoryContext) -> list[Event]:
+    """Hold every line of the order, or nothing."""
+    store = ctx.store
+    await store.lock_order(message.order_id)
+    existing = await store.reservation(message.order_id)
+    if existing is not None:
+        return _outcome(existing)
+    # An order may list one SKU on several lines; stock is held per SKU.
+    wanted: Counter[str] = Counter()
+    for item in message.event.items:
+        wanted[item.sku] += item.quantity
+    now = utc_now()
+    reservation_id = f"res-{uuid.uuid4().hex[:16]}"
+    short = await store.hold(message.order_id, reservation_id, wanted, now)
+    if not short:
+        log.info("order %s: reserved %s as %s", message.order_id, dict(wanted), reservation_id)
+        record = await store.reservation(message.order_id)
+        assert record is not None
+        return _outcome(record)
+    reason = UNKNOWN_SKU if any(not u.known for u in short) else OUT_OF_STOCK
+    log.info("order %s: cannot reserve (%s): %s", message.order_id, reason, short)
+    return _outcome(await store.record_failure(message.order_id, reason, short, now))
+
+
+@router.on(InventoryRelease)
+async def release(message: Message[InventoryRelease], ctx: InventoryContext) -> list[Event]:
+    """Put back whatever the order holds; always acknowledge, the coordinator waits for it."""
+    await ctx.store.lock_order(message.order_id)
+    now = utc_now()
+    record = await ctx.store.release(message.order_id, now)
+    log.info(
+        "order %s: released (%s), reservation %s",
+        message.order_id,
+        message.event.reason,
+        record.reservation_id,
+    )
+    return [InventoryReleased(reservation_id=record.reservation_id, released_at=now)]
+
+
+@router.on(ShipmentScheduled)
+async def ship(message: Message[ShipmentScheduled], ctx: InventoryContext) -> list[Event]:
+    """The carrier takes the order's reserved units: count them as shipped."""
+    await ctx.store.lock_order(message.order_id)
+    if not await ctx.store.ship(message.order_id, utc_now()):
+        # Already shipped (a redelivery), or released by a compensation that came first.
+        log.info("order %s: no reserved units to ship", message.order_id)
+    return []

@@ -1,0 +1,15 @@
+"""Shipping: books a carrier for a paid order, and cancels the booking when the saga compensates.
+
+Reacts to:
+    ``order.placed``: remember the shipping address and the items; emits nothing.
+    ``payment.charged``: book a carrier, once per order → ``shipment.scheduled``, or
+    ``shipment.failed`` when the destination country is not served.
+    ``shipment.cancel`` (compensation): cancel the booking if there is one →
+    ``shipment.cancelled`` (always; ``shipment_id`` None when nothing was booked).
+
+The address is personal data: it is stored, handed to the carrier, and never logged.
+"""
+
+from __future__ import annotations
+
+SERVICE_NAME = "shipping"

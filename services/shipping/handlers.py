@@ -1,0 +1,139 @@
+"""Shipping handlers: remember the parcel, book a carrier once paid, cancel on command.
+
+``payment.charged`` (payment topic) and ``shipment.cancel`` (shipment topic) may be processed at
+the same time, so both lock the order first: a cancel waits for a booking in flight and then
+cancels it. The address is personal data and is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
+
+from events.catalog import (
+    OrderPlaced,
+    PaymentCharged,
+    ReservedItem,
+    ShipmentCancel,
+    ShipmentCancelled,
+    ShipmentFailed,
+    ShipmentScheduled,
+)
+from events.errors import NotReadyError, TransientError
+from events.model import Event, Message, utc_now
+from events.runtime import Router
+from services.shipping import SERVICE_NAME
+from services.shipping.provider import Refused
+from services.shipping.store import Parcel, Shipment
+
+if TYPE_CHECKING:
+    from services.shipping.service import ShippingContext
+
+log = logging.getLogger("choreo.shipping")
+
+router: Router[ShippingContext] = Router(SERVICE_NAME)
+
+T = TypeVar("T")
+
+
+async def _within(call: Awaitable[T], timeout_s: float, what: str) -> T:
+    """Await a carrier call; a carrier that does not answer in time is a transient failure."""
+    try:
+        return await asyncio.wait_for(call, timeout_s)
+    except TimeoutError as exc:
+        raise TransientError(f"carrier did not answer {what} within {timeout_s}s") from exc
+
+
+def _outcome(shipment: Shipment) -> list[Event]:
+    """The event that tells a recorded booking or failure (sent again on a repeated charge)."""
+    if (
+        shipment.outcome == "scheduled"
+        and shipment.shipment_id is not None
+        and shipment.carrier is not None
+        and shipment.country_code is not None
+    ):
+        return [
+            ShipmentScheduled(
+                shipment_id=shipment.shipment_id,
+                carrier=shipment.carrier,
+                country_code=shipment.country_code,
+                estimated_delivery=shipment.estimated_delivery,
+                scheduled_at=shipment.decided_at,
+            )
+        ]
+    if shipment.outcome == "failed" and shipment.country_code is not None:
+        return [
+            ShipmentFailed(
+                reason=shipment.reason or "not shipped",
+                country_code=shipment.country_code,
+                failed_at=shipment.decided_at,
+            )
+        ]
+    return []
+
+
+@router.on(OrderPlaced)
+async def remember_parcel(message: Message[OrderPlaced], ctx: ShippingContext) -> list[Event]:
+    """Keep where the order goes and what goes in the box."""
+    items = tuple(ReservedItem(sku=i.sku, quantity=i.quantity) for i in message.event.items)
+    await ctx.store.save_parcel(Parcel(message.order_id, message.event.shipping_address, items))
+    return []
+
+
+@router.on(PaymentCharged)
+async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> list[Event]:
+    """Book a carrier for the paid order once; a repeated charge re-emits the first outcome."""
+    order_id = message.order_id
+    await ctx.store.lock_order(order_id)
+    existing = await ctx.store.shipment(order_id)
+    if existing is not None and existing.cancelled_at is not None:
+        # Compensated already (the cancel came first or the saga is over): never book now.
+        log.info("order %s is closed by a cancel; not shipping", order_id)
+        return []
+    if existing is not None:
+        return _outcome(existing)
+    parcel = await ctx.store.parcel(order_id)
+    if parcel is None:
+        raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot ship")
+    answer = await _within(
+        ctx.provider.book(reference=order_id, address=parcel.address, items=parcel.items),
+        ctx.config.carrier_timeout_s,
+        "the booking",
+    )
+    now = utc_now()
+    country = parcel.address.country_code
+    if isinstance(answer, Refused):
+        log.info("order %s: no carrier for %s (%s)", order_id, country, answer.reason)
+        return _outcome(await ctx.store.record_failed(order_id, answer.reason, country, now))
+    log.info("order %s: booked %s as %s", order_id, answer.carrier, answer.shipment_id)
+    shipment = await ctx.store.record_scheduled(
+        order_id, answer.shipment_id, answer.carrier, country, answer.estimated_delivery, now
+    )
+    return _outcome(shipment)
+
+
+@router.on(ShipmentCancel)
+async def cancel(message: Message[ShipmentCancel], ctx: ShippingContext) -> list[Event]:
+    """Cancel the order's booking if there is one; always acknowledge."""
+    order_id = message.order_id
+    await ctx.store.lock_order(order_id)
+    existing = await ctx.store.shipment(order_id)
+    if (
+        existing is not None
+        and existing.outcome == "scheduled"
+        and existing.shipment_id is not None
+        and existing.cancelled_at is None
+    ):
+        await _within(
+            ctx.provider.cancel(shipment_id=existing.shipment_id),
+            ctx.config.carrier_timeout_s,
+            "the cancellation",
+        )
+    shipment = await ctx.store.record_cancelled(order_id, utc_now())
+    assert shipment.cancelled_at is not None
+    log.info(
+        "order %s: shipment %s cancelled (%s)", order_id, shipment.shipment_id, message.event.reason
+    )
+    return [ShipmentCancelled(shipment_id=shipment.shipment_id, cancelled_at=shipment.cancelled_at)]

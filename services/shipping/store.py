@@ -1,0 +1,279 @@
+"""Shipping state: each order's parcel (address and items) and what became of its shipment.
+
+Handlers see the :class:`ShippingStore` protocol. :class:`PostgresShippingStore` runs inside the
+delivery's transaction; :class:`InMemoryShippingStore` backs the unit tests.
+``tests/integration/services/test_stores.py`` runs one contract suite against both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal, Protocol
+
+from events.catalog import Address, ReservedItem
+from events.postgres import Connection
+
+Outcome = Literal["scheduled", "failed", "none"]
+"""``none``: a cancel came before any booking; the order is closed without one."""
+
+DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.parcels (
+    order_id     text   PRIMARY KEY,
+    recipient    text   NOT NULL,
+    line1        text   NOT NULL,
+    line2        text,
+    city         text   NOT NULL,
+    postal_code  text   NOT NULL,
+    country_code text   NOT NULL,
+    skus         text[] NOT NULL,
+    quantities   int[]  NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {schema}.shipments (
+    order_id           text        PRIMARY KEY,
+    outcome            text        NOT NULL CHECK (outcome IN ('scheduled', 'failed', 'none')),
+    shipment_id        text,
+    carrier            text,
+    country_code       text,
+    estimated_delivery timestamptz,
+    reason             text,
+    decided_at         timestamptz NOT NULL,
+    cancelled_at       timestamptz,
+    CHECK ((outcome = 'scheduled') = (shipment_id IS NOT NULL))
+);
+"""
+"""The shipping service's tables; ``{schema}`` stands for the service's schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parcel:
+    """Where an order ships to and what goes in the box."""
+
+    order_id: str
+    address: Address
+    items: tuple[ReservedItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    """The outcome for one order. ``cancelled_at`` set means closed: never book it again."""
+
+    order_id: str
+    outcome: Outcome
+    decided_at: datetime
+    shipment_id: str | None = None
+    carrier: str | None = None
+    country_code: str | None = None
+    estimated_delivery: datetime | None = None
+    reason: str | None = None
+    cancelled_at: datetime | None = None
+
+
+class ShippingStore(Protocol):
+    """The operations the shipping handlers need."""
+
+    async def lock_order(self, order_id: str) -> None:
+        """Serialize the rest of this transaction with every other one on the same order."""
+
+    async def save_parcel(self, parcel: Parcel) -> bool:
+        """Remember the parcel; False (and nothing changed) when one was already there."""
+
+    async def parcel(self, order_id: str) -> Parcel | None:
+        """The order's parcel, if ``order.placed`` was seen."""
+
+    async def shipment(self, order_id: str) -> Shipment | None:
+        """What became of the order's shipment, if anything."""
+
+    async def record_scheduled(
+        self,
+        order_id: str,
+        shipment_id: str,
+        carrier: str,
+        country_code: str,
+        estimated_delivery: datetime | None,
+        at: datetime,
+    ) -> Shipment:
+        """Record a booking (the order must have no shipment outcome yet)."""
+
+    async def record_failed(
+        self, order_id: str, reason: str, country_code: str, at: datetime
+    ) -> Shipment:
+        """Record that no carrier could be booked (the order must have no outcome yet)."""
+
+    async def record_cancelled(self, order_id: str, at: datetime) -> Shipment:
+        """Close the order; with no outcome yet, records outcome ``none`` so it never ships."""
+
+
+_SHIPMENT_COLUMNS = (
+    "order_id, outcome, decided_at, shipment_id, carrier, country_code, estimated_delivery,"
+    " reason, cancelled_at"
+)
+
+
+class PostgresShippingStore:
+    """:class:`ShippingStore` on the delivery transaction's connection."""
+
+    def __init__(self, conn: Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    async def lock_order(self, order_id: str) -> None:
+        # A transaction-scoped advisory lock: released at commit or rollback, never leaked.
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self.schema}:{order_id}"
+        )
+
+    async def save_parcel(self, parcel: Parcel) -> bool:
+        a = parcel.address
+        inserted = await self.conn.fetchval(
+            f"INSERT INTO {self.schema}.parcels (order_id, recipient, line1, line2, city,"
+            " postal_code, country_code, skus, quantities)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (order_id) DO NOTHING RETURNING true",
+            parcel.order_id,
+            a.recipient,
+            a.line1,
+            a.line2,
+            a.city,
+            a.postal_code,
+            a.country_code,
+            [item.sku for item in parcel.items],
+            [item.quantity for item in parcel.items],
+        )
+        return bool(inserted)
+
+    async def parcel(self, order_id: str) -> Parcel | None:
+        row = await self.conn.fetchrow(
+            f"SELECT * FROM {self.schema}.parcels WHERE order_id = $1", order_id
+        )
+        if row is None:
+            return None
+        address = Address(
+            recipient=row["recipient"],
+            line1=row["line1"],
+            line2=row["line2"],
+            city=row["city"],
+            postal_code=row["postal_code"],
+            country_code=row["country_code"],
+        )
+        items = tuple(
+            ReservedItem(sku=sku, quantity=qty)
+            for sku, qty in zip(row["skus"], row["quantities"], strict=True)
+        )
+        return Parcel(order_id, address, items)
+
+    async def shipment(self, order_id: str) -> Shipment | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_SHIPMENT_COLUMNS} FROM {self.schema}.shipments WHERE order_id = $1",
+            order_id,
+        )
+        return Shipment(**dict(row)) if row else None
+
+    async def _insert(self, s: Shipment) -> Shipment:
+        await self.conn.execute(
+            f"INSERT INTO {self.schema}.shipments ({_SHIPMENT_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            s.order_id,
+            s.outcome,
+            s.decided_at,
+            s.shipment_id,
+            s.carrier,
+            s.country_code,
+            s.estimated_delivery,
+            s.reason,
+            s.cancelled_at,
+        )
+        return s
+
+    async def record_scheduled(
+        self,
+        order_id: str,
+        shipment_id: str,
+        carrier: str,
+        country_code: str,
+        estimated_delivery: datetime | None,
+        at: datetime,
+    ) -> Shipment:
+        return await self._insert(
+            Shipment(
+                order_id, "scheduled", at, shipment_id, carrier, country_code, estimated_delivery
+            )
+        )
+
+    async def record_failed(
+        self, order_id: str, reason: str, country_code: str, at: datetime
+    ) -> Shipment:
+        return await self._insert(
+            Shipment(order_id, "failed", at, country_code=country_code, reason=reason)
+        )
+
+    async def record_cancelled(self, order_id: str, at: datetime) -> Shipment:
+        row = await self.conn.fetchrow(
+            f"UPDATE {self.schema}.shipments SET cancelled_at = coalesce(cancelled_at, $2)"
+            f" WHERE order_id = $1 RETURNING {_SHIPMENT_COLUMNS}",
+            order_id,
+            at,
+        )
+        if row is not None:
+            return Shipment(**dict(row))
+        return await self._insert(Shipment(order_id, "none", at, cancelled_at=at))
+
+
+class InMemoryShippingStore:
+    """:class:`ShippingStore` in dictionaries, for unit tests (single task, no rollback)."""
+
+    def __init__(self) -> None:
+        self._parcels: dict[str, Parcel] = {}
+        self._shipments: dict[str, Shipment] = {}
+
+    async def lock_order(self, order_id: str) -> None:
+        # One task at a time touches the dictionaries; there is nothing to serialize.
+        return None
+
+    async def save_parcel(self, parcel: Parcel) -> bool:
+        if parcel.order_id in self._parcels:
+            return False
+        self._parcels[parcel.order_id] = parcel
+        return True
+
+    async def parcel(self, order_id: str) -> Parcel | None:
+        return self._parcels.get(order_id)
+
+    async def shipment(self, order_id: str) -> Shipment | None:
+        return self._shipments.get(order_id)
+
+    def _insert(self, shipment: Shipment) -> Shipment:
+        if shipment.order_id in self._shipments:
+            raise ValueError(f"order {shipment.order_id} already has a shipment outcome")
+        self._shipments[shipment.order_id] = shipment
+        return shipment
+
+    async def record_scheduled(
+        self,
+        order_id: str,
+        shipment_id: str,
+        carrier: str,
+        country_code: str,
+        estimated_delivery: datetime | None,
+        at: datetime,
+    ) -> Shipment:
+        return self._insert(
+            Shipment(
+                order_id, "scheduled", at, shipment_id, carrier, country_code, estimated_delivery
+            )
+        )
+
+    async def record_failed(
+        self, order_id: str, reason: str, country_code: str, at: datetime
+    ) -> Shipment:
+        return self._insert(
+            Shipment(order_id, "failed", at, country_code=country_code, reason=reason)
+        )
+
+    async def record_cancelled(self, order_id: str, at: datetime) -> Shipment:
+        current = self._shipments.get(order_id)
+        if current is None:
+            return self._insert(Shipment(order_id, "none", at, cancelled_at=at))
+        updated = replace(current, cancelled_at=current.cancelled_at or at)
+        self._shipments[order_id] = updated
+        return updated
