@@ -1,0 +1,223 @@
+"""What the coordinator reacts to: one handler per event type of the order flow.
+
+Every handler does the same four things through :func:`advance_saga`: lock the saga, load and
+fold its facts, :func:`~saga_coordinator.saga.decide`, store the new facts and timer changes;
+it returns the events and commands to emit, which the runtime wraps in envelopes caused by the
+incoming message and stages in the outbox in the same transaction. The per-type handlers exist
+so that what the coordinator listens to reads in one place and registration is checked at
+import; the policy itself lives in :mod:`saga_coordinator.saga`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.catalog import (
+    CrmCustomerUpdated,
+    EmailFailed,
+    EmailSent,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    OrderApproved,
+    OrderPlaced,
+    OrderRejected,
+    PaymentCharged,
+    PaymentDeclined,
+    PaymentRefunded,
+    ShipmentCancelled,
+    ShipmentFailed,
+    ShipmentScheduled,
+)
+from events.model import Event, Message, utc_now
+from events.runtime import Router
+from saga_coordinator.definition import DEFINITIONS, DefinitionRegistry
+from saga_coordinator.saga import (
+    CancelTimer,
+    Decision,
+    ScheduleTimer,
+    TimerFired,
+    decide,
+    fold,
+)
+from saga_coordinator.store import SagaStore
+
+log = logging.getLogger("choreo.saga")
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorContext:
+    """What a handler (or a timer) works with, bound to one transaction.
+
+    Attributes:
+        store: The saga store, on the transaction's connection.
+        definitions: The saga definitions by version (with the operator's knob overrides).
+        clock: Now, in UTC; injectable so tests can move time.
+    """
+
+    store: SagaStore
+    definitions: DefinitionRegistry = DEFINITIONS
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+
+async def advance_saga(
+    ctx: CoordinatorContext,
+    order_id: str,
+    incoming: Message[Event] | TimerFired,
+    *,
+    wait: bool = True,
+) -> Decision | None:
+    """Decide what ``incoming`` means for saga ``order_id`` and store the outcome.
+
+    Returns the decision (its events are for the caller to emit), or None when ``wait`` is
+    False and another transaction is working on the saga.
+    """
+    if not await ctx.store.lock(order_id, wait=wait):
+        return None
+    state = fold(order_id, await ctx.store.load(order_id))
+    definition = ctx.definitions.pinned(state.definition_version)
+    decision = decide(state, incoming, definition, ctx.clock())
+    if decision.facts:
+        await ctx.store.append(order_id, decision.facts, expected_seq=state.version)
+    for op in decision.timers:
+        match op:
+            case ScheduleTimer():
+                await ctx.store.schedule(order_id, op.name, op.due_at)
+            case CancelTimer():
+                await ctx.store.cancel(order_id, op.name)
+    if decision.facts:
+        log.debug(
+            "saga %s: %s -> %s, emits %s",
+            order_id,
+            ", ".join(f.kind for f in decision.facts),
+            decision.state.status,
+            ", ".join(e.event_type for e in decision.events) or "nothing",
+        )
+    return decision
+
+
+async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Event]:
+    decision = await advance_saga(ctx, message.order_id, message)
+    assert decision is not None  # waiting for the lock never gives up
+    return list(decision.events)
+
+
+router: Router[CoordinatorContext] = Router("saga-coordinator")
+"""The coordinator's handlers."""
+
+
+@router.on(OrderPlaced)
+async def on_order_placed(message: Message[OrderPlaced], ctx: CoordinatorContext) -> list[Event]:
+    """Start the saga (pinning the current definition) and the inventory deadline."""
+    return await _advance(message, ctx)
+
+
+@router.on(InventoryReserved)
+async def on_inventory_reserved(
+    message: Message[InventoryReserved], ctx: CoordinatorContext
+) -> list[Event]:
+    """Approve by policy, or ask a human above the threshold; late: release the stock."""
+    return await _advance(message, ctx)
+
+
+@router.on(InventoryReservationFailed)
+async def on_reservation_failed(
+    message: Message[InventoryReservationFailed], ctx: CoordinatorContext
+) -> list[Event]:
+    """Cancel as out of stock; nothing is held, so nothing to compensate."""
+    return await _advance(message, ctx)
+
+
+@router.on(OrderApproved)
+async def on_order_approved(
+    message: Message[OrderApproved], ctx: CoordinatorContext
+) -> list[Event]:
+    """A human's approval starts the payment deadline; a late one is recorded and ignored."""
+    return await _advance(message, ctx)
+
+
+@router.on(OrderRejected)
+async def on_order_rejected(
+    message: Message[OrderRejected], ctx: CoordinatorContext
+) -> list[Event]:
+    """A human's rejection: release the stock, then cancel (approval_rejected)."""
+    return await _advance(message, ctx)
+
+
+@router.on(PaymentCharged)
+async def on_payment_charged(
+    message: Message[PaymentCharged], ctx: CoordinatorContext
+) -> list[Event]:
+    """Start the shipping deadline; on a saga that gave up, refund the charge."""
+    return await _advance(message, ctx)
+
+
+@router.on(PaymentDeclined)
+async def on_payment_declined(
+    message: Message[PaymentDeclined], ctx: CoordinatorContext
+) -> list[Event]:
+    """Release the stock, then cancel (payment_declined)."""
+    return await _advance(message, ctx)
+
+
+@router.on(ShipmentScheduled)
+async def on_shipment_scheduled(
+    message: Message[ShipmentScheduled], ctx: CoordinatorContext
+) -> list[Event]:
+    """Start the CRM and email deadlines; on a saga that gave up, cancel the shipment."""
+    return await _advance(message, ctx)
+
+
+@router.on(ShipmentFailed)
+async def on_shipment_failed(
+    message: Message[ShipmentFailed], ctx: CoordinatorContext
+) -> list[Event]:
+    """Refund, then release, then cancel (shipment_failed)."""
+    return await _advance(message, ctx)
+
+
+@router.on(CrmCustomerUpdated)
+async def on_crm_updated(
+    message: Message[CrmCustomerUpdated], ctx: CoordinatorContext
+) -> list[Event]:
+    """One of the two things completion waits for."""
+    return await _advance(message, ctx)
+
+
+@router.on(EmailSent)
+async def on_email_sent(message: Message[EmailSent], ctx: CoordinatorContext) -> list[Event]:
+    """The confirmation email's outcome, the other thing completion waits for."""
+    return await _advance(message, ctx)
+
+
+@router.on(EmailFailed)
+async def on_email_failed(message: Message[EmailFailed], ctx: CoordinatorContext) -> list[Event]:
+    """Email is not critical: the order completes with a note."""
+    return await _advance(message, ctx)
+
+
+@router.on(InventoryReleased)
+async def on_inventory_released(
+    message: Message[InventoryReleased], ctx: CoordinatorContext
+) -> list[Event]:
+    """Acknowledges `inventory.release`; may finish the compensation."""
+    return await _advance(message, ctx)
+
+
+@router.on(PaymentRefunded)
+async def on_payment_refunded(
+    message: Message[PaymentRefunded], ctx: CoordinatorContext
+) -> list[Event]:
+    """Acknowledges `payment.refund`; the next compensation follows."""
+    return await _advance(message, ctx)
+
+
+@router.on(ShipmentCancelled)
+async def on_shipment_cancelled(
+    message: Message[ShipmentCancelled], ctx: CoordinatorContext
+) -> list[Event]:
+    """Acknowledges `shipment.cancel`; the next compensation follows."""
+    return await _advance(message, ctx)

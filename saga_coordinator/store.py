@@ -1,0 +1,279 @@
+"""Where sagas live: their append-only fact streams and their durable timers.
+
+:class:`SagaStore` is the narrow interface the handlers and the timer loop use;
+:class:`PostgresSagaStore` is bound to one transaction's connection (the one the runtime opened
+for the message, so facts, timers, inbox mark and outbox rows commit together) and
+:class:`InMemorySagaStore` serves unit tests. One contract suite runs against both
+(``tests/integration/saga_coordinator/test_store.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+import orjson
+
+from events.postgres import Connection
+from saga_coordinator.errors import SagaConflictError
+from saga_coordinator.facts import Fact, parse_fact
+from saga_coordinator.saga import SagaStatus, fold
+
+DDL: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.saga_events (
+        order_id    text        NOT NULL,
+        seq         integer     NOT NULL CHECK (seq >= 1),
+        kind        text        NOT NULL,
+        event_id    uuid,
+        data        jsonb       NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        PRIMARY KEY (order_id, seq)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.saga_timers (
+        order_id text        NOT NULL,
+        name     text        NOT NULL,
+        due_at   timestamptz NOT NULL,
+        PRIMARY KEY (order_id, name)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS saga_timers_due_at ON {schema}.saga_timers (due_at)",
+)
+"""The coordinator's tables; ``{schema}`` stands for its schema (``Database.migrate`` fills it).
+
+``(order_id, seq)`` is unique: two writers appending the same position conflict, which is the
+optimistic concurrency check of :meth:`SagaStore.append`.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable timer: saga ``order_id``'s timer ``name`` is due at ``due_at``."""
+
+    order_id: str
+    name: str
+    due_at: datetime
+
+
+class SagaStore(Protocol):
+    """Fact streams and timers of sagas. PostgreSQL methods run in the caller's transaction."""
+
+    async def lock(self, order_id: str, *, wait: bool = True) -> bool:
+        """Serialize work on one saga until the transaction ends.
+
+        Handlers wait; the timer loop passes ``wait=False`` and skips a busy saga (it holds a
+        timer row lock a handler may be waiting for, so waiting could deadlock). Returns
+        whether the lock is held.
+        """
+        ...
+
+    async def load(self, order_id: str) -> list[Fact]:
+        """The saga's facts in order (``[]`` for an unknown saga)."""
+        ...
+
+    async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
+        """Append ``facts`` after position ``expected_seq`` (the number of facts loaded).
+
+        Raises :class:`SagaConflictError` (retryable) if the stream moved on meanwhile.
+        """
+        ...
+
+    async def schedule(self, order_id: str, name: str, due_at: datetime) -> None:
+        """Create timer ``name`` of the saga, or move it to ``due_at``."""
+        ...
+
+    async def cancel(self, order_id: str, name: str) -> None:
+        """Delete timer ``name`` of the saga; nothing if there is none."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[Timer]:
+        """Up to ``limit`` timers due at ``now``, earliest first.
+
+        PostgreSQL locks them (``FOR UPDATE SKIP LOCKED``) until the transaction ends, so
+        concurrent pollers never fire the same timer.
+        """
+        ...
+
+    async def timers(self, order_id: str) -> dict[str, datetime]:
+        """The saga's pending timers by name."""
+        ...
+
+    async def all_sagas(self) -> list[str]:
+        """Every saga's order id, sorted (for replay and tests)."""
+        ...
+
+    async def status(self, order_id: str) -> SagaStatus | None:
+        """The folded status of a saga, None if unknown."""
+        ...
+
+
+class InMemorySagaStore:
+    """A :class:`SagaStore` in dictionaries, for unit tests. Not transactional."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, list[Fact]] = {}
+        self.timer_rows: dict[tuple[str, str], datetime] = {}
+
+    async def lock(self, order_id: str, *, wait: bool = True) -> bool:
+        return True  # one event loop, no await inside an operation: nothing to serialize
+
+    async def load(self, order_id: str) -> list[Fact]:
+        return list(self.streams.get(order_id, ()))
+
+    async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
+        stream = self.streams.setdefault(order_id, [])
+        if len(stream) != expected_seq:
+            raise SagaConflictError(
+                f"saga {order_id} is at seq {len(stream)}, the writer expected {expected_seq}"
+            )
+        stream.extend(facts)
+
+    async def schedule(self, order_id: str, name: str, due_at: datetime) -> None:
+        self.timer_rows[(order_id, name)] = due_at
+
+    async def cancel(self, order_id: str, name: str) -> None:
+        self.timer_rows.pop((order_id, name), None)
+
+    async def due(self, now: datetime, limit: int) -> list[Timer]:
+        due = sorted(
+            (Timer(order_id, name, due_at) for (order_id, name), due_at in self.timer_rows.items()),
+            key=lambda t: (t.due_at, t.order_id, t.name),
+        )
+        return [t for t in due if t.due_at <= now][:limit]
+
+    async def timers(self, order_id: str) -> dict[str, datetime]:
+        return {name: due for (oid, name), due in self.timer_rows.items() if oid == order_id}
+
+    async def all_sagas(self) -> list[str]:
+        return sorted(oid for oid, stream in self.streams.items() if stream)
+
+    async def status(self, order_id: str) -> SagaStatus | None:
+        facts = await self.load(order_id)
+        return fold(order_id, facts).status if facts else None
+
+
+class PostgresSagaStore:
+    """A :class:`SagaStore` on the coordinator's schema, inside the caller's transaction.
+
+    Args:
+        conn: The connection whose transaction everything joins.
+        schema: The coordinator's schema (see :func:`events.postgres.schema_name`).
+    """
+
+    def __init__(self, conn: Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    def _lock_key(self, order_id: str) -> int:
+        # A signed 64-bit advisory lock key per (schema, saga); a collision only serializes
+        # two unrelated sagas, it never breaks correctness.
+        digest = zlib.crc32(self.schema.encode()) << 32 | zlib.crc32(order_id.encode())
+        return digest - (1 << 64) if digest >= 1 << 63 else digest
+
+    async def lock(self, order_id: str, *, wait: bool = True) -> bool:
+        key = self._lock_key(order_id)
+        if wait:
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+            return True
+        return bool(await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))
+
+    async def load(self, order_id: str) -> list[Fact]:
+        rows = await self.conn.fetch(
+            f"SELECT seq, kind, event_id, data, recorded_at FROM {self.schema}.saga_events"
+            " WHERE order_id = $1 ORDER BY seq",
+            order_id,
+        )
+        return [
+            parse_fact(
+                row["kind"],
+                orjson.loads(row["data"]),
+                at=row["recorded_at"],
+                event_id=row["event_id"],
+            )
+            for row in rows
+        ]
+
+    async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
+        if not facts:
+            return
+        head = await self.conn.fetchval(
+            f"SELECT coalesce(max(seq), 0) FROM {self.schema}.saga_events WHERE order_id = $1",
+            order_id,
+        )
+        if head != expected_seq:
+            raise SagaConflictError(
+                f"saga {order_id} is at seq {head}, the writer expected {expected_seq}"
+            )
+        rows: list[tuple[str, int, str, uuid.UUID | None, str, datetime]] = [
+            (
+                order_id,
+                expected_seq + i,
+                fact.kind,
+                fact.event_id,
+                orjson.dumps(fact.data()).decode(),
+                fact.at,
+            )
+            for i, fact in enumerate(facts, start=1)
+        ]
+        try:
+            # A savepoint keeps the caller's transaction usable when the check below fires.
+            async with self.conn.transaction():
+                await self.conn.executemany(
+                    f"INSERT INTO {self.schema}.saga_events"
+                    " (order_id, seq, kind, event_id, data, recorded_at)"
+                    " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+                    rows,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            # Another transaction appended at the same position after our check.
+            raise SagaConflictError(
+                f"saga {order_id} moved past seq {expected_seq} concurrently"
+            ) from exc
+
+    async def schedule(self, order_id: str, name: str, due_at: datetime) -> None:
+        await self.conn.execute(
+            f"INSERT INTO {self.schema}.saga_timers (order_id, name, due_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (order_id, name) DO UPDATE SET due_at = EXCLUDED.due_at",
+            order_id,
+            name,
+            due_at,
+        )
+
+    async def cancel(self, order_id: str, name: str) -> None:
+        await self.conn.execute(
+            f"DELETE FROM {self.schema}.saga_timers WHERE order_id = $1 AND name = $2",
+            order_id,
+            name,
+        )
+
+    async def due(self, now: datetime, limit: int) -> list[Timer]:
+        rows = await self.conn.fetch(
+            f"SELECT order_id, name, due_at FROM {self.schema}.saga_timers WHERE due_at <= $1"
+            " ORDER BY due_at, order_id, name LIMIT $2 FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
+        )
+        return [Timer(row["order_id"], row["name"], row["due_at"]) for row in rows]
+
+    async def timers(self, order_id: str) -> dict[str, datetime]:
+        rows = await self.conn.fetch(
+            f"SELECT name, due_at FROM {self.schema}.saga_timers WHERE order_id = $1", order_id
+        )
+        return {row["name"]: row["due_at"] for row in rows}
+
+    async def all_sagas(self) -> list[str]:
+        rows = await self.conn.fetch(
+            f"SELECT DISTINCT order_id FROM {self.schema}.saga_events ORDER BY order_id"
+        )
+        return [row["order_id"] for row in rows]
+
+    async def status(self, order_id: str) -> SagaStatus | None:
+        facts = await self.load(order_id)
+        return fold(order_id, facts).status if facts else None

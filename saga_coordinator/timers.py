@@ -1,0 +1,94 @@
+"""Durable timers: the background task that fires the sagas' due deadlines and ack timeouts.
+
+Timers are rows in PostgreSQL written in the same transaction as the facts that call for them,
+so they survive restarts by construction. :func:`timer_loop` polls; each pass takes a batch of
+due rows (``FOR UPDATE SKIP LOCKED``, so replicas share the work) in one transaction and fires
+each in a savepoint: lock the saga (skipping it if a handler holds it), fold, decide, append,
+stage the emitted messages in the outbox, and move or delete the timer. One timer's failure
+rolls back only its own savepoint and is retried after :data:`RETRY_DELAY`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import asyncpg
+
+from events.errors import ChoreoError
+from events.model import Event, Message
+from events.service import ServiceRuntime
+from saga_coordinator.errors import SagaError
+from saga_coordinator.handlers import CoordinatorContext, advance_saga
+from saga_coordinator.saga import TimerFired, saga_message
+from saga_coordinator.store import PostgresSagaStore, Timer
+
+log = logging.getLogger("choreo.saga.timers")
+
+RETRY_DELAY = timedelta(seconds=5)
+"""How long a timer whose firing failed waits before the next try (avoids a hot loop)."""
+
+
+async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Event]] | None:
+    """Fire one due timer through ``ctx`` (in the caller's transaction).
+
+    Returns the messages to emit, enveloped to continue the saga's flow (its correlation id,
+    caused by the last event it saw), or None if the saga is busy (try again later).
+    """
+    fired = TimerFired(timer.order_id, timer.name, timer.due_at)
+    decision = await advance_saga(ctx, timer.order_id, fired, wait=False)
+    if decision is None:
+        return None
+    now = ctx.clock()
+    return [saga_message(decision.state, event, now) for event in decision.events]
+
+
+async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit: int) -> int:
+    """One pass: fire up to ``limit`` due timers; returns how many fired."""
+    fired = 0
+    async with runtime.db.pool.acquire() as conn, conn.transaction():
+        ctx = runtime.service.context(conn)
+        now = ctx.clock()
+        for timer in await ctx.store.due(now, limit):
+            try:
+                async with conn.transaction():  # a savepoint per timer
+                    messages = await fire_timer(ctx, timer)
+                    if messages:
+                        await runtime.emit(conn, messages)
+            except Exception:
+                log.exception("timer %s of saga %s failed", timer.name, timer.order_id)
+                await ctx.store.schedule(timer.order_id, timer.name, now + RETRY_DELAY)
+                continue
+            if messages is not None:
+                fired += 1
+    return fired
+
+
+async def timer_loop(
+    runtime: ServiceRuntime[CoordinatorContext],
+    *,
+    poll_interval_s: float = 0.15,
+    batch_size: int = 100,
+) -> None:
+    """Fire due timers every ``poll_interval_s`` until ``runtime.stopping`` is set."""
+    async with runtime.db.pool.acquire() as conn:
+        store = runtime.service.context(conn).store
+        if isinstance(store, PostgresSagaStore) and store.schema != runtime.schema:
+            # The handlers' context and the runtime must agree on where sagas live.
+            raise SagaError(f"context uses schema {store.schema}, runtime {runtime.schema}")
+    log.info("timer loop polling every %.0f ms", poll_interval_s * 1000)
+    while not runtime.stopping.is_set():
+        try:
+            while (
+                await fire_due_timers(runtime, limit=batch_size) >= batch_size
+                and not runtime.stopping.is_set()
+            ):
+                pass  # a full batch: more may be due right now
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ChoreoError) as exc:
+            # The database is away (one timer's own failure is handled inside the pass); a
+            # programming error, anything else, ends the process rather than spin.
+            log.warning("timer pass failed, retrying: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.stopping.wait(), poll_interval_s)

@@ -1,0 +1,261 @@
+"""The SagaStore contract, run against the in-memory store and the real PostgreSQL store.
+
+PostgreSQL-only behaviour (row locks of due timers, advisory locks, a concurrent append) has
+its own tests below the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from events.postgres import Database, schema_name
+from events.settings import Settings
+from saga_coordinator.errors import SagaConflictError
+from saga_coordinator.facts import Fact
+from saga_coordinator.saga import fold
+from saga_coordinator.store import DDL, InMemorySagaStore, PostgresSagaStore, SagaStore, Timer
+from tests.unit.saga_coordinator.flow import (
+    LARGE,
+    T0,
+    Driver,
+    charged,
+    declined,
+    email_failed,
+    placed,
+    rejected,
+    released,
+    reserved,
+    scheduled,
+    shipment_failed,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def migrated(settings: Settings) -> AsyncIterator[tuple[Database, str]]:
+    """A database with the coordinator's tables in a schema of this test; dropped after."""
+    schema = schema_name(settings, "saga_store")
+    async with Database(settings) as db:
+        await db.migrate(schema, *DDL)
+        try:
+            yield db, schema
+        finally:
+            await db.pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+async def pg(settings: Settings) -> AsyncIterator[tuple[Database, str]]:
+    async with migrated(settings) as db_and_schema:
+        yield db_and_schema
+
+
+@pytest.fixture(params=["memory", "postgres"])
+async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[SagaStore]:
+    if request.param == "memory":
+        yield InMemorySagaStore()
+        return
+    async with migrated(settings) as (db, schema), db.pool.acquire() as conn:
+        yield PostgresSagaStore(conn, schema)
+
+
+def many_kinds_of_facts() -> list[Fact]:
+    """Facts of several sagas' paths, so every field type goes through storage."""
+    facts: list[Fact] = []
+    saga = Driver()
+    saga.send(placed(LARGE))
+    saga.send(reserved())
+    saga.advance(timedelta(days=1))  # approval timeout, release
+    saga.advance(timedelta(seconds=60))  # retries, then exhausted
+    saga.send(rejected())  # late: ignored
+    saga.send(released())
+    saga.send(charged(LARGE))  # late: refund added
+    facts.extend(saga.facts)
+    other = Driver()
+    other.send(placed())
+    other.send(reserved())
+    other.send(charged())
+    other.send(scheduled())
+    other.send(email_failed())
+    other.advance(timedelta(seconds=30))  # crm deadline: compensation
+    facts.extend(other.facts)
+    assert len({f.kind for f in facts}) >= 17
+    return facts
+
+
+# --------------------------------------------------------------------------- contract
+
+
+async def test_an_unknown_saga_is_empty(store: SagaStore):
+    assert await store.load("nope") == []
+    assert await store.status("nope") is None
+    assert await store.timers("nope") == {}
+    assert await store.all_sagas() == []
+    assert await store.lock("nope") is True
+
+
+async def test_facts_round_trip_in_order_through_several_appends(store: SagaStore):
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    saga.send(charged())
+    saga.send(shipment_failed())
+    saga.send(released())
+    facts = saga.facts
+    await store.append("ord-1", facts[:2], expected_seq=0)
+    await store.append("ord-1", facts[2:], expected_seq=2)
+    loaded = await store.load("ord-1")
+    assert loaded == facts
+    assert [type(f) for f in loaded] == [type(f) for f in facts]
+    assert fold("ord-1", loaded) == saga.state
+    assert await store.status("ord-1") == "compensating"
+
+
+async def test_every_kind_of_fact_survives_storage(store: SagaStore):
+    facts = many_kinds_of_facts()
+    await store.append("ord-x", facts, expected_seq=0)
+    assert await store.load("ord-x") == facts
+
+
+async def test_append_at_a_stale_position_conflicts_and_changes_nothing(store: SagaStore):
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    await store.append("ord-1", saga.facts, expected_seq=0)
+    before = await store.load("ord-1")
+    saga.send(declined())
+    with pytest.raises(SagaConflictError) as behind:
+        await store.append("ord-1", saga.facts[-2:], expected_seq=len(before) - 1)
+    assert behind.value.retryable
+    with pytest.raises(SagaConflictError):
+        await store.append("ord-1", saga.facts[-2:], expected_seq=len(before) + 1)
+    assert await store.load("ord-1") == before
+    await store.append("ord-1", saga.facts[len(before) :], expected_seq=len(before))
+    assert await store.load("ord-1") == saga.facts
+
+
+async def test_appending_nothing_is_a_no_op(store: SagaStore):
+    await store.append("ord-1", [], expected_seq=0)
+    assert await store.all_sagas() == []
+
+
+async def test_sagas_are_listed_and_have_their_own_status(store: SagaStore):
+    for order_id, events in {
+        "ord-b": [placed(), reserved()],
+        "ord-a": [placed(LARGE), reserved()],
+        "ord-c": [placed(), reserved(), declined()],
+    }.items():
+        saga = Driver(order_id=order_id)
+        for event in events:
+            saga.send(event)
+        await store.append(order_id, saga.facts, expected_seq=0)
+    assert await store.all_sagas() == ["ord-a", "ord-b", "ord-c"]
+    assert await store.status("ord-a") == "awaiting_approval"
+    assert await store.status("ord-b") == "reserved"
+    assert await store.status("ord-c") == "compensating"
+
+
+async def test_timers_schedule_move_cancel_and_come_due_earliest_first(store: SagaStore):
+    await store.schedule("ord-1", "deadline:payment", T0 + timedelta(seconds=30))
+    await store.schedule("ord-1", "deadline:payment", T0 + timedelta(seconds=20))  # moved
+    await store.schedule("ord-2", "deadline:inventory", T0 + timedelta(seconds=10))
+    await store.schedule("ord-2", "ack:inventory.release", T0 + timedelta(seconds=40))
+    await store.schedule("ord-3", "deadline:crm", T0 + timedelta(hours=1))
+    assert await store.timers("ord-1") == {"deadline:payment": T0 + timedelta(seconds=20)}
+
+    assert await store.due(T0 + timedelta(seconds=5), 10) == []
+    assert await store.due(T0 + timedelta(seconds=40), 10) == [
+        Timer("ord-2", "deadline:inventory", T0 + timedelta(seconds=10)),
+        Timer("ord-1", "deadline:payment", T0 + timedelta(seconds=20)),
+        Timer("ord-2", "ack:inventory.release", T0 + timedelta(seconds=40)),
+    ]
+    assert [t.name for t in await store.due(T0 + timedelta(seconds=40), 2)] == [
+        "deadline:inventory",
+        "deadline:payment",
+    ]
+
+    await store.cancel("ord-2", "deadline:inventory")
+    await store.cancel("ord-2", "deadline:inventory")  # twice: no error
+    await store.cancel("ord-9", "deadline:crm")  # unknown: no error
+    assert await store.timers("ord-2") == {"ack:inventory.release": T0 + timedelta(seconds=40)}
+    assert [t.order_id for t in await store.due(T0 + timedelta(days=1), 10)] == [
+        "ord-1",
+        "ord-2",
+        "ord-3",
+    ]
+
+
+# --------------------------------------------------------------------------- PostgreSQL only
+
+
+async def test_migrations_are_idempotent(pg: tuple[Database, str]):
+    db, schema = pg
+    await db.migrate(schema, *DDL)
+    columns = await db.pool.fetch(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = $1 AND table_name = 'saga_events' ORDER BY ordinal_position",
+        schema,
+    )
+    assert [c["column_name"] for c in columns] == [
+        "order_id",
+        "seq",
+        "kind",
+        "event_id",
+        "data",
+        "recorded_at",
+    ]
+
+
+async def test_due_timers_locked_by_one_poller_are_skipped_by_another(pg: tuple[Database, str]):
+    db, schema = pg
+    async with db.pool.acquire() as conn:
+        setup = PostgresSagaStore(conn, schema)
+        for i in range(4):
+            await setup.schedule(f"ord-{i}", "deadline:payment", T0 + timedelta(seconds=i))
+    now = T0 + timedelta(minutes=1)
+    async with db.pool.acquire() as a, a.transaction(), db.pool.acquire() as b, b.transaction():
+        first = await PostgresSagaStore(a, schema).due(now, 2)
+        second = await PostgresSagaStore(b, schema).due(now, 10)
+    assert [t.order_id for t in first] == ["ord-0", "ord-1"]
+    assert [t.order_id for t in second] == ["ord-2", "ord-3"]
+
+
+async def test_a_busy_saga_cannot_be_locked_without_waiting(pg: tuple[Database, str]):
+    db, schema = pg
+    async with db.pool.acquire() as a, a.transaction():
+        assert await PostgresSagaStore(a, schema).lock("ord-1") is True
+        async with db.pool.acquire() as b, b.transaction():
+            other = PostgresSagaStore(b, schema)
+            assert await other.lock("ord-1", wait=False) is False
+            assert await other.lock("ord-2", wait=False) is True
+    async with db.pool.acquire() as c, c.transaction():
+        assert await PostgresSagaStore(c, schema).lock("ord-1", wait=False) is True
+
+
+async def test_concurrent_appends_at_the_same_position_one_wins(pg: tuple[Database, str]):
+    db, schema = pg
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    async with db.pool.acquire() as a, db.pool.acquire() as b:
+        tx_a = a.transaction()
+        await tx_a.start()
+        await PostgresSagaStore(a, schema).append("ord-1", saga.facts[:1], expected_seq=0)
+        async with b.transaction():
+            # B sees no row yet (A has not committed) and blocks on the unique key...
+            blocked = asyncio.create_task(
+                PostgresSagaStore(b, schema).append("ord-1", saga.facts, expected_seq=0)
+            )
+            await asyncio.sleep(0.2)
+            assert not blocked.done()
+            await tx_a.commit()
+            # ...until A commits: then B's insert conflicts.
+            with pytest.raises(SagaConflictError, match="concurrently"):
+                await blocked
+    async with db.pool.acquire() as conn:
+        assert await PostgresSagaStore(conn, schema).load("ord-1") == saga.facts[:1]

@@ -1,0 +1,214 @@
+"""The coordinator's handlers and timer firing, on the in-memory saga store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from events.catalog import (
+    EVENT_TYPES,
+    InventoryRelease,
+    OrderApprovalRequested,
+    OrderApproved,
+    OrderCancelled,
+    OrderCompleted,
+)
+from events.model import Event, Message
+from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
+from saga_coordinator.errors import SagaConflictError, UnknownDefinitionError
+from saga_coordinator.facts import SagaStarted
+from saga_coordinator.handlers import CoordinatorContext, router
+from saga_coordinator.saga import fold
+from saga_coordinator.store import InMemorySagaStore
+from saga_coordinator.timers import fire_timer
+
+from .flow import (
+    LARGE,
+    T0,
+    approved,
+    charged,
+    crm_updated,
+    declined,
+    email_sent,
+    message,
+    placed,
+    released,
+    reserved,
+    scheduled,
+    types,
+)
+
+HANDLED = {
+    "order.placed",
+    "order.approved",
+    "order.rejected",
+    "inventory.reserved",
+    "inventory.reservation_failed",
+    "inventory.released",
+    "payment.charged",
+    "payment.declined",
+    "payment.refunded",
+    "shipment.scheduled",
+    "shipment.failed",
+    "shipment.cancelled",
+    "crm.customer_updated",
+    "email.sent",
+    "email.failed",
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store() -> InMemorySagaStore:
+    return InMemorySagaStore()
+
+
+@pytest.fixture
+def ctx(store: InMemorySagaStore, clock: Clock) -> CoordinatorContext:
+    return CoordinatorContext(store, DefinitionRegistry([V1]), clock)
+
+
+async def handle(ctx: CoordinatorContext, msg: Message[Event]) -> list[Event]:
+    spec = router.get(msg.envelope.event_type)
+    assert spec is not None, f"no handler for {msg.envelope.event_type}"
+    return list(await spec.func(msg, ctx) or ())
+
+
+async def fire_due(ctx: CoordinatorContext, store: InMemorySagaStore) -> list[Message[Event]]:
+    fired: list[Message[Event]] = []
+    for timer in await store.due(ctx.clock(), 100):
+        messages = await fire_timer(ctx, timer)
+        assert messages is not None
+        fired.extend(messages)
+    return fired
+
+
+def test_router_handles_exactly_the_events_of_the_flow():
+    assert set(router.event_types) == HANDLED
+    assert set(EVENT_TYPES) >= HANDLED
+
+
+async def test_happy_path_through_the_handlers(ctx, store):
+    assert await handle(ctx, message(placed())) == []
+    assert await store.timers("ord-1") == {"deadline:inventory": T0 + timedelta(seconds=30)}
+    [approval] = await handle(ctx, message(reserved()))
+    assert isinstance(approval, OrderApproved)
+    for event in (charged(), scheduled(), crm_updated()):
+        assert await handle(ctx, message(event)) == []
+    [completed] = await handle(ctx, message(email_sent()))
+    assert isinstance(completed, OrderCompleted)
+    assert await store.status("ord-1") == "completed"
+    assert await store.timers("ord-1") == {}
+    assert await store.all_sagas() == ["ord-1"]
+    facts = await store.load("ord-1")
+    assert [f.kind for f in facts][:3] == ["started", "placed", "reserved"]
+
+
+async def test_redelivery_through_the_handlers_appends_nothing(ctx, store):
+    await handle(ctx, message(placed()))
+    msg = message(reserved())
+    assert await handle(ctx, msg)
+    count = len(await store.load("ord-1"))
+    assert await handle(ctx, msg) == []
+    assert len(await store.load("ord-1")) == count
+
+
+async def test_timers_fire_through_the_store_and_continue_the_flow(ctx, store, clock):
+    await handle(ctx, message(placed()))
+    last = message(reserved())
+    await handle(ctx, last)
+    clock.now = T0 + timedelta(seconds=29)
+    assert await fire_due(ctx, store) == []
+    clock.now = T0 + timedelta(seconds=30)
+    [msg] = await fire_due(ctx, store)  # payment deadline
+    assert isinstance(msg.event, InventoryRelease)
+    assert msg.envelope.correlation_id == "corr-1"
+    assert msg.envelope.causation_id == str(last.envelope.event_id)
+    assert msg.envelope.producer == "saga-coordinator"
+    assert await store.timers("ord-1") == {
+        "ack:inventory.release": clock.now + timedelta(seconds=10)
+    }
+    assert await store.status("ord-1") == "compensating"
+
+    clock.now += timedelta(seconds=10)
+    [retry] = await fire_due(ctx, store)
+    assert isinstance(retry.event, InventoryRelease)
+    assert retry.event.reason.endswith("(attempt 2)")
+
+    [cancelled] = await handle(ctx, message(released()))
+    assert isinstance(cancelled, OrderCancelled)
+    assert cancelled.reason == "payment_timeout"
+    assert await store.timers("ord-1") == {}
+    assert await fire_due(ctx, store) == []
+
+
+async def test_a_running_saga_finishes_on_its_version_after_v2_is_registered(store, clock):
+    v2 = SagaDefinition(
+        version=2,
+        steps=("inventory", "payment", "shipping", "email"),
+        approval_threshold_minor=1_000_000,
+    )
+    old = CoordinatorContext(store, DefinitionRegistry([V1]), clock)
+    await handle(old, message(placed(LARGE), order_id="ord-old"))
+
+    # v2 is deployed: the same store, a registry that knows both versions.
+    new = CoordinatorContext(store, DefinitionRegistry([V1, v2]), clock)
+    [request] = await handle(new, message(reserved(), order_id="ord-old"))
+    assert isinstance(request, OrderApprovalRequested)  # v1 rules: above 1,000.00 asks
+    await handle(new, message(approved(), order_id="ord-old", producer="cli"))
+    for event in (charged(LARGE), scheduled(), email_sent()):
+        assert await handle(new, message(event, order_id="ord-old")) == []
+    assert await store.status("ord-old") == "shipped"  # v1 also waits for the CRM
+    [done] = await handle(new, message(crm_updated(), order_id="ord-old"))
+    assert isinstance(done, OrderCompleted)
+
+    await handle(new, message(placed(LARGE), order_id="ord-new"))
+    [auto] = await handle(new, message(reserved(), order_id="ord-new"))
+    assert isinstance(auto, OrderApproved)  # v2 rules for a saga started on v2
+    started = {oid: (await store.load(oid))[0] for oid in ("ord-old", "ord-new")}
+    assert all(isinstance(f, SagaStarted) for f in started.values())
+    versions = {
+        oid: f.definition_version for oid, f in started.items() if isinstance(f, SagaStarted)
+    }
+    assert versions == {"ord-old": 1, "ord-new": 2}
+
+
+async def test_a_saga_on_an_unregistered_version_fails_loudly(store, clock):
+    v2 = SagaDefinition(version=2)
+    await handle(CoordinatorContext(store, DefinitionRegistry([v2]), clock), message(placed()))
+    rolled_back = CoordinatorContext(store, DefinitionRegistry([V1]), clock)
+    with pytest.raises(UnknownDefinitionError, match="v2"):
+        await handle(rolled_back, message(reserved()))
+
+
+async def test_a_concurrent_append_is_a_retryable_conflict(ctx, store):
+    await handle(ctx, message(placed()))
+    state = fold("ord-1", await store.load("ord-1"))
+    facts = await store.load("ord-1")
+    with pytest.raises(SagaConflictError) as err:
+        await store.append("ord-1", facts[:1], expected_seq=state.version - 1)
+    assert err.value.retryable
+
+
+async def test_compensation_ignores_unrelated_orders(ctx, store):
+    await handle(ctx, message(placed(), order_id="ord-a"))
+    await handle(ctx, message(placed(), order_id="ord-b"))
+    await handle(ctx, message(reserved(), order_id="ord-a"))
+    await handle(ctx, message(reserved(), order_id="ord-b"))
+    emitted = await handle(ctx, message(declined(), order_id="ord-a"))
+    assert types(emitted) == ["inventory.release"]
+    assert await store.status("ord-a") == "compensating"
+    assert await store.status("ord-b") == "reserved"

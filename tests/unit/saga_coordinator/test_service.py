@@ -1,0 +1,67 @@
+"""The coordinator's settings and service definition (no infrastructure)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from events.settings import Settings
+from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
+from saga_coordinator.handlers import router
+from saga_coordinator.service import CoordinatorSettings, build
+from saga_coordinator.store import DDL, PostgresSagaStore
+
+
+def test_defaults_match_the_newest_definition_and_override_nothing(monkeypatch):
+    for name in CoordinatorSettings.model_fields:
+        monkeypatch.delenv(f"CHOREO_SAGA_{name.upper()}", raising=False)
+    settings = CoordinatorSettings()
+    assert settings.approval_threshold_minor == 100_000
+    assert settings.approval_timeout_s == 86_400
+    assert settings.approval_timeout_action == "reject"
+    assert (settings.inventory_deadline_s, settings.email_deadline_s) == (30, 15)
+    assert (settings.compensation_ack_timeout_s, settings.compensation_max_attempts) == (10, 5)
+    assert settings.definition_overrides() == {}
+
+
+def test_knobs_set_in_the_environment_override_every_version(monkeypatch):
+    monkeypatch.setenv("CHOREO_SAGA_APPROVAL_THRESHOLD_MINOR", "5000")
+    monkeypatch.setenv("CHOREO_SAGA_APPROVAL_TIMEOUT_ACTION", "escalate")
+    monkeypatch.setenv("CHOREO_SAGA_PAYMENT_DEADLINE_S", "2.5")
+    monkeypatch.setenv("CHOREO_SAGA_TIMER_POLL_INTERVAL_MS", "50")
+    settings = CoordinatorSettings()
+    assert settings.definition_overrides() == {
+        "approval_threshold_minor": 5000,
+        "approval_timeout_action": "escalate",
+        "payment_deadline": timedelta(seconds=2.5),
+    }
+    v2 = SagaDefinition(version=2, steps=("inventory", "payment", "shipping"))
+    registry = DefinitionRegistry([V1, v2]).with_overrides(settings.definition_overrides())
+    for version in (1, 2):
+        assert registry.get(version).approval_threshold_minor == 5000
+        assert registry.get(version).payment_deadline == timedelta(seconds=2.5)
+    assert registry.get(2).steps == ("inventory", "payment", "shipping")
+
+
+def test_invalid_knobs_are_refused(monkeypatch):
+    monkeypatch.setenv("CHOREO_SAGA_APPROVAL_TIMEOUT_ACTION", "shrug")
+    with pytest.raises(ValidationError):
+        CoordinatorSettings()
+    monkeypatch.delenv("CHOREO_SAGA_APPROVAL_TIMEOUT_ACTION")
+    with pytest.raises(ValidationError):
+        CoordinatorSettings(compensation_max_attempts=0)
+
+
+def test_build_defines_the_saga_coordinator_process():
+    settings = Settings(topic_prefix="choreo.")
+    service = build(settings, CoordinatorSettings(crm_deadline_s=99))
+    assert service.name == "saga-coordinator"
+    assert service.router is router
+    assert service.ddl == DDL
+    assert [task.__name__ for task in service.background] == ["timer_loop"]
+    ctx = service.context(object())  # a connection is only used when the store runs
+    assert isinstance(ctx.store, PostgresSagaStore)
+    assert ctx.store.schema == "choreo_saga_coordinator"
+    assert ctx.definitions.current.crm_deadline == timedelta(seconds=99)
