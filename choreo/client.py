@@ -10,7 +10,6 @@ correlation id is its order id, so every message of an order's flow shares it.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from datetime import datetime
 from types import TracebackType
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
 
 from events.catalog import OrderApproved, OrderPlaced, OrderRejected
@@ -29,7 +27,7 @@ from events.model import Event, Message, utc_now
 from events.producer import EventProducer, OutgoingRecord
 from events.schemas import SchemaRegistry
 from events.settings import Settings, get_settings
-from events.topics import partitions_of
+from events.topics import read_to_end
 
 PRODUCER = "cli"
 REDRIVE_MARKER = "dlq_redrive"
@@ -103,8 +101,8 @@ class ChoreoClient:
         """Every dead letter in the DLQ topic, oldest first."""
         letters: dict[str, DeadLetterEntry] = {}
         redriven: dict[str, datetime] = {}
-        for tp, offset, headers, value in await self._read_dlq():
-            entry_id = f"{tp.partition}:{offset}"
+        for partition, offset, headers, value in sorted(await self._read_dlq()):
+            entry_id = f"{partition}:{offset}"
             if any(k == REDRIVE_MARKER for k, _ in headers):
                 marker = orjson.loads(value)
                 redriven[marker["id"]] = datetime.fromisoformat(marker["at"])
@@ -149,29 +147,11 @@ class ChoreoClient:
         await self.producer.send_records(records)
         return entries
 
-    async def _read_dlq(self) -> list[tuple[TopicPartition, int, list[tuple[str, bytes]], bytes]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            partitions = await partitions_of(self.settings, [self.settings.dlq_topic])
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            out: list[tuple[TopicPartition, int, list[tuple[str, bytes]], bytes]] = []
-            deadline = time.monotonic() + 30
-            remaining = {tp for tp, end in ends.items() if end > 0}
-            while remaining and time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                for tp, records in batch.items():
-                    for r in records:
-                        out.append((tp, r.offset, list(r.headers or ()), r.value or b""))
-                        if r.offset + 1 >= ends[tp]:
-                            remaining.discard(tp)
-            return sorted(out, key=lambda row: (row[0].partition, row[1]))
-        finally:
-            await consumer.stop()
+    async def _read_dlq(self) -> list[tuple[int, int, list[tuple[str, bytes]], bytes]]:
+        return [
+            (r.partition, r.offset, list(r.headers or ()), r.value or b"")
+            async for r in read_to_end(self.settings, [self.settings.dlq_topic])
+        ]
 
 
 def new_order_id() -> str:

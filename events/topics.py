@@ -8,9 +8,10 @@ that replay reads. ``<prefix>dlq`` holds what could not be processed, also forev
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import AsyncIterator, Iterable
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from events.catalog import CATALOG
@@ -83,3 +84,36 @@ async def partitions_of(settings: Settings, topics: Iterable[str]) -> list[Topic
         (TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]),
         key=lambda tp: (tp.topic, tp.partition),
     )
+
+
+async def read_to_end(
+    settings: Settings, topics: Iterable[str], *, timeout_s: float = 60.0
+) -> AsyncIterator[ConsumerRecord]:
+    """Every record of ``topics`` from the beginning up to their ends as of now, without a
+    consumer group (nothing is committed). Raises TimeoutError if the ends are not reached."""
+    partitions = await partitions_of(settings, topics)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, 0)  # explicit: seek_to_beginning after assign fetched nothing
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"did not reach the end of {sorted(map(str, remaining))}")
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
