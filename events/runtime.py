@@ -240,6 +240,8 @@ class EventConsumer:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.settings.consumer_batch_size,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(300, self.settings.consumer_session_timeout_ms // 4),
         )
         await self._consumer.start()
         log.info("%s consuming %s as group %s", self.name, ", ".join(self.topics), self.group_id)

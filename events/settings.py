@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     consumer_poll_timeout_ms: int = Field(
         default=200, ge=1, description="How long one poll waits for records."
     )
+    consumer_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="How long a silent group member keeps its partitions (a crashed process's "
+        "partitions move after this).",
+    )
     producer_linger_ms: int = Field(
         default=5, ge=0, description="Producer batching delay; small keeps latency low."
     )

@@ -126,6 +126,16 @@ async def test_every_message_delivered_twice_has_no_second_effect(checked: Deplo
         assert again.version == state.version, f"{order_id} saga changed on redelivery"
 
 
+async def test_a_service_killed_mid_flow_resumes_without_double_effects(checked: Deployment):
+    """The payment deadline (20 s here) is longer than a restart: the orders complete."""
+    orders = [await checked.place("happy") for _ in range(5)]
+    await checked.platform.kill("payment")
+    orders += [await checked.place("flaky") for _ in range(2)]
+    await checked.platform.start("payment")
+    for order_id in orders:
+        assert (await checked.wait_for(order_id)).status == "completed"
+
+
 async def _records_of(checked: Deployment, orders: set[str]) -> list[OutgoingRecord]:
     return [
         OutgoingRecord(
