@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 CHOREO := $(UV) run --frozen choreo
 PYTEST_ARGS ?=
 
-.PHONY: help uv venv up down status run test check lint format unit integration e2e clean
+.PHONY: help uv venv up down status run stop test check lint format unit integration e2e clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,8 +26,16 @@ down: venv ## Stop the local stack
 status: venv ## Show what runs where
 	@$(CHOREO) stack status
 
-run: up ## Run the platform end to end on the local stack
-	@$(CHOREO) events roundtrip
+run: up ## Run the platform end to end: stack, all processes (background), sample orders
+	@$(CHOREO) run --detach
+	@$(CHOREO) demo
+	@echo
+	@echo "The platform keeps running: logs in .state/run.log, Jaeger UI at http://127.0.0.1:16686"
+	@echo "Place more orders with 'uv run choreo orders place --sample happy'."
+	@echo "Stop it with 'make stop' (processes) and 'make down' (stack)."
+
+stop: venv ## Stop the processes started by `make run`
+	@$(CHOREO) stop
 
 check: venv ## Lint, format check and type check
 	@$(UV) run --frozen ruff check .
@@ -49,5 +57,5 @@ test: venv ## Lint and type check, then unit, integration and e2e tests on the r
 unit: venv ## Unit tests only (no infrastructure)
 	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
 
-clean: down ## Stop the stack and delete its state (data, logs)
+clean: stop down ## Stop everything and delete its state (data, logs)
 	rm -rf .state

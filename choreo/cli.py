@@ -560,8 +560,33 @@ def _detach(names: list[str]) -> None:
             start_new_session=True, env={**os.environ, "COLUMNS": "200"},
         )  # fmt: skip
     pid_file.write_text(str(proc.pid))
+    start = log_path.stat().st_size if log_path.exists() else 0
+    _wait_ready(names, log_path, start, proc)
     out.print(f"choreo running in the background (pid {proc.pid}); logs: {log_path}")
     out.print("stop it with: choreo stop")
+
+
+def _wait_ready(
+    names: list[str], log_path: Path, start: int, proc: object, timeout: float = 120.0
+) -> None:
+    """Wait until every process has logged that it is ready (read from the run log)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    with console.status("starting " + ", ".join(sorted(pending))) as status:
+        while pending:
+            with log_path.open("rb") as log_file:
+                log_file.seek(start)
+                text = log_file.read().decode(errors="replace")
+            pending = {n for n in pending if f"{n} ready" not in text}
+            status.update("waiting for " + ", ".join(sorted(pending)))
+            if getattr(proc, "poll", lambda: None)() is not None:
+                _fail(ChoreoError(f"choreo run exited; see {log_path}"))
+            if time.monotonic() > deadline:
+                waiting = ", ".join(sorted(pending))
+                _fail(ChoreoError(f"not ready after {timeout:.0f}s: {waiting}; see {log_path}"))
+            time.sleep(0.2)
 
 
 def _alive(pid: int) -> bool:
@@ -592,6 +617,54 @@ def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0
             os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     out.print("stopped")
+
+
+@app.command("demo")
+def demo(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every order.")] = 120.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Place one sample order per saga path on a running platform (`choreo run`), approve the
+    large one, and show how each ends. Exit code 1 if any order did not finish in time."""
+    from rich.live import Live
+
+    from choreo.demo import TERMINAL, DemoOrder, run_demo
+    from choreo.scenarios import SCENARIOS as DESCRIPTIONS
+
+    def table(orders: list[DemoOrder]) -> Table:
+        t = Table("scenario", "order", "status", "reason / notes", "what it shows")
+        for o in orders:
+            s = o.state
+            detail = ""
+            if s is not None:
+                detail = s.cancel_reason or "; ".join(s.notes)
+            color = {"completed": "green", "cancelled": "yellow"}.get(o.status, "cyan")
+            t.add_row(
+                o.scenario, o.order_id, f"[{color}]{o.status}[/]", detail,
+                DESCRIPTIONS[o.scenario],
+            )  # fmt: skip
+        return t
+
+    with Live(table([]), console=out, refresh_per_second=4, transient=as_json) as live:
+        orders = asyncio.run(
+            run_demo(get_settings(), on_update=lambda o: live.update(table(o)), timeout_s=timeout)
+        )
+    if as_json:
+        _print_json(
+            [
+                {
+                    "scenario": o.scenario,
+                    "order_id": o.order_id,
+                    "status": o.status,
+                    "cancel_reason": o.state.cancel_reason if o.state else None,
+                    "notes": list(o.state.notes) if o.state else [],
+                }
+                for o in orders
+            ]
+        )
+    if not all(o.status in TERMINAL for o in orders):
+        console.print("[red]some orders did not finish; is `choreo run` running?[/]")
+        raise typer.Exit(1)
 
 
 def main() -> None:
