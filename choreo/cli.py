@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import pydantic
@@ -54,6 +54,17 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 
 def _print_json(value: object) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def _traced_cli() -> None:
+    """Export the CLI's spans (service `cli`), so an order's trace starts where it is placed;
+    flushed when the command exits."""
+    import atexit
+
+    from events.tracing import configure_tracing, shutdown_tracing
+
+    configure_tracing("cli", get_settings())
+    atexit.register(shutdown_tracing)
 
 
 def _fail(exc: ChoreoError) -> None:
@@ -363,6 +374,7 @@ def orders_place(
         async with ChoreoClient() as client:
             return await client.place_order(order, order_id)
 
+    _traced_cli()
     message = asyncio.run(place())
     if as_json:
         _print_json(
@@ -387,6 +399,7 @@ def orders_approve(
         async with ChoreoClient() as client:
             await client.approve(order_id, by=by, reason=reason)
 
+    _traced_cli()
     try:
         asyncio.run(approve())
     except ChoreoError as exc:
@@ -406,11 +419,67 @@ def orders_reject(
         async with ChoreoClient() as client:
             await client.reject(order_id, by=by, reason=reason)
 
+    _traced_cli()
     try:
         asyncio.run(reject())
     except ChoreoError as exc:
         _fail(exc)
     out.print(f"rejected {order_id}")
+
+
+@orders_app.command("trace")
+def orders_trace(
+    order_id: Annotated[str, typer.Argument(help="The order.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Trace id, link and spans as JSON.")
+    ] = False,
+) -> None:
+    """The order's trace from Jaeger: its id, a link to Jaeger's UI and the span tree
+    (service, operation, duration)."""
+    from rich.tree import Tree
+
+    from choreo.traces import SpanNode, fetch_order_trace
+
+    settings = get_settings()
+    try:
+        found = asyncio.run(fetch_order_trace(settings, order_id))
+    except ChoreoError as exc:
+        _fail(exc)
+        return
+    link = f"{settings.jaeger_query_url.rstrip('/')}/trace/{found.trace_id}"
+    if as_json:
+        _print_json(
+            {
+                "order_id": order_id,
+                "trace_id": found.trace_id,
+                "link": link,
+                "services": sorted(found.services),
+                "spans": [s.to_json() for s in found.spans],
+                "other_traces": found.other_traces,
+            }
+        )
+        return
+    out.print(f"trace [bold]{found.trace_id}[/] ({len(found.spans)} spans) {link}")
+    origin = found.spans[0].start_us if found.spans else 0
+
+    def add(tree: Tree, node: SpanNode) -> None:
+        offset = (node.start_us - origin) / 1000
+        label = (
+            f"[cyan]{node.service}[/] {node.name} "
+            f"[dim]+{offset:.1f} ms, {node.duration_us / 1000:.1f} ms[/]"
+        )
+        if node.events:
+            label += f" [yellow]{', '.join(node.events)}[/]"
+        branch = tree.add(label)
+        for child in node.children:
+            add(branch, child)
+
+    root = Tree(f"order {order_id}")
+    for node in found.roots:
+        add(root, node)
+    out.print(root)
+    if found.other_traces:
+        out.print(f"also in other traces: {', '.join(found.other_traces)}")
 
 
 # --------------------------------------------------------------------------- dlq
@@ -488,6 +557,49 @@ def dlq_redrive(
     out.print(f"redrove {len(done)} message(s)")
 
 
+NOISE_LABELS = {"job", "instance", "service_instance_id"}
+
+
+@app.command("metrics")
+def metrics_cmd(
+    match: Annotated[str, typer.Option(help="Only metrics whose name contains this.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Choreo's metrics as the collector (Jaeger) serves them: events by outcome, handler
+    latency, saga durations, compensations, dead letters, consumer lag."""
+    import re
+
+    import httpx
+
+    url = get_settings().metrics_url
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError as exc:
+        _fail(ChoreoError(f"cannot read metrics at {url}: {exc}"))
+        return
+    sample = re.compile(r"^(choreo_[a-z_]+)(?:\{(.*)\})? ([0-9.eE+-]+|NaN)$")
+    label = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+    rows: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        found = sample.match(line)
+        if found is None or found.group(1).endswith("_bucket") or match not in found.group(1):
+            continue
+        labels = {
+            k: v
+            for k, v in label.findall(found.group(2) or "")
+            if not k.startswith(("otel_", "telemetry_")) and k not in NOISE_LABELS
+        }
+        rows.append({"name": found.group(1), "labels": labels, "value": float(found.group(3))})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("metric", "labels", "value")
+    for r in sorted(rows, key=lambda r: (r["name"], str(r["labels"]))):
+        labels_text = " ".join(f"{k}={v}" for k, v in sorted(r["labels"].items()))
+        table.add_row(str(r["name"]), labels_text, f"{r['value']:g}")
+    out.print(table)
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -521,6 +633,9 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", help="Run in the background; log to .state/run.log.")
     ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Show the processes' JSON log lines as they are.")
+    ] = False,
 ) -> None:
     """Run all services and the saga coordinator as supervised processes (restarted when
     they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
@@ -539,7 +654,7 @@ def run(
     def echo(name: str, color: str, line: str) -> None:
         out.print(f"[{color}]{name:>16}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
 
-    asyncio.run(Supervisor(names, echo=echo).run())
+    asyncio.run(Supervisor(names, echo=echo, raw=raw).run())
 
 
 def _detach(names: list[str]) -> None:
@@ -645,6 +760,7 @@ def demo(
             )  # fmt: skip
         return t
 
+    _traced_cli()
     with Live(table([]), console=out, refresh_per_second=4, transient=as_json) as live:
         orders = asyncio.run(
             run_demo(get_settings(), on_update=lambda o: live.update(table(o)), timeout_s=timeout)

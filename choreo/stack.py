@@ -60,6 +60,9 @@ class StackSettings(BaseSettings):
     jaeger_otlp_http_port: int = Field(default=4318, description="OTLP/HTTP receiver port.")
     jaeger_query_port: int = Field(default=16686, description="Jaeger UI and query API port.")
     jaeger_health_port: int = Field(default=13133, description="Jaeger health check port.")
+    jaeger_metrics_port: int = Field(
+        default=8889, description="Where Jaeger serves Choreo's metrics (Prometheus format)."
+    )
     ready_timeout_s: float = Field(default=120.0, description="How long to wait for readiness.")
 
 
@@ -621,6 +624,7 @@ class Jaeger:
                 "JAEGER_QUERY_ENDPOINT": f"127.0.0.1:{self.stack.jaeger_query_port}",
                 "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{self.stack.jaeger_query_port - 1}",
                 "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{self.stack.jaeger_health_port}",
+                "JAEGER_PROMETHEUS_ENDPOINT": f"127.0.0.1:{self.stack.jaeger_metrics_port}",
             },
         )
         _wait(
@@ -636,6 +640,7 @@ class Jaeger:
             "otlp-http": self.stack.jaeger_otlp_http_port,
             "ui": self.stack.jaeger_query_port,
             "health": self.stack.jaeger_health_port,
+            "metrics": self.stack.jaeger_metrics_port,
         }
 
     def _healthy(self) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.logs import render_json_line
 from events.service import Service
 from events.settings import Settings
 
@@ -68,7 +69,9 @@ class Supervisor:
         *,
         echo: Callable[[str, str, str], None],
         grace_s: float = 20.0,
+        raw: bool = False,
     ) -> None:
+        self.raw = raw
         self.children = [Child(n, COLORS[i % len(COLORS)]) for i, n in enumerate(names)]
         self.echo = echo
         self.grace_s = grace_s
@@ -92,7 +95,8 @@ class Supervisor:
     async def _pump(self, child: Child, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
-            self.echo(child.name, child.color, raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            self.echo(child.name, child.color, line if self.raw else render_json_line(line))
 
     async def _watch(self, child: Child) -> None:
         while not self.stopping.is_set():

@@ -24,7 +24,9 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from opentelemetry import trace
 
+from events import tracing
 from events.codec import Codec
 from events.errors import StackError, TransientError
 from events.model import Event, Message
@@ -33,6 +35,8 @@ from events.runtime import HandlerSpec, caused_messages
 from events.settings import Settings
 
 log = logging.getLogger("choreo.postgres")
+_tracer = trace.get_tracer("choreo.events")
+MAX_LINKS = 128  # the SDK's default limit of links per span
 
 C = TypeVar("C")
 Connection: TypeAlias = asyncpg.Connection
@@ -217,20 +221,36 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await self.producer.send_records(
-                [
-                    OutgoingRecord(
-                        topic=row["topic"],
-                        key=bytes(row["key"]),
-                        value=bytes(row["value"]),
-                        headers=tuple(
-                            zip(row["header_keys"], map(bytes, row["header_values"]), strict=True)
-                        ),
-                        event_type=row["event_type"],
-                    )
-                    for row in rows
-                ]
-            )
+            records = [
+                OutgoingRecord(
+                    topic=row["topic"],
+                    key=bytes(row["key"]),
+                    value=bytes(row["value"]),
+                    headers=tuple(
+                        zip(row["header_keys"], map(bytes, row["header_values"]), strict=True)
+                    ),
+                    event_type=row["event_type"],
+                )
+                for row in rows
+            ]
+            # One send span for the batch, linked to each message's creation (its trace).
+            links = [
+                trace.Link(span.get_span_context())
+                for r in records[:MAX_LINKS]
+                for span in [trace.get_current_span(tracing.extract(r.headers))]
+                if span.get_span_context().is_valid
+            ]
+            with _tracer.start_as_current_span(
+                f"outbox {self.schema} send",
+                kind=trace.SpanKind.PRODUCER,
+                links=links,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.batch.message_count": len(records),
+                },
+            ):
+                await self.producer.send_records(records)
             await conn.execute(
                 f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],
@@ -266,7 +286,9 @@ class TransactionalDelivery(Generic[C]):
         self.relay = relay
         self.duplicates = 0
 
-    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> None:
+    async def deliver(
+        self, consumer: str, message: Message[Event], handler: HandlerSpec
+    ) -> bool | None:
         async with self.db.pool.acquire() as conn, conn.transaction():
             fresh = await conn.fetchval(
                 f"INSERT INTO {self.schema}.inbox (consumer, event_id, event_type)"
@@ -278,8 +300,12 @@ class TransactionalDelivery(Generic[C]):
             if not fresh:
                 self.duplicates += 1
                 log.debug("%s: %s already processed", consumer, message.envelope.event_id)
-                return
-            outputs = await handler.func(message, self.context_factory(conn))
+                return False
+            with _tracer.start_as_current_span(
+                f"handle {message.envelope.event_type}",
+                attributes={"choreo.handler": handler.name, "choreo.order_id": message.order_id},
+            ):
+                outputs = await handler.func(message, self.context_factory(conn))
             records = [
                 to_record(m, self.codec, self.settings)
                 for m in caused_messages(message, outputs, self.producer_name)
@@ -287,6 +313,7 @@ class TransactionalDelivery(Generic[C]):
             await stage(conn, self.schema, records)
         if records and self.relay is not None:
             self.relay.wake()
+        return True
 
 
 @dataclass(frozen=True, slots=True)

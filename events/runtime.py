@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -27,12 +28,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import trace
 
-from events import tracing
+from events import metrics, tracing
 from events.catalog import EVENT_TYPES
 from events.codec import Codec
 from events.dlq import DeadLetter, dead_letter
 from events.errors import ChoreoError, ContractError
 from events.headers import EVENT_TYPE, header
+from events.logs import current_order_id
 from events.model import Event, Message
 from events.producer import EventProducer
 from events.settings import Settings
@@ -138,8 +140,12 @@ class Router(Generic[C]):
 class Delivery(Protocol):
     """Runs one handler and makes its outcome durable before the offset may be committed."""
 
-    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> None:
-        """Raise to signal failure; a retryable :class:`ChoreoError` (or any non-Choreo error)
+    async def deliver(
+        self, consumer: str, message: Message[Event], handler: HandlerSpec
+    ) -> bool | None:
+        """Return False if the message was a duplicate (already processed, nothing done).
+
+        Raise to signal failure; a retryable :class:`ChoreoError` (or any non-Choreo error)
         is retried with backoff, anything else goes to the dead-letter topic."""
 
 
@@ -162,9 +168,12 @@ class DirectDelivery(Generic[C]):
         self.context = context
         self.producer_name = producer_name
 
-    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> None:
+    async def deliver(
+        self, consumer: str, message: Message[Event], handler: HandlerSpec
+    ) -> bool | None:
         outputs = await handler.func(message, self.context)
         await self.producer.publish(caused_messages(message, outputs, self.producer_name))
+        return True
 
 
 class RetryQueue(Protocol):
@@ -223,6 +232,7 @@ class EventConsumer:
         self.settings = settings
         self.topics = list(topics) if topics is not None else router.topics(settings)
         self.stats = ConsumerStats()
+        self._next_offsets: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._running = False
@@ -244,6 +254,7 @@ class EventConsumer:
             heartbeat_interval_ms=max(300, self.settings.consumer_session_timeout_ms // 4),
         )
         await self._consumer.start()
+        metrics.observe_consumer_lag(self.group_id, self._lag)
         log.info("%s consuming %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 
     async def __aenter__(self) -> EventConsumer:
@@ -295,8 +306,24 @@ class EventConsumer:
 
     async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
-            await self._process_record(record)
+            token = current_order_id.set((record.key or b"").decode(errors="replace") or None)
+            try:
+                await self._process_record(record)
+            finally:
+                current_order_id.reset(token)
         await self._commit(tp, records[-1].offset + 1)
+        self._next_offsets[tp] = records[-1].offset + 1
+
+    def _lag(self) -> list[tuple[str, int, int]]:
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        lags = []
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None and tp in self._next_offsets:
+                lags.append((tp.topic, tp.partition, max(0, highwater - self._next_offsets[tp])))
+        return lags
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
@@ -354,9 +381,11 @@ class EventConsumer:
     ) -> bool:
         """Deliver; on a transient failure park the record (non-blocking) or, without a retry
         queue, back off in place. Returns False if the record was parked."""
+        started = time.perf_counter()
+        labels = {"consumer": self.group_id, "event_type": message.envelope.event_type}
         while True:
             try:
-                await self.delivery.deliver(self.group_id, message, handler)
+                fresh = await self.delivery.deliver(self.group_id, message, handler)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -372,6 +401,7 @@ class EventConsumer:
                         event_id=str(message.envelope.event_id),
                     )
                     await self._give_up(message, handler, exc)
+                    metrics.events_processed().add(1, {**labels, "outcome": "dead_letter"})
                     return True
                 delay = self._backoff(attempt)
                 log.warning(
@@ -387,6 +417,7 @@ class EventConsumer:
                 )
                 span.add_event("retry_scheduled", {"attempt": attempt, "delay_s": delay})
                 self.stats.retried += 1
+                metrics.events_processed().add(1, {**labels, "outcome": "retry"})
                 if self.retry_queue is not None:
                     await self.retry_queue.park(
                         self.group_id, record, attempt, delay, f"{type(exc).__name__}: {exc}"
@@ -398,6 +429,9 @@ class EventConsumer:
                 self.stats.processed += 1
                 event_type = message.envelope.event_type
                 self.stats.by_type[event_type] = self.stats.by_type.get(event_type, 0) + 1
+                outcome = "duplicate" if fresh is False else "handled"
+                metrics.events_processed().add(1, {**labels, "outcome": outcome})
+                metrics.handler_duration().record((time.perf_counter() - started) * 1000, labels)
                 return True
 
     async def _retry_loop(self) -> None:
@@ -481,6 +515,7 @@ class EventConsumer:
         )
         await self.producer.send_records([letter.to_record(self.settings.dlq_topic)])
         self.stats.dead_lettered += 1
+        metrics.dead_letters().add(1, {"consumer": self.group_id, "error_type": letter.error_type})
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -37,7 +37,20 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"),
         description="OTLP/gRPC endpoint traces and metrics are exported to (Jaeger).",
     )
-    tracing_enabled: bool = Field(default=True, description="Export OpenTelemetry traces.")
+    jaeger_query_url: str = Field(
+        default="http://127.0.0.1:16686",
+        description="Jaeger's UI and query API, for `choreo orders trace`.",
+    )
+    metrics_url: str = Field(
+        default="http://127.0.0.1:8889/metrics",
+        description="Where the collector serves Choreo's metrics (Prometheus format).",
+    )
+    tracing_enabled: bool = Field(
+        default=True, description="Export OpenTelemetry traces and metrics."
+    )
+    metrics_export_interval_ms: int = Field(
+        default=5000, ge=100, description="How often metrics are pushed over OTLP."
+    )
     topic_prefix: str = Field(
         default="choreo.",
         description="Prefix of every topic; a topic per domain is `<prefix><domain>`.",
@@ -80,7 +93,11 @@ class Settings(BaseSettings):
     )
     handler_backoff_max_ms: int = Field(default=10_000, ge=0, description="Retry delay cap.")
     log_level: str = Field(default="INFO", description="Log level of Choreo processes.")
-    log_format: str = Field(default="text", description="`text` for humans, `json` for lines.")
+    log_format: str = Field(
+        default="json",
+        description="`json` (lines with trace and order ids) or `text`; `choreo run` renders "
+        "JSON lines readably.",
+    )
 
     @property
     def dlq_topic(self) -> str:

@@ -1,8 +1,10 @@
 """OpenTelemetry set-up and W3C trace context carried in Kafka headers.
 
-The runtime injects ``traceparent``/``tracestate`` when a message is created (so a message
-published later, e.g. from an outbox, still continues the trace of the handler that made it) and
-extracts them when a message is consumed. Handlers never touch trace context.
+Every process calls :func:`configure_tracing` once: spans and metrics go over OTLP to the
+collector (Jaeger), and asyncpg calls become database spans under the current span. The runtime
+injects ``traceparent``/``tracestate`` when a message is created (so a message published later,
+e.g. from an outbox, still continues the trace of the handler that made it) and extracts them
+when a message is consumed. Handlers never touch trace context.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 
 from events.settings import Settings
@@ -21,30 +23,46 @@ _configured: set[str] = set()
 
 
 def configure_tracing(service_name: str, settings: Settings) -> None:
-    """Export this process's spans over OTLP as ``service.name=service_name`` (once)."""
+    """Export this process's spans and metrics over OTLP as ``service.name=service_name``.
+
+    Does nothing when ``CHOREO_TRACING_ENABLED=false`` (spans are then no-ops and no trace
+    context is propagated) or when called again.
+    """
     if not settings.tracing_enabled or _configured:
         return
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    resource = Resource.create({"service.name": service_name})
+    endpoint = settings.otel_exporter_otlp_endpoint
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(
         BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint, insecure=True)
+            OTLPSpanExporter(endpoint=endpoint, insecure=True), schedule_delay_millis=500
         )
     )
     trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=endpoint, insecure=True),
+        export_interval_millis=settings.metrics_export_interval_ms,
+    )
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured.add(service_name)
 
 
 def shutdown_tracing() -> None:
-    """Flush spans still buffered; call on process exit."""
-    provider = trace.get_tracer_provider()
-    shutdown = getattr(provider, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
+    """Flush spans and metrics still buffered; call on process exit."""
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        shutdown = getattr(provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def inject(headers: Headers, ctx: otel_context.Context | None = None) -> None:
@@ -69,3 +87,15 @@ _GETTER = _HeaderGetter()
 def extract(headers: Iterable[tuple[str, bytes]] | None) -> otel_context.Context:
     """The trace context carried by Kafka headers (empty context when there is none)."""
     return propagate.extract(dict(headers or ()), getter=_GETTER)
+
+
+def traceparent() -> str | None:
+    """The current span's W3C ``traceparent``, to store with something that acts later."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def extract_traceparent(value: str | None) -> otel_context.Context:
+    """The context a stored ``traceparent`` names (empty context when there is none)."""
+    return propagate.extract({"traceparent": value} if value else {})

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from events import metrics, tracing
 from events.catalog import (
     CrmCustomerUpdated,
     EmailFailed,
@@ -38,6 +39,7 @@ from saga_coordinator.definition import DEFINITIONS, DefinitionRegistry
 from saga_coordinator.saga import (
     CancelTimer,
     Decision,
+    SagaState,
     ScheduleTimer,
     TimerFired,
     decide,
@@ -85,9 +87,10 @@ async def advance_saga(
     for op in decision.timers:
         match op:
             case ScheduleTimer():
-                await ctx.store.schedule(order_id, op.name, op.due_at)
+                await ctx.store.schedule(order_id, op.name, op.due_at, tracing.traceparent())
             case CancelTimer():
                 await ctx.store.cancel(order_id, op.name)
+    _record_metrics(state, decision)
     if decision.facts:
         log.debug(
             "saga %s: %s -> %s, emits %s",
@@ -97,6 +100,26 @@ async def advance_saga(
             ", ".join(e.event_type for e in decision.events) or "nothing",
         )
     return decision
+
+
+COMPENSATING_COMMANDS = frozenset({"inventory.release", "payment.refund", "shipment.cancel"})
+
+
+def _record_metrics(before: SagaState, decision: Decision) -> None:
+    """Saga duration when a saga ends, and each compensating command sent."""
+    after = decision.state
+    ended = {"completed", "cancelled"}
+    if after.status in ended and before.status not in ended and after.placed_at is not None:
+        outcome = (
+            after.status if after.status == "completed" else f"cancelled:{after.cancel_reason}"
+        )
+        ended_at = after.completed_at or after.cancelled_at or after.placed_at
+        metrics.saga_duration().record(
+            max(0.0, (ended_at - after.placed_at).total_seconds()), {"outcome": outcome}
+        )
+    for event in decision.events:
+        if event.event_type in COMPENSATING_COMMANDS:
+            metrics.compensations().add(1, {"command": event.event_type})
 
 
 async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Event]:

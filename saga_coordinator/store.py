@@ -44,6 +44,8 @@ DDL: tuple[str, ...] = (
         PRIMARY KEY (order_id, name)
     )
     """,
+    # The W3C trace context the timer was set in: firing it continues the order's trace.
+    "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS traceparent text",
     "CREATE INDEX IF NOT EXISTS saga_timers_due_at ON {schema}.saga_timers (due_at)",
 )
 """The coordinator's tables; ``{schema}`` stands for its schema (``Database.migrate`` fills it).
@@ -60,6 +62,8 @@ class Timer:
     order_id: str
     name: str
     due_at: datetime
+    traceparent: str | None = None
+    """The trace context the timer was set in; its firing continues that trace."""
 
 
 class SagaStore(Protocol):
@@ -85,7 +89,9 @@ class SagaStore(Protocol):
         """
         ...
 
-    async def schedule(self, order_id: str, name: str, due_at: datetime) -> None:
+    async def schedule(
+        self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None
+    ) -> None:
         """Create timer ``name`` of the saga, or move it to ``due_at``."""
         ...
 
@@ -120,6 +126,7 @@ class InMemorySagaStore:
     def __init__(self) -> None:
         self.streams: dict[str, list[Fact]] = {}
         self.timer_rows: dict[tuple[str, str], datetime] = {}
+        self.timer_traces: dict[tuple[str, str], str | None] = {}
 
     async def lock(self, order_id: str, *, wait: bool = True) -> bool:
         return True  # one event loop, no await inside an operation: nothing to serialize
@@ -135,15 +142,21 @@ class InMemorySagaStore:
             )
         stream.extend(facts)
 
-    async def schedule(self, order_id: str, name: str, due_at: datetime) -> None:
+    async def schedule(
+        self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None
+    ) -> None:
         self.timer_rows[(order_id, name)] = due_at
+        self.timer_traces[(order_id, name)] = traceparent
 
     async def cancel(self, order_id: str, name: str) -> None:
         self.timer_rows.pop((order_id, name), None)
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:
         due = sorted(
-            (Timer(order_id, name, due_at) for (order_id, name), due_at in self.timer_rows.items()),
+            (
+                Timer(order_id, name, due_at, self.timer_traces.get((order_id, name)))
+                for (order_id, name), due_at in self.timer_rows.items()
+            ),
             key=lambda t: (t.due_at, t.order_id, t.name),
         )
         return [t for t in due if t.due_at <= now][:limit]
@@ -237,13 +250,17 @@ class PostgresSagaStore:
                 f"saga {order_id} moved past seq {expected_seq} concurrently"
             ) from exc
 
-    async def schedule(self, order_id: str, name: str, due_at: datetime) -> None:
+    async def schedule(
+        self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None
+    ) -> None:
         await self.conn.execute(
-            f"INSERT INTO {self.schema}.saga_timers (order_id, name, due_at) VALUES ($1, $2, $3)"
-            " ON CONFLICT (order_id, name) DO UPDATE SET due_at = EXCLUDED.due_at",
+            f"INSERT INTO {self.schema}.saga_timers (order_id, name, due_at, traceparent)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (order_id, name) DO UPDATE"
+            " SET due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent",
             order_id,
             name,
             due_at,
+            traceparent,
         )
 
     async def cancel(self, order_id: str, name: str) -> None:
@@ -255,12 +272,15 @@ class PostgresSagaStore:
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:
         rows = await self.conn.fetch(
-            f"SELECT order_id, name, due_at FROM {self.schema}.saga_timers WHERE due_at <= $1"
+            f"SELECT order_id, name, due_at, traceparent FROM {self.schema}.saga_timers"
+            " WHERE due_at <= $1"
             " ORDER BY due_at, order_id, name LIMIT $2 FOR UPDATE SKIP LOCKED",
             now,
             limit,
         )
-        return [Timer(row["order_id"], row["name"], row["due_at"]) for row in rows]
+        return [
+            Timer(row["order_id"], row["name"], row["due_at"], row["traceparent"]) for row in rows
+        ]
 
     async def timers(self, order_id: str) -> dict[str, datetime]:
         rows = await self.conn.fetch(

@@ -16,7 +16,9 @@ import logging
 from datetime import timedelta
 
 import asyncpg
+from opentelemetry import trace
 
+from events import tracing
 from events.errors import ChoreoError
 from events.model import Event, Message
 from events.service import ServiceRuntime
@@ -26,6 +28,7 @@ from saga_coordinator.saga import TimerFired, saga_message
 from saga_coordinator.store import PostgresSagaStore, Timer
 
 log = logging.getLogger("choreo.saga.timers")
+_tracer = trace.get_tracer("choreo.saga")
 
 RETRY_DELAY = timedelta(seconds=5)
 """How long a timer whose firing failed waits before the next try (avoids a hot loop)."""
@@ -53,13 +56,20 @@ async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit:
         now = ctx.clock()
         for timer in await ctx.store.due(now, limit):
             try:
-                async with conn.transaction():  # a savepoint per timer
-                    messages = await fire_timer(ctx, timer)
-                    if messages:
-                        await runtime.emit(conn, messages)
+                with _tracer.start_as_current_span(
+                    f"saga timer {timer.name}",
+                    context=tracing.extract_traceparent(timer.traceparent),
+                    attributes={"choreo.order_id": timer.order_id, "choreo.timer": timer.name},
+                ):
+                    async with conn.transaction():  # a savepoint per timer
+                        messages = await fire_timer(ctx, timer)
+                        if messages:
+                            await runtime.emit(conn, messages)
             except Exception:
                 log.exception("timer %s of saga %s failed", timer.name, timer.order_id)
-                await ctx.store.schedule(timer.order_id, timer.name, now + RETRY_DELAY)
+                await ctx.store.schedule(
+                    timer.order_id, timer.name, now + RETRY_DELAY, timer.traceparent
+                )
                 continue
             if messages is not None:
                 fired += 1

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,7 +29,8 @@ _SPANS = InMemorySpanExporter()
 @pytest.fixture(scope="session", autouse=True)
 def _tracer_provider() -> Iterator[None]:
     """A real SDK tracer (spans kept in memory) so trace context is produced and checked."""
-    provider = TracerProvider()
+    # The test process plays the CLI: its spans are the roots of the orders' traces.
+    provider = TracerProvider(resource=Resource.create({"service.name": "cli"}))
     provider.add_span_processor(SimpleSpanProcessor(_SPANS))
     trace.set_tracer_provider(provider)
     yield

@@ -27,7 +27,7 @@ class Platform:
         self.env = {
             **os.environ,
             "CHOREO_TOPIC_PREFIX": settings.topic_prefix,
-            "CHOREO_LOG_FORMAT": "text",
+            "CHOREO_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
             **env,
         }
@@ -50,7 +50,7 @@ class Platform:
             log.close()
         deadline = time.monotonic() + timeout
         for name in wanted:
-            while f"{name} ready" not in self.log(name):
+            while f'"{name} ready' not in self.log(name):
                 proc = self.procs[name]
                 if proc.returncode is not None or time.monotonic() > deadline:
                     raise AssertionError(f"{name} did not become ready:\n{self.tail(name)}")
@@ -92,5 +92,5 @@ class Platform:
             f"{name}: {line}"
             for name in PROCESSES
             for line in self.log(name).splitlines()
-            if line.startswith("Traceback")
+            if line.startswith("Traceback") or '"exc":' in line
         ]

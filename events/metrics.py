@@ -1,0 +1,72 @@
+"""The metrics every Choreo process reports, through the OpenTelemetry SDK.
+
+Instruments are created from the global meter provider at first use, so they export through
+whatever :func:`events.tracing.configure_tracing` set up (and are no-ops without it). Labels
+never carry PII: event types, services, consumer groups and outcomes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import cache
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
+
+_meter = metrics.get_meter("choreo")
+
+
+@cache
+def events_processed() -> Counter:
+    """Messages a consumer finished, by ``event_type``, ``consumer`` and ``outcome``
+    (``handled``, ``duplicate``, ``retry``, ``dead_letter``)."""
+    return _meter.create_counter(
+        "choreo.events.processed", unit="{event}", description="Messages consumed, by outcome."
+    )
+
+
+@cache
+def handler_duration() -> Histogram:
+    """Time from a message's arrival to its durable outcome, in milliseconds."""
+    return _meter.create_histogram(
+        "choreo.handler.duration", unit="ms", description="Handler latency incl. transaction."
+    )
+
+
+@cache
+def dead_letters() -> Counter:
+    """Messages sent to the dead-letter topic, by ``consumer`` and ``error_type``."""
+    return _meter.create_counter(
+        "choreo.dlq.messages", unit="{message}", description="Messages dead-lettered."
+    )
+
+
+@cache
+def saga_duration() -> Histogram:
+    """Seconds from ``order.placed`` to the saga's end, by ``outcome`` (status/reason)."""
+    return _meter.create_histogram(
+        "choreo.saga.duration", unit="s", description="Order placed to completed or cancelled."
+    )
+
+
+@cache
+def compensations() -> Counter:
+    """Compensating commands the coordinator sent, by ``command``."""
+    return _meter.create_counter(
+        "choreo.saga.compensations", unit="{command}", description="Compensating commands sent."
+    )
+
+
+def observe_consumer_lag(consumer: str, lag: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+    """Report ``choreo.consumer.lag`` (messages behind, per topic and partition) of a consumer;
+    ``lag()`` yields ``(topic, partition, lag)``."""
+
+    def observe(_: CallbackOptions) -> Iterable[Observation]:
+        for topic, partition, behind in lag():
+            yield Observation(
+                behind, {"consumer": consumer, "topic": topic, "partition": str(partition)}
+            )
+
+    _meter.create_observable_gauge(
+        "choreo.consumer.lag", callbacks=[observe], unit="{message}", description="Consumer lag."
+    )

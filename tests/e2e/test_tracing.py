@@ -1,0 +1,157 @@
+"""One trace per order in Jaeger, fetched through Jaeger's own query API; no PII in it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from choreo.traces import OrderTrace, fetch_order_trace
+from events.errors import ChoreoError
+from events.samples import sample_order_placed
+from tests.e2e.conftest import Deployment, start_deployment
+
+pytestmark = pytest.mark.integration
+
+FLOW_SERVICES = {"cli", "inventory", "payment", "shipping", "crm", "email", "saga-coordinator"}
+ORDER = sample_order_placed()
+PII = [
+    ORDER.customer_email,
+    ORDER.shipping_address.recipient,
+    ORDER.shipping_address.line1,
+]
+
+
+@pytest.fixture(scope="module")
+async def deployment(stack: None) -> AsyncIterator[Deployment]:
+    # The test process places the orders: export its spans to Jaeger too, as the CLI does.
+    processor = BatchSpanProcessor(
+        OTLPSpanExporter(endpoint="http://127.0.0.1:4317", insecure=True),
+        schedule_delay_millis=200,
+    )
+    trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
+    try:
+        async for d in start_deployment({}, "tracing"):
+            yield d
+    finally:
+        processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+async def _trace_with(checked: Deployment, order_id: str, services: set[str]) -> OrderTrace:
+    """Poll Jaeger until the order's trace holds spans of ``services`` (export is batched)."""
+    trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    found: OrderTrace | None = None
+    while time.monotonic() < deadline:
+        try:
+            found = await fetch_order_trace(checked.settings, order_id)
+        except ChoreoError:
+            found = None
+        if found is not None and services <= found.services:
+            return found
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"trace of {order_id}: {found.services if found else 'none'}")
+
+
+def _assert_one_connected_tree(found: OrderTrace) -> None:
+    ids = {s.span_id for s in found.spans}
+    assert found.other_traces == [], "the order's spans are split over several traces"
+    assert len(found.roots) == 1, [(r.service, r.name) for r in found.roots]
+    root = found.roots[0]
+    assert (root.service, root.name) == ("cli", "order.placed publish")
+    for span in found.spans:
+        if span is not root:
+            assert span.parent_id in ids, f"{span.service} {span.name} has a dangling parent"
+
+
+def _assert_no_pii(found: OrderTrace) -> None:
+    exported = orjson.dumps([s.to_json() for s in found.spans]).decode()
+    for value in PII:
+        assert value not in exported
+
+
+async def test_a_completed_order_is_one_trace_across_every_service(checked: Deployment):
+    order_id = (await checked.client.place_order(ORDER)).order_id
+    checked.orders.append(order_id)
+    assert (await checked.wait_for(order_id)).status == "completed"
+    found = await _trace_with(checked, order_id, FLOW_SERVICES)
+    _assert_one_connected_tree(found)
+    names = {(s.service, s.name) for s in found.spans}
+    assert ("payment", "handle order.approved") in names
+    assert ("saga-coordinator", "handle order.placed") in names
+    process = [s for s in found.spans if s.name.endswith(" process")]
+    assert process
+    for span in process:
+        assert span.attributes["messaging.system"] == "kafka"
+        assert span.attributes["choreo.order_id"] == order_id
+        assert "messaging.consumer.group.name" in span.attributes
+        assert "messaging.kafka.offset" in span.attributes
+    db_spans = [s for s in found.spans if "db.system" in s.attributes]
+    assert db_spans, "asyncpg spans nest under the handlers"
+    _assert_no_pii(found)
+
+
+async def test_a_failed_shipment_trace_shows_the_refund_and_the_release(checked: Deployment):
+    order = sample_order_placed(country_code="AQ")
+    order_id = (await checked.client.place_order(order)).order_id
+    checked.orders.append(order_id)
+    state = await checked.wait_for(order_id)
+    assert state.cancel_reason == "shipment_failed"
+    found = await _trace_with(checked, order_id, FLOW_SERVICES - {"crm"})
+    _assert_one_connected_tree(found)
+    names = {(s.service, s.name) for s in found.spans}
+    assert ("payment", "handle payment.refund") in names
+    assert ("inventory", "handle inventory.release") in names
+    refund = next(s for s in found.spans if s.name == "handle payment.refund")
+    release = next(s for s in found.spans if s.name == "handle inventory.release")
+    assert refund.start_us < release.start_us  # newest step compensated first
+    _assert_no_pii(found)
+
+
+async def test_no_customer_email_in_any_log_line(checked: Deployment):
+    order_id = (await checked.client.place_order(ORDER)).order_id
+    checked.orders.append(order_id)
+    await checked.wait_for(order_id)
+    # The logs are really captured and carry the order id (a JSON field, set by the runtime)...
+    payment_lines = [orjson.loads(line) for line in checked.platform.log("payment").splitlines()]
+    mine = [e for e in payment_lines if e.get("order_id") == order_id]
+    assert mine, "payment logged nothing about the order"
+    assert all(e["service"] == "payment" and len(e["trace_id"]) == 32 for e in mine)
+    # ...and no process wrote the customer's e-mail, name or street.
+    for name in FLOW_SERVICES - {"cli"}:
+        log = checked.platform.log(name)
+        for value in PII:
+            assert value not in log, f"{name} logged PII"
+
+
+async def test_metrics_reach_the_collector(checked: Deployment):
+    order_id = (await checked.client.place_order(sample_order_placed(country_code="AQ"))).order_id
+    checked.orders.append(order_id)
+    await checked.wait_for(order_id)
+    prefix = checked.settings.topic_prefix
+    wanted = {
+        "choreo_events_processed_total": f'consumer="{prefix}payment"',
+        "choreo_handler_duration_milliseconds_bucket": f'consumer="{prefix}inventory"',
+        "choreo_saga_duration_seconds_bucket": 'outcome="cancelled:shipment_failed"',
+        "choreo_saga_compensations_total": 'command="payment.refund"',
+        "choreo_consumer_lag": f'consumer="{prefix}saga-coordinator"',
+    }
+    deadline = time.monotonic() + 30
+    missing = dict(wanted)
+    while missing and time.monotonic() < deadline:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get("http://127.0.0.1:8889/metrics")).text
+        missing = {
+            name: label
+            for name, label in wanted.items()
+            if not any(line.startswith(name) and label in line for line in text.splitlines())
+        }
+        await asyncio.sleep(0.5)
+    assert not missing, f"metrics not exported: {missing}"
