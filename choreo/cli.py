@@ -637,16 +637,15 @@ def run(
         bool, typer.Option("--raw", help="Show the processes' JSON log lines as they are.")
     ] = False,
 ) -> None:
-    """Run all services and the saga coordinator as supervised processes (restarted when
-    they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
-    from choreo.supervisor import PROCESSES, Supervisor
+    """Run all services, the saga coordinator and the projector as supervised processes
+    (restarted when they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
+    from choreo.supervisor import ALL_PROCESSES, Supervisor
 
-    names = only or list(PROCESSES)
-    unknown = [n for n in names if n not in PROCESSES]
+    names = only or list(ALL_PROCESSES)
+    unknown = [n for n in names if n not in ALL_PROCESSES]
     if unknown:
-        _fail(
-            ChoreoError(f"unknown process(es) {', '.join(unknown)}; one of {', '.join(PROCESSES)}")
-        )
+        known = ", ".join(ALL_PROCESSES)
+        _fail(ChoreoError(f"unknown process(es) {', '.join(unknown)}; one of {known}"))
     if detach:
         _detach(names)
         return

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.logs import render_json_line
-from events.service import Service
+from events.service import Service, run_service
 from events.settings import Settings
 
 PROCESSES: dict[str, str] = {
@@ -33,7 +33,29 @@ PROCESSES: dict[str, str] = {
 }
 """Process name → ``module:function`` building its :class:`Service` from the settings."""
 
+RUNNERS: dict[str, str] = {
+    "projector": "projections.projector:run",
+}
+"""Processes with a runtime of their own: ``module:function`` that runs it until SIGTERM."""
+
+ALL_PROCESSES: list[str] = [*PROCESSES, *RUNNERS]
+"""Everything `choreo run` starts."""
+
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
+
+
+def load_runner(name: str) -> Callable[[Settings], None]:
+    """The entry function of process ``name``: a service's, or a runner's."""
+    if name in RUNNERS:
+        module, _, function = RUNNERS[name].partition(":")
+        runner: Callable[[Settings], None] = getattr(importlib.import_module(module), function)
+        return runner
+    builder = load_builder(name)
+
+    def run(settings: Settings) -> None:
+        run_service(builder, settings)
+
+    return run
 
 
 def load_builder(name: str) -> Callable[[Settings], Service[Any]]:

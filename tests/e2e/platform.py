@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from choreo.supervisor import PROCESSES
+from choreo.supervisor import ALL_PROCESSES
 from events.settings import Settings
 
 
@@ -39,7 +39,7 @@ class Platform:
 
     async def start(self, *names: str, timeout: float = 60.0) -> None:
         """Start processes (default: all) and wait until each says it is ready."""
-        wanted = list(names or PROCESSES)
+        wanted = list(names or ALL_PROCESSES)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in wanted:
             log = self.log_path(name).open("ab")
@@ -90,7 +90,7 @@ class Platform:
         """Tracebacks any process logged (a crash a test should notice)."""
         return [
             f"{name}: {line}"
-            for name in PROCESSES
+            for name in ALL_PROCESSES
             for line in self.log(name).splitlines()
             if line.startswith("Traceback") or '"exc":' in line
         ]

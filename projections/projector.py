@@ -1,0 +1,232 @@
+"""The projector process: domain topics → event log + order read model, exactly once.
+
+It consumes every domain topic in its own consumer group, but its positions live in
+PostgreSQL: each batch's log rows, read-model rows and next offsets commit in one transaction,
+and on (re)assignment the consumer seeks to the stored offsets. A crash mid-batch therefore
+loses nothing and logs nothing twice. Records that are not valid events are dead-lettered like
+anywhere else and skipped. Each event gets a span in its order's trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from opentelemetry import trace
+
+from events import metrics, tracing
+from events.codec import Codec
+from events.dlq import dead_letter
+from events.errors import ContractError
+from events.logs import configure_logging
+from events.model import Event, Message
+from events.postgres import Database, schema_name
+from events.producer import EventProducer
+from events.schemas import SchemaRegistry
+from events.settings import Settings, get_settings
+from events.topics import event_topics, provision_topics
+from projections import store
+from projections.model import summarize
+
+NAME = "projector"
+log = logging.getLogger("choreo.projector")
+_tracer = trace.get_tracer("choreo.projector")
+
+
+def log_row(record: ConsumerRecord, message: Message[Event]) -> store.LogRow:
+    """The event_log row of a consumed, decoded message."""
+    env = message.envelope
+    payload = message.event.model_dump()
+    return store.LogRow(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        event_id=env.event_id,
+        event_type=env.event_type,
+        order_id=env.order_id,
+        occurred_at=env.occurred_at,
+        producer=env.producer,
+        schema_version=env.schema_version,
+        correlation_id=env.correlation_id,
+        causation_id=env.causation_id,
+        traceparent=next((v.decode() for k, v in record.headers or () if k == "traceparent"), None),
+        payload=store.payload_json(payload),
+        summary=summarize(env.event_type, payload),
+    )
+
+
+class _SeekToCheckpoints(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.projector.seek_to_checkpoints(assigned)
+
+
+@dataclass
+class ProjectorStats:
+    batches: int = 0
+    events: int = 0
+    dead_lettered: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Projector:
+    """Consumes the domain topics into the projector's tables. ``start``/``run``/``stop``."""
+
+    def __init__(self, settings: Settings, codec: Codec | None = None) -> None:
+        self.settings = settings
+        self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+        self.schema = schema_name(settings, NAME)
+        self.group_id = f"{settings.topic_prefix}{NAME}"
+        self.db = Database(settings)
+        self.producer = EventProducer(settings, self.codec, client_id=NAME)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.stats = ProjectorStats()
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        await provision_topics(self.settings)
+        await self.db.start()
+        await self.db.migrate(self.schema, *store.ddl())
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=NAME,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.consumer_batch_size * 4,
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(300, self.settings.consumer_session_timeout_ms // 4),
+        )
+        self.consumer.subscribe(event_topics(self.settings), listener=_SeekToCheckpoints(self))
+        await self.consumer.start()
+
+    async def seek_to_checkpoints(self, partitions: Sequence[TopicPartition]) -> None:
+        assert self.consumer is not None
+        async with self.db.pool.acquire() as conn:
+            offsets = await store.load_offsets(conn, self.schema)
+        for tp in partitions:
+            self.consumer.seek(tp, offsets.get((tp.topic, tp.partition), 0))
+
+    async def run(self) -> None:
+        await self.start()
+        assert self.consumer is not None
+        while not self.stopping.is_set():
+            batch = await self.consumer.getmany(
+                timeout_ms=self.settings.consumer_poll_timeout_ms,
+                max_records=self.settings.consumer_batch_size * 4,
+            )
+            if batch:
+                await self.project([r for records in batch.values() for r in records])
+
+    async def project(self, records: Sequence[ConsumerRecord]) -> None:
+        """Log, project and checkpoint one batch in one transaction."""
+        started = time.time_ns()
+        rows: list[store.LogRow] = []
+        contexts = []
+        offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            offsets[key] = max(offsets.get(key, 0), record.offset + 1)
+            try:
+                message = self.codec.decode(record.value)
+            except ContractError as exc:
+                await self._dead_letter(record, exc)
+                continue
+            rows.append(log_row(record, message))
+            contexts.append((record, message))
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            await store.apply_batch(conn, self.schema, rows, offsets)
+        assert self.consumer is not None
+        try:  # for lag tools only: the checkpoints in PostgreSQL are authoritative
+            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except Exception as exc:  # a rebalance; the next owner seeks to the checkpoints
+            log.debug("kafka commit after batch failed: %s", exc)
+        self._trace(contexts, started)
+        self.stats.batches += 1
+        self.stats.events += len(rows)
+        metrics.events_processed().add(len(rows), {"consumer": self.group_id, "outcome": "handled",
+                                                   "event_type": "*"})  # fmt: skip
+
+    def _trace(self, contexts: list[tuple[ConsumerRecord, Message[Event]]], started: int) -> None:
+        """One span per event in its order's trace, covering the batch that projected it."""
+        for record, message in contexts:
+            span = _tracer.start_span(
+                f"{record.topic} project",
+                context=tracing.extract(record.headers),
+                kind=trace.SpanKind.CONSUMER,
+                start_time=started,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                    "messaging.consumer.group.name": self.group_id,
+                    "choreo.event_type": message.envelope.event_type,
+                    "choreo.order_id": message.order_id,
+                },
+            )
+            span.end()
+
+    async def _dead_letter(self, record: ConsumerRecord, error: ContractError) -> None:
+        letter = dead_letter(
+            error=error,
+            consumer=self.group_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            attempts=1,
+        )
+        await self.producer.send_records([letter.to_record(self.settings.dlq_topic)])
+        self.stats.dead_lettered += 1
+        log.error("%s@%d/%d dead-lettered: %s", record.topic, record.partition, record.offset,
+                  letter.reason)  # fmt: skip
+
+    async def stop(self) -> None:
+        self.stopping.set()
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+        await self.producer.stop()
+        await self.db.stop()
+
+
+def run(settings: Settings | None = None) -> None:
+    """Entry point of the projector process: run until SIGTERM/SIGINT, then finish the batch."""
+    settings = settings or get_settings()
+    configure_logging(NAME, settings.log_level, settings.log_format)
+    tracing.configure_tracing(NAME, settings)
+
+    async def main() -> None:
+        projector = Projector(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, projector.stopping.set)
+        try:
+            await projector.start()
+            log.info("%s ready: projecting %s", NAME, ", ".join(event_topics(settings)))
+            await projector.run()
+        finally:
+            await projector.close()
+            log.info("%s stopped after %d events", NAME, projector.stats.events)
+
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown_tracing()
