@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import pydantic
@@ -39,13 +42,19 @@ schemas_app = typer.Typer(help="Inspect the Avro schemas in schemas/.")
 events_app = typer.Typer(help="Publish and read events on the topics.")
 orders_app = typer.Typer(help="Place orders and answer approvals.")
 dlq_app = typer.Typer(help="Inspect and redrive dead letters.")
+projections_app = typer.Typer(help="Inspect and rebuild the read models.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(events_app, name="events")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(projections_app, name="projections")
 
+if TYPE_CHECKING:
+    from projections.queries import Queries
+
+T = TypeVar("T")
 console = Console(stderr=True)
 out = Console()
 
@@ -427,6 +436,202 @@ def orders_reject(
     out.print(f"rejected {order_id}")
 
 
+def _query(call: Callable[[Queries], Awaitable[T]]) -> T:
+    """Run one read-model query against the projector's tables."""
+    from events.postgres import Database
+    from projections.queries import Queries
+
+    async def run() -> T:
+        settings = get_settings()
+        async with Database(settings, max_size=2) as db:
+            queries = Queries(db, settings)
+            if not await queries.ready():
+                raise ChoreoError("no read models yet: is the projector running (`choreo run`)?")
+            return await call(queries)
+
+    try:
+        return asyncio.run(run())
+    except ChoreoError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
+def _when(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{flag}: not an ISO timestamp: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@orders_app.command("status")
+def orders_status(
+    order_id: Annotated[str, typer.Argument(help="The order.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO time: the order's state then, folded from the log."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The order_status row as JSON.")] = False,
+) -> None:
+    """Where an order is: status, reason, current step, timeline and progress."""
+    when = _when(as_of, "--as-of")
+    row = _query(lambda q: q.status(order_id, as_of=when))
+    if row is None:
+        _fail(ChoreoError(f"no order {order_id}" + (f" as of {as_of}" if as_of else "")))
+        return
+    if as_json:
+        _print_json(row)
+        return
+    reason = f" ({row['cancel_reason']})" if row["cancel_reason"] else ""
+    progress = row["progress"]
+    out.print(f"[bold]{order_id}[/] {row['status']}{reason}"
+              f"  step: {row['current_step'] or '-'}"
+              f"  progress: {progress['done']}/{progress['expected']}")  # fmt: skip
+    table = Table("step", "outcome", "started", "finished", "attempts")
+    for step in row["timeline"]:
+        table.add_row(
+            step["step"], step["outcome"] or "…", (step["started_at"] or "")[11:23],
+            (step["finished_at"] or "")[11:23], str(step["attempts"] or ""),
+        )  # fmt: skip
+    out.print(table)
+    if row["compensations_done"]:
+        out.print("compensations done: " + ", ".join(row["compensations_done"]))
+    out.print(f"trace: {row['trace_id'] or '-'}  updated: {row['updated_at']}")
+
+
+@orders_app.command("list")
+def orders_list(
+    status: Annotated[str | None, typer.Option(help="Only orders with this status.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time: placed at or after.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Orders, newest first."""
+    from projections.model import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
+    when = _when(since, "--since")
+    rows = _query(lambda q: q.orders(status=status, since=when, limit=limit))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("order", "status", "reason", "step", "progress", "total", "placed")
+    for r in rows:
+        total = f"{(r['total_minor'] or 0) / 100:.2f} {r['currency'] or ''}"
+        table.add_row(
+            r["order_id"], r["status"], r["cancel_reason"] or "", r["current_step"] or "",
+            f"{r['progress']['done']}/{r['progress']['expected']}", total,
+            (r["placed_at"] or "")[:19],
+        )  # fmt: skip
+    out.print(table)
+
+
+@orders_app.command("history")
+def orders_history(
+    order_id: Annotated[str, typer.Argument(help="The order.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The order's audit trail: every event in log order, with who produced it."""
+    rows = _query(lambda q: q.history(order_id))
+    if not rows:
+        _fail(ChoreoError(f"no order {order_id}"))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("time", "event", "producer", "summary")
+    for r in rows:
+        table.add_row(r["occurred_at"][11:23], r["event_type"], r["producer"], r["summary"])
+    out.print(table)
+
+
+@projections_app.command("status")
+def projections_status(as_json: JsonFlag = False) -> None:
+    """How far the projector is: lag per partition, last event time, events/s, totals."""
+
+    async def both(q: Queries) -> dict[str, Any]:
+        return {**await q.projection_status(), "summary": await q.summary()}
+
+    data = _query(both)
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("topic", "partition", "end offset", "projected", "lag")
+    for p in data["lag"]:
+        table.add_row(
+            p["topic"], str(p["partition"]), str(p["end_offset"]), str(p["projected"]),
+            str(p["lag"]),
+        )  # fmt: skip
+    out.print(table)
+    out.print(
+        f"{data['events']} events logged, total lag {data['total_lag']}, last event at "
+        f"{data['last_event_at']}, {data['events_per_second_1m']} events/s over the last minute"
+    )
+    summary = data["summary"]
+    out.print(f"orders: {summary['orders']} {summary['by_status']}")
+    if summary["by_cancel_reason"]:
+        out.print(f"cancelled by reason: {summary['by_cancel_reason']}")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[
+        str, typer.Argument(help="order_status (with order_history and summary) or all.")
+    ] = "all",
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Compare rebuilt and live rows; exit 1 if any differ.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Replay the log from the beginning into shadow tables and swap them in atomically.
+    Queries keep answering from the live tables meanwhile."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )  # fmt: skip
+
+    from projections.rebuild import rebuild
+
+    if name not in {"all", "order_status", "order_history", "summary"}:
+        raise typer.BadParameter("NAME is order_status, order_history, summary or all")
+    started = time.monotonic()
+    with Progress(
+        TextColumn("replaying the log"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn(),
+        console=console, transient=as_json,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("replay", total=None, rate="-")
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+        try:
+            report = asyncio.run(rebuild(get_settings(), verify=verify, progress=progress))
+        except ChoreoError as exc:
+            _fail(exc)
+            return
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        out.print(
+            f"rebuilt {report.orders} orders from {report.events} events in "
+            f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s); "
+            f"{report.caught_up} caught up during the swap"
+        )
+        if verify:
+            out.print(f"verify: {len(report.differences)} difference(s)")
+            for line in report.differences:
+                out.print(f"  {line}")
+    if verify and report.differences:
+        raise typer.Exit(1)
+
+
 @orders_app.command("trace")
 def orders_trace(
     order_id: Annotated[str, typer.Argument(help="The order.")],
@@ -606,19 +811,21 @@ def metrics_cmd(
 @app.command("service")
 def service(
     name: Annotated[
-        str, typer.Argument(help="inventory, payment, shipping, crm, email, saga-coordinator")
+        str,
+        typer.Argument(
+            help="inventory, payment, shipping, crm, email, saga-coordinator, projector, api"
+        ),
     ],
 ) -> None:
     """Run one Choreo process in the foreground until SIGTERM or Ctrl-C."""
-    from choreo.supervisor import load_builder
-    from events.service import run_service
+    from choreo.supervisor import load_runner
 
     try:
-        builder = load_builder(name)
+        runner = load_runner(name)
     except KeyError as exc:
         _fail(ChoreoError(str(exc.args[0])))
         return
-    run_service(builder, get_settings())
+    runner(get_settings())
 
 
 def _run_pid_file() -> Path:

@@ -2,8 +2,8 @@
 
 It consumes every domain topic in its own consumer group, but its positions live in
 PostgreSQL: each batch's log rows, read-model rows and next offsets commit in one transaction,
-and on (re)assignment the consumer seeks to the stored offsets. A crash mid-batch therefore
-loses nothing and logs nothing twice. Records that are not valid events are dead-lettered like
+and records below the stored offsets are dropped. A crash mid-batch therefore loses nothing and
+logs nothing twice. Records that are not valid events are dead-lettered like
 anywhere else and skipped. Each event gets a span in its order's trace.
 """
 
@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 
 from events import metrics, tracing
@@ -60,17 +60,6 @@ def log_row(record: ConsumerRecord, message: Message[Event]) -> store.LogRow:
     )
 
 
-class _SeekToCheckpoints(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, projector: Projector) -> None:
-        self.projector = projector
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.projector.seek_to_checkpoints(assigned)
-
-
 @dataclass
 class ProjectorStats:
     batches: int = 0
@@ -108,15 +97,12 @@ class Projector:
             session_timeout_ms=self.settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=max(300, self.settings.consumer_session_timeout_ms // 4),
         )
-        self.consumer.subscribe(event_topics(self.settings), listener=_SeekToCheckpoints(self))
+        # Positions come from the group's Kafka commits, made only after the PostgreSQL
+        # commit; they can lag the checkpoints (a failed commit, a rebuild's swap), never lead
+        # them, and each batch drops what is below the checkpoint. So no seek is needed, and
+        # none races a rebalance.
+        self.consumer.subscribe(event_topics(self.settings))
         await self.consumer.start()
-
-    async def seek_to_checkpoints(self, partitions: Sequence[TopicPartition]) -> None:
-        assert self.consumer is not None
-        async with self.db.pool.acquire() as conn:
-            offsets = await store.load_offsets(conn, self.schema)
-        for tp in partitions:
-            self.consumer.seek(tp, offsets.get((tp.topic, tp.partition), 0))
 
     async def run(self) -> None:
         await self.start()

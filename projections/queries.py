@@ -1,0 +1,165 @@
+"""Read-side queries over the projector's tables, shared by the CLI and the HTTP API.
+
+All functions take a :class:`~events.postgres.Database` and return plain JSON-ready data
+(``dict``/``list``), so every front end shows the same fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from events.postgres import Database, schema_name
+from events.settings import Settings
+from events.topics import event_topics, partitions_of
+from projections import store
+from projections.model import fold_order
+from projections.projector import NAME
+
+
+class Queries:
+    """The read models of one deployment (its topic prefix names the projector's schema)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.schema = schema_name(settings, NAME)
+
+    async def ready(self) -> bool:
+        """Whether the projector has created its tables yet."""
+        found = await self.db.pool.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.order_status"
+        )
+        return bool(found)
+
+    async def status(
+        self, order_id: str, *, as_of: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The order_status row of an order, or its state as of a time, folded from the log."""
+        async with self.db.pool.acquire() as conn:
+            if as_of is not None:
+                events = await store.load_events(conn, self.schema, [order_id], as_of=as_of)
+                if not events.get(order_id):
+                    return None
+                view = fold_order(order_id, events[order_id])
+                return {**view.to_json(), "as_of": as_of.isoformat()}
+            row = await conn.fetchrow(
+                f"SELECT * FROM {self.schema}.order_status WHERE order_id = $1", order_id
+            )
+        return None if row is None else store.view_from_row(row).to_json()
+
+    async def orders(
+        self, *, status: str | None = None, since: datetime | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Orders, newest first, optionally of one status and placed since a time."""
+        rows = await self.db.pool.fetch(
+            f"SELECT * FROM {self.schema}.order_status"
+            " WHERE ($1::text IS NULL OR status = $1)"
+            " AND ($2::timestamptz IS NULL OR placed_at >= $2)"
+            " ORDER BY placed_at DESC NULLS LAST, order_id LIMIT $3",
+            status,
+            since,
+            limit,
+        )
+        return [store.view_from_row(r).to_json() for r in rows]
+
+    async def history(self, order_id: str) -> list[dict[str, Any]]:
+        """The audit trail: every event of the order, in log order, summarized without PII."""
+        rows = await self.db.pool.fetch(
+            f"SELECT event_id::text, event_type, occurred_at, producer, summary, topic,"
+            f' partition, "offset", causation_id FROM {self.schema}.event_log'
+            ' WHERE order_id = $1 ORDER BY occurred_at, topic, partition, "offset"',
+            order_id,
+        )
+        return [
+            {
+                "event_id": r["event_id"],
+                "event_type": r["event_type"],
+                "occurred_at": r["occurred_at"].isoformat(),
+                "producer": r["producer"],
+                "summary": r["summary"],
+                "caused_by": r["causation_id"],
+                "position": f"{r['topic']}/{r['partition']}@{r['offset']}",
+            }
+            for r in rows
+        ]
+
+    async def summary(self, *, window_minutes: int = 10) -> dict[str, Any]:
+        """Counts per status and cancel reason, step durations (p50/p95, ms), orders/minute."""
+        s = self.schema
+        async with self.db.pool.acquire() as conn:
+            by_status = await conn.fetch(
+                f"SELECT status, count(*) AS n FROM {s}.order_status GROUP BY status ORDER BY 1"
+            )
+            by_reason = await conn.fetch(
+                f"SELECT cancel_reason, count(*) AS n FROM {s}.order_status"
+                " WHERE cancel_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+            )
+            steps = await conn.fetch(
+                f"""
+                SELECT step->>'step' AS step, count(*) AS n,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+                FROM (
+                    SELECT step, 1000 * extract(epoch FROM
+                        (step->>'finished_at')::timestamptz - (step->>'started_at')::timestamptz
+                    ) AS ms
+                    FROM {s}.order_status, jsonb_array_elements(timeline) AS step
+                    WHERE step->>'finished_at' IS NOT NULL AND step->>'started_at' IS NOT NULL
+                ) AS durations
+                GROUP BY 1 ORDER BY 1
+                """
+            )
+            recent = await conn.fetchval(
+                f"SELECT count(*) FROM {s}.order_status"
+                " WHERE placed_at >= now() - make_interval(mins => $1)",
+                window_minutes,
+            )
+        return {
+            "orders": sum(r["n"] for r in by_status),
+            "by_status": {r["status"]: r["n"] for r in by_status},
+            "by_cancel_reason": {r["cancel_reason"]: r["n"] for r in by_reason},
+            "step_duration_ms": {
+                r["step"]: {"count": r["n"], "p50": round(r["p50"], 1), "p95": round(r["p95"], 1)}
+                for r in steps
+            },
+            "orders_per_minute": round(int(recent) / window_minutes, 2),
+        }
+
+    async def projection_status(self) -> dict[str, Any]:
+        """How far the projector is: lag per partition, last event time, events/s (1 min)."""
+        from aiokafka import AIOKafkaConsumer
+
+        async with self.db.pool.acquire() as conn:
+            offsets = await store.load_offsets(conn, self.schema)
+            last = await conn.fetchval(f"SELECT max(occurred_at) FROM {self.schema}.event_log")
+            total = await conn.fetchval(f"SELECT count(*) FROM {self.schema}.event_log")
+            recent = await conn.fetchval(
+                f"SELECT count(*) FROM {self.schema}.event_log"
+                " WHERE logged_at >= now() - interval '60 seconds'"
+            )
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        try:
+            partitions = await partitions_of(self.settings, event_topics(self.settings))
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        lag = [
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "end_offset": end,
+                "projected": offsets.get((tp.topic, tp.partition), 0),
+                "lag": end - offsets.get((tp.topic, tp.partition), 0),
+            }
+            for tp, end in sorted(ends.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
+        ]
+        return {
+            "projection": "order_status, order_history (event_log), summary",
+            "events": int(total),
+            "lag": lag,
+            "total_lag": sum(p["lag"] for p in lag),
+            "last_event_at": last.isoformat() if last else None,
+            "events_per_second_1m": round(int(recent) / 60, 2),
+        }

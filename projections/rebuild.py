@@ -1,0 +1,260 @@
+"""Zero-downtime rebuild of the read models from the log, with an optional verification.
+
+1. Replay every domain topic from offset 0 up to its end *as of the start* into shadow tables
+   (``event_log_rebuild``, ``order_status_rebuild``): batch decode, COPY, one fold per order.
+   Live queries keep reading the live tables meanwhile.
+2. Swap under the projector's lock (live batches wait for it, briefly): catch the shadow up to
+   the live checkpoints if the live projector went further meanwhile, compare shadow and live
+   row by row (``verify``), rename the shadows in and drop the old tables, and set the
+   checkpoints to what the new tables hold. Queries see either the old tables or the new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from events.codec import Codec
+from events.errors import ContractError
+from events.postgres import Connection, Database, schema_name
+from events.schemas import SchemaRegistry
+from events.settings import Settings
+from events.topics import event_topics, partitions_of
+from projections import store
+from projections.model import LoggedEvent, fold_order
+from projections.projector import NAME, log_row
+
+SHADOW = "_rebuild"
+BATCH = 5000
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: events replayed so far of the total to replay."""
+
+
+@dataclass
+class RebuildReport:
+    """What a rebuild did and found."""
+
+    events: int = 0
+    skipped: int = 0
+    orders: int = 0
+    caught_up: int = 0
+    seconds: float = 0.0
+    differences: list[str] = field(default_factory=list)
+    verified: bool = False
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "skipped_undecodable": self.skipped,
+            "orders": self.orders,
+            "caught_up_during_swap": self.caught_up,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_second, 1),
+            "verified": self.verified,
+            "differences": self.differences,
+        }
+
+
+async def rebuild(
+    settings: Settings,
+    *,
+    verify: bool = False,
+    progress: Progress | None = None,
+    codec: Codec | None = None,
+) -> RebuildReport:
+    """Rebuild ``event_log`` and ``order_status`` from the topics and swap them in."""
+    codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+    schema = schema_name(settings, NAME)
+    report = RebuildReport(verified=verify)
+    started = time.perf_counter()
+    async with Database(settings) as db:
+        await db.migrate(schema, *store.ddl())
+        async with db.pool.acquire() as conn:
+            await conn.execute(
+                f"DROP TABLE IF EXISTS {schema}.event_log{SHADOW}, {schema}.order_status{SHADOW}"
+            )
+            for statement in store.table_ddl(schema, SHADOW):
+                await conn.execute(statement)
+        partitions = await partitions_of(settings, event_topics(settings))
+        events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
+        ends = await _replay(
+            settings, codec, db, schema, partitions, None, events_by_order, report, progress
+        )
+        views = [fold_order(o, evs) for o, evs in events_by_order.items()]
+        async with db.pool.acquire() as conn:
+            await conn.copy_records_to_table(
+                f"order_status{SHADOW}",
+                schema_name=schema,
+                columns=store.ORDER_STATUS_COLUMNS,
+                records=[store.status_tuple(v) for v in views],
+            )
+        report.orders = len(views)
+        await _swap(settings, codec, db, schema, partitions, ends, report, verify)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _replay(
+    settings: Settings,
+    codec: Codec,
+    db: Database,
+    schema: str,
+    partitions: list[TopicPartition],
+    start: dict[TopicPartition, int] | None,
+    events_by_order: dict[str, list[LoggedEvent]] | None,
+    report: RebuildReport,
+    progress: Progress | None,
+    *,
+    until: dict[TopicPartition, int] | None = None,
+    conn: Connection | None = None,
+) -> dict[TopicPartition, int]:
+    """Copy records [start, until) of ``partitions`` into the shadow log; returns ``until``
+    (the ends as of now when not given)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends: dict[TopicPartition, int] = until or await consumer.end_offsets(partitions)
+        begin = start or {}
+        for tp in partitions:
+            consumer.seek(tp, begin.get(tp, 0))
+        total = sum(max(0, ends[tp] - begin.get(tp, 0)) for tp in partitions)
+        remaining = {tp for tp in partitions if ends[tp] > begin.get(tp, 0)}
+        done = 0
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            rows: list[store.LogRow] = []
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    done += 1
+                    try:
+                        message = codec.decode(record.value)
+                    except ContractError:
+                        report.skipped += 1  # the live projector dead-letters these too
+                        continue
+                    rows.append(log_row(record, message))
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            if rows:
+                await _write_log(db, schema, rows, conn)
+                if events_by_order is not None:
+                    for row in rows:
+                        events_by_order[row.order_id].append(row.logged())
+                report.events += len(rows)
+            if progress is not None:
+                progress(done, total)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def _write_log(
+    db: Database, schema: str, rows: list[store.LogRow], conn: Connection | None
+) -> None:
+    if conn is not None:  # inside the swap transaction
+        await store.insert_log_rows(conn, schema, rows, SHADOW)
+        return
+    async with db.pool.acquire() as c:
+        await c.copy_records_to_table(
+            f"event_log{SHADOW}",
+            schema_name=schema,
+            columns=store.EVENT_LOG_COLUMNS,
+            records=[r.as_tuple() for r in rows],
+        )
+
+
+async def _swap(
+    settings: Settings,
+    codec: Codec,
+    db: Database,
+    schema: str,
+    partitions: list[TopicPartition],
+    rebuilt_to: dict[TopicPartition, int],
+    report: RebuildReport,
+    verify: bool,
+) -> None:
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", store.PROJECTOR_LOCK)
+        live = await store.load_offsets(conn, schema)
+        live_at = {tp: live.get((tp.topic, tp.partition), 0) for tp in partitions}
+        ahead = {tp: live_at[tp] for tp in partitions if live_at[tp] > rebuilt_to[tp]}
+        if ahead:
+            # The live projector went on while we replayed: bring the shadow to the same place.
+            before = report.events
+            touched: dict[str, list[LoggedEvent]] = defaultdict(list)
+            await _replay(
+                settings, codec, db, schema, list(ahead), rebuilt_to, touched, report, None,
+                until=ahead, conn=conn,
+            )  # fmt: skip
+            report.caught_up = report.events - before
+            await store.refold(conn, schema, touched, SHADOW)
+        if verify:
+            behind = sum(max(0, rebuilt_to[tp] - live_at[tp]) for tp in partitions)
+            if behind:
+                report.differences.append(
+                    f"live projector is {behind} event(s) behind the rebuild "
+                    "(not running?): rows of those events differ by staleness"
+                )
+            report.differences += await compare(conn, schema)
+        for table in ("event_log", "order_status"):
+            await conn.execute(f"ALTER TABLE {schema}.{table} RENAME TO {table}_old")
+            await conn.execute(f"ALTER TABLE {schema}.{table}{SHADOW} RENAME TO {table}")
+            await conn.execute(f"DROP TABLE {schema}.{table}_old")
+        await store.save_offsets(
+            conn,
+            schema,
+            {(tp.topic, tp.partition): max(rebuilt_to[tp], live_at[tp]) for tp in partitions},
+        )
+
+
+LOG_COMPARED = (
+    "event_id", "event_type", "order_id", "occurred_at", "producer", "schema_version",
+    "correlation_id", "causation_id", "traceparent", "payload", "summary",
+)  # fmt: skip
+
+
+async def compare(conn: Connection, schema: str, limit: int = 50) -> list[str]:
+    """Row-by-row differences between the live tables and the shadows (at most ``limit``)."""
+    log_cols = ", ".join(LOG_COMPARED)
+    status_cols = ", ".join(store.ORDER_STATUS_COLUMNS)
+    differences: list[str] = []
+    for label, live_sql, shadow_sql, key in (
+        (
+            "event_log",
+            f'SELECT topic, partition, "offset", {log_cols} FROM {schema}.event_log',
+            f'SELECT topic, partition, "offset", {log_cols} FROM {schema}.event_log{SHADOW}',
+            "topic || '/' || partition || '@' || \"offset\"",
+        ),
+        (
+            "order_status",
+            f"SELECT {status_cols} FROM {schema}.order_status",
+            f"SELECT {status_cols} FROM {schema}.order_status{SHADOW}",
+            "order_id",
+        ),
+    ):
+        rows = await conn.fetch(
+            f"""
+            SELECT 'only in live' AS side, {key} AS k FROM (({live_sql}) EXCEPT ({shadow_sql})) d
+            UNION ALL
+            SELECT 'only in rebuild', {key} FROM (({shadow_sql}) EXCEPT ({live_sql})) d
+            ORDER BY 2, 1 LIMIT {limit}
+            """
+        )
+        differences += [f"{label} {r['k']}: {r['side']}" for r in rows]
+    return differences
