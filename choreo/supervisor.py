@@ -35,6 +35,7 @@ PROCESSES: dict[str, str] = {
 
 RUNNERS: dict[str, str] = {
     "projector": "projections.projector:run",
+    "api": "projections.api:run",
 }
 """Processes with a runtime of their own: ``module:function`` that runs it until SIGTERM."""
 

@@ -83,6 +83,9 @@ class Projector:
         self.stopping = asyncio.Event()
 
     async def start(self) -> None:
+        """Connect and join the group; idempotent (``run`` calls it too)."""
+        if self.consumer is not None:
+            return
         await provision_topics(self.settings)
         await self.db.start()
         await self.db.migrate(self.schema, *store.ddl())
