@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ class Platform:
         self.settings = settings
         self.env = {
             **os.environ,
+            "CHOREO_API_PORT": str(_free_port()),
             "CHOREO_TOPIC_PREFIX": settings.topic_prefix,
             "CHOREO_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
@@ -94,3 +96,9 @@ class Platform:
             for line in self.log(name).splitlines()
             if line.startswith("Traceback") or '"exc":' in line
         ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

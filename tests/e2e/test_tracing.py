@@ -20,7 +20,9 @@ from tests.e2e.conftest import Deployment, start_deployment
 
 pytestmark = pytest.mark.integration
 
-FLOW_SERVICES = {"cli", "inventory", "payment", "shipping", "crm", "email", "saga-coordinator"}
+FLOW_SERVICES = {
+    "cli", "inventory", "payment", "shipping", "crm", "email", "saga-coordinator", "projector",
+}  # fmt: skip
 ORDER = sample_order_placed()
 PII = [
     ORDER.customer_email,
@@ -125,7 +127,7 @@ async def test_no_customer_email_in_any_log_line(checked: Deployment):
     assert mine, "payment logged nothing about the order"
     assert all(e["service"] == "payment" and len(e["trace_id"]) == 32 for e in mine)
     # ...and no process wrote the customer's e-mail, name or street.
-    for name in FLOW_SERVICES - {"cli"}:
+    for name in FLOW_SERVICES - {"cli"} | {"api"}:
         log = checked.platform.log(name)
         for value in PII:
             assert value not in log, f"{name} logged PII"
