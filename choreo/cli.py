@@ -396,6 +396,21 @@ def orders_place(
         out.print(message.order_id)
 
 
+async def _order_traceparent(order_id: str) -> str | None:
+    """The order's trace context from the event log, so an answer joins the order's trace
+    (None when the read models are not there: the answer then starts a trace of its own)."""
+    from events.postgres import Database
+    from projections.queries import Queries
+
+    settings = get_settings()
+    try:
+        async with Database(settings, max_size=1) as db:
+            queries = Queries(db, settings)
+            return await queries.traceparent(order_id) if await queries.ready() else None
+    except ChoreoError:
+        return None
+
+
 @orders_app.command("approve")
 def orders_approve(
     order_id: Annotated[str, typer.Argument(help="The order waiting for approval.")],
@@ -405,8 +420,9 @@ def orders_approve(
     """Approve an order that waits for approval (publishes `order.approved`)."""
 
     async def approve() -> None:
+        parent = await _order_traceparent(order_id)
         async with ChoreoClient() as client:
-            await client.approve(order_id, by=by, reason=reason)
+            await client.approve(order_id, by=by, reason=reason, trace_parent=parent)
 
     _traced_cli()
     try:
@@ -425,8 +441,9 @@ def orders_reject(
     """Reject an order that waits for approval (publishes `order.rejected`)."""
 
     async def reject() -> None:
+        parent = await _order_traceparent(order_id)
         async with ChoreoClient() as client:
-            await client.reject(order_id, by=by, reason=reason)
+            await client.reject(order_id, by=by, reason=reason, trace_parent=parent)
 
     _traced_cli()
     try:
@@ -826,6 +843,57 @@ def service(
         _fail(ChoreoError(str(exc.args[0])))
         return
     runner(get_settings())
+
+
+@app.command("replay")
+def replay_cmd(
+    name: Annotated[
+        str, typer.Argument(help="inventory, payment, shipping, crm, email or coordinator")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild a process's own tables from the log, with no new side effects: no charge, mail
+    or booking, nothing published. Its schema is DROPPED and rebuilt. The process must be
+    stopped (refused while its consumer group has members; a killed process leaves it after
+    the session timeout) and run with the same CHOREO_* configuration. Exits 1 if some
+    message could not be replayed as it went live."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from choreo.replay import replay
+
+    started = time.monotonic()
+    with Progress(
+        TextColumn(f"replaying {name}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"), console=console, transient=as_json,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("replay", total=None, rate="-")
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
+
+        try:
+            report = asyncio.run(replay(get_settings(), name, progress=progress))
+        except ChoreoError as exc:
+            _fail(exc)
+            return
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        out.print(
+            f"replayed {report.replayed} of {report.inputs} messages into {report.process} in "
+            f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s); skipped: "
+            f"{report.skipped} without handler, {report.undecodable} undecodable, "
+            f"{report.duplicates} duplicates, {report.dead_lettered} dead-lettered "
+            f"({report.give_up_hooks} give-up hooks replayed); timers fired: "
+            f"{report.timers_fired}"
+        )
+        for line in report.divergent:
+            out.print(f"  [red]divergent:[/] {line}")
+        for line in report.unexplained:
+            out.print(f"  [red]not reproduced:[/] {line}")
+    if not report.exact:
+        raise typer.Exit(1)
 
 
 def _run_pid_file() -> Path:

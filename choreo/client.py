@@ -19,6 +19,7 @@ from types import TracebackType
 import orjson
 from opentelemetry import trace
 
+from events import tracing
 from events.catalog import OrderApproved, OrderPlaced, OrderRejected
 from events.codec import Codec
 from events.dlq import DeadLetter
@@ -63,12 +64,15 @@ class ChoreoClient:
     ) -> None:
         await self.producer.stop()
 
-    async def _publish(self, event: Event, order_id: str) -> Message[Event]:
+    async def _publish(
+        self, event: Event, order_id: str, trace_parent: str | None = None
+    ) -> Message[Event]:
         message: Message[Event] = Message.first(
             event, order_id=order_id, producer=PRODUCER, correlation_id=order_id
         )
         with _tracer.start_as_current_span(
             f"{event.event_type} publish",
+            context=tracing.extract_traceparent(trace_parent),
             kind=trace.SpanKind.PRODUCER,
             attributes={"choreo.order_id": order_id, "choreo.event_type": event.event_type},
         ):
@@ -79,20 +83,37 @@ class ChoreoClient:
         """Publish ``order.placed``; the order id is generated unless given."""
         return await self._publish(order, order_id or new_order_id())
 
-    async def approve(self, order_id: str, *, by: str, reason: str | None = None) -> Message[Event]:
-        """Publish ``order.approved`` for an order waiting for approval."""
+    async def approve(
+        self,
+        order_id: str,
+        *,
+        by: str,
+        reason: str | None = None,
+        trace_parent: str | None = None,
+    ) -> Message[Event]:
+        """Publish ``order.approved`` for an order waiting for approval.
+
+        ``trace_parent`` (the ``traceparent`` of the order's ``order.placed``, e.g. from
+        :meth:`projections.queries.Queries.traceparent`) keeps the approval in the order's trace.
+        """
         if not by.strip():
             raise ChoreoError("approve needs the approver's name (--by)")
         return await self._publish(
-            OrderApproved(approved_by=by, reason=reason, approved_at=utc_now()), order_id
+            OrderApproved(approved_by=by, reason=reason, approved_at=utc_now()),
+            order_id,
+            trace_parent,
         )
 
-    async def reject(self, order_id: str, *, by: str, reason: str) -> Message[Event]:
-        """Publish ``order.rejected`` for an order waiting for approval."""
+    async def reject(
+        self, order_id: str, *, by: str, reason: str, trace_parent: str | None = None
+    ) -> Message[Event]:
+        """Publish ``order.rejected`` for an order waiting for approval (see :meth:`approve`)."""
         if not by.strip() or not reason.strip():
             raise ChoreoError("reject needs the approver's name (--by) and a --reason")
         return await self._publish(
-            OrderRejected(rejected_by=by, reason=reason, rejected_at=utc_now()), order_id
+            OrderRejected(rejected_by=by, reason=reason, rejected_at=utc_now()),
+            order_id,
+            trace_parent,
         )
 
     # ----------------------------------------------------------------------- dead letters

@@ -11,6 +11,7 @@ from choreo.client import ChoreoClient
 from choreo.scenarios import SCENARIOS, scenario_order
 from events.postgres import Database, schema_name
 from events.settings import Settings
+from projections.queries import Queries
 from saga_coordinator.saga import SagaState, fold
 from saga_coordinator.store import PostgresSagaStore
 
@@ -53,7 +54,12 @@ async def run_demo(
                     order.state = fold(order.order_id, facts) if facts else None
             for order in orders:
                 if order.status == "awaiting_approval" and order.order_id not in approved:
-                    await client.approve(order.order_id, by="demo", reason="demo approval")
+                    queries = Queries(db, settings)
+                    ready = await queries.ready()
+                    parent = await queries.traceparent(order.order_id) if ready else None
+                    await client.approve(
+                        order.order_id, by="demo", reason="demo approval", trace_parent=parent
+                    )
                     approved.add(order.order_id)
             on_update(orders)
             if all(o.status in TERMINAL for o in orders):

@@ -9,17 +9,49 @@ payloads (:class:`Event`); the runtime wraps what they return in envelopes deriv
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+_frozen_now: ContextVar[datetime | None] = ContextVar("choreo_frozen_now", default=None)
+"""The instant :func:`utc_now` returns inside :func:`frozen_clock`; None: the real clock."""
+
+
+def _millis(instant: datetime) -> datetime:
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
 
 def utc_now() -> datetime:
-    """Now, in UTC, truncated to milliseconds (the precision of Avro timestamp-millis)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    """Now, in UTC, truncated to milliseconds (the precision of Avro timestamp-millis).
+
+    Inside :func:`frozen_clock` it is the frozen instant instead: handlers read the time only
+    through this function, so what they record is reproducible by a replay.
+    """
+    frozen = _frozen_now.get()
+    return frozen if frozen is not None else _millis(datetime.now(UTC))
+
+
+@contextmanager
+def frozen_clock(at: datetime | None = None) -> Iterator[datetime]:
+    """Make :func:`utc_now` return one instant until the block ends: ``at``, or now.
+
+    A delivery processes each message at one instant, so that what the handler records and the
+    envelopes of what it emits carry the same time; a replay freezes the clock at the instant
+    the log shows for the message, and the handler computes the same values again (as a
+    Temporal workflow sees its recorded time). Nested without ``at``, the outer instant stays.
+    The clock is a context variable: concurrent tasks each have their own.
+    """
+    instant = utc_now() if at is None else _millis(at.astimezone(UTC))
+    token = _frozen_now.set(instant)
+    try:
+        yield instant
+    finally:
+        _frozen_now.reset(token)
 
 
 class Envelope(BaseModel):

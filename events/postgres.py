@@ -8,6 +8,11 @@ Either all three commit or none does. :class:`OutboxRelay` then publishes outbox
 in order and deletes them; a crash between publishing and deleting republishes, which the
 consumers' inboxes absorb.
 
+A delivery processes its message at one instant (:func:`events.model.frozen_clock`): the inbox
+row, the handler's records and the emitted envelopes share it. :class:`ReplayDelivery` runs the
+same transaction without staging anything, for rebuilding a process's state from the log
+(:mod:`choreo.replay`).
+
 Every process keeps these tables in its own schema (``<prefix>_<service>``), next to its own
 state tables: no process reads another's.
 """
@@ -29,7 +34,7 @@ from opentelemetry import trace
 from events import tracing
 from events.codec import Codec
 from events.errors import StackError, TransientError
-from events.model import Event, Message
+from events.model import Event, Message, frozen_clock, utc_now
 from events.producer import EventProducer, OutgoingRecord, to_record
 from events.runtime import HandlerSpec, caused_messages
 from events.settings import Settings
@@ -289,31 +294,86 @@ class TransactionalDelivery(Generic[C]):
     async def deliver(
         self, consumer: str, message: Message[Event], handler: HandlerSpec
     ) -> bool | None:
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                f"INSERT INTO {self.schema}.inbox (consumer, event_id, event_type)"
-                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
-                consumer,
-                message.envelope.event_id,
-                message.envelope.event_type,
-            )
-            if not fresh:
-                self.duplicates += 1
-                log.debug("%s: %s already processed", consumer, message.envelope.event_id)
-                return False
-            with _tracer.start_as_current_span(
-                f"handle {message.envelope.event_type}",
-                attributes={"choreo.handler": handler.name, "choreo.order_id": message.order_id},
-            ):
-                outputs = await handler.func(message, self.context_factory(conn))
-            records = [
-                to_record(m, self.codec, self.settings)
-                for m in caused_messages(message, outputs, self.producer_name)
-            ]
-            await stage(conn, self.schema, records)
-        if records and self.relay is not None:
+        # One instant for the whole message: the inbox row, what the handler records and the
+        # envelopes of what it emits carry the same time, which a replay reads back from the
+        # log (the emitted envelopes' occurred_at) to compute the same rows again.
+        with frozen_clock():
+            async with self.db.pool.acquire() as conn, conn.transaction():
+                fresh = await conn.fetchval(
+                    f"INSERT INTO {self.schema}.inbox"
+                    " (consumer, event_id, event_type, processed_at) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT DO NOTHING RETURNING true",
+                    consumer,
+                    message.envelope.event_id,
+                    message.envelope.event_type,
+                    utc_now(),
+                )
+                if not fresh:
+                    self.duplicates += 1
+                    log.debug("%s: %s already processed", consumer, message.envelope.event_id)
+                    return False
+                with _tracer.start_as_current_span(
+                    f"handle {message.envelope.event_type}",
+                    attributes={
+                        "choreo.handler": handler.name,
+                        "choreo.order_id": message.order_id,
+                    },
+                ):
+                    outputs = list(await handler.func(message, self.context_factory(conn)) or ())
+                staged = await self.emit(conn, message, outputs)
+        if staged and self.relay is not None:
             self.relay.wake()
         return True
+
+    async def emit(self, conn: Connection, cause: Message[Event], outputs: Sequence[Event]) -> int:
+        """Stage what the handler returned in the outbox, inside the delivery's transaction.
+
+        Returns how many messages were staged. Raising rolls the whole delivery back.
+        """
+        records = [
+            to_record(m, self.codec, self.settings)
+            for m in caused_messages(cause, outputs, self.producer_name)
+        ]
+        await stage(conn, self.schema, records)
+        return len(records)
+
+
+class ReplayDelivery(TransactionalDelivery[C]):
+    """A :class:`TransactionalDelivery` for rebuilding state from the log (``choreo replay``).
+
+    The same transaction, inbox row and handler, but what the handler returns is not staged:
+    it was published when the message was first processed. ``check``, if given, sees it
+    (inside the transaction, so raising rolls the message back): the replay driver compares
+    it with what the log shows.
+    """
+
+    def __init__(
+        self,
+        *,
+        check: Callable[[Message[Event], Sequence[Event]], None] | None = None,
+        db: Database,
+        schema: str,
+        context_factory: Callable[[Connection], C],
+        producer_name: str,
+        codec: Codec,
+        settings: Settings,
+    ) -> None:
+        super().__init__(
+            db=db,
+            schema=schema,
+            context_factory=context_factory,
+            producer_name=producer_name,
+            codec=codec,
+            settings=settings,
+        )
+        self.check = check
+        self.discarded = 0
+
+    async def emit(self, conn: Connection, cause: Message[Event], outputs: Sequence[Event]) -> int:
+        if self.check is not None:
+            self.check(cause, outputs)
+        self.discarded += len(outputs)
+        return 0
 
 
 @dataclass(frozen=True, slots=True)

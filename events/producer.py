@@ -81,10 +81,10 @@ class EventProducer:
             self._started = True
 
     async def stop(self) -> None:
-        """Flush and close; safe to call twice."""
-        if self._started:
-            self._started = False
-            await self._producer.stop()
+        """Flush and close; safe to call twice, and on a producer that never started (a
+        replay's runtime publishes nothing)."""
+        self._started = False
+        await self._producer.stop()  # idempotent; closes an unstarted client too
 
     async def __aenter__(self) -> EventProducer:
         await self.start()

@@ -48,6 +48,15 @@ class Queries:
             )
         return None if row is None else store.view_from_row(row).to_json()
 
+    async def traceparent(self, order_id: str) -> str | None:
+        """The W3C ``traceparent`` ``order.placed`` was published with: the order's trace."""
+        value: str | None = await self.db.pool.fetchval(
+            f"SELECT traceparent FROM {self.schema}.event_log"
+            " WHERE order_id = $1 AND event_type = 'order.placed' ORDER BY position LIMIT 1",
+            order_id,
+        )
+        return value
+
     async def orders(
         self, *, status: str | None = None, since: datetime | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:

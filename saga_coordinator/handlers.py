@@ -71,17 +71,18 @@ async def advance_saga(
     incoming: Message[Event] | TimerFired,
     *,
     wait: bool = True,
+    now: datetime | None = None,
 ) -> Decision | None:
     """Decide what ``incoming`` means for saga ``order_id`` and store the outcome.
 
     Returns the decision (its events are for the caller to emit), or None when ``wait`` is
-    False and another transaction is working on the saga.
+    False and another transaction is working on the saga. ``now`` defaults to ``ctx.clock()``.
     """
     if not await ctx.store.lock(order_id, wait=wait):
         return None
     state = fold(order_id, await ctx.store.load(order_id))
     definition = ctx.definitions.pinned(state.definition_version)
-    decision = decide(state, incoming, definition, ctx.clock())
+    decision = decide(state, incoming, definition, ctx.clock() if now is None else now)
     if decision.facts:
         await ctx.store.append(order_id, decision.facts, expected_seq=state.version)
     for op in decision.timers:

@@ -41,10 +41,12 @@ async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Even
     caused by the last event it saw), or None if the saga is busy (try again later).
     """
     fired = TimerFired(timer.order_id, timer.name, timer.due_at)
-    decision = await advance_saga(ctx, timer.order_id, fired, wait=False)
+    # One instant for the facts and the envelopes, as a handler's delivery has: a replay reads
+    # it back from the envelopes (choreo.replay).
+    now = ctx.clock()
+    decision = await advance_saga(ctx, timer.order_id, fired, wait=False, now=now)
     if decision is None:
         return None
-    now = ctx.clock()
     return [saga_message(decision.state, event, now) for event in decision.events]
 
 

@@ -38,11 +38,17 @@ class CrmContext:
     config: CrmSettings
 
 
-def build(settings: Settings, config: CrmSettings | None = None) -> Service[CrmContext]:
-    """The CRM service; ``config`` defaults to the ``CHOREO_CRM_*`` environment."""
+def build(
+    settings: Settings,
+    config: CrmSettings | None = None,
+    *,
+    provider: CrmSystem | None = None,
+) -> Service[CrmContext]:
+    """The CRM service; ``config`` defaults to the ``CHOREO_CRM_*`` environment, ``provider``
+    to the simulated CRM (a replay passes its own)."""
     cfg = config or CrmSettings()
     schema = schema_name(settings, SERVICE_NAME)
-    crm = SimulatedCrm(failure_rate=cfg.failure_rate)
+    crm = provider or SimulatedCrm(failure_rate=cfg.failure_rate)
     return Service(
         name=SERVICE_NAME,
         router=router,

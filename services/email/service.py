@@ -42,12 +42,18 @@ class EmailContext:
     config: EmailSettings
 
 
-def build(settings: Settings, config: EmailSettings | None = None) -> Service[EmailContext]:
-    """The email service; ``config`` defaults to the ``CHOREO_EMAIL_*`` environment."""
+def build(
+    settings: Settings,
+    config: EmailSettings | None = None,
+    *,
+    provider: Mailer | None = None,
+) -> Service[EmailContext]:
+    """The email service; ``config`` defaults to the ``CHOREO_EMAIL_*`` environment,
+    ``provider`` to the simulated mailer (a replay passes its own)."""
     cfg = config or EmailSettings()
     schema = schema_name(settings, SERVICE_NAME)
     # One mailer per process: it keeps the idempotency keys and attempt counts across messages.
-    mailer = SimulatedMailer(
+    mailer = provider or SimulatedMailer(
         sender=cfg.sender, flaky_failures=cfg.flaky_failures, failure_rate=cfg.failure_rate
     )
     return Service(

@@ -10,7 +10,6 @@ ids, so each handler is also idempotent by order id.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -78,7 +77,9 @@ async def reserve(message: Message[OrderPlaced], ctx: InventoryContext) -> list[
     for item in message.event.items:
         wanted[item.sku] += item.quantity
     now = utc_now()
-    reservation_id = f"res-{uuid.uuid4().hex[:16]}"
+    # Derived from the message, not random, so that a replay of the log (choreo replay)
+    # rebuilds the same id; one order.placed reserves at most once (the order id check above).
+    reservation_id = f"res-{message.envelope.event_id.hex[:16]}"
     short = await store.hold(message.order_id, reservation_id, wanted, now)
     if not short:
         log.info("order %s: reserved %s as %s", message.order_id, dict(wanted), reservation_id)
@@ -109,7 +110,9 @@ async def release(message: Message[InventoryRelease], ctx: InventoryContext) -> 
 async def ship(message: Message[ShipmentScheduled], ctx: InventoryContext) -> list[Event]:
     """The carrier takes the order's reserved units: count them as shipped."""
     await ctx.store.lock_order(message.order_id)
-    if not await ctx.store.ship(message.order_id, utc_now()):
+    # Stamped with the booking's own time rather than the clock: this handler emits nothing,
+    # so the log would not tell a replay when it ran, and the row must come out the same.
+    if not await ctx.store.ship(message.order_id, message.event.scheduled_at):
         # Already shipped (a redelivery), or released by a compensation that came first.
         log.info("order %s: no reserved units to ship", message.order_id)
     return []

@@ -40,11 +40,17 @@ class InventoryContext:
     config: InventorySettings
 
 
-def build(settings: Settings, config: InventorySettings | None = None) -> Service[InventoryContext]:
-    """The inventory service; ``config`` defaults to the ``CHOREO_INVENTORY_*`` environment."""
+def build(
+    settings: Settings,
+    config: InventorySettings | None = None,
+    *,
+    provider: StockFeed | None = None,
+) -> Service[InventoryContext]:
+    """The inventory service; ``config`` defaults to the ``CHOREO_INVENTORY_*`` environment,
+    ``provider`` to the seed file's stock feed."""
     cfg = config or InventorySettings()
     schema = schema_name(settings, SERVICE_NAME)
-    feed = JsonStockFeed(cfg.seed_file)
+    feed = provider or JsonStockFeed(cfg.seed_file)
 
     async def seed_stock(runtime: ServiceRuntime[InventoryContext]) -> None:
         stock = await feed.initial_stock()

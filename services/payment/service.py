@@ -44,12 +44,18 @@ class PaymentContext:
     config: PaymentSettings
 
 
-def build(settings: Settings, config: PaymentSettings | None = None) -> Service[PaymentContext]:
-    """The payment service; ``config`` defaults to the ``CHOREO_PAYMENT_*`` environment."""
+def build(
+    settings: Settings,
+    config: PaymentSettings | None = None,
+    *,
+    provider: PaymentGateway | None = None,
+) -> Service[PaymentContext]:
+    """The payment service; ``config`` defaults to the ``CHOREO_PAYMENT_*`` environment,
+    ``provider`` to the simulated gateway (a replay passes its own)."""
     cfg = config or PaymentSettings()
     schema = schema_name(settings, SERVICE_NAME)
     # One gateway per process: it keeps the idempotency keys and attempt counts across messages.
-    gateway = SimulatedGateway(
+    gateway = provider or SimulatedGateway(
         flaky_failures=cfg.flaky_failures,
         slow_delay_s=cfg.slow_delay_s,
         failure_rate=cfg.failure_rate,

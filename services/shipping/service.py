@@ -54,12 +54,18 @@ class ShippingContext:
     config: ShippingSettings
 
 
-def build(settings: Settings, config: ShippingSettings | None = None) -> Service[ShippingContext]:
-    """The shipping service; ``config`` defaults to the ``CHOREO_SHIPPING_*`` environment."""
+def build(
+    settings: Settings,
+    config: ShippingSettings | None = None,
+    *,
+    provider: Carrier | None = None,
+) -> Service[ShippingContext]:
+    """The shipping service; ``config`` defaults to the ``CHOREO_SHIPPING_*`` environment,
+    ``provider`` to the simulated carrier (a replay passes its own)."""
     cfg = config or ShippingSettings()
     schema = schema_name(settings, SERVICE_NAME)
     # One carrier per process: it keeps the booking references across messages.
-    carrier = SimulatedCarrier(
+    carrier = provider or SimulatedCarrier(
         name=cfg.carrier_name,
         delivery_days=cfg.delivery_days,
         unserved_countries=cfg.unserved_countries,

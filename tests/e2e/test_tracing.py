@@ -13,9 +13,11 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from choreo.scenarios import scenario_order
 from choreo.traces import OrderTrace, fetch_order_trace
 from events.errors import ChoreoError
 from events.samples import sample_order_placed
+from projections.queries import Queries
 from tests.e2e.conftest import Deployment, start_deployment
 
 pytestmark = pytest.mark.integration
@@ -56,10 +58,14 @@ async def _trace_with(checked: Deployment, order_id: str, services: set[str]) ->
             found = await fetch_order_trace(checked.settings, order_id)
         except ChoreoError:
             found = None
-        if found is not None and services <= found.services:
+        # Export is batched per process: wait until every process's spans are in, i.e. the
+        # services are there and no span's parent is missing.
+        if found is not None and services <= found.services and len(found.roots) == 1:
             return found
         await asyncio.sleep(0.5)
-    raise AssertionError(f"trace of {order_id}: {found.services if found else 'none'}")
+    if found is not None:
+        return found  # the assertions that follow say what is missing
+    raise AssertionError(f"no trace of {order_id} in Jaeger")
 
 
 def _assert_one_connected_tree(found: OrderTrace) -> None:
@@ -157,3 +163,23 @@ async def test_metrics_reach_the_collector(checked: Deployment):
         }
         await asyncio.sleep(0.5)
     assert not missing, f"metrics not exported: {missing}"
+
+
+async def test_a_human_approval_joins_the_order_trace(checked: Deployment):
+    order_id = (await checked.client.place_order(scenario_order("large"))).order_id
+    checked.orders.append(order_id)
+    await checked.wait_for(order_id, "awaiting_approval")
+    queries = Queries(checked.db, checked.settings)
+    deadline = time.monotonic() + 30
+    parent = None
+    while parent is None and time.monotonic() < deadline:
+        parent = await queries.traceparent(order_id) if await queries.ready() else None
+        await asyncio.sleep(0.2)
+    assert parent is not None
+    await checked.client.approve(order_id, by="ops-ann", trace_parent=parent)
+    assert (await checked.wait_for(order_id)).status == "completed"
+    found = await _trace_with(checked, order_id, FLOW_SERVICES)
+    _assert_one_connected_tree(found)
+    approval = next(s for s in found.spans if s.name == "order.approved publish")
+    assert approval.service == "cli"
+    assert ("payment", "handle order.approved") in {(s.service, s.name) for s in found.spans}

@@ -1,0 +1,32 @@
+"""The carrier during a replay: answers from the log, books and cancels nothing.
+
+:class:`ReplayCarrier` implements :class:`~services.shipping.provider.Carrier` for
+``choreo replay shipping``: ``book`` answers what the live carrier answered for the message
+being replayed, as the events the live run emitted record it (see :mod:`events.replay`): the
+``shipment.scheduled`` (shipment id, carrier, estimated delivery) or ``shipment.failed``
+(reason) emitted for the charge. ``cancel`` does nothing: the live cancellation happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from events.catalog import Address, ReservedItem, ShipmentFailed, ShipmentScheduled
+from events.replay import recorded
+from services.shipping.provider import Booked, Refused
+
+
+class ReplayCarrier:
+    """A :class:`~services.shipping.provider.Carrier` that replays the live answers."""
+
+    async def book(
+        self, *, reference: str, address: Address, items: Sequence[ReservedItem]
+    ) -> Booked | Refused:
+        outcome = recorded(ShipmentScheduled, ShipmentFailed)
+        if isinstance(outcome, ShipmentScheduled):
+            return Booked(outcome.shipment_id, outcome.carrier, outcome.estimated_delivery)
+        assert isinstance(outcome, ShipmentFailed)
+        return Refused(outcome.reason)
+
+    async def cancel(self, *, shipment_id: str) -> None:
+        return None

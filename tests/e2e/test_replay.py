@@ -1,0 +1,308 @@
+"""``choreo replay``: a process's tables, dropped and rebuilt from the log, are the tables live
+processing wrote; the replay publishes nothing and charges nothing; the restarted process,
+made to read its topics again from offset 0, finds every message in its rebuilt inbox and
+then handles a new order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from choreo.replay import COORDINATOR, build_for_replay, group_members, replay
+from events.codec import Codec
+from events.postgres import Database, schema_name
+from events.schemas import SchemaRegistry
+from events.service import Service
+from events.settings import Settings
+from events.topics import all_topics, event_topics, partitions_of, read_to_end
+from saga_coordinator.service import CoordinatorSettings
+from saga_coordinator.service import build as build_coordinator
+from services.payment.store import PostgresPaymentStore
+from tests.e2e.conftest import BASE_ENV, Deployment, start_deployment
+
+pytestmark = pytest.mark.integration
+
+# Short deadlines so that timers fire during the run: the coordinator's replay must find them.
+ENV = {"CHOREO_SAGA_APPROVAL_TIMEOUT_S": "6", "CHOREO_SAGA_PAYMENT_DEADLINE_S": "3"}
+PROCESSES = ["inventory", "payment", "shipping", "crm", "email", COORDINATOR]
+VIA_CLI = COORDINATOR
+"""Replayed by running ``choreo replay`` (with the platform's environment); the others by
+calling :func:`choreo.replay.replay`."""
+NOT_SNAPSHOTTED = {"outbox", "retry_queue"}  # must be empty: checked on their own
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+async def deployment(stack: None) -> AsyncIterator[Deployment]:
+    async for d in start_deployment(ENV, "replay"):
+        yield d
+
+
+@pytest.fixture(scope="module")
+async def history(deployment: Deployment) -> list[str]:
+    """Orders down every path, all finished: what the replays rebuild."""
+    scenarios = ["happy", "declined", "unshippable", "bounce", "out_of_stock", "flaky"]
+    orders = [await deployment.place(s) for s in scenarios]
+    approved, expired, timed_out = (
+        await deployment.place("large"),
+        await deployment.place("large"),  # nobody answers: the approval timer rejects it
+        await deployment.place("timeout"),  # the payment deadline compensates
+    )
+    await deployment.wait_for(approved, "awaiting_approval")
+    await deployment.client.approve(approved, by="ops-ann")
+    orders += [approved, expired, timed_out]
+    states = {o: await deployment.wait_for(o, timeout=90) for o in orders}
+    assert states[expired].cancel_reason == "approval_timeout"
+    assert states[timed_out].cancel_reason == "payment_timeout"
+    return orders
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+async def test_replay_rebuilds_the_tables_live_processing_wrote(
+    checked: Deployment, history: list[str], process: str
+):
+    d = checked
+    schema = schema_name(d.settings, process.replace("-", "_"))
+    await _settle(d, process, retries=True)
+    await d.platform.kill(process)
+    await _until_left_group(d.settings, process)
+    live = await _snapshot(d.db, schema)
+    assert await _count(d.db, schema, NOT_SNAPSHOTTED) == 0, "outbox or retry queue not empty"
+    charges = await _charges(d) if process == "payment" else None
+    ends = await _end_offsets(d.settings, all_topics(d.settings))
+
+    async with d.db.pool.acquire() as conn:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")  # lost
+    if process == VIA_CLI:
+        report = await _replay_via_cli(d, process)
+    else:
+        report = (
+            await replay(d.settings, process, service=_service(process, d.settings))
+        ).to_json()
+
+    assert report["divergent"] == [], report
+    assert report["unexplained_emissions"] == [], report
+    assert report["replayed"] > 0
+    rebuilt = await _snapshot(d.db, schema)
+    assert await _count(d.db, schema, NOT_SNAPSHOTTED) == 0, "the replay staged messages"
+    assert await _end_offsets(d.settings, all_topics(d.settings)) == ends, "a record was added"
+    await _assert_same(d, process, live, rebuilt)
+    if charges is not None:
+        assert await _charges(d) == charges
+        charged = Counter(
+            m.order_id for m in await _log(d.settings) if m.envelope.event_type == "payment.charged"
+        )
+        assert set(charged.values()) == {1}, charged  # one charge per charged order, still
+
+    # Every message again from offset 0: the rebuilt inbox must absorb them all.
+    await _rewind(d.settings, process)
+    event_ends = await _end_offsets(d.settings, event_topics(d.settings))
+    await d.platform.start(process)
+    await _settle(d, process)
+    assert await _end_offsets(d.settings, event_topics(d.settings)) == event_ends, (
+        "redelivery had effects"
+    )
+    # (Dead-lettered messages fail again and are dead-lettered again, writing nothing.)
+    assert await _snapshot(d.db, schema) == rebuilt
+
+    order_id = await d.place("happy")
+    assert (await d.wait_for(order_id)).status == "completed"
+
+
+def _service(process: str, settings: Settings) -> Service[Any]:
+    """The process as the replay builds it, configured as the platform runs it."""
+    if process == COORDINATOR:
+        knobs = {
+            key.removeprefix("CHOREO_SAGA_").lower(): value
+            for key, value in {**BASE_ENV, **ENV}.items()
+            if key.startswith("CHOREO_SAGA_")
+        }
+        return build_coordinator(settings, CoordinatorSettings(**knobs))
+    return build_for_replay(process, settings)
+
+
+async def _replay_via_cli(d: Deployment, process: str) -> dict[str, Any]:
+    name = "coordinator" if process == COORDINATOR else process
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "choreo", "replay", name, "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **d.platform.env},
+    )  # fmt: skip
+    stdout, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode() + stdout.decode()
+    report: dict[str, Any] = orjson.loads(stdout)
+    return report
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+async def _assert_same(d: Deployment, process: str, live: Rows, rebuilt: Rows) -> None:
+    """Row for row; where the log cannot tell the instant of a delivery (it emitted nothing)
+    the replay stamps the message's occurred_at, never later than the live instant."""
+    assert live.keys() == rebuilt.keys()
+    emitted = await _emitted(d.settings, process)
+    for table in live:
+        assert len(live[table]) == len(rebuilt[table]), table
+        for old, new in zip(live[table], rebuilt[table], strict=True):
+            if table == "inbox":
+                instants = emitted.causes.get(str(old["event_id"]), set())
+                _assert_instant(old, new, "processed_at", exact=old["processed_at"] in instants)
+            elif table == "saga_events":
+                exact = (old["order_id"], old["recorded_at"]) in emitted.instants
+                _assert_instant(old, new, "recorded_at", exact=exact)
+            elif table == "saga_timers":
+                old, new = {**old, "traceparent": None}, {**new, "traceparent": None}
+            assert old == new, (table, old, new)
+
+
+def _assert_instant(old: dict[str, Any], new: dict[str, Any], column: str, *, exact: bool) -> None:
+    if exact:
+        assert new[column] == old[column], (column, old, new)
+    else:
+        assert new[column] <= old[column], (column, old, new)
+    new[column] = old[column]
+
+
+class _Emitted:
+    """The instants at which the process emitted something: by cause, and by order."""
+
+    def __init__(self) -> None:
+        self.causes: dict[str, set[datetime]] = {}
+        self.instants: set[tuple[str, datetime]] = set()
+
+
+async def _emitted(settings: Settings, process: str) -> _Emitted:
+    emitted = _Emitted()
+    for message in await _log(settings):
+        env = message.envelope
+        if env.producer == process:
+            emitted.causes.setdefault(env.causation_id or "", set()).add(env.occurred_at)
+            emitted.instants.add((env.order_id, env.occurred_at))
+    return emitted
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+async def _snapshot(db: Database, schema: str) -> Rows:
+    """Every table of the schema (but the outbox and retry queue), ordered by primary key."""
+    async with db.pool.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT c.relname AS name,"
+            " array(SELECT a.attname FROM pg_index i JOIN pg_attribute a"
+            "   ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+            "   WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum) AS pk"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.relname",
+            schema,
+        )
+        rows: Rows = {}
+        for table in tables:
+            if table["name"] in NOT_SNAPSHOTTED:
+                continue
+            order = ", ".join(table["pk"]) or "1"
+            records = await conn.fetch(f"SELECT * FROM {schema}.{table['name']} ORDER BY {order}")
+            rows[table["name"]] = [dict(r) for r in records]
+    return rows
+
+
+async def _count(db: Database, schema: str, tables: set[str]) -> int:
+    async with db.pool.acquire() as conn:
+        counts = [await conn.fetchval(f"SELECT count(*) FROM {schema}.{t}") for t in sorted(tables)]
+    return sum(counts)
+
+
+async def _charges(d: Deployment) -> dict[str, Any]:
+    async with d.db.pool.acquire() as conn:
+        return dict(await PostgresPaymentStore(conn, schema_name(d.settings, "payment")).charges())
+
+
+async def _log(settings: Settings) -> list[Any]:
+    codec = Codec(SchemaRegistry.load(settings.schemas_dir))
+    return [
+        codec.decode(record.value) async for record in read_to_end(settings, event_topics(settings))
+    ]
+
+
+async def _end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(
+            await partitions_of(settings, topics)
+        )
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def _committed(settings: Settings, process: str) -> dict[TopicPartition, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}{process}")
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
+
+
+async def _settle(
+    d: Deployment, process: str, *, retries: bool = False, timeout: float = 60.0
+) -> None:
+    """Wait until the process has handled (committed) everything on its topics and published
+    its outbox (``retries``: and retried what it parked), twice in a row a second apart."""
+    schema = schema_name(d.settings, process.replace("-", "_"))
+    topics = _topics_of(d.settings, process)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2:
+        assert time.monotonic() < deadline, f"{process} did not settle"
+        ends = await _end_offsets(d.settings, topics)
+        committed = await _committed(d.settings, process)
+        done = all(committed.get(tp, 0) >= end for tp, end in ends.items() if end)
+        pending = await _count(d.db, schema, {"outbox", "retry_queue"} if retries else {"outbox"})
+        quiet = quiet + 1 if done and not pending else 0
+        await asyncio.sleep(1.0)
+
+
+def _topics_of(settings: Settings, process: str) -> list[str]:
+    return _service(process, settings).router.topics(settings)
+
+
+async def _until_left_group(settings: Settings, process: str, timeout: float = 30.0) -> None:
+    """A killed consumer stays in its group until its session times out; replay waits."""
+    deadline = time.monotonic() + timeout
+    while await group_members(settings, process):
+        assert time.monotonic() < deadline, f"{process} is still in its consumer group"
+        await asyncio.sleep(0.5)
+
+
+async def _rewind(settings: Settings, process: str) -> None:
+    """Set the process's committed offsets back to 0: on restart it reads everything again."""
+    partitions = await partitions_of(settings, _topics_of(settings, process))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}{process}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit(dict.fromkeys(partitions, 0))
+    finally:
+        await consumer.stop()
+    assert set((await _committed(settings, process)).values()) == {0}
