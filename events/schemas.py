@@ -44,6 +44,7 @@ class SchemaRegistry:
     def __init__(self, versions: list[SchemaVersion]) -> None:
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         self._by_type: dict[str, dict[int, SchemaVersion]] = {}
+        self._latest: dict[str, SchemaVersion] = {}
         for sv in versions:
             clash = self._by_fingerprint.get(sv.fingerprint)
             if clash is not None:
@@ -53,6 +54,8 @@ class SchemaRegistry:
                 )
             self._by_fingerprint[sv.fingerprint] = sv
             self._by_type.setdefault(sv.event_type, {})[sv.version] = sv
+        # Looked up for every message encoded: computed once.
+        self._latest = {t: versions[max(versions)] for t, versions in self._by_type.items()}
 
     @classmethod
     def load(cls, directory: Path) -> SchemaRegistry:
@@ -78,10 +81,9 @@ class SchemaRegistry:
 
     def latest(self, event_type: str) -> SchemaVersion:
         try:
-            versions = self._by_type[event_type]
+            return self._latest[event_type]
         except KeyError:
             raise UnknownSchemaError(f"no schema for event type {event_type!r}") from None
-        return versions[max(versions)]
 
     def get(self, event_type: str, version: int) -> SchemaVersion:
         try:
