@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict
 
 from events.producer import OutgoingRecord
@@ -101,3 +102,28 @@ def dead_letter(
         "headers": [(k, base64.b64encode(v).decode()) for k, v in headers or ()],
     }
     return DeadLetter.model_validate(fields)
+
+
+def letter_for(
+    record: ConsumerRecord,
+    error: BaseException,
+    *,
+    consumer: str,
+    attempts: int,
+    event_type: str | None = None,
+    event_id: str | None = None,
+) -> DeadLetter:
+    """The dead letter of a consumed record that ``consumer`` gave up on."""
+    return dead_letter(
+        error=error,
+        consumer=consumer,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=record.headers,
+        attempts=attempts,
+        event_type=event_type,
+        event_id=event_id,
+    )

@@ -31,7 +31,7 @@ from opentelemetry import trace
 from events import metrics, tracing
 from events.catalog import EVENT_TYPES
 from events.codec import Codec
-from events.dlq import DeadLetter, dead_letter
+from events.dlq import DeadLetter, letter_for
 from events.errors import ChoreoError, ContractError
 from events.headers import EVENT_TYPE, header
 from events.logs import current_order_id
@@ -355,16 +355,15 @@ class EventConsumer:
             context=parent,
             kind=trace.SpanKind.CONSUMER,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.destination.partition.id": str(record.partition),
-                "messaging.kafka.offset": record.offset,
-                "messaging.kafka.message.key": message.order_id,
-                "messaging.consumer.group.name": self.group_id,
+                **tracing.consumer_attributes(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    self.group_id,
+                    message.envelope.event_type,
+                    message.order_id,
+                ),
                 "messaging.message.id": str(message.envelope.event_id),
-                "choreo.event_type": message.envelope.event_type,
-                "choreo.order_id": message.order_id,
                 "choreo.handler": handler.name,
                 "choreo.attempt": attempt,
             },
@@ -488,15 +487,10 @@ class EventConsumer:
         event_type: str | None = None,
         event_id: str | None = None,
     ) -> None:
-        letter: DeadLetter = dead_letter(
-            error=error,
+        letter: DeadLetter = letter_for(
+            record,
+            error,
             consumer=self.group_id,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
             attempts=attempts,
             event_type=event_type,
             event_id=event_id,

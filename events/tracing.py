@@ -99,3 +99,20 @@ def traceparent() -> str | None:
 def extract_traceparent(value: str | None) -> otel_context.Context:
     """The context a stored ``traceparent`` names (empty context when there is none)."""
     return propagate.extract({"traceparent": value} if value else {})
+
+
+def consumer_attributes(
+    topic: str, partition: int, offset: int, group: str, event_type: str, order_id: str
+) -> dict[str, str | int]:
+    """Messaging semantic-convention attributes of a consumed message's span."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": topic,
+        "messaging.destination.partition.id": str(partition),
+        "messaging.kafka.offset": offset,
+        "messaging.kafka.message.key": order_id,
+        "messaging.consumer.group.name": group,
+        "choreo.event_type": event_type,
+        "choreo.order_id": order_id,
+    }

@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from events import metrics, tracing
 from events.codec import Codec
-from events.dlq import dead_letter
+from events.dlq import letter_for
 from events.errors import ContractError
 from events.logs import configure_logging
 from events.model import Event, Message
@@ -155,31 +155,19 @@ class Projector:
                 context=tracing.extract(record.headers),
                 kind=trace.SpanKind.CONSUMER,
                 start_time=started,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": record.topic,
-                    "messaging.destination.partition.id": str(record.partition),
-                    "messaging.kafka.offset": record.offset,
-                    "messaging.consumer.group.name": self.group_id,
-                    "choreo.event_type": message.envelope.event_type,
-                    "choreo.order_id": message.order_id,
-                },
+                attributes=tracing.consumer_attributes(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    self.group_id,
+                    message.envelope.event_type,
+                    message.order_id,
+                ),
             )
             span.end()
 
     async def _dead_letter(self, record: ConsumerRecord, error: ContractError) -> None:
-        letter = dead_letter(
-            error=error,
-            consumer=self.group_id,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=record.headers,
-            attempts=1,
-        )
+        letter = letter_for(record, error, consumer=self.group_id, attempts=1)
         await self.producer.send_records([letter.to_record(self.settings.dlq_topic)])
         self.stats.dead_lettered += 1
         log.error("%s@%d/%d dead-lettered: %s", record.topic, record.partition, record.offset,
