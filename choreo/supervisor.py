@@ -146,7 +146,11 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
-        await self.stopping.wait()
+        try:
+            await self.stopping.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         self.echo("choreo", "white", "stopping all processes")
         for child in self.children:
             if child.proc is not None and child.proc.returncode is None:

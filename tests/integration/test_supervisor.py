@@ -1,0 +1,34 @@
+"""`choreo run`'s supervisor: a crashing process is restarted, and all stop on request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from choreo.supervisor import Supervisor
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_crashing_process_is_restarted_with_backoff(monkeypatch: pytest.MonkeyPatch):
+    # A database nobody listens on: the service exits at start-up, every time.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:x@127.0.0.1:9/none")
+    lines: list[tuple[str, str]] = []
+    supervisor = Supervisor(
+        ["crm"], echo=lambda name, _color, line: lines.append((name, line)), grace_s=5
+    )
+    task = asyncio.create_task(supervisor.run())
+    try:
+        for _ in range(150):
+            if any("restart #2" in line for _, line in lines):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        supervisor.stopping.set()
+        await asyncio.wait_for(task, 30)
+    restarts = [line for name, line in lines if name == "crm" and "restart #" in line]
+    assert len(restarts) >= 2, lines
+    assert "exited with code 1" in restarts[0]
+    assert any("cannot connect to PostgreSQL" in line for _, line in lines)
+    assert lines[-1] == ("choreo", "all processes stopped")
