@@ -29,7 +29,8 @@ handlers again, and wherever they touch the world, answer from the recorded hist
 
    Inputs run in the order the live run processed them, as far as the log tells it: messages
    with an emission at its instant (exact), the others at their ``occurred_at`` but never before
-   the message ahead of them in their partition (a partition is processed in order).
+   the messages ahead of them in their partition occurred (a partition is processed in order).
+   The decoded log is held in memory for this.
 4. Messages the live run **dead-lettered** (``<prefix>dlq`` letters of the process's consumer
    group, matched by source topic/partition/offset) are dead in the replay too: their handler
    does not run; their give-up hook does if the handler has one (email's ``email.failed``),
@@ -53,15 +54,23 @@ keeping the firings whose events are in the emission and rolling back the others
 not yet due live), until the emission is explained. Firings that decided nothing leave no
 trace and need none: the timer rows always converge to what the saga's state calls for.
 
-What comes out identical, row for row: every row a delivery or timer firing that emitted
-something wrote, every state table of the five services (handlers that emit nothing record no
-clock time), and every inbox row's key. What cannot be, because the log does not record it: the
-instant of a delivery that emitted nothing. Such rows get the message's ``occurred_at``, which
-is no later than the live instant: the inbox ``processed_at`` of those messages, and on the
-coordinator the ``recorded_at`` of observations that decided nothing (and, for a saga still
-running, the due times of deadlines measured from them); its timers' ``traceparent`` (a live
-span) is not reproduced either. Logs written before deliveries froze the clock per message
-replay with divergences where a handler's outputs straddle a millisecond.
+What comes out identical, row for row: every state table of the five services (their handlers
+that emit nothing record no clock time), every inbox row's key, and every row a delivery or a
+timer firing that emitted something wrote, verified against the log. What cannot be, because
+the log does not record it:
+
+- the instant of a delivery that emitted nothing: its rows get the message's ``occurred_at``,
+  never later than the live instant (the inbox ``processed_at`` of such messages; on the
+  coordinator the ``recorded_at`` of observations that decided nothing, and for a saga still
+  running the deadlines measured from them);
+- on the coordinator, the order of such observations within a saga when they came from
+  different topics (``shipment.scheduled`` and ``email.sent`` processed in the same poll): each
+  takes the next ``seq``, so two facts can swap positions; the facts themselves, and the saga
+  they fold to, are the same;
+- a timer row's ``traceparent`` (a live span).
+
+Logs written before deliveries froze the clock per message replay with divergences where a
+handler's outputs straddle a millisecond.
 
 The process must be stopped (:func:`group_members` tells whether its consumer group still has
 members), its outbox must have been drained before its tables were lost (what was never
@@ -297,18 +306,20 @@ def plan(
             step.emission.owner = step
 
     # A partition is processed in order: an input that emitted nothing was processed after the
-    # one ahead of it (its own occurred_at is only a lower bound).
-    previous: dict[tuple[str, int], datetime] = {}
+    # ones ahead of it occurred (its own occurred_at is only a lower bound). Not after their
+    # emissions' instants: on the coordinator an emission caused by an input can be a later
+    # timer firing's, which would push the whole partition behind it.
+    floors: dict[tuple[str, int], datetime] = {}
     keyed: list[tuple[tuple[datetime, int, str, int, int], Step | Emission]] = []
     for step in steps:
         tp = (step.logged.topic, step.logged.partition)
+        occurred = step.message.envelope.occurred_at
+        floor = max(occurred, floors.get(tp, occurred))
+        floors[tp] = floor
         if step.emission is not None:
             step.position, rank = step.emission.at, 0
         else:
-            floor = previous.get(tp)
-            occurred = step.message.envelope.occurred_at
-            step.position, rank = (occurred if floor is None else max(occurred, floor)), 2
-        previous[tp] = step.position
+            step.position, rank = floor, 2
         keyed.append(((step.position, rank, *tp, step.logged.offset), step))
     # At one instant: the inputs processed then, then timer firings, then inputs that only
     # occurred then (processed then or later).
@@ -654,9 +665,10 @@ class _Replayer:
         expected = emission.events if emission is not None else []
         if remaining_after(expected, produced, strict=self._strict) is None:
             kinds = ", ".join(e.event_type for e in produced)
+            recorded = ", ".join(e.event_type for e in expected) or "nothing"
             raise ReplayDivergence(
-                f"the handler emits {kinds}, the log shows "
-                f"{', '.join(e.event_type for e in expected) or 'nothing'} at this instant"
+                f"the handler emits {kinds}, not what the live run emitted for it ({recorded};"
+                " compared field by field)"
             )
         self._produced = list(produced)
 
