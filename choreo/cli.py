@@ -43,6 +43,10 @@ events_app = typer.Typer(help="Publish and read events on the topics.")
 orders_app = typer.Typer(help="Place orders and answer approvals.")
 dlq_app = typer.Typer(help="Inspect and redrive dead letters.")
 projections_app = typer.Typer(help="Inspect and rebuild the read models.")
+bench_app = typer.Typer(
+    help="Benchmarks on the real stack; they report figures and never fail on them. "
+    "`choreo bench [OPTIONS]` runs the saga benchmark."
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
@@ -50,6 +54,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(projections_app, name="projections")
+app.add_typer(bench_app, name="bench")
 
 if TYPE_CHECKING:
     from projections.queries import Queries
@@ -1055,6 +1060,247 @@ def demo(
     if not all(o.status in TERMINAL for o in orders):
         console.print("[red]some orders did not finish; is `choreo run` running?[/]")
         raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- bench
+
+OrdersOpt = Annotated[int, typer.Option("--orders", min=1, help="Orders to place.")]
+RateOpt = Annotated[
+    float | None,
+    typer.Option("--rate", min=0.1, help="Orders per second (default: as fast as possible)."),
+]
+MixOpt = Annotated[
+    str, typer.Option("--mix", help="Scenario weights, e.g. happy=70,large=10,declined=20.")
+]
+TracingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tracing/--no-tracing",
+        help="Export traces from the processes (--no-tracing: CHOREO_TRACING_ENABLED=false).",
+    ),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for every order to end.")
+]
+InFlightOpt = Annotated[
+    int, typer.Option("--in-flight", min=1, help="Orders published but not yet acknowledged.")
+]
+PlotOpt = Annotated[
+    Path | None,
+    typer.Option("--plot", help="PNG to write (default: bench/results/bench-<timestamp>.png)."),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Folder for bench-<timestamp>.json (default: bench/results)."),
+]
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    orders: OrdersOpt = 1000,
+    rate: RateOpt = None,
+    mix: MixOpt = "happy=70,large=10,declined=10,unshippable=10",
+    tracing: TracingOpt = True,
+    timeout: TimeoutOpt = 900.0,
+    in_flight: InFlightOpt = 1000,
+    as_json: JsonFlag = False,
+    plot: PlotOpt = None,
+    out_dir: OutOpt = None,
+) -> None:
+    """The order saga end to end (same as `choreo bench saga`): start every process on a fresh
+    topic prefix, place orders, auto-approve the large ones, follow each to its end; report
+    throughput, latency, per-process cost and baselines measured in the same run."""
+    if ctx.invoked_subcommand is None:
+        _bench_saga(orders, rate, mix, tracing, timeout, in_flight, as_json, plot, out_dir)
+
+
+@bench_app.command("saga")
+def bench_saga(
+    orders: OrdersOpt = 1000,
+    rate: RateOpt = None,
+    mix: MixOpt = "happy=70,large=10,declined=10,unshippable=10",
+    tracing: TracingOpt = True,
+    timeout: TimeoutOpt = 900.0,
+    in_flight: InFlightOpt = 1000,
+    as_json: JsonFlag = False,
+    plot: PlotOpt = None,
+    out_dir: OutOpt = None,
+) -> None:
+    """The order saga end to end (the default of `choreo bench`).
+
+    Every process on a fresh topic prefix, N orders of the mix (inventory seeded with ample
+    stock), large ones approved at once by the bench; throughput, latency, per-process cost
+    and baselines measured in the same run. The processes inherit the environment, so e.g.
+    CHOREO_SAGA_INVENTORY_DEADLINE_S=600 changes a deadline for the run."""
+    _bench_saga(orders, rate, mix, tracing, timeout, in_flight, as_json, plot, out_dir)
+
+
+def _bench_saga(
+    orders: int,
+    rate: float | None,
+    mix: str,
+    tracing: bool,
+    timeout: float,
+    in_flight: int,
+    as_json: bool,
+    plot: Path | None,
+    out_dir: Path | None,
+) -> None:
+    from bench import saga
+    from bench.report import RESULTS_DIR, timestamp, write_plot
+
+    try:
+        weights = saga.parse_mix(mix)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--mix") from None
+    config = saga.SagaConfig(
+        orders=orders, rate=rate, mix=weights, tracing=tracing, timeout_s=timeout,
+        in_flight=in_flight,
+    )  # fmt: skip
+    stamp = timestamp()
+    plot_path = plot or RESULTS_DIR / f"bench-{stamp}.png"
+    json_path = (out_dir or RESULTS_DIR) / f"bench-{stamp}.json"
+    with console.status("starting") as spinner:
+        try:
+            result = saga.run(
+                config,
+                log=lambda line: console.print(f"[cyan]bench[/] {line}"),
+                status=lambda line: spinner.update(line),
+            )
+        except ChoreoError as exc:
+            _fail(exc)
+            return
+    write_plot(
+        plot_path, result.points, result.completions, placements=result.placements,
+        title=f"choreo bench: {result.placed} orders",
+    )  # fmt: skip
+    document = {**result.to_json(), "files": {"plot": str(plot_path), "json": str(json_path)}}
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str))
+    if as_json:
+        _print_json(document)
+    else:
+        _print_saga_result(result)
+    console.print(f"plot: {plot_path}")
+    console.print(f"json: {json_path}")
+
+
+def _print_saga_result(result: Any) -> None:
+    from bench.report import fmt, ratio_table
+
+    cfg = result.config
+    mix = ",".join(f"{k}={v}" for k, v in cfg.mix.items())
+    summary = Table(
+        "figure", "value",
+        title=f"choreo bench: {cfg.orders} orders ({mix}), rate {cfg.rate or 'max'}/s, "
+        f"tracing {'on' if cfg.tracing else 'off'}",
+    )  # fmt: skip
+    lat = result.latency
+    for label, value in (
+        ("orders finished / placed", f"{result.finished} / {result.placed}"),
+        ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(result.outcomes.items()))),
+        ("unexpected outcomes", ", ".join(f"{k}: {v}" for k, v in result.unexpected.items())
+         or "none"),
+        ("approved by the bench", str(result.approvals)),
+        ("order.needs_attention seen", str(result.needs_attention)),
+        ("publishing took", f"{result.publish_s:.2f} s"),
+        ("first publish → last terminal", f"{result.window_s:.2f} s"),
+        ("orders/s (finished / window)", fmt(result.orders_per_second)),
+        ("events produced", f"{result.events:,}"),
+        ("events/s", fmt(result.events_per_second)),
+        ("latency p50 / p95 / p99 / max",
+         f"{fmt(lat.p50_ms)} / {fmt(lat.p95_ms)} / {fmt(lat.p99_ms)} / {fmt(lat.max_ms)} ms"),
+        ("projector rows logged (lag at end)",
+         f"{result.projector_rows:,} ({result.projector_lag:,})"),
+    ):  # fmt: skip
+        summary.add_row(label, value)
+    out.print(summary)
+    if result.env:
+        out.print("settings: " + " ".join(f"{k}={v}" for k, v in result.env.items()))
+    out.print("machine: " + "; ".join(f"{k}: {v}" for k, v in result.load.items()))
+    procs = Table(
+        "process", "consumed", "consumed/s", "CPU s (run)", "CPU % (run)", "CPU s (total)",
+        "peak RSS MB", title="per process (CPU % of one core over the run window)",
+    )  # fmt: skip
+    for group, rows in (("", result.processes), ("[dim]", result.infrastructure)):
+        for p in rows:
+            share = p.cpu_s_run / result.window_s * 100 if p.cpu_s_run is not None else None
+            procs.add_row(
+                f"{group}{p.name}", fmt(p.consumed), fmt(p.consumed_per_s), fmt(p.cpu_s_run),
+                fmt(share), fmt(p.cpu_s_total), fmt(p.peak_rss_mb),
+            )  # fmt: skip
+    out.print(procs)
+    out.print(ratio_table(result.ratios()))
+    if result.raw_kafka is not None:
+        k = result.raw_kafka
+        out.print(f"raw aiokafka: {k.messages:,} messages of {k.message_bytes} bytes "
+                  f"(value + headers) in {k.seconds:.2f} s")  # fmt: skip
+    for error in result.errors:
+        out.print(f"[yellow]note:[/] {error}")
+    unclean = {n: c for n, c in result.exit_codes.items() if c != 0}
+    if unclean:
+        out.print(f"[yellow]processes that did not exit cleanly:[/] {unclean}")
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    out.print(f"took: {timings}")
+    out.print(f"logs: {result.log_dir}")
+
+
+@bench_app.command("rebuild")
+def bench_rebuild(
+    events: Annotated[
+        int, typer.Option("--events", min=1, help="Events to write as synthetic order flows.")
+    ] = 100_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Projection rebuild from the log vs a raw read + decode.
+
+    Writes K events as synthetic order flows to a fresh prefix's topics, then measures
+    `read_to_end` + `Codec.decode` and `projections.rebuild` (events/s each, and the ratio).
+    The bench's projector schema and topics are deleted at the end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from bench import rebuild as rebuild_bench
+    from bench.report import fmt, ratio_table
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+        transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=max(total, done))
+
+        try:
+            result = rebuild_bench.run(
+                events, log=lambda line: console.print(f"[cyan]bench[/] {line}"),
+                progress=progress,
+            )  # fmt: skip
+        except ChoreoError as exc:
+            _fail(exc)
+            return
+    if as_json:
+        _print_json(result.to_json())
+        return
+    table = Table("step", "events", "seconds", "events/s", title=f"choreo bench rebuild: "
+                  f"{result.events:,} events")  # fmt: skip
+    rb = result.rebuild
+    for label, n, seconds in (
+        ("produce (EventProducer, batched)", result.events, result.produce_s),
+        ("raw: read_to_end + Codec.decode", result.raw_events, result.raw_s),
+        ("projections.rebuild", rb.events, rb.seconds),
+    ):
+        table.add_row(label, f"{n:,}", f"{seconds:.2f}", fmt(n / seconds if seconds else None))
+    out.print(table)
+    out.print(ratio_table(result.ratios()))
+    out.print(
+        f"rebuilt {rb.orders:,} orders ({rb.skipped} undecodable skipped); took "
+        f"{result.total_s:.1f}s in all, cleanup {result.cleanup_s:.1f}s "
+        f"(schema and topics of {result.prefix} deleted)"
+    )
 
 
 def main() -> None:

@@ -1,0 +1,109 @@
+"""The whole platform as real processes, for end-to-end tests and benchmarks.
+
+Each :class:`Platform` runs every Choreo process (``python -m choreo service NAME``) with its
+own topic prefix (hence its own topics, consumer groups and PostgreSQL schemas) and the
+environment it is given (the e2e tests shorten deadlines), writes each process's log to a file,
+and can SIGKILL and restart any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from choreo.supervisor import ALL_PROCESSES
+from events.settings import Settings
+
+
+class Platform:
+    """Real processes of one Choreo deployment."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], log_dir: Path) -> None:
+        self.settings = settings
+        self.env = {
+            **os.environ,
+            "CHOREO_API_PORT": str(_free_port()),
+            "CHOREO_TOPIC_PREFIX": settings.topic_prefix,
+            "CHOREO_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.log_dir = log_dir
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+
+    def log_path(self, name: str) -> Path:
+        """Where process ``name`` logs (stdout and stderr)."""
+        return self.log_dir / f"{name}.log"
+
+    async def start(self, *names: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Start processes (default: all) and wait until each says it is ready."""
+        wanted = list(names or ALL_PROCESSES)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in wanted:
+            log = self.log_path(name).open("ab")
+            self.procs[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "choreo", "service", name,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, env=self.env,
+            )  # fmt: skip
+            log.close()
+        deadline = time.monotonic() + timeout
+        for name in wanted:
+            while f'"{name} ready' not in self.log(name):
+                proc = self.procs[name]
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"{name} did not become ready:\n{self.tail(name)}")
+                await asyncio.sleep(0.1)
+
+    def log(self, name: str) -> str:
+        """Everything process ``name`` logged so far."""
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        """The last ``lines`` lines of process ``name``'s log."""
+        return "\n".join(self.log(name).splitlines()[-lines:])
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL: no drain, no commit, no goodbye."""
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    async def stop(self, grace_s: float = 20.0) -> dict[str, int | None]:
+        """SIGTERM every process, wait for them to drain; returns their exit codes."""
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = await asyncio.wait_for(proc.wait(), grace_s)
+            except TimeoutError:
+                proc.kill()
+                codes[name] = None
+                with contextlib.suppress(ProcessLookupError):
+                    await proc.wait()
+        self.procs.clear()
+        return codes
+
+    def errors(self) -> list[str]:
+        """Tracebacks any process logged (a crash a test should notice)."""
+        return [
+            f"{name}: {line}"
+            for name in ALL_PROCESSES
+            for line in self.log(name).splitlines()
+            if line.startswith("Traceback") or '"exc":' in line
+        ]
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on right now (for the API process)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
