@@ -56,7 +56,12 @@ class Codec:
         return buf.getvalue()
 
     def decode(self, data: bytes | None) -> Message[Event]:
-        """The message in ``data``.
+        """The message in ``data`` (see :meth:`decode_with_payload`)."""
+        return self.decode_with_payload(data)[0]
+
+    def decode_with_payload(self, data: bytes | None) -> tuple[Message[Event], dict[str, Any]]:
+        """The message in ``data`` and its payload as the Avro record's dict (the same values
+        ``message.event.model_dump()`` would give, without building them again).
 
         Raises:
             DecodeError: not single-object Avro, or not valid for the writer schema.
@@ -102,7 +107,7 @@ class Codec:
             raise ValidationError(
                 f"envelope says {envelope.event_type!r} but the schema is {writer.event_type!r}"
             )
-        return Message(envelope, event)
+        return Message(envelope, event), record
 
 
 def _describe(event_type: str, exc: pydantic.ValidationError) -> str:

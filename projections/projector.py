@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
@@ -38,10 +39,14 @@ log = logging.getLogger("choreo.projector")
 _tracer = trace.get_tracer("choreo.projector")
 
 
-def log_row(record: ConsumerRecord, message: Message[Event]) -> store.LogRow:
-    """The event_log row of a consumed, decoded message."""
+def log_row(
+    record: ConsumerRecord, message: Message[Event], payload: dict[str, Any] | None = None
+) -> store.LogRow:
+    """The event_log row of a consumed, decoded message (``payload``: its payload as a dict,
+    when the caller has it already)."""
     env = message.envelope
-    payload = message.event.model_dump()
+    if payload is None:
+        payload = message.event.model_dump()
     return store.LogRow(
         topic=record.topic,
         partition=record.partition,

@@ -144,18 +144,28 @@ async def _replay(
                         continue
                     done += 1
                     try:
-                        message = codec.decode(record.value)
+                        message, payload = codec.decode_with_payload(record.value)
                     except ContractError:
                         report.skipped += 1  # the live projector dead-letters these too
                         continue
-                    rows.append(log_row(record, message))
+                    row = log_row(record, message, payload)
+                    rows.append(row)
+                    if events_by_order is not None:
+                        events_by_order[row.order_id].append(
+                            LoggedEvent(
+                                str(row.event_id),
+                                row.event_type,
+                                row.order_id,
+                                row.occurred_at,
+                                row.producer,
+                                payload,
+                                row.traceparent,
+                            )
+                        )
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
             if rows:
                 await _write_log(db, schema, rows, conn)
-                if events_by_order is not None:
-                    for row in rows:
-                        events_by_order[row.order_id].append(row.logged())
                 report.events += len(rows)
             if progress is not None:
                 progress(done, total)
