@@ -416,6 +416,25 @@ async def _order_traceparent(order_id: str) -> str | None:
         return None
 
 
+def _answer_approval(order_id: str, *, approved: bool, by: str, reason: str | None) -> None:
+    """Publish the answer to an approval request, in the order's trace."""
+
+    async def answer() -> None:
+        parent = await _order_traceparent(order_id)
+        async with ChoreoClient() as client:
+            if approved:
+                await client.approve(order_id, by=by, reason=reason, trace_parent=parent)
+            else:
+                await client.reject(order_id, by=by, reason=reason or "", trace_parent=parent)
+
+    _traced_cli()
+    try:
+        asyncio.run(answer())
+    except ChoreoError as exc:
+        _fail(exc)
+    out.print(f"{'approved' if approved else 'rejected'} {order_id}")
+
+
 @orders_app.command("approve")
 def orders_approve(
     order_id: Annotated[str, typer.Argument(help="The order waiting for approval.")],
@@ -423,18 +442,7 @@ def orders_approve(
     reason: Annotated[str | None, typer.Option(help="Why (optional).")] = None,
 ) -> None:
     """Approve an order that waits for approval (publishes `order.approved`)."""
-
-    async def approve() -> None:
-        parent = await _order_traceparent(order_id)
-        async with ChoreoClient() as client:
-            await client.approve(order_id, by=by, reason=reason, trace_parent=parent)
-
-    _traced_cli()
-    try:
-        asyncio.run(approve())
-    except ChoreoError as exc:
-        _fail(exc)
-    out.print(f"approved {order_id}")
+    _answer_approval(order_id, approved=True, by=by, reason=reason)
 
 
 @orders_app.command("reject")
@@ -444,18 +452,7 @@ def orders_reject(
     reason: Annotated[str, typer.Option(help="Why.")],
 ) -> None:
     """Reject an order that waits for approval (publishes `order.rejected`)."""
-
-    async def reject() -> None:
-        parent = await _order_traceparent(order_id)
-        async with ChoreoClient() as client:
-            await client.reject(order_id, by=by, reason=reason, trace_parent=parent)
-
-    _traced_cli()
-    try:
-        asyncio.run(reject())
-    except ChoreoError as exc:
-        _fail(exc)
-    out.print(f"rejected {order_id}")
+    _answer_approval(order_id, approved=False, by=by, reason=reason)
 
 
 def _query(call: Callable[[Queries], Awaitable[T]]) -> T:
