@@ -30,8 +30,10 @@ run: up ## Run the platform end to end: stack, all processes (background), sampl
 	@$(CHOREO) run --detach
 	@$(CHOREO) demo
 	@echo
-	@echo "The platform keeps running: logs in .state/run.log, Jaeger UI at http://127.0.0.1:16686"
-	@echo "Place more orders with 'uv run choreo orders place --sample happy'."
+	@echo "The platform keeps running: logs in .state/run.log"
+	@echo "  HTTP API   http://127.0.0.1:8080/orders (docs at /docs)"
+	@echo "  traces     uv run choreo orders trace ORDER_ID (Jaeger query API on :16686)"
+	@echo "  more       uv run choreo orders place --sample happy | choreo orders list | --help"
 	@echo "Stop it with 'make stop' (processes) and 'make down' (stack)."
 
 stop: venv ## Stop the processes started by `make run`
