@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from events.catalog import CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
-from events.errors import NotReadyError, TransientError
+from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
+from events.providers import within
 from events.runtime import Router
 from services.crm import SERVICE_NAME
 from services.crm.store import CustomerOrder, Profile
@@ -56,19 +56,17 @@ async def count_order(message: Message[ShipmentScheduled], ctx: CrmContext) -> l
         # A concurrent delivery counted it first (and pushed it); a push of this older
         # profile now could overwrite a newer one in the CRM.
         return _updated(profile)
-    try:
-        await asyncio.wait_for(
-            ctx.provider.push_profile(
-                customer_id=profile.customer_id,
-                currency=profile.currency,
-                orders_count=profile.orders_count,
-                lifetime_value_minor=profile.lifetime_value_minor,
-            ),
-            ctx.config.timeout_s,
-        )
-    except TimeoutError as exc:
-        # Rolls the count back with the transaction; the retry counts the order again, once.
-        raise TransientError(f"CRM did not answer within {ctx.config.timeout_s}s") from exc
+    # A timeout rolls the count back with the transaction; the retry counts the order again.
+    await within(
+        ctx.provider.push_profile(
+            customer_id=profile.customer_id,
+            currency=profile.currency,
+            orders_count=profile.orders_count,
+            lifetime_value_minor=profile.lifetime_value_minor,
+        ),
+        ctx.config.timeout_s,
+        "the CRM",
+    )
     log.info(
         "order %s: customer %s now has %d orders",
         message.order_id,

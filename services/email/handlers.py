@@ -8,7 +8,6 @@ retry budget) the give-up hooks emit ``email.failed``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,9 @@ from events.catalog import (
     OrderPlaced,
     ShipmentScheduled,
 )
-from events.errors import NotReadyError, PermanentError, TransientError
+from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
+from events.providers import within
 from events.runtime import Router
 from services.email import SERVICE_NAME
 from services.email.store import Recipient
@@ -67,18 +67,16 @@ async def _send(
         if recipient is None:
             raise NotReadyError(f"order {order_id}: order.placed not seen yet, no recipient")
         subject, body = render(template, order_id, recipient.name, detail)
-        try:
-            message_id = await asyncio.wait_for(
-                ctx.provider.send(
-                    idempotency_key=f"{order_id}:{template}",
-                    to=recipient.email,
-                    subject=subject,
-                    body=body,
-                ),
-                ctx.config.timeout_s,
-            )
-        except TimeoutError as exc:
-            raise TransientError(f"mailer did not answer within {ctx.config.timeout_s}s") from exc
+        message_id = await within(
+            ctx.provider.send(
+                idempotency_key=f"{order_id}:{template}",
+                to=recipient.email,
+                subject=subject,
+                body=body,
+            ),
+            ctx.config.timeout_s,
+            "the mailer",
+        )
         mail = await ctx.store.record_sent(order_id, template, message_id, utc_now())
         log.info("order %s: sent %s as %s", order_id, template, message_id)
     return [EmailSent(template=mail.template, message_id=mail.message_id, sent_at=mail.sent_at)]

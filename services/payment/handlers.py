@@ -9,10 +9,8 @@ refund.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from events.catalog import (
     OrderApproved,
@@ -22,8 +20,9 @@ from events.catalog import (
     PaymentRefund,
     PaymentRefunded,
 )
-from events.errors import NotReadyError, PermanentError, TransientError
+from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
+from events.providers import within
 from events.runtime import Router
 from services.payment import SERVICE_NAME
 from services.payment.provider import Declined
@@ -38,16 +37,6 @@ NO_PAYMENT = "none"
 """``payment.refunded.payment_id`` when there was no charge to refund."""
 
 router: Router[PaymentContext] = Router(SERVICE_NAME)
-
-T = TypeVar("T")
-
-
-async def _within(call: Awaitable[T], timeout_s: float, what: str) -> T:
-    """Await a gateway call; a gateway that does not answer in time is a transient failure."""
-    try:
-        return await asyncio.wait_for(call, timeout_s)
-    except TimeoutError as exc:
-        raise TransientError(f"payment gateway did not answer {what} within {timeout_s}s") from exc
 
 
 def _outcome(payment: Payment) -> list[Event]:
@@ -118,7 +107,7 @@ async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[E
     intent = await ctx.store.intent(order_id)
     if intent is None:
         raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot charge")
-    result = await _within(
+    result = await within(
         ctx.provider.charge(
             idempotency_key=order_id,
             amount_minor=intent.amount_minor,
@@ -126,7 +115,7 @@ async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[E
             token=intent.token,
         ),
         ctx.config.gateway_timeout_s,
-        "the charge",
+        "the payment gateway (charge)",
     )
     now = utc_now()
     if isinstance(result, Declined):
@@ -154,7 +143,7 @@ async def refund(message: Message[PaymentRefund], ctx: PaymentContext) -> list[E
     if existing is None or existing.outcome == "charged":
         # Ask the gateway even with no charge on record: a charge whose answer came too late
         # (the call timed out) exists only there.
-        refunded = await _within(
+        refunded = await within(
             ctx.provider.refund(
                 idempotency_key=order_id,
                 payment_id=existing.payment_id if existing else None,
@@ -162,7 +151,7 @@ async def refund(message: Message[PaymentRefund], ctx: PaymentContext) -> list[E
                 currency=existing.currency if existing else command.currency,
             ),
             ctx.config.gateway_timeout_s,
-            "the refund",
+            "the payment gateway (refund)",
         )
         if refunded is None and existing is not None:
             # Our books say charged, the gateway says nothing to refund: a person must look.

@@ -7,10 +7,8 @@ cancels it. The address is personal data and is never logged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from events.catalog import (
     OrderPlaced,
@@ -21,8 +19,9 @@ from events.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
-from events.errors import NotReadyError, TransientError
+from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
+from events.providers import within
 from events.runtime import Router
 from services.shipping import SERVICE_NAME
 from services.shipping.provider import Refused
@@ -34,16 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("choreo.shipping")
 
 router: Router[ShippingContext] = Router(SERVICE_NAME)
-
-T = TypeVar("T")
-
-
-async def _within(call: Awaitable[T], timeout_s: float, what: str) -> T:
-    """Await a carrier call; a carrier that does not answer in time is a transient failure."""
-    try:
-        return await asyncio.wait_for(call, timeout_s)
-    except TimeoutError as exc:
-        raise TransientError(f"carrier did not answer {what} within {timeout_s}s") from exc
 
 
 def _outcome(shipment: Shipment) -> list[Event]:
@@ -97,10 +86,10 @@ async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> li
     parcel = await ctx.store.parcel(order_id)
     if parcel is None:
         raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot ship")
-    answer = await _within(
+    answer = await within(
         ctx.provider.book(reference=order_id, address=parcel.address, items=parcel.items),
         ctx.config.carrier_timeout_s,
-        "the booking",
+        "the carrier (booking)",
     )
     now = utc_now()
     country = parcel.address.country_code
@@ -126,10 +115,10 @@ async def cancel(message: Message[ShipmentCancel], ctx: ShippingContext) -> list
         and existing.shipment_id is not None
         and existing.cancelled_at is None
     ):
-        await _within(
+        await within(
             ctx.provider.cancel(shipment_id=existing.shipment_id),
             ctx.config.carrier_timeout_s,
-            "the cancellation",
+            "the carrier (cancellation)",
         )
     shipment = await ctx.store.record_cancelled(order_id, utc_now())
     assert shipment.cancelled_at is not None
