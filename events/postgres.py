@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -112,7 +112,10 @@ class Database:
             return
         try:
             self._pool = await asyncpg.create_pool(
-                self.settings.database_url, min_size=1, max_size=self.max_size
+                self.settings.database_url,
+                min_size=1,
+                max_size=self.max_size,
+                reset=_no_session_state,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -139,6 +142,12 @@ class Database:
             await conn.execute(runtime_ddl(schema))
             for statement in ddl:
                 await conn.execute(statement.format(schema=schema))
+
+
+async def _no_session_state(conn: Connection) -> None:
+    """Pool reset hook: Choreo keeps no session state (advisory locks are transaction-scoped,
+    no LISTEN, no SET), so a released connection needs no reset query, which would otherwise
+    cost a round trip per acquire. asyncpg still rolls back a transaction left open."""
 
 
 def _lock_id(name: str) -> int:
@@ -291,6 +300,39 @@ class TransactionalDelivery(Generic[C]):
         self.relay = relay
         self.duplicates = 0
 
+    @contextlib.asynccontextmanager
+    async def batch(
+        self, consumer: str, messages: Sequence[Message[Event]]
+    ) -> AsyncIterator[DeliveryBatch[C]]:
+        """Deliver many messages in one transaction: ``async with delivery.batch(consumer,
+        messages) as batch``, then ``await batch.deliver(message, handler)`` for each message
+        in order.
+
+        Every inbox row is written up front in one statement (which also tells the
+        duplicates), and everything emitted is staged in one statement at the end, before the
+        one commit: a poll costs a handful of round trips instead of several per message. The
+        messages of a batch share one instant. An exception rolls all of it back.
+        """
+        with frozen_clock() as instant:
+            async with self.db.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    f"INSERT INTO {self.schema}.inbox"
+                    " (consumer, event_id, event_type, processed_at)"
+                    " SELECT $1, m.event_id, m.event_type, $4"
+                    " FROM unnest($2::uuid[], $3::text[]) AS m(event_id, event_type)"
+                    " ON CONFLICT DO NOTHING RETURNING event_id",
+                    consumer,
+                    [m.envelope.event_id for m in messages],
+                    [m.envelope.event_type for m in messages],
+                    instant,
+                )
+                session = DeliveryBatch(self, conn, consumer, {row["event_id"] for row in rows})
+                yield session
+                await stage(conn, self.schema, session.records)
+        self.duplicates += session.duplicates
+        if session.records and self.relay is not None:
+            self.relay.wake()
+
     async def deliver(
         self, consumer: str, message: Message[Event], handler: HandlerSpec
     ) -> bool | None:
@@ -312,30 +354,63 @@ class TransactionalDelivery(Generic[C]):
                     self.duplicates += 1
                     log.debug("%s: %s already processed", consumer, message.envelope.event_id)
                     return False
-                with _tracer.start_as_current_span(
-                    f"handle {message.envelope.event_type}",
-                    attributes={
-                        "choreo.handler": handler.name,
-                        "choreo.order_id": message.order_id,
-                    },
-                ):
-                    outputs = list(await handler.func(message, self.context_factory(conn)) or ())
+                outputs = await self.handle(conn, message, handler)
                 staged = await self.emit(conn, message, outputs)
         if staged and self.relay is not None:
             self.relay.wake()
         return True
+
+    async def handle(
+        self, conn: Connection, message: Message[Event], handler: HandlerSpec
+    ) -> list[Event]:
+        """Run the handler on the transaction's connection; returns what it emits."""
+        with _tracer.start_as_current_span(
+            f"handle {message.envelope.event_type}",
+            attributes={"choreo.handler": handler.name, "choreo.order_id": message.order_id},
+        ):
+            return list(await handler.func(message, self.context_factory(conn)) or ())
+
+    def outgoing(self, cause: Message[Event], outputs: Sequence[Event]) -> list[OutgoingRecord]:
+        """The records to stage for what a handler returned. Raising rolls the delivery back."""
+        return [
+            to_record(m, self.codec, self.settings)
+            for m in caused_messages(cause, outputs, self.producer_name)
+        ]
 
     async def emit(self, conn: Connection, cause: Message[Event], outputs: Sequence[Event]) -> int:
         """Stage what the handler returned in the outbox, inside the delivery's transaction.
 
         Returns how many messages were staged. Raising rolls the whole delivery back.
         """
-        records = [
-            to_record(m, self.codec, self.settings)
-            for m in caused_messages(cause, outputs, self.producer_name)
-        ]
+        records = self.outgoing(cause, outputs)
         await stage(conn, self.schema, records)
         return len(records)
+
+
+class DeliveryBatch(Generic[C]):
+    """The session of one :meth:`TransactionalDelivery.batch`: delivers messages in turn."""
+
+    def __init__(
+        self, delivery: TransactionalDelivery[C], conn: Connection, consumer: str, fresh: set[Any]
+    ) -> None:
+        self.delivery = delivery
+        self.conn = conn
+        self.consumer = consumer
+        self.fresh = fresh
+        self.records: list[OutgoingRecord] = []
+        self.duplicates = 0
+
+    async def deliver(self, message: Message[Event], handler: HandlerSpec) -> bool:
+        """Run ``message``'s handler in the batch's transaction; False for a duplicate."""
+        event_id = message.envelope.event_id
+        if event_id not in self.fresh:
+            self.duplicates += 1
+            log.debug("%s: %s already processed", self.consumer, event_id)
+            return False
+        self.fresh.discard(event_id)  # the same message twice in one batch: once
+        outputs = await self.delivery.handle(self.conn, message, handler)
+        self.records.extend(self.delivery.outgoing(message, outputs))
+        return True
 
 
 class ReplayDelivery(TransactionalDelivery[C]):
@@ -369,11 +444,11 @@ class ReplayDelivery(TransactionalDelivery[C]):
         self.check = check
         self.discarded = 0
 
-    async def emit(self, conn: Connection, cause: Message[Event], outputs: Sequence[Event]) -> int:
+    def outgoing(self, cause: Message[Event], outputs: Sequence[Event]) -> list[OutgoingRecord]:
         if self.check is not None:
             self.check(cause, outputs)
         self.discarded += len(outputs)
-        return 0
+        return []
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -149,6 +149,27 @@ class Delivery(Protocol):
         is retried with backoff, anything else goes to the dead-letter topic."""
 
 
+class BatchSession(Protocol):
+    """One open transaction of a :class:`BatchDelivery`, delivering messages in turn."""
+
+    async def deliver(self, message: Message[Event], handler: HandlerSpec) -> bool:
+        """Like :meth:`Delivery.deliver`, inside the batch's transaction; raising aborts it."""
+        ...
+
+
+class BatchDelivery(Delivery, Protocol):
+    """A delivery that can also make a whole poll's outcomes durable in one transaction.
+
+    ``batch(consumer, messages)`` opens it for ``messages`` (all of which will be delivered
+    in that order through the session); the outcomes become durable together when the
+    context exits without an exception, and none does when it raises.
+    """
+
+    def batch(
+        self, consumer: str, messages: Sequence[Message[Event]]
+    ) -> contextlib.AbstractAsyncContextManager[BatchSession]: ...
+
+
 def caused_messages(
     message: Message[Event], outputs: HandlerResult, producer_name: str
 ) -> list[Message[Event]]:
@@ -188,6 +209,15 @@ class RetryQueue(Protocol):
     async def done_unless_reparked(self, parked: Any) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A decoded record with its handler, ready to be delivered."""
+
+    record: ConsumerRecord
+    message: Message[Event]
+    handler: HandlerSpec
+
+
 @dataclass
 class ConsumerStats:
     """Counters of one consumer since it started."""
@@ -196,6 +226,7 @@ class ConsumerStats:
     skipped: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    batches_rolled_back: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -237,6 +268,11 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self._running = False
         self._loop_done = asyncio.Event()
+        self._batching: BatchDelivery | None = (
+            cast(BatchDelivery, delivery)
+            if settings.consumer_batch_transactions and hasattr(delivery, "batch")
+            else None
+        )
 
     async def start(self) -> None:
         if self._consumer is not None:
@@ -282,7 +318,11 @@ class EventConsumer:
                     timeout_ms=self.settings.consumer_poll_timeout_ms,
                     max_records=self.settings.consumer_batch_size,
                 )
-                if batch:
+                if not batch:
+                    continue
+                if self._batching is not None:
+                    await self._process_poll(self._batching, batch)
+                else:
                     await asyncio.gather(
                         *(self._process_partition(tp, records) for tp, records in batch.items())
                     )
@@ -306,13 +346,76 @@ class EventConsumer:
 
     async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         for record in records:
-            token = current_order_id.set((record.key or b"").decode(errors="replace") or None)
-            try:
+            with _order_of(record):
                 await self._process_record(record)
-            finally:
-                current_order_id.reset(token)
-        await self._commit(tp, records[-1].offset + 1)
-        self._next_offsets[tp] = records[-1].offset + 1
+        await self._commit({tp: records[-1].offset + 1})
+
+    async def _process_poll(
+        self, delivery: BatchDelivery, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Deliver a whole poll in one transaction of ``delivery``, then commit every offset.
+
+        Records go partition by partition, each partition's in offset order. When a handler
+        raises, the transaction rolls back: the records before it are delivered again as a
+        batch, the failing one alone through the retrying path (park, dead-letter, give-up),
+        and the ones after it as the next batch. Handlers are idempotent towards the outside
+        world (business keys), as a crash before commit already requires.
+        """
+        pending: list[Pending] = []
+        for records in batch.values():
+            for record in records:
+                with _order_of(record):
+                    item = await self._prepare(record, attempt=1)
+                if item is not None:
+                    pending.append(item)
+        while pending:
+            failed = await self._deliver_batch(delivery, pending)
+            if failed is None:
+                break
+            if failed == len(pending):  # failed outside any handler (e.g. at commit)
+                for item in pending:
+                    await self._deliver_one(item)
+                break
+            head, culprit, pending = pending[:failed], pending[failed], pending[failed + 1 :]
+            if head and await self._deliver_batch(delivery, head) is not None:
+                for item in head:
+                    await self._deliver_one(item)
+            await self._deliver_one(culprit)
+        await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+
+    async def _deliver_batch(self, delivery: BatchDelivery, items: list[Pending]) -> int | None:
+        """Deliver ``items`` in one transaction. Returns None when it committed, else the index
+        of the item whose handler raised (``len(items)`` if the failure was elsewhere)."""
+        started = time.perf_counter()
+        outcomes: list[bool] = []
+        try:
+            async with delivery.batch(self.group_id, [i.message for i in items]) as session:
+                for item in items:
+                    with _order_of(item.record), self._process_span(item, 1) as span:
+                        span.set_attribute("choreo.batch.size", len(items))
+                        outcomes.append(await session.deliver(item.message, item.handler))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failed = len(outcomes)
+            self.stats.batches_rolled_back += 1
+            log.info(
+                "%s: batch of %d rolled back at %s: %s: %s",
+                self.name,
+                len(items),
+                "commit" if failed == len(items) else f"item {failed}",
+                type(exc).__name__,
+                exc,
+            )
+            return failed
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(items)
+        for item, fresh in zip(items, outcomes, strict=True):
+            self._count_delivered(item.message, fresh, elapsed_ms)
+        return None
+
+    async def _deliver_one(self, item: Pending) -> None:
+        with _order_of(item.record), self._process_span(item, 1) as span:
+            await self._deliver_with_retries(item.record, item.message, item.handler, span, 1)
 
     def _lag(self) -> list[tuple[str, int, int]]:
         consumer = self._consumer
@@ -325,34 +428,50 @@ class EventConsumer:
                 lags.append((tp.topic, tp.partition, max(0, highwater - self._next_offsets[tp])))
         return lags
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         try:
-            await self._consumer.commit({tp: offset})
+            await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The partition moved to another member; it re-reads from the last commit and
             # the deliveries dedupe what was already done.
-            log.warning("%s could not commit %s@%d: %s", self.name, tp, offset, exc)
+            log.warning("%s could not commit %s: %s", self.name, offsets, exc)
+        self._next_offsets.update(offsets)
 
     async def _process_record(self, record: ConsumerRecord, attempt: int = 1) -> bool:
         """Decode, dispatch and deliver one record; returns False if it was parked for a retry."""
+        item = await self._prepare(record, attempt)
+        if item is None:
+            return True
+        with self._process_span(item, attempt) as span:
+            return await self._deliver_with_retries(
+                record, item.message, item.handler, span, attempt
+            )
+
+    async def _prepare(self, record: ConsumerRecord, attempt: int) -> Pending | None:
+        """Decode and route a record; None when it is not for this consumer or was
+        dead-lettered as undecodable."""
         declared_type = header(record.headers, EVENT_TYPE)
         if declared_type is not None and self.router.get(declared_type) is None:
             self.stats.skipped += 1
-            return True
+            return None
         try:
             message = self.codec.decode(record.value)
         except ContractError as exc:
             await self._dead_letter(record, exc, attempts=attempt, event_type=declared_type)
-            return True
+            return None
         handler = self.router.get(message.envelope.event_type)
         if handler is None:
             self.stats.skipped += 1
-            return True
-        parent = tracing.extract(record.headers)
-        with _tracer.start_as_current_span(
+            return None
+        return Pending(record, message, handler)
+
+    def _process_span(self, item: Pending, attempt: int) -> contextlib.AbstractContextManager[Any]:
+        """The consumer span of one delivery attempt, a child of the producer's context."""
+        record, envelope = item.record, item.message.envelope
+        return _tracer.start_as_current_span(
             f"{record.topic} process",
-            context=parent,
+            context=tracing.extract(record.headers),
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 **tracing.consumer_attributes(
@@ -360,15 +479,14 @@ class EventConsumer:
                     record.partition,
                     record.offset,
                     self.group_id,
-                    message.envelope.event_type,
-                    message.order_id,
+                    envelope.event_type,
+                    item.message.order_id,
                 ),
-                "messaging.message.id": str(message.envelope.event_id),
-                "choreo.handler": handler.name,
+                "messaging.message.id": str(envelope.event_id),
+                "choreo.handler": item.handler.name,
                 "choreo.attempt": attempt,
             },
-        ) as span:
-            return await self._deliver_with_retries(record, message, handler, span, attempt)
+        )
 
     async def _deliver_with_retries(
         self,
@@ -425,13 +543,19 @@ class EventConsumer:
                 attempt += 1
                 await asyncio.sleep(delay)
             else:
-                self.stats.processed += 1
-                event_type = message.envelope.event_type
-                self.stats.by_type[event_type] = self.stats.by_type.get(event_type, 0) + 1
-                outcome = "duplicate" if fresh is False else "handled"
-                metrics.events_processed().add(1, {**labels, "outcome": outcome})
-                metrics.handler_duration().record((time.perf_counter() - started) * 1000, labels)
+                self._count_delivered(
+                    message, fresh is not False, (time.perf_counter() - started) * 1000
+                )
                 return True
+
+    def _count_delivered(self, message: Message[Event], fresh: bool, elapsed_ms: float) -> None:
+        event_type = message.envelope.event_type
+        self.stats.processed += 1
+        self.stats.by_type[event_type] = self.stats.by_type.get(event_type, 0) + 1
+        labels = {"consumer": self.group_id, "event_type": event_type}
+        outcome = "handled" if fresh else "duplicate"
+        metrics.events_processed().add(1, {**labels, "outcome": outcome})
+        metrics.handler_duration().record(elapsed_ms, labels)
 
     async def _retry_loop(self) -> None:
         """Redeliver parked records when they are due, until the consumer stops."""
@@ -510,6 +634,16 @@ class EventConsumer:
         await self.producer.send_records([letter.to_record(self.settings.dlq_topic)])
         self.stats.dead_lettered += 1
         metrics.dead_letters().add(1, {"consumer": self.group_id, "error_type": letter.error_type})
+
+
+@contextlib.contextmanager
+def _order_of(record: ConsumerRecord) -> Iterator[None]:
+    """Logs written while handling ``record`` carry its order id (the Kafka key)."""
+    token = current_order_id.set((record.key or b"").decode(errors="replace") or None)
+    try:
+        yield
+    finally:
+        current_order_id.reset(token)
 
 
 def is_retryable(exc: BaseException) -> bool:

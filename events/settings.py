@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     consumer_batch_size: int = Field(
         default=500, ge=1, description="Max records one `getmany` returns per poll."
     )
+    consumer_batch_transactions: bool = Field(
+        default=True,
+        description="Deliver each poll's records in one PostgreSQL transaction (false: one"
+        " transaction per record).",
+    )
     consumer_poll_timeout_ms: int = Field(
         default=200, ge=1, description="How long one poll waits for records."
     )

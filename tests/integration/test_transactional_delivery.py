@@ -45,9 +45,13 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
         await database.pool.execute(f"DROP SCHEMA IF EXISTS {schema_name(settings, 'txn')} CASCADE")
 
 
+@pytest.mark.parametrize("batches", [True, False], ids=["batch", "per-record"])
 async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
-    settings: Settings, codec: Codec, producer: EventProducer, db: Database
+    settings: Settings, codec: Codec, producer: EventProducer, db: Database, batches: bool
 ):
+    settings = settings.model_copy(
+        update={"handler_backoff_initial_ms": 10, "consumer_batch_transactions": batches}
+    )
     schema = schema_name(settings, "txn")
     await db.migrate(schema, STATE_DDL)
     relay = OutboxRelay(db, schema, producer, poll_interval_s=0.05)
@@ -79,7 +83,7 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
         context_factory=lambda conn: conn,
         producer_name="inventory-test",
         codec=codec,
-        settings=settings.model_copy(update={"handler_backoff_initial_ms": 10}),
+        settings=settings,
         relay=relay,
     )
     consumer = EventConsumer(
@@ -89,7 +93,7 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
         delivery=delivery,
         codec=codec,
         producer=producer,
-        settings=settings.model_copy(update={"handler_backoff_initial_ms": 10}),
+        settings=settings,
     )
     orders = [
         Message.first(sample_order_placed(), order_id=order_id, producer="test")
@@ -110,7 +114,12 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
         await relay_task
 
     assert delivery.duplicates == 3
-    assert consumer.stats.retried == 1  # ord-fail: rolled back, then succeeded
+    if batches:
+        # ord-fail's failure rolled its batch back; alone, it then succeeded at once.
+        assert (consumer.stats.batches_rolled_back, consumer.stats.retried) == (1, 0)
+    else:
+        # ord-fail: rolled back, then succeeded on its retry.
+        assert (consumer.stats.batches_rolled_back, consumer.stats.retried) == (0, 1)
     rows = await db.pool.fetch(f"SELECT order_id, units FROM {schema}.reserved_units ORDER BY 1")
     assert [(r["order_id"], r["units"]) for r in rows] == [
         ("ord-1", 3),
@@ -211,5 +220,6 @@ async def test_a_retrying_message_does_not_block_the_messages_behind_it(
         await task
     # The five behind it were handled, in order, while the first waited for its retries.
     assert handled == [m.envelope.event_id for m in messages[1:]] + [slow_id]
-    assert consumer.stats.retried == 2
+    # Failure 1 rolled back the poll's batch; failure 2, delivered alone, parked it once.
+    assert (consumer.stats.batches_rolled_back, consumer.stats.retried) == (1, 1)
     assert await queue.size() == 0
