@@ -236,6 +236,11 @@ class EventConsumer:
     Lifecycle: ``await start()``, ``await run()`` (until :meth:`stop`), ``await stop()``
     (idempotent; finishes the batch in hand and commits it first). Also an async context
     manager that starts and stops.
+
+    With a delivery that has ``batch`` (and ``consumer_batch_transactions`` on), each poll is
+    delivered in ``lanes`` concurrent transactions (see :meth:`_process_poll`); more than one
+    lane suits handlers that touch only their own order's rows, since transactions of
+    different orders then never wait on each other.
     """
 
     def __init__(
@@ -251,8 +256,10 @@ class EventConsumer:
         topics: Sequence[str] | None = None,
         retry_queue: RetryQueue | None = None,
         retry_poll_interval_s: float = 0.1,
+        lanes: int = 1,
     ) -> None:
         self.name = name
+        self.lanes = max(1, lanes)
         self.retry_queue = retry_queue
         self.retry_poll_interval_s = retry_poll_interval_s
         self.group_id = group_id
@@ -353,21 +360,33 @@ class EventConsumer:
     async def _process_poll(
         self, delivery: BatchDelivery, batch: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
-        """Deliver a whole poll in one transaction of ``delivery``, then commit every offset.
+        """Deliver a poll in transactions of ``delivery``, one per lane, then commit every
+        offset.
 
-        Records go partition by partition, each partition's in offset order. When a handler
-        raises, the transaction rolls back: the records before it are delivered again as a
-        batch, the failing one alone through the retrying path (park, dead-letter, give-up),
-        and the ones after it as the next batch. Handlers are idempotent towards the outside
-        world (business keys), as a crash before commit already requires.
+        A lane is the partitions of one partition number across the topics; an order's
+        messages share a key, hence a partition number, so lanes never share an order and
+        run concurrently (``lanes`` > 1) without reordering anything.
         """
-        pending: list[Pending] = []
-        for records in batch.values():
+        lanes: dict[int, list[Pending]] = {}
+        for tp, records in batch.items():
+            lane = lanes.setdefault(tp.partition % self.lanes, [])
             for record in records:
                 with _order_of(record):
                     item = await self._prepare(record, attempt=1)
                 if item is not None:
-                    pending.append(item)
+                    lane.append(item)
+        await asyncio.gather(*(self._deliver_lane(delivery, items) for items in lanes.values()))
+        await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+
+    async def _deliver_lane(self, delivery: BatchDelivery, pending: list[Pending]) -> None:
+        """Deliver ``pending`` (each partition's records in offset order) in one transaction.
+
+        When a handler raises, the transaction rolls back: the records before it are
+        delivered again as a batch, the failing one alone through the retrying path (park,
+        dead-letter, give-up), and the ones after it as the next batch. Handlers are
+        idempotent towards the outside world (business keys), as a crash before commit
+        already requires.
+        """
         while pending:
             failed = await self._deliver_batch(delivery, pending)
             if failed is None:
@@ -381,7 +400,6 @@ class EventConsumer:
                 for item in head:
                     await self._deliver_one(item)
             await self._deliver_one(culprit)
-        await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
 
     async def _deliver_batch(self, delivery: BatchDelivery, items: list[Pending]) -> int | None:
         """Deliver ``items`` in one transaction. Returns None when it committed, else the index

@@ -55,6 +55,8 @@ class Service(Generic[C]):
         on_start: runs once after migrations (e.g. seed stock from a file).
         background: long-running tasks beside the consumer (e.g. the coordinator's timers);
             each gets the runtime and must return when ``runtime.stopping`` is set.
+        lanes: concurrent transactions per poll (:class:`~events.runtime.EventConsumer`);
+            more than 1 only where handlers touch no row that another order's handler does.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Service(Generic[C]):
     background: Sequence[Callable[[ServiceRuntime[C]], Coroutine[Any, Any, None]]] = field(
         default=()
     )
+    lanes: int = 1
 
 
 class ServiceRuntime(Generic[C]):
@@ -96,6 +99,7 @@ class ServiceRuntime(Generic[C]):
             producer=self.producer,
             settings=settings,
             retry_queue=PostgresRetryQueue(self.db, self.schema),
+            lanes=service.lanes,
         )
         self.stopping = asyncio.Event()
         self._started = False

@@ -149,4 +149,6 @@ def build(
         context=context,
         ddl=DDL,
         background=(timer_loop,),
+        # Handlers touch only their own order's rows: the lanes never wait on each other.
+        lanes=settings.topic_partitions,
     )

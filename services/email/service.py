@@ -61,4 +61,6 @@ def build(
         router=router,
         context=lambda conn: EmailContext(PostgresEmailStore(conn, schema), mailer, cfg),
         ddl=(DDL,),
+        # Handlers touch only their own order's rows: the lanes never wait on each other.
+        lanes=settings.topic_partitions,
     )

@@ -65,4 +65,6 @@ def build(
         router=router,
         context=lambda conn: PaymentContext(PostgresPaymentStore(conn, schema), gateway, cfg),
         ddl=(DDL,),
+        # Handlers touch only their own order's rows: the lanes never wait on each other.
+        lanes=settings.topic_partitions,
     )

@@ -76,4 +76,6 @@ def build(
         router=router,
         context=lambda conn: ShippingContext(PostgresShippingStore(conn, schema), carrier, cfg),
         ddl=(DDL,),
+        # Handlers touch only their own order's rows: the lanes never wait on each other.
+        lanes=settings.topic_partitions,
     )
