@@ -9,7 +9,6 @@ for the message, so facts, timers, inbox mark and outbox rows commit together) a
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,39 +215,32 @@ class PostgresSagaStore:
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
         if not facts:
             return
-        head = await self.conn.fetchval(
-            f"SELECT coalesce(max(seq), 0) FROM {self.schema}.saga_events WHERE order_id = $1",
-            order_id,
-        )
-        if head != expected_seq:
-            raise SagaConflictError(
-                f"saga {order_id} is at seq {head}, the writer expected {expected_seq}"
-            )
-        rows: list[tuple[str, int, str, uuid.UUID | None, str, datetime]] = [
-            (
-                order_id,
-                expected_seq + i,
-                fact.kind,
-                fact.event_id,
-                orjson.dumps(fact.data()).decode(),
-                fact.at,
-            )
-            for i, fact in enumerate(facts, start=1)
-        ]
         try:
-            # A savepoint keeps the caller's transaction usable when the check below fires.
-            async with self.conn.transaction():
-                await self.conn.executemany(
-                    f"INSERT INTO {self.schema}.saga_events"
-                    " (order_id, seq, kind, event_id, data, recorded_at)"
-                    " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-                    rows,
-                )
+            # One round trip: the position check and the insert are one statement. The caller
+            # holds the saga's lock, so a conflict means a writer that skipped it; the unique
+            # key catches one that raced this statement. Either error aborts the caller's
+            # transaction, which is what a conflict calls for anyway.
+            status = await self.conn.execute(
+                f"INSERT INTO {self.schema}.saga_events"
+                " (order_id, seq, kind, event_id, data, recorded_at)"
+                " SELECT $1, $2 + f.n, f.kind, f.event_id, f.data::jsonb, f.recorded_at"
+                " FROM unnest($3::text[], $4::uuid[], $5::text[], $6::timestamptz[])"
+                " WITH ORDINALITY AS f(kind, event_id, data, recorded_at, n)"
+                f" WHERE (SELECT coalesce(max(seq), 0) FROM {self.schema}.saga_events"
+                " WHERE order_id = $1) = $2",
+                order_id,
+                expected_seq,
+                [fact.kind for fact in facts],
+                [fact.event_id for fact in facts],
+                [orjson.dumps(fact.data()).decode() for fact in facts],
+                [fact.at for fact in facts],
+            )
         except asyncpg.UniqueViolationError as exc:
-            # Another transaction appended at the same position after our check.
             raise SagaConflictError(
                 f"saga {order_id} moved past seq {expected_seq} concurrently"
             ) from exc
+        if status != f"INSERT 0 {len(facts)}":
+            raise SagaConflictError(f"saga {order_id} is not at seq {expected_seq}: {status}")
 
     async def schedule(
         self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None

@@ -246,16 +246,18 @@ async def test_concurrent_appends_at_the_same_position_one_wins(pg: tuple[Databa
         tx_a = a.transaction()
         await tx_a.start()
         await PostgresSagaStore(a, schema).append("ord-1", saga.facts[:1], expected_seq=0)
-        async with b.transaction():
-            # B sees no row yet (A has not committed) and blocks on the unique key...
-            blocked = asyncio.create_task(
-                PostgresSagaStore(b, schema).append("ord-1", saga.facts, expected_seq=0)
-            )
-            await asyncio.sleep(0.2)
-            assert not blocked.done()
-            await tx_a.commit()
-            # ...until A commits: then B's insert conflicts.
-            with pytest.raises(SagaConflictError, match="concurrently"):
-                await blocked
+        tx_b = b.transaction()
+        await tx_b.start()
+        # B sees no row yet (A has not committed) and blocks on the unique key...
+        blocked = asyncio.create_task(
+            PostgresSagaStore(b, schema).append("ord-1", saga.facts, expected_seq=0)
+        )
+        await asyncio.sleep(0.2)
+        assert not blocked.done()
+        await tx_a.commit()
+        # ...until A commits: then B's insert conflicts (and B's transaction is done for).
+        with pytest.raises(SagaConflictError, match="concurrently"):
+            await blocked
+        await tx_b.rollback()
     async with db.pool.acquire() as conn:
         assert await PostgresSagaStore(conn, schema).load("ord-1") == saga.facts[:1]
