@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeAlias
+from types import SimpleNamespace
+from typing import Literal, TypeAlias, cast
 
 from events.catalog import (
     APPROVAL_TIMEOUT,
@@ -295,6 +296,14 @@ class SagaState:
         return self.reservation_id is not None
 
 
+_INITIAL_FIELDS: dict[str, object] = {
+    f.name: getattr(SagaState(""), f.name)
+    for f in dataclasses.fields(SagaState)
+    if f.name != "order_id"
+}
+"""A new saga's fields (the defaults), from which :func:`fold` starts."""
+
+
 def _with_compensation(
     state: SagaState, command: CompensationCommand, **changes: object
 ) -> tuple[Compensation, ...]:
@@ -306,6 +315,12 @@ def _with_compensation(
 
 def evolve(state: SagaState, fact: Fact) -> SagaState:
     """The state after ``fact``. Pure; the only way a state changes."""
+    return dataclasses.replace(state, **_changes(state, fact))  # type: ignore[arg-type]
+
+
+def _changes(state: SagaState, fact: Fact) -> dict[str, object]:
+    """The fields ``fact`` changes in ``state`` (which :func:`fold` passes as a mutable draft
+    with the same attributes)."""
     changes: dict[str, object] = {}
     match fact:
         case SagaStarted():
@@ -390,15 +405,22 @@ def evolve(state: SagaState, fact: Fact) -> SagaState:
             raise SagaError(f"evolve does not know fact {type(fact).__name__}")
     if fact.event_id is not None:
         changes.update(last_event_id=fact.event_id, seen=state.seen | {fact.event_id})
-    return dataclasses.replace(state, version=state.version + 1, **changes)  # type: ignore[arg-type]
+    changes["version"] = state.version + 1
+    return changes
 
 
 def fold(order_id: str, facts: Iterable[Fact]) -> SagaState:
-    """The state of a saga from its whole stream of facts."""
-    state = SagaState(order_id)
+    """The state of a saga from its whole stream of facts: ``evolve`` applied in turn.
+
+    The coordinator folds a saga's stream on every message, so this applies the changes to a
+    mutable draft and builds the frozen state once, instead of copying all of its fields per
+    fact (``dataclasses.replace``), which dominated the coordinator's CPU time.
+    """
+    draft = SimpleNamespace(**_INITIAL_FIELDS, order_id=order_id)
+    fields = vars(draft)
     for fact in facts:
-        state = evolve(state, fact)
-    return state
+        fields.update(_changes(cast(SagaState, draft), fact))
+    return SagaState(**fields)
 
 
 # --------------------------------------------------------------------------- decisions

@@ -32,6 +32,7 @@ from saga_coordinator.saga import (
     SagaState,
     TimerFired,
     decide,
+    evolve,
     fold,
     saga_message,
 )
@@ -302,6 +303,20 @@ def test_shipment_failed_refunds_then_releases_and_cancels_only_after_both_acks(
     assert isinstance(cancelled, OrderCancelled)
     assert (cancelled.reason, cancelled.detail) == ("shipment_failed", "country not served")
     assert saga.state.compensations_done == ("payment.refund", "inventory.release")
+
+
+def test_fold_of_the_stream_equals_evolving_fact_by_fact():
+    saga = paid_saga()
+    saga.send(shipment_failed())
+    saga.send(released())  # ignored: counted
+    saga.send(refunded())
+    saga.send(released())
+    stepwise = SagaState(saga.order_id)
+    for fact in saga.facts:
+        stepwise = evolve(stepwise, fact)
+    assert stepwise.status == "cancelled"
+    assert stepwise.ignored == 1
+    assert fold(saga.order_id, saga.facts) == stepwise == saga.state
 
 
 def test_shipping_deadline_refunds_and_releases_and_a_late_shipment_is_cancelled():
