@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         description="Deliver each poll's records in one PostgreSQL transaction (false: one"
         " transaction per record).",
     )
+    projector_cache_orders: int = Field(
+        default=2000,
+        ge=0,
+        description="Orders whose logged events the projector keeps in memory to refold"
+        " them without reading the log back (0: always read).",
+    )
     consumer_poll_timeout_ms: int = Field(
         default=200, ge=1, description="How long one poll waits for records."
     )

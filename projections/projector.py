@@ -86,6 +86,11 @@ class Projector:
         self.consumer: AIOKafkaConsumer | None = None
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
+        self.cache = (
+            store.OrderHistoryCache(settings.projector_cache_orders)
+            if settings.projector_cache_orders > 0
+            else None
+        )
 
     async def start(self) -> None:
         """Connect and join the group; idempotent (``run`` calls it too)."""
@@ -139,8 +144,15 @@ class Projector:
                 continue
             rows.append(log_row(record, message))
             contexts.append((record, message))
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            await store.apply_batch(conn, self.schema, rows, offsets)
+        try:
+            async with self.db.pool.acquire() as conn, conn.transaction():
+                await store.apply_batch(conn, self.schema, rows, offsets, self.cache)
+        except BaseException:
+            if self.cache is not None:
+                self.cache.discard()
+            raise
+        if self.cache is not None:
+            self.cache.commit()
         assert self.consumer is not None
         try:  # for lag tools only: the checkpoints in PostgreSQL are authoritative
             await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})

@@ -16,7 +16,7 @@ Rebuilds write ``*_rebuild`` shadow tables and swap them in (see :mod:`projectio
 from __future__ import annotations
 
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -284,10 +284,92 @@ async def load_offsets(conn: Connection, schema: str) -> dict[tuple[str, int], i
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
+class OrderHistoryCache:
+    """The logged events of recently projected orders, so that a batch refolds an order from
+    memory instead of reading its whole history back from the log (which was most of the
+    projector's database time).
+
+    An entry is used only when its length equals the order's ``event_count`` in
+    ``order_status`` (written in the same transaction as the log rows): the log is
+    append-only and never holds an event twice, so equal counts mean the same events, whoever
+    wrote them (another replica, a rebuild's swap). Entries change only when the batch that
+    produced them commits (:meth:`commit`; :meth:`discard` on a rollback). Least recently
+    used orders are evicted beyond ``max_orders``.
+    """
+
+    def __init__(self, max_orders: int) -> None:
+        self.max_orders = max_orders
+        self.hits = 0
+        self.misses = 0
+        self._orders: OrderedDict[str, list[LoggedEvent]] = OrderedDict()
+        self._staged: dict[str, list[LoggedEvent]] = {}
+
+    def history(self, order_id: str, event_count: int) -> list[LoggedEvent] | None:
+        """The order's logged events if the cache holds all ``event_count`` of them."""
+        events = self._orders.get(order_id)
+        if events is None or len(events) != event_count:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._orders.move_to_end(order_id)
+        return events
+
+    def stage(self, order_id: str, events: list[LoggedEvent]) -> None:
+        self._staged[order_id] = events
+
+    def commit(self) -> None:
+        for order_id, events in self._staged.items():
+            self._orders[order_id] = events
+            self._orders.move_to_end(order_id)
+        self._staged.clear()
+        while len(self._orders) > self.max_orders:
+            self._orders.popitem(last=False)
+
+    def discard(self) -> None:
+        self._staged.clear()
+
+
+async def refold_cached(
+    conn: Connection, schema: str, rows: Sequence[LogRow], cache: OrderHistoryCache
+) -> list[OrderView]:
+    """:func:`refold` for the orders of ``rows`` (just logged in this transaction), taking
+    their earlier history from ``cache`` where it is complete."""
+    new: dict[str, list[LoggedEvent]] = defaultdict(list)
+    for row in rows:
+        new[row.order_id].append(row.logged())
+    ids = sorted(new)
+    counts: dict[str, int] = {
+        r["order_id"]: r["event_count"]
+        for r in await conn.fetch(
+            f"SELECT order_id, event_count FROM {schema}.order_status"
+            " WHERE order_id = ANY($1::text[])",
+            ids,
+        )
+    }
+    histories: dict[str, list[LoggedEvent]] = {}
+    unknown: list[str] = []
+    for order_id in ids:
+        # No status row means no logged event: both are written in one transaction.
+        count = counts.get(order_id, 0)
+        known = [] if count == 0 else cache.history(order_id, count)
+        if known is None:
+            unknown.append(order_id)
+        else:
+            histories[order_id] = [*known, *new[order_id]]
+    if unknown:  # read back from the log, which already holds this batch's rows
+        histories.update(await load_events(conn, schema, unknown))
+    views = [fold_order(order_id, histories[order_id]) for order_id in ids]
+    await upsert_status(conn, schema, views)
+    for order_id in ids:
+        cache.stage(order_id, histories[order_id])
+    return views
+
+
 async def apply_batch(conn: Connection, schema: str, rows: Sequence[LogRow],
-                      offsets: dict[tuple[str, int], int]) -> list[OrderView]:  # fmt: skip
+                      offsets: dict[tuple[str, int], int],
+                      cache: OrderHistoryCache | None = None) -> list[OrderView]:  # fmt: skip
     """One projector batch, in the caller's transaction: log the events, refold the orders
-    they touch, move the checkpoints.
+    they touch (with ``cache``: see :class:`OrderHistoryCache`), move the checkpoints.
 
     Records below the stored checkpoint are already projected (a rebuild may have moved the
     checkpoint past this consumer's position) and are dropped here, under the lock.
@@ -296,7 +378,10 @@ async def apply_batch(conn: Connection, schema: str, rows: Sequence[LogRow],
     done = await load_offsets(conn, schema)
     fresh = [r for r in rows if r.offset >= done.get((r.topic, r.partition), 0)]
     await insert_log_rows(conn, schema, fresh)
-    views = await refold(conn, schema, {r.order_id for r in fresh})
+    if cache is None:
+        views = await refold(conn, schema, {r.order_id for r in fresh})
+    else:
+        views = await refold_cached(conn, schema, fresh, cache)
     await save_offsets(conn, schema, offsets)
     return views
 

@@ -119,3 +119,47 @@ async def test_restart_resumes_at_the_checkpoint_without_gap_or_duplicate(
         )
     assert total == len(first) + len(second)
     assert completed == 40
+
+
+async def test_the_history_cache_folds_as_the_log_does_and_notices_other_writers(
+    projector: Projector, producer: EventProducer
+):
+    from aiokafka import ConsumerRecord
+
+    from projections.projector import log_row
+
+    assert projector.cache is not None
+    flows = {f"ord-c{i}": flow(f"ord-c{i}", HAPPY) for i in range(5)}
+    await producer.publish([m for messages in flows.values() for m in messages[:4]])
+    task = asyncio.create_task(projector.run())
+    try:
+        await eventually(lambda: projector.stats.events == 20, what="first halves")
+        # Another writer (a second replica, say) logs ord-c0's next event: the cache's copy
+        # of ord-c0 is now short of one, and must not be used.
+        elsewhere = ConsumerRecord(
+            topic="elsewhere", partition=0, offset=0, timestamp=0, timestamp_type=0, key=None,
+            value=None, checksum=None, serialized_key_size=-1, serialized_value_size=-1,
+            headers=(),
+        )  # fmt: skip
+        async with projector.db.pool.acquire() as conn, conn.transaction():
+            await store.apply_batch(
+                conn, projector.schema, [log_row(elsewhere, flows["ord-c0"][4])], {}
+            )
+        rest = [m for oid, ms in flows.items() for m in ms[4:] if m is not flows["ord-c0"][4]]
+        await producer.publish(rest)
+        await eventually(lambda: projector.stats.events == 20 + len(rest), what="the rest")
+    finally:
+        await projector.stop()
+        await task
+    assert projector.cache.misses == 1  # ord-c0, read back from the log once
+    assert projector.cache.hits >= 4
+    query = f"SELECT * FROM {projector.schema}.order_status ORDER BY order_id"
+    async with projector.db.pool.acquire() as conn:
+        live = [store.view_from_row(r) for r in await conn.fetch(query)]
+        async with conn.transaction():  # the same orders folded from the log alone
+            await store.refold(conn, projector.schema, flows)
+            from_log = [store.view_from_row(r) for r in await conn.fetch(query)]
+    assert live == from_log
+    assert [(v.order_id, v.status, v.event_count) for v in live] == [
+        (oid, "completed", len(HAPPY)) for oid in sorted(flows)
+    ]
