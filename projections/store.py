@@ -341,8 +341,10 @@ async def refold_cached(
     counts: dict[str, int] = {
         r["order_id"]: r["event_count"]
         for r in await conn.fetch(
-            f"SELECT order_id, event_count FROM {schema}.order_status"
-            " WHERE order_id = ANY($1::text[])",
+            # A join on unnest plans as one index probe per order; `= ANY($1)` took a
+            # bitmap heap scan that cost 30 times as much.
+            f"SELECT o.order_id, o.event_count FROM unnest($1::text[]) AS i(order_id)"
+            f" JOIN {schema}.order_status AS o USING (order_id)",
             ids,
         )
     }
