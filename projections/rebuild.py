@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -82,7 +84,7 @@ async def rebuild(
             await conn.execute(
                 f"DROP TABLE IF EXISTS {schema}.event_log{SHADOW}, {schema}.order_status{SHADOW}"
             )
-            for statement in store.table_ddl(schema, SHADOW):
+            for statement in store.table_ddl(schema, SHADOW, indexes=False):
                 await conn.execute(statement)
         partitions = await partitions_of(settings, event_topics(settings))
         events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
@@ -97,6 +99,8 @@ async def rebuild(
                 columns=store.ORDER_STATUS_COLUMNS,
                 records=[store.status_tuple(v) for v in views],
             )
+            for statement in store.index_ddl(schema, SHADOW):
+                await conn.execute(statement)
         report.orders = len(views)
         await _swap(settings, codec, db, schema, partitions, ends, report, verify)
     report.seconds = time.perf_counter() - started
@@ -135,6 +139,7 @@ async def _replay(
         total = sum(max(0, ends[tp] - begin.get(tp, 0)) for tp in partitions)
         remaining = {tp for tp in partitions if ends[tp] > begin.get(tp, 0)}
         done = 0
+        writer = _LogWriter(db, schema, conn)
         while remaining:
             batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
             rows: list[store.LogRow] = []
@@ -165,28 +170,65 @@ async def _replay(
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
             if rows:
-                await _write_log(db, schema, rows, conn)
+                await writer.write(rows)
                 report.events += len(rows)
             if progress is not None:
                 progress(done, total)
+        await writer.flush()
         return ends
     finally:
         await consumer.stop()
+        await writer.close()
 
 
-async def _write_log(
-    db: Database, schema: str, rows: list[store.LogRow], conn: Connection | None
-) -> None:
-    if conn is not None:  # inside the swap transaction
-        await store.insert_log_rows(conn, schema, rows, SHADOW)
-        return
-    async with db.pool.acquire() as c:
-        await c.copy_records_to_table(
+class _LogWriter:
+    """Writes batches of rows into the shadow log.
+
+    Outside a transaction it COPYs on a connection of its own, in the background: the next
+    batch is fetched and decoded while PostgreSQL loads this one (at most one COPY in flight,
+    so rows land in order and memory stays bounded). Inside the swap's transaction (``conn``)
+    it inserts there, in line.
+    """
+
+    def __init__(self, db: Database, schema: str, conn: Connection | None) -> None:
+        self.db = db
+        self.schema = schema
+        self.conn = conn
+        self._copying: asyncio.Task[None] | None = None
+        self._own: Any = None
+
+    async def write(self, rows: list[store.LogRow]) -> None:
+        if self.conn is not None:
+            await store.insert_log_rows(self.conn, self.schema, rows, SHADOW)
+            return
+        await self.flush()
+        if self._own is None:
+            self._own = await self.db.pool.acquire()
+        self._copying = asyncio.create_task(self._copy(self._own, [r.as_tuple() for r in rows]))
+
+    async def _copy(self, conn: Connection, records: list[tuple[Any, ...]]) -> None:
+        await conn.copy_records_to_table(
             f"event_log{SHADOW}",
-            schema_name=schema,
+            schema_name=self.schema,
             columns=store.EVENT_LOG_COLUMNS,
-            records=[r.as_tuple() for r in rows],
+            records=records,
         )
+
+    async def flush(self) -> None:
+        """Wait for the COPY in flight (raising its error, if any)."""
+        copying, self._copying = self._copying, None
+        if copying is not None:
+            await copying
+
+    async def close(self) -> None:
+        copying, self._copying = self._copying, None
+        if copying is not None and not copying.done():
+            copying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await copying
+        if self._own is not None:
+            await self.db.pool.release(self._own)
+            self._own = None
 
 
 async def _swap(

@@ -42,13 +42,16 @@ ORDER_STATUS_COLUMNS = (
 )  # fmt: skip
 
 
-def table_ddl(schema: str, suffix: str = "") -> list[str]:
+def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[str]:
     """``event_log`` and ``order_status`` (or their ``suffix`` shadows), created once.
 
     Index names are left to PostgreSQL so that a shadow's indexes never clash with the live
-    table's after a swap; hence the existence check instead of ``IF NOT EXISTS``.
+    table's after a swap; hence the existence check instead of ``IF NOT EXISTS``. Without
+    ``indexes`` only the keys are created, for a bulk load that adds :func:`index_ddl` after
+    (building an index once is cheaper than maintaining it row by row).
     """
     log, status = f"{schema}.event_log{suffix}", f"{schema}.order_status{suffix}"
+    log_indexes, status_indexes = index_ddl(schema, suffix) if indexes else ("", "")
     return [
         f"""
         DO $$ BEGIN
@@ -72,8 +75,7 @@ def table_ddl(schema: str, suffix: str = "") -> list[str]:
                 logged_at      timestamptz NOT NULL DEFAULT now(),
                 UNIQUE (topic, partition, "offset")
             );
-            CREATE INDEX ON {log} (order_id, occurred_at);
-            CREATE INDEX ON {log} (logged_at);
+            {log_indexes}
         END IF;
         IF to_regclass('{status}') IS NULL THEN
             CREATE TABLE {status} (
@@ -93,12 +95,20 @@ def table_ddl(schema: str, suffix: str = "") -> list[str]:
                 updated_at         timestamptz,
                 event_count        int         NOT NULL
             );
-            CREATE INDEX ON {status} (status);
-            CREATE INDEX ON {status} (placed_at);
+            {status_indexes}
         END IF;
         END $$;
         """
     ]
+
+
+def index_ddl(schema: str, suffix: str = "") -> tuple[str, str]:
+    """The secondary indexes of ``event_log`` and of ``order_status`` (or their shadows)."""
+    log, status = f"{schema}.event_log{suffix}", f"{schema}.order_status{suffix}"
+    return (
+        f"CREATE INDEX ON {log} (order_id, occurred_at); CREATE INDEX ON {log} (logged_at);",
+        f"CREATE INDEX ON {status} (status); CREATE INDEX ON {status} (placed_at);",
+    )
 
 
 def ddl() -> list[str]:
@@ -291,7 +301,7 @@ class OrderHistoryCache:
 
     An entry is used only when its length equals the order's ``event_count`` in
     ``order_status`` (written in the same transaction as the log rows): the log is
-    append-only and never holds an event twice, so equal counts mean the same events, whoever
+    append-only and never holds a record twice, so equal counts mean the same rows, whoever
     wrote them (another replica, a rebuild's swap). Entries change only when the batch that
     produced them commits (:meth:`commit`; :meth:`discard` on a rollback). Least recently
     used orders are evicted beyond ``max_orders``.
