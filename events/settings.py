@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         description="Orders whose logged events the projector keeps in memory to refold"
         " them without reading the log back (0: always read).",
     )
+    rebuild_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Lanes (this process + worker processes) a projection rebuild replays"
+        " partitions in (0: one per CPU, at most one per partition number).",
+    )
     consumer_poll_timeout_ms: int = Field(
         default=200, ge=1, description="How long one poll waits for records."
     )

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
+import queue
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -22,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import Codec
-from events.errors import ContractError
+from events.errors import ChoreoError, ContractError
 from events.postgres import Connection, Database, schema_name
 from events.schemas import SchemaRegistry
 from events.settings import Settings
@@ -35,6 +38,10 @@ SHADOW = "_rebuild"
 BATCH = 5000
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: events replayed so far of the total to replay."""
+
+
+class RebuildError(ChoreoError):
+    """A rebuild could not finish; the live tables are untouched."""
 
 
 @dataclass
@@ -72,8 +79,17 @@ async def rebuild(
     verify: bool = False,
     progress: Progress | None = None,
     codec: Codec | None = None,
+    workers: int | None = None,
 ) -> RebuildReport:
-    """Rebuild ``event_log`` and ``order_status`` from the topics and swap them in."""
+    """Rebuild ``event_log`` and ``order_status`` from the topics and swap them in.
+
+    The replay runs in ``workers`` lanes (default: ``settings.rebuild_workers``), this process
+    and ``workers - 1`` worker processes, each taking the partitions of some partition numbers
+    across all topics. An order's messages share a key, hence a partition number, so each lane
+    holds whole orders: it folds them and writes their ``order_status`` rows itself, and the
+    lanes never meet. Topics with unequal partition counts would break that; then one lane
+    does everything. Worker processes build their codec from ``settings.schemas_dir``.
+    """
     codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
     schema = schema_name(settings, NAME)
     report = RebuildReport(verified=verify)
@@ -87,10 +103,154 @@ async def rebuild(
             for statement in store.table_ddl(schema, SHADOW, indexes=False):
                 await conn.execute(statement)
         partitions = await partitions_of(settings, event_topics(settings))
-        events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
-        ends = await _replay(
-            settings, codec, db, schema, partitions, None, events_by_order, report, progress
+        ends = await _end_offsets(settings, partitions)
+        lanes = _lanes(partitions, workers or settings.rebuild_workers)
+        for lane in await _run_lanes(settings, codec, schema, lanes, ends, progress):
+            report.events += lane.events
+            report.skipped += lane.skipped
+            report.orders += lane.orders
+        async with db.pool.acquire() as conn:
+            for statement in store.index_ddl(schema, SHADOW):
+                await conn.execute(statement)
+        await _swap(settings, codec, db, schema, partitions, ends, report, verify)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _lanes(partitions: list[TopicPartition], workers: int) -> list[list[TopicPartition]]:
+    """Partitions grouped by partition number modulo the lane count (see :func:`rebuild`)."""
+    counts: dict[str, int] = defaultdict(int)
+    for tp in partitions:
+        counts[tp.topic] += 1
+    numbers = max(counts.values(), default=1)
+    if len(set(counts.values())) > 1:  # an order's partition number differs across topics
+        workers = 1
+    count = max(1, min(workers if workers > 0 else os.cpu_count() or 1, numbers))
+    lanes: list[list[TopicPartition]] = [[] for _ in range(count)]
+    for tp in partitions:
+        lanes[tp.partition % count].append(tp)
+    return lanes
+
+
+async def _end_offsets(
+    settings: Settings, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    events: int
+    skipped: int
+    orders: int
+
+
+async def _run_lanes(
+    settings: Settings,
+    codec: Codec,
+    schema: str,
+    lanes: list[list[TopicPartition]],
+    ends: dict[TopicPartition, int],
+    progress: Progress | None,
+) -> list[LaneResult]:
+    """Run lane 0 here and the others in worker processes; their results, lane by lane."""
+    context = multiprocessing.get_context("spawn")  # fork and a running event loop don't mix
+    done = context.Array("q", len(lanes), lock=False)  # events replayed, per lane
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=_lane_process,
+            args=(settings, schema, index, lane, {tp: ends[tp] for tp in lane}, done, results),
+            name=f"choreo-rebuild-{index}",
+            daemon=True,
         )
+        for index, lane in enumerate(lanes[1:], start=1)
+    ]
+    for worker in workers:
+        worker.start()
+    total = sum(ends.values())
+    ticker = asyncio.create_task(_report_progress(done, total, progress))
+    try:
+
+        def counted(replayed: int, _: int) -> None:
+            done[0] = replayed
+
+        own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, counted)
+        outcomes: dict[int, LaneResult | str] = {0: own}
+        while len(outcomes) < len(lanes):
+            try:
+                index, outcome = await asyncio.to_thread(results.get, True, 0.5)
+            except queue.Empty:
+                for index, worker in enumerate(workers, start=1):
+                    if index not in outcomes and worker.exitcode is not None:
+                        outcomes[index] = f"worker {worker.name} exited with {worker.exitcode}"
+                continue
+            outcomes[index] = outcome
+        failures = [o for o in outcomes.values() if isinstance(o, str)]
+        if failures:
+            raise RebuildError(f"a rebuild lane failed: {failures[0]}")
+        return [o for _, o in sorted(outcomes.items()) if isinstance(o, LaneResult)]
+    finally:
+        ticker.cancel()
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 5)
+            if worker.is_alive():
+                worker.terminate()
+        if progress is not None:
+            progress(sum(done), total)
+
+
+async def _report_progress(done: Any, total: int, progress: Progress | None) -> None:
+    while progress is not None:
+        progress(sum(done), total)
+        await asyncio.sleep(0.2)
+
+
+def _lane_process(
+    settings: Settings,
+    schema: str,
+    index: int,
+    partitions: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    done: Any,
+    results: Any,
+) -> None:
+    """Entry point of a worker process: one lane, its result (or error) on ``results``."""
+
+    def counted(replayed: int, _: int) -> None:
+        done[index] = replayed
+
+    try:
+        codec = Codec(SchemaRegistry.load(settings.schemas_dir))
+        lane = asyncio.run(_rebuild_lane(settings, codec, schema, partitions, ends, counted))
+        results.put((index, lane))
+    except BaseException as exc:
+        results.put((index, f"{type(exc).__name__}: {exc}"))
+
+
+async def _rebuild_lane(
+    settings: Settings,
+    codec: Codec,
+    schema: str,
+    partitions: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    progress: Progress | None,
+) -> LaneResult:
+    """Replay ``partitions`` up to ``ends`` into the shadow log, fold their orders and write
+    their shadow ``order_status`` rows."""
+    report = RebuildReport()
+    events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
+    async with Database(settings, max_size=2) as db:
+        await _replay(
+            settings, codec, db, schema, partitions, None, events_by_order, report, progress,
+            until={tp: ends[tp] for tp in partitions},
+        )  # fmt: skip
         views = [fold_order(o, evs) for o, evs in events_by_order.items()]
         async with db.pool.acquire() as conn:
             await conn.copy_records_to_table(
@@ -99,12 +259,7 @@ async def rebuild(
                 columns=store.ORDER_STATUS_COLUMNS,
                 records=[store.status_tuple(v) for v in views],
             )
-            for statement in store.index_ddl(schema, SHADOW):
-                await conn.execute(statement)
-        report.orders = len(views)
-        await _swap(settings, codec, db, schema, partitions, ends, report, verify)
-    report.seconds = time.perf_counter() - started
-    return report
+    return LaneResult(report.events, report.skipped, len(views))
 
 
 async def _replay(

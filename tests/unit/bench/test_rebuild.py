@@ -24,3 +24,20 @@ def test_exactly_the_asked_number_of_events_in_complete_flows():
     complete = {len(types) for types in FLOWS.values()}
     assert all(n in complete for n in list(per_order.values())[:-1])
     assert {m.envelope.event_type for m in events} >= {"order.completed", "order.cancelled"}
+
+
+def test_rebuild_lanes_group_partitions_by_number_so_that_orders_stay_whole():
+    from aiokafka import TopicPartition
+
+    from projections.rebuild import _lanes
+
+    parts = [TopicPartition(t, p) for t in ("a.order", "a.payment") for p in range(3)]
+    assert _lanes(parts, 2) == [
+        [TopicPartition("a.order", 0), TopicPartition("a.order", 2),
+         TopicPartition("a.payment", 0), TopicPartition("a.payment", 2)],
+        [TopicPartition("a.order", 1), TopicPartition("a.payment", 1)],
+    ]  # fmt: skip
+    assert len(_lanes(parts, 8)) == 3  # at most one lane per partition number
+    # Unequal partition counts: an order's number differs across topics, so one lane.
+    uneven = [*parts, TopicPartition("a.email", 3)]
+    assert _lanes(uneven, 2) == [uneven]
