@@ -1248,13 +1248,27 @@ def bench_rebuild(
     events: Annotated[
         int, typer.Option("--events", min=1, help="Events to write as synthetic order flows.")
     ] = 100_000,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds", min=1, help="Measure both this many times, alternating; keep the best."
+        ),
+    ] = 3,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Rebuild lanes (processes); 0: CHOREO_REBUILD_WORKERS (default one per CPU).",
+        ),
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Projection rebuild from the log vs a raw read + decode.
 
     Writes K events as synthetic order flows to a fresh prefix's topics, then measures
-    `read_to_end` + `Codec.decode` and `projections.rebuild` (events/s each, and the ratio).
-    The bench's projector schema and topics are deleted at the end."""
+    `read_to_end` + `Codec.decode` and `projections.rebuild` (events/s each, and the ratio),
+    best of --rounds. The bench's projector schema and topics are deleted at the end."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from bench import rebuild as rebuild_bench
@@ -1274,7 +1288,7 @@ def bench_rebuild(
         try:
             result = rebuild_bench.run(
                 events, log=lambda line: console.print(f"[cyan]bench[/] {line}"),
-                progress=progress,
+                progress=progress, rounds=rounds, workers=workers,
             )  # fmt: skip
         except ChoreoError as exc:
             _fail(exc)
@@ -1283,7 +1297,7 @@ def bench_rebuild(
         _print_json(result.to_json())
         return
     table = Table("step", "events", "seconds", "events/s", title=f"choreo bench rebuild: "
-                  f"{result.events:,} events")  # fmt: skip
+                  f"{result.events:,} events, best of {result.rounds}")  # fmt: skip
     rb = result.rebuild
     for label, n, seconds in (
         ("produce (EventProducer, batched)", result.events, result.produce_s),
@@ -1293,6 +1307,11 @@ def bench_rebuild(
         table.add_row(label, f"{n:,}", f"{seconds:.2f}", fmt(n / seconds if seconds else None))
     out.print(table)
     out.print(ratio_table(result.ratios()))
+    out.print(
+        "rounds (s): raw " + ", ".join(f"{t:.2f}" for t in result.raw_rounds_s)
+        + "; rebuild " + ", ".join(f"{t:.2f}" for t in result.rebuild_rounds_s)
+        + f"; rebuild lanes: {result.workers or 'one per CPU'}"
+    )  # fmt: skip
     out.print(
         f"rebuilt {rb.orders:,} orders ({rb.skipped} undecodable skipped); took "
         f"{result.total_s:.1f}s in all, cleanup {result.cleanup_s:.1f}s "
