@@ -50,6 +50,7 @@ from choreo.client import ChoreoClient, new_order_id
 from choreo.platform import Platform
 from choreo.scenarios import SCENARIOS, scenario_order
 from choreo.supervisor import ALL_PROCESSES, PROCESSES
+from events import tracing
 from events.catalog import OrderCancelled
 from events.codec import Codec
 from events.errors import ChoreoError
@@ -359,6 +360,9 @@ class SagaConfig:
     tracing: bool = True
     timeout_s: float = 900.0
     in_flight: int = 1000
+    trace_sample: float = 1.0
+    """Share of orders traced (OpenTelemetry's parent-based trace-id-ratio sampler): the
+    bench opens each order's root span, and every process follows its decision."""
 
 
 @dataclass
@@ -513,7 +517,10 @@ def run(config: SagaConfig, log: Log, status: Log) -> SagaResult:
     started = time.perf_counter()
     infra = {s.name: s.pid for s in Stack().up(log) if s.pid is not None and s.running}
     stack_s = time.perf_counter() - started
-    result = asyncio.run(_run(config, log, status, infra))
+    try:
+        result = asyncio.run(_run(config, log, status, infra))
+    finally:
+        tracing.shutdown_tracing()
     result.timings = {"stack_up": stack_s, **result.timings}
     result.timings["total"] = time.perf_counter() - started
     return result
@@ -537,11 +544,18 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
     env = {"CHOREO_INVENTORY_SEED_FILE": str(_ample_seed_file(log_dir))}
     if not config.tracing:
         env["CHOREO_TRACING_ENABLED"] = "false"
+    else:
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(config.trace_sample)
+        # The bench is where orders are placed, so it opens their traces, as the CLI does.
+        os.environ.update(env)
+        tracing.configure_tracing("bench", settings)
     platform = Platform(settings, env, log_dir)
     result.env = {
         k: v
         for k, v in sorted(platform.env.items())
-        if k.startswith("CHOREO_") and k not in {"CHOREO_API_PORT", "CHOREO_LOG_FORMAT"}
+        if k.startswith(("CHOREO_", "OTEL_TRACES_"))
+        and k not in {"CHOREO_API_PORT", "CHOREO_LOG_FORMAT"}
     }
     log(f"starting {len(ALL_PROCESSES)} processes with prefix {prefix} (logs in {log_dir})")
     try:

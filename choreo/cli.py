@@ -1076,6 +1076,15 @@ TracingOpt = Annotated[
         help="Export traces from the processes (--no-tracing: CHOREO_TRACING_ENABLED=false).",
     ),
 ]
+TraceSampleOpt = Annotated[
+    float,
+    typer.Option(
+        "--trace-sample",
+        min=0.0,
+        max=1.0,
+        help="Share of orders traced, e.g. 0.1 (OTEL_TRACES_SAMPLER=parentbased_traceidratio).",
+    ),
+]
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for every order to end.")
 ]
@@ -1099,6 +1108,7 @@ def bench(
     rate: RateOpt = None,
     mix: MixOpt = "happy=70,large=10,declined=10,unshippable=10",
     tracing: TracingOpt = True,
+    trace_sample: TraceSampleOpt = 1.0,
     timeout: TimeoutOpt = 900.0,
     in_flight: InFlightOpt = 1000,
     as_json: JsonFlag = False,
@@ -1109,7 +1119,9 @@ def bench(
     topic prefix, place orders, auto-approve the large ones, follow each to its end; report
     throughput, latency, per-process cost and baselines measured in the same run."""
     if ctx.invoked_subcommand is None:
-        _bench_saga(orders, rate, mix, tracing, timeout, in_flight, as_json, plot, out_dir)
+        _bench_saga(
+            orders, rate, mix, tracing, trace_sample, timeout, in_flight, as_json, plot, out_dir
+        )
 
 
 @bench_app.command("saga")
@@ -1118,6 +1130,7 @@ def bench_saga(
     rate: RateOpt = None,
     mix: MixOpt = "happy=70,large=10,declined=10,unshippable=10",
     tracing: TracingOpt = True,
+    trace_sample: TraceSampleOpt = 1.0,
     timeout: TimeoutOpt = 900.0,
     in_flight: InFlightOpt = 1000,
     as_json: JsonFlag = False,
@@ -1130,7 +1143,9 @@ def bench_saga(
     stock), large ones approved at once by the bench; throughput, latency, per-process cost
     and baselines measured in the same run. The processes inherit the environment, so e.g.
     CHOREO_SAGA_INVENTORY_DEADLINE_S=600 changes a deadline for the run."""
-    _bench_saga(orders, rate, mix, tracing, timeout, in_flight, as_json, plot, out_dir)
+    _bench_saga(
+        orders, rate, mix, tracing, trace_sample, timeout, in_flight, as_json, plot, out_dir
+    )
 
 
 def _bench_saga(
@@ -1138,6 +1153,7 @@ def _bench_saga(
     rate: float | None,
     mix: str,
     tracing: bool,
+    trace_sample: float,
     timeout: float,
     in_flight: int,
     as_json: bool,
@@ -1153,7 +1169,7 @@ def _bench_saga(
         raise typer.BadParameter(str(exc), param_hint="--mix") from None
     config = saga.SagaConfig(
         orders=orders, rate=rate, mix=weights, tracing=tracing, timeout_s=timeout,
-        in_flight=in_flight,
+        in_flight=in_flight, trace_sample=trace_sample,
     )  # fmt: skip
     stamp = timestamp()
     plot_path = plot or RESULTS_DIR / f"bench-{stamp}.png"
@@ -1183,6 +1199,12 @@ def _bench_saga(
     console.print(f"json: {json_path}")
 
 
+def _tracing_label(cfg: Any) -> str:
+    if not cfg.tracing:
+        return "off"
+    return "on" if cfg.trace_sample >= 1 else f"on, {cfg.trace_sample:.0%} of orders sampled"
+
+
 def _print_saga_result(result: Any) -> None:
     from bench.report import fmt, ratio_table
 
@@ -1191,7 +1213,7 @@ def _print_saga_result(result: Any) -> None:
     summary = Table(
         "figure", "value",
         title=f"choreo bench: {cfg.orders} orders ({mix}), rate {cfg.rate or 'max'}/s, "
-        f"tracing {'on' if cfg.tracing else 'off'}",
+        f"tracing {_tracing_label(cfg)}",
     )  # fmt: skip
     lat = result.latency
     for label, value in (

@@ -222,6 +222,11 @@ class OutboxRelay:
 
     async def flush(self) -> int:
         """Publish one batch; returns how many rows it published."""
+        # The relay's queries are housekeeping; its send span links each message's trace.
+        with tracing.housekeeping():
+            return await self._flush()
+
+    async def _flush(self) -> int:
         async with self.db.pool.acquire() as conn, conn.transaction():
             locked = await conn.fetchval(
                 "SELECT pg_try_advisory_xact_lock($1)", _lock_id(f"relay:{self.schema}")
@@ -498,12 +503,13 @@ class PostgresRetryQueue:
         )
 
     async def due(self, consumer: str, limit: int = 100) -> list[ParkedRecord]:
-        rows = await self.db.pool.fetch(
-            f"SELECT * FROM {self.schema}.retry_queue WHERE consumer = $1 AND due_at <= now()"
-            " ORDER BY due_at, id LIMIT $2",
-            consumer,
-            limit,
-        )
+        with tracing.housekeeping():  # polled ten times a second; the redelivery is traced
+            rows = await self.db.pool.fetch(
+                f"SELECT * FROM {self.schema}.retry_queue WHERE consumer = $1"
+                " AND due_at <= now() ORDER BY due_at, id LIMIT $2",
+                consumer,
+                limit,
+            )
         return [
             ParkedRecord(
                 id=row["id"],

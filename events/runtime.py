@@ -271,6 +271,8 @@ class EventConsumer:
         self.topics = list(topics) if topics is not None else router.topics(settings)
         self.stats = ConsumerStats()
         self._next_offsets: dict[TopicPartition, int] = {}
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._running = False
@@ -325,6 +327,7 @@ class EventConsumer:
                     timeout_ms=self.settings.consumer_poll_timeout_ms,
                     max_records=self.settings.consumer_batch_size,
                 )
+                await self._flush_commits()
                 if not batch:
                     continue
                 if self._batching is not None:
@@ -338,6 +341,7 @@ class EventConsumer:
                 self._stopping.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retries
+            await self._flush_commits(force=True)
             self._running = False
             self._loop_done.set()
 
@@ -447,6 +451,23 @@ class EventConsumer:
         return lags
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Record that everything before ``offsets`` is delivered; committed to Kafka at most
+        every ``consumer_commit_interval_ms`` (and when the loop ends)."""
+        self._next_offsets.update(offsets)
+        self._uncommitted.update(offsets)
+        await self._flush_commits()
+
+    async def _flush_commits(self, *, force: bool = False) -> None:
+        # Committing every small batch cost the broker and every consumer a round trip per
+        # poll; committing a little later only widens what a crash redelivers, and the
+        # deliveries' dedupe absorbs that.
+        elapsed_ms = (time.monotonic() - self._committed_at) * 1000
+        if not self._uncommitted or (
+            not force and elapsed_ms < self.settings.consumer_commit_interval_ms
+        ):
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committed_at = time.monotonic()
         assert self._consumer is not None
         try:
             await self._consumer.commit(offsets)
@@ -454,7 +475,6 @@ class EventConsumer:
             # The partition moved to another member; it re-reads from the last commit and
             # the deliveries dedupe what was already done.
             log.warning("%s could not commit %s: %s", self.name, offsets, exc)
-        self._next_offsets.update(offsets)
 
     async def _process_record(self, record: ConsumerRecord, attempt: int = 1) -> bool:
         """Decode, dispatch and deliver one record; returns False if it was parked for a retry."""

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="Lanes (this process + worker processes) a projection rebuild replays"
         " partitions in (0: one per CPU, at most one per partition number).",
     )
+    consumer_commit_interval_ms: int = Field(
+        default=500,
+        ge=0,
+        description="How often a consumer commits its offsets to Kafka (0: after every"
+        " batch). Later commits redeliver more after a crash; the inbox dedupes them.",
+    )
     consumer_poll_timeout_ms: int = Field(
         default=200, ge=1, description="How long one poll waits for records."
     )

@@ -9,7 +9,8 @@ when a message is consumed. Handlers never touch trace context.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
@@ -55,6 +56,17 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured.add(service_name)
+
+
+@contextlib.contextmanager
+def housekeeping() -> Iterator[None]:
+    """No instrumentation spans (asyncpg's) inside the block: for the polls that run all the
+    time (the outbox relay, the retry queue), each of whose queries would otherwise be a
+    trace of its own, many times a second. Spans Choreo opens itself still record."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
 
 
 def shutdown_tracing() -> None:

@@ -86,6 +86,8 @@ class Projector:
         self.consumer: AIOKafkaConsumer | None = None
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
         self.cache = (
             store.OrderHistoryCache(settings.projector_cache_orders)
             if settings.projector_cache_orders > 0
@@ -127,6 +129,25 @@ class Projector:
             )
             if batch:
                 await self.project([r for records in batch.values() for r in records])
+            await self._commit_for_lag_tools()
+        await self._commit_for_lag_tools(force=True)
+
+    async def _commit_for_lag_tools(self, *, force: bool = False) -> None:
+        """Commit the positions to Kafka as well, at most every consumer_commit_interval_ms:
+        only lag tools read them, the checkpoints in PostgreSQL are authoritative."""
+        now = time.monotonic()
+        elapsed_ms = (now - self._committed_at) * 1000
+        if not self._uncommitted or (
+            not force and elapsed_ms < self.settings.consumer_commit_interval_ms
+        ):
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committed_at = now
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # a rebalance; the next owner seeks to the checkpoints
+            log.debug("kafka commit failed: %s", exc)
 
     async def project(self, records: Sequence[ConsumerRecord]) -> None:
         """Log, project and checkpoint one batch in one transaction."""
@@ -153,11 +174,7 @@ class Projector:
             raise
         if self.cache is not None:
             self.cache.commit()
-        assert self.consumer is not None
-        try:  # for lag tools only: the checkpoints in PostgreSQL are authoritative
-            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
-        except Exception as exc:  # a rebalance; the next owner seeks to the checkpoints
-            log.debug("kafka commit after batch failed: %s", exc)
+        self._uncommitted.update({TopicPartition(t, p): o for (t, p), o in offsets.items()})
         self._trace(contexts, started)
         self.stats.batches += 1
         self.stats.events += len(rows)
