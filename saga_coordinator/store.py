@@ -98,6 +98,10 @@ class SagaStore(Protocol):
         """Delete timer ``name`` of the saga; nothing if there is none."""
         ...
 
+    async def any_due(self, now: datetime) -> bool:
+        """Whether some timer is due at ``now`` (a cheap check before a timer pass)."""
+        ...
+
     async def due(self, now: datetime, limit: int) -> list[Timer]:
         """Up to ``limit`` timers due at ``now``, earliest first.
 
@@ -149,6 +153,9 @@ class InMemorySagaStore:
 
     async def cancel(self, order_id: str, name: str) -> None:
         self.timer_rows.pop((order_id, name), None)
+
+    async def any_due(self, now: datetime) -> bool:
+        return any(due_at <= now for due_at in self.timer_rows.values())
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:
         due = sorted(
@@ -260,6 +267,13 @@ class PostgresSagaStore:
             f"DELETE FROM {self.schema}.saga_timers WHERE order_id = $1 AND name = $2",
             order_id,
             name,
+        )
+
+    async def any_due(self, now: datetime) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {self.schema}.saga_timers WHERE due_at <= $1)", now
+            )
         )
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:

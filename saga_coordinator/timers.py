@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from opentelemetry import trace
@@ -52,29 +52,44 @@ async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Even
 
 async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit: int) -> int:
     """One pass: fire up to ``limit`` due timers; returns how many fired."""
-    fired = 0
-    async with runtime.db.pool.acquire() as conn, conn.transaction():
+    async with runtime.db.pool.acquire() as conn:
         ctx = runtime.service.context(conn)
         now = ctx.clock()
-        for timer in await ctx.store.due(now, limit):
-            try:
-                with _tracer.start_as_current_span(
-                    f"saga timer {timer.name}",
-                    context=tracing.extract_traceparent(timer.traceparent),
-                    attributes={"choreo.order_id": timer.order_id, "choreo.timer": timer.name},
-                ):
-                    async with conn.transaction():  # a savepoint per timer
-                        messages = await fire_timer(ctx, timer)
-                        if messages:
-                            await runtime.emit(conn, messages)
-            except Exception:
-                log.exception("timer %s of saga %s failed", timer.name, timer.order_id)
-                await ctx.store.schedule(
-                    timer.order_id, timer.name, now + RETRY_DELAY, timer.traceparent
-                )
-                continue
-            if messages is not None:
-                fired += 1
+        with tracing.housekeeping():  # an idle pass, several times a second, is no trace
+            if not await ctx.store.any_due(now):
+                return 0
+        async with conn.transaction():
+            return await _fire(runtime, ctx, conn, now, limit)
+
+
+async def _fire(
+    runtime: ServiceRuntime[CoordinatorContext],
+    ctx: CoordinatorContext,
+    conn: asyncpg.Connection,
+    now: datetime,
+    limit: int,
+) -> int:
+    """Fire up to ``limit`` due timers, each in a savepoint of the caller's transaction."""
+    fired = 0
+    for timer in await ctx.store.due(now, limit):
+        try:
+            with _tracer.start_as_current_span(
+                f"saga timer {timer.name}",
+                context=tracing.extract_traceparent(timer.traceparent),
+                attributes={"choreo.order_id": timer.order_id, "choreo.timer": timer.name},
+            ):
+                async with conn.transaction():  # a savepoint per timer
+                    messages = await fire_timer(ctx, timer)
+                    if messages:
+                        await runtime.emit(conn, messages)
+        except Exception:
+            log.exception("timer %s of saga %s failed", timer.name, timer.order_id)
+            await ctx.store.schedule(
+                timer.order_id, timer.name, now + RETRY_DELAY, timer.traceparent
+            )
+            continue
+        if messages is not None:
+            fired += 1
     return fired
 
 

@@ -169,6 +169,8 @@ async def test_timers_schedule_move_cancel_and_come_due_earliest_first(store: Sa
     assert await store.timers("ord-1") == {"deadline:payment": T0 + timedelta(seconds=20)}
 
     assert await store.due(T0 + timedelta(seconds=5), 10) == []
+    assert not await store.any_due(T0 + timedelta(seconds=5))
+    assert await store.any_due(T0 + timedelta(seconds=10))
     assert await store.due(T0 + timedelta(seconds=40), 10) == [
         Timer("ord-2", "deadline:inventory", T0 + timedelta(seconds=10)),
         Timer("ord-1", "deadline:payment", T0 + timedelta(seconds=20)),
