@@ -150,6 +150,24 @@ async def _no_session_state(conn: Connection) -> None:
     cost a round trip per acquire. asyncpg still rolls back a transaction left open."""
 
 
+@contextlib.asynccontextmanager
+async def untraced_transaction(conn: Connection) -> AsyncIterator[None]:
+    """A transaction on ``conn`` whose begin, commit and rollback make no spans: it spans
+    many messages' traces (a delivery batch, a timer pass), so its statements belong to none;
+    the statements run inside it are traced as usual."""
+    transaction = conn.transaction()
+    with tracing.housekeeping():
+        await transaction.start()
+    try:
+        yield
+    except BaseException:
+        with tracing.housekeeping():
+            await transaction.rollback()
+        raise
+    with tracing.housekeeping():
+        await transaction.commit()
+
+
 def _lock_id(name: str) -> int:
     return zlib.crc32(name.encode())
 
@@ -318,22 +336,28 @@ class TransactionalDelivery(Generic[C]):
         one commit: a poll costs a handful of round trips instead of several per message. The
         messages of a batch share one instant. An exception rolls all of it back.
         """
+        # The batch's own statements (begin, inbox, outbox, commit) belong to no one
+        # message's trace, so they are not traced; each handler's statements are, under its
+        # message's process span.
         with frozen_clock() as instant:
-            async with self.db.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    f"INSERT INTO {self.schema}.inbox"
-                    " (consumer, event_id, event_type, processed_at)"
-                    " SELECT $1, m.event_id, m.event_type, $4"
-                    " FROM unnest($2::uuid[], $3::text[]) AS m(event_id, event_type)"
-                    " ON CONFLICT DO NOTHING RETURNING event_id",
-                    consumer,
-                    [m.envelope.event_id for m in messages],
-                    [m.envelope.event_type for m in messages],
-                    instant,
-                )
-                session = DeliveryBatch(self, conn, consumer, {row["event_id"] for row in rows})
+            async with self.db.pool.acquire() as conn, untraced_transaction(conn):
+                with tracing.housekeeping():
+                    rows = await conn.fetch(
+                        f"INSERT INTO {self.schema}.inbox"
+                        " (consumer, event_id, event_type, processed_at)"
+                        " SELECT $1, m.event_id, m.event_type, $4"
+                        " FROM unnest($2::uuid[], $3::text[]) AS m(event_id, event_type)"
+                        " ON CONFLICT DO NOTHING RETURNING event_id",
+                        consumer,
+                        [m.envelope.event_id for m in messages],
+                        [m.envelope.event_type for m in messages],
+                        instant,
+                    )
+                fresh = {row["event_id"] for row in rows}
+                session = DeliveryBatch(self, conn, consumer, fresh)
                 yield session
-                await stage(conn, self.schema, session.records)
+                with tracing.housekeeping():
+                    await stage(conn, self.schema, session.records)
         self.duplicates += session.duplicates
         if session.records and self.relay is not None:
             self.relay.wake()

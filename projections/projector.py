@@ -166,8 +166,11 @@ class Projector:
             rows.append(log_row(record, message))
             contexts.append((record, message))
         try:
-            async with self.db.pool.acquire() as conn, conn.transaction():
-                await store.apply_batch(conn, self.schema, rows, offsets, self.cache)
+            # The batch's statements serve many orders' traces at once: each event gets its
+            # own span instead (see _trace).
+            with tracing.housekeeping():
+                async with self.db.pool.acquire() as conn, conn.transaction():
+                    await store.apply_batch(conn, self.schema, rows, offsets, self.cache)
         except BaseException:
             if self.cache is not None:
                 self.cache.discard()

@@ -21,6 +21,7 @@ from opentelemetry import trace
 from events import tracing
 from events.errors import ChoreoError
 from events.model import Event, Message
+from events.postgres import untraced_transaction
 from events.service import ServiceRuntime
 from saga_coordinator.errors import SagaError
 from saga_coordinator.handlers import CoordinatorContext, advance_saga
@@ -58,7 +59,7 @@ async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit:
         with tracing.housekeeping():  # an idle pass, several times a second, is no trace
             if not await ctx.store.any_due(now):
                 return 0
-        async with conn.transaction():
+        async with untraced_transaction(conn):  # each timer's firing has its own span
             return await _fire(runtime, ctx, conn, now, limit)
 
 
@@ -71,7 +72,9 @@ async def _fire(
 ) -> int:
     """Fire up to ``limit`` due timers, each in a savepoint of the caller's transaction."""
     fired = 0
-    for timer in await ctx.store.due(now, limit):
+    with tracing.housekeeping():
+        due = await ctx.store.due(now, limit)
+    for timer in due:
         try:
             with _tracer.start_as_current_span(
                 f"saga timer {timer.name}",

@@ -106,6 +106,31 @@ async def test_a_completed_order_is_one_trace_across_every_service(checked: Depl
     _assert_no_pii(found)
 
 
+async def test_batch_and_polling_statements_make_no_traces_of_their_own(checked: Deployment):
+    """A delivery batch's, a projector batch's and the pollers' statements belong to no one
+    order: they are not exported as traces of a lone BEGIN or COMMIT each."""
+    started_us = int(time.time() * 1_000_000)
+    order_id = (await checked.client.place_order(ORDER)).order_id
+    checked.orders.append(order_id)
+    assert (await checked.wait_for(order_id)).status == "completed"
+    await _trace_with(checked, order_id, FLOW_SERVICES)  # the processes have exported
+    async with httpx.AsyncClient(timeout=5) as http:
+        for service in sorted(FLOW_SERVICES - {"cli"}):
+            for operation in ("BEGIN;", "COMMIT;"):  # asyncpg spans: the first word
+                response = await http.get(
+                    f"{checked.settings.jaeger_query_url}/api/traces",
+                    params={
+                        "service": service,
+                        "operation": operation,
+                        "start": started_us,
+                        "end": int(time.time() * 1_000_000),
+                        "limit": 5,
+                    },
+                )
+                response.raise_for_status()
+                assert response.json()["data"] in ([], None), f"{service}: {operation} traces"
+
+
 async def test_a_failed_shipment_trace_shows_the_refund_and_the_release(checked: Deployment):
     order = sample_order_placed(country_code="AQ")
     order_id = (await checked.client.place_order(order)).order_id
