@@ -4,8 +4,10 @@ A process declares its handlers on a :class:`Router` and hands it to an :class:`
 together with a :class:`Delivery`, which decides how a handler's outcome becomes durable (sent
 to Kafka and acknowledged, or written in one PostgreSQL transaction with the dedupe mark).
 The consumer commits a partition's offset only after every record before it was delivered or
-dead-lettered, so nothing is lost; partitions are processed concurrently and the records of one
-partition (one order's messages) in order.
+dead-lettered, so nothing is lost; the records of one partition (one order's messages) are
+processed in order. A delivery that can (:class:`BatchDelivery`) takes a whole poll in one
+transaction per lane (see :meth:`EventConsumer._process_poll`); any other gets one record at a
+time, partitions concurrently.
 
 A record that cannot be decoded, breaks the contract, or fails permanently goes to the
 dead-letter topic with the reason; the loop moves on to the records behind it.
