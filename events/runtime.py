@@ -412,22 +412,26 @@ class EventConsumer:
         of the item whose handler raised (``len(items)`` if the failure was elsewhere)."""
         started = time.perf_counter()
         outcomes: list[bool] = []
+        in_handler = False
         try:
             async with delivery.batch(self.group_id, [i.message for i in items]) as session:
                 for item in items:
                     with _order_of(item.record), self._process_span(item, 1) as span:
                         span.set_attribute("choreo.batch.size", len(items))
+                        in_handler = True
                         outcomes.append(await session.deliver(item.message, item.handler))
+                        in_handler = False
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failed = len(outcomes)
+            # Outside a handler (begin, inbox, staging, commit) no one item is to blame.
+            failed = len(outcomes) if in_handler else len(items)
             self.stats.batches_rolled_back += 1
             log.info(
                 "%s: batch of %d rolled back at %s: %s: %s",
                 self.name,
                 len(items),
-                "commit" if failed == len(items) else f"item {failed}",
+                f"item {failed}" if in_handler else "the transaction",
                 type(exc).__name__,
                 exc,
             )

@@ -1,0 +1,128 @@
+"""How a poll delivered in one batch falls back when something fails (an in-memory delivery;
+the real one is tested on PostgreSQL in tests/integration/test_transactional_delivery.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from events.catalog import OrderPlaced
+from events.codec import Codec
+from events.model import Event, Message
+from events.producer import EventProducer
+from events.runtime import EventConsumer, HandlerSpec, Router
+from events.samples import sample_order_placed
+from events.settings import get_settings
+
+FAILING = "ord-bad"
+
+
+class Session:
+    def __init__(self, delivery: FakeBatchDelivery) -> None:
+        self.delivery = delivery
+        self.done: list[str] = []
+
+    async def deliver(self, message: Message[Event], handler: HandlerSpec) -> bool:
+        await handler.func(message, None)
+        self.done.append(message.order_id)
+        return True
+
+
+class FakeBatchDelivery:
+    """Records what became durable: batches only when they exit cleanly."""
+
+    def __init__(self, fail_at: str | None = None) -> None:
+        self.fail_at = fail_at  # "begin" or "commit", once
+        self.batches: list[list[str]] = []
+        self.singles: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def batch(self, consumer: str, messages: Sequence[Message[Event]]) -> AsyncIterator[Any]:
+        if self.fail_at == "begin":
+            self.fail_at = None
+            raise OSError("connection lost at begin")
+        session = Session(self)
+        yield session
+        if self.fail_at == "commit":
+            self.fail_at = None
+            raise OSError("connection lost at commit")
+        self.batches.append(session.done)
+
+    async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> bool:
+        await handler.func(message, None)
+        self.singles.append(message.order_id)
+        return True
+
+
+def consumer_for(delivery: FakeBatchDelivery, codec: Codec) -> EventConsumer:
+    router: Router[None] = Router("test")
+
+    @router.on(OrderPlaced)
+    async def handle(message: Message[OrderPlaced], context: None) -> list[Event]:
+        if message.order_id == FAILING:
+            raise ValueError("a bad order")  # not retryable: straight to the dead letters
+        return []
+
+    settings = get_settings().model_copy(update={"consumer_commit_interval_ms": 3_600_000})
+    consumer = EventConsumer(
+        name="test", group_id="test", router=router, delivery=delivery, codec=codec,
+        producer=cast(EventProducer, None), settings=settings,  # only dead letters use it
+    )  # fmt: skip
+    dead: list[str] = []
+
+    async def dead_letter(record: ConsumerRecord, *args: Any, **kwargs: Any) -> None:
+        dead.append(record.key.decode())
+
+    consumer._dead_letter = dead_letter  # type: ignore[method-assign]
+    consumer.dead = dead  # type: ignore[attr-defined]
+    return consumer
+
+
+def poll(codec: Codec, order_ids: list[str]) -> dict[TopicPartition, list[ConsumerRecord]]:
+    records = [
+        ConsumerRecord(
+            topic="t",
+            partition=0,
+            offset=offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=order_id.encode(),
+            checksum=None,
+            serialized_key_size=-1,
+            serialized_value_size=-1,
+            headers=(),
+            value=codec.encode(
+                Message.first(sample_order_placed(), order_id=order_id, producer="test")
+            ),
+        )
+        for offset, order_id in enumerate(order_ids)
+    ]
+    return {TopicPartition("t", 0): records}
+
+
+async def test_a_failing_handler_splits_the_batch_around_it(codec: Codec):
+    delivery = FakeBatchDelivery()
+    consumer = consumer_for(delivery, codec)
+    await consumer._process_poll(delivery, poll(codec, ["ord-1", "ord-2", FAILING, "ord-4"]))
+    # Before it: again as a batch; it alone (dead-lettered); after it: the next batch.
+    assert delivery.batches == [["ord-1", "ord-2"], ["ord-4"]]
+    assert consumer.stats.batches_rolled_back == 1
+    assert consumer.dead == [FAILING]  # type: ignore[attr-defined]
+    assert delivery.singles == []  # its handler never completed
+
+
+@pytest.mark.parametrize("fail_at", ["begin", "commit"])
+async def test_a_failure_outside_the_handlers_delivers_every_message_alone(
+    codec: Codec, fail_at: str
+):
+    delivery = FakeBatchDelivery(fail_at)
+    consumer = consumer_for(delivery, codec)
+    await consumer._process_poll(delivery, poll(codec, ["ord-1", "ord-2", "ord-3"]))
+    assert delivery.batches == []
+    assert delivery.singles == ["ord-1", "ord-2", "ord-3"]
+    assert consumer.stats.batches_rolled_back == 1
+    assert consumer.stats.processed == 3
