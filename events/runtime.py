@@ -220,6 +220,39 @@ class Pending:
     handler: HandlerSpec
 
 
+class OffsetCommits:
+    """Offsets waiting to be committed to Kafka, committed at most every ``interval_ms``.
+
+    Committing every small batch cost the broker and every consumer a round trip per poll;
+    committing a little later only widens what a crash redelivers, which the deliveries'
+    dedupe (or the projector's checkpoints) absorbs.
+    """
+
+    def __init__(self, name: str, interval_ms: int, *, failure_level: int = logging.WARNING):
+        self.name = name
+        self.interval_ms = interval_ms
+        self.failure_level = failure_level
+        self._pending: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
+
+    def add(self, offsets: dict[TopicPartition, int]) -> None:
+        self._pending.update(offsets)
+
+    async def flush(self, consumer: AIOKafkaConsumer | None, *, force: bool = False) -> None:
+        """Commit what is pending if the interval has passed (or ``force``)."""
+        elapsed_ms = (time.monotonic() - self._committed_at) * 1000
+        if not self._pending or (not force and elapsed_ms < self.interval_ms):
+            return
+        assert consumer is not None, "offsets are pending, so the consumer has started"
+        offsets, self._pending = self._pending, {}
+        self._committed_at = time.monotonic()
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member; it re-reads from the last commit.
+            log.log(self.failure_level, "%s could not commit %s: %s", self.name, offsets, exc)
+
+
 @dataclass
 class ConsumerStats:
     """Counters of one consumer since it started."""
@@ -273,8 +306,7 @@ class EventConsumer:
         self.topics = list(topics) if topics is not None else router.topics(settings)
         self.stats = ConsumerStats()
         self._next_offsets: dict[TopicPartition, int] = {}
-        self._uncommitted: dict[TopicPartition, int] = {}
-        self._committed_at = time.monotonic()
+        self._commits = OffsetCommits(name, settings.consumer_commit_interval_ms)
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._running = False
@@ -329,7 +361,7 @@ class EventConsumer:
                     timeout_ms=self.settings.consumer_poll_timeout_ms,
                     max_records=self.settings.consumer_batch_size,
                 )
-                await self._flush_commits()
+                await self._commits.flush(self._consumer)
                 if not batch:
                     continue
                 if self._batching is not None:
@@ -343,7 +375,7 @@ class EventConsumer:
                 self._stopping.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retries
-            await self._flush_commits(force=True)
+            await self._commits.flush(self._consumer, force=True)
             self._running = False
             self._loop_done.set()
 
@@ -441,9 +473,12 @@ class EventConsumer:
             self._count_delivered(item.message, fresh, elapsed_ms)
         return None
 
-    async def _deliver_one(self, item: Pending) -> None:
-        with _order_of(item.record), self._process_span(item, 1) as span:
-            await self._deliver_with_retries(item.record, item.message, item.handler, span, 1)
+    async def _deliver_one(self, item: Pending, attempt: int = 1) -> bool:
+        """Deliver one record in its own transaction, retrying; False if it was parked."""
+        with _order_of(item.record), self._process_span(item, attempt) as span:
+            return await self._deliver_with_retries(
+                item.record, item.message, item.handler, span, attempt
+            )
 
     def _lag(self) -> list[tuple[str, int, int]]:
         consumer = self._consumer
@@ -460,37 +495,13 @@ class EventConsumer:
         """Record that everything before ``offsets`` is delivered; committed to Kafka at most
         every ``consumer_commit_interval_ms`` (and when the loop ends)."""
         self._next_offsets.update(offsets)
-        self._uncommitted.update(offsets)
-        await self._flush_commits()
-
-    async def _flush_commits(self, *, force: bool = False) -> None:
-        # Committing every small batch cost the broker and every consumer a round trip per
-        # poll; committing a little later only widens what a crash redelivers, and the
-        # deliveries' dedupe absorbs that.
-        elapsed_ms = (time.monotonic() - self._committed_at) * 1000
-        if not self._uncommitted or (
-            not force and elapsed_ms < self.settings.consumer_commit_interval_ms
-        ):
-            return
-        offsets, self._uncommitted = self._uncommitted, {}
-        self._committed_at = time.monotonic()
-        assert self._consumer is not None
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # The partition moved to another member; it re-reads from the last commit and
-            # the deliveries dedupe what was already done.
-            log.warning("%s could not commit %s: %s", self.name, offsets, exc)
+        self._commits.add(offsets)
+        await self._commits.flush(self._consumer)
 
     async def _process_record(self, record: ConsumerRecord, attempt: int = 1) -> bool:
         """Decode, dispatch and deliver one record; returns False if it was parked for a retry."""
         item = await self._prepare(record, attempt)
-        if item is None:
-            return True
-        with self._process_span(item, attempt) as span:
-            return await self._deliver_with_retries(
-                record, item.message, item.handler, span, attempt
-            )
+        return True if item is None else await self._deliver_one(item, attempt)
 
     async def _prepare(self, record: ConsumerRecord, attempt: int) -> Pending | None:
         """Decode and route a record; None when it is not for this consumer or was

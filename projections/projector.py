@@ -28,6 +28,7 @@ from events.logs import configure_logging
 from events.model import Event, Message
 from events.postgres import Database, schema_name
 from events.producer import EventProducer
+from events.runtime import OffsetCommits
 from events.schemas import SchemaRegistry
 from events.settings import Settings, get_settings
 from events.topics import event_topics, provision_topics
@@ -86,8 +87,10 @@ class Projector:
         self.consumer: AIOKafkaConsumer | None = None
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
-        self._uncommitted: dict[TopicPartition, int] = {}
-        self._committed_at = time.monotonic()
+        # For lag tools only: the checkpoints in PostgreSQL are authoritative.
+        self._commits = OffsetCommits(
+            NAME, settings.consumer_commit_interval_ms, failure_level=logging.DEBUG
+        )
         self.cache = (
             store.OrderHistoryCache(settings.projector_cache_orders)
             if settings.projector_cache_orders > 0
@@ -129,25 +132,8 @@ class Projector:
             )
             if batch:
                 await self.project([r for records in batch.values() for r in records])
-            await self._commit_for_lag_tools()
-        await self._commit_for_lag_tools(force=True)
-
-    async def _commit_for_lag_tools(self, *, force: bool = False) -> None:
-        """Commit the positions to Kafka as well, at most every consumer_commit_interval_ms:
-        only lag tools read them, the checkpoints in PostgreSQL are authoritative."""
-        now = time.monotonic()
-        elapsed_ms = (now - self._committed_at) * 1000
-        if not self._uncommitted or (
-            not force and elapsed_ms < self.settings.consumer_commit_interval_ms
-        ):
-            return
-        offsets, self._uncommitted = self._uncommitted, {}
-        self._committed_at = now
-        assert self.consumer is not None
-        try:
-            await self.consumer.commit(offsets)
-        except Exception as exc:  # a rebalance; the next owner seeks to the checkpoints
-            log.debug("kafka commit failed: %s", exc)
+            await self._commits.flush(self.consumer)
+        await self._commits.flush(self.consumer, force=True)
 
     async def project(self, records: Sequence[ConsumerRecord]) -> None:
         """Log, project and checkpoint one batch in one transaction."""
@@ -177,7 +163,7 @@ class Projector:
             raise
         if self.cache is not None:
             self.cache.commit()
-        self._uncommitted.update({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        self._commits.add({TopicPartition(t, p): o for (t, p), o in offsets.items()})
         self._trace(contexts, started)
         self.stats.batches += 1
         self.stats.events += len(rows)

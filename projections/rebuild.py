@@ -175,13 +175,13 @@ async def _run_lanes(
     for worker in workers:
         worker.start()
     total = sum(ends.values())
-    ticker = asyncio.create_task(_report_progress(done, total, progress))
+    ticker = (
+        asyncio.create_task(_report_progress(done, total, progress))
+        if progress is not None
+        else None
+    )
     try:
-
-        def counted(replayed: int, _: int) -> None:
-            done[0] = replayed
-
-        own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, counted)
+        own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, _counter(done, 0))
         outcomes: dict[int, LaneResult | str] = {0: own}
         while len(outcomes) < len(lanes):
             try:
@@ -197,7 +197,8 @@ async def _run_lanes(
             raise RebuildError(f"a rebuild lane failed: {failures[0]}")
         return [o for _, o in sorted(outcomes.items()) if isinstance(o, LaneResult)]
     finally:
-        ticker.cancel()
+        if ticker is not None:
+            ticker.cancel()
         for worker in workers:
             await asyncio.to_thread(worker.join, 5)
             if worker.is_alive():
@@ -206,10 +207,19 @@ async def _run_lanes(
             progress(sum(done), total)
 
 
-async def _report_progress(done: Any, total: int, progress: Progress | None) -> None:
-    while progress is not None:
+async def _report_progress(done: Any, total: int, progress: Progress) -> None:
+    while True:
         progress(sum(done), total)
         await asyncio.sleep(0.2)
+
+
+def _counter(done: Any, index: int) -> Progress:
+    """A lane's progress callback: its count of replayed events into the shared ``done``."""
+
+    def count(replayed: int, _: int) -> None:
+        done[index] = replayed
+
+    return count
 
 
 def _lane_process(
@@ -222,12 +232,9 @@ def _lane_process(
     results: Any,
 ) -> None:
     """Entry point of a worker process: one lane, its result (or error) on ``results``."""
-
-    def counted(replayed: int, _: int) -> None:
-        done[index] = replayed
-
     try:
         codec = Codec(SchemaRegistry.load(settings.schemas_dir))
+        counted = _counter(done, index)
         lane = asyncio.run(_rebuild_lane(settings, codec, schema, partitions, ends, counted))
         results.put((index, lane))
     except BaseException as exc:
@@ -273,11 +280,10 @@ async def _replay(
     report: RebuildReport,
     progress: Progress | None,
     *,
-    until: dict[TopicPartition, int] | None = None,
+    until: dict[TopicPartition, int],
     conn: Connection | None = None,
-) -> dict[TopicPartition, int]:
-    """Copy records [start, until) of ``partitions`` into the shadow log; returns ``until``
-    (the ends as of now when not given)."""
+) -> None:
+    """Copy records [start, until) of ``partitions`` into the shadow log."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -287,7 +293,7 @@ async def _replay(
     await consumer.start()
     try:
         consumer.assign(partitions)
-        ends: dict[TopicPartition, int] = until or await consumer.end_offsets(partitions)
+        ends = until
         begin = start or {}
         for tp in partitions:
             consumer.seek(tp, begin.get(tp, 0))
@@ -311,17 +317,7 @@ async def _replay(
                     row = log_row(record, message, payload)
                     rows.append(row)
                     if events_by_order is not None:
-                        events_by_order[row.order_id].append(
-                            LoggedEvent(
-                                str(row.event_id),
-                                row.event_type,
-                                row.order_id,
-                                row.occurred_at,
-                                row.producer,
-                                payload,
-                                row.traceparent,
-                            )
-                        )
+                        events_by_order[row.order_id].append(row.logged(payload))
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
             if rows:
@@ -330,7 +326,6 @@ async def _replay(
             if progress is not None:
                 progress(done, total)
         await writer.flush()
-        return ends
     finally:
         await consumer.stop()
         await writer.close()

@@ -152,14 +152,16 @@ class LogRow:
             self.correlation_id, self.causation_id, self.traceparent, self.payload, self.summary,
         )  # fmt: skip
 
-    def logged(self) -> LoggedEvent:
+    def logged(self, payload: dict[str, Any] | None = None) -> LoggedEvent:
+        """The row as the fold reads it; ``payload``: the payload as a dict, when the caller
+        has it already (else it is parsed back from the row)."""
         return LoggedEvent(
             str(self.event_id),
             self.event_type,
             self.order_id,
             self.occurred_at,
             self.producer,
-            orjson.loads(self.payload),
+            orjson.loads(self.payload) if payload is None else payload,
             self.traceparent,
         )
 
