@@ -528,7 +528,7 @@ def orders_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Orders, newest first."""
-    from projections.model import STATUSES
+    from contracts.order import STATUSES
 
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
@@ -1019,19 +1019,15 @@ def demo(
     large one, and show how each ends. Exit code 1 if any order did not finish in time."""
     from rich.live import Live
 
-    from choreo.demo import TERMINAL, DemoOrder, run_demo
+    from choreo.demo import DemoOrder, run_demo
     from choreo.scenarios import SCENARIOS as DESCRIPTIONS
 
     def table(orders: list[DemoOrder]) -> Table:
         t = Table("scenario", "order", "status", "reason / notes", "what it shows")
         for o in orders:
-            s = o.state
-            detail = ""
-            if s is not None:
-                detail = s.cancel_reason or "; ".join(s.notes)
             color = {"completed": "green", "cancelled": "yellow"}.get(o.status, "cyan")
             t.add_row(
-                o.scenario, o.order_id, f"[{color}]{o.status}[/]", detail,
+                o.scenario, o.order_id, f"[{color}]{o.status}[/]", o.detail,
                 DESCRIPTIONS[o.scenario],
             )  # fmt: skip
         return t
@@ -1048,13 +1044,13 @@ def demo(
                     "scenario": o.scenario,
                     "order_id": o.order_id,
                     "status": o.status,
-                    "cancel_reason": o.state.cancel_reason if o.state else None,
-                    "notes": list(o.state.notes) if o.state else [],
+                    "cancel_reason": o.cancel_reason,
+                    "notes": o.notes,
                 }
                 for o in orders
             ]
         )
-    if not all(o.status in TERMINAL for o in orders):
+    if not all(o.done for o in orders):
         console.print("[red]some orders did not finish; is `choreo run` running?[/]")
         raise typer.Exit(1)
 

@@ -36,12 +36,12 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.order import STATUSES
 from events import tracing
 from events.errors import StackError
 from events.logs import configure_logging
 from events.postgres import Database
 from events.settings import Settings, get_settings
-from projections.model import STATUSES
 from projections.queries import Queries
 
 NAME = "api"
@@ -120,7 +120,7 @@ def _known_status(value: str) -> str:
 StatusName = Annotated[
     str, AfterValidator(_known_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})
 ]
-"""An order status: one of :data:`projections.model.STATUSES`."""
+"""An order status: one of :data:`contracts.order.STATUSES`."""
 
 
 class OrderStatus(BaseModel):

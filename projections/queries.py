@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from events.postgres import Database, schema_name
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
@@ -56,6 +58,15 @@ class Queries:
             order_id,
         )
         return value
+
+    async def completion_notes(self, order_id: str) -> list[str]:
+        """The notes ``order.completed`` carries (e.g. a confirmation email that failed)."""
+        notes: str | None = await self.db.pool.fetchval(
+            f"SELECT payload->'notes' FROM {self.schema}.event_log"
+            " WHERE order_id = $1 AND event_type = 'order.completed' ORDER BY position LIMIT 1",
+            order_id,
+        )
+        return list(orjson.loads(notes)) if notes else []
 
     async def orders(
         self, *, status: str | None = None, since: datetime | None = None, limit: int = 50

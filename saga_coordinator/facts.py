@@ -1,6 +1,6 @@
 """The facts a saga records: what it observed and what it decided, one immutable record each.
 
-A saga's state is nothing but the fold of its facts (:func:`saga_coordinator.saga.evolve`), so
+A saga's state is nothing but the fold of its facts (:func:`saga_coordinator.state.evolve`), so
 a fact holds exactly what later decisions need, in JSON-safe fields (they are stored as
 ``jsonb``). Two families:
 
@@ -8,7 +8,7 @@ a fact holds exactly what later decisions need, in JSON-safe fields (they are st
   nothing;
 * **decisions** of the coordinator (``auto_approved``, ``compensation_requested``,
   ``cancelled``, ...): each renders to exactly one emitted event or command
-  (:func:`saga_coordinator.saga.render`).
+  (:mod:`saga_coordinator.render`).
 
 ``kind`` names a fact in storage; a released kind and its fields are never changed (add a new
 kind instead), because old sagas are folded from old rows.
@@ -23,11 +23,9 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.order import CompensationCommand
 from events.catalog import CancelReason
 from saga_coordinator.errors import SagaError
-
-CompensationCommand: TypeAlias = Literal["shipment.cancel", "payment.refund", "inventory.release"]
-"""A compensating command, named by its event type."""
 
 EmailOutcomeKind: TypeAlias = Literal["sent", "failed", "deadline"]
 """How the confirmation email ended; ``deadline``: nobody said before the email deadline."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from contracts.order import COMPENSATING_COMMANDS
 from events import metrics, tracing
 from events.catalog import (
     CrmCustomerUpdated,
@@ -35,16 +36,10 @@ from events.catalog import (
 )
 from events.model import Event, Message, utc_now
 from events.runtime import Router
+from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired
 from saga_coordinator.definition import DEFINITIONS, DefinitionRegistry
-from saga_coordinator.saga import (
-    CancelTimer,
-    Decision,
-    SagaState,
-    ScheduleTimer,
-    TimerFired,
-    decide,
-    fold,
-)
+from saga_coordinator.saga import Decision, decide
+from saga_coordinator.state import SagaState, fold
 from saga_coordinator.store import SagaStore
 
 log = logging.getLogger("choreo.saga")
@@ -101,9 +96,6 @@ async def advance_saga(
             ", ".join(e.event_type for e in decision.events) or "nothing",
         )
     return decision
-
-
-COMPENSATING_COMMANDS = frozenset({"inventory.release", "payment.refund", "shipment.cancel"})
 
 
 def _record_metrics(before: SagaState, decision: Decision) -> None:

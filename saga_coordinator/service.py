@@ -20,7 +20,7 @@ from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from saga_coordinator.definition import DEFINITIONS, V1, ApprovalTimeoutAction, DefinitionRegistry
 from saga_coordinator.handlers import CoordinatorContext, router
-from saga_coordinator.saga import PRODUCER
+from saga_coordinator.state import PRODUCER
 from saga_coordinator.store import DDL, PostgresSagaStore
 from saga_coordinator.timers import timer_loop as run_timer_loop
 

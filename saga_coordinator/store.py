@@ -18,10 +18,11 @@ from typing import Protocol
 import asyncpg
 import orjson
 
+from contracts.order import SagaStatus
 from events.postgres import Connection
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact, parse_fact
-from saga_coordinator.saga import SagaStatus, fold
+from saga_coordinator.state import fold
 
 DDL: tuple[str, ...] = (
     """

@@ -23,9 +23,10 @@ from events.errors import ChoreoError
 from events.model import Event, Message
 from events.postgres import untraced_transaction
 from events.service import ServiceRuntime
+from saga_coordinator.deadlines import TimerFired
 from saga_coordinator.errors import SagaError
 from saga_coordinator.handlers import CoordinatorContext, advance_saga
-from saga_coordinator.saga import TimerFired, saga_message
+from saga_coordinator.render import saga_message
 from saga_coordinator.store import PostgresSagaStore, Timer
 
 log = logging.getLogger("choreo.saga.timers")

@@ -16,7 +16,7 @@ from choreo.scenarios import scenario_order
 from events.postgres import Database, schema_name
 from events.settings import Settings, get_settings
 from events.topics import provision_topics
-from saga_coordinator.saga import SagaState, fold
+from saga_coordinator.state import SagaState, fold
 from saga_coordinator.store import PostgresSagaStore
 from services.email.store import PostgresEmailStore
 from services.inventory.store import PostgresInventoryStore

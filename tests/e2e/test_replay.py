@@ -26,9 +26,9 @@ from events.service import Service
 from events.settings import Settings
 from events.topics import all_topics, event_topics, partitions_of, read_to_end
 from saga_coordinator.facts import parse_fact
-from saga_coordinator.saga import fold
 from saga_coordinator.service import CoordinatorSettings
 from saga_coordinator.service import build as build_coordinator
+from saga_coordinator.state import fold
 from services.payment.store import PostgresPaymentStore
 from tests.e2e.conftest import BASE_ENV, Deployment, start_deployment
 

@@ -10,7 +10,7 @@ import pytest
 
 from events.postgres import schema_name
 from events.samples import sample_order_placed
-from saga_coordinator.saga import SagaState
+from saga_coordinator.state import SagaState
 from services.payment.store import PostgresPaymentStore
 from tests.e2e.conftest import Deployment, start_deployment
 

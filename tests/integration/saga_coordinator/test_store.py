@@ -17,7 +17,7 @@ from events.postgres import Database, schema_name
 from events.settings import Settings
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
-from saga_coordinator.saga import fold
+from saga_coordinator.state import fold
 from saga_coordinator.store import DDL, InMemorySagaStore, PostgresSagaStore, SagaStore, Timer
 from tests.unit.saga_coordinator.flow import (
     LARGE,

@@ -34,18 +34,11 @@ from events.catalog import (
 )
 from events.model import Envelope, Event, Message
 from events.samples import sample_order_placed
+from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired, desired_timers
 from saga_coordinator.definition import V1, SagaDefinition
 from saga_coordinator.facts import Fact, parse_fact
-from saga_coordinator.saga import (
-    CancelTimer,
-    Decision,
-    SagaState,
-    ScheduleTimer,
-    TimerFired,
-    decide,
-    desired_timers,
-    fold,
-)
+from saga_coordinator.saga import Decision, decide
+from saga_coordinator.state import SagaState, fold
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 SMALL = 2_599  # below the default approval threshold

@@ -19,7 +19,7 @@ from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
 from saga_coordinator.errors import SagaConflictError, UnknownDefinitionError
 from saga_coordinator.facts import SagaStarted
 from saga_coordinator.handlers import CoordinatorContext, router
-from saga_coordinator.saga import fold
+from saga_coordinator.state import fold
 from saga_coordinator.store import InMemorySagaStore
 from saga_coordinator.timers import fire_timer
 

@@ -18,6 +18,7 @@ from events.catalog import (
     PaymentRefund,
     ShipmentCancel,
 )
+from saga_coordinator.deadlines import CancelTimer, TimerFired
 from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
 from saga_coordinator.errors import (
     InvalidDefinitionError,
@@ -25,17 +26,9 @@ from saga_coordinator.errors import (
     UnknownDefinitionError,
 )
 from saga_coordinator.facts import SagaStarted
-from saga_coordinator.saga import (
-    AUTO_APPROVER,
-    PRODUCER,
-    CancelTimer,
-    SagaState,
-    TimerFired,
-    decide,
-    evolve,
-    fold,
-    saga_message,
-)
+from saga_coordinator.render import saga_message
+from saga_coordinator.saga import decide
+from saga_coordinator.state import AUTO_APPROVER, PRODUCER, SagaState, evolve, fold
 
 from .flow import (
     LARGE,
