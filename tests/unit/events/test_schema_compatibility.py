@@ -20,7 +20,11 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException
 from fastavro.utils import generate_many
 
-from events.compat import backward_problems, forward_problems, is_backward_compatible
+from tests.unit.events.avro_compat import (
+    backward_problems,
+    forward_problems,
+    is_backward_compatible,
+)
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas"
 VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
