@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from choreo.client import ChoreoClient
 from choreo.scenarios import SCENARIOS, scenario_order
-from events.postgres import Database, schema_name
+from events.postgres import Database
 from events.settings import Settings
 from projections.queries import Queries
+from saga_coordinator import PROCESS as COORDINATOR
 from saga_coordinator.saga import SagaState, fold
 from saga_coordinator.store import PostgresSagaStore
 
@@ -44,7 +45,7 @@ async def run_demo(
             message = await client.place_order(scenario_order(name))
             orders.append(DemoOrder(name, message.order_id))
         approved: set[str] = set()
-        schema = schema_name(settings, "saga_coordinator")
+        schema = COORDINATOR.schema(settings)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             async with db.pool.acquire() as conn:

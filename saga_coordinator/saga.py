@@ -54,6 +54,7 @@ from events.catalog import (
     ShipmentScheduled,
 )
 from events.model import Envelope, Event, Message
+from saga_coordinator import SERVICE_NAME
 from saga_coordinator.definition import SagaDefinition, StepName
 from saga_coordinator.errors import SagaError
 from saga_coordinator.facts import (
@@ -87,7 +88,7 @@ from saga_coordinator.facts import (
     StockUnavailable,
 )
 
-PRODUCER = "saga-coordinator"
+PRODUCER = SERVICE_NAME
 """The coordinator's producer name in envelopes (and its `rejected_by` on approval timeouts)."""
 
 AUTO_APPROVER = "policy:auto"
