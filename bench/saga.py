@@ -1,6 +1,6 @@
 """`choreo bench`: the whole platform, as real processes, under a stream of orders.
 
-1. Start every process of :data:`choreo.supervisor.ALL_PROCESSES` with a fresh topic prefix
+1. Start every process of :data:`choreo.registry.PROCESSES` with a fresh topic prefix
    (``bench<hex>.``: its own topics, consumer groups and schemas) via
    :class:`choreo.platform.Platform`. Inventory is seeded with ample stock, so that every
    order takes the path its scenario names instead of running out of mugs.
@@ -46,18 +46,19 @@ from bench.baselines import (
     raw_kafka,
 )
 from bench.report import LatencySummary, Ratio, machine_info
+from choreo import registry
 from choreo.client import ChoreoClient, new_order_id
 from choreo.platform import Platform
 from choreo.scenarios import SCENARIOS, scenario_order
-from choreo.supervisor import ALL_PROCESSES, PROCESSES
 from events import tracing
 from events.catalog import OrderCancelled
 from events.codec import Codec
 from events.errors import ChoreoError
 from events.headers import EVENT_TYPE, header
-from events.postgres import Database, schema_name
+from events.postgres import Database
 from events.settings import PROJECT_ROOT, Settings, get_settings
 from events.topics import event_topics, partitions_of, provision_topics, read_to_end, topic_for
+from projections import PROJECTOR
 
 DEFAULT_MIX = "happy=70,large=10,declined=10,unshippable=10"
 EXPECTED: dict[str, str] = {
@@ -320,7 +321,7 @@ async def group_positions(settings: Settings, groups: Sequence[str]) -> dict[str
 
 async def projector_position(db: Database, settings: Settings) -> tuple[int, int]:
     """The projector's checkpoints (sum of next offsets) and how many rows it has logged."""
-    schema = schema_name(settings, "projector")
+    schema = PROJECTOR.schema(settings)
     async with db.pool.acquire() as conn:
         if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.projector_offsets") is None:
             return 0, 0
@@ -344,7 +345,8 @@ def foreign_load(own: Sequence[int]) -> str:
 
 def group_of(settings: Settings, process: str) -> str | None:
     """The consumer group of a service process (``<prefix><name>``); None for the others."""
-    return f"{settings.topic_prefix}{process}" if process in PROCESSES else None
+    spec = registry.get(process)
+    return spec.group(settings) if spec.is_service else None
 
 
 # --------------------------------------------------------------------------- the result
@@ -557,7 +559,7 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
         if k.startswith(("CHOREO_", "OTEL_TRACES_"))
         and k not in {"CHOREO_API_PORT", "CHOREO_LOG_FORMAT"}
     }
-    log(f"starting {len(ALL_PROCESSES)} processes with prefix {prefix} (logs in {log_dir})")
+    log(f"starting {len(registry.PROCESSES)} processes with prefix {prefix} (logs in {log_dir})")
     try:
         try:
             await platform.start(timeout=180.0)
@@ -603,7 +605,7 @@ async def _load(
     reported too.
     """
     topics = event_topics(settings)
-    groups = {n: g for n in ALL_PROCESSES if (g := group_of(settings, n)) is not None}
+    groups = {n: g for n in registry.NAMES if (g := group_of(settings, n)) is not None}
     watched = [Watched(name, proc.pid) for name, proc in platform.procs.items()]
     infra = [Watched(n, pid, with_children=n == "postgres") for n, pid in infra_pids.items()]
     bench_self = Watched("bench (this process)", psutil.Process().pid)
@@ -784,7 +786,7 @@ async def _baselines(
     lap("baseline_codec")
     try:
         log(f"baseline: asyncpg COPY of the projector's {result.projector_rows} rows")
-        result.copy = await copy_rows(settings, schema_name(settings, "projector"))
+        result.copy = await copy_rows(settings, PROJECTOR.schema(settings))
     except Exception as exc:
         result.errors.append(f"COPY baseline failed: {type(exc).__name__}: {exc}")
     lap("baseline_copy")

@@ -916,12 +916,13 @@ def run(
 ) -> None:
     """Run all services, the saga coordinator and the projector as supervised processes
     (restarted when they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
-    from choreo.supervisor import ALL_PROCESSES, Supervisor
+    from choreo.registry import NAMES
+    from choreo.supervisor import Supervisor
 
-    names = only or list(ALL_PROCESSES)
-    unknown = [n for n in names if n not in ALL_PROCESSES]
+    names = only or list(NAMES)
+    unknown = [n for n in names if n not in NAMES]
     if unknown:
-        known = ", ".join(ALL_PROCESSES)
+        known = ", ".join(NAMES)
         _fail(ChoreoError(f"unknown process(es) {', '.join(unknown)}; one of {known}"))
     if detach:
         _detach(names)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from choreo.supervisor import ALL_PROCESSES
+from choreo.registry import NAMES
 from events.settings import Settings
 
 
@@ -43,7 +43,7 @@ class Platform:
 
     async def start(self, *names: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         """Start processes (default: all) and wait until each says it is ready."""
-        wanted = list(names or ALL_PROCESSES)
+        wanted = list(names or NAMES)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in wanted:
             log = self.log_path(name).open("ab")
@@ -96,7 +96,7 @@ class Platform:
         """Tracebacks any process logged (a crash a test should notice)."""
         return [
             f"{name}: {line}"
-            for name in ALL_PROCESSES
+            for name in NAMES
             for line in self.log(name).splitlines()
             if line.startswith("Traceback") or '"exc":' in line
         ]

@@ -1,73 +1,42 @@
 """`choreo run`: every Choreo process as a supervised child, with one log stream.
 
-Children are ``python -m choreo service NAME``. Their output is prefixed with their name; a
-child that exits unexpectedly is restarted with exponential backoff (reset after a minute of
-health). SIGTERM or Ctrl-C stops every child with SIGTERM (they drain and commit), waits,
-and kills what is left after the grace period.
+Children are ``python -m choreo service NAME`` (a name of :mod:`choreo.registry`). Their
+output is prefixed with their name; a child that exits unexpectedly is restarted with
+exponential backoff (reset after a minute of health). SIGTERM or Ctrl-C stops every child
+with SIGTERM (they drain and commit), waits, and kills what is left after the grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import functools
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from choreo import registry
 from events.logs import render_json_line
-from events.service import Service, run_service
+from events.service import run_service
 from events.settings import Settings
-
-PROCESSES: dict[str, str] = {
-    "inventory": "services.inventory.service:build",
-    "payment": "services.payment.service:build",
-    "shipping": "services.shipping.service:build",
-    "crm": "services.crm.service:build",
-    "email": "services.email.service:build",
-    "saga-coordinator": "saga_coordinator.service:build",
-}
-"""Process name → ``module:function`` building its :class:`Service` from the settings."""
-
-RUNNERS: dict[str, str] = {
-    "projector": "projections.projector:run",
-    "api": "projections.api:run",
-}
-"""Processes with a runtime of their own: ``module:function`` that runs it until SIGTERM."""
-
-ALL_PROCESSES: list[str] = [*PROCESSES, *RUNNERS]
-"""Everything `choreo run` starts."""
 
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
 
 
 def load_runner(name: str) -> Callable[[Settings], None]:
-    """The entry function of process ``name``: a service's, or a runner's."""
-    if name in RUNNERS:
-        module, _, function = RUNNERS[name].partition(":")
-        runner: Callable[[Settings], None] = getattr(importlib.import_module(module), function)
-        return runner
-    builder = load_builder(name)
+    """The entry function of process ``name`` (see :mod:`choreo.registry`): a service's on the
+    shared runtime, or the process's own runner.
 
-    def run(settings: Settings) -> None:
-        run_service(builder, settings)
-
-    return run
-
-
-def load_builder(name: str) -> Callable[[Settings], Service[Any]]:
-    """The ``build`` function of process ``name``."""
-    try:
-        target = PROCESSES[name]
-    except KeyError:
-        raise KeyError(f"unknown process {name!r}; one of: {', '.join(PROCESSES)}") from None
-    module, _, function = target.partition(":")
-    builder: Callable[[Settings], Service[Any]] = getattr(importlib.import_module(module), function)
-    return builder
+    Raises:
+        choreo.registry.UnknownProcess: no process has that name (a :class:`KeyError`).
+    """
+    spec = registry.get(name)
+    if spec.is_service:
+        return functools.partial(run_service, spec.build)
+    return spec.load_runner()
 
 
 @dataclass

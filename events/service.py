@@ -1,7 +1,8 @@
 """What a Choreo process is, and the runtime that runs one.
 
 A service module builds a :class:`Service` from the settings: its name, its router of handlers,
-its own tables, and how to build a handler's context from a transaction's connection. The
+its own tables, how to build a handler's context from a transaction's connection and its
+schema, and its durable timers if it has any. The
 :class:`ServiceRuntime` does everything else, the same way for every process: the PostgreSQL
 schema and migrations, the consumer group, transactional delivery (inbox, state, outbox), the
 outbox relay, background tasks, tracing, logging, and a graceful stop on SIGTERM.
@@ -27,9 +28,9 @@ from events.postgres import (
     OutboxRelay,
     PostgresRetryQueue,
     TransactionalDelivery,
-    schema_name,
     stage,
 )
+from events.process import Timers, process_schema
 from events.producer import EventProducer, to_record
 from events.runtime import EventConsumer, Router
 from events.schemas import SchemaRegistry
@@ -47,27 +48,31 @@ class Service(Generic[C]):
 
     Attributes:
         name: ``inventory``, ``payment``, ..., ``saga-coordinator``; names the consumer group
-            (``<prefix><name>``), the PostgreSQL schema (``<prefix>_<name>``) and the OTel
-            ``service.name``.
+            (``<prefix><name>``), the PostgreSQL schema
+            (:func:`~events.process.process_schema`) and the OTel ``service.name``.
         router: the handlers.
-        context: builds a handler's context from the transaction's connection.
+        context: builds a handler's context from the transaction's connection and the
+            process's schema (the runtime's: the service does not name it).
         ddl: the service's own tables; ``{schema}`` stands for its schema.
         on_start: runs once after migrations (e.g. seed stock from a file).
         background: long-running tasks beside the consumer (e.g. the coordinator's timers);
             each gets the runtime and must return when ``runtime.stopping`` is set.
         lanes: concurrent transactions per poll (:class:`~events.runtime.EventConsumer`);
             more than 1 only where handlers touch no row that another order's handler does.
+        timers: the process's durable timers, for a replay to fire (the coordinator's); a
+            background task fires them live.
     """
 
     name: str
     router: Router[C]
-    context: Callable[[Connection], C]
+    context: Callable[[Connection, str], C]
     ddl: Sequence[str] = ()
     on_start: Callable[[ServiceRuntime[C]], Awaitable[None]] | None = None
     background: Sequence[Callable[[ServiceRuntime[C]], Coroutine[Any, Any, None]]] = field(
         default=()
     )
     lanes: int = 1
+    timers: Timers[C] | None = None
 
 
 class ServiceRuntime(Generic[C]):
@@ -77,14 +82,14 @@ class ServiceRuntime(Generic[C]):
         self.service = service
         self.settings = settings
         self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
-        self.schema = schema_name(settings, service.name.replace("-", "_"))
+        self.schema = process_schema(settings, service.name)
         self.db = Database(settings)
         self.producer = EventProducer(settings, self.codec, client_id=service.name)
         self.relay = OutboxRelay(self.db, self.schema, self.producer)
         self.delivery: TransactionalDelivery[C] = TransactionalDelivery(
             db=self.db,
             schema=self.schema,
-            context_factory=service.context,
+            context_factory=self.context,
             producer_name=service.name,
             codec=self.codec,
             settings=settings,
@@ -103,6 +108,10 @@ class ServiceRuntime(Generic[C]):
         )
         self.stopping = asyncio.Event()
         self._started = False
+
+    def context(self, conn: Connection) -> C:
+        """A handler's (or a timer's) context on ``conn``, in this process's schema."""
+        return self.service.context(conn, self.schema)
 
     async def start(self) -> None:
         if self._started:

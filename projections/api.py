@@ -42,9 +42,10 @@ from events.errors import StackError
 from events.logs import configure_logging
 from events.postgres import Database
 from events.settings import Settings, get_settings
+from projections import API
 from projections.queries import Queries
 
-NAME = "api"
+NAME = API.name
 log = logging.getLogger("choreo.api")
 
 HEALTH_TIMEOUT_S = 5.0

@@ -26,16 +26,16 @@ from events.dlq import letter_for
 from events.errors import ContractError
 from events.logs import configure_logging
 from events.model import Event, Message
-from events.postgres import Database, schema_name
+from events.postgres import Database
 from events.producer import EventProducer
 from events.runtime import OffsetCommits
 from events.schemas import SchemaRegistry
 from events.settings import Settings, get_settings
 from events.topics import event_topics, provision_topics
-from projections import store
+from projections import PROJECTOR, store
 from projections.model import summarize
 
-NAME = "projector"
+NAME = PROJECTOR.name
 log = logging.getLogger("choreo.projector")
 _tracer = trace.get_tracer("choreo.projector")
 
@@ -80,8 +80,8 @@ class Projector:
     def __init__(self, settings: Settings, codec: Codec | None = None) -> None:
         self.settings = settings
         self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
-        self.schema = schema_name(settings, NAME)
-        self.group_id = f"{settings.topic_prefix}{NAME}"
+        self.schema = PROJECTOR.schema(settings)
+        self.group_id = PROJECTOR.group(settings)
         self.db = Database(settings)
         self.producer = EventProducer(settings, self.codec, client_id=NAME)
         self.consumer: AIOKafkaConsumer | None = None

@@ -11,12 +11,11 @@ from typing import Any
 
 import orjson
 
-from events.postgres import Database, schema_name
+from events.postgres import Database
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
-from projections import store
+from projections import PROJECTOR, store
 from projections.model import fold_order
-from projections.projector import NAME
 
 
 class Queries:
@@ -25,7 +24,7 @@ class Queries:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        self.schema = schema_name(settings, NAME)
+        self.schema = PROJECTOR.schema(settings)
 
     async def ready(self) -> bool:
         """Whether the projector has created its tables yet."""

@@ -26,13 +26,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import Codec
 from events.errors import ChoreoError, ContractError
-from events.postgres import Connection, Database, schema_name
+from events.postgres import Connection, Database
 from events.schemas import SchemaRegistry
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
-from projections import store
+from projections import PROJECTOR, store
 from projections.model import LoggedEvent, fold_order
-from projections.projector import NAME, log_row
+from projections.projector import log_row
 
 SHADOW = "_rebuild"
 BATCH = 5000
@@ -91,7 +91,7 @@ async def rebuild(
     does everything. Worker processes build their codec from ``settings.schemas_dir``.
     """
     codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
-    schema = schema_name(settings, NAME)
+    schema = PROJECTOR.schema(settings)
     report = RebuildReport(verified=verify)
     started = time.perf_counter()
     async with Database(settings) as db:

@@ -11,8 +11,6 @@ import; the policy itself lives in :mod:`saga_coordinator.saga`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.order import COMPENSATING_COMMANDS
@@ -34,30 +32,14 @@ from events.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
-from events.model import Event, Message, utc_now
+from events.model import Event, Message
 from events.runtime import Router
+from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired
-from saga_coordinator.definition import DEFINITIONS, DefinitionRegistry
 from saga_coordinator.saga import Decision, decide
 from saga_coordinator.state import SagaState, fold
-from saga_coordinator.store import SagaStore
 
 log = logging.getLogger("choreo.saga")
-
-
-@dataclass(frozen=True, slots=True)
-class CoordinatorContext:
-    """What a handler (or a timer) works with, bound to one transaction.
-
-    Attributes:
-        store: The saga store, on the transaction's connection.
-        definitions: The saga definitions by version (with the operator's knob overrides).
-        clock: Now, in UTC; injectable so tests can move time.
-    """
-
-    store: SagaStore
-    definitions: DefinitionRegistry = DEFINITIONS
-    clock: Callable[[], datetime] = field(default=utc_now)
 
 
 async def advance_saga(

@@ -22,6 +22,7 @@ from events.catalog import (
     APPROVAL_TIMEOUT,
     CancelReason,
 )
+from saga_coordinator import SERVICE_NAME
 from saga_coordinator.errors import SagaError
 from saga_coordinator.facts import (
     ApprovalEscalated,
@@ -53,7 +54,7 @@ from saga_coordinator.facts import (
     StockUnavailable,
 )
 
-PRODUCER = "saga-coordinator"
+PRODUCER = SERVICE_NAME
 """The coordinator's producer name in envelopes (and its `rejected_by` on approval timeouts)."""
 
 AUTO_APPROVER = "policy:auto"

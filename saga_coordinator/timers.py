@@ -6,6 +6,8 @@ due rows (``FOR UPDATE SKIP LOCKED``, so replicas share the work) in one transac
 each in a savepoint: lock the saga (skipping it if a handler holds it), fold, decide, append,
 stage the emitted messages in the outbox, and move or delete the timer. One timer's failure
 rolls back only its own savepoint and is retried after :data:`RETRY_DELAY`.
+:class:`SagaTimers` is the same firing as the process's :class:`~events.process.Timers`, for a
+replay (``choreo replay coordinator``) to drive.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from events.errors import ChoreoError
 from events.model import Event, Message
 from events.postgres import untraced_transaction
 from events.service import ServiceRuntime
+from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.deadlines import TimerFired
-from saga_coordinator.errors import SagaError
-from saga_coordinator.handlers import CoordinatorContext, advance_saga
+from saga_coordinator.handlers import advance_saga
 from saga_coordinator.render import saga_message
-from saga_coordinator.store import PostgresSagaStore, Timer
+from saga_coordinator.store import Timer
 
 log = logging.getLogger("choreo.saga.timers")
 _tracer = trace.get_tracer("choreo.saga")
@@ -44,7 +46,7 @@ async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Even
     """
     fired = TimerFired(timer.order_id, timer.name, timer.due_at)
     # One instant for the facts and the envelopes, as a handler's delivery has: a replay reads
-    # it back from the envelopes (choreo.replay).
+    # it back from the envelopes (choreo.replay_engine).
     now = ctx.clock()
     decision = await advance_saga(ctx, timer.order_id, fired, wait=False, now=now)
     if decision is None:
@@ -52,10 +54,24 @@ async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Even
     return [saga_message(decision.state, event, now) for event in decision.events]
 
 
+class SagaTimers:
+    """The sagas' durable timers as :class:`~events.process.Timers`: what a replay fires."""
+
+    async def pending(self, context: CoordinatorContext, key: str) -> dict[str, datetime]:
+        """The saga ``key``'s timers, by name: when each is due."""
+        return await context.store.timers(key)
+
+    async def fire(
+        self, context: CoordinatorContext, key: str, name: str, due_at: datetime
+    ) -> list[Message[Event]] | None:
+        """Fire saga ``key``'s timer ``name`` (see :func:`fire_timer`)."""
+        return await fire_timer(context, Timer(key, name, due_at))
+
+
 async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit: int) -> int:
     """One pass: fire up to ``limit`` due timers; returns how many fired."""
     async with runtime.db.pool.acquire() as conn:
-        ctx = runtime.service.context(conn)
+        ctx = runtime.context(conn)
         now = ctx.clock()
         with tracing.housekeeping():  # an idle pass, several times a second, is no trace
             if not await ctx.store.any_due(now):
@@ -104,11 +120,6 @@ async def timer_loop(
     batch_size: int = 100,
 ) -> None:
     """Fire due timers every ``poll_interval_s`` until ``runtime.stopping`` is set."""
-    async with runtime.db.pool.acquire() as conn:
-        store = runtime.service.context(conn).store
-        if isinstance(store, PostgresSagaStore) and store.schema != runtime.schema:
-            # The handlers' context and the runtime must agree on where sagas live.
-            raise SagaError(f"context uses schema {store.schema}, runtime {runtime.schema}")
     log.info("timer loop polling every %.0f ms", poll_interval_s * 1000)
     while not runtime.stopping.is_set():
         try:

@@ -10,4 +10,15 @@ A profile is kept per customer and currency: amounts in different currencies are
 
 from __future__ import annotations
 
+from events.catalog import CrmCustomerUpdated
+from events.process import ProcessSpec
+
 SERVICE_NAME = "crm"
+
+PROCESS = ProcessSpec(
+    name=SERVICE_NAME,
+    builder="services.crm.service:build",
+    replay_builder="services.crm.service:build_for_replay",
+    produces=(CrmCustomerUpdated,),
+)
+"""The crm process, as :mod:`choreo.registry` lists it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from events.catalog import CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
 from events.errors import NotReadyError
@@ -11,10 +10,8 @@ from events.model import Event, Message, utc_now
 from events.providers import within
 from events.runtime import Router
 from services.crm import SERVICE_NAME
+from services.crm.context import CrmContext
 from services.crm.store import CustomerOrder, Profile
-
-if TYPE_CHECKING:
-    from services.crm.service import CrmContext
 
 log = logging.getLogger("choreo.crm")
 

@@ -12,4 +12,15 @@ note. Addresses are personal data: stored, handed to the mailer, never logged or
 
 from __future__ import annotations
 
+from events.catalog import EmailFailed, EmailSent
+from events.process import ProcessSpec
+
 SERVICE_NAME = "email"
+
+PROCESS = ProcessSpec(
+    name=SERVICE_NAME,
+    builder="services.email.service:build",
+    replay_builder="services.email.service:build_for_replay",
+    produces=(EmailSent, EmailFailed),
+)
+"""The email process, as :mod:`choreo.registry` lists it."""

@@ -9,7 +9,6 @@ retry budget) the give-up hooks emit ``email.failed``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from events.catalog import (
     EmailFailed,
@@ -24,10 +23,8 @@ from events.model import Event, Message, utc_now
 from events.providers import within
 from events.runtime import Router
 from services.email import SERVICE_NAME
+from services.email.context import EmailContext
 from services.email.store import Recipient
-
-if TYPE_CHECKING:
-    from services.email.service import EmailContext
 
 log = logging.getLogger("choreo.email")
 

@@ -13,4 +13,14 @@ Every SKU keeps ``available + reserved + shipped == seeded``.
 
 from __future__ import annotations
 
+from events.catalog import InventoryReleased, InventoryReservationFailed, InventoryReserved
+from events.process import ProcessSpec
+
 SERVICE_NAME = "inventory"
+
+PROCESS = ProcessSpec(
+    name=SERVICE_NAME,
+    builder="services.inventory.service:build",
+    produces=(InventoryReserved, InventoryReservationFailed, InventoryReleased),
+)
+"""The inventory process, as :mod:`choreo.registry` lists it."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from events.catalog import (
     InventoryRelease,
@@ -26,10 +25,8 @@ from events.catalog import (
 from events.model import Event, Message, utc_now
 from events.runtime import Router
 from services.inventory import SERVICE_NAME
+from services.inventory.context import InventoryContext
 from services.inventory.store import Reservation
-
-if TYPE_CHECKING:
-    from services.inventory.service import InventoryContext
 
 log = logging.getLogger("choreo.inventory")
 

@@ -1,43 +1,18 @@
-"""The inventory process: settings, the handlers' context, and the :class:`Service` definition."""
+"""The inventory process: its :class:`Service` definition (a replay builds it as it runs live)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from events.postgres import schema_name
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from services.inventory import SERVICE_NAME
+from services.inventory.context import InventoryContext, InventorySettings
 from services.inventory.handlers import router
 from services.inventory.provider import JsonStockFeed, StockFeed
-from services.inventory.store import DDL, InventoryStore, PostgresInventoryStore
+from services.inventory.store import DDL, PostgresInventoryStore
 
 log = logging.getLogger("choreo.inventory")
-
-
-class InventorySettings(BaseSettings):
-    """Inventory configuration, read from ``CHOREO_INVENTORY_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="CHOREO_INVENTORY_", extra="ignore", frozen=True)
-
-    seed_file: Path = Field(
-        default=Path(__file__).resolve().parent / "seed_stock.json",
-        description="JSON object SKU → units, seeded once (SKUs already present are kept).",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class InventoryContext:
-    """What an inventory handler works with, bound to the delivery's transaction."""
-
-    store: InventoryStore
-    provider: StockFeed
-    config: InventorySettings
 
 
 def build(
@@ -49,7 +24,6 @@ def build(
     """The inventory service; ``config`` defaults to the ``CHOREO_INVENTORY_*`` environment,
     ``provider`` to the seed file's stock feed."""
     cfg = config or InventorySettings()
-    schema = schema_name(settings, SERVICE_NAME)
     feed = provider or JsonStockFeed(cfg.seed_file)
 
     async def seed_stock(runtime: ServiceRuntime[InventoryContext]) -> None:
@@ -61,7 +35,9 @@ def build(
     return Service(
         name=SERVICE_NAME,
         router=router,
-        context=lambda conn: InventoryContext(PostgresInventoryStore(conn, schema), feed, cfg),
+        context=lambda conn, schema: InventoryContext(
+            PostgresInventoryStore(conn, schema), feed, cfg
+        ),
         ddl=(DDL,),
         on_start=seed_stock,
     )

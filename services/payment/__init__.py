@@ -13,4 +13,15 @@ transiently for the first attempts, ``tok_timeout`` never answers, ``tok_slow`` 
 
 from __future__ import annotations
 
+from events.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
+from events.process import ProcessSpec
+
 SERVICE_NAME = "payment"
+
+PROCESS = ProcessSpec(
+    name=SERVICE_NAME,
+    builder="services.payment.service:build",
+    replay_builder="services.payment.service:build_for_replay",
+    produces=(PaymentCharged, PaymentDeclined, PaymentRefunded),
+)
+"""The payment process, as :mod:`choreo.registry` lists it."""

@@ -10,7 +10,6 @@ refund.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from events.catalog import (
     OrderApproved,
@@ -25,11 +24,9 @@ from events.model import Event, Message, utc_now
 from events.providers import within
 from events.runtime import Router
 from services.payment import SERVICE_NAME
+from services.payment.context import PaymentContext
 from services.payment.provider import Declined
 from services.payment.store import Intent, Payment
-
-if TYPE_CHECKING:
-    from services.payment.service import PaymentContext
 
 log = logging.getLogger("choreo.payment")
 

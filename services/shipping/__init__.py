@@ -12,4 +12,15 @@ The address is personal data: it is stored, handed to the carrier, and never log
 
 from __future__ import annotations
 
+from events.catalog import ShipmentCancelled, ShipmentFailed, ShipmentScheduled
+from events.process import ProcessSpec
+
 SERVICE_NAME = "shipping"
+
+PROCESS = ProcessSpec(
+    name=SERVICE_NAME,
+    builder="services.shipping.service:build",
+    replay_builder="services.shipping.service:build_for_replay",
+    produces=(ShipmentScheduled, ShipmentFailed, ShipmentCancelled),
+)
+"""The shipping process, as :mod:`choreo.registry` lists it."""

@@ -8,7 +8,6 @@ cancels it. The address is personal data and is never logged.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from events.catalog import (
     OrderPlaced,
@@ -24,11 +23,9 @@ from events.model import Event, Message, utc_now
 from events.providers import within
 from events.runtime import Router
 from services.shipping import SERVICE_NAME
+from services.shipping.context import ShippingContext
 from services.shipping.provider import Refused
 from services.shipping.store import Parcel, Shipment
-
-if TYPE_CHECKING:
-    from services.shipping.service import ShippingContext
 
 log = logging.getLogger("choreo.shipping")
 

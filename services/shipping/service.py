@@ -1,57 +1,15 @@
-"""The shipping process: settings, the handlers' context, and the :class:`Service` definition."""
+"""The shipping process: the :class:`Service` definition, live and for a replay."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
-
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from events.postgres import schema_name
 from events.service import Service
 from events.settings import Settings
 from services.shipping import SERVICE_NAME
+from services.shipping.context import ShippingContext, ShippingSettings
 from services.shipping.handlers import router
 from services.shipping.provider import Carrier, SimulatedCarrier
-from services.shipping.store import DDL, PostgresShippingStore, ShippingStore
-
-
-class ShippingSettings(BaseSettings):
-    """Shipping configuration, read from ``CHOREO_SHIPPING_*`` environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="CHOREO_SHIPPING_", extra="ignore", frozen=True)
-
-    unserved_countries: Annotated[frozenset[str], NoDecode] = Field(
-        default=frozenset({"AQ"}),
-        description="Comma-separated ISO 3166-1 alpha-2 codes the carrier does not ship to.",
-    )
-    carrier_name: str = Field(default="DHL", description="Name of the simulated carrier.")
-    delivery_days: int = Field(
-        default=3, ge=0, description="Days from booking to the estimated delivery."
-    )
-    carrier_timeout_s: float = Field(
-        default=5.0, gt=0, description="How long a carrier call may take before it is retried."
-    )
-    failure_rate: float = Field(
-        default=0.0, ge=0, le=1, description="Probability that any carrier call fails transiently."
-    )
-
-    @field_validator("unserved_countries", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(c.strip().upper() for c in value.split(",") if c.strip())
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class ShippingContext:
-    """What a shipping handler works with, bound to the delivery's transaction."""
-
-    store: ShippingStore
-    provider: Carrier
-    config: ShippingSettings
+from services.shipping.replay import ReplayCarrier
+from services.shipping.store import DDL, PostgresShippingStore
 
 
 def build(
@@ -63,7 +21,6 @@ def build(
     """The shipping service; ``config`` defaults to the ``CHOREO_SHIPPING_*`` environment,
     ``provider`` to the simulated carrier (a replay passes its own)."""
     cfg = config or ShippingSettings()
-    schema = schema_name(settings, SERVICE_NAME)
     # One carrier per process: it keeps the booking references across messages.
     carrier = provider or SimulatedCarrier(
         name=cfg.carrier_name,
@@ -74,8 +31,16 @@ def build(
     return Service(
         name=SERVICE_NAME,
         router=router,
-        context=lambda conn: ShippingContext(PostgresShippingStore(conn, schema), carrier, cfg),
+        context=lambda conn, schema: ShippingContext(
+            PostgresShippingStore(conn, schema), carrier, cfg
+        ),
         ddl=(DDL,),
         # Handlers touch only their own order's rows: the lanes never wait on each other.
         lanes=settings.topic_partitions,
     )
+
+
+def build_for_replay(settings: Settings) -> Service[ShippingContext]:
+    """The shipping service as ``choreo replay shipping`` runs it: its provider answers from the
+    log (:class:`~services.shipping.replay.ReplayCarrier`)."""
+    return build(settings, provider=ReplayCarrier())

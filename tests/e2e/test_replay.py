@@ -18,15 +18,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from choreo.replay import COORDINATOR, build_for_replay, group_members, replay
+from choreo.replay import build_for_replay, group_members, replay
 from events.codec import Codec
 from events.postgres import Database, schema_name
 from events.schemas import SchemaRegistry
 from events.service import Service
 from events.settings import Settings
 from events.topics import all_topics, event_topics, partitions_of, read_to_end
+from saga_coordinator import SERVICE_NAME as COORDINATOR
+from saga_coordinator.context import CoordinatorSettings
 from saga_coordinator.facts import parse_fact
-from saga_coordinator.service import CoordinatorSettings
 from saga_coordinator.service import build as build_coordinator
 from saga_coordinator.state import fold
 from services.payment.store import PostgresPaymentStore

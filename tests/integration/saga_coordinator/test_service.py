@@ -15,8 +15,8 @@ from events.producer import EventProducer
 from events.service import ServiceRuntime
 from events.settings import Settings
 from events.topics import topic_for
-from saga_coordinator.handlers import CoordinatorContext
-from saga_coordinator.service import CoordinatorSettings, build
+from saga_coordinator.context import CoordinatorContext, CoordinatorSettings
+from saga_coordinator.service import build
 from saga_coordinator.timers import fire_due_timers
 from tests.integration.kafka_helpers import eventually, read_records
 from tests.unit.saga_coordinator.flow import T0, message, placed, reserved

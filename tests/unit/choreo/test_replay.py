@@ -8,15 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from choreo.replay import (
-    Emission,
-    Logged,
-    ReplayError,
-    Step,
-    plan,
-    process_name,
-    remaining_after,
-)
+from choreo.replay import ReplayError, process_name
+from choreo.replay_plan import Emission, Logged, Step, plan, remaining_after
 from events.catalog import (
     EmailFailed,
     OrderApproved,

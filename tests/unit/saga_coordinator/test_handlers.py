@@ -15,10 +15,11 @@ from events.catalog import (
     OrderCompleted,
 )
 from events.model import Event, Message
+from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
 from saga_coordinator.errors import SagaConflictError, UnknownDefinitionError
 from saga_coordinator.facts import SagaStarted
-from saga_coordinator.handlers import CoordinatorContext, router
+from saga_coordinator.handlers import router
 from saga_coordinator.state import fold
 from saga_coordinator.store import InMemorySagaStore
 from saga_coordinator.timers import fire_timer

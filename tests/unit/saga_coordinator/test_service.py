@@ -8,10 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from events.settings import Settings
+from saga_coordinator import PROCESS
+from saga_coordinator.context import CoordinatorSettings
 from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
 from saga_coordinator.handlers import router
-from saga_coordinator.service import CoordinatorSettings, build
+from saga_coordinator.service import build
 from saga_coordinator.store import DDL, PostgresSagaStore
+from saga_coordinator.timers import SagaTimers
 
 
 def test_defaults_match_the_newest_definition_and_override_nothing(monkeypatch):
@@ -61,7 +64,10 @@ def test_build_defines_the_saga_coordinator_process():
     assert service.router is router
     assert service.ddl == DDL
     assert [task.__name__ for task in service.background] == ["timer_loop"]
-    ctx = service.context(object())  # a connection is only used when the store runs
+    assert isinstance(service.timers, SagaTimers)
+    assert PROCESS.schema(settings) == "choreo_saga_coordinator"
+    # A connection is only used when the store runs; the runtime hands in the schema.
+    ctx = service.context(object(), PROCESS.schema(settings))
     assert isinstance(ctx.store, PostgresSagaStore)
     assert ctx.store.schema == "choreo_saga_coordinator"
     assert ctx.definitions.current.crm_deadline == timedelta(seconds=99)

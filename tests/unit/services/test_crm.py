@@ -10,8 +10,9 @@ from events.model import Message, utc_now
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.crm import SERVICE_NAME, handlers
+from services.crm.context import CrmContext, CrmSettings
 from services.crm.provider import SimulatedCrm
-from services.crm.service import CrmContext, CrmSettings, build
+from services.crm.service import build
 from services.crm.store import InMemoryCrmStore
 from tests.unit.services import emitted
 

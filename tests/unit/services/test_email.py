@@ -13,8 +13,9 @@ from events.model import Message, utc_now
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.email import SERVICE_NAME, handlers
+from services.email.context import EmailContext, EmailSettings
 from services.email.provider import MailBounced, MailerUnavailable, SimulatedMailer
-from services.email.service import EmailContext, EmailSettings, build
+from services.email.service import build
 from services.email.store import InMemoryEmailStore
 from tests.unit.services import emitted
 

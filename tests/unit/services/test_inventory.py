@@ -22,8 +22,9 @@ from events.model import Message, utc_now
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.inventory import SERVICE_NAME, handlers
+from services.inventory.context import InventoryContext, InventorySettings
 from services.inventory.provider import JsonStockFeed
-from services.inventory.service import InventoryContext, InventorySettings, build
+from services.inventory.service import build
 from services.inventory.store import InMemoryInventoryStore
 from tests.unit.services import emitted
 

@@ -19,8 +19,9 @@ from events.model import Message, utc_now
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.payment import SERVICE_NAME, handlers
+from services.payment.context import PaymentContext, PaymentSettings
 from services.payment.provider import GatewayUnavailable, SimulatedGateway
-from services.payment.service import PaymentContext, PaymentSettings, build
+from services.payment.service import build
 from services.payment.store import ChargeSummary, InMemoryPaymentStore
 from tests.unit.services import emitted
 

@@ -29,28 +29,28 @@ from events.runtime import is_retryable
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.crm import handlers as crm
+from services.crm.context import CrmContext, CrmSettings
 from services.crm.provider import CrmSystem, SimulatedCrm
 from services.crm.replay import ReplayCrm
-from services.crm.service import CrmContext, CrmSettings
 from services.crm.store import InMemoryCrmStore
 from services.email import handlers as email
+from services.email.context import EmailContext, EmailSettings
 from services.email.provider import Mailer, SimulatedMailer
 from services.email.replay import ReplayMailer
-from services.email.service import EmailContext, EmailSettings
 from services.email.store import InMemoryEmailStore
 from services.inventory import handlers as inventory
+from services.inventory.context import InventoryContext, InventorySettings
 from services.inventory.provider import JsonStockFeed
-from services.inventory.service import InventoryContext, InventorySettings
 from services.inventory.store import InMemoryInventoryStore
 from services.payment import handlers as payment
+from services.payment.context import PaymentContext, PaymentSettings
 from services.payment.provider import PaymentGateway, SimulatedGateway
 from services.payment.replay import ReplayGateway
-from services.payment.service import PaymentContext, PaymentSettings
 from services.payment.store import InMemoryPaymentStore
 from services.shipping import handlers as shipping
+from services.shipping.context import ShippingContext, ShippingSettings
 from services.shipping.provider import Carrier, SimulatedCarrier
 from services.shipping.replay import ReplayCarrier
-from services.shipping.service import ShippingContext, ShippingSettings
 from services.shipping.store import InMemoryShippingStore
 from tests.unit.services import emitted
 

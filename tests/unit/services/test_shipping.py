@@ -20,8 +20,9 @@ from events.model import Message, utc_now
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.shipping import SERVICE_NAME, handlers
+from services.shipping.context import ShippingContext, ShippingSettings
 from services.shipping.provider import SimulatedCarrier
-from services.shipping.service import ShippingContext, ShippingSettings, build
+from services.shipping.service import build
 from services.shipping.store import InMemoryShippingStore
 from tests.unit.services import emitted
 

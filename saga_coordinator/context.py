@@ -1,0 +1,120 @@
+"""The coordinator's settings and the context its handlers and timers work with.
+
+Imported by the handlers, the timers and the service definition (``service.py``), so that
+none of them imports another for its types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.model import utc_now
+from saga_coordinator.definition import DEFINITIONS, V1, ApprovalTimeoutAction, DefinitionRegistry
+from saga_coordinator.store import SagaStore
+
+
+class CoordinatorSettings(BaseSettings):
+    """The coordinator's knobs, from ``CHOREO_SAGA_<FIELD>`` environment variables.
+
+    Defaults are those of the newest saga definition. A knob set explicitly (in the
+    environment or as an argument) overrides it in every registered definition version; knobs
+    left unset keep each version's own value.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHOREO_SAGA_", extra="ignore", frozen=True)
+
+    approval_threshold_minor: int = Field(
+        default=V1.approval_threshold_minor,
+        ge=0,
+        description="Totals (minor units) at or above it need a human's approval.",
+    )
+    approval_timeout_s: float = Field(
+        default=V1.approval_timeout.total_seconds(),
+        gt=0,
+        description="How long an approval request stays open.",
+    )
+    approval_timeout_action: ApprovalTimeoutAction = Field(
+        default=V1.approval_timeout_action,
+        description="`reject` the order when the approval expires, or `escalate` and wait.",
+    )
+    inventory_deadline_s: float = Field(
+        default=V1.inventory_deadline.total_seconds(),
+        gt=0,
+        description="From order.placed to a reservation answer.",
+    )
+    payment_deadline_s: float = Field(
+        default=V1.payment_deadline.total_seconds(),
+        gt=0,
+        description="From the approval to a payment answer; then payment_timeout.",
+    )
+    shipping_deadline_s: float = Field(
+        default=V1.shipping_deadline.total_seconds(),
+        gt=0,
+        description="From the charge to a shipment answer; then refund and release.",
+    )
+    crm_deadline_s: float = Field(
+        default=V1.crm_deadline.total_seconds(),
+        gt=0,
+        description="From the shipment to the CRM update; then cancel, refund, release.",
+    )
+    email_deadline_s: float = Field(
+        default=V1.email_deadline.total_seconds(),
+        gt=0,
+        description="From the shipment to the confirmation email's outcome; then complete.",
+    )
+    compensation_ack_timeout_s: float = Field(
+        default=V1.compensation_ack_timeout.total_seconds(),
+        gt=0,
+        description="Unacknowledged that long, a compensating command is sent again.",
+    )
+    compensation_max_attempts: int = Field(
+        default=V1.compensation_max_attempts,
+        ge=1,
+        description="Sends of one compensating command before the saga needs attention.",
+    )
+    timer_poll_interval_ms: int = Field(
+        default=150, ge=10, description="How often the timer loop looks for due timers."
+    )
+    timer_batch_size: int = Field(
+        default=100, ge=1, description="Due timers fired per transaction."
+    )
+
+    def definition_overrides(self) -> dict[str, object]:
+        """The knobs set explicitly, as :class:`SagaDefinition` fields."""
+        overrides: dict[str, object] = {}
+        for name in self.model_fields_set:
+            if name.startswith("timer_"):
+                continue  # the loop's own settings, not the saga's
+            value = getattr(self, name)
+            if name.endswith("_s"):
+                overrides[name.removesuffix("_s")] = timedelta(seconds=value)
+            else:
+                overrides[name] = value
+        return overrides
+
+
+@lru_cache(maxsize=1)
+def get_coordinator_settings() -> CoordinatorSettings:
+    """The process-wide coordinator settings, read once from the environment."""
+    return CoordinatorSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorContext:
+    """What a handler (or a timer) works with, bound to one transaction.
+
+    Attributes:
+        store: The saga store, on the transaction's connection.
+        definitions: The saga definitions by version (with the operator's knob overrides).
+        clock: Now, in UTC; injectable so tests can move time.
+    """
+
+    store: SagaStore
+    definitions: DefinitionRegistry = DEFINITIONS
+    clock: Callable[[], datetime] = field(default=utc_now)
