@@ -53,9 +53,9 @@ from choreo.supervisor import ALL_PROCESSES, PROCESSES
 from events import tracing
 from events.catalog import OrderCancelled
 from events.codec import Codec
+from events.database import Database, schema_name
 from events.errors import ChoreoError
 from events.headers import EVENT_TYPE, header
-from events.postgres import Database, schema_name
 from events.settings import PROJECT_ROOT, Settings, get_settings
 from events.topics import event_topics, partitions_of, provision_topics, read_to_end, topic_for
 

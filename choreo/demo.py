@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from choreo.client import ChoreoClient
 from choreo.scenarios import SCENARIOS, scenario_order
-from events.postgres import Database, schema_name
+from events.database import Database, schema_name
 from events.settings import Settings
 from projections.queries import Queries
 from saga_coordinator.saga import SagaState, fold

@@ -94,9 +94,10 @@ from events.codec import Codec
 from events.dlq import DeadLetter
 from events.errors import ChoreoError, ContractError, PermanentError
 from events.model import Event, Message, frozen_clock
-from events.postgres import ReplayDelivery
-from events.replay import ReplayDivergence, replaying
-from events.runtime import HandlerResult, HandlerSpec, Router, is_retryable
+from events.replay.delivery import ReplayDelivery
+from events.replay.providers import ReplayDivergence, replaying
+from events.retries import is_retryable
+from events.router import HandlerResult, HandlerSpec, Router
 from events.schemas import SchemaRegistry
 from events.service import Service, ServiceRuntime
 from events.settings import Settings

@@ -37,9 +37,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events import tracing
+from events.database import Database
 from events.errors import StackError
 from events.logs import configure_logging
-from events.postgres import Database
 from events.settings import Settings, get_settings
 from projections.model import STATUSES
 from projections.queries import Queries

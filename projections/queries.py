@@ -1,6 +1,6 @@
 """Read-side queries over the projector's tables, shared by the CLI and the HTTP API.
 
-All functions take a :class:`~events.postgres.Database` and return plain JSON-ready data
+All functions take a :class:`~events.database.Database` and return plain JSON-ready data
 (``dict``/``list``), so every front end shows the same fields.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from events.postgres import Database, schema_name
+from events.database import Database, schema_name
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import store

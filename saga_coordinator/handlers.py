@@ -17,6 +17,7 @@ from datetime import datetime
 
 from events import metrics, tracing
 from events.catalog import (
+    EVENT_TYPES,
     CrmCustomerUpdated,
     EmailFailed,
     EmailSent,
@@ -34,7 +35,7 @@ from events.catalog import (
     ShipmentScheduled,
 )
 from events.model import Event, Message, utc_now
-from events.runtime import Router
+from events.router import Router
 from saga_coordinator.definition import DEFINITIONS, DefinitionRegistry
 from saga_coordinator.saga import (
     CancelTimer,
@@ -129,7 +130,7 @@ async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Eve
     return list(decision.events)
 
 
-router: Router[CoordinatorContext] = Router("saga-coordinator")
+router: Router[CoordinatorContext] = Router("saga-coordinator", EVENT_TYPES)
 """The coordinator's handlers."""
 
 

@@ -14,8 +14,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.database import Connection, schema_name
 from events.model import utc_now
-from events.postgres import Connection, schema_name
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from saga_coordinator.definition import DEFINITIONS, V1, ApprovalTimeoutAction, DefinitionRegistry

@@ -18,7 +18,7 @@ from typing import Protocol
 import asyncpg
 import orjson
 
-from events.postgres import Connection
+from events.database import Connection
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact, parse_fact
 from saga_coordinator.saga import SagaStatus, fold
@@ -183,7 +183,7 @@ class PostgresSagaStore:
 
     Args:
         conn: The connection whose transaction everything joins.
-        schema: The coordinator's schema (see :func:`events.postgres.schema_name`).
+        schema: The coordinator's schema (see :func:`events.database.schema_name`).
     """
 
     def __init__(self, conn: Connection, schema: str) -> None:

@@ -19,9 +19,9 @@ import asyncpg
 from opentelemetry import trace
 
 from events import tracing
+from events.database import untraced_transaction
 from events.errors import ChoreoError
 from events.model import Event, Message
-from events.postgres import untraced_transaction
 from events.service import ServiceRuntime
 from saga_coordinator.errors import SagaError
 from saga_coordinator.handlers import CoordinatorContext, advance_saga

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from events.catalog import (
+    EVENT_TYPES,
     EmailFailed,
     EmailSent,
     EmailTemplate,
@@ -22,7 +23,7 @@ from events.catalog import (
 from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.email import SERVICE_NAME
 from services.email.store import Recipient
 
@@ -34,7 +35,7 @@ log = logging.getLogger("choreo.email")
 CONFIRMATION: EmailTemplate = "order_confirmation"
 CANCELLATION: EmailTemplate = "order_cancelled"
 
-router: Router[EmailContext] = Router(SERVICE_NAME)
+router: Router[EmailContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def render(

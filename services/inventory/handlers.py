@@ -14,6 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from events.catalog import (
+    EVENT_TYPES,
     InventoryRelease,
     InventoryReleased,
     InventoryReservationFailed,
@@ -24,7 +25,7 @@ from events.catalog import (
     Shortage,
 )
 from events.model import Event, Message, utc_now
-from events.runtime import Router
+from events.router import Router
 from services.inventory import SERVICE_NAME
 from services.inventory.store import Reservation
 
@@ -36,7 +37,7 @@ log = logging.getLogger("choreo.inventory")
 OUT_OF_STOCK = "out_of_stock"
 UNKNOWN_SKU = "unknown_sku"
 
-router: Router[InventoryContext] = Router(SERVICE_NAME)
+router: Router[InventoryContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _outcome(record: Reservation) -> list[Event]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events.postgres import schema_name
+from events.database import schema_name
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from services.inventory import SERVICE_NAME

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from events.catalog import (
+    EVENT_TYPES,
     OrderApproved,
     OrderPlaced,
     PaymentCharged,
@@ -23,7 +24,7 @@ from events.catalog import (
 from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.payment import SERVICE_NAME
 from services.payment.provider import Declined
 from services.payment.store import Intent, Payment
@@ -36,7 +37,7 @@ log = logging.getLogger("choreo.payment")
 NO_PAYMENT = "none"
 """``payment.refunded.payment_id`` when there was no charge to refund."""
 
-router: Router[PaymentContext] = Router(SERVICE_NAME)
+router: Router[PaymentContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _outcome(payment: Payment) -> list[Event]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events.postgres import schema_name
+from events.database import schema_name
 from events.service import Service
 from events.settings import Settings
 from services.payment import SERVICE_NAME

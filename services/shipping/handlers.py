@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from events.catalog import (
+    EVENT_TYPES,
     OrderPlaced,
     PaymentCharged,
     ReservedItem,
@@ -22,7 +23,7 @@ from events.catalog import (
 from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.shipping import SERVICE_NAME
 from services.shipping.provider import Refused
 from services.shipping.store import Parcel, Shipment
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("choreo.shipping")
 
-router: Router[ShippingContext] = Router(SERVICE_NAME)
+router: Router[ShippingContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _outcome(shipment: Shipment) -> list[Event]:

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from events.postgres import schema_name
+from events.database import schema_name
 from events.service import Service
 from events.settings import Settings
 from services.shipping import SERVICE_NAME
