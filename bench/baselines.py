@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastavro import schemaless_reader, schemaless_writer
 
 from events.codec import HEADER_SIZE, MAGIC, Codec
-from events.postgres import Database
+from events.database import Database
 from events.settings import Settings
 from events.topics import partitions_of, provision_topics
 

@@ -25,8 +25,8 @@ from typing import Any
 from bench.baselines import delete_topics
 from bench.report import Ratio, machine_info
 from events.codec import Codec
+from events.database import Database, schema_name
 from events.model import Event, Message
-from events.postgres import Database, schema_name
 from events.producer import EventProducer
 from events.samples import EXAMPLES
 from events.schemas import SchemaRegistry

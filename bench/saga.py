@@ -53,9 +53,9 @@ from choreo.scenarios import SCENARIOS, scenario_order
 from events import tracing
 from events.catalog import OrderCancelled
 from events.codec import Codec
+from events.database import Database
 from events.errors import ChoreoError
 from events.headers import EVENT_TYPE, header
-from events.postgres import Database
 from events.settings import PROJECT_ROOT, Settings, get_settings
 from events.topics import event_topics, partitions_of, provision_topics, read_to_end, topic_for
 from projections import PROJECTOR

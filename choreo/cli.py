@@ -404,7 +404,7 @@ def orders_place(
 async def _order_traceparent(order_id: str) -> str | None:
     """The order's trace context from the event log, so an answer joins the order's trace
     (None when the read models are not there: the answer then starts a trace of its own)."""
-    from events.postgres import Database
+    from events.database import Database
     from projections.queries import Queries
 
     settings = get_settings()
@@ -457,7 +457,7 @@ def orders_reject(
 
 def _query(call: Callable[[Queries], Awaitable[T]]) -> T:
     """Run one read-model query against the projector's tables."""
-    from events.postgres import Database
+    from events.database import Database
     from projections.queries import Queries
 
     async def run() -> T:

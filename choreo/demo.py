@@ -15,7 +15,7 @@ from typing import Any
 from choreo.client import ChoreoClient
 from choreo.scenarios import SCENARIOS, scenario_order
 from contracts.order import TERMINAL_STATUSES
-from events.postgres import Database
+from events.database import Database
 from events.settings import Settings
 from projections.queries import Queries
 

@@ -18,7 +18,7 @@ this module drives it.
    emitted (``envelope.producer``) are grouped into *emissions*: one per cause and instant.
 2. **Reset the schema**: drop it, migrate it (the process's DDL and the runtime tables), and run
    its ``on_start`` (inventory seeds its stock from the seed file).
-3. **Deliver every input again** through :class:`~events.postgres.ReplayDelivery`: the normal
+3. **Deliver every input again** through :class:`~events.replay.delivery.ReplayDelivery`: the normal
    transaction with its inbox row (so a redelivery after the replay is still deduplicated), but
    nothing staged in the outbox. Around each message:
 
@@ -28,7 +28,7 @@ this module drives it.
      clock falls back to the message's own ``occurred_at``;
    - the process's provider is its replay provider (``services/<name>/replay.py``), which
      answers with what the live provider answered, as the message's emission records it
-     (:mod:`events.replay`);
+     (:mod:`events.replay.providers`);
    - what the handler returns is compared with the emission, event by event: a handler that
      emits something the live run did not is rolled back (a divergence, see below).
 
@@ -43,9 +43,9 @@ this module drives it.
    A message retried and then handled is simply handled once; a duplicate (same event id) is
    skipped, as the inbox would.
 5. A message that fails in the replay with a retryable error (``order.placed`` not seen yet, or
-   :class:`~events.replay.ReplayDivergence`: the log has no answer for the provider, or the
-   handler emits what the live run did not, e.g. an approval that came after the refund live
-   but sorts before it here) is rolled back and tried again after the order's next message,
+   :class:`~events.replay.providers.ReplayDivergence`: the log has no answer for the provider,
+   or the handler emits what the live run did not, e.g. an approval that came after the refund
+   live but sorts before it here) is rolled back and tried again after the order's next message,
    as the live runtime retries; what never succeeds is reported as divergent and not applied.
 
 **Timers.** The coordinator is replayed by the same driver: its handlers fold and decide over
@@ -100,9 +100,10 @@ from events.codec import Codec
 from events.dlq import DeadLetter
 from events.errors import ContractError, PermanentError
 from events.model import Event, Message, frozen_clock
-from events.postgres import ReplayDelivery
-from events.replay import ReplayDivergence, replaying
-from events.runtime import HandlerResult, HandlerSpec, is_retryable
+from events.replay.delivery import ReplayDelivery
+from events.replay.providers import ReplayDivergence, replaying
+from events.retries import is_retryable
+from events.router import HandlerResult, HandlerSpec
 from events.schemas import SchemaRegistry
 from events.service import Service, ServiceRuntime
 from events.settings import Settings

@@ -17,7 +17,7 @@ from typing import Any
 
 from events.dlq import DeadLetter
 from events.model import Event, Message
-from events.runtime import HandlerSpec, Router
+from events.router import HandlerSpec, Router
 
 
 @dataclass(frozen=True, slots=True)

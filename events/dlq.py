@@ -1,12 +1,15 @@
 """Dead letters: a message that could not be processed, kept with why, where and its bytes.
 
 A dead-letter record's value is JSON (readable by any tool); the original key, value and
-headers are kept byte for byte (base64) so the message can be redriven unchanged.
+headers are kept byte for byte (base64) so the message can be redriven unchanged. Every
+consumer (the services' and the projector's) sends its dead letters through a
+:class:`DeadLetterSink`.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +18,10 @@ import orjson
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict
 
-from events.producer import OutgoingRecord
+from events import metrics
+from events.producer import EventProducer, OutgoingRecord
+
+log = logging.getLogger("choreo.runtime")
 
 
 class DeadLetter(BaseModel):
@@ -127,3 +133,52 @@ def letter_for(
         event_type=event_type,
         event_id=event_id,
     )
+
+
+class DeadLetterSink:
+    """Where a consumer's dead letters go: builds the letter, logs it, sends it to the
+    dead-letter topic and counts it (``choreo.dlq.messages``).
+
+    Args:
+        name: the process, for the log line.
+        consumer: the consumer group, recorded in the letter and the metric.
+        producer: sends the letters.
+        topic: the dead-letter topic.
+    """
+
+    def __init__(self, name: str, consumer: str, producer: EventProducer, topic: str) -> None:
+        self.name = name
+        self.consumer = consumer
+        self.producer = producer
+        self.topic = topic
+
+    async def send(
+        self,
+        record: ConsumerRecord,
+        error: BaseException,
+        *,
+        attempts: int,
+        event_type: str | None = None,
+        event_id: str | None = None,
+    ) -> DeadLetter:
+        """Dead-letter ``record``, which failed with ``error`` after ``attempts``."""
+        letter = letter_for(
+            record,
+            error,
+            consumer=self.consumer,
+            attempts=attempts,
+            event_type=event_type,
+            event_id=event_id,
+        )
+        log.error(
+            "%s: %s@%d/%d dead-lettered after %d attempt(s): %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            letter.reason,
+        )
+        await self.producer.send_records([letter.to_record(self.topic)])
+        metrics.dead_letters().add(1, {"consumer": self.consumer, "error_type": letter.error_type})
+        return letter

@@ -8,10 +8,12 @@ the format: a log line must never carry a customer's address.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -21,6 +23,17 @@ current_order_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "choreo_order_id", default=None
 )
 """The order the current task works on; the runtime sets it around each message."""
+
+
+@contextlib.contextmanager
+def order_context(key: bytes | None) -> Iterator[None]:
+    """Logs written inside the block carry the order id ``key`` (a record's Kafka key)."""
+    token = current_order_id.set((key or b"").decode(errors="replace") or None)
+    try:
+        yield
+    finally:
+        current_order_id.reset(token)
+
 
 EMAIL = re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]+")
 

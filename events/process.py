@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from events.database import schema_name
 from events.model import Event, Message
-from events.postgres import schema_name
 from events.settings import Settings
 from events.topics import topic_for
 

@@ -6,6 +6,8 @@ schema, and its durable timers if it has any. The
 :class:`ServiceRuntime` does everything else, the same way for every process: the PostgreSQL
 schema and migrations, the consumer group, transactional delivery (inbox, state, outbox), the
 outbox relay, background tasks, tracing, logging, and a graceful stop on SIGTERM.
+:func:`run_process` is the entry point every long-lived process (services, the projector)
+starts through.
 """
 
 from __future__ import annotations
@@ -16,23 +18,20 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from events import tracing
 from events.codec import Codec
+from events.consumer import EventConsumer
+from events.database import Connection, Database
+from events.delivery import TransactionalDelivery
 from events.logs import configure_logging
 from events.model import Event, Message
-from events.postgres import (
-    Connection,
-    Database,
-    OutboxRelay,
-    PostgresRetryQueue,
-    TransactionalDelivery,
-    stage,
-)
+from events.outbox import OutboxRelay, stage
 from events.process import Timers, process_schema
 from events.producer import EventProducer, to_record
-from events.runtime import EventConsumer, Router
+from events.retry_queue import PostgresRetryQueue
+from events.router import Router
 from events.schemas import SchemaRegistry
 from events.settings import Settings
 from events.topics import provision_topics
@@ -57,7 +56,7 @@ class Service(Generic[C]):
         on_start: runs once after migrations (e.g. seed stock from a file).
         background: long-running tasks beside the consumer (e.g. the coordinator's timers);
             each gets the runtime and must return when ``runtime.stopping`` is set.
-        lanes: concurrent transactions per poll (:class:`~events.runtime.EventConsumer`);
+        lanes: concurrent transactions per poll (:class:`~events.consumer.EventConsumer`);
             more than 1 only where handlers touch no row that another order's handler does.
         timers: the process's durable timers, for a replay to fire (the coordinator's); a
             background task fires them live.
@@ -167,27 +166,78 @@ class ServiceRuntime(Generic[C]):
         self.relay.wake()
 
 
-def run_service(build: Callable[[Settings], Service[Any]], settings: Settings) -> None:
-    """Entry point of a service process: run until SIGTERM/SIGINT, then drain and exit."""
-    service = build(settings)
-    configure_logging(service.name, settings.log_level, settings.log_format)
-    tracing.configure_tracing(service.name, settings)
+P = TypeVar("P", bound="Process")
+
+
+class Process(Protocol):
+    """A long-lived part that :func:`run_process` runs: ``start``, ``run`` until ``stop``,
+    then ``close`` (each safe to call twice)."""
+
+    async def start(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def run_process(
+    name: str,
+    settings: Settings,
+    build: Callable[[], P],
+    *,
+    ready: Callable[[P], str],
+    summary: Callable[[P], str] | None = None,
+) -> None:
+    """Entry point of a Choreo process: run until SIGTERM/SIGINT, then drain and exit.
+
+    Configures logging and tracing as ``name``, builds the process inside the event loop,
+    starts it, logs ``"<name> ready: <ready(process)>"`` (what ``choreo run`` waits for),
+    runs it until a signal asks it to stop, stops and closes it, and flushes the traces.
+
+    Args:
+        name: the process's name: log lines, ``service.name`` of its spans.
+        settings: the platform settings.
+        build: makes the process (called once, inside the event loop).
+        ready: what the process does, for the ready line.
+        summary: appended to the stopped line, e.g. how much it did.
+    """
+    configure_logging(name, settings.log_level, settings.log_format)
+    tracing.configure_tracing(name, settings)
 
     async def main() -> None:
-        runtime = ServiceRuntime(service, settings)
+        process = build()
+        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runtime.stopping.set)
-        log.info("%s starting", service.name)
+            loop.add_signal_handler(sig, stop.set)
+        log.info("%s starting", name)
         try:
-            await runtime.start()
-            log.info("%s ready: consuming %s", service.name, ", ".join(runtime.consumer.topics))
-            await runtime.run()
+            await process.start()
+            log.info("%s ready: %s", name, ready(process))
+            running = asyncio.create_task(process.run(), name=f"{name}:run")
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            await process.stop()
+            await running  # raises what made it end early, if anything
         finally:
-            await runtime.close()
-            log.info("%s stopped", service.name)
+            await process.close()
+            log.info("%s stopped%s", name, f" {summary(process)}" if summary else "")
 
     try:
         asyncio.run(main())
     finally:
         tracing.shutdown_tracing()
+
+
+def run_service(build: Callable[[Settings], Service[Any]], settings: Settings) -> None:
+    """Entry point of a service process: run until SIGTERM/SIGINT, then drain and exit."""
+    service = build(settings)
+    run_process(
+        service.name,
+        settings,
+        lambda: ServiceRuntime(service, settings),
+        ready=lambda runtime: f"consuming {', '.join(runtime.consumer.topics)}",
+    )

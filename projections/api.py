@@ -38,9 +38,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.order import STATUSES
 from events import tracing
+from events.database import Database
 from events.errors import StackError
 from events.logs import configure_logging
-from events.postgres import Database
 from events.settings import Settings, get_settings
 from projections import API
 from projections.queries import Queries

@@ -3,33 +3,33 @@
 It consumes every domain topic in its own consumer group, but its positions live in
 PostgreSQL: each batch's log rows, read-model rows and next offsets commit in one transaction,
 and records below the stored offsets are dropped. A crash mid-batch therefore loses nothing and
-logs nothing twice. Records that are not valid events are dead-lettered like
-anywhere else and skipped. Each event gets a span in its order's trace.
+logs nothing twice. Records that are not valid events are dead-lettered like anywhere else
+(:class:`~events.dlq.DeadLetterSink`) and skipped. Each event gets a span in its order's trace.
+It polls on the same loop as every consumer and starts through the same entry point as the
+services (:func:`events.service.run_process`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 
 from events import metrics, tracing
 from events.codec import Codec
-from events.dlq import letter_for
+from events.consumer import PollLoop
+from events.database import Database
+from events.dlq import DeadLetterSink
 from events.errors import ContractError
-from events.logs import configure_logging
 from events.model import Event, Message
-from events.postgres import Database
 from events.producer import EventProducer
-from events.runtime import OffsetCommits
 from events.schemas import SchemaRegistry
+from events.service import run_process
 from events.settings import Settings, get_settings
 from events.topics import event_topics, provision_topics
 from projections import PROJECTOR, store
@@ -75,7 +75,9 @@ class ProjectorStats:
 
 
 class Projector:
-    """Consumes the domain topics into the projector's tables. ``start``/``run``/``stop``."""
+    """Consumes the domain topics into the projector's tables. ``start``/``run``/``stop``/
+    ``close``, on the same poll loop as every consumer (:class:`~events.consumer.PollLoop`),
+    with :meth:`process` as its poll processor."""
 
     def __init__(self, settings: Settings, codec: Codec | None = None) -> None:
         self.settings = settings
@@ -84,13 +86,22 @@ class Projector:
         self.group_id = PROJECTOR.group(settings)
         self.db = Database(settings)
         self.producer = EventProducer(settings, self.codec, client_id=NAME)
-        self.consumer: AIOKafkaConsumer | None = None
-        self.stats = ProjectorStats()
-        self.stopping = asyncio.Event()
-        # For lag tools only: the checkpoints in PostgreSQL are authoritative.
-        self._commits = OffsetCommits(
-            NAME, settings.consumer_commit_interval_ms, failure_level=logging.DEBUG
+        self.sink = DeadLetterSink(NAME, self.group_id, self.producer, settings.dlq_topic)
+        # Positions come from the group's Kafka commits, made only after the PostgreSQL
+        # commit; they can lag the checkpoints (a failed commit, a rebuild's swap), never lead
+        # them, and each batch drops what is below the checkpoint. So no seek is needed, and
+        # none races a rebalance. The commits are for lag tools only: a failed one is no news.
+        self.poller = PollLoop(
+            name=NAME,
+            group_id=self.group_id,
+            topics=event_topics(settings),
+            settings=settings,
+            process=self.process,
+            max_records=settings.consumer_batch_size * 4,
+            isolation_level="read_uncommitted",
+            commit_failure_level=logging.DEBUG,
         )
+        self.stats = ProjectorStats()
         self.cache = (
             store.OrderHistoryCache(settings.projector_cache_orders)
             if settings.projector_cache_orders > 0
@@ -99,44 +110,27 @@ class Projector:
 
     async def start(self) -> None:
         """Connect and join the group; idempotent (``run`` calls it too)."""
-        if self.consumer is not None:
+        if self.poller.started:
             return
         await provision_topics(self.settings)
         await self.db.start()
         await self.db.migrate(self.schema, *store.ddl())
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.group_id,
-            client_id=NAME,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.settings.consumer_batch_size * 4,
-            session_timeout_ms=self.settings.consumer_session_timeout_ms,
-            heartbeat_interval_ms=max(300, self.settings.consumer_session_timeout_ms // 4),
-        )
-        # Positions come from the group's Kafka commits, made only after the PostgreSQL
-        # commit; they can lag the checkpoints (a failed commit, a rebuild's swap), never lead
-        # them, and each batch drops what is below the checkpoint. So no seek is needed, and
-        # none races a rebalance.
-        self.consumer.subscribe(event_topics(self.settings))
-        await self.consumer.start()
+        await self.poller.start()
 
     async def run(self) -> None:
+        """Project until :meth:`stop`."""
         await self.start()
-        assert self.consumer is not None
-        while not self.stopping.is_set():
-            batch = await self.consumer.getmany(
-                timeout_ms=self.settings.consumer_poll_timeout_ms,
-                max_records=self.settings.consumer_batch_size * 4,
-            )
-            if batch:
-                await self.project([r for records in batch.values() for r in records])
-            await self._commits.flush(self.consumer)
-        await self._commits.flush(self.consumer, force=True)
+        await self.poller.run()
 
-    async def project(self, records: Sequence[ConsumerRecord]) -> None:
-        """Log, project and checkpoint one batch in one transaction."""
+    async def process(self, poll: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """The poll processor: project the poll, then report its offsets for the commit."""
+        offsets = await self.project([r for records in poll.values() for r in records])
+        await self.poller.delivered(offsets)
+
+    async def project(self, records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
+        """Log, project and checkpoint one batch in one transaction; returns the next
+        offsets."""
         started = time.time_ns()
         rows: list[store.LogRow] = []
         contexts = []
@@ -147,7 +141,8 @@ class Projector:
             try:
                 message = self.codec.decode(record.value)
             except ContractError as exc:
-                await self._dead_letter(record, exc)
+                await self.sink.send(record, exc, attempts=1)
+                self.stats.dead_lettered += 1
                 continue
             rows.append(log_row(record, message))
             contexts.append((record, message))
@@ -163,12 +158,12 @@ class Projector:
             raise
         if self.cache is not None:
             self.cache.commit()
-        self._commits.add({TopicPartition(t, p): o for (t, p), o in offsets.items()})
         self._trace(contexts, started)
         self.stats.batches += 1
         self.stats.events += len(rows)
         metrics.events_processed().add(len(rows), {"consumer": self.group_id, "outcome": "handled",
                                                    "event_type": "*"})  # fmt: skip
+        return {TopicPartition(t, p): o for (t, p), o in offsets.items()}
 
     def _trace(self, contexts: list[tuple[ConsumerRecord, Message[Event]]], started: int) -> None:
         """One span per event in its order's trace, covering the batch that projected it."""
@@ -189,20 +184,12 @@ class Projector:
             )
             span.end()
 
-    async def _dead_letter(self, record: ConsumerRecord, error: ContractError) -> None:
-        letter = letter_for(record, error, consumer=self.group_id, attempts=1)
-        await self.producer.send_records([letter.to_record(self.settings.dlq_topic)])
-        self.stats.dead_lettered += 1
-        log.error("%s@%d/%d dead-lettered: %s", record.topic, record.partition, record.offset,
-                  letter.reason)  # fmt: skip
-
     async def stop(self) -> None:
-        self.stopping.set()
+        """Finish the batch in hand, commit, leave the group; idempotent."""
+        await self.poller.stop()
 
     async def close(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-            self.consumer = None
+        await self.poller.stop()
         await self.producer.stop()
         await self.db.stop()
 
@@ -210,23 +197,10 @@ class Projector:
 def run(settings: Settings | None = None) -> None:
     """Entry point of the projector process: run until SIGTERM/SIGINT, then finish the batch."""
     settings = settings or get_settings()
-    configure_logging(NAME, settings.log_level, settings.log_format)
-    tracing.configure_tracing(NAME, settings)
-
-    async def main() -> None:
-        projector = Projector(settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, projector.stopping.set)
-        try:
-            await projector.start()
-            log.info("%s ready: projecting %s", NAME, ", ".join(event_topics(settings)))
-            await projector.run()
-        finally:
-            await projector.close()
-            log.info("%s stopped after %d events", NAME, projector.stats.events)
-
-    try:
-        asyncio.run(main())
-    finally:
-        tracing.shutdown_tracing()
+    run_process(
+        NAME,
+        settings,
+        lambda: Projector(settings),
+        ready=lambda _: f"projecting {', '.join(event_topics(settings))}",
+        summary=lambda projector: f"after {projector.stats.events} events",
+    )

@@ -1,6 +1,6 @@
 """Read-side queries over the projector's tables, shared by the CLI and the HTTP API.
 
-All functions take a :class:`~events.postgres.Database` and return plain JSON-ready data
+All functions take a :class:`~events.database.Database` and return plain JSON-ready data
 (``dict``/``list``), so every front end shows the same fields.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from events.postgres import Database
+from events.database import Database
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import PROJECTOR, store

@@ -25,8 +25,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import Codec
+from events.database import Connection, Database
 from events.errors import ChoreoError, ContractError
-from events.postgres import Connection, Database
 from events.schemas import SchemaRegistry
 from events.settings import Settings
 from events.topics import event_topics, partitions_of

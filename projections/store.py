@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from events.postgres import Connection
+from events.database import Connection
 from projections.model import LoggedEvent, OrderView, StepView, fold_order
 
 PROJECTOR_LOCK = zlib.crc32(b"choreo:projector")

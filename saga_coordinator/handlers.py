@@ -16,6 +16,7 @@ from datetime import datetime
 from contracts.order import COMPENSATING_COMMANDS
 from events import metrics, tracing
 from events.catalog import (
+    EVENT_TYPES,
     CrmCustomerUpdated,
     EmailFailed,
     EmailSent,
@@ -33,7 +34,7 @@ from events.catalog import (
     ShipmentScheduled,
 )
 from events.model import Event, Message
-from events.runtime import Router
+from events.router import Router
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired
 from saga_coordinator.saga import Decision, decide
@@ -103,7 +104,7 @@ async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Eve
     return list(decision.events)
 
 
-router: Router[CoordinatorContext] = Router("saga-coordinator")
+router: Router[CoordinatorContext] = Router("saga-coordinator", EVENT_TYPES)
 """The coordinator's handlers."""
 
 

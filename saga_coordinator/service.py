@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from events.database import Connection
 from events.model import utc_now
-from events.postgres import Connection
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from saga_coordinator import SERVICE_NAME

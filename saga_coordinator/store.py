@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 
 from contracts.order import SagaStatus
-from events.postgres import Connection
+from events.database import Connection
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact, parse_fact
 from saga_coordinator.state import fold

@@ -21,9 +21,9 @@ import asyncpg
 from opentelemetry import trace
 
 from events import tracing
+from events.database import untraced_transaction
 from events.errors import ChoreoError
 from events.model import Event, Message
-from events.postgres import untraced_transaction
 from events.service import ServiceRuntime
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.deadlines import TimerFired

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from events.catalog import CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
+from events.catalog import EVENT_TYPES, CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
 from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.crm import SERVICE_NAME
 from services.crm.context import CrmContext
 from services.crm.store import CustomerOrder, Profile
 
 log = logging.getLogger("choreo.crm")
 
-router: Router[CrmContext] = Router(SERVICE_NAME)
+router: Router[CrmContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _updated(profile: Profile) -> list[Event]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from events.postgres import Connection
+from events.database import Connection
 
 DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.customers (

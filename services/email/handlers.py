@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from events.catalog import (
+    EVENT_TYPES,
     EmailFailed,
     EmailSent,
     EmailTemplate,
@@ -21,7 +22,7 @@ from events.catalog import (
 from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.email import SERVICE_NAME
 from services.email.context import EmailContext
 from services.email.store import Recipient
@@ -31,7 +32,7 @@ log = logging.getLogger("choreo.email")
 CONFIRMATION: EmailTemplate = "order_confirmation"
 CANCELLATION: EmailTemplate = "order_cancelled"
 
-router: Router[EmailContext] = Router(SERVICE_NAME)
+router: Router[EmailContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def render(

@@ -3,13 +3,14 @@
 :class:`ReplayMailer` implements :class:`~services.email.provider.Mailer` for
 ``choreo replay email``: ``send`` returns the message id the live mailer returned for the
 message being replayed, as the ``email.sent`` the live run emitted records it (see
-:mod:`events.replay`). Mails the live run gave up on were dead-lettered and are not replayed.
+:mod:`events.replay.providers`). Mails the live run gave up on were dead-lettered and are not
+replayed.
 """
 
 from __future__ import annotations
 
 from events.catalog import EmailSent
-from events.replay import recorded
+from events.replay.providers import recorded
 
 
 class ReplayMailer:

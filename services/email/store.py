@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from events.catalog import EmailTemplate
-from events.postgres import Connection
+from events.database import Connection
 
 DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.recipients (

@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 
 from events.catalog import (
+    EVENT_TYPES,
     InventoryRelease,
     InventoryReleased,
     InventoryReservationFailed,
@@ -23,7 +24,7 @@ from events.catalog import (
     Shortage,
 )
 from events.model import Event, Message, utc_now
-from events.runtime import Router
+from events.router import Router
 from services.inventory import SERVICE_NAME
 from services.inventory.context import InventoryContext
 from services.inventory.store import Reservation
@@ -33,7 +34,7 @@ log = logging.getLogger("choreo.inventory")
 OUT_OF_STOCK = "out_of_stock"
 UNKNOWN_SKU = "unknown_sku"
 
-router: Router[InventoryContext] = Router(SERVICE_NAME)
+router: Router[InventoryContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _outcome(record: Reservation) -> list[Event]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
-from events.postgres import Connection
+from events.database import Connection
 
 ReservationStatus = Literal["reserved", "shipped", "released", "failed"]
 

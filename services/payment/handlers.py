@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from events.catalog import (
+    EVENT_TYPES,
     OrderApproved,
     OrderPlaced,
     PaymentCharged,
@@ -22,7 +23,7 @@ from events.catalog import (
 from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.payment import SERVICE_NAME
 from services.payment.context import PaymentContext
 from services.payment.provider import Declined
@@ -33,7 +34,7 @@ log = logging.getLogger("choreo.payment")
 NO_PAYMENT = "none"
 """``payment.refunded.payment_id`` when there was no charge to refund."""
 
-router: Router[PaymentContext] = Router(SERVICE_NAME)
+router: Router[PaymentContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _outcome(payment: Payment) -> list[Event]:

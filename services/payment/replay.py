@@ -2,7 +2,8 @@
 
 :class:`ReplayGateway` implements :class:`~services.payment.provider.PaymentGateway` for
 ``choreo replay payment``: each call answers what the live gateway answered for the message
-being replayed, as the events the live run emitted record it (see :mod:`events.replay`):
+being replayed, as the events the live run emitted record it (see
+:mod:`events.replay.providers`):
 
 - ``charge``: the ``payment.charged`` (payment id, amount, currency, attempt) or
   ``payment.declined`` (reason) emitted for the approval;
@@ -13,7 +14,7 @@ being replayed, as the events the live run emitted record it (see :mod:`events.r
 from __future__ import annotations
 
 from events.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
-from events.replay import recorded
+from events.replay.providers import recorded
 from services.payment.handlers import NO_PAYMENT
 from services.payment.provider import Charged, Declined, Refunded
 

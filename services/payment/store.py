@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
-from events.postgres import Connection
+from events.database import Connection
 
 Outcome = Literal["charged", "declined", "none"]
 """``none``: a refund came before any charge; the order is closed without one."""

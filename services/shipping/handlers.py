@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from events.catalog import (
+    EVENT_TYPES,
     OrderPlaced,
     PaymentCharged,
     ReservedItem,
@@ -21,7 +22,7 @@ from events.catalog import (
 from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
-from events.runtime import Router
+from events.router import Router
 from services.shipping import SERVICE_NAME
 from services.shipping.context import ShippingContext
 from services.shipping.provider import Refused
@@ -29,7 +30,7 @@ from services.shipping.store import Parcel, Shipment
 
 log = logging.getLogger("choreo.shipping")
 
-router: Router[ShippingContext] = Router(SERVICE_NAME)
+router: Router[ShippingContext] = Router(SERVICE_NAME, EVENT_TYPES)
 
 
 def _outcome(shipment: Shipment) -> list[Event]:

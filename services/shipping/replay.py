@@ -2,9 +2,10 @@
 
 :class:`ReplayCarrier` implements :class:`~services.shipping.provider.Carrier` for
 ``choreo replay shipping``: ``book`` answers what the live carrier answered for the message
-being replayed, as the events the live run emitted record it (see :mod:`events.replay`): the
-``shipment.scheduled`` (shipment id, carrier, estimated delivery) or ``shipment.failed``
-(reason) emitted for the charge. ``cancel`` does nothing: the live cancellation happened.
+being replayed, as the events the live run emitted record it (see
+:mod:`events.replay.providers`): the ``shipment.scheduled`` (shipment id, carrier, estimated
+delivery) or ``shipment.failed`` (reason) emitted for the charge. ``cancel`` does nothing: the
+live cancellation happened.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from events.catalog import Address, ReservedItem, ShipmentFailed, ShipmentScheduled
-from events.replay import recorded
+from events.replay.providers import recorded
 from services.shipping.provider import Booked, Refused
 
 

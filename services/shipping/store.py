@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from events.catalog import Address, ReservedItem
-from events.postgres import Connection
+from events.database import Connection
 
 Outcome = Literal["scheduled", "failed", "none"]
 """``none``: a cancel came before any booking; the order is closed without one."""

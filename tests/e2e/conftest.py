@@ -13,7 +13,7 @@ import pytest
 
 from choreo.client import ChoreoClient
 from choreo.scenarios import scenario_order
-from events.postgres import Database, schema_name
+from events.database import Database, schema_name
 from events.settings import Settings, get_settings
 from events.topics import provision_topics
 from saga_coordinator.state import SagaState, fold

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from choreo.replay import build_for_replay, group_members, replay
 from events.codec import Codec
-from events.postgres import Database, schema_name
+from events.database import Database, schema_name
 from events.schemas import SchemaRegistry
 from events.service import Service
 from events.settings import Settings

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from events.postgres import schema_name
+from events.database import schema_name
 from events.samples import sample_order_placed
 from saga_coordinator.state import SagaState
 from services.payment.store import PostgresPaymentStore

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from events.codec import Codec
+from events.database import Database, schema_name
 from events.model import Event, Message
-from events.postgres import Database, schema_name
 from events.producer import EventProducer
 from events.settings import Settings
 from projections.api import create_app

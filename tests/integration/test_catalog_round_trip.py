@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from events.catalog import CATALOG
+from events.catalog import CATALOG, EVENT_TYPES
 from events.codec import Codec
+from events.consumer import EventConsumer
+from events.delivery import DirectDelivery
 from events.headers import header
 from events.model import Event, Message
 from events.producer import EventProducer
-from events.runtime import DirectDelivery, EventConsumer, Router
+from events.router import Router
 from events.samples import EXAMPLES
 from events.settings import Settings
 from events.topics import event_topics, topic_for
@@ -75,7 +77,7 @@ async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
 async def test_the_runtime_dispatches_every_type_and_continues_the_trace(
     settings: Settings, codec: Codec, producer: EventProducer, spans: InMemorySpanExporter
 ):
-    router: Router[None] = Router("everything")
+    router: Router[None] = Router("everything", EVENT_TYPES)
     handled: dict[str, Message[Event]] = {}
 
     for cls in CATALOG:

@@ -14,13 +14,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastavro import schemaless_writer
 
-from events.catalog import OrderPlaced
+from events.catalog import EVENT_TYPES, OrderPlaced
 from events.codec import MAGIC, Codec
+from events.consumer import EventConsumer
+from events.delivery import DirectDelivery
 from events.dlq import DeadLetter
 from events.errors import PermanentError, TransientError
 from events.model import Message
 from events.producer import EventProducer, OutgoingRecord
-from events.runtime import DirectDelivery, EventConsumer, Router
+from events.router import Router
 from events.samples import sample_order_placed
 from events.settings import Settings
 from events.topics import topic_for
@@ -41,7 +43,7 @@ async def running_consumer(
     group_id: str | None = None,
 ) -> AsyncIterator[EventConsumer]:
     """A consumer of order.placed whose handler runs ``body``, running in the background."""
-    router: Router[None] = Router("test")
+    router: Router[None] = Router("test", EVENT_TYPES)
 
     @router.on(OrderPlaced)
     async def on_placed(message: Message[OrderPlaced], context: None) -> list[Any]:

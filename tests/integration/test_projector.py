@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from events.codec import Codec
+from events.database import schema_name
 from events.model import Event, Message
-from events.postgres import schema_name
 from events.producer import EventProducer
 from events.samples import EXAMPLES
 from events.settings import Settings

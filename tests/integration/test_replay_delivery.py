@@ -8,18 +8,14 @@ from typing import Any
 
 import pytest
 
-from events.catalog import InventoryReserved, OrderPlaced, ReservedItem
+from events.catalog import EVENT_TYPES, InventoryReserved, OrderPlaced, ReservedItem
 from events.codec import Codec
+from events.database import Connection, Database, schema_name
+from events.delivery import TransactionalDelivery
 from events.model import Event, Message, frozen_clock, utc_now
-from events.postgres import (
-    Connection,
-    Database,
-    ReplayDelivery,
-    TransactionalDelivery,
-    outbox_size,
-    schema_name,
-)
-from events.runtime import Router
+from events.outbox import outbox_size
+from events.replay.delivery import ReplayDelivery
+from events.router import Router
 from events.samples import sample_order_placed
 from events.settings import Settings
 
@@ -29,7 +25,7 @@ STATE_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.seen (order_id text PRIMARY KEY, at timestamptz NOT NULL)
 """
 
-router: Router[tuple[Connection, str]] = Router("replay-test")
+router: Router[tuple[Connection, str]] = Router("replay-test", EVENT_TYPES)
 
 
 @router.on(OrderPlaced)

@@ -9,20 +9,16 @@ from typing import Any
 
 import pytest
 
-from events.catalog import InventoryReserved, OrderPlaced, ReservedItem
+from events.catalog import EVENT_TYPES, InventoryReserved, OrderPlaced, ReservedItem
 from events.codec import Codec
+from events.consumer import EventConsumer
+from events.database import Connection, Database, schema_name
+from events.delivery import TransactionalDelivery
 from events.errors import TransientError
 from events.model import Event, Message, utc_now
-from events.postgres import (
-    Connection,
-    Database,
-    OutboxRelay,
-    TransactionalDelivery,
-    outbox_size,
-    schema_name,
-)
+from events.outbox import OutboxRelay, outbox_size
 from events.producer import EventProducer
-from events.runtime import EventConsumer, Router
+from events.router import Router
 from events.samples import sample_order_placed
 from events.settings import Settings
 from events.topics import topic_for
@@ -56,7 +52,7 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
     await db.migrate(schema, STATE_DDL)
     relay = OutboxRelay(db, schema, producer, poll_interval_s=0.05)
     fail_first_attempt = {"ord-fail"}
-    router: Router[Connection] = Router("txn")
+    router: Router[Connection] = Router("txn", EVENT_TYPES)
 
     @router.on(OrderPlaced)
     async def reserve(message: Message[OrderPlaced], conn: Connection) -> list[Event]:
@@ -146,7 +142,7 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     settings: Settings, codec: Codec, producer: EventProducer, db: Database
 ):
     """A crash after commit but before publishing loses nothing: the rows wait in the outbox."""
-    from events.postgres import stage
+    from events.outbox import stage
     from events.producer import to_record
 
     schema = schema_name(settings, "txn")
@@ -168,7 +164,7 @@ async def test_outbox_rows_survive_until_the_relay_runs(
 async def test_a_retrying_message_does_not_block_the_messages_behind_it(
     settings: Settings, codec: Codec, producer: EventProducer, db: Database
 ):
-    from events.postgres import PostgresRetryQueue
+    from events.retry_queue import PostgresRetryQueue
 
     schema = schema_name(settings, "txn")
     await db.migrate(schema)
@@ -182,7 +178,7 @@ async def test_a_retrying_message_does_not_block_the_messages_behind_it(
     slow_id = messages[0].envelope.event_id
     failures_left = 2
     handled: list[uuid.UUID] = []
-    router: Router[Connection] = Router("txn")
+    router: Router[Connection] = Router("txn", EVENT_TYPES)
 
     @router.on(OrderPlaced)
     async def handle(message: Message[OrderPlaced], conn: Connection) -> list[Event]:

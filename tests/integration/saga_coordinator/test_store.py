@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from events.postgres import Database, schema_name
+from events.database import Database, schema_name
 from events.settings import Settings
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact

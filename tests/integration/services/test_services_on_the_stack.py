@@ -22,9 +22,9 @@ from events.catalog import (
     PaymentCharged,
 )
 from events.codec import Codec
+from events.database import Database, schema_name
 from events.dlq import DeadLetter
 from events.model import Message, utc_now
-from events.postgres import Database, schema_name
 from events.producer import EventProducer
 from events.samples import sample_order_placed
 from events.service import ServiceRuntime

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from events.catalog import Address, ReservedItem
+from events.database import Connection, Database, schema_name
 from events.model import utc_now
-from events.postgres import Connection, Database, schema_name
 from events.settings import Settings
 from services.crm.store import DDL as CRM_DDL
 from services.crm.store import CustomerOrder, InMemoryCrmStore, PostgresCrmStore

@@ -6,8 +6,8 @@ import pytest
 
 from events.catalog import EmailSent, PaymentCharged, PaymentDeclined
 from events.model import Message, utc_now
-from events.replay import ReplayDivergence, current, recorded, replaying
-from events.runtime import is_retryable
+from events.replay.providers import ReplayDivergence, current, recorded, replaying
+from events.retries import is_retryable
 from events.samples import sample_order_placed
 
 

@@ -24,8 +24,8 @@ from events.catalog import (
 )
 from events.errors import TransientError
 from events.model import Event, Message, frozen_clock, utc_now
-from events.replay import ReplayDivergence, replaying
-from events.runtime import is_retryable
+from events.replay.providers import ReplayDivergence, replaying
+from events.retries import is_retryable
 from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.crm import handlers as crm

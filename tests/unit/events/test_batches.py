@@ -1,5 +1,6 @@
-"""How a poll delivered in one batch falls back when something fails (an in-memory delivery;
-the real one is tested on PostgreSQL in tests/integration/test_transactional_delivery.py)."""
+"""How a poll delivered in one batch (events/batches.py) falls back when something fails (an
+in-memory delivery; the real one is tested on PostgreSQL in
+tests/integration/test_transactional_delivery.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any, cast
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from events.catalog import OrderPlaced
+from events.catalog import EVENT_TYPES, OrderPlaced
 from events.codec import Codec
+from events.consumer import EventConsumer
+from events.dlq import DeadLetter, letter_for
 from events.model import Event, Message
 from events.producer import EventProducer
-from events.runtime import EventConsumer, HandlerSpec, Router
+from events.router import HandlerSpec, Router
 from events.samples import sample_order_placed
 from events.settings import get_settings
 
@@ -59,7 +62,7 @@ class FakeBatchDelivery:
 
 
 def consumer_for(delivery: FakeBatchDelivery, codec: Codec) -> EventConsumer:
-    router: Router[None] = Router("test")
+    router: Router[None] = Router("test", EVENT_TYPES)
 
     @router.on(OrderPlaced)
     async def handle(message: Message[OrderPlaced], context: None) -> list[Event]:
@@ -67,17 +70,22 @@ def consumer_for(delivery: FakeBatchDelivery, codec: Codec) -> EventConsumer:
             raise ValueError("a bad order")  # not retryable: straight to the dead letters
         return []
 
-    settings = get_settings().model_copy(update={"consumer_commit_interval_ms": 3_600_000})
+    settings = get_settings().model_copy(
+        update={"consumer_commit_interval_ms": 3_600_000, "consumer_batch_transactions": True}
+    )
     consumer = EventConsumer(
         name="test", group_id="test", router=router, delivery=delivery, codec=codec,
         producer=cast(EventProducer, None), settings=settings,  # only dead letters use it
     )  # fmt: skip
     dead: list[str] = []
 
-    async def dead_letter(record: ConsumerRecord, *args: Any, **kwargs: Any) -> None:
+    async def dead_letter(
+        record: ConsumerRecord, error: BaseException, *, attempts: int, **kwargs: Any
+    ) -> DeadLetter:
         dead.append(record.key.decode())
+        return letter_for(record, error, consumer="test", attempts=attempts)
 
-    consumer._dead_letter = dead_letter  # type: ignore[method-assign]
+    consumer.sink.send = dead_letter  # type: ignore[method-assign]
     consumer.dead = dead  # type: ignore[attr-defined]
     return consumer
 
@@ -107,7 +115,7 @@ def poll(codec: Codec, order_ids: list[str]) -> dict[TopicPartition, list[Consum
 async def test_a_failing_handler_splits_the_batch_around_it(codec: Codec):
     delivery = FakeBatchDelivery()
     consumer = consumer_for(delivery, codec)
-    await consumer._process_poll(delivery, poll(codec, ["ord-1", "ord-2", FAILING, "ord-4"]))
+    await consumer.process(poll(codec, ["ord-1", "ord-2", FAILING, "ord-4"]))
     # Before it: again as a batch; it alone (dead-lettered); after it: the next batch.
     assert delivery.batches == [["ord-1", "ord-2"], ["ord-4"]]
     assert consumer.stats.batches_rolled_back == 1
@@ -121,7 +129,7 @@ async def test_a_failure_outside_the_handlers_delivers_every_message_alone(
 ):
     delivery = FakeBatchDelivery(fail_at)
     consumer = consumer_for(delivery, codec)
-    await consumer._process_poll(delivery, poll(codec, ["ord-1", "ord-2", "ord-3"]))
+    await consumer.process(poll(codec, ["ord-1", "ord-2", "ord-3"]))
     assert delivery.batches == []
     assert delivery.singles == ["ord-1", "ord-2", "ord-3"]
     assert consumer.stats.batches_rolled_back == 1

@@ -1,0 +1,147 @@
+"""PostgreSQL for Choreo's processes: the pool, each process's schema and its runtime tables.
+
+Every process keeps its tables in its own schema (``<prefix>_<service>``, :func:`schema_name`),
+next to its own state tables: no process reads another's. :func:`runtime_ddl` creates what
+every transactional process has: the inbox (dedupe), the retry queue and the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import AsyncIterator
+from typing import TypeAlias
+
+import asyncpg
+
+from events import tracing
+from events.errors import StackError
+from events.settings import Settings
+
+Connection: TypeAlias = asyncpg.Connection
+
+
+def schema_name(settings: Settings, service: str) -> str:
+    """The PostgreSQL schema of one service: the topic prefix made an identifier, + its name."""
+    prefix = "".join(ch if ch.isalnum() else "_" for ch in settings.topic_prefix.lower())
+    return f"{prefix}{service}".strip("_")
+
+
+def runtime_ddl(schema: str) -> str:
+    """Tables every transactional process has: the inbox and the outbox."""
+    return f"""
+    CREATE SCHEMA IF NOT EXISTS {schema};
+    CREATE TABLE IF NOT EXISTS {schema}.inbox (
+        consumer     text        NOT NULL,
+        event_id     uuid        NOT NULL,
+        event_type   text        NOT NULL,
+        processed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id)
+    );
+    CREATE TABLE IF NOT EXISTS {schema}.retry_queue (
+        id            bigserial   PRIMARY KEY,
+        consumer      text        NOT NULL,
+        topic         text        NOT NULL,
+        partition     int         NOT NULL,
+        "offset"      bigint      NOT NULL,
+        key           bytea,
+        value         bytea,
+        header_keys   text[]      NOT NULL,
+        header_values bytea[]     NOT NULL,
+        attempts      int         NOT NULL,
+        due_at        timestamptz NOT NULL,
+        last_error    text        NOT NULL,
+        UNIQUE (consumer, topic, partition, "offset")
+    );
+    CREATE INDEX IF NOT EXISTS retry_queue_due ON {schema}.retry_queue (due_at);
+    CREATE TABLE IF NOT EXISTS {schema}.outbox (
+        id            bigserial   PRIMARY KEY,
+        topic         text        NOT NULL,
+        key           bytea       NOT NULL,
+        value         bytea       NOT NULL,
+        header_keys   text[]      NOT NULL,
+        header_values bytea[]     NOT NULL,
+        event_type    text        NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now()
+    );
+    """
+
+
+class Database:
+    """A connection pool with the process's lifecycle (``start``/idempotent ``stop``)."""
+
+    def __init__(self, settings: Settings, *, max_size: int = 10) -> None:
+        self.settings = settings
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StackError("the database is not started")
+        return self._pool
+
+    async def start(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=self.max_size,
+                reset=_no_session_state,
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    async def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> Database:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def migrate(self, schema: str, *ddl: str) -> None:
+        """Create the runtime tables and the given DDL (``{schema}`` is substituted) once.
+
+        Concurrent starts of processes sharing a schema serialize on an advisory lock.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
+            await conn.execute(runtime_ddl(schema))
+            for statement in ddl:
+                await conn.execute(statement.format(schema=schema))
+
+
+async def _no_session_state(conn: Connection) -> None:
+    """Pool reset hook: Choreo keeps no session state (advisory locks are transaction-scoped,
+    no LISTEN, no SET), so a released connection needs no reset query, which would otherwise
+    cost a round trip per acquire. asyncpg still rolls back a transaction left open."""
+
+
+@contextlib.asynccontextmanager
+async def untraced_transaction(conn: Connection) -> AsyncIterator[None]:
+    """A transaction on ``conn`` whose begin, commit and rollback make no spans: it spans
+    many messages' traces (a delivery batch, a timer pass), so its statements belong to none;
+    the statements run inside it are traced as usual."""
+    transaction = conn.transaction()
+    with tracing.housekeeping():
+        await transaction.start()
+    try:
+        yield
+    except BaseException:
+        with tracing.housekeeping():
+            await transaction.rollback()
+        raise
+    with tracing.housekeeping():
+        await transaction.commit()
+
+
+def lock_id(name: str) -> int:
+    """The advisory lock id of ``name`` (stable across processes)."""
+    return zlib.crc32(name.encode())

@@ -1,0 +1,79 @@
+"""From a consumed record to the handler that takes it: decode, route, or skip.
+
+A record whose ``event_type`` header names a type the router has no handler for is skipped
+before it is decoded (most records on a topic are for other processes); one that cannot be
+decoded or breaks the contract is dead-lettered. Everything else becomes a :class:`Pending`
+item for the delivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from events.codec import Codec
+from events.dlq import DeadLetterSink
+from events.errors import ContractError
+from events.headers import EVENT_TYPE, header
+from events.logs import order_context
+from events.model import Event, Message
+from events.router import HandlerSpec, Router
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A decoded record with its handler, ready to be delivered."""
+
+    record: ConsumerRecord
+    message: Message[Event]
+    handler: HandlerSpec
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of one consumer since it started."""
+
+    processed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    batches_rolled_back: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    def delivered(self, event_type: str) -> None:
+        self.processed += 1
+        self.by_type[event_type] = self.by_type.get(event_type, 0) + 1
+
+
+class Dispatcher:
+    """Decodes records and finds their handlers on ``router``; dead-letters the undecodable."""
+
+    def __init__(
+        self, router: Router[Any], codec: Codec, sink: DeadLetterSink, stats: ConsumerStats
+    ) -> None:
+        self.router = router
+        self.codec = codec
+        self.sink = sink
+        self.stats = stats
+
+    async def prepare(self, record: ConsumerRecord, attempt: int) -> Pending | None:
+        """Decode and route a record; None when it is not for this consumer or was
+        dead-lettered as undecodable."""
+        declared_type = header(record.headers, EVENT_TYPE)
+        if declared_type is not None and self.router.get(declared_type) is None:
+            self.stats.skipped += 1
+            return None
+        try:
+            message = self.codec.decode(record.value)
+        except ContractError as exc:
+            with order_context(record.key):
+                await self.sink.send(record, exc, attempts=attempt, event_type=declared_type)
+            self.stats.dead_lettered += 1
+            return None
+        handler = self.router.get(message.envelope.event_type)
+        if handler is None:
+            self.stats.skipped += 1
+            return None
+        return Pending(record, message, handler)

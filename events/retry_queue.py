@@ -1,0 +1,113 @@
+"""The PostgreSQL retry queue: records whose handler failed transiently, waiting to be redone.
+
+A record parked here has its offset committed, so its partition moves on to other orders;
+the consumer's retry loop (:func:`events.retries.redeliver_parked`) redelivers it when due,
+and the inbox makes a redelivery after a crash harmless. The table is part of every
+transactional process's schema (:func:`events.database.runtime_ddl`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from events import tracing
+from events.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """A consumed record waiting in the retry queue for its next attempt."""
+
+    id: int
+    record: ConsumerRecord
+    attempts: int
+    last_error: str
+
+
+class PostgresRetryQueue:
+    """Non-blocking retries: a record whose handler failed transiently is parked here with a
+    due time, its offset is committed, and the partition moves on to other orders. The
+    consumer's retry loop redelivers it when due (the inbox makes a redelivery after a crash
+    harmless).
+    """
+
+    def __init__(self, db: Database, schema: str) -> None:
+        self.db = db
+        self.schema = schema
+
+    async def park(
+        self, consumer: str, record: ConsumerRecord, attempts: int, delay_s: float, error: str
+    ) -> None:
+        headers = list(record.headers or ())
+        await self.db.pool.execute(
+            f'INSERT INTO {self.schema}.retry_queue (consumer, topic, partition, "offset", key,'
+            " value, header_keys, header_values, attempts, due_at, last_error)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+            " now() + make_interval(secs => $10), $11)"
+            ' ON CONFLICT (consumer, topic, partition, "offset") DO UPDATE SET'
+            " attempts = excluded.attempts, due_at = excluded.due_at,"
+            " last_error = excluded.last_error",
+            consumer,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            [k for k, _ in headers],
+            [v for _, v in headers],
+            attempts,
+            delay_s,
+            error[:2000],
+        )
+
+    async def due(self, consumer: str, limit: int = 100) -> list[ParkedRecord]:
+        with tracing.housekeeping():  # polled ten times a second; the redelivery is traced
+            rows = await self.db.pool.fetch(
+                f"SELECT * FROM {self.schema}.retry_queue WHERE consumer = $1"
+                " AND due_at <= now() ORDER BY due_at, id LIMIT $2",
+                consumer,
+                limit,
+            )
+        return [
+            ParkedRecord(
+                id=row["id"],
+                record=ConsumerRecord(
+                    topic=row["topic"],
+                    partition=row["partition"],
+                    offset=row["offset"],
+                    timestamp=0,
+                    timestamp_type=0,
+                    key=None if row["key"] is None else bytes(row["key"]),
+                    value=None if row["value"] is None else bytes(row["value"]),
+                    checksum=None,
+                    serialized_key_size=-1,
+                    serialized_value_size=-1,
+                    headers=tuple(
+                        zip(row["header_keys"], map(bytes, row["header_values"]), strict=True)
+                    ),
+                ),
+                attempts=row["attempts"],
+                last_error=row["last_error"],
+            )
+            for row in rows
+        ]
+
+    async def done_unless_reparked(self, parked: ParkedRecord) -> None:
+        """Remove the row of an attempt that finished; a row parked again since (more
+        attempts) stays."""
+        await self.db.pool.execute(
+            f"DELETE FROM {self.schema}.retry_queue WHERE id = $1 AND attempts = $2",
+            parked.id,
+            parked.attempts,
+        )
+
+    async def size(self, consumer: str | None = None) -> int:
+        count: Any = await self.db.pool.fetchval(
+            f"SELECT count(*) FROM {self.schema}.retry_queue"
+            " WHERE $1::text IS NULL OR consumer = $1",
+            consumer,
+        )
+        return int(count)
