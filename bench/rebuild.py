@@ -24,11 +24,12 @@ from typing import Any
 
 from bench.baselines import delete_topics
 from bench.report import Ratio, machine_info
+from contracts.catalog import CATALOG
+from contracts.samples import EXAMPLES
 from events.codec import Codec
 from events.database import Database, schema_name
 from events.model import Event, Message
 from events.producer import EventProducer
-from events.samples import EXAMPLES
 from events.schemas import SchemaRegistry
 from events.settings import Settings, get_settings
 from events.topics import all_topics, event_topics, provision_topics, read_to_end
@@ -193,7 +194,7 @@ async def _run(
 ) -> RebuildBenchResult:
     prefix = f"benchrb{uuid.uuid4().hex[:8]}."
     settings = get_settings().model_copy(update={"topic_prefix": prefix})
-    codec = Codec(SchemaRegistry.load(settings.schemas_dir))
+    codec = Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
     await provision_topics(settings)
     raw_rounds: list[float] = []
     reports: list[RebuildReport] = []

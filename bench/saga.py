@@ -49,9 +49,9 @@ from bench.report import LatencySummary, Ratio, machine_info
 from choreo import registry
 from choreo.client import ChoreoClient, new_order_id
 from choreo.platform import Platform
-from choreo.scenarios import SCENARIOS, scenario_order
+from contracts.catalog import CATALOG, OrderCancelled
+from contracts.samples import SCENARIOS, scenario_order
 from events import tracing
-from events.catalog import OrderCancelled
 from events.codec import Codec
 from events.database import Database
 from events.errors import ChoreoError
@@ -795,4 +795,4 @@ async def _baselines(
 def _codec(settings: Settings) -> Codec:
     from events.schemas import SchemaRegistry
 
-    return Codec(SchemaRegistry.load(settings.schemas_dir))
+    return Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)

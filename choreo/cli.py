@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from choreo.client import ChoreoClient, DeadLetterEntry
-from choreo.scenarios import SCENARIOS
-from events.catalog import OrderPlaced
+from contracts.catalog import OrderPlaced
+from contracts.samples import SCENARIOS
 from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
 from events.settings import get_settings
@@ -305,7 +305,7 @@ def _parse_item(text: str) -> dict[str, object]:
 def _order_from_input(
     file: Path | None, sample: str | None, fields: dict[str, object]
 ) -> OrderPlaced:
-    from choreo.scenarios import scenario_order
+    from contracts.samples import scenario_order
 
     if file is not None:
         data = orjson.loads(file.read_bytes())
@@ -1021,7 +1021,7 @@ def demo(
     from rich.live import Live
 
     from choreo.demo import DemoOrder, run_demo
-    from choreo.scenarios import SCENARIOS as DESCRIPTIONS
+    from contracts.samples import SCENARIOS as DESCRIPTIONS
 
     def table(orders: list[DemoOrder]) -> Table:
         t = Table("scenario", "order", "status", "reason / notes", "what it shows")

@@ -19,8 +19,8 @@ from types import TracebackType
 import orjson
 from opentelemetry import trace
 
+from contracts.catalog import CATALOG, OrderApproved, OrderPlaced, OrderRejected
 from events import tracing
-from events.catalog import OrderApproved, OrderPlaced, OrderRejected
 from events.codec import Codec
 from events.dlq import DeadLetter
 from events.errors import ChoreoError
@@ -49,7 +49,7 @@ class ChoreoClient:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.codec = Codec(SchemaRegistry.load(self.settings.schemas_dir))
+        self.codec = Codec(SchemaRegistry.load(self.settings.schemas_dir), CATALOG)
         self.producer = EventProducer(self.settings, self.codec, client_id="choreo-client")
 
     async def __aenter__(self) -> ChoreoClient:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from choreo.client import ChoreoClient
-from choreo.scenarios import SCENARIOS, scenario_order
 from contracts.order import TERMINAL_STATUSES
+from contracts.samples import SCENARIOS, scenario_order
 from events.database import Database
 from events.settings import Settings
 from projections.queries import Queries

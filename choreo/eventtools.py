@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from contracts.catalog import CATALOG
+from contracts.samples import EXAMPLES
 from events.codec import Codec
 from events.errors import ContractError
 from events.model import Event, Message
 from events.producer import EventProducer
-from events.samples import EXAMPLES
 from events.schemas import SchemaRegistry
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
@@ -32,7 +33,7 @@ class RoundTrip:
 
 
 def make_codec(settings: Settings) -> Codec:
-    return Codec(SchemaRegistry.load(settings.schemas_dir))
+    return Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
 
 
 async def _assign_at_end(consumer: AIOKafkaConsumer, settings: Settings, topics: list[str]) -> None:

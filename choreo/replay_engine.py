@@ -198,7 +198,7 @@ async def replay_service(
         codec: Decodes the log; loaded from ``settings.schemas_dir`` by default.
     """
     started = time.perf_counter()
-    codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+    codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir), service.router.catalog)
     report = ReplayReport(service.name)
     group = f"{settings.topic_prefix}{service.name}"
     topics = service.router.topics(settings)

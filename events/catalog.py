@@ -1,383 +1,56 @@
-"""The event catalog: a pydantic model per event and command, mirroring ``schemas/``.
+"""A catalog: the event types a process knows, each with the pydantic model that reads it.
 
-The Avro schemas in ``schemas/<event_type>/v<N>.avsc`` are the contract; these models are how
-code reads and writes it. ``tests/unit/events/test_catalog_schemas.py`` proves that every model
-agrees with the newest schema of its event type. Money is an integer amount of minor units
-(cents) with an ISO 4217 currency code, never a float.
+The runtime is generic: a :class:`~events.router.Router` validates its handlers against the
+catalog it is given and a :class:`~events.codec.Codec` decodes into its models, so a domain
+(``contracts.catalog`` for the order saga) or an external service brings its own, and two
+catalogs combine with ``|``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from collections.abc import Iterable, Iterator, Mapping
 
 from events.model import Event
 
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-COUNTRY_PATTERN = r"^[A-Z]{2}$"
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
-CancelReason = Literal[
-    "out_of_stock",
-    "payment_declined",
-    "payment_timeout",
-    "shipment_failed",
-    "approval_rejected",
-    "approval_timeout",
-]
-"""Why an order was cancelled (`order.cancelled.reason`)."""
-
-EmailTemplate = Literal["order_confirmation", "order_cancelled", "approval_requested"]
-"""The email templates the email service can render."""
-
-APPROVAL_TIMEOUT = "approval_timeout"
-"""`order.rejected.reason` when nobody decided before the approval expired."""
-
-
-class _Part(BaseModel):
-    """A record nested inside an event (a line item, an address)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LineItem(_Part):
-    """One ordered SKU."""
-
-    sku: str = Field(min_length=1)
-    quantity: int = Field(ge=1, le=10_000)
-    unit_price_minor: int = Field(ge=0, description="Unit price in minor units (cents).")
-
-
-class ReservedItem(_Part):
-    """A quantity of one SKU held (or to ship) for an order."""
-
-    sku: str = Field(min_length=1)
-    quantity: int = Field(ge=1, le=10_000)
-
-
-class Shortage(_Part):
-    """A SKU the warehouse cannot supply in the requested quantity."""
-
-    sku: str = Field(min_length=1)
-    requested: int = Field(ge=1, description="Units the order asked for.")
-    available: int = Field(ge=0, description="Units in stock when the reservation failed.")
-
-    @model_validator(mode="after")
-    def _is_short(self) -> Shortage:
-        if self.available >= self.requested:
-            raise ValueError(f"{self.sku}: {self.available} available covers {self.requested}")
-        return self
-
-
-class Address(_Part):
-    """Where an order ships to. Every field but the city, postcode and country is PII."""
-
-    recipient: str = Field(min_length=1)
-    line1: str = Field(min_length=1)
-    line2: str | None = None
-    city: str = Field(min_length=1)
-    postal_code: str = Field(min_length=1)
-    country_code: str = Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2.")
-
-
-# --------------------------------------------------------------------------- order
-
-
-class OrderPlaced(Event):
-    """A customer placed an order. Starts the order saga."""
-
-    event_type: ClassVar[str] = "order.placed"
-    schema_version: ClassVar[int] = 2
-
-    customer_id: str = Field(min_length=1)
-    customer_email: str = Field(pattern=EMAIL_PATTERN)
-    items: tuple[LineItem, ...] = Field(min_length=1)
-    total_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    shipping_address: Address
-    payment_token: str = Field(min_length=1)
-    placed_at: datetime
-    customer_name: str | None = None
-    channel: str = "web"
-
-    @model_validator(mode="after")
-    def _total_matches_items(self) -> OrderPlaced:
-        expected = sum(item.quantity * item.unit_price_minor for item in self.items)
-        if self.total_minor != expected:
-            raise ValueError(
-                f"total_minor is {self.total_minor} but the items add up to {expected}"
-            )
-        return self
-
-
-class OrderApprovalRequested(Event):
-    """The order total is above the auto-approval threshold; a human must approve it."""
-
-    event_type: ClassVar[str] = "order.approval_requested"
-
-    total_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    threshold_minor: int = Field(ge=0, description="Largest total approved without a human.")
-    requested_at: datetime
-    expires_at: datetime = Field(description="Unanswered by then, the order is rejected.")
-
-    @model_validator(mode="after")
-    def _expires_after_request(self) -> OrderApprovalRequested:
-        if self.expires_at <= self.requested_at:
-            raise ValueError("expires_at must be after requested_at")
-        return self
-
-
-class OrderApproved(Event):
-    """A human approved an order that needed approval."""
-
-    event_type: ClassVar[str] = "order.approved"
-
-    approved_by: str = Field(min_length=1)
-    reason: str | None = None
-    approved_at: datetime
-
-
-class OrderRejected(Event):
-    """An order that needed approval was rejected, by a human or by the approval timeout."""
-
-    event_type: ClassVar[str] = "order.rejected"
-
-    rejected_by: str = Field(min_length=1)
-    reason: str = Field(
-        min_length=1, description=f"Free text; `{APPROVAL_TIMEOUT}` when rejected by timeout."
-    )
-    rejected_at: datetime
-
-
-class OrderCompleted(Event):
-    """Every step of the order saga succeeded. Ends the saga."""
-
-    event_type: ClassVar[str] = "order.completed"
-
-    completed_at: datetime
-    notes: tuple[str, ...] = ()
-
-
-class OrderCancelled(Event):
-    """The order saga failed and was compensated. Ends the saga."""
-
-    event_type: ClassVar[str] = "order.cancelled"
-
-    reason: CancelReason
-    detail: str | None = None
-    cancelled_at: datetime
-
-
-class OrderNeedsAttention(Event):
-    """The saga is stuck (e.g. a compensation keeps failing); an operator must step in."""
-
-    event_type: ClassVar[str] = "order.needs_attention"
-
-    step: str = Field(min_length=1, description="The saga step that is stuck.")
-    reason: str = Field(min_length=1)
-    detected_at: datetime
-
-
-# --------------------------------------------------------------------------- inventory
-
-
-class InventoryReserved(Event):
-    """Stock for every line of the order is held."""
-
-    event_type: ClassVar[str] = "inventory.reserved"
-
-    reservation_id: str = Field(min_length=1)
-    items: tuple[ReservedItem, ...] = Field(min_length=1)
-    reserved_at: datetime
-
-
-class InventoryReservationFailed(Event):
-    """Stock could not be reserved; nothing is held."""
-
-    event_type: ClassVar[str] = "inventory.reservation_failed"
-
-    reason: str = Field(min_length=1)
-    unavailable: tuple[Shortage, ...]
-
-
-class InventoryRelease(Event):
-    """Command: release the stock reserved for the order (compensation)."""
-
-    event_type: ClassVar[str] = "inventory.release"
-
-    reason: str = Field(min_length=1)
-    requested_at: datetime
-
-
-class InventoryReleased(Event):
-    """The stock reserved for the order is available again."""
-
-    event_type: ClassVar[str] = "inventory.released"
-
-    reservation_id: str | None = Field(
-        default=None, description="None when there was no reservation to release."
-    )
-    released_at: datetime
-
-
-# --------------------------------------------------------------------------- payment
-
-
-class PaymentCharged(Event):
-    """The customer was charged."""
-
-    event_type: ClassVar[str] = "payment.charged"
-
-    payment_id: str = Field(min_length=1)
-    amount_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    charged_at: datetime
-    attempt: int = Field(default=1, ge=1, description="Which attempt succeeded, from 1.")
-
-
-class PaymentDeclined(Event):
-    """The payment provider refused the charge."""
-
-    event_type: ClassVar[str] = "payment.declined"
-
-    reason: str = Field(min_length=1)
-    declined_at: datetime
-
-
-class PaymentRefund(Event):
-    """Command: refund a charge (compensation)."""
-
-    event_type: ClassVar[str] = "payment.refund"
-
-    payment_id: str | None = Field(default=None, description="None: the order's charge, if any.")
-    amount_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    reason: str = Field(min_length=1)
-    requested_at: datetime
-
-
-class PaymentRefunded(Event):
-    """A charge was refunded."""
-
-    event_type: ClassVar[str] = "payment.refunded"
-
-    payment_id: str = Field(min_length=1)
-    amount_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    refunded_at: datetime
-
-
-# --------------------------------------------------------------------------- shipment
-
-
-class ShipmentScheduled(Event):
-    """A carrier is booked for the order."""
-
-    event_type: ClassVar[str] = "shipment.scheduled"
-
-    shipment_id: str = Field(min_length=1)
-    carrier: str = Field(min_length=1)
-    country_code: str = Field(pattern=COUNTRY_PATTERN)
-    estimated_delivery: datetime | None = None
-    scheduled_at: datetime
-
-
-class ShipmentFailed(Event):
-    """No carrier could be booked (e.g. the country is not served)."""
-
-    event_type: ClassVar[str] = "shipment.failed"
-
-    reason: str = Field(min_length=1)
-    country_code: str = Field(pattern=COUNTRY_PATTERN)
-    failed_at: datetime
-
-
-class ShipmentCancel(Event):
-    """Command: cancel the order's shipment (compensation)."""
-
-    event_type: ClassVar[str] = "shipment.cancel"
-
-    shipment_id: str | None = Field(default=None, description="None: the order's shipment.")
-    reason: str = Field(min_length=1)
-    requested_at: datetime
-
-
-class ShipmentCancelled(Event):
-    """The order's shipment is cancelled, or there was none to cancel."""
-
-    event_type: ClassVar[str] = "shipment.cancelled"
-
-    shipment_id: str | None = None
-    cancelled_at: datetime
-
-
-# --------------------------------------------------------------------------- crm
-
-
-class CrmCustomerUpdated(Event):
-    """The customer's CRM record now counts the order."""
-
-    event_type: ClassVar[str] = "crm.customer_updated"
-
-    customer_id: str = Field(min_length=1)
-    orders_count: int = Field(ge=0)
-    lifetime_value_minor: int = Field(ge=0)
-    currency: str = Field(pattern=CURRENCY_PATTERN)
-    updated_at: datetime
-
-
-# --------------------------------------------------------------------------- email
-
-
-class EmailSent(Event):
-    """The email provider accepted an email. Carries no address: addresses are PII."""
-
-    event_type: ClassVar[str] = "email.sent"
-
-    template: EmailTemplate
-    message_id: str = Field(min_length=1, description="The provider's id of the message.")
-    sent_at: datetime
-
-
-class EmailFailed(Event):
-    """An email could not be sent."""
-
-    event_type: ClassVar[str] = "email.failed"
-
-    template: EmailTemplate
-    reason: str = Field(min_length=1)
-    permanent: bool = Field(description="True when retrying cannot help (e.g. bad address).")
-    failed_at: datetime
-
-
-CATALOG: tuple[type[Event], ...] = (
-    OrderPlaced,
-    OrderApprovalRequested,
-    OrderApproved,
-    OrderRejected,
-    OrderCompleted,
-    OrderCancelled,
-    OrderNeedsAttention,
-    InventoryReserved,
-    InventoryReservationFailed,
-    InventoryRelease,
-    InventoryReleased,
-    PaymentCharged,
-    PaymentDeclined,
-    PaymentRefund,
-    PaymentRefunded,
-    ShipmentScheduled,
-    ShipmentFailed,
-    ShipmentCancel,
-    ShipmentCancelled,
-    CrmCustomerUpdated,
-    EmailSent,
-    EmailFailed,
-)
-"""Every event and command type Choreo knows, in the order of the README's catalog table."""
-
-EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOG}
-"""Catalog name → model."""
+class Catalog(Mapping[str, type[Event]]):
+    """Event type → model, immutable; checked when it is made.
+
+    Args:
+        models: Event models, each with its own ``event_type``.
+
+    Raises:
+        TypeError: a model is not an :class:`~events.model.Event` with an ``event_type``, or
+            two models claim one event type.
+    """
+
+    def __init__(self, models: Iterable[type[Event]]) -> None:
+        self._models: dict[str, type[Event]] = {}
+        for model in models:
+            event_type = getattr(model, "event_type", None)
+            if not (isinstance(model, type) and issubclass(model, Event) and event_type):
+                raise TypeError(f"{model!r} is not an event model with an event_type")
+            other = self._models.get(event_type)
+            if other is not None and other is not model:
+                raise TypeError(f"{event_type} is claimed by {other.__name__} and {model.__name__}")
+            self._models[event_type] = model
+
+    def __getitem__(self, event_type: str) -> type[Event]:
+        return self._models[event_type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __or__(self, other: Catalog) -> Catalog:
+        return Catalog([*self.models, *other.models])
+
+    def __repr__(self) -> str:
+        return f"Catalog({', '.join(self._models)})"
+
+    @property
+    def models(self) -> tuple[type[Event], ...]:
+        """The models, in the order they were given."""
+        return tuple(self._models.values())

@@ -13,12 +13,12 @@ written with an older schema stay readable (Avro schema resolution).
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic
 from fastavro import schemaless_reader, schemaless_writer
 
-from events.catalog import EVENT_TYPES
 from events.errors import DecodeError, UnknownSchemaError, ValidationError
 from events.model import Envelope, Event, Message
 from events.schemas import SchemaRegistry
@@ -31,11 +31,9 @@ CONTENT_TYPE = "application/vnd.apache.avro+binary; encoding=single-object"
 class Codec:
     """Turns :class:`Message` objects into bytes and back, checking the contract both ways."""
 
-    def __init__(
-        self, registry: SchemaRegistry, catalog: dict[str, type[Event]] | None = None
-    ) -> None:
+    def __init__(self, registry: SchemaRegistry, catalog: Mapping[str, type[Event]]) -> None:
         self.registry = registry
-        self.catalog = catalog if catalog is not None else EVENT_TYPES
+        self.catalog = catalog
         for event_type, model in self.catalog.items():
             latest = registry.latest(event_type)
             if latest.version != model.schema_version:

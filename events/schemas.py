@@ -63,7 +63,8 @@ class SchemaRegistry:
         versions: list[SchemaVersion] = []
         if not directory.is_dir():
             raise ChoreoError(f"schema folder {directory} does not exist")
-        for type_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        for event_type in event_types_in(directory):
+            type_dir = directory / event_type
             for path in sorted(type_dir.glob("*.avsc")):
                 match = _VERSION_FILE.match(path.name)
                 if match is None:
@@ -98,6 +99,11 @@ class SchemaRegistry:
     @property
     def event_types(self) -> list[str]:
         return sorted(self._by_type)
+
+
+def event_types_in(directory: Path) -> list[str]:
+    """The event types with schemas below ``directory`` (one folder each), sorted."""
+    return sorted(p.name for p in directory.iterdir() if p.is_dir() and any(p.glob("*.avsc")))
 
 
 def load_version(event_type: str, version: int, path: Path) -> SchemaVersion:

@@ -80,7 +80,9 @@ class ServiceRuntime(Generic[C]):
     def __init__(self, service: Service[C], settings: Settings, codec: Codec | None = None) -> None:
         self.service = service
         self.settings = settings
-        self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+        self.codec = codec or Codec(
+            SchemaRegistry.load(settings.schemas_dir), service.router.catalog
+        )
         self.schema = process_schema(settings, service.name)
         self.db = Database(settings)
         self.producer = EventProducer(settings, self.codec, client_id=service.name)

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Iterable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from events.catalog import CATALOG
 from events.errors import StackError
 from events.model import Event
+from events.schemas import event_types_in
 from events.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
@@ -30,8 +30,8 @@ def topic_for(event_type: str | type[Event], settings: Settings) -> str:
 
 
 def event_topics(settings: Settings) -> list[str]:
-    """Every domain topic of the catalog."""
-    return sorted({topic_for(cls, settings) for cls in CATALOG})
+    """Every domain topic: one per domain that ``schemas/`` (the contract) has events of."""
+    return sorted({topic_for(t, settings) for t in event_types_in(settings.schemas_dir)})
 
 
 def all_topics(settings: Settings) -> list[str]:

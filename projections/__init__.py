@@ -7,13 +7,13 @@ it does not import the projector's consumer or the API's web stack.
 
 from __future__ import annotations
 
-from events.catalog import CATALOG
+from contracts.catalog import CATALOG
 from events.process import ProcessSpec
 
 PROJECTOR = ProcessSpec(
     name="projector",
     runner="projections.projector:run",
-    consumes=tuple(CATALOG),
+    consumes=CATALOG.models,
 )
 """The projector: reads every event type (and dead-letters what does not decode)."""
 

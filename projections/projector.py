@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 
+from contracts.catalog import CATALOG
 from events import metrics, tracing
 from events.codec import Codec
 from events.consumer import PollLoop
@@ -81,7 +82,7 @@ class Projector:
 
     def __init__(self, settings: Settings, codec: Codec | None = None) -> None:
         self.settings = settings
-        self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+        self.codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
         self.schema = PROJECTOR.schema(settings)
         self.group_id = PROJECTOR.group(settings)
         self.db = Database(settings)

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contracts.catalog import CATALOG
 from events.codec import Codec
 from events.database import Connection, Database
 from events.errors import ChoreoError, ContractError
@@ -90,7 +91,7 @@ async def rebuild(
     lanes never meet. Topics with unequal partition counts would break that; then one lane
     does everything. Worker processes build their codec from ``settings.schemas_dir``.
     """
-    codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir))
+    codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
     schema = PROJECTOR.schema(settings)
     report = RebuildReport(verified=verify)
     started = time.perf_counter()
@@ -233,7 +234,7 @@ def _lane_process(
 ) -> None:
     """Entry point of a worker process: one lane, its result (or error) on ``results``."""
     try:
-        codec = Codec(SchemaRegistry.load(settings.schemas_dir))
+        codec = Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
         counted = _counter(done, index)
         lane = asyncio.run(_rebuild_lane(settings, codec, schema, partitions, ends, counted))
         results.put((index, lane))

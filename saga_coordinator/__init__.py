@@ -21,7 +21,7 @@ This module holds only the process's name and :data:`PROCESS`, as ``choreo.regis
 
 from __future__ import annotations
 
-from events.catalog import (
+from contracts.catalog import (
     InventoryRelease,
     OrderApprovalRequested,
     OrderApproved,

@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.catalog import CancelReason
 from contracts.order import CompensationCommand
-from events.catalog import CancelReason
 from saga_coordinator.errors import SagaError
 
 EmailOutcomeKind: TypeAlias = Literal["sent", "failed", "deadline"]

@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from contracts.order import COMPENSATING_COMMANDS
-from events import metrics, tracing
-from events.catalog import (
-    EVENT_TYPES,
+from contracts.catalog import (
+    CATALOG,
     CrmCustomerUpdated,
     EmailFailed,
     EmailSent,
@@ -33,6 +31,8 @@ from events.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.order import COMPENSATING_COMMANDS
+from events import metrics, tracing
 from events.model import Event, Message
 from events.router import Router
 from saga_coordinator.context import CoordinatorContext
@@ -104,7 +104,7 @@ async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Eve
     return list(decision.events)
 
 
-router: Router[CoordinatorContext] = Router("saga-coordinator", EVENT_TYPES)
+router: Router[CoordinatorContext] = Router("saga-coordinator", CATALOG)
 """The coordinator's handlers."""
 
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from contracts.order import (
-    CompensationCommand,
-)
-from events.catalog import (
+from contracts.catalog import (
     APPROVAL_TIMEOUT,
     InventoryRelease,
     OrderApprovalRequested,
@@ -23,6 +20,9 @@ from events.catalog import (
     OrderRejected,
     PaymentRefund,
     ShipmentCancel,
+)
+from contracts.order import (
+    CompensationCommand,
 )
 from events.model import Envelope, Event, Message
 from saga_coordinator.definition import SagaDefinition

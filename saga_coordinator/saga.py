@@ -25,12 +25,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from contracts.order import (
-    ACKNOWLEDGEMENTS,
-    COMPENSATION_ORDER,
-    UNDOES,
-)
-from events.catalog import (
+from contracts.catalog import (
     CancelReason,
     CrmCustomerUpdated,
     EmailFailed,
@@ -47,6 +42,11 @@ from events.catalog import (
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
+)
+from contracts.order import (
+    ACKNOWLEDGEMENTS,
+    COMPENSATION_ORDER,
+    UNDOES,
 )
 from events.model import Event, Message
 from saga_coordinator.deadlines import (

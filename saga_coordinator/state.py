@@ -14,13 +14,10 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Literal, cast
 
+from contracts.catalog import APPROVAL_TIMEOUT, CancelReason
 from contracts.order import (
     CompensationCommand,
     SagaStatus,
-)
-from events.catalog import (
-    APPROVAL_TIMEOUT,
-    CancelReason,
 )
 from saga_coordinator import SERVICE_NAME
 from saga_coordinator.errors import SagaError

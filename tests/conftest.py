@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from contracts.catalog import CATALOG
 from events.codec import Codec
 from events.producer import EventProducer
 from events.schemas import SchemaRegistry
@@ -50,7 +51,7 @@ def registry() -> SchemaRegistry:
 
 @pytest.fixture(scope="session")
 def codec(registry: SchemaRegistry) -> Codec:
-    return Codec(registry)
+    return Codec(registry, CATALOG)
 
 
 @pytest.fixture(scope="session")

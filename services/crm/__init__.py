@@ -10,7 +10,7 @@ A profile is kept per customer and currency: amounts in different currencies are
 
 from __future__ import annotations
 
-from events.catalog import CrmCustomerUpdated
+from contracts.catalog import CrmCustomerUpdated
 from events.process import ProcessSpec
 
 SERVICE_NAME = "crm"

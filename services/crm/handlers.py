@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from events.catalog import EVENT_TYPES, CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
+from contracts.catalog import CATALOG, CrmCustomerUpdated, OrderPlaced, ShipmentScheduled
 from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
@@ -15,7 +15,7 @@ from services.crm.store import CustomerOrder, Profile
 
 log = logging.getLogger("choreo.crm")
 
-router: Router[CrmContext] = Router(SERVICE_NAME, EVENT_TYPES)
+router: Router[CrmContext] = Router(SERVICE_NAME, CATALOG)
 
 
 def _updated(profile: Profile) -> list[Event]:

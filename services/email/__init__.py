@@ -12,7 +12,7 @@ note. Addresses are personal data: stored, handed to the mailer, never logged or
 
 from __future__ import annotations
 
-from events.catalog import EmailFailed, EmailSent
+from contracts.catalog import EmailFailed, EmailSent
 from events.process import ProcessSpec
 
 SERVICE_NAME = "email"

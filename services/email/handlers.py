@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from events.catalog import (
-    EVENT_TYPES,
+from contracts.catalog import (
+    CATALOG,
     EmailFailed,
     EmailSent,
     EmailTemplate,
@@ -32,7 +32,7 @@ log = logging.getLogger("choreo.email")
 CONFIRMATION: EmailTemplate = "order_confirmation"
 CANCELLATION: EmailTemplate = "order_cancelled"
 
-router: Router[EmailContext] = Router(SERVICE_NAME, EVENT_TYPES)
+router: Router[EmailContext] = Router(SERVICE_NAME, CATALOG)
 
 
 def render(

@@ -9,7 +9,7 @@ replayed.
 
 from __future__ import annotations
 
-from events.catalog import EmailSent
+from contracts.catalog import EmailSent
 from events.replay.providers import recorded
 
 

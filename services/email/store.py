@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from events.catalog import EmailTemplate
+from contracts.catalog import EmailTemplate
 from events.database import Connection
 
 DDL = """

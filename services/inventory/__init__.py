@@ -13,7 +13,7 @@ Every SKU keeps ``available + reserved + shipped == seeded``.
 
 from __future__ import annotations
 
-from events.catalog import InventoryReleased, InventoryReservationFailed, InventoryReserved
+from contracts.catalog import InventoryReleased, InventoryReservationFailed, InventoryReserved
 from events.process import ProcessSpec
 
 SERVICE_NAME = "inventory"

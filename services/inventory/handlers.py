@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from events.catalog import (
-    EVENT_TYPES,
+from contracts.catalog import (
+    CATALOG,
     InventoryRelease,
     InventoryReleased,
     InventoryReservationFailed,
@@ -34,7 +34,7 @@ log = logging.getLogger("choreo.inventory")
 OUT_OF_STOCK = "out_of_stock"
 UNKNOWN_SKU = "unknown_sku"
 
-router: Router[InventoryContext] = Router(SERVICE_NAME, EVENT_TYPES)
+router: Router[InventoryContext] = Router(SERVICE_NAME, CATALOG)
 
 
 def _outcome(record: Reservation) -> list[Event]:

@@ -13,7 +13,7 @@ transiently for the first attempts, ``tok_timeout`` never answers, ``tok_slow`` 
 
 from __future__ import annotations
 
-from events.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
+from contracts.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
 from events.process import ProcessSpec
 
 SERVICE_NAME = "payment"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from events.catalog import (
-    EVENT_TYPES,
+from contracts.catalog import (
+    CATALOG,
     OrderApproved,
     OrderPlaced,
     PaymentCharged,
@@ -34,7 +34,7 @@ log = logging.getLogger("choreo.payment")
 NO_PAYMENT = "none"
 """``payment.refunded.payment_id`` when there was no charge to refund."""
 
-router: Router[PaymentContext] = Router(SERVICE_NAME, EVENT_TYPES)
+router: Router[PaymentContext] = Router(SERVICE_NAME, CATALOG)
 
 
 def _outcome(payment: Payment) -> list[Event]:

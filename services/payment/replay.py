@@ -13,7 +13,7 @@ being replayed, as the events the live run emitted record it (see
 
 from __future__ import annotations
 
-from events.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
+from contracts.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
 from events.replay.providers import recorded
 from services.payment.handlers import NO_PAYMENT
 from services.payment.provider import Charged, Declined, Refunded

@@ -12,7 +12,7 @@ The address is personal data: it is stored, handed to the carrier, and never log
 
 from __future__ import annotations
 
-from events.catalog import ShipmentCancelled, ShipmentFailed, ShipmentScheduled
+from contracts.catalog import ShipmentCancelled, ShipmentFailed, ShipmentScheduled
 from events.process import ProcessSpec
 
 SERVICE_NAME = "shipping"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from events.catalog import (
-    EVENT_TYPES,
+from contracts.catalog import (
+    CATALOG,
     OrderPlaced,
     PaymentCharged,
     ReservedItem,
@@ -30,7 +30,7 @@ from services.shipping.store import Parcel, Shipment
 
 log = logging.getLogger("choreo.shipping")
 
-router: Router[ShippingContext] = Router(SERVICE_NAME, EVENT_TYPES)
+router: Router[ShippingContext] = Router(SERVICE_NAME, CATALOG)
 
 
 def _outcome(shipment: Shipment) -> list[Event]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from events.catalog import Address, ReservedItem, ShipmentFailed, ShipmentScheduled
+from contracts.catalog import Address, ReservedItem, ShipmentFailed, ShipmentScheduled
 from events.replay.providers import recorded
 from services.shipping.provider import Booked, Refused
 

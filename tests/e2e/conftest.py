@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from choreo.client import ChoreoClient
-from choreo.scenarios import scenario_order
+from contracts.samples import scenario_order
 from events.database import Database, schema_name
 from events.settings import Settings, get_settings
 from events.topics import provision_topics

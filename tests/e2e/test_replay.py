@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from choreo.replay import build_for_replay, group_members, replay
+from contracts.catalog import CATALOG
 from events.codec import Codec
 from events.database import Database, schema_name
 from events.schemas import SchemaRegistry
@@ -277,7 +278,7 @@ async def _charges(d: Deployment) -> dict[str, Any]:
 
 
 async def _log(settings: Settings) -> list[Any]:
-    codec = Codec(SchemaRegistry.load(settings.schemas_dir))
+    codec = Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
     return [
         codec.decode(record.value) async for record in read_to_end(settings, event_topics(settings))
     ]

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from contracts.samples import sample_order_placed
 from events.database import schema_name
-from events.samples import sample_order_placed
 from saga_coordinator.state import SagaState
 from services.payment.store import PostgresPaymentStore
 from tests.e2e.conftest import Deployment, start_deployment

@@ -13,10 +13,9 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from choreo.scenarios import scenario_order
 from choreo.traces import OrderTrace, fetch_order_trace
+from contracts.samples import sample_order_placed, scenario_order
 from events.errors import ChoreoError
-from events.samples import sample_order_placed
 from projections.queries import Queries
 from tests.e2e.conftest import Deployment, start_deployment
 

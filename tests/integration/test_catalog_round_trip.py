@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from events.catalog import CATALOG, EVENT_TYPES
+from contracts.catalog import CATALOG
+from contracts.samples import EXAMPLES
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.delivery import DirectDelivery
@@ -17,7 +18,6 @@ from events.headers import header
 from events.model import Event, Message
 from events.producer import EventProducer
 from events.router import Router
-from events.samples import EXAMPLES
 from events.settings import Settings
 from events.topics import event_topics, topic_for
 from tests.integration.kafka_helpers import eventually, read_records
@@ -36,7 +36,7 @@ async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
         for event_type, example in EXAMPLES.items()
         if event_type != "order.placed"
     ]
-    assert {m.envelope.event_type for m in sent} == {cls.event_type for cls in CATALOG}
+    assert {m.envelope.event_type for m in sent} == set(CATALOG)
     await producer.publish(sent)
 
     records = await read_records(settings, event_topics(settings), len(sent))
@@ -77,10 +77,10 @@ async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
 async def test_the_runtime_dispatches_every_type_and_continues_the_trace(
     settings: Settings, codec: Codec, producer: EventProducer, spans: InMemorySpanExporter
 ):
-    router: Router[None] = Router("everything", EVENT_TYPES)
+    router: Router[None] = Router("everything", CATALOG)
     handled: dict[str, Message[Event]] = {}
 
-    for cls in CATALOG:
+    for cls in CATALOG.models:
 
         @router.on(cls)
         async def record(message: Message[Any], context: None) -> list[Event]:

@@ -14,7 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastavro import schemaless_writer
 
-from events.catalog import EVENT_TYPES, OrderPlaced
+from contracts.catalog import CATALOG, OrderPlaced
+from contracts.samples import sample_order_placed
 from events.codec import MAGIC, Codec
 from events.consumer import EventConsumer
 from events.delivery import DirectDelivery
@@ -23,7 +24,6 @@ from events.errors import PermanentError, TransientError
 from events.model import Message
 from events.producer import EventProducer, OutgoingRecord
 from events.router import Router
-from events.samples import sample_order_placed
 from events.settings import Settings
 from events.topics import topic_for
 from tests.integration.kafka_helpers import eventually, read_records
@@ -43,7 +43,7 @@ async def running_consumer(
     group_id: str | None = None,
 ) -> AsyncIterator[EventConsumer]:
     """A consumer of order.placed whose handler runs ``body``, running in the background."""
-    router: Router[None] = Router("test", EVENT_TYPES)
+    router: Router[None] = Router("test", CATALOG)
 
     @router.on(OrderPlaced)
     async def on_placed(message: Message[OrderPlaced], context: None) -> list[Any]:

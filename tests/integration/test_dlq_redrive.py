@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from choreo.client import ChoreoClient
-from events.catalog import EVENT_TYPES, OrderPlaced
+from contracts.catalog import CATALOG, OrderPlaced
+from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.delivery import DirectDelivery
@@ -16,7 +17,6 @@ from events.errors import PermanentError
 from events.model import Message
 from events.producer import EventProducer
 from events.router import Router
-from events.samples import sample_order_placed
 from events.settings import Settings
 from tests.integration.kafka_helpers import eventually
 
@@ -28,7 +28,7 @@ async def test_a_dead_letter_is_listed_redriven_and_then_handled(
 ):
     broken = True
     handled: list[str] = []
-    router: Router[None] = Router("redrive", EVENT_TYPES)
+    router: Router[None] = Router("redrive", CATALOG)
 
     @router.on(OrderPlaced)
     async def handle(message: Message[OrderPlaced], context: None) -> list[Any]:

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from contracts.samples import EXAMPLES
 from events.codec import Codec
 from events.database import schema_name
 from events.model import Event, Message
 from events.producer import EventProducer
-from events.samples import EXAMPLES
 from events.settings import Settings
 from projections import store
 from projections.projector import Projector

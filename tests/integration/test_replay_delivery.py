@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from events.catalog import EVENT_TYPES, InventoryReserved, OrderPlaced, ReservedItem
+from contracts.catalog import CATALOG, InventoryReserved, OrderPlaced, ReservedItem
+from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.database import Connection, Database, schema_name
 from events.delivery import TransactionalDelivery
@@ -16,7 +17,6 @@ from events.model import Event, Message, frozen_clock, utc_now
 from events.outbox import outbox_size
 from events.replay.delivery import ReplayDelivery
 from events.router import Router
-from events.samples import sample_order_placed
 from events.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ STATE_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.seen (order_id text PRIMARY KEY, at timestamptz NOT NULL)
 """
 
-router: Router[tuple[Connection, str]] = Router("replay-test", EVENT_TYPES)
+router: Router[tuple[Connection, str]] = Router("replay-test", CATALOG)
 
 
 @router.on(OrderPlaced)

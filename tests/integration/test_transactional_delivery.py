@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from events.catalog import EVENT_TYPES, InventoryReserved, OrderPlaced, ReservedItem
+from contracts.catalog import CATALOG, InventoryReserved, OrderPlaced, ReservedItem
+from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.database import Connection, Database, schema_name
@@ -19,7 +20,6 @@ from events.model import Event, Message, utc_now
 from events.outbox import OutboxRelay, outbox_size
 from events.producer import EventProducer
 from events.router import Router
-from events.samples import sample_order_placed
 from events.settings import Settings
 from events.topics import topic_for
 from tests.integration.kafka_helpers import eventually, read_records
@@ -52,7 +52,7 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
     await db.migrate(schema, STATE_DDL)
     relay = OutboxRelay(db, schema, producer, poll_interval_s=0.05)
     fail_first_attempt = {"ord-fail"}
-    router: Router[Connection] = Router("txn", EVENT_TYPES)
+    router: Router[Connection] = Router("txn", CATALOG)
 
     @router.on(OrderPlaced)
     async def reserve(message: Message[OrderPlaced], conn: Connection) -> list[Event]:
@@ -178,7 +178,7 @@ async def test_a_retrying_message_does_not_block_the_messages_behind_it(
     slow_id = messages[0].envelope.event_id
     failures_left = 2
     handled: list[uuid.UUID] = []
-    router: Router[Connection] = Router("txn", EVENT_TYPES)
+    router: Router[Connection] = Router("txn", CATALOG)
 
     @router.on(OrderPlaced)
     async def handle(message: Message[OrderPlaced], conn: Connection) -> list[Event]:

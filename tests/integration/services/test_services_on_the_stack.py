@@ -14,19 +14,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from events.catalog import (
+from contracts.catalog import (
     EmailFailed,
     InventoryRelease,
     InventoryReleased,
     OrderApproved,
     PaymentCharged,
 )
+from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.database import Database, schema_name
 from events.dlq import DeadLetter
 from events.model import Message, utc_now
 from events.producer import EventProducer
-from events.samples import sample_order_placed
 from events.service import ServiceRuntime
 from events.settings import Settings
 from events.topics import topic_for

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bench.saga import EXPECTED, assign_scenarios, cpu_seconds, parse_mix, peak_rss_kb
-from choreo.scenarios import SCENARIOS
+from contracts.samples import SCENARIOS
 
 
 def test_mix_is_parsed_into_weights():

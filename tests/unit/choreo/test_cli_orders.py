@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from choreo.cli import _order_from_input, _parse_item, app
-from choreo.scenarios import SCENARIOS, scenario_order
+from contracts.samples import SCENARIOS, scenario_order
 
 runner = CliRunner()
 

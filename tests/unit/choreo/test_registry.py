@@ -16,7 +16,7 @@ from choreo.cli import app
 from choreo.client import PRODUCER as CLIENT
 from choreo.replay import build_for_replay, process_name
 from choreo.supervisor import load_runner
-from events.catalog import CATALOG, EVENT_TYPES
+from contracts.catalog import CATALOG
 from events.process import ProcessSpec
 from events.service import Service, run_service
 from events.settings import Settings
@@ -88,11 +88,11 @@ def test_every_consumed_event_type_has_a_handler_and_a_producer():
     producers: dict[str, set[str]] = defaultdict(set)
     for spec in registry.PROCESSES:
         for model in spec.produces:
-            assert EVENT_TYPES[model.event_type] is model
+            assert CATALOG[model.event_type] is model
             producers[model.event_type].add(spec.name)
     for event_type in CLIENT_EVENTS:
         producers[event_type].add(CLIENT)
-    assert set(producers) == set(EVENT_TYPES), "an event type nobody produces"
+    assert set(producers) == set(CATALOG), "an event type nobody produces"
     for spec in registry.PROCESSES:
         consumed = spec.consumed_event_types(SETTINGS)
         if spec.is_service:
@@ -116,7 +116,7 @@ def test_topics_follow_the_event_types():
             assert {t.removeprefix("reg.") for t in spec.topics(SETTINGS).produces} == {
                 spec.produces[0].event_type.split(".")[0]
             }
-    assert registry.get("projector").consumed_event_types(SETTINGS) == sorted(EVENT_TYPES)
+    assert registry.get("projector").consumed_event_types(SETTINGS) == sorted(CATALOG)
     assert len(registry.get("projector").consumes) == len(CATALOG)
     assert registry.get("api").topics(SETTINGS).consumes == []
     assert registry.get("api").topics(SETTINGS).produces == []

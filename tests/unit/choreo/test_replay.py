@@ -10,7 +10,7 @@ import pytest
 
 from choreo.replay import ReplayError, process_name
 from choreo.replay_plan import Emission, Logged, Step, plan, remaining_after
-from events.catalog import (
+from contracts.catalog import (
     EmailFailed,
     OrderApproved,
     PaymentCharged,
@@ -18,9 +18,9 @@ from events.catalog import (
     PaymentRefunded,
     ShipmentScheduled,
 )
+from contracts.samples import sample_order_placed
 from events.dlq import DeadLetter
 from events.model import Envelope, Event, Message
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.email.handlers import router as email_router
 from services.payment.handlers import router as payment_router

@@ -11,14 +11,14 @@ from typing import Any, cast
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from events.catalog import EVENT_TYPES, OrderPlaced
+from contracts.catalog import CATALOG, OrderPlaced
+from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.dlq import DeadLetter, letter_for
 from events.model import Event, Message
 from events.producer import EventProducer
 from events.router import HandlerSpec, Router
-from events.samples import sample_order_placed
 from events.settings import get_settings
 
 FAILING = "ord-bad"
@@ -62,7 +62,7 @@ class FakeBatchDelivery:
 
 
 def consumer_for(delivery: FakeBatchDelivery, codec: Codec) -> EventConsumer:
-    router: Router[None] = Router("test", EVENT_TYPES)
+    router: Router[None] = Router("test", CATALOG)
 
     @router.on(OrderPlaced)
     async def handle(message: Message[OrderPlaced], context: None) -> list[Event]:

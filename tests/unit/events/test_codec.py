@@ -8,11 +8,11 @@ import json
 import pytest
 from fastavro import schemaless_writer
 
-from events.catalog import OrderPlaced
+from contracts.catalog import OrderPlaced
+from contracts.samples import sample_order_placed
 from events.codec import HEADER_SIZE, MAGIC, Codec
 from events.errors import DecodeError, UnknownSchemaError, ValidationError
 from events.model import Message
-from events.samples import sample_order_placed
 from events.schemas import SchemaRegistry, load_version
 
 

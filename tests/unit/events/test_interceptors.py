@@ -10,7 +10,8 @@ from aiokafka import ConsumerRecord
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from events.catalog import EVENT_TYPES, OrderPlaced
+from contracts.catalog import CATALOG, OrderPlaced
+from contracts.samples import sample_order_placed
 from events.dispatch import Pending
 from events.dlq import letter_for
 from events.interceptors import (
@@ -22,10 +23,9 @@ from events.interceptors import (
 from events.logs import current_order_id
 from events.model import Event, Message
 from events.router import Router
-from events.samples import sample_order_placed
 
 T = TypeVar("T")
-router: Router[None] = Router("test", EVENT_TYPES)
+router: Router[None] = Router("test", CATALOG)
 
 
 @router.on(OrderPlaced)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from events.catalog import EmailSent, PaymentCharged, PaymentDeclined
+from contracts.catalog import EmailSent, PaymentCharged, PaymentDeclined
+from contracts.samples import sample_order_placed
 from events.model import Message, utc_now
 from events.replay.providers import ReplayDivergence, current, recorded, replaying
 from events.retries import is_retryable
-from events.samples import sample_order_placed
 
 
 def placed() -> Message:

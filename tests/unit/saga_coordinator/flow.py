@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from events.catalog import (
+from contracts.catalog import (
     CrmCustomerUpdated,
     EmailFailed,
     EmailSent,
@@ -32,8 +32,8 @@ from events.catalog import (
     ShipmentScheduled,
     Shortage,
 )
+from contracts.samples import sample_order_placed
 from events.model import Envelope, Event, Message
-from events.samples import sample_order_placed
 from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired, desired_timers
 from saga_coordinator.definition import V1, SagaDefinition
 from saga_coordinator.facts import Fact, parse_fact

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from events.catalog import (
+from contracts.catalog import (
     InventoryRelease,
     OrderApprovalRequested,
     OrderApproved,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from events.catalog import CrmCustomerUpdated, ShipmentScheduled
+from contracts.catalog import CrmCustomerUpdated, ShipmentScheduled
+from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Message, utc_now
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.crm import SERVICE_NAME, handlers
 from services.crm.context import CrmContext, CrmSettings

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from events.catalog import EmailFailed, EmailSent, OrderCancelled, ShipmentScheduled
+from contracts.catalog import EmailFailed, EmailSent, OrderCancelled, ShipmentScheduled
+from contracts.samples import sample_order_placed
 from events.errors import PermanentError, TransientError
 from events.model import Message, utc_now
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.email import SERVICE_NAME, handlers
 from services.email.context import EmailContext, EmailSettings

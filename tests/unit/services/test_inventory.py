@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from events.catalog import (
+from contracts.catalog import (
     InventoryRelease,
     InventoryReleased,
     InventoryReservationFailed,
@@ -17,9 +17,9 @@ from events.catalog import (
     ShipmentScheduled,
     Shortage,
 )
+from contracts.samples import sample_order_placed
 from events.errors import PermanentError
 from events.model import Message, utc_now
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.inventory import SERVICE_NAME, handlers
 from services.inventory.context import InventoryContext, InventorySettings

@@ -7,16 +7,16 @@ import random
 
 import pytest
 
-from events.catalog import (
+from contracts.catalog import (
     OrderApproved,
     PaymentCharged,
     PaymentDeclined,
     PaymentRefund,
     PaymentRefunded,
 )
+from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Message, utc_now
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.payment import SERVICE_NAME, handlers
 from services.payment.context import PaymentContext, PaymentSettings

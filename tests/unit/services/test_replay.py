@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from events.catalog import (
+from contracts.catalog import (
     OrderApproved,
     PaymentCharged,
     PaymentDeclined,
@@ -22,11 +22,11 @@ from events.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Event, Message, frozen_clock, utc_now
 from events.replay.providers import ReplayDivergence, replaying
 from events.retries import is_retryable
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.crm import handlers as crm
 from services.crm.context import CrmContext, CrmSettings

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from events.catalog import (
+from contracts.catalog import (
     PaymentCharged,
     ReservedItem,
     ShipmentCancel,
@@ -15,9 +15,9 @@ from events.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Message, utc_now
-from events.samples import sample_order_placed
 from events.settings import get_settings
 from services.shipping import SERVICE_NAME, handlers
 from services.shipping.context import ShippingContext, ShippingSettings

@@ -20,7 +20,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException
 from fastavro.utils import generate_many
 
-from tests.unit.events.avro_compat import (
+from tests.unit.contracts.avro_compat import (
     backward_problems,
     forward_problems,
     is_backward_compatible,

@@ -24,10 +24,7 @@ from fastavro.validation import validate
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
-from events.catalog import (
-    CATALOG,
-    EVENT_TYPES,
-)
+from contracts.catalog import CATALOG
 from events.model import Envelope, Event, Message
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -201,21 +198,21 @@ def model_schema_problems(model: type[Event], raw: dict[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- examples
 
-from events.samples import EXAMPLES  # noqa: E402
+from contracts.samples import EXAMPLES  # noqa: E402
 
-MODELS = pytest.mark.parametrize("model", CATALOG, ids=[m.event_type for m in CATALOG])
+MODELS = pytest.mark.parametrize("model", CATALOG.models, ids=list(CATALOG))
 
 
 # --------------------------------------------------------------------------- the layout
 
 
 def test_the_catalog_has_no_duplicates() -> None:
-    assert len(EVENT_TYPES) == len(CATALOG)
-    assert len({m.__name__ for m in CATALOG}) == len(CATALOG)
+    assert len(CATALOG.models) == len(CATALOG)
+    assert len({m.__name__ for m in CATALOG.models}) == len(CATALOG)
 
 
 def test_every_schema_folder_has_a_model() -> None:
-    orphans = [p.name for p in schema_dirs() if p.name not in EVENT_TYPES]
+    orphans = [p.name for p in schema_dirs() if p.name not in CATALOG]
     assert orphans == [], f"schemas without a model in events.catalog: {orphans}"
 
 
@@ -310,9 +307,9 @@ def test_every_schema_file_has_a_distinct_fingerprint() -> None:
 
 
 def test_examples_cover_the_catalog() -> None:
-    assert set(EXAMPLES) == set(EVENT_TYPES)
+    assert set(EXAMPLES) == set(CATALOG)
     for event_type, example in EXAMPLES.items():
-        assert type(example) is EVENT_TYPES[event_type]
+        assert type(example) is CATALOG[event_type]
 
 
 @MODELS
