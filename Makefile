@@ -14,8 +14,8 @@ help: ## List the targets
 uv: ## Install uv (from PyPI) when it is missing
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
 
-venv: uv ## Create/refresh .venv from uv.lock
-	@$(UV) sync --frozen --quiet
+venv: uv ## Create/refresh .venv from uv.lock (with the bench extra: `choreo bench`)
+	@$(UV) sync --frozen --all-extras --quiet
 
 up: venv ## Install and start Kafka (KRaft), PostgreSQL and Jaeger; create topics
 	@$(CHOREO) stack up

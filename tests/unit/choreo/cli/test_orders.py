@@ -8,7 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from choreo.cli import _order_from_input, _parse_item, app
+from choreo.cli import app
+from choreo.cli.orders import _order_from_input, _parse_item
 from contracts.samples import SCENARIOS, scenario_order
 
 runner = CliRunner()

@@ -1,0 +1,72 @@
+"""What every `choreo` command shares: the consoles, `--json`, failing, tracing, read models.
+
+Start-up time: ``choreo --help`` imports every command module, so a module that pulls in
+httpx (~250 ms here) or asyncpg (~200 ms) is imported inside the command that needs it, with
+a comment saying so; everything else is imported at the top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from events.errors import ChoreoError
+from events.settings import get_settings
+from events.tracing import configure_tracing, shutdown_tracing
+
+if TYPE_CHECKING:
+    from projections.queries import Queries
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+"""Progress, notes and errors (stderr), so stdout stays parseable."""
+out = Console()
+"""Results (stdout)."""
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def print_json(value: object) -> None:
+    """Print ``value`` as indented JSON on stdout (anything orjson cannot encode as ``str``)."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def traced_cli() -> None:
+    """Export the CLI's spans (service `cli`), so an order's trace starts where it is placed;
+    flushed when the command exits."""
+    configure_tracing("cli", get_settings())
+    atexit.register(shutdown_tracing)
+
+
+def fail(exc: ChoreoError) -> NoReturn:
+    """Print ``exc`` as an error and exit with code 1."""
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(1)
+
+
+def query(call: Callable[[Queries], Awaitable[T]]) -> T:
+    """Run one read-model query against the projector's tables."""
+    # asyncpg: imported here to keep `choreo --help` quick (see the module docstring).
+    from events.database import Database
+    from projections.queries import Queries
+
+    async def run() -> T:
+        settings = get_settings()
+        async with Database(settings, max_size=2) as db:
+            queries = Queries(db, settings)
+            if not await queries.ready():
+                raise ChoreoError("no read models yet: is the projector running (`choreo run`)?")
+            return await call(queries)
+
+    try:
+        return asyncio.run(run())
+    except ChoreoError as exc:
+        fail(exc)

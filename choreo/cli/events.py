@@ -1,0 +1,92 @@
+"""`choreo events`: publish every catalog event and read it back; follow the topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from dataclasses import asdict
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.eventtools import round_trip, tail
+from events.errors import ChoreoError
+from events.settings import get_settings
+
+app = typer.Typer(help="Publish and read events on the topics.")
+
+
+@app.command("roundtrip")
+def events_roundtrip(as_json: JsonFlag = False) -> None:
+    """Publish one example of every catalog event for a new order, read each back from Kafka,
+    decode it and compare. Exit code 1 if any event did not come back identical."""
+    try:
+        results = asyncio.run(round_trip(get_settings()))
+    except ChoreoError as exc:
+        fail(exc)
+    if as_json:
+        print_json([asdict(r) for r in results])
+    else:
+        table = Table("event type", "topic", "partition", "offset", "bytes", "schema", "result")
+        for r in results:
+            table.add_row(
+                r.event_type,
+                r.topic,
+                str(r.partition),
+                str(r.offset),
+                str(r.size),
+                f"v{r.schema_version}",
+                "[green]identical[/]" if r.equal else "[red]MISMATCH[/]",
+            )
+        out.print(table)
+        ok = sum(r.equal for r in results)
+        out.print(f"{ok}/{len(results)} events round-tripped through Kafka unchanged")
+    if not all(r.equal for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("tail")
+def events_tail(
+    domain: Annotated[
+        list[str] | None,
+        typer.Option("--domain", "-d", help="order, inventory, payment, ... (default: all)"),
+    ] = None,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest event.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print events as they arrive on the domain topics (Ctrl-C to stop)."""
+
+    async def follow() -> None:
+        async for record, decoded in tail(
+            get_settings(), domains=domain or [], from_beginning=from_beginning, limit=limit
+        ):
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            if isinstance(decoded, ChoreoError):
+                row: dict[str, object] = {"at": where, "error": str(decoded)}
+            else:
+                row = {
+                    "at": where,
+                    "envelope": decoded.envelope.model_dump(mode="json"),
+                    "event": decoded.event.model_dump(mode="json"),
+                }
+            if as_json:
+                sys.stdout.write(orjson.dumps(row).decode() + "\n")
+                sys.stdout.flush()
+            elif "error" in row:
+                out.print(f"[red]{where}[/] undecodable: {row['error']}")
+            else:
+                env = decoded.envelope  # type: ignore[union-attr]
+                out.print(
+                    f"[dim]{where}[/] [bold]{env.event_type}[/] order={env.order_id} "
+                    f"id={env.event_id} by={env.producer}"
+                )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow())

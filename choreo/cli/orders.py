@@ -1,0 +1,363 @@
+"""`choreo orders`: place orders, answer approvals, and follow an order to its end.
+
+Writes (`place`, `approve`, `reject`) publish events with :class:`ChoreoClient`; reads
+(`status`, `list`, `history`) query the projector's read models; `trace` asks Jaeger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import pydantic
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from choreo.cli.common import JsonFlag, console, fail, out, print_json, query, traced_cli
+from choreo.client import ChoreoClient
+from contracts.catalog import OrderPlaced
+from contracts.order import STATUSES
+from contracts.samples import SCENARIOS, scenario_order
+from events.errors import ChoreoError
+from events.model import Event, Message, utc_now
+from events.settings import get_settings
+
+app = typer.Typer(help="Place orders and answer approvals.")
+
+# Flags of `orders place` and the order.placed fields they set, shipping address apart.
+ADDRESS_FLAGS = {
+    "recipient": "recipient",
+    "street": "line1",
+    "city": "city",
+    "postal_code": "postal_code",
+    "country": "country_code",
+}
+ORDER_FLAGS = {
+    "customer_id": "customer_id",
+    "email": "customer_email",
+    "name": "customer_name",
+    "currency": "currency",
+    "token": "payment_token",
+}
+
+
+def _parse_item(text: str) -> dict[str, object]:
+    """``SKU:QTY:PRICE`` with the unit price in major units, e.g. ``SKU-RED-MUG:2:12.50``."""
+    try:
+        sku, qty, price = text.split(":")
+        minor = Decimal(price) * 100
+        if minor != minor.to_integral_value():
+            raise ValueError("more than two decimals")
+        return {"sku": sku, "quantity": int(qty), "unit_price_minor": int(minor)}
+    except (ValueError, ArithmeticError) as exc:
+        raise typer.BadParameter(
+            f"{text!r}: expected SKU:QUANTITY:UNIT_PRICE, e.g. SKU-RED-MUG:2:12.50 ({exc})"
+        ) from exc
+
+
+def _order_from_input(
+    file: Path | None, sample: str | None, fields: dict[str, object]
+) -> OrderPlaced:
+    if file is not None:
+        data = orjson.loads(file.read_bytes())
+    elif sample is not None:
+        data = scenario_order(sample).model_dump()
+    else:
+        data = {}
+    if "placed_at" not in data:
+        data["placed_at"] = utc_now()
+    address = dict(data.get("shipping_address") or {})
+    for flag, key in ADDRESS_FLAGS.items():
+        if fields.get(flag) is not None:
+            address[key] = fields[flag]
+    if address:
+        data["shipping_address"] = address
+    for flag, key in ORDER_FLAGS.items():
+        if fields.get(flag) is not None:
+            data[key] = fields[flag]
+    if fields.get("items"):
+        data["items"] = fields["items"]
+    if "total_minor" not in data or fields.get("items"):
+        data["total_minor"] = sum(
+            int(i["quantity"]) * int(i["unit_price_minor"]) for i in data.get("items", [])
+        )
+    return OrderPlaced.model_validate(data)
+
+
+@app.command("place")
+def orders_place(
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Order as JSON.")] = None,
+    sample: Annotated[
+        str | None, typer.Option(help="A sample order: " + ", ".join(SCENARIOS))
+    ] = None,
+    item: Annotated[
+        list[str] | None, typer.Option(help="SKU:QUANTITY:UNIT_PRICE, repeatable.")
+    ] = None,
+    customer_id: Annotated[str | None, typer.Option(help="Customer id.")] = None,
+    email: Annotated[str | None, typer.Option(help="Customer e-mail.")] = None,
+    name: Annotated[str | None, typer.Option(help="Customer name.")] = None,
+    currency: Annotated[str | None, typer.Option(help="ISO 4217, e.g. EUR.")] = None,
+    token: Annotated[str | None, typer.Option(help="Payment token.")] = None,
+    recipient: Annotated[str | None, typer.Option(help="Ship to: recipient.")] = None,
+    street: Annotated[str | None, typer.Option(help="Ship to: street and number.")] = None,
+    city: Annotated[str | None, typer.Option(help="Ship to: city.")] = None,
+    postal_code: Annotated[str | None, typer.Option(help="Ship to: postal code.")] = None,
+    country: Annotated[str | None, typer.Option(help="Ship to: ISO country code.")] = None,
+    order_id: Annotated[str | None, typer.Option(help="Order id (default: generated).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the placed event.")] = False,
+) -> None:
+    """Publish an `order.placed` event and print the order id.
+
+    Build the order from flags, from `--file order.json` (the fields of order.placed), or from
+    `--sample NAME`; flags override the file or sample. The total is computed from the items.
+    """
+    fields: dict[str, object] = {
+        "customer_id": customer_id,
+        "email": email,
+        "name": name,
+        "currency": currency,
+        "token": token,
+        "recipient": recipient,
+        "street": street,
+        "city": city,
+        "postal_code": postal_code,
+        "country": country,
+        "items": [_parse_item(i) for i in item or []],
+    }
+    try:
+        order = _order_from_input(file, sample, fields)
+    except pydantic.ValidationError as exc:
+        console.print("[bold red]invalid order:[/]")
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(order)"
+            console.print(f"  {where}: {err['msg']}")
+        raise typer.Exit(2) from None
+    except (KeyError, OSError, orjson.JSONDecodeError) as exc:
+        console.print(f"[bold red]invalid order:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def place() -> Message[Event]:
+        async with ChoreoClient() as client:
+            return await client.place_order(order, order_id)
+
+    traced_cli()
+    message = asyncio.run(place())
+    if as_json:
+        print_json(
+            {
+                "envelope": message.envelope.model_dump(mode="json"),
+                "event": message.event.model_dump(mode="json"),
+            }
+        )
+    else:
+        out.print(message.order_id)
+
+
+async def _order_traceparent(order_id: str) -> str | None:
+    """The order's trace context from the event log, so an answer joins the order's trace
+    (None when the read models are not there: the answer then starts a trace of its own)."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from events.database import Database
+    from projections.queries import Queries
+
+    settings = get_settings()
+    try:
+        async with Database(settings, max_size=1) as db:
+            queries = Queries(db, settings)
+            return await queries.traceparent(order_id) if await queries.ready() else None
+    except ChoreoError:
+        return None
+
+
+def _answer_approval(order_id: str, *, approved: bool, by: str, reason: str | None) -> None:
+    """Publish the answer to an approval request, in the order's trace."""
+
+    async def answer() -> None:
+        parent = await _order_traceparent(order_id)
+        async with ChoreoClient() as client:
+            if approved:
+                await client.approve(order_id, by=by, reason=reason, trace_parent=parent)
+            else:
+                await client.reject(order_id, by=by, reason=reason or "", trace_parent=parent)
+
+    traced_cli()
+    try:
+        asyncio.run(answer())
+    except ChoreoError as exc:
+        fail(exc)
+    out.print(f"{'approved' if approved else 'rejected'} {order_id}")
+
+
+@app.command("approve")
+def orders_approve(
+    order_id: Annotated[str, typer.Argument(help="The order waiting for approval.")],
+    by: Annotated[str, typer.Option("--by", help="Who approves.")],
+    reason: Annotated[str | None, typer.Option(help="Why (optional).")] = None,
+) -> None:
+    """Approve an order that waits for approval (publishes `order.approved`)."""
+    _answer_approval(order_id, approved=True, by=by, reason=reason)
+
+
+@app.command("reject")
+def orders_reject(
+    order_id: Annotated[str, typer.Argument(help="The order waiting for approval.")],
+    by: Annotated[str, typer.Option("--by", help="Who rejects.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+) -> None:
+    """Reject an order that waits for approval (publishes `order.rejected`)."""
+    _answer_approval(order_id, approved=False, by=by, reason=reason)
+
+
+def _when(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{flag}: not an ISO timestamp: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@app.command("status")
+def orders_status(
+    order_id: Annotated[str, typer.Argument(help="The order.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO time: the order's state then, folded from the log."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The order_status row as JSON.")] = False,
+) -> None:
+    """Where an order is: status, reason, current step, timeline and progress."""
+    when = _when(as_of, "--as-of")
+    row = query(lambda q: q.status(order_id, as_of=when))
+    if row is None:
+        fail(ChoreoError(f"no order {order_id}" + (f" as of {as_of}" if as_of else "")))
+    if as_json:
+        print_json(row)
+        return
+    reason = f" ({row['cancel_reason']})" if row["cancel_reason"] else ""
+    progress = row["progress"]
+    out.print(
+        f"[bold]{order_id}[/] {row['status']}{reason}"
+        f"  step: {row['current_step'] or '-'}"
+        f"  progress: {progress['done']}/{progress['expected']}"
+    )
+    table = Table("step", "outcome", "started", "finished", "attempts")
+    for step in row["timeline"]:
+        table.add_row(
+            step["step"],
+            step["outcome"] or "…",
+            (step["started_at"] or "")[11:23],
+            (step["finished_at"] or "")[11:23],
+            str(step["attempts"] or ""),
+        )
+    out.print(table)
+    if row["compensations_done"]:
+        out.print("compensations done: " + ", ".join(row["compensations_done"]))
+    out.print(f"trace: {row['trace_id'] or '-'}  updated: {row['updated_at']}")
+
+
+@app.command("list")
+def orders_list(
+    status: Annotated[str | None, typer.Option(help="Only orders with this status.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time: placed at or after.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Orders, newest first."""
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"--status must be one of {', '.join(STATUSES)}")
+    when = _when(since, "--since")
+    rows = query(lambda q: q.orders(status=status, since=when, limit=limit))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("order", "status", "reason", "step", "progress", "total", "placed")
+    for r in rows:
+        total = f"{(r['total_minor'] or 0) / 100:.2f} {r['currency'] or ''}"
+        table.add_row(
+            r["order_id"],
+            r["status"],
+            r["cancel_reason"] or "",
+            r["current_step"] or "",
+            f"{r['progress']['done']}/{r['progress']['expected']}",
+            total,
+            (r["placed_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+@app.command("history")
+def orders_history(
+    order_id: Annotated[str, typer.Argument(help="The order.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The order's audit trail: every event in log order, with who produced it."""
+    rows = query(lambda q: q.history(order_id))
+    if not rows:
+        fail(ChoreoError(f"no order {order_id}"))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("time", "event", "producer", "summary")
+    for r in rows:
+        table.add_row(r["occurred_at"][11:23], r["event_type"], r["producer"], r["summary"])
+    out.print(table)
+
+
+@app.command("trace")
+def orders_trace(
+    order_id: Annotated[str, typer.Argument(help="The order.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Trace id, link and spans as JSON.")
+    ] = False,
+) -> None:
+    """The order's trace from Jaeger: its id, a link to Jaeger's UI and the span tree
+    (service, operation, duration)."""
+    # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.traces import SpanNode, fetch_order_trace
+
+    settings = get_settings()
+    try:
+        found = asyncio.run(fetch_order_trace(settings, order_id))
+    except ChoreoError as exc:
+        fail(exc)
+    link = f"{settings.jaeger_query_url.rstrip('/')}/trace/{found.trace_id}"
+    if as_json:
+        print_json(
+            {
+                "order_id": order_id,
+                "trace_id": found.trace_id,
+                "link": link,
+                "services": sorted(found.services),
+                "spans": [s.to_json() for s in found.spans],
+                "other_traces": found.other_traces,
+            }
+        )
+        return
+    out.print(f"trace [bold]{found.trace_id}[/] ({len(found.spans)} spans) {link}")
+    origin = found.spans[0].start_us if found.spans else 0
+
+    def add(tree: Tree, node: SpanNode) -> None:
+        offset = (node.start_us - origin) / 1000
+        label = (
+            f"[cyan]{node.service}[/] {node.name} "
+            f"[dim]+{offset:.1f} ms, {node.duration_us / 1000:.1f} ms[/]"
+        )
+        if node.events:
+            label += f" [yellow]{', '.join(node.events)}[/]"
+        branch = tree.add(label)
+        for child in node.children:
+            add(branch, child)
+
+    root = Tree(f"order {order_id}")
+    for node in found.roots:
+        add(root, node)
+    out.print(root)
+    if found.other_traces:
+        out.print(f"also in other traces: {', '.join(found.other_traces)}")

@@ -1,0 +1,146 @@
+"""`choreo service`, `choreo run` and `choreo stop`: Choreo's processes, one or all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from choreo.cli.common import console, fail, out
+from choreo.registry import NAMES
+from events.errors import ChoreoError
+from events.settings import get_settings
+
+
+def service(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="inventory, payment, shipping, crm, email, saga-coordinator, projector, api"
+        ),
+    ],
+) -> None:
+    """Run one Choreo process in the foreground until SIGTERM or Ctrl-C."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.supervisor import load_runner
+
+    try:
+        runner = load_runner(name)
+    except KeyError as exc:
+        fail(ChoreoError(str(exc.args[0])))
+    runner(get_settings())
+
+
+def _run_pid_file() -> Path:
+    return get_settings().state_dir / "run.pid"
+
+
+def run(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run just these processes.")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run in the background; log to .state/run.log.")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Show the processes' JSON log lines as they are.")
+    ] = False,
+) -> None:
+    """Run all services, the saga coordinator and the projector as supervised processes
+    (restarted when they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.supervisor import Supervisor
+
+    names = only or list(NAMES)
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        known = ", ".join(NAMES)
+        fail(ChoreoError(f"unknown process(es) {', '.join(unknown)}; one of {known}"))
+    if detach:
+        _detach(names)
+        return
+
+    def echo(name: str, color: str, line: str) -> None:
+        out.print(f"[{color}]{name:>16}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
+
+    asyncio.run(Supervisor(names, echo=echo, raw=raw).run())
+
+
+def _detach(names: list[str]) -> None:
+    pid_file = _run_pid_file()
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        out.print(f"already running (pid {pid_file.read_text().strip()}); `choreo stop` first")
+        return
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    log_path = pid_file.with_name("run.log")
+    args = [sys.executable, "-m", "choreo", "run"]
+    for name in names:
+        args += ["--only", name]
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    pid_file.write_text(str(proc.pid))
+    start = log_path.stat().st_size if log_path.exists() else 0
+    _wait_ready(names, log_path, start, proc)
+    out.print(f"choreo running in the background (pid {proc.pid}); logs: {log_path}")
+    out.print("stop it with: choreo stop")
+
+
+def _wait_ready(
+    names: list[str], log_path: Path, start: int, proc: object, timeout: float = 120.0
+) -> None:
+    """Wait until every process has logged that it is ready (read from the run log)."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    with console.status("starting " + ", ".join(sorted(pending))) as status:
+        while pending:
+            with log_path.open("rb") as log_file:
+                log_file.seek(start)
+                text = log_file.read().decode(errors="replace")
+            pending = {n for n in pending if f"{n} ready" not in text}
+            status.update("waiting for " + ", ".join(sorted(pending)))
+            if getattr(proc, "poll", lambda: None)() is not None:
+                fail(ChoreoError(f"choreo run exited; see {log_path}"))
+            if time.monotonic() > deadline:
+                waiting = ", ".join(sorted(pending))
+                fail(ChoreoError(f"not ready after {timeout:.0f}s: {waiting}; see {log_path}"))
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0) -> None:
+    """Stop a `choreo run --detach` (SIGTERM; its processes drain and commit first)."""
+    pid_file = _run_pid_file()
+    if not pid_file.exists():
+        out.print("not running")
+        return
+    pid = int(pid_file.read_text())
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    out.print("stopped")

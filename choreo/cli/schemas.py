@@ -1,0 +1,37 @@
+"""`choreo schemas`: the Avro schemas in schemas/, their versions and fingerprints."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from choreo.cli.common import JsonFlag, out, print_json
+from events.schemas import SchemaRegistry
+from events.settings import get_settings
+
+app = typer.Typer(help="Inspect the Avro schemas in schemas/.")
+
+
+@app.command("list")
+def schemas_list(as_json: JsonFlag = False) -> None:
+    """Every event type with its schema versions and their single-object fingerprints."""
+    registry = SchemaRegistry.load(get_settings().schemas_dir)
+    rows = [
+        {
+            "event_type": sv.event_type,
+            "version": sv.version,
+            "fingerprint": sv.fingerprint_hex,
+            "path": str(sv.path.relative_to(get_settings().schemas_dir.parent)),
+        }
+        for event_type in registry.event_types
+        for sv in registry.versions(event_type)
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("event type", "version", "fingerprint (CRC-64-AVRO, LE)", "file")
+    for r in rows:
+        table.add_row(
+            str(r["event_type"]), str(r["version"]), str(r["fingerprint"]), str(r["path"])
+        )
+    out.print(table)

@@ -1,0 +1,80 @@
+"""`choreo stack`: start, stop and inspect the local stack (Kafka, PostgreSQL, Jaeger)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+
+import typer
+from rich.table import Table
+
+from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from events.errors import ChoreoError
+from events.settings import get_settings
+from events.topics import provision_topics
+
+app = typer.Typer(help="Start, stop and inspect the local stack (Kafka, PostgreSQL, Jaeger).")
+
+
+def _status_table(statuses: list[dict[str, object]]) -> Table:
+    table = Table("component", "state", "address", "pid", "log / detail")
+    for s in statuses:
+        state = "[green]running[/]" if s["running"] else "[red]stopped[/]"
+        if s["external"]:
+            state += " (external)"
+        table.add_row(
+            str(s["name"]),
+            state,
+            str(s["address"]),
+            str(s["pid"] or "-"),
+            f"{s['log'] or ''}\n{s['detail']}".strip(),
+        )
+    return table
+
+
+@app.command("up")
+def stack_up(as_json: JsonFlag = False) -> None:
+    """Install what is missing, start Kafka, PostgreSQL and Jaeger, wait until they answer,
+    and create the topics. Idempotent: running it again changes nothing."""
+    # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.stack import Stack
+
+    try:
+        statuses = Stack().up(lambda line: console.print(f"[cyan]stack[/] {line}"))
+        created = asyncio.run(provision_topics(get_settings()))
+    except ChoreoError as exc:
+        fail(exc)
+    if created:
+        console.print(f"[cyan]stack[/] created topics: {', '.join(created)}")
+    rows = [asdict(s) for s in statuses]
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(_status_table(rows))
+
+
+@app.command("down")
+def stack_down() -> None:
+    """Stop the components this checkout started (data is kept in the state folder)."""
+    # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.stack import Stack
+
+    try:
+        Stack().down(lambda line: console.print(f"[cyan]stack[/] {line}"))
+    except ChoreoError as exc:
+        fail(exc)
+
+
+@app.command("status")
+def stack_status(as_json: JsonFlag = False) -> None:
+    """Show what runs, where, and where its logs are. Exit code 1 when anything is down."""
+    # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.stack import Stack
+
+    rows = [asdict(s) for s in Stack().status()]
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(_status_table(rows))
+    if not all(r["running"] for r in rows):
+        raise typer.Exit(1)

@@ -1,0 +1,35 @@
+"""`choreo topics`: provision and list Choreo's Kafka topics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from choreo.cli.common import JsonFlag, fail, out, print_json
+from events.errors import ChoreoError
+from events.settings import get_settings
+from events.topics import all_topics, provision_topics
+
+app = typer.Typer(help="Provision and list Choreo's Kafka topics.")
+
+
+@app.command("create")
+def topics_create() -> None:
+    """Create the domain topics and the dead-letter topic that do not exist yet."""
+    try:
+        created = asyncio.run(provision_topics(get_settings()))
+    except ChoreoError as exc:
+        fail(exc)
+    out.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@app.command("list")
+def topics_list(as_json: JsonFlag = False) -> None:
+    """The topics Choreo uses (event topics keep messages forever)."""
+    names = all_topics(get_settings())
+    if as_json:
+        print_json(names)
+    else:
+        for name in names:
+            out.print(name)
