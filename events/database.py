@@ -21,10 +21,15 @@ from events.settings import Settings
 Connection: TypeAlias = asyncpg.Connection
 
 
-def schema_name(settings: Settings, service: str) -> str:
-    """The PostgreSQL schema of one service: the topic prefix made an identifier, + its name."""
-    prefix = "".join(ch if ch.isalnum() else "_" for ch in settings.topic_prefix.lower())
-    return f"{prefix}{service}".strip("_")
+def schema_name(settings: Settings, process: str) -> str:
+    """The PostgreSQL schema of one process: ``<prefix>_<name>``, the topic prefix and the
+    name made an identifier (``saga-coordinator`` → ``saga_coordinator``).
+
+    The one place the name is computed: the runtime migrates it and hands it to the handlers'
+    context; tools and tests ask the process's :meth:`~events.process.ProcessSpec.schema`.
+    """
+    identifier = "".join(ch if ch.isalnum() else "_" for ch in f"{settings.topic_prefix}{process}")
+    return identifier.lower().strip("_")
 
 
 def runtime_ddl(schema: str) -> str:

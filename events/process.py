@@ -9,30 +9,15 @@ fires with no message in the log (the saga coordinator's deadlines); a replay dr
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any
 
 from events.database import schema_name
-from events.model import Event, Message
+from events.model import Event
+from events.service import Service
 from events.settings import Settings
 from events.topics import topic_for
-
-if TYPE_CHECKING:
-    # Type-only: events.service imports this module (the schema name, the timers interface).
-    from events.service import Service
-
-C_contra = TypeVar("C_contra", contravariant=True)
-
-
-def process_schema(settings: Settings, name: str) -> str:
-    """The PostgreSQL schema of process ``name``: ``<prefix>_<name>``, ``-`` made ``_``.
-
-    The one place the name is computed: the runtime migrates it and hands it to the handlers'
-    context; tools and tests ask the process's :meth:`ProcessSpec.schema`.
-    """
-    return schema_name(settings, name.replace("-", "_"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +81,7 @@ class ProcessSpec:
 
     def schema(self, settings: Settings) -> str:
         """The PostgreSQL schema holding its state (the API keeps none)."""
-        return process_schema(settings, self.name)
+        return schema_name(settings, self.name)
 
     def group(self, settings: Settings) -> str:
         """Its Kafka consumer group: ``<prefix><name>``."""
@@ -142,23 +127,3 @@ def _load(ref: str) -> Any:
     """The object ``"module:attribute"`` names, importing its module."""
     module, _, attribute = ref.partition(":")
     return getattr(importlib.import_module(module), attribute)
-
-
-class Timers(Protocol[C_contra]):
-    """A process's durable timers: what it does when time passes, with no message in the log.
-
-    The process fires them live (its own background loop); a replay (``choreo replay``)
-    finds their firings in the log as emissions no input explains, and fires them again
-    through this interface, each in the transaction of the context it is given.
-    """
-
-    async def pending(self, context: C_contra, key: str) -> Mapping[str, datetime]:
-        """The timers set for ``key`` (an order id): when each is due, by name."""
-        ...
-
-    async def fire(
-        self, context: C_contra, key: str, name: str, due_at: datetime
-    ) -> Sequence[Message[Event]] | None:
-        """Fire timer ``name`` of ``key``; the messages to emit, or None if it cannot fire now
-        (another transaction holds the key)."""
-        ...

@@ -16,19 +16,19 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from events import tracing
 from events.codec import Codec
 from events.consumer import EventConsumer
-from events.database import Connection, Database
+from events.database import Connection, Database, schema_name
 from events.delivery import TransactionalDelivery
 from events.logs import configure_logging
 from events.model import Event, Message
 from events.outbox import OutboxRelay, stage
-from events.process import Timers, process_schema
 from events.producer import EventProducer, to_record
 from events.retry_queue import PostgresRetryQueue
 from events.router import Router
@@ -39,6 +39,27 @@ from events.topics import provision_topics
 log = logging.getLogger("choreo.service")
 
 C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
+
+
+class Timers(Protocol[C_contra]):
+    """A process's durable timers: what it does when time passes, with no message in the log.
+
+    The process fires them live (its own background loop); a replay (``choreo replay``)
+    finds their firings in the log as emissions no input explains, and fires them again
+    through this interface, each in the transaction of the context it is given.
+    """
+
+    async def pending(self, context: C_contra, key: str) -> Mapping[str, datetime]:
+        """The timers set for ``key`` (an order id): when each is due, by name."""
+        ...
+
+    async def fire(
+        self, context: C_contra, key: str, name: str, due_at: datetime
+    ) -> Sequence[Message[Event]] | None:
+        """Fire timer ``name`` of ``key``; the messages to emit, or None if it cannot fire now
+        (another transaction holds the key)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +69,7 @@ class Service(Generic[C]):
     Attributes:
         name: ``inventory``, ``payment``, ..., ``saga-coordinator``; names the consumer group
             (``<prefix><name>``), the PostgreSQL schema
-            (:func:`~events.process.process_schema`) and the OTel ``service.name``.
+            (:func:`~events.database.schema_name`) and the OTel ``service.name``.
         router: the handlers.
         context: builds a handler's context from the transaction's connection and the
             process's schema (the runtime's: the service does not name it).
@@ -83,7 +104,7 @@ class ServiceRuntime(Generic[C]):
         self.codec = codec or Codec(
             SchemaRegistry.load(settings.schemas_dir), service.router.catalog
         )
-        self.schema = process_schema(settings, service.name)
+        self.schema = schema_name(settings, service.name)
         self.db = Database(settings)
         self.producer = EventProducer(settings, self.codec, client_id=service.name)
         self.relay = OutboxRelay(self.db, self.schema, self.producer)

@@ -184,7 +184,7 @@ class PostgresSagaStore:
 
     Args:
         conn: The connection whose transaction everything joins.
-        schema: The coordinator's schema (see :func:`events.process.process_schema`).
+        schema: The coordinator's schema (see :func:`events.database.schema_name`).
     """
 
     def __init__(self, conn: Connection, schema: str) -> None:
