@@ -21,7 +21,7 @@ from events.errors import ChoreoError
 
 if TYPE_CHECKING:
     from bench.rebuild import RebuildBenchResult
-    from bench.saga import SagaConfig, SagaResult
+    from bench.result import SagaConfig, SagaResult
 
 app = typer.Typer(
     help="Benchmarks on the real stack; they report figures and never fail on them. "
@@ -129,12 +129,14 @@ def _bench_saga(
 ) -> None:
     # psutil, asyncpg, the platform: imported here to keep `choreo --help` quick.
     from bench import saga
+    from bench.mix import parse_mix
+    from bench.result import SagaConfig
 
     try:
-        weights = saga.parse_mix(mix)
+        weights = parse_mix(mix)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--mix") from None
-    config = saga.SagaConfig(
+    config = SagaConfig(
         orders=orders,
         rate=rate,
         mix=weights,

@@ -21,495 +21,54 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
-import random
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import psutil
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.baselines import (
-    CodecResult,
-    CopyResult,
-    RawKafkaResult,
     codec_vs_fastavro,
     copy_rows,
     raw_kafka,
 )
-from bench.report import LatencySummary, Ratio, machine_info
+from bench.measure import (
+    Watched,
+    cpu_seconds,
+    end_offsets,
+    foreign_load,
+    group_of,
+    group_positions,
+    projector_position,
+    sample_memory,
+)
+from bench.mix import EXPECTED, assign_scenarios
+from bench.report import LatencySummary
+from bench.result import ProcessFigures, SagaConfig, SagaResult
+from bench.tracking import OrderRecord, OrderTracker
 from choreo import registry
 from choreo.client import ChoreoClient, new_order_id
 from choreo.platform import Platform
-from contracts.catalog import CATALOG, OrderCancelled
-from contracts.samples import SCENARIOS, scenario_order
+from contracts.catalog import CATALOG
+from contracts.samples import scenario_order
 from events import tracing
 from events.codec import Codec
 from events.database import Database
 from events.errors import ChoreoError
-from events.headers import EVENT_TYPE, header
 from events.settings import PROJECT_ROOT, Settings, get_settings
-from events.topics import event_topics, partitions_of, provision_topics, read_to_end, topic_for
+from events.topics import event_topics, provision_topics, read_to_end
 from projections import PROJECTOR
 
-DEFAULT_MIX = "happy=70,large=10,declined=10,unshippable=10"
-EXPECTED: dict[str, str] = {
-    "happy": "completed",
-    "large": "completed",
-    "out_of_stock": "cancelled:out_of_stock",
-    "declined": "cancelled:payment_declined",
-    "flaky": "completed",
-    "timeout": "cancelled:payment_timeout",
-    "unshippable": "cancelled:shipment_failed",
-    "bounce": "completed",
-}
-"""How each scenario's order ends when the platform keeps up (``completed`` or
-``cancelled:<reason>``); anything else is reported as unexpected (e.g. a step deadline)."""
-TERMINAL = ("order.completed", "order.cancelled")
-APPROVER = "bench"
 AMPLE_STOCK = 1_000_000_000
 SCARCE_SKUS = {"SKU-RARE-VASE"}
 """Kept at their seeded stock so that the ``out_of_stock`` scenario still runs out."""
 CODEC_SAMPLE = 20_000
 WARM_UP_TIMEOUT_S = 120.0
 Log = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- the order mix
-
-
-def parse_mix(text: str) -> dict[str, int]:
-    """``happy=70,large=10`` → ``{"happy": 70, "large": 10}``: scenario names and weights.
-
-    Raises:
-        ValueError: an unknown scenario, a weight that is not a non-negative integer, or
-            weights that add up to zero.
-    """
-    mix: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, weight = part.partition("=")
-        name = name.strip()
-        if name not in SCENARIOS:
-            raise ValueError(f"unknown scenario {name!r}; one of: {', '.join(SCENARIOS)}")
-        try:
-            value = int(weight) if sep else 1
-        except ValueError:
-            raise ValueError(f"{part!r}: the weight must be an integer") from None
-        if value < 0:
-            raise ValueError(f"{part!r}: the weight must not be negative")
-        mix[name] = mix.get(name, 0) + value
-    if sum(mix.values()) <= 0:
-        raise ValueError(f"the mix {text!r} has no positive weight")
-    return mix
-
-
-def assign_scenarios(mix: dict[str, int], orders: int, seed: int = 0) -> list[str]:
-    """``orders`` scenario names in the proportions of ``mix`` (largest remainder, so the
-    counts are exact), shuffled reproducibly."""
-    total = sum(mix.values())
-    quotas = {name: orders * weight / total for name, weight in mix.items()}
-    counts = {name: math.floor(q) for name, q in quotas.items()}
-    by_remainder = sorted(quotas, key=lambda n: (counts[n] - quotas[n], list(mix).index(n)))
-    for name in by_remainder[: orders - sum(counts.values())]:
-        counts[name] += 1
-    names = [name for name, count in counts.items() for _ in range(count)]
-    random.Random(seed).shuffle(names)
-    return names
-
-
-# --------------------------------------------------------------------------- following orders
-
-
-@dataclass
-class OrderRecord:
-    """One placed order as the bench saw it (``perf_counter`` seconds)."""
-
-    scenario: str
-    published: float
-    acked: float | None = None
-    finished: float | None = None
-    outcome: str | None = None
-    detail: str | None = None
-
-
-class OrderTracker:
-    """Reads ``<prefix>order`` from the start (no consumer group): approves each of the
-    bench's orders that asks for approval at once, and records when each one's terminal event
-    arrives. Event types come from the headers; only cancellations are decoded (the reason)."""
-
-    def __init__(self, settings: Settings, client: ChoreoClient, codec: Codec) -> None:
-        self.settings = settings
-        self.client = client
-        self.codec = codec
-        self.orders: dict[str, OrderRecord] = {}
-        self.expected = 0
-        self.finished = 0
-        self.approvals = 0
-        self.needs_attention = 0
-        self.errors: list[str] = []
-        self.all_done = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-        )
-        self._task: asyncio.Task[None] | None = None
-        self._approvals: set[asyncio.Task[None]] = set()
-
-    def reset(self, expected: int) -> None:
-        """Forget the orders so far (the warm-up) and expect ``expected`` new ones."""
-        self.orders.clear()
-        self.expected = expected
-        self.finished = self.approvals = self.needs_attention = 0
-        self.all_done.clear()
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        partitions = await partitions_of(self.settings, [topic_for("order.placed", self.settings)])
-        self._consumer.assign(partitions)
-        for tp in partitions:
-            self._consumer.seek(tp, 0)
-        self._task = asyncio.create_task(self._follow())
-
-    async def stop(self) -> None:
-        """Stop following; waits for approvals in flight. Safe to call twice."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._approvals:
-            await asyncio.gather(*self._approvals, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _follow(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=100, max_records=5000)
-            arrived = time.perf_counter()
-            for records in batch.values():
-                for record in records:
-                    self._see(record, arrived)
-
-    def _see(self, record: ConsumerRecord, arrived: float) -> None:
-        order_id = record.key.decode() if record.key else ""
-        order = self.orders.get(order_id)
-        event_type = header(record.headers, EVENT_TYPE)
-        if order is None or event_type is None:
-            return
-        if event_type == "order.approval_requested":
-            task = asyncio.create_task(self._approve(order_id))
-            self._approvals.add(task)
-            task.add_done_callback(self._approvals.discard)
-        elif event_type == "order.needs_attention":
-            self.needs_attention += 1
-        elif event_type in TERMINAL and order.finished is None:
-            order.finished = arrived
-            if event_type == "order.completed":
-                order.outcome = "completed"
-            else:
-                order.outcome, order.detail = self._reason(record)
-            self.finished += 1
-            if self.finished >= self.expected:
-                self.all_done.set()
-
-    def _reason(self, record: ConsumerRecord) -> tuple[str, str | None]:
-        """``cancelled:<reason>`` and the cancellation's detail."""
-        try:
-            event = self.codec.decode(record.value).event
-        except Exception as exc:  # report, never stop following
-            self.errors.append(f"undecodable cancellation at offset {record.offset}: {exc}")
-            return "cancelled:?", None
-        if not isinstance(event, OrderCancelled):
-            return "cancelled:?", None
-        return f"cancelled:{event.reason}", event.detail
-
-    async def _approve(self, order_id: str) -> None:
-        try:
-            await self.client.approve(order_id, by=APPROVER, reason="auto-approved by the bench")
-            self.approvals += 1
-        except Exception as exc:  # reported; the order then times out and shows as unexpected
-            self.errors.append(f"approving {order_id} failed: {exc}")
-
-
-# --------------------------------------------------------------------------- measurements
-
-
-def cpu_seconds(pid: int, *, with_children: bool = False) -> float | None:
-    """User + system CPU seconds of ``pid`` (plus its children's, live and reaped)."""
-    try:
-        proc = psutil.Process(pid)
-        times = proc.cpu_times()
-        total = times.user + times.system
-        if with_children:
-            total += times.children_user + times.children_system
-            for child in proc.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    child_times = child.cpu_times()
-                    total += child_times.user + child_times.system
-        return total
-    except psutil.Error:
-        return None
-
-
-def peak_rss_kb(pid: int) -> int | None:
-    """The process's peak resident set size (``VmHWM`` in ``/proc/<pid>/status``), in kB."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-@dataclass
-class Watched:
-    """A process whose CPU time and memory the bench follows."""
-
-    name: str
-    pid: int
-    with_children: bool = False
-    cpu_before: float | None = None
-    cpu_after: float | None = None
-    peak_kb: int = 0
-
-    def sample(self) -> None:
-        kb = peak_rss_kb(self.pid)
-        if kb is not None:
-            self.peak_kb = max(self.peak_kb, kb)
-
-
-async def _sample_memory(watched: Sequence[Watched], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        for w in watched:
-            w.sample()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-
-
-async def end_offsets(settings: Settings, topics: Sequence[str]) -> int:
-    """The sum of the end offsets of every partition of ``topics``: records written so far."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(await partitions_of(settings, topics))
-    finally:
-        await consumer.stop()
-    return int(sum(ends.values()))
-
-
-async def group_positions(settings: Settings, groups: Sequence[str]) -> dict[str, int]:
-    """The sum of each consumer group's committed offsets (0 before its first commit)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        positions: dict[str, int] = {}
-        for group in groups:
-            committed = await admin.list_consumer_group_offsets(group)
-            positions[group] = sum(max(0, meta.offset) for meta in committed.values())
-        return positions
-    finally:
-        await admin.close()
-
-
-async def projector_position(db: Database, settings: Settings) -> tuple[int, int]:
-    """The projector's checkpoints (sum of next offsets) and how many rows it has logged."""
-    schema = PROJECTOR.schema(settings)
-    async with db.pool.acquire() as conn:
-        if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.projector_offsets") is None:
-            return 0, 0
-        checkpoint = await conn.fetchval(
-            f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.projector_offsets"
-        )
-        rows = await conn.fetchval(f"SELECT count(*) FROM {schema}.event_log")
-    return int(checkpoint), int(rows)
-
-
-def foreign_load(own: Sequence[int]) -> str:
-    """What else loads the machine: the 1-minute load average and how many Choreo service
-    processes run that are not ``own`` (another platform, e.g. someone's e2e tests)."""
-    others = 0
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if proc.info["pid"] not in own and "choreo" in cmdline and "service" in cmdline:
-            others += 1
-    return f"load average {os.getloadavg()[0]:.1f}, {others} other choreo processes"
-
-
-def group_of(settings: Settings, process: str) -> str | None:
-    """The consumer group of a service process (``<prefix><name>``); None for the others."""
-    spec = registry.get(process)
-    return spec.group(settings) if spec.is_service else None
-
-
-# --------------------------------------------------------------------------- the result
-
-
-@dataclass(frozen=True)
-class SagaConfig:
-    """What to run."""
-
-    orders: int = 1000
-    rate: float | None = None
-    mix: dict[str, int] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
-    tracing: bool = True
-    timeout_s: float = 900.0
-    in_flight: int = 1000
-    trace_sample: float = 1.0
-    """Share of orders traced (OpenTelemetry's parent-based trace-id-ratio sampler): the
-    bench opens each order's root span, and every process follows its decision."""
-
-
-@dataclass
-class ProcessFigures:
-    """One process's share of the run."""
-
-    name: str
-    pid: int | None
-    consumed: int | None = None
-    consumed_per_s: float | None = None
-    cpu_s_total: float | None = None
-    cpu_s_run: float | None = None
-    peak_rss_mb: float | None = None
-
-
-@dataclass
-class SagaResult:
-    """Everything ``choreo bench`` measured."""
-
-    config: SagaConfig
-    prefix: str
-    log_dir: Path
-    placed: int = 0
-    finished: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    unexpected: dict[str, int] = field(default_factory=dict)
-    approvals: int = 0
-    needs_attention: int = 0
-    window_s: float = 0.0
-    publish_s: float = 0.0
-    events: int = 0
-    latency: LatencySummary = field(default_factory=lambda: LatencySummary.of([]))
-    processes: list[ProcessFigures] = field(default_factory=list)
-    infrastructure: list[ProcessFigures] = field(default_factory=list)
-    projector_rows: int = 0
-    projector_lag: int = 0
-    raw_kafka: RawKafkaResult | None = None
-    codec: CodecResult | None = None
-    copy: CopyResult | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    exit_codes: dict[str, int | None] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    load: dict[str, str] = field(default_factory=dict)
-    """What else loaded the machine at the start and at the end (see :func:`foreign_load`)."""
-    env: dict[str, str] = field(default_factory=dict)
-    """The CHOREO_* settings the processes got beyond the defaults (the bench's and the
-    caller's environment's)."""
-    points: list[tuple[float, float]] = field(default_factory=list)
-    """(publish time since the first publish, latency), seconds, per finished order."""
-    completions: list[float] = field(default_factory=list)
-    """Terminal arrival times since the first publish."""
-    placements: list[float] = field(default_factory=list)
-
-    @property
-    def orders_per_second(self) -> float:
-        return self.finished / self.window_s if self.window_s else 0.0
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.window_s if self.window_s else 0.0
-
-    @property
-    def projector_rows_per_second(self) -> float:
-        return self.projector_rows / self.window_s if self.window_s else 0.0
-
-    def ratios(self) -> list[Ratio]:
-        """Choreo next to each baseline."""
-        ratios: list[Ratio] = []
-        if self.raw_kafka is not None:
-            ratios.append(
-                Ratio(
-                    "events/s vs raw aiokafka produce→consume",
-                    "msg/s",
-                    self.events_per_second,
-                    self.raw_kafka.messages_per_second,
-                )
-            )
-        if self.codec is not None:
-            ratios += [
-                Ratio("encode: Codec vs fastavro", "µs/event", self.codec.codec_encode_us,
-                      self.codec.fastavro_encode_us, "≤ 1.3x"),
-                Ratio("decode: Codec vs fastavro", "µs/event", self.codec.codec_decode_us,
-                      self.codec.fastavro_decode_us, "≤ 1.3x"),
-            ]  # fmt: skip
-        if self.copy is not None:
-            ratios.append(
-                Ratio(
-                    "projector logged rows/s vs asyncpg COPY",
-                    "rows/s",
-                    self.projector_rows_per_second,
-                    self.copy.rows_per_second,
-                )
-            )
-        return ratios
-
-    def to_json(self) -> dict[str, Any]:
-        def r(value: float | None, digits: int = 1) -> float | None:
-            return None if value is None or not math.isfinite(value) else round(value, digits)
-
-        return {
-            "benchmark": "saga",
-            "config": {
-                **asdict(self.config),
-                "rate": self.config.rate or "max",
-                "env": self.env,
-            },
-            "machine": {**machine_info(), "foreign_load": self.load},
-            "prefix": self.prefix,
-            "logs": str(self.log_dir),
-            "orders": {
-                "placed": self.placed,
-                "finished": self.finished,
-                "outcomes": self.outcomes,
-                "unexpected": self.unexpected,
-                "approved_by_bench": self.approvals,
-                "needs_attention": self.needs_attention,
-            },
-            "throughput": {
-                "window_s": r(self.window_s, 3),
-                "publish_s": r(self.publish_s, 3),
-                "orders_per_s": r(self.orders_per_second),
-                "events": self.events,
-                "events_per_s": r(self.events_per_second),
-                "projector_rows": self.projector_rows,
-                "projector_rows_per_s": r(self.projector_rows_per_second),
-                "projector_lag_at_end": self.projector_lag,
-            },
-            "latency_ms": {
-                k: r(v) if isinstance(v, float) else v for k, v in asdict(self.latency).items()
-            },
-            "processes": [asdict(p) for p in self.processes],
-            "infrastructure": [asdict(p) for p in self.infrastructure],
-            "baselines": {
-                "raw_kafka": self.raw_kafka.to_json() if self.raw_kafka else None,
-                "codec": self.codec.to_json() if self.codec else None,
-                "copy": self.copy.to_json() if self.copy else None,
-            },
-            "ratios": [x.to_json() for x in self.ratios()],
-            "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
-            "exit_codes": self.exit_codes,
-            "errors": self.errors,
-        }
-
-
-# --------------------------------------------------------------------------- the run
 
 
 def run(config: SagaConfig, log: Log, status: Log) -> SagaResult:
@@ -588,6 +147,8 @@ def _ample_seed_file(log_dir: Path) -> Path:
     return path
 
 
+# Long: the measured window in one place (snapshot, load, snapshot, results), so what is
+# measured visibly brackets exactly the load and nothing else.
 async def _load(
     platform: Platform,
     settings: Settings,
@@ -626,7 +187,7 @@ async def _load(
         tracker.reset(expected=len(scenarios))
         lap("warm_up")
         stop_sampling = asyncio.Event()
-        sampler = asyncio.create_task(_sample_memory(everything, stop_sampling))
+        sampler = asyncio.create_task(sample_memory(everything, stop_sampling))
         ticker: asyncio.Task[None] | None = None
         try:
             ends_before = await end_offsets(settings, topics)

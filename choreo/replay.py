@@ -1,4 +1,4 @@
-"""``choreo replay NAME``: the replay engine (:mod:`choreo.replay_engine`) for a process named
+"""``choreo replay NAME``: the replay engine (:mod:`events.replay.engine`) for a process named
 in :mod:`choreo.registry`.
 
 This layer resolves the name (``coordinator`` is the saga coordinator's alias), builds the
@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from choreo import registry
-from choreo.replay_engine import Progress, ReplayReport, consumer_group_members, replay_service
 from events.codec import Codec
 from events.errors import ChoreoError
 from events.process import ProcessSpec
+from events.replay.engine import Progress, ReplayReport, consumer_group_members, replay_service
 from events.service import Service
 from events.settings import Settings
 
@@ -68,7 +68,7 @@ async def replay(
     codec: Codec | None = None,
     require_stopped: bool = True,
 ) -> ReplayReport:
-    """Rebuild process ``name``'s schema from the log (see :mod:`choreo.replay_engine`).
+    """Rebuild process ``name``'s schema from the log (see :mod:`events.replay.engine`).
 
     Args:
         settings: The shared settings (topic prefix, database, Kafka).

@@ -31,18 +31,29 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Respo
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts.order import STATUSES
 from events import tracing
 from events.database import Database
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
 from projections import API
+from projections.api_models import (
+    ErrorBody,
+    ErrorField,
+    Health,
+    HistoryEntry,
+    OrderHistory,
+    OrderList,
+    OrderStatus,
+    Projections,
+    ProjectionStatus,
+    StatusName,
+    Summary,
+)
 from projections.queries import Queries
 
 NAME = API.name
@@ -71,164 +82,6 @@ def _package_version() -> str:
 
 
 # --- response models -------------------------------------------------------------------------
-
-
-class ErrorField(BaseModel):
-    """One invalid input of a request."""
-
-    field: str = Field(description="Name of the parameter, e.g. `status` or `limit`.")
-    location: str = Field(description="Where it was given: `path` or `query`.")
-    message: str = Field(description="What is wrong with it.")
-
-
-class ErrorBody(BaseModel):
-    """The body of every error response."""
-
-    error: str = Field(description="Machine-readable code: `not_found`, `invalid_request`, ...")
-    detail: str = Field(description="Human-readable explanation.")
-    fields: list[ErrorField] | None = Field(
-        default=None, description="The invalid inputs (422 only)."
-    )
-
-
-class Step(BaseModel):
-    """One step of an order's path."""
-
-    step: str = Field(description="inventory, approval, payment, shipping, crm or email.")
-    outcome: str | None = Field(description="How it ended (`charged`, ...); null while running.")
-    started_at: datetime | None
-    finished_at: datetime | None
-    attempts: int = Field(description="Attempts the step took (payment reports its retries).")
-
-
-class Progress(BaseModel):
-    """Finished steps of the steps this order goes through."""
-
-    done: int
-    expected: int
-
-
-def _known_status(value: str) -> str:
-    if value not in STATUSES:
-        raise PydanticCustomError(
-            "unknown_status",
-            "Input should be one of: {expected}",
-            {"expected": ", ".join(STATUSES)},
-        )
-    return value
-
-
-StatusName = Annotated[
-    str, AfterValidator(_known_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})
-]
-"""An order status: one of :data:`contracts.order.STATUSES`."""
-
-
-class OrderStatus(BaseModel):
-    """An order's state: a row of the ``order_status`` read model, or its state at a past time."""
-
-    order_id: str
-    status: StatusName
-    cancel_reason: str | None = Field(description="Why a cancelled order was cancelled.")
-    current_step: str | None = Field(description="The step in progress; null when finished.")
-    timeline: list[Step]
-    progress: Progress
-    compensations_done: list[str] = Field(description="Compensating commands acknowledged.")
-    trace_id: str | None = Field(description="The order's trace (look it up in Jaeger).")
-    customer_id: str | None
-    total_minor: int | None = Field(description="Order total in minor units of `currency`.")
-    currency: str | None
-    placed_at: datetime | None
-    updated_at: datetime | None = Field(description="Time of the order's latest event.")
-    event_count: int
-    as_of: datetime | None = Field(
-        default=None, description="Set when this is the state as of a past time (`?as_of=`)."
-    )
-
-
-class OrderList(BaseModel):
-    """Orders, newest first."""
-
-    orders: list[OrderStatus]
-    count: int = Field(description="How many orders are in this response (at most `limit`).")
-
-
-class HistoryEntry(BaseModel):
-    """One event of an order's audit trail (summarized, without personal data)."""
-
-    event_id: str
-    event_type: str
-    occurred_at: datetime
-    producer: str
-    summary: str
-    caused_by: str | None = Field(description="event_id of the event that caused this one.")
-    position: str = Field(description="Where it is in the log: `topic/partition@offset`.")
-
-
-class OrderHistory(BaseModel):
-    """Every event of one order, in log order."""
-
-    order_id: str
-    events: list[HistoryEntry]
-
-
-class StepDuration(BaseModel):
-    """Durations of one step over all orders (milliseconds)."""
-
-    count: int
-    p50: float
-    p95: float
-
-
-class Summary(BaseModel):
-    """Counts and rates over every order."""
-
-    orders: int
-    by_status: dict[str, int]
-    by_cancel_reason: dict[str, int]
-    step_duration_ms: dict[str, StepDuration]
-    orders_per_minute: float = Field(description="Orders placed per minute over the window.")
-
-
-class PartitionLag(BaseModel):
-    """How far the projector is behind on one partition."""
-
-    topic: str
-    partition: int
-    end_offset: int
-    projected: int = Field(description="Next offset the projector will read.")
-    lag: int
-
-
-class ProjectionStatus(BaseModel):
-    """Where the projector is."""
-
-    projection: str
-    events: int = Field(description="Events in the event log.")
-    lag: list[PartitionLag]
-    total_lag: int
-    last_event_at: datetime | None
-    events_per_second_1m: float
-
-
-class Projections(BaseModel):
-    """The projector's progress and what it projected."""
-
-    status: ProjectionStatus
-    summary: Summary
-
-
-class Health(BaseModel):
-    """Whether the API can answer: PostgreSQL reachable and the read models created."""
-
-    status: str = Field(description="`ok` or `unavailable`.")
-    database: bool = Field(description="PostgreSQL answers.")
-    projections: bool = Field(description="The projector has created its tables.")
-    version: str
-    detail: str | None = Field(default=None, description="What is wrong, when not ok.")
-
-
-# --- wiring ------------------------------------------------------------------------------------
 
 
 class Backend:

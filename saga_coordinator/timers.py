@@ -46,7 +46,7 @@ async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Even
     """
     fired = TimerFired(timer.order_id, timer.name, timer.due_at)
     # One instant for the facts and the envelopes, as a handler's delivery has: a replay reads
-    # it back from the envelopes (choreo.replay_engine).
+    # it back from the envelopes (events.replay.engine).
     now = ctx.clock()
     decision = await advance_saga(ctx, timer.order_id, fired, wait=False, now=now)
     if decision is None:

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from bench.saga import EXPECTED, assign_scenarios, cpu_seconds, parse_mix, peak_rss_kb
+from bench.measure import cpu_seconds, peak_rss_kb
+from bench.mix import EXPECTED, assign_scenarios, parse_mix
 from contracts.samples import SCENARIOS
 
 

@@ -1,6 +1,6 @@
 """The plan of a replay: which records of the log a process's replay delivers again, in which
 order, at which instant, and what the live run emitted for each (see
-:mod:`choreo.replay_engine`, which runs it).
+:mod:`events.replay.engine`, which runs it).
 
 Pure: no I/O here. :func:`plan` takes the decoded log and the process's router and dead letters;
 :func:`remaining_after` matches what a replayed handler produces against what the log shows.
@@ -126,31 +126,7 @@ def plan(
         by_cause[emission.cause_id].append(emission)
 
     result = Plan(timeline=[], inputs=0)
-    steps: list[Step] = []
-    handled: set[uuid.UUID] = set()
-    gave_up: set[uuid.UUID] = set()
-    for record in records:
-        if record.topic not in topics:
-            continue
-        result.inputs += 1
-        handler = router.get(record.message.envelope.event_type)
-        if handler is None:
-            result.skipped += 1
-            continue
-        event_id = record.message.envelope.event_id
-        letter = dead.get((record.topic, record.partition, record.offset))
-        if letter is not None:
-            result.dead_lettered += 1
-            # Live, the hook ran once per event id (its inbox row dedupes a second one).
-            if handler.on_give_up is not None and event_id not in gave_up:
-                gave_up.add(event_id)
-                steps.append(Step(record, handler, letter))
-            continue
-        if event_id in handled:
-            result.duplicates += 1
-            continue
-        handled.add(event_id)
-        steps.append(Step(record, handler, None))
+    steps = _inputs(records, router=router, topics=topics, dead=dead, counts=result)
 
     # Each delivery of a cause took the cause's next emission, in offset order.
     for step in steps:
@@ -158,7 +134,49 @@ def plan(
         if queue:
             step.emission = queue.pop(0)
             step.emission.owner = step
+    result.timeline = _timeline(steps, emissions)
+    return result
 
+
+def _inputs(
+    records: Sequence[Logged],
+    *,
+    router: Router[Any],
+    topics: Collection[str],
+    dead: Mapping[tuple[str, int, int], DeadLetter],
+    counts: Plan,
+) -> list[Step]:
+    """The records to deliver again, in offset order; ``counts`` gets the ones that are not."""
+    steps: list[Step] = []
+    handled: set[uuid.UUID] = set()
+    gave_up: set[uuid.UUID] = set()
+    for record in records:
+        if record.topic not in topics:
+            continue
+        counts.inputs += 1
+        handler = router.get(record.message.envelope.event_type)
+        if handler is None:
+            counts.skipped += 1
+            continue
+        event_id = record.message.envelope.event_id
+        letter = dead.get((record.topic, record.partition, record.offset))
+        if letter is not None:
+            counts.dead_lettered += 1
+            # Live, the hook ran once per event id (its inbox row dedupes a second one).
+            if handler.on_give_up is not None and event_id not in gave_up:
+                gave_up.add(event_id)
+                steps.append(Step(record, handler, letter))
+            continue
+        if event_id in handled:
+            counts.duplicates += 1
+            continue
+        handled.add(event_id)
+        steps.append(Step(record, handler, None))
+    return steps
+
+
+def _timeline(steps: list[Step], emissions: list[Emission]) -> list[Step | Emission]:
+    """Inputs and unexplained emissions in the order the live run processed them."""
     # A partition is processed in order: an input that emitted nothing was processed after the
     # ones ahead of it occurred (its own occurred_at is only a lower bound). Not after their
     # emissions' instants: on the coordinator an emission caused by an input can be a later
@@ -179,8 +197,7 @@ def plan(
     # occurred then (processed then or later).
     keyed.extend(((e.at, 1, "", 0, i), e) for i, e in enumerate(emissions))
     keyed.sort(key=lambda pair: pair[0])
-    result.timeline = [item for _, item in keyed]
-    return result
+    return [item for _, item in keyed]
 
 
 def _emissions(records: Sequence[Logged], producer: str) -> list[Emission]:

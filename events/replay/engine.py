@@ -8,7 +8,7 @@ message published) and **with the rows live processing produced**. The approach 
 deterministic replay: run the process's own handlers again, and wherever they touch the world,
 answer from the recorded history.
 
-The plan (which inputs, in which order, with which emission) is :mod:`choreo.replay_plan`'s;
+The plan (which inputs, in which order, with which emission) is :mod:`events.replay.plan`'s;
 this module drives it.
 
 1. **Read the log**: every record of every event topic, up to its end as of now, per partition
@@ -95,12 +95,12 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from choreo.replay_plan import Emission, Logged, Plan, Step, plan, remaining_after
 from events.codec import Codec
 from events.dlq import DeadLetter
 from events.errors import ContractError, PermanentError
 from events.model import Event, Message, frozen_clock
 from events.replay.delivery import ReplayDelivery
+from events.replay.plan import Emission, Logged, Plan, Step, plan, remaining_after
 from events.replay.providers import ReplayDivergence, replaying
 from events.retries import is_retryable
 from events.router import HandlerResult, HandlerSpec
