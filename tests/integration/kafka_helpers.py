@@ -36,7 +36,11 @@ async def read_records(
             records.extend(part)
     finally:
         await consumer.stop()
-    assert len(records) == count, f"expected {count} records on {topics}, got {len(records)}"
+    got = sorted(
+        f"{(r.key or b'').decode()}:{dict(r.headers or ()).get('event_type', b'?').decode()}"
+        for r in records
+    )
+    assert len(records) == count, f"expected {count} records on {topics}, got {len(got)}: {got}"
     return records
 
 

@@ -101,11 +101,24 @@ async def test_services_carry_orders_through_the_flow_and_acknowledge_compensati
         )
         for oid in ("o-happy", "o-bounce")
     ]
+    await producer.publish([*placed, *approvals])
+
+    # The coordinator releases only after it learned of the failure; a release that inventory
+    # handles before the order (they are on different topics) rightly blocks the reservation.
+    async def failure_recorded() -> bool:
+        async with inventory.db.pool.acquire() as conn:
+            record = await PostgresInventoryStore(conn, inventory.schema).reservation("o-rare")
+        return record is not None and record.status == "failed"
+
+    deadline = time.monotonic() + 30
+    while not await failure_recorded():
+        assert time.monotonic() < deadline, "o-rare's reservation failure was not recorded"
+        await asyncio.sleep(0.1)
     release = InventoryRelease(reason="out_of_stock", requested_at=utc_now())
     releases = [  # the coordinator's retry: the same command under a new event id
         Message.first(release, order_id="o-rare", producer="saga-coordinator") for _ in range(2)
     ]
-    await producer.publish([*placed, *approvals, *releases])
+    await producer.publish(releases)
 
     outputs = [
         "inventory.reserved",
