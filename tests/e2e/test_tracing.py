@@ -47,8 +47,14 @@ async def deployment(stack: None) -> AsyncIterator[Deployment]:
         processor.shutdown()  # type: ignore[no-untyped-call]
 
 
-async def _trace_with(checked: Deployment, order_id: str, services: set[str]) -> OrderTrace:
-    """Poll Jaeger until the order's trace holds spans of ``services`` (export is batched)."""
+async def _trace_with(
+    checked: Deployment,
+    order_id: str,
+    services: set[str],
+    spans: frozenset[tuple[str, str]] = frozenset(),
+) -> OrderTrace:
+    """Poll Jaeger until the order's trace holds spans of ``services`` and the (service, span
+    name) pairs ``spans`` (export is batched per process)."""
     trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
     deadline = time.monotonic() + 30
     found: OrderTrace | None = None
@@ -59,7 +65,12 @@ async def _trace_with(checked: Deployment, order_id: str, services: set[str]) ->
             found = None
         # Export is batched per process: wait until every process's spans are in, i.e. the
         # services are there and no span's parent is missing.
-        if found is not None and services <= found.services and len(found.roots) == 1:
+        if (
+            found is not None
+            and services <= found.services
+            and len(found.roots) == 1
+            and spans <= {(s.service, s.name) for s in found.spans}
+        ):
             return found
         await asyncio.sleep(0.5)
     if found is not None:
@@ -202,7 +213,9 @@ async def test_a_human_approval_joins_the_order_trace(checked: Deployment):
     assert parent is not None
     await checked.client.approve(order_id, by="ops-ann", trace_parent=parent)
     assert (await checked.wait_for(order_id)).status == "completed"
-    found = await _trace_with(checked, order_id, FLOW_SERVICES)
+    # Payment is in the trace since order.placed: wait for its spans of the approval too.
+    handled = ("payment", "handle order.approved")
+    found = await _trace_with(checked, order_id, FLOW_SERVICES, frozenset({handled}))
     _assert_one_connected_tree(found)
     approval = next(s for s in found.spans if s.name == "order.approved publish")
     assert approval.service == "cli"
