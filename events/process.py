@@ -2,8 +2,8 @@
 
 Every process package exports one :class:`ProcessSpec` (``PROCESS``) and ``choreo.registry``
 lists them once: the supervisor, ``choreo service``, ``choreo replay``, the end-to-end platform
-and the benchmarks read that list. :class:`Timers` is the part of a process's interface that
-fires with no message in the log (the saga coordinator's deadlines); a replay drives it.
+and the benchmarks read that list. A process's durable timers (:class:`~events.service.Timers`)
+are part of its :class:`~events.service.Service`, so a replay drives them like any input.
 """
 
 from __future__ import annotations
