@@ -15,16 +15,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("events", "contracts", "services", "saga_coordinator", "projections", "choreo", "bench")
+PACKAGES = (
+    "events",
+    "contracts",
+    "sagas",
+    "services",
+    "saga_coordinator",
+    "projections",
+    "choreo",
+    "bench",
+)
 
 ALLOWED: dict[str, set[str]] = {
     "events": set(),
     "contracts": {"events"},
+    "sagas": {"events", "contracts"},
     "services": {"events", "contracts"},
-    "saga_coordinator": {"events", "contracts"},
-    "projections": {"events", "contracts"},
-    "choreo": {"events", "contracts", "services", "saga_coordinator", "projections"},
-    "bench": {"events", "contracts", "services", "saga_coordinator", "projections", "choreo"},
+    "saga_coordinator": {"events", "contracts", "sagas"},
+    "projections": {"events", "contracts", "sagas"},
+    "choreo": {"events", "contracts", "sagas", "services", "saga_coordinator", "projections"},
+    "bench": {
+        "events",
+        "contracts",
+        "sagas",
+        "services",
+        "saga_coordinator",
+        "projections",
+        "choreo",
+    },
 }
 """Package → the packages it may import. Dependencies point inward, towards ``events``."""
 
