@@ -137,11 +137,13 @@ class Deadlines:
         answer: From taking it up (or, without a started signal, from the trigger) to its
             answer; ``None``: no limit.
         reason: The cancel reason when a critical step's deadline passes.
+        explain: Words added to the cancel detail (e.g. what the compensation will undo).
     """
 
     pick_up: Knob[timedelta] | timedelta | None = None
     answer: Knob[timedelta] | timedelta | None = None
     reason: str | None = None
+    explain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,8 @@ class Step:
         deadlines: Its pick-up and answer deadlines.
         compensation: How it is undone when a later step fails.
         milestone: The saga's status once it succeeded (e.g. ``paid``).
-        note: For a non-critical step, the note a failure or timeout leaves on completion.
+        note: For a non-critical step, the note a failure or timeout leaves on completion:
+            ``note(kind, detail)`` with kind ``failed`` or ``timed_out``.
     """
 
     name: str
@@ -193,7 +196,7 @@ class Step:
     deadlines: Deadlines = Deadlines()
     compensation: Compensation | None = None
     milestone: str | None = None
-    note: Callable[[str], str] | None = None
+    note: Callable[[str, str], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +306,20 @@ class SagaDefinition:
             if node.name == name:
                 return node
         raise KeyError(f"{self.saga_type} v{self.version} has no step {name!r}")
+
+    def compensation(self, step: str) -> Compensation:
+        """How step ``step`` is undone (it must have a compensation)."""
+        node = self.node(step)
+        if not isinstance(node, Step) or node.compensation is None:
+            raise KeyError(f"{self.saga_type} v{self.version}: step {step!r} is not compensated")
+        return node.compensation
+
+    def compensated_by(self, command: str) -> str:
+        """The step whose compensating command is ``command`` (an event type)."""
+        for node in self.steps:
+            if node.compensation is not None and node.compensation.command.event_type == command:
+                return node.name
+        raise KeyError(f"{self.saga_type} v{self.version}: no step is undone by {command}")
 
     def knobs(self) -> dict[str, Knob[Any]]:
         """Every knob the definition uses, by name."""

@@ -182,7 +182,11 @@ crm = Step(
     triggered_by=on(ShipmentScheduled),
     after=["shipping"],
     succeeded_on=[on(CrmCustomerUpdated)],
-    deadlines=Deadlines(answer=deadline("crm", 30), reason="shipment_failed"),
+    # No cancel reason fits "CRM never confirmed"; the shipment is cancelled, so the order
+    # ends shipment_failed and the detail says why.
+    deadlines=Deadlines(
+        answer=deadline("crm", 30), reason="shipment_failed", explain="shipment cancelled"
+    ),
 )
 email = Step(
     "email",
@@ -192,7 +196,11 @@ email = Step(
     fails=[Fails(on(EmailFailed, where=_confirmation), "confirmation email failed")],
     critical=False,
     deadlines=Deadlines(answer=deadline("email", 15)),
-    note=lambda detail: f"confirmation email {detail}",
+    note=lambda kind, detail: (
+        f"confirmation email failed: {detail}"
+        if kind == "failed"
+        else f"confirmation email outcome unknown: {detail}"
+    ),
 )
 
 V1 = SagaDefinition(

@@ -1,0 +1,55 @@
+"""The durable timers a generic saga's state calls for. No I/O here.
+
+Names are those of the order saga's own core (``deadline:<step>``, ``pickup:<step>``,
+``ack:<command>``), so timer rows of running sagas keep their meaning. A step's deadlines run
+from when its turn came (:meth:`~saga_coordinator.engine.state.SagaState.triggered_at`); its
+answer deadline runs from its started signal when it has one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from saga_coordinator.deadlines import ack_timer, deadline_timer
+from saga_coordinator.engine.state import SagaState
+from sagas.definition import HumanTask, SagaDefinition, Step
+
+
+def pickup_timer(step: str) -> str:
+    return f"pickup:{step}"
+
+
+def desired_timers(state: SagaState, d: SagaDefinition) -> dict[str, datetime]:
+    """The timers the state calls for, by name, with their due time."""
+    timers: dict[str, datetime] = {}
+    if state.active:
+        for node in d.nodes:
+            if isinstance(node, HumanTask):
+                task = state.task(node.name)
+                if task.expires_at is not None and task.outcome is None and not task.escalated:
+                    timers[deadline_timer(node.name)] = task.expires_at
+            else:
+                timers.update(_step_timers(state, d, node))
+    for undo in state.undos:
+        if undo.in_flight and not undo.exhausted and undo.requested_at is not None:
+            comp = d.compensation(undo.step)
+            wait: timedelta = d.value(comp.ack_timeout)
+            timers[ack_timer(comp.command.event_type)] = undo.requested_at + wait
+    return timers
+
+
+def _step_timers(state: SagaState, d: SagaDefinition, step: Step) -> dict[str, datetime]:
+    progress = state.step(step.name)
+    triggered = state.triggered_at(d, step)
+    if progress.outcome is not None or triggered is None:
+        return {}
+    timers: dict[str, datetime] = {}
+    limits = step.deadlines
+    if limits.pick_up is not None and progress.started_at is None:
+        timers[pickup_timer(step.name)] = triggered + d.value(limits.pick_up)
+    if limits.answer is not None:
+        if step.started_on is None:
+            timers[deadline_timer(step.name)] = triggered + d.value(limits.answer)
+        elif progress.started_at is not None:
+            timers[deadline_timer(step.name)] = progress.started_at + d.value(limits.answer)
+    return timers
