@@ -307,6 +307,15 @@ class SagaDefinition:
                 return node
         raise KeyError(f"{self.saga_type} v{self.version} has no step {name!r}")
 
+    def later(self, name: str) -> set[str]:
+        """The steps and tasks that run after ``name``, directly or not."""
+        found: set[str] = set()
+        frontier = {name}
+        while frontier:
+            frontier = {n.name for n in self.nodes if set(n.after) & frontier} - found
+            found |= frontier
+        return found
+
     def compensation(self, step: str) -> Compensation:
         """How step ``step`` is undone (it must have a compensation)."""
         node = self.node(step)

@@ -24,6 +24,8 @@ def desired_timers(state: SagaState, d: SagaDefinition) -> dict[str, datetime]:
     timers: dict[str, datetime] = {}
     if state.active:
         for node in d.nodes:
+            if any(state.succeeded(n) for n in d.later(node.name)):
+                continue  # a later step succeeded: this one's answer is moot
             if isinstance(node, HumanTask):
                 task = state.task(node.name)
                 if task.expires_at is not None and task.outcome is None and not task.escalated:

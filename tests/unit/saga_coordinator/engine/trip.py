@@ -201,9 +201,12 @@ class Trip:
     state calls for.
     """
 
-    def __init__(self, definition: SagaDefinition = TRIP, key: str = "trip-1") -> None:
+    def __init__(
+        self, definition: SagaDefinition = TRIP, key: str = "trip-1", producer: str = ME
+    ) -> None:
         self.definition = definition
         self.key = key
+        self.producer = producer
         self.now = T0
         self.state = SagaState(key)
         self.facts: list[f.Fact] = []
@@ -212,10 +215,11 @@ class Trip:
 
     def send(self, event: Event, producer: str = "participant") -> Decision:
         message = Message.first(event, order_id=self.key, producer=producer)
-        return self._apply(decide(self.state, message, self.definition, self.now, ME), message)
+        return self.redeliver(message)
 
     def redeliver(self, message: Message[Event]) -> Decision:
-        return self._apply(decide(self.state, message, self.definition, self.now, ME), message)
+        decision = decide(self.state, message, self.definition, self.now, self.producer)
+        return self._apply(decision, message)
 
     def wait(self, seconds: float) -> list[Decision]:
         """Let time pass, firing the timers that come due, in due order."""
@@ -225,7 +229,8 @@ class Trip:
             at, name = due[0]
             self.now = max(self.now, at)
             fired = TimerFired(self.key, name, at)
-            decisions.append(self._apply(decide(self.state, fired, self.definition, self.now, ME)))
+            decision = decide(self.state, fired, self.definition, self.now, self.producer)
+            decisions.append(self._apply(decision))
         self.now = until
         return decisions
 
