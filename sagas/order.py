@@ -128,9 +128,13 @@ approval = HumanTask(
     ),
     request=_request,
     auto=_auto,
-    approve_on=on(OrderApproved),
+    approve_on=on(OrderApproved, capture={"approved_by": "approved_by"}),
     reject_on=Fails(
-        on(OrderRejected, detail=lambda r: f"rejected by {r.rejected_by}: {r.reason}"),
+        on(
+            OrderRejected,
+            capture={"rejected_by": "rejected_by"},
+            detail=lambda r: f"rejected by {r.rejected_by}: {r.reason}",
+        ),
         "approval_rejected",
     ),
     timeout=APPROVAL_TIMEOUT_S,

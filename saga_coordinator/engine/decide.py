@@ -157,7 +157,15 @@ def next_decision(
         if task.when.test(state.data, d.knob_values()):
             wait: timedelta = d.value(task.timeout)
             return f.TaskRequested(at=now, event_id=event_id, task=task.name, expires_at=now + wait)
-        return f.TaskDecided(at=now, event_id=event_id, task=task.name, outcome="auto")
+        # What the policy's decision says is kept as a person's would be (e.g. approved_by).
+        auto = task.auto(Emit(state.data, now, d.knob_values()))
+        return f.TaskDecided(
+            at=now,
+            event_id=event_id,
+            task=task.name,
+            outcome="auto",
+            captured=captured(task.approve_on, auto),
+        )
     if _complete(state, d):
         return f.Completed(at=now, event_id=event_id, notes=_notes(state, d))
     return None

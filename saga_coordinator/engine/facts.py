@@ -60,6 +60,13 @@ class Started(Fact):
     captured: dict[str, Any]
 
 
+class Captured(Fact):
+    """Data the saga keeps, recorded on its own (facts written before definitions did so)."""
+
+    kind: ClassVar[str] = "data.captured"
+    captured: dict[str, Any]
+
+
 class StepStarted(Fact):
     """A participant took its step up (its started signal)."""
 

@@ -18,7 +18,7 @@ from saga_coordinator.engine import facts as f
 from saga_coordinator.engine.state import SagaState
 from saga_coordinator.engine.timing import desired_timers
 from saga_coordinator.errors import SagaError
-from sagas.definition import HumanTask, On, SagaDefinition, Step
+from sagas.definition import Emit, HumanTask, On, SagaDefinition, Step
 
 
 def captured(signal: On, event: Event) -> dict[str, Any]:
@@ -146,7 +146,11 @@ def on_timer(state: SagaState, timer: TimerFired, d: SagaDefinition, now: dateti
             return [f.TaskEscalated(at=now, task=node.name)]
         wait: timedelta = d.value(node.timeout)
         detail = f"no {node.name} within {wait.total_seconds():g}s"
-        return [f.TaskDecided(at=now, task=node.name, outcome="timed_out", detail=detail)]
+        rejection = node.timeout_event(Emit(state.data, now, d.knob_values()))
+        kept = captured(node.reject_on.on, rejection) if node.reject_on.on else {}
+        return [
+            f.TaskDecided(at=now, task=node.name, outcome="timed_out", detail=detail, captured=kept)
+        ]
     if kind not in ("deadline", "pickup"):
         raise SagaError(f"saga {state.key}: unexpected timer {timer.name!r}")
     deadline = "answer" if kind == "deadline" else "pick_up"

@@ -201,6 +201,8 @@ def evolve(state: SagaState, fact: f.Fact) -> SagaState:
                 started_at=fact.at,
                 data={**state.data, **fact.captured},
             )
+        case f.Captured():
+            changes.update(data={**state.data, **fact.captured})
         case f.StepStarted():
             changes.update(steps=_step(state, fact.step, started_at=fact.at))
         case f.StepSucceeded():

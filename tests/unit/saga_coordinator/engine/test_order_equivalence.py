@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 from saga_coordinator.definition import V1 as LEGACY_V1
+from saga_coordinator.engine.state import fold
+from saga_coordinator.engine.timing import desired_timers
+from saga_coordinator.legacy import upcast
 from sagas.order import V1 as ORDER
 
 from ..flow import (
@@ -158,6 +161,11 @@ def _compare(legacy: Driver, engine: Trip, step: str, *, timers: bool = True) ->
     assert (es.cancel_reason, es.cancel_detail) == (ls.cancel_reason, ls.cancel_detail), step
     assert es.current(ORDER) == ls.current_step, step
     assert es.notes == ls.notes, step
+    kept = ("reservation_id", "approved_by", "rejected_by", "payment_id", "shipment_id")
+    assert {k: es.data.get(k) for k in kept} == {k: getattr(ls, k) for k in kept}, step
+    assert [(u.step, u.acknowledged) for u in es.undos] == [
+        (ORDER.compensated_by(c.command), c.acknowledged) for c in ls.compensations
+    ], step
 
 
 def _run(actions: list[Action], legacy: Driver, engine: Trip, *, timers: bool = True) -> None:
@@ -205,3 +213,22 @@ def test_with_escalation_the_engine_also_agrees():
         engine,
     )
     assert engine.state.status(engine.definition) == "paid"
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_saga_running_when_the_coordinator_moves_onto_the_engine_finishes_the_same(path: str):
+    """At every point of every path: the old core's stored facts, read as generic facts
+    (saga_coordinator.legacy), fold to the same saga, and the engine carries on from there
+    exactly as the old core would have."""
+    actions = PATHS[path]
+    timers = path not in SAME_TIMERS_EXCEPT_OUT_OF_ORDER
+    for cut in range(len(actions) + 1):
+        legacy = Driver()
+        engine = Trip(ORDER, key="ord-1", producer=COORDINATOR)
+        _run(actions[:cut], legacy, Trip(ORDER, key="ord-1", producer=COORDINATOR), timers=timers)
+        engine.facts = [upcast(fact, ORDER) for fact in legacy.facts]
+        engine.state = fold("ord-1", engine.facts)
+        engine.timers = desired_timers(engine.state, ORDER)
+        engine.emitted = list(legacy.emitted)
+        _compare(legacy, engine, f"upgraded after {cut} inputs", timers=timers)
+        _run(actions[cut:], legacy, engine, timers=timers)
