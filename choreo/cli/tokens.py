@@ -42,7 +42,12 @@ def tokens_create(
     name = name or f"{role}-{len(file.read()) + 1}"
     try:
         if unless_exists and any(r.name == name and r.role == role for r in file.read()):
-            console.print(f"a {role} token named {name!r} exists in {file.path}")
+            console.print(
+                f"an {role} token named {name!r} exists in {file.path} (shown when it was"
+                " created; `choreo tokens revoke ID` and create another if it is lost)"
+                if role == "operator"
+                else f"a {role} token named {name!r} exists in {file.path}"
+            )
             return
         token, record = file.create(name, role)
     except ChoreoError as exc:

@@ -86,7 +86,7 @@ class Columns:
 
 
 def columns(
-    series: Sequence[dict[str, Any]], *, width: float = 600, height: float = 120
+    series: Sequence[dict[str, Any]], *, width: float = 1000, height: float = 120
 ) -> Columns:
     """Orders per minute (``{"minute", "orders"}``) as columns, the scale rounded up."""
     top = _nice(max((p["orders"] for p in series), default=0))

@@ -134,7 +134,7 @@ Overview = Annotated[dict[str, Any], Depends(_overview)]
 @router.get("/console")
 async def overview_page(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
     """The overview: counts, rates, latencies and dead letters, live."""
-    return _page(request, "overview.html", user, page="overview", **data)
+    return _page(request, "overview.html", user, section="overview", **data)
 
 
 @router.get("/console/live/overview")
@@ -173,7 +173,7 @@ Orders = Annotated[dict[str, Any], Depends(_orders)]
 @router.get("/console/sagas/order")
 async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
     """Order sagas, newest first, filtered by status and paged on the server, live."""
-    return _page(request, "orders.html", user, page="orders", **data)
+    return _page(request, "orders.html", user, section="orders", **data)
 
 
 @router.get("/console/sagas/order/live")
