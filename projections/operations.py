@@ -6,7 +6,8 @@ API composes the same building blocks the client does, from the layers below bot
 :func:`events.producer.publish_first` (published under a span that joins the order's trace) and
 :class:`events.redrive.DeadLetterQueue`. Decisions are recorded under the caller's token name,
 with ``api`` as the envelope's producer. The Kafka producer starts on first use, so the API
-serves reads while Kafka is down.
+serves reads while Kafka is down (and because aiokafka's clients must be created inside the
+running event loop, which :func:`~projections.api.create_app` is not called in).
 """
 
 from __future__ import annotations
@@ -45,20 +46,27 @@ class Operations:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        codec = Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
-        self.producer = EventProducer(settings, codec, client_id=f"choreo-{API.name}")
-        self.dlq = DeadLetterQueue(settings, self.producer)
+        self.codec = Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
+        self._producer: EventProducer | None = None
         self._lock = asyncio.Lock()
         self._letters: tuple[float, list[DeadLetterEntry]] | None = None
 
     async def _started(self) -> EventProducer:
         async with self._lock:  # two first requests must not start it twice
-            await self.producer.start()
-        return self.producer
+            if self._producer is None:
+                self._producer = EventProducer(
+                    self.settings, self.codec, client_id=f"choreo-{API.name}"
+                )
+            await self._producer.start()
+        return self._producer
+
+    async def _queue(self) -> DeadLetterQueue:
+        return DeadLetterQueue(self.settings, await self._started())
 
     async def close(self) -> None:
-        """Stop the producer (idempotent)."""
-        await self.producer.stop()
+        """Stop the producer, if it was started (idempotent)."""
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def decide(
         self, queries: Queries, order_id: str, *, approve: bool, by: str, reason: str | None
@@ -87,7 +95,8 @@ class Operations:
         """The dead letters (a read at most :data:`DEAD_LETTERS_TTL_S` old)."""
         now = time.monotonic()
         if self._letters is None or now - self._letters[0] > DEAD_LETTERS_TTL_S:
-            self._letters = (now, await self.dlq.entries(include_redriven=True))
+            queue = await self._queue()
+            self._letters = (now, await queue.entries(include_redriven=True))
         return [e for e in self._letters[1] if include_redriven or e.redriven_at is None]
 
     async def redrive(
@@ -98,14 +107,14 @@ class Operations:
         Raises:
             NotFound: an id is not a pending dead letter.
         """
-        await self._started()
+        queue = await self._queue()
         self._letters = None  # decide on the topic as it is now, and show the result after
         if every_pending:
-            ids = [e.id for e in await self.dlq.entries()]
+            ids = [e.id for e in await queue.entries()]
         if not ids:
             return []
         try:
-            return await self.dlq.redrive(ids, by=by)
+            return await queue.redrive(ids, by=by)
         except ChoreoError as exc:
             raise NotFound(str(exc)) from exc
         finally:
