@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 CHOREO := $(UV) run --frozen choreo
 PYTEST_ARGS ?=
 
-.PHONY: help uv venv up down status run stop test check lint format unit integration e2e clean
+.PHONY: help uv venv browser up down status run stop test check lint format unit integration e2e clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,13 @@ uv: ## Install uv (from PyPI) when it is missing
 
 venv: uv ## Create/refresh .venv from uv.lock (with the bench extra: `choreo bench`)
 	@$(UV) sync --frozen --all-extras --quiet
+
+# The browser tests drive Debian's Chromium through Playwright's Python package, which is told
+# where it is (it never downloads a browser of its own).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Install Debian's Chromium for the browser tests (when missing)
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 up: venv ## Install and start Kafka (KRaft), PostgreSQL and Jaeger; create topics
 	@$(CHOREO) stack up
@@ -30,8 +37,13 @@ run: up ## Run the platform end to end: stack, all processes (background), sampl
 	@$(CHOREO) run --detach
 	@$(CHOREO) demo
 	@echo
+	@echo "Console sign-in token (operator; shown once, only its hash is kept):"
+	@$(CHOREO) tokens create --role operator --name local-operator --unless-exists
+	@echo
 	@echo "The platform keeps running: logs in .state/run.log"
-	@echo "  HTTP API   http://127.0.0.1:8080/orders (docs at /docs)"
+	@echo "  console    http://127.0.0.1:8080/console (sign in with the token above; more tokens:"
+	@echo "             uv run choreo tokens create --role viewer|operator --name NAME)"
+	@echo "  HTTP API   http://127.0.0.1:8080/orders with 'Authorization: Bearer TOKEN' (docs at /docs)"
 	@echo "  traces     uv run choreo orders trace ORDER_ID (Jaeger query API on :16686)"
 	@echo "  more       uv run choreo orders place --sample happy | choreo orders list | --help"
 	@echo "Stop it with 'make stop' (processes) and 'make down' (stack)."
@@ -50,7 +62,7 @@ format: venv ## Apply ruff's fixes and formatting
 
 # The whole suite on the real stack. A stack this target started is stopped again at the end;
 # one that was already running is left running.
-test: venv ## Lint and type check, then unit, integration and e2e tests on the real stack
+test: venv browser ## Lint and type check, then unit, integration and e2e tests on the real stack
 	@was_up=$$($(CHOREO) stack status >/dev/null 2>&1 && echo yes); \
 	$(CHOREO) stack up && $(MAKE) --no-print-directory check && \
 	$(UV) run --frozen pytest tests $(PYTEST_ARGS); rc=$$?; \

@@ -10,6 +10,7 @@ from types import TracebackType
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
+from events import tracing
 from events.codec import Codec
 from events.headers import envelope_headers
 from events.model import Event, Message
@@ -110,3 +111,35 @@ class EventProducer:
         ]
         if futures:
             await asyncio.gather(*futures)
+
+
+async def publish_first(
+    producer: EventProducer,
+    event: Event,
+    *,
+    order_id: str,
+    by: str,
+    trace_parent: str | None = None,
+) -> Message[Event]:
+    """Publish ``event`` from outside the platform: a flow's first message or a person's answer
+    (the CLI, the API), under a ``<event type> publish`` span.
+
+    Args:
+        producer: A started producer.
+        event: What to publish.
+        order_id: Its key and correlation id.
+        by: The envelope's ``producer`` (``cli``, ``api``).
+        trace_parent: The ``traceparent`` of the order's first message, to join the order's
+            trace; None starts a new trace (placing an order).
+    """
+    message: Message[Event] = Message.first(
+        event, order_id=order_id, producer=by, correlation_id=order_id
+    )
+    with _tracer.start_as_current_span(
+        f"{event.event_type} publish",
+        context=tracing.extract_traceparent(trace_parent),
+        kind=trace.SpanKind.PRODUCER,
+        attributes={"choreo.order_id": order_id, "choreo.event_type": event.event_type},
+    ):
+        await producer.publish([message])
+    return message

@@ -1,10 +1,13 @@
-"""The HTTP JSON API over the read models: order status (with time travel), lists, history.
+"""The HTTP JSON API over the read models (order status with time travel, lists, history),
+the operator's actions, and the console.
 
-:func:`create_app` builds the FastAPI application; every endpoint is a thin adapter over
-:class:`~projections.queries.Queries`, so the API shows exactly what the CLI shows. Responses
-are typed pydantic models (described at ``/openapi.json`` and ``/docs``), and every error has
-one shape: ``{"error": "<code>", "detail": "<text>"}`` (plus ``fields`` on a 422). The API only
-reads: it never writes the projector's tables.
+:func:`create_app` builds the FastAPI application; every read endpoint is a thin adapter over
+:class:`~projections.queries.Queries`, so the API shows exactly what the CLI shows; the actions
+(approve, reject, redrive) are in :mod:`projections.api_actions`, sign-in and roles in
+:mod:`projections.access`, the console's pages in :mod:`projections.console`. Responses are
+typed pydantic models (described at ``/openapi.json`` and ``/docs``), and every error has one
+shape: ``{"error": "<code>", "detail": "<text>"}`` (plus ``fields`` on a 422). The API never
+writes the projector's tables; its actions publish events.
 
 :func:`run` is the ``api`` process of `choreo run`: uvicorn on ``CHOREO_API_HOST`` /
 ``CHOREO_API_PORT``, traced (``service.name=api``), stopped gracefully by SIGTERM.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -27,20 +31,19 @@ from typing import Annotated, Any
 import asyncpg
 import uvicorn
 from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 
 from events import tracing
-from events.database import Database
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
-from projections import API
+from projections import API, api_actions
+from projections.access import require
 from projections.api_models import (
     ErrorBody,
     ErrorField,
@@ -54,24 +57,17 @@ from projections.api_models import (
     StatusName,
     Summary,
 )
-from projections.queries import Queries
+from projections.backend import Backend, BackendDep, QueriesDep
+from projections.console import pages as console
+from projections.operations import Operations
+from projections.tokens import ApiSettings, TokenFile, TokenStore
 
 NAME = API.name
+SESSION_COOKIE = "choreo_session"
 log = logging.getLogger("choreo.api")
 
 HEALTH_TIMEOUT_S = 5.0
 """How long ``/health`` waits for PostgreSQL before it reports the database down."""
-
-
-class ApiSettings(BaseSettings):
-    """Where the API listens (``CHOREO_API_<FIELD>``)."""
-
-    model_config = SettingsConfigDict(env_prefix="CHOREO_API_", extra="ignore", frozen=True)
-
-    host: str = Field(default="127.0.0.1", description="Interface the API binds to.")
-    port: int = Field(
-        default=8080, ge=0, le=65535, description="TCP port of the API (0: any free port)."
-    )
 
 
 def _package_version() -> str:
@@ -79,41 +75,6 @@ def _package_version() -> str:
         return version("choreo")
     except PackageNotFoundError:  # a source tree that was never installed
         return "0.0.0+unknown"
-
-
-# --- response models -------------------------------------------------------------------------
-
-
-class Backend:
-    """The API's connection to the read models; connects lazily if PostgreSQL was down at start."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.db = Database(settings)
-        self.queries = Queries(self.db, settings)
-        self._lock = asyncio.Lock()
-
-    async def connect(self) -> Queries:
-        """The queries, on a started pool (started here once, if the lifespan could not)."""
-        async with self._lock:  # two concurrent first requests must not open two pools
-            await self.db.start()
-        return self.queries
-
-    async def close(self) -> None:
-        """Close the pool (idempotent)."""
-        await self.db.stop()
-
-
-async def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-async def _queries(backend: Annotated[Backend, Depends(_backend)]) -> Queries:
-    return await backend.connect()
-
-
-QueriesDep = Annotated[Queries, Depends(_queries)]
-BackendDep = Annotated[Backend, Depends(_backend)]
 
 
 OrderId = Annotated[str, Path(min_length=1, max_length=200, description="e.g. `ord-1a2b3c4d5e6f`")]
@@ -132,6 +93,7 @@ def _not_found(order_id: str, as_of: datetime | None = None) -> HTTPException:
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid token or session."},
     404: {"model": ErrorBody, "description": "No such order."},
     422: {"model": ErrorBody, "description": "A parameter is invalid."},
     503: {"model": ErrorBody, "description": "PostgreSQL, Kafka or the read models unavailable."},
@@ -174,10 +136,19 @@ async def list_orders(
         datetime | None, Query(description="Only orders placed at or after this ISO 8601 time.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many orders.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Skip this many matching orders (paging).")] = 0,
 ) -> OrderList:
-    """Orders, newest first, optionally of one status and placed since a time."""
-    rows = await queries.orders(status=status, since=_utc(since), limit=limit)
-    return OrderList(orders=[OrderStatus.model_validate(r) for r in rows], count=len(rows))
+    """Orders, newest first, optionally of one status and placed since a time; a page of
+    ``limit`` after ``offset``, with the total that match."""
+    since = _utc(since)
+    rows = await queries.orders(status=status, since=since, limit=limit, offset=offset)
+    total = await queries.count_orders(status=status, since=since)
+    return OrderList(
+        orders=[OrderStatus.model_validate(r) for r in rows],
+        count=len(rows),
+        total=total,
+        offset=offset,
+    )
 
 
 async def get_history(queries: QueriesDep, order_id: OrderId) -> OrderHistory:
@@ -273,9 +244,13 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 # --- the application ---------------------------------------------------------------------------
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The API over the read models of the deployment ``settings`` names (its topic prefix)."""
+# Long: the application's whole wiring in one place: lifespan, middleware, every route, errors.
+def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
+    """The API and console over the read models of the deployment ``settings`` names (its
+    topic prefix), letting in the tokens ``api`` configures (default: from the environment)."""
+    api = api or ApiSettings()
     backend = Backend(settings)
+    operations = Operations(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -286,28 +261,53 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await operations.close()
             await backend.close()
 
     app = FastAPI(
         title="Choreo API",
         version=_package_version(),
-        description="Read-only JSON API over Choreo's read models: order status (also as of a "
-        "past time), order lists, audit trails, the projector's progress and a summary.",
+        description="JSON API over Choreo's read models (order status, also as of a past time; "
+        "order lists; audit trails; the projector's progress; a summary; dead letters) and the "
+        "operator's actions (approve, reject, redrive). Every endpoint but `/health` needs a "
+        "bearer token (`choreo tokens create`) or a console session; acting needs `operator`.",
         lifespan=lifespan,
     )
     app.state.backend = backend
-    app.add_api_route(
-        "/orders/{order_id}", get_order, methods=["GET"], responses=_responses(404, 422, 503)
+    app.state.operations = operations
+    app.state.tokens = TokenStore(api.tokens, TokenFile(api.token_file(settings)))
+    secret = api.session_secret.get_secret_value() if api.session_secret else None
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret or secrets.token_urlsafe(32),
+        session_cookie=SESSION_COOKIE,
+        max_age=api.session_max_age_s,
+        same_site="lax",
+        https_only=api.secure_cookies,
     )
-    app.add_api_route("/orders", list_orders, methods=["GET"], responses=_responses(422, 503))
-    app.add_api_route(
+    reads = APIRouter(dependencies=[require("viewer")])
+    reads.add_api_route(
+        "/orders/{order_id}", get_order, methods=["GET"], responses=_responses(401, 404, 422, 503)
+    )
+    reads.add_api_route(
+        "/orders", list_orders, methods=["GET"], responses=_responses(401, 422, 503)
+    )
+    reads.add_api_route(
         "/orders/{order_id}/history",
         get_history,
         methods=["GET"],
-        responses=_responses(404, 422, 503),
+        responses=_responses(401, 404, 422, 503),
     )
-    app.add_api_route("/projections", get_projections, methods=["GET"], responses=_responses(503))
-    app.add_api_route("/summary", get_summary, methods=["GET"], responses=_responses(422, 503))
+    reads.add_api_route(
+        "/projections", get_projections, methods=["GET"], responses=_responses(401, 503)
+    )
+    reads.add_api_route(
+        "/summary", get_summary, methods=["GET"], responses=_responses(401, 422, 503)
+    )
+    app.include_router(reads)
+    app.include_router(api_actions.router)
+    app.include_router(console.router)
+    console.mount_assets(app)
     app.add_api_route(
         "/health",
         get_health,
@@ -319,7 +319,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for unavailable in (StackError, asyncpg.PostgresError, OSError, KafkaError):
         app.add_exception_handler(unavailable, _unavailable)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/console/assets/.*")
     return app
 
 

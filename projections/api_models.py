@@ -94,6 +94,8 @@ class OrderList(BaseModel):
 
     orders: list[OrderStatus]
     count: int = Field(description="How many orders are in this response (at most `limit`).")
+    total: int = Field(description="How many orders match the filters (for paging).")
+    offset: int = Field(description="How many matching orders come before this page.")
 
 
 class HistoryEntry(BaseModel):
@@ -171,4 +173,73 @@ class Health(BaseModel):
     detail: str | None = Field(default=None, description="What is wrong, when not ok.")
 
 
-# --- wiring ------------------------------------------------------------------------------------
+class ApprovalRequest(BaseModel):
+    """An approval: an optional note on why."""
+
+    reason: str | None = Field(default=None, max_length=500, description="Why (optional).")
+
+
+class RejectionRequest(BaseModel):
+    """A rejection: why, always."""
+
+    reason: str = Field(min_length=1, max_length=500, description="Why it is rejected.")
+
+
+class DecisionAccepted(BaseModel):
+    """A decision published: the saga resumes when the coordinator reads it."""
+
+    order_id: str
+    decision: str = Field(description="`approved` or `rejected`.")
+    by: str = Field(description="The name of the token that decided.")
+    event_id: str = Field(description="The published event's id (in the audit trail).")
+
+
+class DeadLetterInfo(BaseModel):
+    """One dead letter: where it came from, why it failed, and whether it was redriven."""
+
+    id: str = Field(description="`partition:offset` in the dead-letter topic.")
+    consumer: str
+    event_type: str | None
+    order_id: str | None = Field(description="The original record's key.")
+    attempts: int
+    reason: str
+    error_type: str
+    source_topic: str
+    dead_at: datetime
+    redriven_at: datetime | None
+    redriven_by: str | None
+
+
+class DeadLetters(BaseModel):
+    """Dead letters, oldest first."""
+
+    dead_letters: list[DeadLetterInfo]
+    count: int
+
+
+class RedriveRequest(BaseModel):
+    """Which dead letters to redrive: ``ids``, or every pending one with ``all``."""
+
+    ids: list[str] = Field(default_factory=list, description="Ids from `GET /dead-letters`.")
+    all: bool = Field(default=False, description="Redrive every pending dead letter.")
+
+
+class Redriven(BaseModel):
+    """The dead letters redriven."""
+
+    ids: list[str]
+    by: str
+
+
+class Me(BaseModel):
+    """Who the caller is."""
+
+    name: str
+    role: str
+    token_id: str
+
+
+class SignInRequest(BaseModel):
+    """A sign-in: the token (never logged, never stored)."""
+
+    token: str = Field(min_length=1, max_length=500)

@@ -68,19 +68,56 @@ class Queries:
         return list(orjson.loads(notes)) if notes else []
 
     async def orders(
-        self, *, status: str | None = None, since: datetime | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Orders, newest first, optionally of one status and placed since a time."""
+        """Orders, newest first, optionally of one status and placed since a time; the page
+        of ``limit`` after the first ``offset``."""
         rows = await self.db.pool.fetch(
             f"SELECT * FROM {self.schema}.order_status"
             " WHERE ($1::text IS NULL OR status = $1)"
             " AND ($2::timestamptz IS NULL OR placed_at >= $2)"
-            " ORDER BY placed_at DESC NULLS LAST, order_id LIMIT $3",
+            " ORDER BY placed_at DESC NULLS LAST, order_id LIMIT $3 OFFSET $4",
             status,
             since,
             limit,
+            offset,
         )
         return [store.view_from_row(r).to_json() for r in rows]
+
+    async def count_orders(
+        self, *, status: str | None = None, since: datetime | None = None
+    ) -> int:
+        """How many orders :meth:`orders` pages through with these filters."""
+        found = await self.db.pool.fetchval(
+            f"SELECT count(*) FROM {self.schema}.order_status"
+            " WHERE ($1::text IS NULL OR status = $1)"
+            " AND ($2::timestamptz IS NULL OR placed_at >= $2)",
+            status,
+            since,
+        )
+        return int(found)
+
+    async def orders_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
+        """Orders placed in each of the last ``minutes`` minutes, oldest first (zeros too)."""
+        rows = await self.db.pool.fetch(
+            f"""
+            SELECT minute, count(o.order_id) AS n
+            FROM generate_series(
+                date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                date_trunc('minute', now()), interval '1 minute'
+            ) AS minute
+            LEFT JOIN {self.schema}.order_status AS o
+                ON o.placed_at >= minute AND o.placed_at < minute + interval '1 minute'
+            GROUP BY minute ORDER BY minute
+            """,
+            minutes,
+        )
+        return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
 
     async def history(self, order_id: str) -> list[dict[str, Any]]:
         """The audit trail: every event of the order, in log order, summarized without PII."""

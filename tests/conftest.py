@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
 from opentelemetry import trace
@@ -23,6 +24,7 @@ from events.producer import EventProducer
 from events.schemas import SchemaRegistry
 from events.settings import Settings, get_settings
 from events.topics import provision_topics
+from projections.tokens import ApiSettings, new_token
 
 _SPANS = InMemorySpanExporter()
 
@@ -80,3 +82,24 @@ async def producer(
 ) -> AsyncIterator[EventProducer]:
     async with EventProducer(settings, codec, client_id="test") as p:
         yield p
+
+
+@dataclass(frozen=True)
+class ApiTokens:
+    """An operator's and a viewer's token, and API settings that accept both (no file)."""
+
+    operator: str
+    viewer: str
+    api: ApiSettings
+
+
+@pytest.fixture(scope="session")
+def api_tokens(tmp_path_factory: pytest.TempPathFactory) -> ApiTokens:
+    """Tokens for the HTTP API and the console (hashed once per session: Argon2 is slow)."""
+    operator, operator_record = new_token("test-operator", "operator")
+    viewer, viewer_record = new_token("test-viewer", "viewer")
+    api = ApiSettings(
+        tokens=[operator_record, viewer_record],
+        tokens_file=tmp_path_factory.mktemp("api") / "api-tokens.json",
+    )
+    return ApiTokens(operator, viewer, api)

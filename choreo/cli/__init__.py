@@ -4,8 +4,8 @@ Every command reads its configuration from the environment (see the README's con
 table) and prints readable text by default or JSON with ``--json``.
 
 One module per command group (`stack`, `topics`, `schemas`, `events`, `orders`, `dlq`,
-`projections`) and per top-level command family (`metrics`, `processes`, `replay`, `demo`),
-over :mod:`choreo.cli.common`. They are registered here, in the order `--help` lists them.
+`projections`, `tokens`) and per top-level command family (`metrics`, `processes`, `replay`,
+`demo`), over :mod:`choreo.cli.common`. They are registered here, in the order `--help` lists them.
 `choreo bench` lives with the benchmarks (:mod:`bench.cli`) and is mounted only when the
 ``choreo[bench]`` extra is installed.
 """
@@ -27,6 +27,7 @@ from choreo.cli import (
     replay,
     schemas,
     stack,
+    tokens,
     topics,
 )
 
@@ -45,6 +46,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(orders.app, name="orders")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(projections.app, name="projections")
+app.add_typer(tokens.app, name="tokens")
 app.command("metrics")(metrics.metrics_cmd)
 app.command("service")(processes.service)
 app.command("replay")(replay.replay_cmd)

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from choreo.cli.common import JsonFlag, fail, out, print_json
-from choreo.client import ChoreoClient, DeadLetterEntry
+from choreo.client import ChoreoClient
 from events.errors import ChoreoError
+from events.redrive import DeadLetterEntry
 
 app = typer.Typer(help="Inspect and redrive dead letters.")
 

@@ -20,6 +20,7 @@ from events.producer import EventProducer
 from events.settings import Settings
 from projections.api import create_app
 from projections.projector import Projector
+from tests.conftest import ApiTokens
 from tests.integration.kafka_helpers import eventually
 from tests.integration.test_projector import HAPPY, SHIPMENT_FAILED, flow
 
@@ -51,19 +52,21 @@ async def drop_schema(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of ``app`` in process, with the app's lifespan (database pool) around it."""
+async def serve(app: FastAPI, token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` in process, with the app's lifespan (database pool) around it,
+    sending ``token`` as its bearer token."""
     transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client,
     ):
         yield client
 
 
 @pytest.fixture
 async def api(
-    settings: Settings, codec: Codec, producer: EventProducer
+    settings: Settings, codec: Codec, producer: EventProducer, api_tokens: ApiTokens
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API over two projected orders: ``ord-happy`` (completed at T0+7s) and
     ``ord-failed`` (placed a minute later, cancelled: shipment failed)."""
@@ -79,7 +82,7 @@ async def api(
         finally:
             await projector.stop()
             await task
-        async with serve(create_app(settings)) as client:
+        async with serve(create_app(settings, api_tokens.api), api_tokens.viewer) as client:
             yield client
     finally:
         await projector.close()
@@ -232,9 +235,11 @@ async def test_errors_are_json_with_an_error_code(api: httpx.AsyncClient):
     }  # fmt: skip
 
 
-async def test_unavailable_without_read_models_or_database(settings: Settings):
+async def test_unavailable_without_read_models_or_database(
+    settings: Settings, api_tokens: ApiTokens
+):
     """Before the projector created its tables, and with PostgreSQL down: 503, JSON."""
-    async with serve(create_app(settings)) as client:
+    async with serve(create_app(settings, api_tokens.api), api_tokens.viewer) as client:
         response = await client.get("/health")
         assert response.status_code == 503
         body = response.json()
@@ -248,7 +253,7 @@ async def test_unavailable_without_read_models_or_database(settings: Settings):
         assert response.json()["error"] == "not_ready"
 
     down = settings.model_copy(update={"database_url": "postgresql://choreo:choreo@127.0.0.1:1/x"})
-    async with serve(create_app(down)) as client:
+    async with serve(create_app(down, api_tokens.api), api_tokens.viewer) as client:
         response = await client.get("/health")
         assert response.status_code == 503
         assert (response.json()["database"], response.json()["projections"]) == (False, False)

@@ -110,7 +110,8 @@ def test_topics_follow_the_event_types():
             assert topics.consumes == spec.build(SETTINGS).router.topics(SETTINGS)
         assert topics.produces == sorted({topic_for(m, SETTINGS) for m in spec.produces})
     # The five services write their own domain's topic only; the coordinator writes the order
-    # topic and the compensation commands; the read side writes no event.
+    # topic and the compensation commands; the projector writes no event, the API an operator's
+    # decisions.
     for spec in registry.SERVICES:
         if spec.name != "saga-coordinator":
             assert {t.removeprefix("reg.") for t in spec.topics(SETTINGS).produces} == {
@@ -119,7 +120,7 @@ def test_topics_follow_the_event_types():
     assert registry.get("projector").consumed_event_types(SETTINGS) == sorted(CATALOG)
     assert len(registry.get("projector").consumes) == len(CATALOG)
     assert registry.get("api").topics(SETTINGS).consumes == []
-    assert registry.get("api").topics(SETTINGS).produces == []
+    assert registry.get("api").topics(SETTINGS).produces == ["reg.order"]
 
 
 def test_a_spec_is_a_service_or_has_a_runner():

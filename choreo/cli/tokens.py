@@ -1,0 +1,90 @@
+"""`choreo tokens`: the API's and the console's tokens (create, list, revoke).
+
+A token is printed once, when it is created; the token file keeps only its Argon2 hash
+(:mod:`projections.tokens`). The running API notices a changed file at its next request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from events.errors import ChoreoError
+from events.settings import get_settings
+from projections.tokens import ApiSettings, Role, TokenFile
+
+app = typer.Typer(help="Create, list and revoke the HTTP API's and the console's tokens.")
+
+
+def _file() -> TokenFile:
+    return TokenFile(ApiSettings().token_file(get_settings()))
+
+
+@app.command("create")
+def tokens_create(
+    role: Annotated[
+        Role, typer.Option(help="viewer (reads) or operator (also approves, rejects, redrives).")
+    ],
+    name: Annotated[
+        str, typer.Option(help="Who uses it; decisions are recorded under this name.")
+    ] = "",
+    unless_exists: Annotated[
+        bool,
+        typer.Option("--unless-exists", help="Do nothing if a token of this name and role exists."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a token and print it (once: only its hash is stored)."""
+    file = _file()
+    name = name or f"{role}-{len(file.read()) + 1}"
+    try:
+        if unless_exists and any(r.name == name and r.role == role for r in file.read()):
+            console.print(
+                f"an {role} token named {name!r} exists in {file.path} (shown when it was"
+                " created; `choreo tokens revoke ID` and create another if it is lost)"
+                if role == "operator"
+                else f"a {role} token named {name!r} exists in {file.path}"
+            )
+            return
+        token, record = file.create(name, role)
+    except ChoreoError as exc:
+        fail(exc)
+    if as_json:
+        print_json({"token": token, "record": record.model_dump(mode="json")})
+        return
+    out.print(token, soft_wrap=True, highlight=False)
+    console.print(
+        f"{role} token {record.id} ({name}) stored as a hash in {file.path};"
+        " this is the only time it is shown."
+    )
+
+
+@app.command("list")
+def tokens_list(as_json: JsonFlag = False) -> None:
+    """The tokens of the token file: id, name, role, created (never the tokens)."""
+    file = _file()
+    try:
+        records = file.read()
+    except ChoreoError as exc:
+        fail(exc)
+    if as_json:
+        print_json([r.model_dump(mode="json", exclude={"hash"}) for r in records])
+        return
+    table = Table("id", "name", "role", "created")
+    for r in records:
+        table.add_row(r.id, r.name, r.role, r.created_at.isoformat()[:19] if r.created_at else "")
+    out.print(table)
+    console.print(f"{len(records)} token(s) in {file.path}")
+
+
+@app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The id from `list`.")]) -> None:
+    """Revoke a token: the API refuses it, and its console sessions end, from the next request."""
+    try:
+        record = _file().revoke(token_id)
+    except ChoreoError as exc:
+        fail(exc)
+    console.print(f"revoked {record.role} token {record.id} ({record.name})")

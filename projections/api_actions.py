@@ -1,0 +1,177 @@
+"""The API's endpoints that act or concern the caller: approvals, dead letters, sessions.
+
+Reading dead letters needs ``viewer``; approving, rejecting and redriving need ``operator``
+(:mod:`projections.access`). The work itself is :class:`~projections.operations.Operations`.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+
+from events.redrive import DeadLetterEntry
+from projections.access import Operator, Viewer, authenticate, sign_in, sign_out, token_store
+from projections.api_models import (
+    ApprovalRequest,
+    DeadLetterInfo,
+    DeadLetters,
+    DecisionAccepted,
+    ErrorBody,
+    Me,
+    Redriven,
+    RedriveRequest,
+    RejectionRequest,
+    SignInRequest,
+)
+from projections.backend import OperationsDep, QueriesDep
+from projections.operations import Conflict, NotFound, Operations
+from projections.queries import Queries
+
+OrderId = Annotated[str, Path(min_length=1, max_length=200, description="e.g. `ord-1a2b3c4d5e6f`")]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        401: "No valid token or session.",
+        403: "The token's role may not do this.",
+        404: "No such order or dead letter.",
+        409: "The order does not wait for approval.",
+        422: "A parameter is invalid.",
+        503: "PostgreSQL or Kafka unavailable.",
+    }
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+
+
+router = APIRouter()
+
+
+@router.post(
+    "/orders/{order_id}/approve",
+    status_code=HTTPStatus.ACCEPTED,
+    responses=_errors(401, 403, 404, 409, 422, 503),
+)
+async def approve_order(
+    order_id: OrderId,
+    caller: Operator,
+    operations: OperationsDep,
+    queries: QueriesDep,
+    body: ApprovalRequest | None = None,
+) -> DecisionAccepted:
+    """Approve an order that waits for approval (operator). The decision is recorded under the
+    token's name and joins the order's trace; the saga resumes when the coordinator reads it."""
+    reason = body.reason if body else None
+    return await _decide(operations, queries, order_id, caller.name, approve=True, reason=reason)
+
+
+@router.post(
+    "/orders/{order_id}/reject",
+    status_code=HTTPStatus.ACCEPTED,
+    responses=_errors(401, 403, 404, 409, 422, 503),
+)
+async def reject_order(
+    order_id: OrderId,
+    body: RejectionRequest,
+    caller: Operator,
+    operations: OperationsDep,
+    queries: QueriesDep,
+) -> DecisionAccepted:
+    """Reject an order that waits for approval, with a reason (operator): it is compensated."""
+    return await _decide(
+        operations, queries, order_id, caller.name, approve=False, reason=body.reason
+    )
+
+
+async def _decide(
+    operations: Operations,
+    queries: Queries,
+    order_id: str,
+    by: str,
+    *,
+    approve: bool,
+    reason: str | None,
+) -> DecisionAccepted:
+    try:
+        message = await operations.decide(queries, order_id, approve=approve, by=by, reason=reason)
+    except NotFound as exc:
+        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
+    return DecisionAccepted(
+        order_id=order_id,
+        decision="approved" if approve else "rejected",
+        by=by,
+        event_id=str(message.envelope.event_id),
+    )
+
+
+def dead_letter_info(entry: DeadLetterEntry) -> DeadLetterInfo:
+    """The API's view of a dead letter (without the original bytes)."""
+    letter = entry.letter
+    key = letter.original_key
+    return DeadLetterInfo(
+        id=entry.id,
+        consumer=letter.consumer,
+        event_type=letter.event_type,
+        order_id=key.decode(errors="replace") if key else None,
+        attempts=letter.attempts,
+        reason=letter.reason,
+        error_type=letter.error_type,
+        source_topic=letter.source_topic,
+        dead_at=letter.dead_at,
+        redriven_at=entry.redriven_at,
+        redriven_by=entry.redriven_by,
+    )
+
+
+@router.get("/dead-letters", responses=_errors(401, 503))
+async def list_dead_letters(
+    _: Viewer,
+    operations: OperationsDep,
+    include_redriven: Annotated[
+        bool, Query(description="Include the dead letters already redriven.")
+    ] = False,
+) -> DeadLetters:
+    """Dead letters, oldest first: where each came from and why it failed."""
+    entries = await operations.dead_letters(include_redriven=include_redriven)
+    return DeadLetters(dead_letters=[dead_letter_info(e) for e in entries], count=len(entries))
+
+
+@router.post("/dead-letters/redrive", responses=_errors(401, 403, 404, 422, 503))
+async def redrive_dead_letters(
+    body: RedriveRequest, caller: Operator, operations: OperationsDep
+) -> Redriven:
+    """Publish dead-lettered messages again, unchanged, to their source topics (operator);
+    each redrive is marked in the dead-letter topic with the token's name."""
+    if not body.ids and not body.all:
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, "name dead letter ids, or all")
+    try:
+        done = await operations.redrive(body.ids, every_pending=body.all, by=caller.name)
+    except NotFound as exc:
+        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
+    return Redriven(ids=[e.id for e in done], by=caller.name)
+
+
+@router.get("/auth/me", responses=_errors(401))
+async def me(caller: Viewer) -> Me:
+    """Who the caller is: the token's name and role."""
+    return Me(name=caller.name, role=caller.role, token_id=caller.token_id)
+
+
+@router.post("/auth/session", responses=_errors(401, 422))
+async def start_session(request: Request, body: SignInRequest) -> Me:
+    """Sign in with a token: sets the session cookie the console uses."""
+    found = await authenticate(token_store(request), body.token)
+    if found is None:
+        raise HTTPException(
+            HTTPStatus.UNAUTHORIZED, "invalid or revoked token", {"WWW-Authenticate": "Bearer"}
+        )
+    sign_in(request, found)
+    return Me(name=found.name, role=found.role, token_id=found.token_id)
+
+
+@router.delete("/auth/session", status_code=HTTPStatus.NO_CONTENT)
+async def end_session(request: Request) -> None:
+    """Sign out: ends the console session."""
+    sign_out(request)

@@ -1,0 +1,74 @@
+// The Choreo console's script: live regions and the operator's actions. No dependencies.
+"use strict";
+
+const csrf = () => document.querySelector('meta[name="choreo-csrf"]')?.content ?? "";
+
+function toast(text, bad = false) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  el.className = bad ? "show bad" : "show";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.className = ""; }, 4000);
+}
+
+// An element with data-live="URL" is fetched again every data-every ms and its content
+// replaced; skipped while the tab is hidden or while focus is inside it (a person acting).
+function live(region) {
+  const every = Number(region.dataset.every || 3000);
+  const badge = document.querySelector(".live");
+  async function refresh() {
+    if (document.hidden || region.contains(document.activeElement) && document.activeElement !== document.body) {
+      return;
+    }
+    try {
+      const response = await fetch(region.dataset.live, { credentials: "same-origin" });
+      if (response.status === 401 || response.redirected && response.url.includes("/sign-in")) {
+        window.location.assign("/console/sign-in?next=" + encodeURIComponent(location.pathname + location.search));
+        return;
+      }
+      if (!response.ok) throw new Error(response.statusText);
+      region.innerHTML = await response.text();
+      region.dataset.updated = String(Date.now());
+      badge?.classList.remove("stale");
+    } catch (error) {
+      badge?.classList.add("stale");
+    }
+  }
+  region.refresh = refresh;
+  setInterval(refresh, every);
+}
+
+async function act(button) {
+  const order = button.dataset.order;
+  const action = button.dataset.action;
+  let body = {};
+  if (action === "reject") {
+    const reason = window.prompt(`Why reject ${order}?`);
+    if (!reason) return;
+    body = { reason };
+  }
+  button.disabled = true;
+  const response = await fetch(`/orders/${encodeURIComponent(order)}/${action}`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Choreo-CSRF": csrf() },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.ok) {
+    toast(`${order} ${answer.decision} by ${answer.by}`);
+  } else {
+    button.disabled = false;
+    toast(answer.detail || `${action} failed (${response.status})`, true);
+  }
+  button.blur();
+  document.querySelectorAll("[data-live]").forEach((r) => r.refresh?.());
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-live]").forEach(live);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (button) act(button);
+  });
+});

@@ -1,0 +1,146 @@
+"""What the console's templates draw with: number formats and chart geometry (inline SVG).
+
+The charts are computed here and drawn by the templates as SVG, so a page needs no charting
+library and renders the same without its script.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+STATUS_TONES = {
+    "completed": "ok",
+    "cancelled": "warn",
+    "needs_attention": "bad",
+    "awaiting_approval": "ask",
+    "compensating": "warn",
+}
+"""Status → the colour family it is shown in (others: in flight)."""
+
+
+def number(value: float | None) -> str:
+    """``12,345`` (or ``—`` for nothing)."""
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def duration_ms(value: float | None) -> str:
+    """``840 ms``, ``1.4 s``, ``2.1 min``."""
+    if value is None:
+        return "—"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    if value < 60_000:
+        return f"{value / 1000:.1f} s"
+    return f"{value / 60_000:.1f} min"
+
+
+def money(minor: int | None, currency: str | None) -> str:
+    """``1,234.50 EUR`` from minor units."""
+    return "—" if minor is None else f"{minor / 100:,.2f} {currency or ''}".strip()
+
+
+def clock(value: str | None) -> str:
+    """``2026-11-21 12:00:05`` from an ISO time (UTC as stored)."""
+    if not value:
+        return "—"
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def tone(status: str) -> str:
+    """The colour family of a status."""
+    return STATUS_TONES.get(status, "run")
+
+
+def label(name: str | None) -> str:
+    """``awaiting_approval`` → ``awaiting approval``."""
+    return (name or "").replace("_", " ")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a column chart, in the chart's coordinates."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    value: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A column chart: bars, the value at the top of the scale, axis labels."""
+
+    bars: list[Bar]
+    top: float
+    width: float
+    height: float
+    first: str
+    last: str
+
+
+def columns(
+    series: Sequence[dict[str, Any]], *, width: float = 1000, height: float = 120
+) -> Columns:
+    """Orders per minute (``{"minute", "orders"}``) as columns, the scale rounded up."""
+    top = _nice(max((p["orders"] for p in series), default=0))
+    step = width / max(1, len(series))
+    bars = []
+    for i, point in enumerate(series):
+        h = height * point["orders"] / top
+        minute = datetime.fromisoformat(point["minute"]).strftime("%H:%M")
+        bars.append(
+            Bar(
+                i * step + 1,
+                height - h,
+                step - 2,
+                h,
+                point["orders"],
+                f"{minute}: {point['orders']}",
+            )
+        )
+    first = datetime.fromisoformat(series[0]["minute"]).strftime("%H:%M") if series else ""
+    last = datetime.fromisoformat(series[-1]["minute"]).strftime("%H:%M") if series else ""
+    return Columns(bars, top, width, height, first, last)
+
+
+def latency_scale(steps: dict[str, dict[str, float]]) -> float:
+    """The top of the step-latency scale: the largest p95, rounded up."""
+    return _nice(max((s["p95"] for s in steps.values()), default=0))
+
+
+def share(part: float, whole: float) -> float:
+    """``part`` as a percentage of ``whole`` (0 when there is no whole)."""
+    return 0.0 if not whole else 100.0 * part / whole
+
+
+def _nice(value: float) -> float:
+    """The next 1, 2 or 5 times a power of ten at or above ``value`` (at least 1)."""
+    magnitude = 1.0
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for factor in (1, 2, 5, 10):
+        if value <= factor * magnitude:
+            return max(1.0, factor * magnitude)
+    return max(1.0, 10 * magnitude)
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "num": number,
+    "ms": duration_ms,
+    "clock": clock,
+    "tone": tone,
+    "label": label,
+}
+GLOBALS: dict[str, Callable[..., Any]] = {
+    "columns": columns,
+    "latency_scale": latency_scale,
+    "share": share,
+    "money": money,
+}

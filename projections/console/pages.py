@@ -1,0 +1,182 @@
+"""The console's routes: sign-in and sign-out, the overview and the order sagas list.
+
+Each page has a ``/live`` twin that renders only its changing part; the page's script fetches
+it again every few seconds (polling: one short request, through any proxy, no connection held
+per open tab) and swaps it in. Pages need a signed-in session (else they redirect to the
+sign-in page); the operator's buttons are rendered for operators only, and the API checks the
+role again when they are used.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from contracts.order import STATUSES
+from events.errors import StackError
+from projections.access import (
+    authenticate,
+    csrf_value,
+    session_principal,
+    sign_in,
+    sign_out,
+    token_store,
+)
+from projections.backend import OperationsDep, QueriesDep
+from projections.console import charts
+from projections.tokens import Principal
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 25
+SIGN_IN = "/console/sign-in"
+log = logging.getLogger("choreo.api")
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(charts.FILTERS)
+templates.env.globals.update(charts.GLOBALS)
+
+router = APIRouter(include_in_schema=False)
+
+
+def mount_assets(app: FastAPI) -> None:
+    """Serve the console's stylesheet and script at ``/console/assets``."""
+    app.mount("/console/assets", StaticFiles(directory=HERE / "assets"), name="console-assets")
+
+
+async def _signed_in(request: Request) -> Principal:
+    """The session's principal; a page without one redirects to the sign-in page."""
+    found = session_principal(request)
+    if found is None:
+        wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(
+            HTTPStatus.SEE_OTHER,
+            "sign in",
+            {"Location": f"{SIGN_IN}?{urlencode({'next': wanted})}"},
+        )
+    return found
+
+
+SignedIn = Annotated[Principal, Depends(_signed_in)]
+
+
+def _page(request: Request, name: str, user: Principal | None, **context: Any) -> HTMLResponse:
+    context |= {"user": user, "csrf": csrf_value(request) if user else ""}
+    return templates.TemplateResponse(request, name, context)
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console path only (no open redirect)."""
+    return target if target and target.startswith("/console") else "/console"
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    """The API's root opens the console."""
+    return RedirectResponse("/console", HTTPStatus.SEE_OTHER)
+
+
+@router.get(SIGN_IN)
+async def sign_in_page(request: Request, next: str | None = None) -> Response:
+    """The sign-in form (a signed-in user goes straight on)."""
+    if session_principal(request) is not None:
+        return RedirectResponse(_safe_next(next), HTTPStatus.SEE_OTHER)
+    return _page(request, "sign_in.html", None, next=_safe_next(next), error=None)
+
+
+@router.post(SIGN_IN)
+async def sign_in_form(
+    request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/console"
+) -> Response:
+    """Check the token; on success start a session and go on, else show the form again."""
+    found = await authenticate(token_store(request), token)
+    if found is None:
+        response = _page(
+            request, "sign_in.html", None, next=_safe_next(next), error="That token is not valid."
+        )
+        response.status_code = HTTPStatus.UNAUTHORIZED
+        return response
+    sign_in(request, found)
+    return RedirectResponse(_safe_next(next), HTTPStatus.SEE_OTHER)
+
+
+@router.post("/console/sign-out")
+async def sign_out_form(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """End the session (the form carries the session's CSRF value)."""
+    if secrets.compare_digest(csrf, csrf_value(request)):
+        sign_out(request)
+    return RedirectResponse(SIGN_IN, HTTPStatus.SEE_OTHER)
+
+
+async def _overview(queries: QueriesDep, operations: OperationsDep) -> dict[str, Any]:
+    summary = await queries.summary()
+    series = await queries.orders_per_minute(minutes=30)
+    try:
+        dead: int | None = len(await operations.dead_letters())
+    except (KafkaError, OSError, StackError, TimeoutError) as exc:
+        log.warning("console: dead letters unavailable: %s", exc)
+        dead = None
+    return {"summary": summary, "series": series, "dead_letters": dead, "statuses": STATUSES}
+
+
+Overview = Annotated[dict[str, Any], Depends(_overview)]
+
+
+@router.get("/console")
+async def overview_page(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
+    """The overview: counts, rates, latencies and dead letters, live."""
+    return _page(request, "overview.html", user, section="overview", **data)
+
+
+@router.get("/console/live/overview")
+async def overview_live(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
+    """The overview's changing part."""
+    return _page(request, "_overview.html", user, **data)
+
+
+async def _orders(
+    queries: QueriesDep,
+    status: Annotated[str | None, Query()] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> dict[str, Any]:
+    status = status if status in STATUSES else None
+    offset = (page - 1) * PAGE_SIZE
+    rows = await queries.orders(status=status, limit=PAGE_SIZE, offset=offset)
+    total = await queries.count_orders(status=status)
+    by_status = (await queries.summary())["by_status"]
+    return {
+        "orders": rows,
+        "total": total,
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+        "first": offset + 1 if rows else 0,
+        "last": offset + len(rows),
+        "status": status,
+        "statuses": STATUSES,
+        "by_status": by_status,
+        "all_orders": sum(by_status.values()),
+    }
+
+
+Orders = Annotated[dict[str, Any], Depends(_orders)]
+
+
+@router.get("/console/sagas/order")
+async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
+    """Order sagas, newest first, filtered by status and paged on the server, live."""
+    return _page(request, "orders.html", user, section="orders", **data)
+
+
+@router.get("/console/sagas/order/live")
+async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
+    """The orders list's changing part."""
+    return _page(request, "_orders.html", user, **data)

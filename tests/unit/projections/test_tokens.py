@@ -1,0 +1,79 @@
+"""API tokens: hashed at rest, verified, re-read when the file changes, revoked."""
+
+from __future__ import annotations
+
+import stat
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from choreo.cli import app
+from events.errors import ChoreoError
+from projections.tokens import Principal, TokenFile, TokenStore, new_token
+
+
+def test_a_token_is_stored_only_as_its_hash(tmp_path):
+    file = TokenFile(tmp_path / "tokens.json")
+    token, record = file.create("ann", "operator")
+    text = file.path.read_text()
+    assert token.startswith(f"choreo_{record.id}_")
+    assert token not in text
+    assert token.split("_", 2)[2] not in text
+    assert orjson.loads(text)["tokens"][0]["hash"].startswith("$argon2id$")
+    assert stat.S_IMODE(file.path.stat().st_mode) == 0o600
+
+
+def test_the_store_verifies_and_follows_the_file(tmp_path):
+    file = TokenFile(tmp_path / "tokens.json")
+    configured_token, configured = new_token("env", "viewer")
+    store = TokenStore([configured], file)
+    assert store.authenticate(configured_token) == Principal(
+        token_id=configured.id, name="env", role="viewer"
+    )
+    token, record = file.create("ann", "operator")
+    assert store.authenticate(token) is not None  # the new file is read at once
+    assert store.authenticate(token) is not None  # and the verified token remembered
+    for wrong in (token[:-1] + ("A" if token[-1] != "A" else "B"), "choreo_x", "", "Bearer x"):
+        assert store.authenticate(wrong) is None
+    file.revoke(record.id)
+    assert store.authenticate(token) is None
+    assert store.principal(record.id) is None
+    with pytest.raises(ChoreoError, match="no token"):
+        file.revoke(record.id)
+
+
+def test_roles_rank():
+    operator = Principal(token_id="a", name="a", role="operator")
+    viewer = Principal(token_id="v", name="v", role="viewer")
+    assert operator.may("viewer")
+    assert operator.may("operator")
+    assert viewer.may("viewer")
+    assert not viewer.may("operator")
+
+
+def test_cli_creates_lists_and_revokes(tmp_path):
+    env = {"CHOREO_API_TOKENS_FILE": str(tmp_path / "t.json")}
+    runner = CliRunner()
+    created = runner.invoke(
+        app, ["tokens", "create", "--role", "operator", "--name", "local"], env=env
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[0]
+    assert token.startswith("choreo_")
+    again = runner.invoke(
+        app,
+        ["tokens", "create", "--role", "operator", "--name", "local", "--unless-exists"],
+        env=env,
+    )
+    assert again.exit_code == 0
+    assert "choreo_" not in again.stdout
+    listed = runner.invoke(app, ["tokens", "list", "--json"], env=env)
+    records = orjson.loads(listed.stdout)
+    assert [(r["name"], r["role"]) for r in records] == [("local", "operator")]
+    assert "hash" not in records[0]
+    assert token not in listed.stdout
+    assert runner.invoke(app, ["tokens", "revoke", records[0]["id"]], env=env).exit_code == 0
+    assert orjson.loads(runner.invoke(app, ["tokens", "list", "--json"], env=env).stdout) == []
+    bad = runner.invoke(app, ["tokens", "create", "--role", "admin"], env=env)
+    assert bad.exit_code != 0
