@@ -1,11 +1,15 @@
 """A poll delivered in a few transactions: lanes, and the split-and-retry fallback.
 
 With a :class:`~events.delivery.BatchDelivery`, a consumer delivers each poll in one
-transaction per *lane*. A lane is the partitions of one partition number across the topics;
-an order's messages share a key, hence a partition number, so lanes never share an order and
-run concurrently without reordering anything. More than one lane suits handlers that touch
-only their own order's rows, since transactions of different orders then never wait on each
-other.
+transaction per *lane*. A record's lane is a hash of its Kafka key (:func:`lane_of`; an
+order's messages share its id as key), not its partition number: producers other than
+Choreo's may partition a key differently (librdkafka's default hashes it with CRC32, Java
+clients with murmur2), so an order's messages can sit on different partition numbers in
+different topics. Each lane keeps the poll's records in offset order per partition, so an
+order's messages stay in one lane, in order, and lanes never share an order: they run
+concurrently without reordering anything. More than one lane suits handlers that touch only
+their own order's rows, since transactions of different orders then never wait on each other.
+Offsets are reported only once every lane of the poll has finished.
 
 When a handler raises, its lane's transaction rolls back and the lane is split around the
 culprit (see :meth:`Lanes._deliver_lane`); the culprit takes the retrying path alone.
@@ -17,6 +21,8 @@ import asyncio
 import functools
 import logging
 import time
+import zlib
+from collections.abc import Mapping, Sequence
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -28,6 +34,25 @@ from events.retries import RetryingDelivery
 log = logging.getLogger("choreo.runtime")
 
 Poll = dict[TopicPartition, list[ConsumerRecord]]
+
+
+def lane_of(key: bytes | None, lanes: int) -> int:
+    """The lane of a record with Kafka key ``key`` among ``lanes``: the same for a key in
+    every topic and partition and every process (CRC32, not Python's seeded ``hash``); lane 0
+    for records without a key."""
+    return 0 if key is None or lanes <= 1 else zlib.crc32(key) % lanes
+
+
+def assign_lanes(
+    poll: Mapping[TopicPartition, Sequence[ConsumerRecord]], lanes: int
+) -> list[list[ConsumerRecord]]:
+    """The records of ``poll`` by lane (:func:`lane_of` their key), each partition's records
+    in offset order within their lane; empty lanes left out."""
+    by_lane: dict[int, list[ConsumerRecord]] = {}
+    for records in poll.values():
+        for record in records:
+            by_lane.setdefault(lane_of(record.key, lanes), []).append(record)
+    return list(by_lane.values())
 
 
 class Lanes:
@@ -67,18 +92,17 @@ class Lanes:
 
     async def deliver(self, poll: Poll) -> dict[TopicPartition, int]:
         """Deliver every record of ``poll``; returns the offsets now safe to commit."""
-        lanes: dict[int, list[Pending]] = {}
-        for tp, records in poll.items():
-            lane = lanes.setdefault(tp.partition % self.lanes, [])
-            for record in records:
-                item = await self.dispatcher.prepare(record, attempt=1)
-                if item is not None:
-                    lane.append(item)
-        await asyncio.gather(*(self._deliver_lane(items) for items in lanes.values()))
+        lanes: list[list[Pending]] = []
+        for records in assign_lanes(poll, self.lanes):
+            items = [await self.dispatcher.prepare(record, attempt=1) for record in records]
+            lanes.append([item for item in items if item is not None])
+        await asyncio.gather(*(self._deliver_lane(items) for items in lanes if items))
+        # Only now is every record of every partition delivered or dead-lettered: a
+        # partition's records may have been spread over several lanes.
         return {tp: records[-1].offset + 1 for tp, records in poll.items()}
 
     async def _deliver_lane(self, pending: list[Pending]) -> None:
-        """Deliver ``pending`` (each partition's records in offset order) in one transaction.
+        """Deliver ``pending`` (each key's records in offset order) in one transaction.
 
         When a handler raises, the transaction rolls back: the records before it are
         delivered again as a batch, the failing one alone through the retrying path (park,

@@ -86,10 +86,13 @@ async def rebuild(
 
     The replay runs in ``workers`` lanes (default: ``settings.rebuild_workers``), this process
     and ``workers - 1`` worker processes, each taking the partitions of some partition numbers
-    across all topics. An order's messages share a key, hence a partition number, so each lane
-    holds whole orders: it folds them and writes their ``order_status`` rows itself, and the
-    lanes never meet. Topics with unequal partition counts would break that; then one lane
-    does everything. Worker processes build their codec from ``settings.schemas_dir``.
+    across all topics; each folds the orders it saw and writes their ``order_status`` rows
+    itself. Choreo's producers place an order's messages on one partition number in every
+    topic, so a lane usually holds whole orders and the lanes never meet. Another producer's
+    partitioner (librdkafka's CRC32, say), or topics with unequal partition counts, can
+    spread an order over lanes: each then wrote a partial row for it, so such orders (those
+    with more than one row) are folded again from the whole shadow log before the swap.
+    Worker processes build their codec from ``settings.schemas_dir``.
     """
     codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
     schema = PROJECTOR.schema(settings)
@@ -111,8 +114,14 @@ async def rebuild(
             report.skipped += lane.skipped
             report.orders += lane.orders
         async with db.pool.acquire() as conn:
-            for statement in store.index_ddl(schema, SHADOW):
+            split = await _drop_partial_rows(conn, schema)
+            keys = store.status_key_ddl(schema, SHADOW)
+            for statement in (*store.index_ddl(schema, SHADOW), keys):
                 await conn.execute(statement)
+            ids = sorted(split)
+            for at in range(0, len(ids), BATCH):  # bounded memory when most orders were split
+                await store.refold(conn, schema, ids[at : at + BATCH], SHADOW)
+        report.orders -= sum(split.values()) - len(split)
         await _swap(settings, codec, db, schema, partitions, ends, report, verify)
     report.seconds = time.perf_counter() - started
     return report
@@ -120,17 +129,27 @@ async def rebuild(
 
 def _lanes(partitions: list[TopicPartition], workers: int) -> list[list[TopicPartition]]:
     """Partitions grouped by partition number modulo the lane count (see :func:`rebuild`)."""
-    counts: dict[str, int] = defaultdict(int)
-    for tp in partitions:
-        counts[tp.topic] += 1
-    numbers = max(counts.values(), default=1)
-    if len(set(counts.values())) > 1:  # an order's partition number differs across topics
-        workers = 1
+    numbers = max((tp.partition + 1 for tp in partitions), default=1)
     count = max(1, min(workers if workers > 0 else os.cpu_count() or 1, numbers))
     lanes: list[list[TopicPartition]] = [[] for _ in range(count)]
     for tp in partitions:
         lanes[tp.partition % count].append(tp)
     return lanes
+
+
+async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
+    """Delete the shadow rows of orders that more than one lane saw (each folded part of the
+    order); returns those orders and how many rows each had."""
+    rows = await conn.fetch(
+        f"DELETE FROM {schema}.order_status{SHADOW} WHERE order_id IN"
+        f" (SELECT order_id FROM {schema}.order_status{SHADOW}"
+        "  GROUP BY order_id HAVING count(*) > 1)"
+        " RETURNING order_id"
+    )
+    split: dict[str, int] = defaultdict(int)
+    for row in rows:
+        split[row["order_id"]] += 1
+    return split
 
 
 async def _end_offsets(

@@ -47,11 +47,13 @@ def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[st
 
     Index names are left to PostgreSQL so that a shadow's indexes never clash with the live
     table's after a swap; hence the existence check instead of ``IF NOT EXISTS``. Without
-    ``indexes`` only the keys are created, for a bulk load that adds :func:`index_ddl` after
-    (building an index once is cheaper than maintaining it row by row).
+    ``indexes`` only the event log's keys are created, for a bulk load that adds
+    :func:`index_ddl` and :func:`status_key_ddl` after (building an index once is cheaper than
+    maintaining it row by row, and a rebuild may load an order's row twice before the key).
     """
     log, status = f"{schema}.event_log{suffix}", f"{schema}.order_status{suffix}"
     log_indexes, status_indexes = index_ddl(schema, suffix) if indexes else ("", "")
+    status_key = "PRIMARY KEY" if indexes else "NOT NULL"
     return [
         f"""
         DO $$ BEGIN
@@ -79,7 +81,7 @@ def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[st
         END IF;
         IF to_regclass('{status}') IS NULL THEN
             CREATE TABLE {status} (
-                order_id           text        PRIMARY KEY,
+                order_id           text        {status_key},
                 status             text        NOT NULL,
                 cancel_reason      text,
                 current_step       text,
@@ -109,6 +111,11 @@ def index_ddl(schema: str, suffix: str = "") -> tuple[str, str]:
         f"CREATE INDEX ON {log} (order_id, occurred_at); CREATE INDEX ON {log} (logged_at);",
         f"CREATE INDEX ON {status} (status); CREATE INDEX ON {status} (placed_at);",
     )
+
+
+def status_key_ddl(schema: str, suffix: str = "") -> str:
+    """The primary key of an ``order_status`` created without indexes."""
+    return f"ALTER TABLE {schema}.order_status{suffix} ADD PRIMARY KEY (order_id)"
 
 
 def ddl() -> list[str]:

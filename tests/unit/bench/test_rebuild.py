@@ -38,6 +38,12 @@ def test_rebuild_lanes_group_partitions_by_number_so_that_orders_stay_whole():
         [TopicPartition("a.order", 1), TopicPartition("a.payment", 1)],
     ]  # fmt: skip
     assert len(_lanes(parts, 8)) == 3  # at most one lane per partition number
-    # Unequal partition counts: an order's number differs across topics, so one lane.
+    # Unequal partition counts: still by number (orders split across lanes are folded again
+    # from the whole log before the swap).
     uneven = [*parts, TopicPartition("a.email", 3)]
-    assert _lanes(uneven, 2) == [uneven]
+    assert _lanes(uneven, 2) == [
+        [TopicPartition("a.order", 0), TopicPartition("a.order", 2),
+         TopicPartition("a.payment", 0), TopicPartition("a.payment", 2)],
+        [TopicPartition("a.order", 1), TopicPartition("a.payment", 1),
+         TopicPartition("a.email", 3)],
+    ]  # fmt: skip

@@ -1,10 +1,11 @@
-"""How a poll delivered in one batch (events/batches.py) falls back when something fails (an
-in-memory delivery; the real one is tested on PostgreSQL in
-tests/integration/test_transactional_delivery.py)."""
+"""How a poll delivered in one batch (events/batches.py) is spread over lanes by key, and how
+it falls back when something fails (an in-memory delivery; the real one is tested on
+PostgreSQL in tests/integration/test_transactional_delivery.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from contracts.catalog import CATALOG, OrderPlaced
 from contracts.samples import sample_order_placed
+from events.batches import assign_lanes, lane_of
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.dlq import DeadLetter, letter_for
@@ -134,3 +136,60 @@ async def test_a_failure_outside_the_handlers_delivers_every_message_alone(
     assert delivery.singles == ["ord-1", "ord-2", "ord-3"]
     assert consumer.stats.batches_rolled_back == 1
     assert consumer.stats.processed == 3
+
+
+def record(topic: str, partition: int, offset: int, key: bytes | None) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0,
+        key=key, value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1,
+        headers=(),
+    )  # fmt: skip
+
+
+def test_a_key_has_one_lane_whatever_its_topic_or_partition():
+    keys = [f"ord-{i}".encode() for i in range(200)]
+    # The same order on different partition numbers in different topics (another producer's
+    # partitioner): one lane all the same.
+    poll = {
+        TopicPartition(topic, partition): [
+            record(topic, partition, offset, key) for offset, key in enumerate(keys)
+        ]
+        for topic, partition in (("a.order", 0), ("a.payment", 2), ("a.email", 1))
+    }
+    lanes = assign_lanes(poll, 3)
+    lane_of_key: dict[bytes | None, set[int]] = {}
+    for index, records in enumerate(lanes):
+        for r in records:
+            lane_of_key.setdefault(r.key, set()).add(index)
+    assert all(len(indexes) == 1 for indexes in lane_of_key.values())
+    assert len(lane_of_key) == len(keys)
+    assert len(lanes) == 3  # 200 keys spread over every lane
+    assert lane_of(b"ord-1", 3) == zlib.crc32(b"ord-1") % 3  # stable across processes
+    assert lane_of(b"ord-1", 1) == 0
+
+
+def test_a_lane_keeps_each_keys_records_in_offset_order_and_keyless_records_in_lane_0():
+    tp = TopicPartition("a.order", 0)
+    keys = [b"ord-1", b"ord-2", None, b"ord-1", b"ord-3", None, b"ord-2", b"ord-1"]
+    poll = {tp: [record(tp.topic, 0, offset, key) for offset, key in enumerate(keys)]}
+    lanes = assign_lanes(poll, 4)
+    assert sorted(r.offset for records in lanes for r in records) == list(range(len(keys)))
+    for records in lanes:
+        offsets = [r.offset for r in records]
+        assert offsets == sorted(offsets)
+    keyless = [records for records in lanes if any(r.key is None for r in records)]
+    assert len(keyless) == 1
+    assert [r.offset for r in keyless[0] if r.key is None] == [2, 5]
+    assert lane_of(None, 4) == 0
+
+
+async def test_offsets_are_reported_per_partition_once_every_lane_finished(codec: Codec):
+    delivery = FakeBatchDelivery()
+    consumer = consumer_for(delivery, codec)
+    assert consumer.batches is not None
+    consumer.batches.lanes = 3
+    orders = [f"ord-{i}" for i in range(12)]
+    offsets = await consumer.batches.deliver(poll(codec, orders))
+    assert offsets == {TopicPartition("t", 0): len(orders)}
+    assert len(delivery.batches) > 1  # the partition was spread over lanes
+    assert sorted(o for batch in delivery.batches for o in batch) == sorted(orders)
