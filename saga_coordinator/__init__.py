@@ -1,15 +1,19 @@
-"""The saga coordinator: policy, completion and compensation of the order choreography.
+"""The saga coordinator: policy, completion and compensation of every saga it has a definition of.
 
-Services react to each other's events; the coordinator watches the whole flow per order and
-decides what no single service can: whether an order needs a human's approval, when it is
-complete, and how to undo it (newest step first, each compensation retried until acknowledged)
-when a step fails or misses its durable deadline.
+Services react to each other's events; the coordinator watches each saga's whole flow and
+decides what no single service can: whether a person must decide, when the saga is complete,
+and how to undo it (newest step first, each compensation retried until acknowledged) when a
+step fails or misses its durable deadline. What a saga looks like is its definition's
+(:mod:`sagas`); the coordinator knows no saga by name.
 
 Layers, dependencies pointing inward:
 
-* :mod:`~saga_coordinator.definition` — saga definitions by version (steps, policy, deadlines);
-* :mod:`~saga_coordinator.facts` and :mod:`~saga_coordinator.saga` — the pure core: facts, the
-  fold (``evolve``) and ``decide``;
+* :mod:`~saga_coordinator.engine` — the pure, generic core: facts, the fold, timers, decide,
+  interpreting any :class:`~sagas.definition.SagaDefinition`;
+* :mod:`~saga_coordinator.legacy` — the order saga's facts stored before definitions, read as
+  the engine's (the old core that wrote them — :mod:`~saga_coordinator.saga`, ``state``,
+  ``render``, ``deadlines``, ``definition``, ``facts`` — no longer decides anything; it stays as
+  the reference the engine is checked against, ``tests/unit/saga_coordinator/engine``);
 * :mod:`~saga_coordinator.store` — fact streams and durable timers (PostgreSQL, in-memory);
 * :mod:`~saga_coordinator.handlers` and :mod:`~saga_coordinator.timers` — the adapters that
   load, decide and store, for incoming events and for due timers;

@@ -10,71 +10,76 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.model import utc_now
-from saga_coordinator.definition import DEFINITIONS, V1, ApprovalTimeoutAction, DefinitionRegistry
 from saga_coordinator.store import SagaStore
+from sagas.order import V1 as ORDER
+from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
+
+_KNOBS = ORDER.knob_values()
 
 
 class CoordinatorSettings(BaseSettings):
     """The coordinator's knobs, from ``CHOREO_SAGA_<FIELD>`` environment variables.
 
-    Defaults are those of the newest saga definition. A knob set explicitly (in the
-    environment or as an argument) overrides it in every registered definition version; knobs
-    left unset keep each version's own value.
+    They tune the order saga's knobs (:mod:`sagas.order`); defaults are its own. A knob set
+    explicitly (in the environment or as an argument) overrides it in every registered version
+    that has it; knobs left unset keep each version's own value.
     """
 
     model_config = SettingsConfigDict(env_prefix="CHOREO_SAGA_", extra="ignore", frozen=True)
 
     approval_threshold_minor: int = Field(
-        default=V1.approval_threshold_minor,
+        default=_KNOBS["approval_threshold_minor"],
         ge=0,
         description="Totals (minor units) at or above it need a human's approval.",
     )
     approval_timeout_s: float = Field(
-        default=V1.approval_timeout.total_seconds(),
+        default=_KNOBS["approval_timeout"].total_seconds(),
         gt=0,
         description="How long an approval request stays open.",
     )
-    approval_timeout_action: ApprovalTimeoutAction = Field(
-        default=V1.approval_timeout_action,
+    approval_timeout_action: Literal["reject", "escalate"] = Field(
+        default=_KNOBS["approval_timeout_action"],
         description="`reject` the order when the approval expires, or `escalate` and wait.",
     )
     inventory_deadline_s: float = Field(
-        default=V1.inventory_deadline.total_seconds(),
+        default=_KNOBS["inventory_deadline"].total_seconds(),
         gt=0,
         description="From order.placed to a reservation answer.",
     )
     payment_deadline_s: float = Field(
-        default=V1.payment_deadline.total_seconds(),
+        default=_KNOBS["payment_deadline"].total_seconds(),
         gt=0,
         description="From the approval to a payment answer; then payment_timeout.",
     )
     shipping_deadline_s: float = Field(
-        default=V1.shipping_deadline.total_seconds(),
+        default=_KNOBS["shipping_deadline"].total_seconds(),
         gt=0,
         description="From the charge to a shipment answer; then refund and release.",
     )
     crm_deadline_s: float = Field(
-        default=V1.crm_deadline.total_seconds(),
+        default=_KNOBS["crm_deadline"].total_seconds(),
         gt=0,
         description="From the shipment to the CRM update; then cancel, refund, release.",
     )
     email_deadline_s: float = Field(
-        default=V1.email_deadline.total_seconds(),
+        default=_KNOBS["email_deadline"].total_seconds(),
         gt=0,
         description="From the shipment to the confirmation email's outcome; then complete.",
     )
     compensation_ack_timeout_s: float = Field(
-        default=V1.compensation_ack_timeout.total_seconds(),
+        default=_KNOBS["compensation_ack_timeout"].total_seconds(),
         gt=0,
         description="Unacknowledged that long, a compensating command is sent again.",
     )
     compensation_max_attempts: int = Field(
-        default=V1.compensation_max_attempts,
+        default=_KNOBS["compensation_max_attempts"],
         ge=1,
         description="Sends of one compensating command before the saga needs attention.",
     )
@@ -86,7 +91,7 @@ class CoordinatorSettings(BaseSettings):
     )
 
     def definition_overrides(self) -> dict[str, object]:
-        """The knobs set explicitly, as :class:`SagaDefinition` fields."""
+        """The knobs set explicitly, by knob name (``crm_deadline_s`` → ``crm_deadline``)."""
         overrides: dict[str, object] = {}
         for name in self.model_fields_set:
             if name.startswith("timer_"):
@@ -111,10 +116,10 @@ class CoordinatorContext:
 
     Attributes:
         store: The saga store, on the transaction's connection.
-        definitions: The saga definitions by version (with the operator's knob overrides).
+        definitions: The saga definitions by type and version (with the operator's knobs).
         clock: Now, in UTC; injectable so tests can move time.
     """
 
     store: SagaStore
-    definitions: DefinitionRegistry = DEFINITIONS
+    definitions: SagaRegistry = SAGAS
     clock: Callable[[], datetime] = field(default=utc_now)

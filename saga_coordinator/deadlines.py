@@ -1,53 +1,16 @@
-"""The order saga's durable timers, derived from its state. No I/O here.
+"""The old order core's durable timers, derived from its state (see saga_coordinator/saga.py).
 
-:func:`desired_timers` says which deadlines and acknowledgement timeouts a state needs and
-when they are due; :func:`timer_ops` turns the difference before/after a decision into the
-operations the store applies. A due timer comes back to the saga as a :class:`TimerFired`.
+The running coordinator uses the engine's (:mod:`saga_coordinator.engine.timing`); this stays
+as part of the reference the engine is checked against.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
 
 from saga_coordinator.definition import SagaDefinition
+from saga_coordinator.engine.timing import ack_timer, deadline_timer
 from saga_coordinator.state import SagaState
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    """Input to :func:`decide`: a durable timer of the saga came due."""
-
-    order_id: str
-    name: str
-    due_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleTimer:
-    """Create the saga's timer ``name`` or move it to ``due_at``."""
-
-    name: str
-    due_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    """Delete the saga's timer ``name`` (no error if absent)."""
-
-    name: str
-
-
-TimerOp: TypeAlias = ScheduleTimer | CancelTimer
-
-
-def deadline_timer(step: str) -> str:
-    return f"deadline:{step}"
-
-
-def ack_timer(command: str) -> str:
-    return f"ack:{command}"
 
 
 def desired_timers(state: SagaState, definition: SagaDefinition) -> dict[str, datetime]:
@@ -92,23 +55,3 @@ def desired_timers(state: SagaState, definition: SagaDefinition) -> dict[str, da
         if c.in_flight and not c.exhausted and c.requested_at is not None:
             timers[ack_timer(c.command)] = c.requested_at + d.compensation_ack_timeout
     return timers
-
-
-def timer_ops(
-    before: dict[str, datetime], after: dict[str, datetime], fired: TimerFired | None
-) -> tuple[TimerOp, ...]:
-    ops: dict[str, TimerOp] = {}
-    for name, due_at in after.items():
-        if before.get(name) != due_at:
-            ops[name] = ScheduleTimer(name, due_at)
-    for name in before:
-        if name not in after:
-            ops[name] = CancelTimer(name)
-    if fired is not None and fired.name not in ops:
-        # The fired row itself must end up right even if it was stale (not in `before`) or
-        # out of date: gone when no longer wanted, else moved to when it is wanted.
-        wanted = after.get(fired.name)
-        ops[fired.name] = (
-            CancelTimer(fired.name) if wanted is None else ScheduleTimer(fired.name, wanted)
-        )
-    return tuple(ops.values())

@@ -1,5 +1,9 @@
 """Saga definitions: the steps, policy and deadlines of the order saga, keyed by version.
 
+The old order core, no longer used by the running coordinator (it decides with
+:mod:`saga_coordinator.engine` on :mod:`sagas.order`): kept as the reference the engine is
+checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py``).
+
 A saga records the version of its definition in its first fact and is decided with that version
 until it ends, even after a newer version is registered: changing the rules under a running saga
 (e.g. adding an approval step it has already passed) would make its history unexplainable.

@@ -1,11 +1,12 @@
 """What the coordinator reacts to: one handler per event type of the order flow.
 
 Every handler does the same four things through :func:`advance_saga`: lock the saga, load and
-fold its facts, :func:`~saga_coordinator.saga.decide`, store the new facts and timer changes;
+fold its facts, :func:`~saga_coordinator.engine.decide.decide` on the saga's pinned
+definition, store the new facts and timer changes;
 it returns the events and commands to emit, which the runtime wraps in envelopes caused by the
 incoming message and stages in the outbox in the same transaction. The per-type handlers exist
 so that what the coordinator listens to reads in one place and registration is checked at
-import; the policy itself lives in :mod:`saga_coordinator.saga`.
+import; the policy itself lives in the definitions (:mod:`sagas`), interpreted by the engine.
 """
 
 from __future__ import annotations
@@ -31,70 +32,95 @@ from contracts.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
-from contracts.order import COMPENSATING_COMMANDS
 from events import metrics, tracing
 from events.model import Event, Message
 from events.router import Router
+from saga_coordinator import SERVICE_NAME as PRODUCER
+from saga_coordinator import legacy
 from saga_coordinator.context import CoordinatorContext
-from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired
-from saga_coordinator.saga import Decision, decide
-from saga_coordinator.state import SagaState, fold
+from saga_coordinator.engine.decide import Decision, decide
+from saga_coordinator.engine.state import SagaState, fold
+from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerFired
+from saga_coordinator.errors import UnknownDefinitionError
+from sagas.definition import SagaDefinition
+from sagas.registry import SagaRegistry
 
 log = logging.getLogger("choreo.saga")
 
 
 async def advance_saga(
     ctx: CoordinatorContext,
-    order_id: str,
+    key: str,
     incoming: Message[Event] | TimerFired,
     *,
     wait: bool = True,
     now: datetime | None = None,
 ) -> Decision | None:
-    """Decide what ``incoming`` means for saga ``order_id`` and store the outcome.
+    """Decide what ``incoming`` means for saga ``key`` and store the outcome.
 
     Returns the decision (its events are for the caller to emit), or None when ``wait`` is
     False and another transaction is working on the saga. ``now`` defaults to ``ctx.clock()``.
+
+    Raises:
+        UnknownDefinitionError: the saga runs on a definition this coordinator does not have
+            (permanent: the message is dead-lettered with the reason).
     """
-    if not await ctx.store.lock(order_id, wait=wait):
+    if not await ctx.store.lock(key, wait=wait):
         return None
-    state = fold(order_id, await ctx.store.load(order_id))
-    definition = ctx.definitions.pinned(state.definition_version)
-    decision = decide(state, incoming, definition, ctx.clock() if now is None else now)
+    state = fold(key, legacy.read(await ctx.store.load(key), ctx.definitions))
+    definition = pinned(ctx.definitions, state, incoming)
+    if definition is None:
+        return Decision(state)  # no saga to start: an event of no saga we know
+    decision = decide(state, incoming, definition, ctx.clock() if now is None else now, PRODUCER)
     if decision.facts:
-        await ctx.store.append(order_id, decision.facts, expected_seq=state.version)
+        await ctx.store.append(key, decision.facts, expected_seq=state.version)
     for op in decision.timers:
         match op:
             case ScheduleTimer():
-                await ctx.store.schedule(order_id, op.name, op.due_at, tracing.traceparent())
+                await ctx.store.schedule(key, op.name, op.due_at, tracing.traceparent())
             case CancelTimer():
-                await ctx.store.cancel(order_id, op.name)
-    _record_metrics(state, decision)
+                await ctx.store.cancel(key, op.name)
+    _record_metrics(state, decision, definition)
     if decision.facts:
         log.debug(
             "saga %s: %s -> %s, emits %s",
-            order_id,
+            key,
             ", ".join(f.kind for f in decision.facts),
-            decision.state.status,
+            decision.state.status(definition),
             ", ".join(e.event_type for e in decision.events) or "nothing",
         )
     return decision
 
 
-def _record_metrics(before: SagaState, decision: Decision) -> None:
+def pinned(
+    sagas: SagaRegistry, state: SagaState, incoming: Message[Event] | TimerFired
+) -> SagaDefinition | None:
+    """The definition a saga runs on: the one it started with, or for a saga not started yet
+    the current one of the type that ``incoming`` starts (None if it starts none)."""
+    if state.started:
+        try:
+            return sagas.get(state.saga_type or "", state.definition_version or 0)
+        except KeyError as exc:
+            raise UnknownDefinitionError(str(exc)) from None
+    if isinstance(incoming, TimerFired):
+        return sagas.current(sagas.types[0])  # a stray timer of no saga: deciding cancels it
+    return sagas.starting(incoming.event)
+
+
+def _record_metrics(before: SagaState, decision: Decision, definition: SagaDefinition) -> None:
     """Saga duration when a saga ends, and each compensating command sent."""
     after = decision.state
     ended = {"completed", "cancelled"}
-    if after.status in ended and before.status not in ended and after.placed_at is not None:
-        outcome = (
-            after.status if after.status == "completed" else f"cancelled:{after.cancel_reason}"
-        )
-        ended_at = after.completed_at or after.cancelled_at or after.placed_at
+    was, now = before.status(definition), after.status(definition)
+    if now in ended and was not in ended and after.started_at is not None:
+        outcome = now if now == "completed" else f"cancelled:{after.cancel_reason}"
+        ended_at = after.completed_at or after.cancelled_at or after.started_at
         metrics.saga_duration().record(
-            max(0.0, (ended_at - after.placed_at).total_seconds()), {"outcome": outcome}
+            max(0.0, (ended_at - after.started_at).total_seconds()), {"outcome": outcome}
         )
+    commands = {s.compensation.command.event_type for s in definition.steps if s.compensation}
     for event in decision.events:
-        if event.event_type in COMPENSATING_COMMANDS:
+        if event.event_type in commands:
             metrics.compensations().add(1, {"command": event.event_type})
 
 

@@ -9,11 +9,13 @@ place that knows the old kinds, and goes once no such saga remains.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from saga_coordinator import facts as old
 from saga_coordinator.engine import facts as new
 from sagas.definition import SagaDefinition
+from sagas.registry import SagaRegistry
 
 ORDER_TYPE = "order"
 
@@ -30,6 +32,7 @@ def upcast(fact: old.Fact, d: SagaDefinition) -> new.Fact:
                 definition_version=fact.definition_version,
                 correlation_id=fact.correlation_id,
                 captured={},
+                start_seen=False,  # the old core recorded order.placed as a fact of its own
             )
         case old.OrderSeen():
             keep = {"customer_id", "total_minor", "currency"}
@@ -118,3 +121,14 @@ def upcast(fact: old.Fact, d: SagaDefinition) -> new.Fact:
 
 def _failed(common: dict[str, Any], step: str, detail: str, reason: str) -> new.Fact:
     return new.StepFailed(**common, step=step, detail=detail, reason=reason)
+
+
+def read(stream: Sequence[old.Fact | new.Fact], sagas: SagaRegistry) -> list[new.Fact]:
+    """A stored stream as generic facts: old facts upcast on the order saga's version that
+    the stream started on (its first fact says which)."""
+    if all(isinstance(fact, new.Fact) for fact in stream):
+        return list(stream)  # type: ignore[arg-type]  # checked just above
+    first = stream[0]
+    version = first.definition_version if isinstance(first, old.SagaStarted) else None
+    definition = sagas.get(ORDER_TYPE, version) if version else sagas.current(ORDER_TYPE)
+    return [fact if isinstance(fact, new.Fact) else upcast(fact, definition) for fact in stream]

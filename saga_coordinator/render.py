@@ -1,5 +1,9 @@
 """What the order saga's decisions look like on the wire: events, commands and envelopes.
 
+The old order core, no longer used by the running coordinator (it decides with
+:mod:`saga_coordinator.engine` on :mod:`sagas.order`): kept as the reference the engine is
+checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py``).
+
 A decision fact (approve, compensate, complete, ...) stands for one event or command;
 :func:`saga_message` wraps it in the envelope of the saga's flow. No I/O here.
 """

@@ -1,5 +1,9 @@
 """The pure core of the order saga: state as a fold of facts, and decisions. No I/O here.
 
+The old order core, no longer used by the running coordinator (it decides with
+:mod:`saga_coordinator.engine` on :mod:`sagas.order`): kept as the reference the engine is
+checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py``).
+
 * :func:`evolve` applies one fact to a :class:`SagaState`; :func:`fold` applies a stream.
 * :func:`decide` takes the state, one input (a :class:`~events.model.Message` or a
   :class:`TimerFired`), the saga's pinned :class:`~saga_coordinator.definition.SagaDefinition`
@@ -49,14 +53,9 @@ from contracts.order import (
     UNDOES,
 )
 from events.model import Event, Message
-from saga_coordinator.deadlines import (
-    CancelTimer,
-    TimerFired,
-    TimerOp,
-    desired_timers,
-    timer_ops,
-)
+from saga_coordinator.deadlines import desired_timers
 from saga_coordinator.definition import SagaDefinition, StepName
+from saga_coordinator.engine.timing import CancelTimer, TimerFired, TimerOp, timer_ops
 from saga_coordinator.errors import SagaError
 from saga_coordinator.facts import (
     ApprovalEscalated,

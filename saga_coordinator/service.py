@@ -21,18 +21,19 @@ from saga_coordinator.context import (
     CoordinatorSettings,
     get_coordinator_settings,
 )
-from saga_coordinator.definition import DEFINITIONS, DefinitionRegistry
 from saga_coordinator.handlers import router
 from saga_coordinator.store import DDL, PostgresSagaStore
 from saga_coordinator.timers import SagaTimers
 from saga_coordinator.timers import timer_loop as run_timer_loop
+from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
 
 
 def build(
     settings: Settings,
     coordinator: CoordinatorSettings | None = None,
     *,
-    definitions: DefinitionRegistry = DEFINITIONS,
+    definitions: SagaRegistry = SAGAS,
     clock: Callable[[], datetime] = utc_now,
 ) -> Service[CoordinatorContext]:
     """The saga coordinator process.
@@ -44,7 +45,7 @@ def build(
         clock: Now, in UTC (tests move time).
     """
     coordinator = coordinator or get_coordinator_settings()
-    registry = definitions.with_overrides(coordinator.definition_overrides())
+    registry = definitions.with_knobs(coordinator.definition_overrides())
     poll_interval_s = coordinator.timer_poll_interval_ms / 1000
     batch_size = coordinator.timer_batch_size
 

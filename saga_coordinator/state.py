@@ -1,5 +1,9 @@
 """The order saga's state: a fold of its facts. No I/O here.
 
+The old order core, no longer used by the running coordinator (it decides with
+:mod:`saga_coordinator.engine` on :mod:`sagas.order`): kept as the reference the engine is
+checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py``).
+
 :func:`evolve` applies one fact to a :class:`SagaState`; :func:`fold` applies a stream. The
 decisions (:mod:`saga_coordinator.saga`) read the state; only facts change it.
 """

@@ -13,16 +13,27 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 import orjson
 
-from contracts.order import SagaStatus
 from events.database import Connection
+from saga_coordinator import facts as old
+from saga_coordinator.engine import facts as new
 from saga_coordinator.errors import SagaConflictError
-from saga_coordinator.facts import Fact, parse_fact
-from saga_coordinator.state import fold
+
+Fact: TypeAlias = new.Fact | old.Fact
+"""A stored fact: the engine's, or one the order saga's own core wrote before definitions
+(read as the engine's by :func:`saga_coordinator.legacy.read`)."""
+
+
+def parse_stored(kind: str, data: Any, *, at: datetime, event_id: Any) -> Fact:
+    """A stored row as its fact: an engine kind, else one of the old core's."""
+    if kind in new.FACTS:
+        return new.parse(kind, data, at=at, event_id=event_id)
+    return old.parse_fact(kind, data, at=at, event_id=event_id)
+
 
 DDL: tuple[str, ...] = (
     """
@@ -119,10 +130,6 @@ class SagaStore(Protocol):
         """Every saga's order id, sorted (for replay and tests)."""
         ...
 
-    async def status(self, order_id: str) -> SagaStatus | None:
-        """The folded status of a saga, None if unknown."""
-        ...
-
 
 class InMemorySagaStore:
     """A :class:`SagaStore` in dictionaries, for unit tests. Not transactional."""
@@ -174,10 +181,6 @@ class InMemorySagaStore:
     async def all_sagas(self) -> list[str]:
         return sorted(oid for oid, stream in self.streams.items() if stream)
 
-    async def status(self, order_id: str) -> SagaStatus | None:
-        facts = await self.load(order_id)
-        return fold(order_id, facts).status if facts else None
-
 
 class PostgresSagaStore:
     """A :class:`SagaStore` on the coordinator's schema, inside the caller's transaction.
@@ -211,7 +214,7 @@ class PostgresSagaStore:
             order_id,
         )
         return [
-            parse_fact(
+            parse_stored(
                 row["kind"],
                 orjson.loads(row["data"]),
                 at=row["recorded_at"],
@@ -300,7 +303,3 @@ class PostgresSagaStore:
             f"SELECT DISTINCT order_id FROM {self.schema}.saga_events ORDER BY order_id"
         )
         return [row["order_id"] for row in rows]
-
-    async def status(self, order_id: str) -> SagaStatus | None:
-        facts = await self.load(order_id)
-        return fold(order_id, facts).status if facts else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -23,12 +24,13 @@ from opentelemetry import trace
 from events import tracing
 from events.database import untraced_transaction
 from events.errors import ChoreoError
-from events.model import Event, Message
+from events.model import Envelope, Event, Message
 from events.service import ServiceRuntime
+from saga_coordinator import SERVICE_NAME as PRODUCER
 from saga_coordinator.context import CoordinatorContext
-from saga_coordinator.deadlines import TimerFired
+from saga_coordinator.engine.state import SagaState
+from saga_coordinator.engine.timing import TimerFired
 from saga_coordinator.handlers import advance_saga
-from saga_coordinator.render import saga_message
 from saga_coordinator.store import Timer
 
 log = logging.getLogger("choreo.saga.timers")
@@ -52,6 +54,24 @@ async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Even
     if decision is None:
         return None
     return [saga_message(decision.state, event, now) for event in decision.events]
+
+
+def saga_message(state: SagaState, event: Event, now: datetime) -> Message[Event]:
+    """Wrap an event the coordinator emits outside a handler (a timer) in an envelope that
+    continues the saga's flow: its correlation id, caused by the last event the saga saw."""
+    return Message(
+        Envelope(
+            event_id=uuid.uuid4(),
+            event_type=event.event_type,
+            order_id=state.key,
+            correlation_id=state.correlation_id or state.key,
+            causation_id=str(state.last_event_id) if state.last_event_id is not None else None,
+            occurred_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
+            producer=PRODUCER,
+            schema_version=event.schema_version,
+        ),
+        event,
+    )
 
 
 class SagaTimers:

@@ -307,6 +307,16 @@ class SagaDefinition:
                 return node
         raise KeyError(f"{self.saga_type} v{self.version} has no step {name!r}")
 
+    def names(self, event: Event) -> bool:
+        """Whether ``event`` is one this saga reacts to (its start, a step's, a task's)."""
+        named = {m.event_type for node in self.nodes for _, m in _events(self, node)}
+        return self.start.matches(event) or event.event_type in named
+
+    def acknowledges(self, event: Event) -> bool:
+        """Whether ``event`` acknowledges one of this saga's compensating commands."""
+        acks = {c.acknowledged_by for s in self.steps if (c := s.compensation) is not None}
+        return any(a is not None and a.event_type == event.event_type for a in acks)
+
     def later(self, name: str) -> set[str]:
         """The steps and tasks that run after ``name``, directly or not."""
         found: set[str] = set()

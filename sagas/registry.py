@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
+from events.model import Event
 from sagas.definition import InvalidDefinition, SagaDefinition
 
 
@@ -41,6 +43,22 @@ class SagaRegistry:
         except KeyError:
             have = self.versions(saga_type)
             raise KeyError(f"no saga definition {saga_type} v{version} (have {have})") from None
+
+    def starting(self, event: Event) -> SagaDefinition | None:
+        """The current definition of the saga type ``event`` starts: the type whose start
+        event it is, else the one type that names it (it came before the start event)."""
+        current = [self.current(saga_type) for saga_type in self.types]
+        for d in current:
+            if d.start.matches(event):
+                return d
+        naming = [d for d in current if d.names(event)]
+        return naming[0] if len(naming) == 1 else None
+
+    def with_knobs(self, overrides: Mapping[str, Any]) -> SagaRegistry:
+        """Every definition with the overrides of the knobs it has (operators tune by name)."""
+        return SagaRegistry(
+            [d.with_knobs({k: v for k, v in overrides.items() if k in d.knobs()}) for d in self]
+        )
 
     def __iter__(self) -> Iterator[SagaDefinition]:
         return iter(self._by_key.values())

@@ -17,11 +17,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.model import Event, Message
-from saga_coordinator.deadlines import CancelTimer, TimerFired, TimerOp, timer_ops
 from saga_coordinator.engine import facts as f
 from saga_coordinator.engine.observe import captured, observe, on_timer
 from saga_coordinator.engine.state import SagaState, evolve
-from saga_coordinator.engine.timing import desired_timers
+from saga_coordinator.engine.timing import (
+    CancelTimer,
+    TimerFired,
+    TimerOp,
+    desired_timers,
+    timer_ops,
+)
 from saga_coordinator.errors import SagaError
 from sagas.definition import Emit, HumanTask, SagaDefinition
 
@@ -86,9 +91,11 @@ def decide(
 def _start(
     state: SagaState, message: Message[Event], d: SagaDefinition, now: datetime
 ) -> list[f.Fact]:
-    """The saga's first fact, when ``message`` is its start event and it has not started."""
-    if state.started or not d.start.matches(message.event):
+    """The saga's first fact, when it has not started: on its start event, or on another of
+    its events that came first (an acknowledgement of a compensation starts nothing)."""
+    if state.started or not d.names(message.event) or d.acknowledges(message.event):
         return []
+    start_seen = d.start.matches(message.event)
     return [
         f.Started(
             at=now,
@@ -96,7 +103,8 @@ def _start(
             saga_type=d.saga_type,
             definition_version=d.version,
             correlation_id=message.envelope.correlation_id,
-            captured=captured(d.start, message.event),
+            captured=captured(d.start, message.event) if start_seen else {},
+            start_seen=start_seen,
         )
     ]
 
@@ -152,6 +160,8 @@ def next_decision(
         progress = state.task(task.name)
         if progress.outcome is not None or progress.requested_at is not None:
             continue
+        if not state.start_seen:
+            continue  # its condition reads what the start event says
         if state.triggered_at(d, task) is None:
             continue
         if task.when.test(state.data, d.knob_values()):

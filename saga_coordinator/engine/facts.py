@@ -51,17 +51,21 @@ def parse(kind: str, data: Mapping[str, Any], *, at: datetime, event_id: uuid.UU
 
 
 class Started(Fact):
-    """The first fact: the definition the saga runs on, its flow, what the start event said."""
+    """The first fact: the definition the saga runs on, its flow, and what the start event
+    said. A saga also starts on another of its events that arrives first (topics are not
+    ordered among each other); then ``start_seen`` is False and a :class:`Captured` follows
+    when the start event comes."""
 
     kind: ClassVar[str] = "saga.started"
     saga_type: str
     definition_version: int
     correlation_id: str
     captured: dict[str, Any]
+    start_seen: bool = True
 
 
 class Captured(Fact):
-    """Data the saga keeps, recorded on its own (facts written before definitions did so)."""
+    """What the start event said, when it came after another of the saga's events."""
 
     kind: ClassVar[str] = "data.captured"
     captured: dict[str, Any]

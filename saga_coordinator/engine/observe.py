@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.model import Event, Message
-from saga_coordinator.deadlines import TimerFired
 from saga_coordinator.engine import facts as f
 from saga_coordinator.engine.state import SagaState
-from saga_coordinator.engine.timing import desired_timers
+from saga_coordinator.engine.timing import TimerFired, desired_timers
 from saga_coordinator.errors import SagaError
 from sagas.definition import Emit, HumanTask, On, SagaDefinition, Step
 
@@ -34,6 +33,8 @@ def observe(
     event, eid = message.event, message.envelope.event_id
     own = message.envelope.producer == producer
     found: list[f.Fact] = []
+    if d.start.matches(event) and not state.start_seen:
+        found.append(f.Captured(at=now, event_id=eid, captured=captured(d.start, event)))
     for node in d.nodes:
         if isinstance(node, HumanTask):
             found.extend(_task(state, node, event, eid, now, own))

@@ -78,6 +78,7 @@ class SagaState:
     last_event_id: uuid.UUID | None = None
     seen: frozenset[uuid.UUID] = frozenset()
     started_at: datetime | None = None
+    """When the start event was recorded (its steps' deadlines run from there)."""
     data: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, StepState] = field(default_factory=dict)
     tasks: dict[str, TaskState] = field(default_factory=dict)
@@ -92,6 +93,11 @@ class SagaState:
     @property
     def started(self) -> bool:
         return self.definition_version is not None
+
+    @property
+    def start_seen(self) -> bool:
+        """Whether the start event (and so the saga's own data) has been recorded."""
+        return self.started_at is not None
 
     @property
     def active(self) -> bool:
@@ -198,11 +204,11 @@ def evolve(state: SagaState, fact: f.Fact) -> SagaState:
                 saga_type=fact.saga_type,
                 definition_version=fact.definition_version,
                 correlation_id=fact.correlation_id,
-                started_at=fact.at,
+                started_at=fact.at if fact.start_seen else None,
                 data={**state.data, **fact.captured},
             )
         case f.Captured():
-            changes.update(data={**state.data, **fact.captured})
+            changes.update(started_at=fact.at, data={**state.data, **fact.captured})
         case f.StepStarted():
             changes.update(steps=_step(state, fact.step, started_at=fact.at))
         case f.StepSucceeded():

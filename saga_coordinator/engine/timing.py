@@ -1,4 +1,5 @@
-"""The durable timers a generic saga's state calls for. No I/O here.
+"""The durable timers a generic saga's state calls for, and the operations that keep them.
+No I/O here.
 
 Names are those of the order saga's own core (``deadline:<step>``, ``pickup:<step>``,
 ``ack:<command>``), so timer rows of running sagas keep their meaning. A step's deadlines run
@@ -8,11 +9,47 @@ answer deadline runs from its started signal when it has one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeAlias
 
-from saga_coordinator.deadlines import ack_timer, deadline_timer
 from saga_coordinator.engine.state import SagaState
 from sagas.definition import HumanTask, SagaDefinition, Step
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """Input to :func:`decide`: a durable timer of the saga came due."""
+
+    order_id: str
+    name: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    """Create the saga's timer ``name`` or move it to ``due_at``."""
+
+    name: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Delete the saga's timer ``name`` (no error if absent)."""
+
+    name: str
+
+
+TimerOp: TypeAlias = ScheduleTimer | CancelTimer
+
+
+def deadline_timer(step: str) -> str:
+    return f"deadline:{step}"
+
+
+def ack_timer(command: str) -> str:
+    return f"ack:{command}"
 
 
 def pickup_timer(step: str) -> str:
@@ -55,3 +92,23 @@ def _step_timers(state: SagaState, d: SagaDefinition, step: Step) -> dict[str, d
         elif progress.started_at is not None:
             timers[deadline_timer(step.name)] = progress.started_at + d.value(limits.answer)
     return timers
+
+
+def timer_ops(
+    before: dict[str, datetime], after: dict[str, datetime], fired: TimerFired | None
+) -> tuple[TimerOp, ...]:
+    ops: dict[str, TimerOp] = {}
+    for name, due_at in after.items():
+        if before.get(name) != due_at:
+            ops[name] = ScheduleTimer(name, due_at)
+    for name in before:
+        if name not in after:
+            ops[name] = CancelTimer(name)
+    if fired is not None and fired.name not in ops:
+        # The fired row itself must end up right even if it was stale (not in `before`) or
+        # out of date: gone when no longer wanted, else moved to when it is wanted.
+        wanted = after.get(fired.name)
+        ops[fired.name] = (
+            CancelTimer(fired.name) if wanted is None else ScheduleTimer(fired.name, wanted)
+        )
+    return tuple(ops.values())

@@ -16,11 +16,14 @@ from contracts.samples import scenario_order
 from events.database import Database, schema_name
 from events.settings import Settings, get_settings
 from events.topics import provision_topics
-from saga_coordinator.state import SagaState, fold
+from saga_coordinator import legacy
+from saga_coordinator.engine.state import fold
 from saga_coordinator.store import PostgresSagaStore
+from sagas.shipped import SAGAS
 from services.email.store import PostgresEmailStore
 from services.inventory.store import PostgresInventoryStore
 from services.payment.store import PostgresPaymentStore
+from tests.e2e.order_saga import OrderSaga
 from tests.e2e.platform import Platform
 
 TERMINAL = {"completed", "cancelled"}
@@ -59,13 +62,13 @@ class Deployment:
         self.orders.append(message.order_id)
         return message.order_id
 
-    async def saga(self, order_id: str) -> SagaState:
+    async def saga(self, order_id: str) -> OrderSaga:
         schema = schema_name(self.settings, "saga_coordinator")
         async with self.db.pool.acquire() as conn:
             facts = await PostgresSagaStore(conn, schema).load(order_id)
-        return fold(order_id, facts)
+        return OrderSaga(fold(order_id, legacy.read(facts, SAGAS)))
 
-    async def wait_for(self, order_id: str, *statuses: str, timeout: float = 60.0) -> SagaState:
+    async def wait_for(self, order_id: str, *statuses: str, timeout: float = 60.0) -> OrderSaga:
         wanted = set(statuses or TERMINAL)
         deadline = time.monotonic() + timeout
         state = await self.saga(order_id)

@@ -27,10 +27,13 @@ from events.service import Service
 from events.settings import Settings
 from events.topics import all_topics, event_topics, partitions_of, read_to_end
 from saga_coordinator import SERVICE_NAME as COORDINATOR
+from saga_coordinator import legacy
 from saga_coordinator.context import CoordinatorSettings
-from saga_coordinator.facts import parse_fact
+from saga_coordinator.engine.state import fold
 from saga_coordinator.service import build as build_coordinator
-from saga_coordinator.state import fold
+from saga_coordinator.store import parse_stored
+from sagas.order import V1 as ORDER
+from sagas.shipped import SAGAS
 from services.payment.store import PostgresPaymentStore
 from tests.e2e.conftest import BASE_ENV, Deployment, start_deployment
 
@@ -202,17 +205,18 @@ def _sagas(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """What each saga's facts fold to, but for the instants."""
     streams: dict[str, list[Any]] = {}
     for row in rows:
-        fact = parse_fact(
+        fact = parse_stored(
             row["kind"], orjson.loads(row["data"]), at=row["recorded_at"], event_id=row["event_id"]
         )
         streams.setdefault(row["order_id"], []).append(fact)
     sagas = {}
     for order_id, facts in streams.items():
-        s = fold(order_id, facts)
+        s = fold(order_id, legacy.read(facts, SAGAS))
+        steps = {name: (p.outcome, p.detail) for name, p in s.steps.items()}
+        undos = [(u.step, u.attempt, u.acknowledged, u.exhausted) for u in s.undos]
         sagas[order_id] = (
-            s.version, s.status, s.cancel_reason, s.cancel_detail, s.approved_by, s.payment_id,
-            s.shipment_id, s.email_outcome, s.notes, s.deadlines_passed, s.ignored,
-            [(c.command, c.attempt, c.acknowledged, c.exhausted) for c in s.compensations],
+            s.version, s.status(ORDER), s.cancel_reason, s.cancel_detail, s.data, steps,
+            s.notes, s.ignored, undos,
         )  # fmt: skip
     return sagas
 

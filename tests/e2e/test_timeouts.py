@@ -10,9 +10,9 @@ import pytest
 
 from contracts.samples import sample_order_placed
 from events.database import schema_name
-from saga_coordinator.state import SagaState
 from services.payment.store import PostgresPaymentStore
 from tests.e2e.conftest import Deployment, start_deployment
+from tests.e2e.order_saga import OrderSaga
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ async def test_late_charge_after_compensation_is_refunded(checked: Deployment):
     assert "payment.refund" in [c.command for c in state.compensations]
 
 
-async def _wait_refunded(checked: Deployment, order_id: str) -> SagaState:
+async def _wait_refunded(checked: Deployment, order_id: str) -> OrderSaga:
     deadline = time.monotonic() + 30
     while True:
         async with checked.db.pool.acquire() as conn:

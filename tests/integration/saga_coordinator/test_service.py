@@ -90,7 +90,7 @@ async def test_each_message_is_decided_once_with_facts_timers_and_outbox_togethe
         kinds = await pool.fetch(
             f"SELECT kind FROM {runtime.schema}.saga_events WHERE order_id = 'ord-1' ORDER BY seq"
         )
-        assert [k["kind"] for k in kinds] == ["started", "placed", "reserved", "auto_approved"]
+        assert [k["kind"] for k in kinds] == ["saga.started", "step.succeeded", "task.decided"]
         timers = await pool.fetch(f"SELECT order_id, name FROM {runtime.schema}.saga_timers")
         assert [(t["order_id"], t["name"]) for t in timers] == [("ord-1", "deadline:payment")]
 

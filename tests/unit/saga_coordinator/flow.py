@@ -34,8 +34,9 @@ from contracts.catalog import (
 )
 from contracts.samples import sample_order_placed
 from events.model import Envelope, Event, Message
-from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired, desired_timers
+from saga_coordinator.deadlines import desired_timers
 from saga_coordinator.definition import V1, SagaDefinition
+from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerFired
 from saga_coordinator.facts import Fact, parse_fact
 from saga_coordinator.saga import Decision, decide
 from saga_coordinator.state import SagaState, fold

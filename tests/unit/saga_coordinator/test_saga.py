@@ -18,8 +18,8 @@ from contracts.catalog import (
     PaymentRefund,
     ShipmentCancel,
 )
-from saga_coordinator.deadlines import CancelTimer, TimerFired
 from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
+from saga_coordinator.engine.timing import CancelTimer, TimerFired
 from saga_coordinator.errors import (
     InvalidDefinitionError,
     SagaError,

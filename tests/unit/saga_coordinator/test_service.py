@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -10,11 +11,12 @@ from pydantic import ValidationError
 from events.settings import Settings
 from saga_coordinator import PROCESS
 from saga_coordinator.context import CoordinatorSettings
-from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
 from saga_coordinator.handlers import router
 from saga_coordinator.service import build
 from saga_coordinator.store import DDL, PostgresSagaStore
 from saga_coordinator.timers import SagaTimers
+from sagas.order import V1 as ORDER
+from sagas.registry import SagaRegistry
 
 
 def test_defaults_match_the_newest_definition_and_override_nothing(monkeypatch):
@@ -40,12 +42,13 @@ def test_knobs_set_in_the_environment_override_every_version(monkeypatch):
         "approval_timeout_action": "escalate",
         "payment_deadline": timedelta(seconds=2.5),
     }
-    v2 = SagaDefinition(version=2, steps=("inventory", "payment", "shipping"))
-    registry = DefinitionRegistry([V1, v2]).with_overrides(settings.definition_overrides())
+    v2 = dataclasses.replace(ORDER, version=2, start_status="new")
+    registry = SagaRegistry([ORDER, v2]).with_knobs(settings.definition_overrides())
     for version in (1, 2):
-        assert registry.get(version).approval_threshold_minor == 5000
-        assert registry.get(version).payment_deadline == timedelta(seconds=2.5)
-    assert registry.get(2).steps == ("inventory", "payment", "shipping")
+        knobs = registry.get("order", version).knob_values()
+        assert knobs["approval_threshold_minor"] == 5000
+        assert knobs["payment_deadline"] == timedelta(seconds=2.5)
+    assert registry.get("order", 2).start_status == "new"
 
 
 def test_invalid_knobs_are_refused(monkeypatch):
@@ -70,4 +73,4 @@ def test_build_defines_the_saga_coordinator_process():
     ctx = service.context(object(), PROCESS.schema(settings))
     assert isinstance(ctx.store, PostgresSagaStore)
     assert ctx.store.schema == "choreo_saga_coordinator"
-    assert ctx.definitions.current.crm_deadline == timedelta(seconds=99)
+    assert ctx.definitions.current("order").knob_values()["crm_deadline"] == timedelta(seconds=99)

@@ -142,6 +142,21 @@ PATHS: dict[str, list[Action]] = {
         send(released),
     ],
     "acknowledgement of nothing sent": [send(placed), send(released), send(reserved)],
+    "the reservation before the order": [
+        send(reserved),
+        send(placed),
+        echo_approval(),
+        send(charged),
+        send(scheduled),
+        send(crm_updated),
+        send(email_sent),
+    ],
+    "an acknowledgement before the order": [send(released), send(placed), send(reserved)],
+    "a large order's reservation first": [
+        send(reserved),
+        send(lambda: placed(LARGE)),
+        send(lambda: approved(by="ops-ann")),
+    ],
 }
 
 

@@ -38,11 +38,10 @@ from contracts.catalog import (
 )
 from contracts.samples import sample_order_placed
 from events.model import Event, Message
-from saga_coordinator.deadlines import CancelTimer, ScheduleTimer, TimerFired
 from saga_coordinator.engine import facts as f
 from saga_coordinator.engine.decide import Decision, decide
 from saga_coordinator.engine.state import SagaState, fold
-from saga_coordinator.engine.timing import desired_timers
+from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerFired, desired_timers
 from sagas.definition import (
     Compensation,
     Condition,
