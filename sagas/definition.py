@@ -20,6 +20,8 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from events.model import Event
@@ -293,19 +295,24 @@ class SagaDefinition:
                 f"saga definition {self.saga_type} v{self.version}: " + "; ".join(problems)
             )
 
-    @property
+    # Derived once per definition (it is frozen): the engine asks these for every message.
+    @cached_property
     def steps(self) -> tuple[Step, ...]:
         return tuple(n for n in self.nodes if isinstance(n, Step))
 
-    @property
+    @cached_property
     def tasks(self) -> tuple[HumanTask, ...]:
         return tuple(n for n in self.nodes if isinstance(n, HumanTask))
 
+    @cached_property
+    def _by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
     def node(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(f"{self.saga_type} v{self.version} has no step {name!r}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.saga_type} v{self.version} has no step {name!r}") from None
 
     def names(self, event: Event) -> bool:
         """Whether ``event`` is one this saga reacts to (its start, a step's, a task's)."""
@@ -317,14 +324,21 @@ class SagaDefinition:
         acks = {c.acknowledged_by for s in self.steps if (c := s.compensation) is not None}
         return any(a is not None and a.event_type == event.event_type for a in acks)
 
-    def later(self, name: str) -> set[str]:
+    def later(self, name: str) -> frozenset[str]:
         """The steps and tasks that run after ``name``, directly or not."""
-        found: set[str] = set()
-        frontier = {name}
-        while frontier:
-            frontier = {n.name for n in self.nodes if set(n.after) & frontier} - found
-            found |= frontier
-        return found
+        return self._later[name]
+
+    @cached_property
+    def _later(self) -> dict[str, frozenset[str]]:
+        later = {}
+        for node in self.nodes:
+            found: set[str] = set()
+            frontier = {node.name}
+            while frontier:
+                frontier = {n.name for n in self.nodes if set(n.after) & frontier} - found
+                found |= frontier
+            later[node.name] = frozenset(found)
+        return later
 
     def compensation(self, step: str) -> Compensation:
         """How step ``step`` is undone (it must have a compensation)."""
@@ -342,6 +356,10 @@ class SagaDefinition:
 
     def knobs(self) -> dict[str, Knob[Any]]:
         """Every knob the definition uses, by name."""
+        return self._knobs
+
+    @cached_property
+    def _knobs(self) -> dict[str, Knob[Any]]:
         return {k.name: k for k in _knobs(self)}
 
     def value(self, tunable: Knob[T] | T) -> T:
@@ -351,8 +369,13 @@ class SagaDefinition:
             return value
         return tunable
 
-    def knob_values(self) -> dict[str, Any]:
-        return {name: self.value(knob) for name, knob in self.knobs().items()}
+    def knob_values(self) -> Mapping[str, Any]:
+        """Every knob's value in this definition, by name (read-only)."""
+        return self._knob_values
+
+    @cached_property
+    def _knob_values(self) -> Mapping[str, Any]:
+        return MappingProxyType({name: self.value(knob) for name, knob in self.knobs().items()})
 
     def with_knobs(self, overrides: Mapping[str, Any]) -> SagaDefinition:
         """This version with some knobs set (checked again); unknown names are an error."""

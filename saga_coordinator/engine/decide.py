@@ -207,6 +207,8 @@ def _notes(state: SagaState, d: SagaDefinition) -> tuple[str, ...]:
 
 def render(fact: f.Fact, state: SagaState, d: SagaDefinition) -> list[Event]:
     """The event or command a decision fact stands for ([] for observations)."""
+    if not isinstance(fact, _RENDERED):
+        return []
     e = Emit(state.data, fact.at, d.knob_values())
     match fact:
         case f.TaskRequested():
@@ -241,6 +243,19 @@ def render(fact: f.Fact, state: SagaState, d: SagaDefinition) -> list[Event]:
         case f.Cancelled():
             return [d.endings.cancelled(_with(e, reason=fact.reason, detail=fact.detail))]
     return []
+
+
+_RENDERED = (
+    f.TaskRequested,
+    f.TaskDecided,
+    f.TaskEscalated,
+    f.UndoAdded,
+    f.UndoRequested,
+    f.UndoExhausted,
+    f.Completed,
+    f.Cancelled,
+)
+"""The decision facts that stand for an event or command."""
 
 
 def _task(d: SagaDefinition, name: str) -> HumanTask:

@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import Any, Literal, cast
 
 from saga_coordinator.engine import facts as f
 from saga_coordinator.errors import SagaError
@@ -47,6 +48,10 @@ class TaskState:
     @property
     def approved(self) -> bool:
         return self.outcome in ("approved", "auto")
+
+
+NO_STEP = StepState()
+NO_TASK = TaskState()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +119,10 @@ class SagaState:
         return stuck or waiting
 
     def step(self, name: str) -> StepState:
-        return self.steps.get(name, StepState())
+        return self.steps.get(name, NO_STEP)
 
     def task(self, name: str) -> TaskState:
-        return self.tasks.get(name, TaskState())
+        return self.tasks.get(name, NO_TASK)
 
     def undo(self, step: str) -> Undo | None:
         return next((u for u in self.undos if u.step == step), None)
@@ -182,21 +187,27 @@ class SagaState:
         return None
 
 
+# The helpers and the fold read only fields, never methods: :func:`fold` passes a draft.
 def _step(state: SagaState, name: str, **changes: Any) -> dict[str, StepState]:
-    return {**state.steps, name: dataclasses.replace(state.step(name), **changes)}
+    return {**state.steps, name: dataclasses.replace(state.steps.get(name, NO_STEP), **changes)}
 
 
 def _task(state: SagaState, name: str, **changes: Any) -> dict[str, TaskState]:
-    return {**state.tasks, name: dataclasses.replace(state.task(name), **changes)}
+    return {**state.tasks, name: dataclasses.replace(state.tasks.get(name, NO_TASK), **changes)}
 
 
 def _undo(state: SagaState, step: str, **changes: Any) -> tuple[Undo, ...]:
     return tuple(dataclasses.replace(u, **changes) if u.step == step else u for u in state.undos)
 
 
-# Long: one case per fact kind; the whole fold reads in one place, as a match.
 def evolve(state: SagaState, fact: f.Fact) -> SagaState:
     """The state after ``fact``. Pure; the only way a state changes."""
+    return dataclasses.replace(state, **_changes(state, fact))
+
+
+# Long: one case per fact kind; the whole fold reads in one place, as a match.
+def _changes(state: SagaState, fact: f.Fact) -> dict[str, Any]:
+    """The fields ``fact`` changes (:func:`fold` passes a mutable draft as ``state``)."""
     changes: dict[str, Any] = {}
     match fact:
         case f.Started():
@@ -271,12 +282,23 @@ def evolve(state: SagaState, fact: f.Fact) -> SagaState:
     if fact.event_id is not None:
         changes.update(last_event_id=fact.event_id, seen=state.seen | {fact.event_id})
     changes["version"] = state.version + 1
-    return dataclasses.replace(state, **changes)
+    return changes
 
 
 def fold(key: str, stream: Iterable[f.Fact]) -> SagaState:
-    """The state of a saga from its whole stream of facts."""
-    state = SagaState(key)
+    """The state of a saga from its whole stream of facts: the changes of each fact applied
+    to one mutable draft, frozen once (copying the state per fact is what the coordinator
+    would otherwise spend its time on)."""
+    draft = SimpleNamespace(**_INITIAL, key=key)
+    fields = vars(draft)
     for fact in stream:
-        state = evolve(state, fact)
-    return state
+        fields.update(_changes(cast(SagaState, draft), fact))
+    return SagaState(**fields)
+
+
+_INITIAL: dict[str, Any] = {
+    field.name: getattr(SagaState(""), field.name)
+    for field in dataclasses.fields(SagaState)
+    if field.name != "key"
+}
+"""A new saga's fields (the defaults), from which :func:`fold` starts."""

@@ -60,8 +60,9 @@ def desired_timers(state: SagaState, d: SagaDefinition) -> dict[str, datetime]:
     """The timers the state calls for, by name, with their due time."""
     timers: dict[str, datetime] = {}
     if state.active:
+        succeeded = {node.name for node in d.nodes if state.succeeded(node.name)}
         for node in d.nodes:
-            if any(state.succeeded(n) for n in d.later(node.name)):
+            if succeeded & d.later(node.name):
                 continue  # a later step succeeded: this one's answer is moot
             if isinstance(node, HumanTask):
                 task = state.task(node.name)
