@@ -19,17 +19,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from events.model import Event
+from sagas.emit import Endings, Render, SagaData
 
 T = TypeVar("T")
-
-SagaData: TypeAlias = Mapping[str, Any]
-"""What a saga captured from the events it saw, by name (e.g. ``total_minor``)."""
 
 TimeoutAction: TypeAlias = Literal["reject", "escalate"]
 """What an unanswered human task leads to: reject (compensate) or ask an operator."""
@@ -50,35 +48,6 @@ class Knob(Generic[T]):
     name: str
     default: T
     description: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """What a render function gets to build an event the coordinator emits.
-
-    Attributes:
-        data: What the saga captured so far.
-        at: The coordinator's clock when it decided.
-        knobs: The definition's knob values by name.
-        reason: Why (a cancel reason, a compensation's reason, a needs-attention reason).
-        detail: More words on it.
-        attempt: The send of a compensating command (1 for the first).
-        notes: What the saga completes with (optional steps that failed or timed out).
-        step: The step or command concerned (needs attention).
-    """
-
-    data: SagaData
-    at: datetime
-    knobs: Mapping[str, Any]
-    reason: str = ""
-    detail: str | None = None
-    attempt: int = 1
-    notes: tuple[str, ...] = ()
-    step: str = ""
-
-
-Render: TypeAlias = Callable[[Emit], Event]
-"""Builds one event the coordinator emits, from the saga's data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,15 +218,6 @@ class HumanTask:
 
 
 Node: TypeAlias = Step | HumanTask
-
-
-@dataclass(frozen=True, slots=True)
-class Endings:
-    """What the saga emits when it ends or gets stuck."""
-
-    completed: Render
-    cancelled: Render
-    needs_attention: Render
 
 
 @dataclass(frozen=True)

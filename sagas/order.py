@@ -44,8 +44,6 @@ from sagas.definition import (
     Compensation,
     Condition,
     Deadlines,
-    Emit,
-    Endings,
     Fails,
     HumanTask,
     Knob,
@@ -53,6 +51,7 @@ from sagas.definition import (
     Step,
     on,
 )
+from sagas.emit import Emit, Endings
 
 COORDINATOR = "saga-coordinator"
 AUTO_APPROVER = "policy:auto"

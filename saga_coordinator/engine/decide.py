@@ -28,7 +28,8 @@ from saga_coordinator.engine.timing import (
     timer_ops,
 )
 from saga_coordinator.errors import SagaError
-from sagas.definition import Emit, HumanTask, SagaDefinition
+from sagas.definition import HumanTask, SagaDefinition
+from sagas.emit import Emit
 
 MAX_DECISIONS_PER_INPUT = 64
 """Guard against a decision rule that never settles (a bug, not a runtime condition)."""

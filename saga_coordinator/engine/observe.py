@@ -17,7 +17,8 @@ from saga_coordinator.engine import facts as f
 from saga_coordinator.engine.state import SagaState
 from saga_coordinator.engine.timing import TimerFired, desired_timers
 from saga_coordinator.errors import SagaError
-from sagas.definition import Emit, HumanTask, On, SagaDefinition, Step
+from sagas.definition import HumanTask, On, SagaDefinition, Step
+from sagas.emit import Emit
 
 
 def captured(signal: On, event: Event) -> dict[str, Any]:

@@ -30,8 +30,6 @@ from sagas.definition import (
     Compensation,
     Condition,
     Deadlines,
-    Emit,
-    Endings,
     Fails,
     HumanTask,
     InvalidDefinition,
@@ -40,6 +38,7 @@ from sagas.definition import (
     Step,
     on,
 )
+from sagas.emit import Emit, Endings
 from sagas.order import V1 as ORDER
 from sagas.registry import SagaRegistry
 

@@ -46,8 +46,6 @@ from sagas.definition import (
     Compensation,
     Condition,
     Deadlines,
-    Emit,
-    Endings,
     Fails,
     HumanTask,
     Knob,
@@ -55,6 +53,7 @@ from sagas.definition import (
     Step,
     on,
 )
+from sagas.emit import Emit, Endings
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 ME = "coordinator"
