@@ -25,6 +25,7 @@ from choreo.cli import (
     processes,
     projections,
     replay,
+    sagas,
     schemas,
     stack,
     tokens,
@@ -47,6 +48,7 @@ app.add_typer(orders.app, name="orders")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(projections.app, name="projections")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(sagas.app, name="sagas")
 app.command("metrics")(metrics.metrics_cmd)
 app.command("service")(processes.service)
 app.command("replay")(replay.replay_cmd)
