@@ -69,10 +69,5 @@ ACKNOWLEDGEMENTS: dict[str, CompensationCommand] = {
 }
 """Acknowledging event type → the command it acknowledges."""
 
-ACKNOWLEDGED_BY: dict[CompensationCommand, str] = {
-    c.command: c.acknowledged_by for c in COMPENSATIONS
-}
-"""Command → the event type that acknowledges it."""
-
 UNDOES: dict[CompensationCommand, str] = {c.command: c.undoes for c in COMPENSATIONS}
 """Command → the event type of the success it undoes."""

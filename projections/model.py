@@ -15,15 +15,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from contracts.order import ACKNOWLEDGED_BY, COMPENSATING_COMMANDS
+from sagas.order import V1 as ORDER
 
 STEPS = ("inventory", "approval", "payment", "shipping", "crm", "email")
+ACKNOWLEDGED_BY: dict[str, str] = {
+    comp.command.event_type: comp.acknowledged_by.event_type
+    for step in ORDER.steps
+    if (comp := step.compensation) is not None and comp.acknowledged_by is not None
+}
+"""Compensating command → the event acknowledging it, as the order saga's definition says."""
+
 FAILURES = {
     "inventory.reservation_failed",
     "payment.declined",
     "shipment.failed",
     "order.rejected",
-    *COMPENSATING_COMMANDS,
+    *ACKNOWLEDGED_BY,
 }
 
 

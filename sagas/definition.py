@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from events.model import Event
 from sagas.emit import Endings, Render, SagaData
 
 T = TypeVar("T")
-
-TimeoutAction: TypeAlias = Literal["reject", "escalate"]
-"""What an unanswered human task leads to: reject (compensate) or ask an operator."""
 
 
 class InvalidDefinition(ValueError):
