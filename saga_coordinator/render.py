@@ -1,16 +1,16 @@
-"""What the order saga's decisions look like on the wire: events, commands and envelopes.
+"""What the order saga's decisions look like on the wire: events and commands.
 
 The old order core, no longer used by the running coordinator (it decides with
 :mod:`saga_coordinator.engine` on :mod:`sagas.order`): kept as the reference the engine is
 checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py``).
 
 A decision fact (approve, compensate, complete, ...) stands for one event or command;
-:func:`saga_message` wraps it in the envelope of the saga's flow. No I/O here.
+the timer loop wraps it in the saga's envelope (:func:`saga_coordinator.timers.saga_message`).
+No I/O here.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from contracts.catalog import (
@@ -28,7 +28,7 @@ from contracts.catalog import (
 from contracts.order import (
     CompensationCommand,
 )
-from events.model import Envelope, Event, Message
+from events.model import Event
 from saga_coordinator.definition import SagaDefinition
 from saga_coordinator.facts import (
     ApprovalEscalated,
@@ -128,21 +128,3 @@ def _iso(value: datetime | None) -> str:
 
 
 # --------------------------------------------------------------------------- envelopes
-
-
-def saga_message(state: SagaState, event: Event, now: datetime) -> Message[Event]:
-    """Wrap an event the coordinator emits outside a handler (a timer) in an envelope that
-    continues the saga's flow: its correlation id, caused by the last event the saga saw."""
-    return Message(
-        Envelope(
-            event_id=uuid.uuid4(),
-            event_type=event.event_type,
-            order_id=state.order_id,
-            correlation_id=state.correlation_id or state.order_id,
-            causation_id=str(state.last_event_id) if state.last_event_id is not None else None,
-            occurred_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
-            producer=PRODUCER,
-            schema_version=event.schema_version,
-        ),
-        event,
-    )

@@ -19,6 +19,7 @@ from contracts.catalog import (
     ShipmentCancel,
 )
 from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
+from saga_coordinator.engine.state import fold as fold_generic
 from saga_coordinator.engine.timing import CancelTimer, TimerFired
 from saga_coordinator.errors import (
     InvalidDefinitionError,
@@ -26,9 +27,11 @@ from saga_coordinator.errors import (
     UnknownDefinitionError,
 )
 from saga_coordinator.facts import SagaStarted
-from saga_coordinator.render import saga_message
+from saga_coordinator.legacy import upcast
 from saga_coordinator.saga import decide
 from saga_coordinator.state import AUTO_APPROVER, PRODUCER, SagaState, evolve, fold
+from saga_coordinator.timers import saga_message
+from sagas.order import V1 as ORDER
 
 from .flow import (
     LARGE,
@@ -609,7 +612,9 @@ def test_timer_messages_continue_the_flow_of_the_order():
     saga.send(reserved())
     last = saga.facts[-1].event_id
     [release] = saga.advance(30 * SECOND)
-    msg = saga_message(saga.state, release, saga.now)
+    # The timer loop's envelope (saga_coordinator.timers) on the state the coordinator folds.
+    state = fold_generic("ord-1", [upcast(fact, ORDER) for fact in saga.facts])
+    msg = saga_message(state, release, saga.now)
     assert msg.envelope.order_id == "ord-1"
     assert msg.envelope.correlation_id == "corr-1"
     assert msg.envelope.causation_id == str(last)
