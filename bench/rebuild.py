@@ -75,7 +75,7 @@ def flow(order_id: str, kind: str) -> list[Message[Event]]:
     by the one before."""
     types = FLOWS[kind]
     messages: list[Message[Event]] = [
-        Message.first(EXAMPLES[types[0]], order_id=order_id, producer=PRODUCER,
+        Message.first(EXAMPLES[types[0]], saga_type="order", saga_key=order_id, producer=PRODUCER,
                       correlation_id=order_id)
     ]  # fmt: skip
     for event_type in types[1:]:

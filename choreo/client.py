@@ -2,7 +2,7 @@
 
     async with ChoreoClient() as choreo:
         placed = await choreo.place_order(order)            # an OrderPlaced
-        await choreo.approve(placed.order_id, by="ops-ann")
+        await choreo.approve(placed.saga_key, by="ops-ann")
 
 Messages are published straight to Kafka (idempotent producer, acks=all). An order's
 correlation id is its order id, so every message of an order's flow shares it. The building
@@ -52,7 +52,11 @@ class ChoreoClient:
     async def place_order(self, order: OrderPlaced, order_id: str | None = None) -> Message[Event]:
         """Publish ``order.placed``; the order id is generated unless given."""
         return await publish_first(
-            self.producer, order, order_id=order_id or new_order_id(), by=PRODUCER
+            self.producer,
+            order,
+            saga_type="order",
+            saga_key=order_id or new_order_id(),
+            by=PRODUCER,
         )
 
     async def approve(
@@ -70,7 +74,12 @@ class ChoreoClient:
         """
         event = approval(by=by, reason=reason)
         return await publish_first(
-            self.producer, event, order_id=order_id, by=PRODUCER, trace_parent=trace_parent
+            self.producer,
+            event,
+            saga_type="order",
+            saga_key=order_id,
+            by=PRODUCER,
+            trace_parent=trace_parent,
         )
 
     async def reject(
@@ -79,7 +88,12 @@ class ChoreoClient:
         """Publish ``order.rejected`` for an order waiting for approval (see :meth:`approve`)."""
         event = rejection(by=by, reason=reason)
         return await publish_first(
-            self.producer, event, order_id=order_id, by=PRODUCER, trace_parent=trace_parent
+            self.producer,
+            event,
+            saga_type="order",
+            saga_key=order_id,
+            by=PRODUCER,
+            trace_parent=trace_parent,
         )
 
     async def dead_letters(self, *, include_redriven: bool = False) -> list[DeadLetterEntry]:

@@ -60,7 +60,7 @@ async def run_demo(
         orders = []
         for name in DEMO_SCENARIOS:
             message = await client.place_order(scenario_order(name))
-            orders.append(DemoOrder(name, message.order_id))
+            orders.append(DemoOrder(name, message.saga_key))
         approved: set[str] = set()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

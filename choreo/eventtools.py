@@ -49,7 +49,9 @@ async def round_trip(settings: Settings, timeout_s: float = 30.0) -> list[RoundT
     codec = make_codec(settings)
     topics = event_topics(settings)
     order_id = f"demo-{uuid.uuid4().hex[:8]}"
-    first = Message.first(EXAMPLES["order.placed"], order_id=order_id, producer="cli")
+    first = Message.first(
+        EXAMPLES["order.placed"], saga_type="order", saga_key=order_id, producer="cli"
+    )
     sent: list[Message[Event]] = [first] + [
         first.caused(e, producer="cli") for t, e in EXAMPLES.items() if t != "order.placed"
     ]

@@ -90,7 +90,7 @@ class OrderPlaced(Event):
     """A customer placed an order. Starts the order saga."""
 
     event_type: ClassVar[str] = "order.placed"
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
     customer_id: str = Field(min_length=1)
     customer_email: str = Field(pattern=EMAIL_PATTERN)
@@ -117,6 +117,7 @@ class OrderApprovalRequested(Event):
     """The order total is above the auto-approval threshold; a human must approve it."""
 
     event_type: ClassVar[str] = "order.approval_requested"
+    schema_version: ClassVar[int] = 2
 
     total_minor: int = Field(ge=0)
     currency: str = Field(pattern=CURRENCY_PATTERN)
@@ -135,6 +136,7 @@ class OrderApproved(Event):
     """A human approved an order that needed approval."""
 
     event_type: ClassVar[str] = "order.approved"
+    schema_version: ClassVar[int] = 2
 
     approved_by: str = Field(min_length=1)
     reason: str | None = None
@@ -145,6 +147,7 @@ class OrderRejected(Event):
     """An order that needed approval was rejected, by a human or by the approval timeout."""
 
     event_type: ClassVar[str] = "order.rejected"
+    schema_version: ClassVar[int] = 2
 
     rejected_by: str = Field(min_length=1)
     reason: str = Field(
@@ -157,6 +160,7 @@ class OrderCompleted(Event):
     """Every step of the order saga succeeded. Ends the saga."""
 
     event_type: ClassVar[str] = "order.completed"
+    schema_version: ClassVar[int] = 2
 
     completed_at: datetime
     notes: tuple[str, ...] = ()
@@ -166,6 +170,7 @@ class OrderCancelled(Event):
     """The order saga failed and was compensated. Ends the saga."""
 
     event_type: ClassVar[str] = "order.cancelled"
+    schema_version: ClassVar[int] = 2
 
     reason: CancelReason
     detail: str | None = None
@@ -176,6 +181,7 @@ class OrderNeedsAttention(Event):
     """The saga is stuck (e.g. a compensation keeps failing); an operator must step in."""
 
     event_type: ClassVar[str] = "order.needs_attention"
+    schema_version: ClassVar[int] = 2
 
     step: str = Field(min_length=1, description="The saga step that is stuck.")
     reason: str = Field(min_length=1)
@@ -189,6 +195,7 @@ class InventoryReserved(Event):
     """Stock for every line of the order is held."""
 
     event_type: ClassVar[str] = "inventory.reserved"
+    schema_version: ClassVar[int] = 2
 
     reservation_id: str = Field(min_length=1)
     items: tuple[ReservedItem, ...] = Field(min_length=1)
@@ -199,6 +206,7 @@ class InventoryReservationFailed(Event):
     """Stock could not be reserved; nothing is held."""
 
     event_type: ClassVar[str] = "inventory.reservation_failed"
+    schema_version: ClassVar[int] = 2
 
     reason: str = Field(min_length=1)
     unavailable: tuple[Shortage, ...]
@@ -208,6 +216,7 @@ class InventoryRelease(Event):
     """Command: release the stock reserved for the order (compensation)."""
 
     event_type: ClassVar[str] = "inventory.release"
+    schema_version: ClassVar[int] = 2
 
     reason: str = Field(min_length=1)
     requested_at: datetime
@@ -217,6 +226,7 @@ class InventoryReleased(Event):
     """The stock reserved for the order is available again."""
 
     event_type: ClassVar[str] = "inventory.released"
+    schema_version: ClassVar[int] = 2
 
     reservation_id: str | None = Field(
         default=None, description="None when there was no reservation to release."
@@ -231,6 +241,7 @@ class PaymentCharged(Event):
     """The customer was charged."""
 
     event_type: ClassVar[str] = "payment.charged"
+    schema_version: ClassVar[int] = 2
 
     payment_id: str = Field(min_length=1)
     amount_minor: int = Field(ge=0)
@@ -243,6 +254,7 @@ class PaymentDeclined(Event):
     """The payment provider refused the charge."""
 
     event_type: ClassVar[str] = "payment.declined"
+    schema_version: ClassVar[int] = 2
 
     reason: str = Field(min_length=1)
     declined_at: datetime
@@ -252,6 +264,7 @@ class PaymentRefund(Event):
     """Command: refund a charge (compensation)."""
 
     event_type: ClassVar[str] = "payment.refund"
+    schema_version: ClassVar[int] = 2
 
     payment_id: str | None = Field(default=None, description="None: the order's charge, if any.")
     amount_minor: int = Field(ge=0)
@@ -264,6 +277,7 @@ class PaymentRefunded(Event):
     """A charge was refunded."""
 
     event_type: ClassVar[str] = "payment.refunded"
+    schema_version: ClassVar[int] = 2
 
     payment_id: str = Field(min_length=1)
     amount_minor: int = Field(ge=0)
@@ -278,6 +292,7 @@ class ShipmentScheduled(Event):
     """A carrier is booked for the order."""
 
     event_type: ClassVar[str] = "shipment.scheduled"
+    schema_version: ClassVar[int] = 2
 
     shipment_id: str = Field(min_length=1)
     carrier: str = Field(min_length=1)
@@ -290,6 +305,7 @@ class ShipmentFailed(Event):
     """No carrier could be booked (e.g. the country is not served)."""
 
     event_type: ClassVar[str] = "shipment.failed"
+    schema_version: ClassVar[int] = 2
 
     reason: str = Field(min_length=1)
     country_code: str = Field(pattern=COUNTRY_PATTERN)
@@ -300,6 +316,7 @@ class ShipmentCancel(Event):
     """Command: cancel the order's shipment (compensation)."""
 
     event_type: ClassVar[str] = "shipment.cancel"
+    schema_version: ClassVar[int] = 2
 
     shipment_id: str | None = Field(default=None, description="None: the order's shipment.")
     reason: str = Field(min_length=1)
@@ -310,6 +327,7 @@ class ShipmentCancelled(Event):
     """The order's shipment is cancelled, or there was none to cancel."""
 
     event_type: ClassVar[str] = "shipment.cancelled"
+    schema_version: ClassVar[int] = 2
 
     shipment_id: str | None = None
     cancelled_at: datetime
@@ -322,6 +340,7 @@ class CrmCustomerUpdated(Event):
     """The customer's CRM record now counts the order."""
 
     event_type: ClassVar[str] = "crm.customer_updated"
+    schema_version: ClassVar[int] = 2
 
     customer_id: str = Field(min_length=1)
     orders_count: int = Field(ge=0)
@@ -337,6 +356,7 @@ class EmailSent(Event):
     """The email provider accepted an email. Carries no address: addresses are PII."""
 
     event_type: ClassVar[str] = "email.sent"
+    schema_version: ClassVar[int] = 2
 
     template: EmailTemplate
     message_id: str = Field(min_length=1, description="The provider's id of the message.")
@@ -347,6 +367,7 @@ class EmailFailed(Event):
     """An email could not be sent."""
 
     event_type: ClassVar[str] = "email.failed"
+    schema_version: ClassVar[int] = 2
 
     template: EmailTemplate
     reason: str = Field(min_length=1)

@@ -190,7 +190,7 @@ class TransactionalDelivery(Generic[C]):
         """Run the handler on the transaction's connection; returns what it emits."""
         with _tracer.start_as_current_span(
             f"handle {message.envelope.event_type}",
-            attributes={"choreo.handler": handler.name, "choreo.order_id": message.order_id},
+            attributes={"choreo.handler": handler.name, "choreo.order_id": message.saga_key},
         ):
             return list(await handler.func(message, self.context_factory(conn)) or ())
 

@@ -20,7 +20,8 @@ def envelope_headers(envelope: Envelope) -> tracing.Headers:
     headers: tracing.Headers = [
         ("event_id", str(envelope.event_id).encode()),
         (EVENT_TYPE, envelope.event_type.encode()),
-        ("order_id", envelope.order_id.encode()),
+        ("saga_type", envelope.saga_type.encode()),
+        ("saga_key", envelope.saga_key.encode()),
         ("correlation_id", envelope.correlation_id.encode()),
         ("occurred_at", envelope.occurred_at.isoformat().encode()),
         ("producer", envelope.producer.encode()),

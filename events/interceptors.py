@@ -147,7 +147,7 @@ class Tracing(DeliveryInterceptor):
                 record.offset,
                 attempt.consumer,
                 envelope.event_type,
-                attempt.item.message.order_id,
+                attempt.item.message.saga_key,
             ),
             "messaging.message.id": str(envelope.event_id),
             "choreo.handler": attempt.item.handler.name,

@@ -3,7 +3,7 @@
 The Avro value of every message is one record: an ``envelope`` field followed by the payload
 fields. In code the two halves stay apart: handlers get a :class:`Message` and return bare
 payloads (:class:`Event`); the runtime wraps what they return in envelopes derived from the cause
-(same order and correlation id, causation = the cause's event id).
+(same saga and correlation id, causation = the cause's event id).
 """
 
 from __future__ import annotations
@@ -61,7 +61,12 @@ class Envelope(BaseModel):
 
     event_id: uuid.UUID = Field(description="Unique id of this message; the dedupe key.")
     event_type: str = Field(description="Catalog name, e.g. `order.placed`.")
-    order_id: str = Field(min_length=1, description="The saga this message belongs to; Kafka key.")
+    saga_type: str = Field(
+        min_length=1, description="The saga type (definition name) this message belongs to."
+    )
+    saga_key: str = Field(
+        min_length=1, description="The saga this message belongs to (e.g. an order id); Kafka key."
+    )
     correlation_id: str = Field(description="Shared by every message of one business flow.")
     causation_id: str | None = Field(
         default=None, description="event_id of the message that caused this one."
@@ -101,24 +106,28 @@ class Message(Generic[E]):
     event: E
 
     @property
-    def order_id(self) -> str:
-        return self.envelope.order_id
+    def saga_key(self) -> str:
+        """The key of the saga this message belongs to (also its Kafka key)."""
+        return self.envelope.saga_key
 
     @staticmethod
     def first(
         event: T,
         *,
-        order_id: str,
+        saga_type: str,
+        saga_key: str,
         producer: str,
         correlation_id: str | None = None,
     ) -> Message[T]:
-        """A message that starts a flow (no cause): e.g. an `order.placed` from the CLI."""
+        """A message that starts a flow (no cause): e.g. an `order.placed` from the CLI, or a
+        person's answer to a running saga (its type and key name the saga)."""
         event_id = uuid.uuid4()
         return Message(
             Envelope(
                 event_id=event_id,
                 event_type=event.event_type,
-                order_id=order_id,
+                saga_type=saga_type,
+                saga_key=saga_key,
                 correlation_id=correlation_id or str(event_id),
                 causation_id=None,
                 occurred_at=utc_now(),
@@ -129,12 +138,13 @@ class Message(Generic[E]):
         )
 
     def caused(self, event: Event, *, producer: str) -> Message[Event]:
-        """A message caused by this one: same order and correlation, causation = this id."""
+        """A message caused by this one: same saga and correlation, causation = this id."""
         return Message(
             Envelope(
                 event_id=uuid.uuid4(),
                 event_type=event.event_type,
-                order_id=self.envelope.order_id,
+                saga_type=self.envelope.saga_type,
+                saga_key=self.envelope.saga_key,
                 correlation_id=self.envelope.correlation_id,
                 causation_id=str(self.envelope.event_id),
                 occurred_at=utc_now(),

@@ -44,16 +44,16 @@ def to_record(message: Message[Event], codec: Codec, settings: Settings) -> Outg
             "messaging.system": "kafka",
             "messaging.operation.type": "create",
             "messaging.destination.name": topic,
-            "messaging.kafka.message.key": message.envelope.order_id,
+            "messaging.kafka.message.key": message.envelope.saga_key,
             "messaging.message.id": str(message.envelope.event_id),
             "choreo.event_type": message.envelope.event_type,
-            "choreo.order_id": message.envelope.order_id,
+            "choreo.order_id": message.envelope.saga_key,
         },
     ):
         headers = envelope_headers(message.envelope)
     return OutgoingRecord(
         topic=topic,
-        key=message.envelope.order_id.encode(),
+        key=message.envelope.saga_key.encode(),
         value=codec.encode(message),
         headers=tuple(headers),
         event_type=message.envelope.event_type,
@@ -117,7 +117,8 @@ async def publish_first(
     producer: EventProducer,
     event: Event,
     *,
-    order_id: str,
+    saga_type: str,
+    saga_key: str,
     by: str,
     trace_parent: str | None = None,
 ) -> Message[Event]:
@@ -127,19 +128,20 @@ async def publish_first(
     Args:
         producer: A started producer.
         event: What to publish.
-        order_id: Its key and correlation id.
+        saga_type: The saga type it starts or answers (e.g. ``order``).
+        saga_key: Its saga's key (the Kafka key) and correlation id.
         by: The envelope's ``producer`` (``cli``, ``api``).
         trace_parent: The ``traceparent`` of the order's first message, to join the order's
             trace; None starts a new trace (placing an order).
     """
     message: Message[Event] = Message.first(
-        event, order_id=order_id, producer=by, correlation_id=order_id
+        event, saga_type=saga_type, saga_key=saga_key, producer=by, correlation_id=saga_key
     )
     with _tracer.start_as_current_span(
         f"{event.event_type} publish",
         context=tracing.extract_traceparent(trace_parent),
         kind=trace.SpanKind.PRODUCER,
-        attributes={"choreo.order_id": order_id, "choreo.event_type": event.event_type},
+        attributes={"choreo.order_id": saga_key, "choreo.event_type": event.event_type},
     ):
         await producer.publish([message])
     return message

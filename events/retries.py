@@ -127,7 +127,7 @@ class RetryingDelivery:
                     self.name,
                     item.handler.name,
                     attempt.event_type,
-                    item.message.order_id,
+                    item.message.saga_key,
                     number,
                     max_attempts,
                     delay,

@@ -86,7 +86,8 @@ class Operations:
         return await publish_first(
             await self._started(),
             event,
-            order_id=order_id,
+            saga_type="order",
+            saga_key=order_id,
             by=API.name,
             trace_parent=await queries.traceparent(order_id),
         )

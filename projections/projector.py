@@ -55,7 +55,7 @@ def log_row(
         offset=record.offset,
         event_id=env.event_id,
         event_type=env.event_type,
-        order_id=env.order_id,
+        order_id=env.saga_key,
         occurred_at=env.occurred_at,
         producer=env.producer,
         schema_version=env.schema_version,
@@ -180,7 +180,7 @@ class Projector:
                     record.offset,
                     self.group_id,
                     message.envelope.event_type,
-                    message.order_id,
+                    message.saga_key,
                 ),
             )
             span.end()

@@ -125,7 +125,7 @@ def _record_metrics(before: SagaState, decision: Decision, definition: SagaDefin
 
 
 async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Event]:
-    decision = await advance_saga(ctx, message.order_id, message)
+    decision = await advance_saga(ctx, message.saga_key, message)
     assert decision is not None  # waiting for the lock never gives up
     return list(decision.events)
 

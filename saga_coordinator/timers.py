@@ -63,7 +63,8 @@ def saga_message(state: SagaState, event: Event, now: datetime) -> Message[Event
         Envelope(
             event_id=uuid.uuid4(),
             event_type=event.event_type,
-            order_id=state.key,
+            saga_type="order",
+            saga_key=state.key,
             correlation_id=state.correlation_id or state.key,
             causation_id=str(state.last_event_id) if state.last_event_id is not None else None,
             occurred_at=now.replace(microsecond=now.microsecond // 1000 * 1000),

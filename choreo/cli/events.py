@@ -84,7 +84,7 @@ def events_tail(
             else:
                 env = decoded.envelope  # type: ignore[union-attr]
                 out.print(
-                    f"[dim]{where}[/] [bold]{env.event_type}[/] order={env.order_id} "
+                    f"[dim]{where}[/] [bold]{env.event_type}[/] order={env.saga_key} "
                     f"id={env.event_id} by={env.producer}"
                 )
 

@@ -156,7 +156,7 @@ def orders_place(
             }
         )
     else:
-        out.print(message.order_id)
+        out.print(message.saga_key)
 
 
 async def _order_traceparent(order_id: str) -> str | None:

@@ -306,7 +306,7 @@ class _Replayer:
                     await self._explain(item)
                 continue
             if await self._attempt(item):
-                await self._retry_deferred(item.message.order_id)
+                await self._retry_deferred(item.message.saga_key)
             self._tick()
         for order_id in list(self.deferred):
             await self._retry_deferred(order_id)
@@ -341,7 +341,7 @@ class _Replayer:
         except Exception as exc:
             step.error = f"{type(exc).__name__}: {exc}"
             if is_retryable(exc):
-                self.deferred[step.message.order_id].append(step)
+                self.deferred[step.message.saga_key].append(step)
                 self.report.retried += 1
             else:
                 self.report.divergent.append(f"{step.describe()}: {step.error}")

@@ -80,7 +80,7 @@ class Step:
     def describe(self) -> str:
         env = self.message.envelope
         where = f"{self.logged.topic}@{self.logged.partition}/{self.logged.offset}"
-        return f"{env.event_type} {env.event_id} of order {env.order_id} ({where})"
+        return f"{env.event_type} {env.event_id} of order {env.saga_key} ({where})"
 
 
 @dataclass
@@ -210,9 +210,9 @@ def _emissions(records: Sequence[Logged], producer: str) -> list[Emission]:
         if env.producer != producer or env.event_id in seen:
             continue
         seen.add(env.event_id)
-        key = (env.order_id, env.causation_id, env.occurred_at)
+        key = (env.saga_key, env.causation_id, env.occurred_at)
         if key not in groups:
-            groups[key] = Emission(env.order_id, env.causation_id, env.occurred_at, [])
+            groups[key] = Emission(env.saga_key, env.causation_id, env.occurred_at, [])
         groups[key].events.append(record.message.event)
     return list(groups.values())
 

@@ -82,5 +82,5 @@ def recorded(*types: type[E]) -> E:
             return event
     raise ReplayDivergence(
         f"the log shows no {names} for {replayed.cause.envelope.event_type}"
-        f" {replayed.cause.envelope.event_id} of order {replayed.cause.order_id}"
+        f" {replayed.cause.envelope.event_id} of order {replayed.cause.saga_key}"
     )

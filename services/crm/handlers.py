@@ -35,7 +35,7 @@ async def remember_order(message: Message[OrderPlaced], ctx: CrmContext) -> list
     """Keep whose order it is and what it is worth."""
     placed = message.event
     await ctx.store.save_order(
-        CustomerOrder(message.order_id, placed.customer_id, placed.total_minor, placed.currency)
+        CustomerOrder(message.saga_key, placed.customer_id, placed.total_minor, placed.currency)
     )
     return []
 
@@ -43,12 +43,12 @@ async def remember_order(message: Message[OrderPlaced], ctx: CrmContext) -> list
 @router.on(ShipmentScheduled)
 async def count_order(message: Message[ShipmentScheduled], ctx: CrmContext) -> list[Event]:
     """Add the shipped order to its customer's profile once; a repeat re-emits the update."""
-    order = await ctx.store.order(message.order_id)
+    order = await ctx.store.order(message.saga_key)
     if order is None:
-        raise NotReadyError(f"order {message.order_id}: order.placed not seen yet")
+        raise NotReadyError(f"order {message.saga_key}: order.placed not seen yet")
     if order.counted is not None:
         return _updated(order.counted)
-    profile, counted = await ctx.store.count_order(message.order_id, utc_now())
+    profile, counted = await ctx.store.count_order(message.saga_key, utc_now())
     if not counted:
         # A concurrent delivery counted it first (and pushed it); a push of this older
         # profile now could overwrite a newer one in the CRM.
@@ -66,7 +66,7 @@ async def count_order(message: Message[ShipmentScheduled], ctx: CrmContext) -> l
     )
     log.info(
         "order %s: customer %s now has %d orders",
-        message.order_id,
+        message.saga_key,
         profile.customer_id,
         profile.orders_count,
     )

@@ -97,7 +97,7 @@ async def remember_recipient(message: Message[OrderPlaced], ctx: EmailContext) -
     """Keep who gets the order's mails."""
     placed = message.event
     await ctx.store.save_recipient(
-        Recipient(message.order_id, placed.customer_email, placed.customer_name)
+        Recipient(message.saga_key, placed.customer_email, placed.customer_name)
     )
     return []
 
@@ -106,7 +106,7 @@ async def confirmation_failed(
     message: Message[ShipmentScheduled], error: BaseException, ctx: EmailContext
 ) -> list[Event]:
     """Give-up hook: the confirmation could not be sent."""
-    log.warning("order %s: gave up on %s: %s", message.order_id, CONFIRMATION, error)
+    log.warning("order %s: gave up on %s: %s", message.saga_key, CONFIRMATION, error)
     return _failed(CONFIRMATION, error)
 
 
@@ -116,14 +116,14 @@ async def send_confirmation(message: Message[ShipmentScheduled], ctx: EmailConte
     shipment = message.event
     eta = shipment.estimated_delivery
     detail = f"{shipment.carrier} delivers it" + (f" by {eta:%d %B %Y}." if eta else " soon.")
-    return await _send(message.order_id, CONFIRMATION, detail, ctx)
+    return await _send(message.saga_key, CONFIRMATION, detail, ctx)
 
 
 async def cancellation_failed(
     message: Message[OrderCancelled], error: BaseException, ctx: EmailContext
 ) -> list[Event]:
     """Give-up hook: the cancellation notice could not be sent."""
-    log.warning("order %s: gave up on %s: %s", message.order_id, CANCELLATION, error)
+    log.warning("order %s: gave up on %s: %s", message.saga_key, CANCELLATION, error)
     return _failed(CANCELLATION, error)
 
 
@@ -131,4 +131,4 @@ async def cancellation_failed(
 async def send_cancellation(message: Message[OrderCancelled], ctx: EmailContext) -> list[Event]:
     """Tell the customer the order was cancelled."""
     reason = message.event.reason.replace("_", " ")
-    return await _send(message.order_id, CANCELLATION, reason, ctx)
+    return await _send(message.saga_key, CANCELLATION, reason, ctx)

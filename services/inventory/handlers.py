@@ -66,8 +66,8 @@ def _outcome(record: Reservation) -> list[Event]:
 async def reserve(message: Message[OrderPlaced], ctx: InventoryContext) -> list[Event]:
     """Hold every line of the order, or nothing."""
     store = ctx.store
-    await store.lock_order(message.order_id)
-    existing = await store.reservation(message.order_id)
+    await store.lock_order(message.saga_key)
+    existing = await store.reservation(message.saga_key)
     if existing is not None:
         return _outcome(existing)
     # An order may list one SKU on several lines; stock is held per SKU.
@@ -78,26 +78,26 @@ async def reserve(message: Message[OrderPlaced], ctx: InventoryContext) -> list[
     # Derived from the message, not random, so that a replay of the log (choreo replay)
     # rebuilds the same id; one order.placed reserves at most once (the order id check above).
     reservation_id = f"res-{message.envelope.event_id.hex[:16]}"
-    short = await store.hold(message.order_id, reservation_id, wanted, now)
+    short = await store.hold(message.saga_key, reservation_id, wanted, now)
     if not short:
-        log.info("order %s: reserved %s as %s", message.order_id, dict(wanted), reservation_id)
-        record = await store.reservation(message.order_id)
+        log.info("order %s: reserved %s as %s", message.saga_key, dict(wanted), reservation_id)
+        record = await store.reservation(message.saga_key)
         assert record is not None
         return _outcome(record)
     reason = UNKNOWN_SKU if any(not u.known for u in short) else OUT_OF_STOCK
-    log.info("order %s: cannot reserve (%s): %s", message.order_id, reason, short)
-    return _outcome(await store.record_failure(message.order_id, reason, short, now))
+    log.info("order %s: cannot reserve (%s): %s", message.saga_key, reason, short)
+    return _outcome(await store.record_failure(message.saga_key, reason, short, now))
 
 
 @router.on(InventoryRelease)
 async def release(message: Message[InventoryRelease], ctx: InventoryContext) -> list[Event]:
     """Put back whatever the order holds; always acknowledge, the coordinator waits for it."""
-    await ctx.store.lock_order(message.order_id)
+    await ctx.store.lock_order(message.saga_key)
     now = utc_now()
-    record = await ctx.store.release(message.order_id, now)
+    record = await ctx.store.release(message.saga_key, now)
     log.info(
         "order %s: released (%s), reservation %s",
-        message.order_id,
+        message.saga_key,
         message.event.reason,
         record.reservation_id,
     )
@@ -107,10 +107,10 @@ async def release(message: Message[InventoryRelease], ctx: InventoryContext) -> 
 @router.on(ShipmentScheduled)
 async def ship(message: Message[ShipmentScheduled], ctx: InventoryContext) -> list[Event]:
     """The carrier takes the order's reserved units: count them as shipped."""
-    await ctx.store.lock_order(message.order_id)
+    await ctx.store.lock_order(message.saga_key)
     # Stamped with the booking's own time rather than the clock: this handler emits nothing,
     # so the log would not tell a replay when it ran, and the row must come out the same.
-    if not await ctx.store.ship(message.order_id, message.event.scheduled_at):
+    if not await ctx.store.ship(message.saga_key, message.event.scheduled_at):
         # Already shipped (a redelivery), or released by a compensation that came first.
-        log.info("order %s: no reserved units to ship", message.order_id)
+        log.info("order %s: no reserved units to ship", message.saga_key)
     return []

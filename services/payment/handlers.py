@@ -85,7 +85,7 @@ async def remember_intent(message: Message[OrderPlaced], ctx: PaymentContext) ->
     """Keep what charging the order will need."""
     placed = message.event
     await ctx.store.save_intent(
-        Intent(message.order_id, placed.total_minor, placed.currency, placed.payment_token)
+        Intent(message.saga_key, placed.total_minor, placed.currency, placed.payment_token)
     )
     return []
 
@@ -93,7 +93,7 @@ async def remember_intent(message: Message[OrderPlaced], ctx: PaymentContext) ->
 @router.on(OrderApproved)
 async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[Event]:
     """Charge the approved order once; a repeated approval re-emits the first outcome."""
-    order_id = message.order_id
+    order_id = message.saga_key
     await ctx.store.lock_order(order_id)
     existing = await ctx.store.payment(order_id)
     if existing is not None and existing.refunded_at is not None:
@@ -131,7 +131,7 @@ async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[E
 @router.on(PaymentRefund)
 async def refund(message: Message[PaymentRefund], ctx: PaymentContext) -> list[Event]:
     """Refund the order's charge once; always acknowledge, the coordinator waits for it."""
-    order_id = message.order_id
+    order_id = message.saga_key
     command = message.event
     await ctx.store.lock_order(order_id)
     existing = await ctx.store.payment(order_id)

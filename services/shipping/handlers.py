@@ -65,14 +65,14 @@ def _outcome(shipment: Shipment) -> list[Event]:
 async def remember_parcel(message: Message[OrderPlaced], ctx: ShippingContext) -> list[Event]:
     """Keep where the order goes and what goes in the box."""
     items = tuple(ReservedItem(sku=i.sku, quantity=i.quantity) for i in message.event.items)
-    await ctx.store.save_parcel(Parcel(message.order_id, message.event.shipping_address, items))
+    await ctx.store.save_parcel(Parcel(message.saga_key, message.event.shipping_address, items))
     return []
 
 
 @router.on(PaymentCharged)
 async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> list[Event]:
     """Book a carrier for the paid order once; a repeated charge re-emits the first outcome."""
-    order_id = message.order_id
+    order_id = message.saga_key
     await ctx.store.lock_order(order_id)
     existing = await ctx.store.shipment(order_id)
     if existing is not None and existing.cancelled_at is not None:
@@ -104,7 +104,7 @@ async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> li
 @router.on(ShipmentCancel)
 async def cancel(message: Message[ShipmentCancel], ctx: ShippingContext) -> list[Event]:
     """Cancel the order's booking if there is one; always acknowledge."""
-    order_id = message.order_id
+    order_id = message.saga_key
     await ctx.store.lock_order(order_id)
     existing = await ctx.store.shipment(order_id)
     if (

@@ -59,8 +59,8 @@ class Deployment:
 
     async def place(self, scenario: str) -> str:
         message = await self.client.place_order(scenario_order(scenario))
-        self.orders.append(message.order_id)
-        return message.order_id
+        self.orders.append(message.saga_key)
+        return message.saga_key
 
     async def saga(self, order_id: str) -> OrderSaga:
         schema = schema_name(self.settings, "saga_coordinator")

@@ -45,7 +45,7 @@ def _produce(checked: Deployment, events: list[tuple[str, Event]]) -> None:
     )
     for order_id, event in events:
         message: Message[Event] = Message.first(
-            event, order_id=order_id, producer=PRODUCER, correlation_id=order_id
+            event, saga_type="order", saga_key=order_id, producer=PRODUCER, correlation_id=order_id
         )
         record = to_record(message, checked.client.codec, checked.settings)
         producer.produce(record.topic, value=record.value, key=record.key,

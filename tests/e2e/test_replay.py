@@ -117,7 +117,7 @@ async def test_replay_rebuilds_the_tables_live_processing_wrote(
     if charges is not None:
         assert await _charges(d) == charges
         charged = Counter(
-            m.order_id for m in await _log(d.settings) if m.envelope.event_type == "payment.charged"
+            m.saga_key for m in await _log(d.settings) if m.envelope.event_type == "payment.charged"
         )
         assert set(charged.values()) == {1}, charged  # one charge per charged order, still
 

@@ -51,7 +51,7 @@ async def test_gateway_that_never_answers_hits_the_payment_deadline(checked: Dep
 async def test_late_charge_after_compensation_is_refunded(checked: Deployment):
     order = sample_order_placed(payment_token="tok_slow")
     message = await checked.client.place_order(order)
-    order_id = message.order_id
+    order_id = message.saga_key
     checked.orders.append(order_id)
     state = await checked.wait_for(order_id, timeout=30)
     assert (state.status, state.cancel_reason) == ("cancelled", "payment_timeout")

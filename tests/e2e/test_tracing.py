@@ -96,7 +96,7 @@ def _assert_no_pii(found: OrderTrace) -> None:
 
 
 async def test_a_completed_order_is_one_trace_across_every_service(checked: Deployment):
-    order_id = (await checked.client.place_order(ORDER)).order_id
+    order_id = (await checked.client.place_order(ORDER)).saga_key
     checked.orders.append(order_id)
     assert (await checked.wait_for(order_id)).status == "completed"
     found = await _trace_with(checked, order_id, FLOW_SERVICES)
@@ -120,7 +120,7 @@ async def test_batch_and_polling_statements_make_no_traces_of_their_own(checked:
     """A delivery batch's, a projector batch's and the pollers' statements belong to no one
     order: they are not exported as traces of a lone BEGIN or COMMIT each."""
     started_us = int(time.time() * 1_000_000)
-    order_id = (await checked.client.place_order(ORDER)).order_id
+    order_id = (await checked.client.place_order(ORDER)).saga_key
     checked.orders.append(order_id)
     assert (await checked.wait_for(order_id)).status == "completed"
     await _trace_with(checked, order_id, FLOW_SERVICES)  # the processes have exported
@@ -143,7 +143,7 @@ async def test_batch_and_polling_statements_make_no_traces_of_their_own(checked:
 
 async def test_a_failed_shipment_trace_shows_the_refund_and_the_release(checked: Deployment):
     order = sample_order_placed(country_code="AQ")
-    order_id = (await checked.client.place_order(order)).order_id
+    order_id = (await checked.client.place_order(order)).saga_key
     checked.orders.append(order_id)
     state = await checked.wait_for(order_id)
     assert state.cancel_reason == "shipment_failed"
@@ -159,7 +159,7 @@ async def test_a_failed_shipment_trace_shows_the_refund_and_the_release(checked:
 
 
 async def test_no_customer_email_in_any_log_line(checked: Deployment):
-    order_id = (await checked.client.place_order(ORDER)).order_id
+    order_id = (await checked.client.place_order(ORDER)).saga_key
     checked.orders.append(order_id)
     await checked.wait_for(order_id)
     # The logs are really captured and carry the order id (a JSON field, set by the runtime)...
@@ -175,7 +175,7 @@ async def test_no_customer_email_in_any_log_line(checked: Deployment):
 
 
 async def test_metrics_reach_the_collector(checked: Deployment):
-    order_id = (await checked.client.place_order(sample_order_placed(country_code="AQ"))).order_id
+    order_id = (await checked.client.place_order(sample_order_placed(country_code="AQ"))).saga_key
     checked.orders.append(order_id)
     await checked.wait_for(order_id)
     prefix = checked.settings.topic_prefix
@@ -201,7 +201,7 @@ async def test_metrics_reach_the_collector(checked: Deployment):
 
 
 async def test_a_human_approval_joins_the_order_trace(checked: Deployment):
-    order_id = (await checked.client.place_order(scenario_order("large"))).order_id
+    order_id = (await checked.client.place_order(scenario_order("large"))).saga_key
     checked.orders.append(order_id)
     await checked.wait_for(order_id, "awaiting_approval")
     queries = Queries(checked.db, checked.settings)

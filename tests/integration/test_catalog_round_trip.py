@@ -30,7 +30,9 @@ TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
     settings: Settings, codec: Codec, producer: EventProducer, spans: InMemorySpanExporter
 ):
-    first = Message.first(EXAMPLES["order.placed"], order_id="ord-rt-1", producer="test")
+    first = Message.first(
+        EXAMPLES["order.placed"], saga_type="order", saga_key="ord-rt-1", producer="test"
+    )
     sent = [first] + [
         first.caused(example, producer="test")
         for event_type, example in EXAMPLES.items()
@@ -56,7 +58,8 @@ async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
         env = original.envelope
         assert header(record.headers, "event_id") == str(env.event_id)
         assert header(record.headers, "event_type") == env.event_type
-        assert header(record.headers, "order_id") == "ord-rt-1"
+        assert header(record.headers, "saga_key") == "ord-rt-1"
+        assert header(record.headers, "saga_type") == "order"
         assert header(record.headers, "correlation_id") == env.correlation_id
         assert header(record.headers, "causation_id") == env.causation_id
         assert header(record.headers, "schema_version") == str(env.schema_version)
@@ -88,7 +91,7 @@ async def test_the_runtime_dispatches_every_type_and_continues_the_trace(
             return []
 
     sent = [
-        Message.first(example, order_id=f"ord-{i}", producer="test")
+        Message.first(example, saga_type="order", saga_key=f"ord-{i}", producer="test")
         for i, example in enumerate(EXAMPLES.values())
     ]
     await producer.publish(sent)

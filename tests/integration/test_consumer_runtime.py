@@ -68,7 +68,9 @@ async def running_consumer(
 
 
 def _order(order_id: str) -> Message[OrderPlaced]:
-    return Message.first(sample_order_placed(), order_id=order_id, producer="test")
+    return Message.first(
+        sample_order_placed(), saga_type="order", saga_key=order_id, producer="test"
+    )
 
 
 async def test_bad_messages_go_to_the_dlq_and_the_ones_behind_them_are_handled(
@@ -150,8 +152,8 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(
     seen: list[str] = []
 
     async def failing(message: Message[OrderPlaced]) -> None:
-        seen.append(message.order_id)
-        if message.order_id == "ord-perm":
+        seen.append(message.saga_key)
+        if message.saga_key == "ord-perm":
             raise PermanentError("card issuer says no")
         raise TransientError("still down")
 
@@ -180,7 +182,7 @@ async def test_committed_offsets_survive_a_restart(
     handled: list[str] = []
 
     async def record(message: Message[OrderPlaced]) -> None:
-        handled.append(message.order_id)
+        handled.append(message.saga_key)
 
     await producer.publish([_order(f"ord-a{i}") for i in range(5)])
     async with running_consumer(settings, codec, producer, record, group_id=group):
@@ -202,12 +204,15 @@ async def test_messages_of_one_order_are_handled_in_order(
     for seq in range(30):
         order_id = f"ord-{seq % 3}"
         m = Message.first(
-            sample_order_placed(skus=(("SKU", seq + 1, 100),)), order_id=order_id, producer="t"
+            sample_order_placed(skus=(("SKU", seq + 1, 100),)),
+            saga_type="order",
+            saga_key=order_id,
+            producer="t",
         )
         messages.append(m)
 
     async def record(message: Message[OrderPlaced]) -> None:
-        per_order.setdefault(message.order_id, []).append(message.event.items[0].quantity)
+        per_order.setdefault(message.saga_key, []).append(message.event.items[0].quantity)
         await asyncio.sleep(0.001)
 
     await producer.publish(messages)

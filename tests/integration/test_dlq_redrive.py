@@ -34,7 +34,7 @@ async def test_a_dead_letter_is_listed_redriven_and_then_handled(
     async def handle(message: Message[OrderPlaced], context: None) -> list[Any]:
         if broken:
             raise PermanentError("the handler has a bug")
-        handled.append(message.order_id)
+        handled.append(message.saga_key)
         return []
 
     consumer = EventConsumer(
@@ -46,7 +46,9 @@ async def test_a_dead_letter_is_listed_redriven_and_then_handled(
         producer=producer,
         settings=settings,
     )
-    await producer.publish([Message.first(sample_order_placed(), order_id="ord-dl", producer="t")])
+    await producer.publish(
+        [Message.first(sample_order_placed(), saga_type="order", saga_key="ord-dl", producer="t")]
+    )
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: consumer.stats.dead_lettered == 1, what="the dead letter")

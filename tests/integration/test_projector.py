@@ -35,7 +35,7 @@ SHIPMENT_FAILED = [
 def flow(order_id: str, types: list[str]) -> list[Message[Event]]:
     """The messages of one order's flow, each caused by the one before."""
     messages: list[Message[Event]] = [
-        Message.first(EXAMPLES[types[0]], order_id=order_id, producer="test")
+        Message.first(EXAMPLES[types[0]], saga_type="order", saga_key=order_id, producer="test")
     ]
     for event_type in types[1:]:
         event = EXAMPLES[event_type]

@@ -31,7 +31,7 @@ router: Router[tuple[Connection, str]] = Router("replay-test", CATALOG)
 @router.on(OrderPlaced)
 async def reserve(message: Message[OrderPlaced], ctx: tuple[Connection, str]) -> list[Event]:
     conn, schema = ctx
-    await conn.execute(f"INSERT INTO {schema}.seen VALUES ($1, $2)", message.order_id, utc_now())
+    await conn.execute(f"INSERT INTO {schema}.seen VALUES ($1, $2)", message.saga_key, utc_now())
     item = ReservedItem(sku="SKU-RED-MUG", quantity=1)
     return [InventoryReserved(reservation_id="res-1", items=(item,), reserved_at=utc_now())]
 
@@ -47,7 +47,9 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 
 def placed(order_id: str) -> Message[Event]:
-    return Message.first(sample_order_placed(), order_id=order_id, producer="test")
+    return Message.first(
+        sample_order_placed(), saga_type="order", saga_key=order_id, producer="test"
+    )
 
 
 async def rows(db: Database, schema: str, table: str) -> list[dict[str, object]]:

@@ -58,14 +58,14 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
     async def reserve(message: Message[OrderPlaced], conn: Connection) -> list[Event]:
         units = sum(item.quantity for item in message.event.items)
         await conn.execute(
-            f"INSERT INTO {schema}.reserved_units VALUES ($1, $2)", message.order_id, units
+            f"INSERT INTO {schema}.reserved_units VALUES ($1, $2)", message.saga_key, units
         )
-        if message.order_id in fail_first_attempt:
-            fail_first_attempt.discard(message.order_id)
+        if message.saga_key in fail_first_attempt:
+            fail_first_attempt.discard(message.saga_key)
             raise TransientError("stock service hiccup")  # after the write: must roll back
         return [
             InventoryReserved(
-                reservation_id=f"res-{message.order_id}",
+                reservation_id=f"res-{message.saga_key}",
                 items=tuple(
                     ReservedItem(sku=i.sku, quantity=i.quantity) for i in message.event.items
                 ),
@@ -92,7 +92,7 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
         settings=settings,
     )
     orders = [
-        Message.first(sample_order_placed(), order_id=order_id, producer="test")
+        Message.first(sample_order_placed(), saga_type="order", saga_key=order_id, producer="test")
         for order_id in ("ord-1", "ord-2", "ord-fail")
     ]
     # Every message twice: the second copy must change nothing and emit nothing.
@@ -130,9 +130,9 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
     published: dict[str, Any] = {}
     for record in records:
         message = codec.decode(record.value)
-        published[message.order_id] = message
+        published[message.saga_key] = message
     assert sorted(published) == ["ord-1", "ord-2", "ord-fail"]
-    causes = {str(m.envelope.event_id): m.order_id for m in orders}
+    causes = {str(m.envelope.event_id): m.saga_key for m in orders}
     for order_id, message in published.items():
         assert message.envelope.producer == "inventory-test"
         assert causes[message.envelope.causation_id] == order_id
@@ -148,7 +148,10 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     schema = schema_name(settings, "txn")
     await db.migrate(schema)
     messages = [
-        Message.first(sample_order_placed(), order_id=f"ord-{i}", producer="test") for i in range(5)
+        Message.first(
+            sample_order_placed(), saga_type="order", saga_key=f"ord-{i}", producer="test"
+        )
+        for i in range(5)
     ]
     async with db.pool.acquire() as conn, conn.transaction():
         await stage(conn, schema, [to_record(m, codec, settings) for m in messages])
@@ -158,7 +161,7 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     assert await relay.flush() == 5
     assert await outbox_size(db, schema) == 0
     records = await read_records(settings, [topic_for("order.placed", settings)], 5)
-    assert sorted(codec.decode(r.value).order_id for r in records) == [f"ord-{i}" for i in range(5)]
+    assert sorted(codec.decode(r.value).saga_key for r in records) == [f"ord-{i}" for i in range(5)]
 
 
 async def test_a_retrying_message_does_not_block_the_messages_behind_it(
@@ -173,7 +176,8 @@ async def test_a_retrying_message_does_not_block_the_messages_behind_it(
     )
     # One key, hence one partition: the first message fails twice, five wait behind it.
     messages = [
-        Message.first(sample_order_placed(), order_id="ord-shared", producer="t") for _ in range(6)
+        Message.first(sample_order_placed(), saga_type="order", saga_key="ord-shared", producer="t")
+        for _ in range(6)
     ]
     slow_id = messages[0].envelope.event_id
     failures_left = 2

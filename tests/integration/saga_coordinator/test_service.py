@@ -159,4 +159,4 @@ async def test_the_coordinator_answers_on_kafka(
     assert sorted(m.envelope.event_type for m in decoded) == ["order.approved", "order.placed"]
     [approval] = [m for m in decoded if m.envelope.event_type == "order.approved"]
     assert approval.envelope.producer == "saga-coordinator"
-    assert approval.order_id == "ord-k"
+    assert approval.saga_key == "ord-k"

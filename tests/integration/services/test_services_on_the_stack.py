@@ -92,11 +92,15 @@ async def test_services_carry_orders_through_the_flow_and_acknowledge_compensati
         "o-bounce": sample_order_placed(email="nobody@bounce.example"),
         "o-rare": sample_order_placed(skus=(("SKU-RARE-VASE", 500, 9_900),)),
     }
-    placed = [Message.first(o, order_id=oid, producer="test") for oid, o in orders.items()]
+    placed = [
+        Message.first(o, saga_type="order", saga_key=oid, producer="test")
+        for oid, o in orders.items()
+    ]
     approvals = [
         Message.first(
             OrderApproved(approved_by="saga-coordinator", approved_at=utc_now()),
-            order_id=oid,
+            saga_type="order",
+            saga_key=oid,
             producer="saga-coordinator",
         )
         for oid in ("o-happy", "o-bounce")
@@ -116,7 +120,8 @@ async def test_services_carry_orders_through_the_flow_and_acknowledge_compensati
         await asyncio.sleep(0.1)
     release = InventoryRelease(reason="out_of_stock", requested_at=utc_now())
     releases = [  # the coordinator's retry: the same command under a new event id
-        Message.first(release, order_id="o-rare", producer="saga-coordinator") for _ in range(2)
+        Message.first(release, saga_type="order", saga_key="o-rare", producer="saga-coordinator")
+        for _ in range(2)
     ]
     await producer.publish(releases)
 
@@ -134,7 +139,7 @@ async def test_services_carry_orders_through_the_flow_and_acknowledge_compensati
     records = await read_records(settings, topics_out, 15, timeout=60)
     messages = [codec.decode(r.value) for r in records]
     messages = [m for m in messages if m.envelope.producer != "saga-coordinator"]
-    seen = Counter((m.order_id, m.envelope.event_type) for m in messages)
+    seen = Counter((m.saga_key, m.envelope.event_type) for m in messages)
     assert seen == Counter(
         {
             ("o-happy", "inventory.reserved"): 1,
@@ -151,7 +156,7 @@ async def test_services_carry_orders_through_the_flow_and_acknowledge_compensati
             ("o-bounce", "email.failed"): 1,
         }
     )
-    by_type = {(m.order_id, m.envelope.event_type): m.event for m in messages}
+    by_type = {(m.saga_key, m.envelope.event_type): m.event for m in messages}
     charged = by_type["o-happy", "payment.charged"]
     assert isinstance(charged, PaymentCharged)
     assert charged.amount_minor == orders["o-happy"].total_minor

@@ -11,7 +11,7 @@ from bench.rebuild import FLOWS, flow, synthetic_events
 def test_a_flow_is_one_causal_chain_of_one_order():
     messages = flow("ord-1", "shipment_failed")
     assert [m.envelope.event_type for m in messages] == list(FLOWS["shipment_failed"])
-    assert {m.order_id for m in messages} == {"ord-1"}
+    assert {m.saga_key for m in messages} == {"ord-1"}
     for before, after in itertools.pairwise(messages):
         assert after.envelope.causation_id == str(before.envelope.event_id)
     assert messages[-1].event.reason == "shipment_failed"  # type: ignore[attr-defined]
@@ -20,7 +20,7 @@ def test_a_flow_is_one_causal_chain_of_one_order():
 def test_exactly_the_asked_number_of_events_in_complete_flows():
     events = list(synthetic_events(1000))
     assert len(events) == 1000
-    per_order = Counter(m.order_id for m in events)
+    per_order = Counter(m.saga_key for m in events)
     complete = {len(types) for types in FLOWS.values()}
     assert all(n in complete for n in list(per_order.values())[:-1])
     assert {m.envelope.event_type for m in events} >= {"order.completed", "order.cancelled"}

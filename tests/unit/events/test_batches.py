@@ -33,7 +33,7 @@ class Session:
 
     async def deliver(self, message: Message[Event], handler: HandlerSpec) -> bool:
         await handler.func(message, None)
-        self.done.append(message.order_id)
+        self.done.append(message.saga_key)
         return True
 
 
@@ -59,7 +59,7 @@ class FakeBatchDelivery:
 
     async def deliver(self, consumer: str, message: Message[Event], handler: HandlerSpec) -> bool:
         await handler.func(message, None)
-        self.singles.append(message.order_id)
+        self.singles.append(message.saga_key)
         return True
 
 
@@ -68,7 +68,7 @@ def consumer_for(delivery: FakeBatchDelivery, codec: Codec) -> EventConsumer:
 
     @router.on(OrderPlaced)
     async def handle(message: Message[OrderPlaced], context: None) -> list[Event]:
-        if message.order_id == FAILING:
+        if message.saga_key == FAILING:
             raise ValueError("a bad order")  # not retryable: straight to the dead letters
         return []
 
@@ -106,7 +106,9 @@ def poll(codec: Codec, order_ids: list[str]) -> dict[TopicPartition, list[Consum
             serialized_value_size=-1,
             headers=(),
             value=codec.encode(
-                Message.first(sample_order_placed(), order_id=order_id, producer="test")
+                Message.first(
+                    sample_order_placed(), saga_type="order", saga_key=order_id, producer="test"
+                )
             ),
         )
         for offset, order_id in enumerate(order_ids)

@@ -17,7 +17,9 @@ from events.schemas import SchemaRegistry, load_version
 
 
 def _placed() -> Message:
-    return Message.first(sample_order_placed(), order_id="ord-1", producer="test")
+    return Message.first(
+        sample_order_placed(), saga_type="order", saga_key="ord-1", producer="test"
+    )
 
 
 def test_round_trip_keeps_envelope_and_payload(codec: Codec):
@@ -106,9 +108,13 @@ def test_event_written_with_v1_reads_through_the_current_schema(
     record = _record(message, drop=("customer_name", "channel"))
     assert set(record) == v1_fields
     record["envelope"]["schema_version"] = 1
+    del record["envelope"]["saga_type"]  # v1's envelope predates saga types
+    record["envelope"]["order_id"] = record["envelope"].pop("saga_key")
     decoded = codec.decode(_write_with(None, record, registry, 1))
     assert isinstance(decoded.event, OrderPlaced)
     assert decoded.envelope.schema_version == 1
+    assert decoded.envelope.saga_type == "order"  # the default for records before saga types
+    assert decoded.envelope.saga_key == message.envelope.saga_key  # order_id, read by alias
     assert decoded.event.customer_name is None  # v2 default
     assert decoded.event.channel == "web"  # v2 default
     assert decoded.event.items == message.event.items

@@ -34,7 +34,9 @@ async def handle(message: Message[OrderPlaced], context: None) -> list[Event]:
 
 
 def attempt(batch_size: int | None = None) -> Attempt:
-    message = Message.first(sample_order_placed(), order_id="ord-7", producer="test")
+    message = Message.first(
+        sample_order_placed(), saga_type="order", saga_key="ord-7", producer="test"
+    )
     record = ConsumerRecord(
         topic="t", partition=2, offset=41, timestamp=0, timestamp_type=0, key=b"ord-7",
         value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1, headers=(),

@@ -12,7 +12,7 @@ from events.retries import is_retryable
 
 
 def placed() -> Message:
-    return Message.first(sample_order_placed(), order_id="o1", producer="test")
+    return Message.first(sample_order_placed(), saga_type="order", saga_key="o1", producer="test")
 
 
 def test_recorded_answers_with_the_first_event_of_the_asked_types():

@@ -42,7 +42,8 @@ def message(
         Envelope(
             event_id=uuid.uuid4(),
             event_type=event.event_type,
-            order_id=order_id,
+            saga_type="order",
+            saga_key=order_id,
             correlation_id="c1",
             causation_id=str(cause.envelope.event_id) if cause else None,
             occurred_at=when,

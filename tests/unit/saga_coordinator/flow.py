@@ -130,7 +130,8 @@ def message(
         Envelope(
             event_id=uuid.uuid4(),
             event_type=event.event_type,
-            order_id=order_id,
+            saga_type="order",
+            saga_key=order_id,
             correlation_id=correlation_id,
             causation_id=None,
             occurred_at=at,

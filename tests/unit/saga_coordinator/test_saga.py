@@ -615,7 +615,7 @@ def test_timer_messages_continue_the_flow_of_the_order():
     # The timer loop's envelope (saga_coordinator.timers) on the state the coordinator folds.
     state = fold_generic("ord-1", [upcast(fact, ORDER) for fact in saga.facts])
     msg = saga_message(state, release, saga.now)
-    assert msg.envelope.order_id == "ord-1"
+    assert msg.envelope.saga_key == "ord-1"
     assert msg.envelope.correlation_id == "corr-1"
     assert msg.envelope.causation_id == str(last)
     assert msg.envelope.producer == "saga-coordinator"

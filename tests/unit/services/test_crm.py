@@ -24,14 +24,14 @@ def ctx() -> CrmContext:
 
 def placed(order_id: str, price: int) -> Message:
     order = sample_order_placed(skus=(("SKU-RED-MUG", 1, price),))
-    return Message.first(order, order_id=order_id, producer="test")
+    return Message.first(order, saga_type="order", saga_key=order_id, producer="test")
 
 
 def scheduled(order_id: str) -> Message:
     event = ShipmentScheduled(
         shipment_id="shp-1", carrier="DHL", country_code="DE", scheduled_at=utc_now()
     )
-    return Message.first(event, order_id=order_id, producer="shipping")
+    return Message.first(event, saga_type="order", saga_key=order_id, producer="shipping")
 
 
 async def test_a_shipped_order_counts_in_the_customer_profile_and_is_pushed(ctx):

@@ -33,19 +33,19 @@ def ctx() -> EmailContext:
 
 def placed(order_id: str, email: str = "ada@example.com") -> Message:
     order = sample_order_placed(email=email)
-    return Message.first(order, order_id=order_id, producer="test")
+    return Message.first(order, saga_type="order", saga_key=order_id, producer="test")
 
 
 def scheduled(order_id: str) -> Message:
     event = ShipmentScheduled(
         shipment_id="shp-1", carrier="DHL", country_code="DE", scheduled_at=utc_now()
     )
-    return Message.first(event, order_id=order_id, producer="shipping")
+    return Message.first(event, saga_type="order", saga_key=order_id, producer="shipping")
 
 
 def cancelled(order_id: str) -> Message:
     event = OrderCancelled(reason="payment_declined", cancelled_at=utc_now())
-    return Message.first(event, order_id=order_id, producer="saga-coordinator")
+    return Message.first(event, saga_type="order", saga_key=order_id, producer="saga-coordinator")
 
 
 async def test_a_scheduled_shipment_sends_the_confirmation_once(ctx):

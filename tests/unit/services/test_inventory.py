@@ -39,19 +39,21 @@ def ctx() -> InventoryContext:
 
 def placed(order_id: str, *skus: tuple[str, int]) -> Message:
     lines = tuple((sku, qty, 100) for sku, qty in skus)
-    return Message.first(sample_order_placed(skus=lines), order_id=order_id, producer="test")
+    return Message.first(
+        sample_order_placed(skus=lines), saga_type="order", saga_key=order_id, producer="test"
+    )
 
 
 def release(order_id: str) -> Message:
     command = InventoryRelease(reason="payment_declined", requested_at=utc_now())
-    return Message.first(command, order_id=order_id, producer="saga-coordinator")
+    return Message.first(command, saga_type="order", saga_key=order_id, producer="saga-coordinator")
 
 
 def scheduled(order_id: str) -> Message:
     event = ShipmentScheduled(
         shipment_id="shp-1", carrier="DHL", country_code="DE", scheduled_at=utc_now()
     )
-    return Message.first(event, order_id=order_id, producer="shipping")
+    return Message.first(event, saga_type="order", saga_key=order_id, producer="shipping")
 
 
 async def levels(ctx: InventoryContext) -> dict[str, tuple[int, int, int]]:
@@ -121,7 +123,7 @@ async def test_the_last_units_go_to_the_first_order_only(ctx):
 
 async def test_order_placed_again_with_a_new_event_id_reserves_once_and_re_emits(ctx):
     first = placed("o1", ("SKU-RED-MUG", 2))
-    again = Message.first(first.event, order_id="o1", producer="test")
+    again = Message.first(first.event, saga_type="order", saga_key="o1", producer="test")
     assert again.envelope.event_id != first.envelope.event_id
     [one] = await emitted(handlers.reserve(first, ctx))
     [two] = await emitted(handlers.reserve(again, ctx))

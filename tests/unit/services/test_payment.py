@@ -51,19 +51,19 @@ def ctx() -> PaymentContext:
 
 def placed(order_id: str, token: str = "tok_visa") -> Message:
     order = sample_order_placed(payment_token=token)
-    return Message.first(order, order_id=order_id, producer="test")
+    return Message.first(order, saga_type="order", saga_key=order_id, producer="test")
 
 
 def approved(order_id: str) -> Message:
     event = OrderApproved(approved_by="saga-coordinator", approved_at=utc_now())
-    return Message.first(event, order_id=order_id, producer="saga-coordinator")
+    return Message.first(event, saga_type="order", saga_key=order_id, producer="saga-coordinator")
 
 
 def refund(order_id: str) -> Message:
     command = PaymentRefund(
         amount_minor=TOTAL, currency="EUR", reason="shipment_failed", requested_at=utc_now()
     )
-    return Message.first(command, order_id=order_id, producer="saga-coordinator")
+    return Message.first(command, saga_type="order", saga_key=order_id, producer="saga-coordinator")
 
 
 async def charge_order(ctx: PaymentContext, order_id: str, token: str = "tok_visa") -> list:

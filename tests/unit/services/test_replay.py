@@ -72,7 +72,7 @@ async def replayed(
 
 
 def first(event: Event, order_id: str = "o1", producer: str = "test") -> Message[Any]:
-    return Message.first(event, order_id=order_id, producer=producer)
+    return Message.first(event, saga_type="order", saga_key=order_id, producer=producer)
 
 
 def test_replay_providers_implement_the_protocols():

@@ -46,19 +46,19 @@ def ctx() -> ShippingContext:
 
 def placed(order_id: str, country: str = "DE") -> Message:
     order = sample_order_placed(country_code=country)
-    return Message.first(order, order_id=order_id, producer="test")
+    return Message.first(order, saga_type="order", saga_key=order_id, producer="test")
 
 
 def charged(order_id: str) -> Message:
     event = PaymentCharged(
         payment_id="pay-1", amount_minor=3399, currency="EUR", charged_at=utc_now()
     )
-    return Message.first(event, order_id=order_id, producer="payment")
+    return Message.first(event, saga_type="order", saga_key=order_id, producer="payment")
 
 
 def cancel(order_id: str) -> Message:
     command = ShipmentCancel(reason="order cancelled", requested_at=utc_now())
-    return Message.first(command, order_id=order_id, producer="saga-coordinator")
+    return Message.first(command, saga_type="order", saga_key=order_id, producer="saga-coordinator")
 
 
 async def ship_order(ctx: ShippingContext, order_id: str, country: str = "DE") -> list:

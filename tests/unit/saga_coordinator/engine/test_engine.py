@@ -216,7 +216,7 @@ def test_a_success_after_the_saga_gave_up_is_undone_at_once():
 
 def test_a_failure_after_success_or_a_repeat_changes_nothing():
     trip = Trip()
-    first = Message.first(placed(), order_id="trip-1", producer="shop")
+    first = Message.first(placed(), saga_type="order", saga_key="trip-1", producer="shop")
     trip.redeliver(first)
     assert trip.redeliver(first).facts == ()
     trip.send(reserved())
@@ -241,10 +241,16 @@ def test_a_saga_finishes_on_the_version_it_started_with():
     trip = Trip()
     trip.send(placed())
     v2 = as_v2(start_status="planned")
-    message = Message.first(reserved(), order_id="trip-1", producer="x")
+    message = Message.first(reserved(), saga_type="order", saga_key="trip-1", producer="x")
     with pytest.raises(SagaError, match="runs on v1, not v2"):
         decide(trip.state, message, v2, trip.now, ME)
-    fresh = decide(Trip(v2).state, Message.first(placed(), order_id="t2", producer="x"), v2, T0, ME)
+    fresh = decide(
+        Trip(v2).state,
+        Message.first(placed(), saga_type="order", saga_key="t2", producer="x"),
+        v2,
+        T0,
+        ME,
+    )
     assert fresh.state.definition_version == 2
     assert fresh.state.status(v2) == "planned"
 

@@ -212,7 +212,7 @@ class Trip:
         self.timers: dict[str, datetime] = {}
 
     def send(self, event: Event, producer: str = "participant") -> Decision:
-        message = Message.first(event, order_id=self.key, producer=producer)
+        message = Message.first(event, saga_type="order", saga_key=self.key, producer=producer)
         return self.redeliver(message)
 
     def redeliver(self, message: Message[Event]) -> Decision:
