@@ -25,18 +25,8 @@ This module holds only the process's name and :data:`PROCESS`, as ``choreo.regis
 
 from __future__ import annotations
 
-from contracts.catalog import (
-    InventoryRelease,
-    OrderApprovalRequested,
-    OrderApproved,
-    OrderCancelled,
-    OrderCompleted,
-    OrderNeedsAttention,
-    OrderRejected,
-    PaymentRefund,
-    ShipmentCancel,
-)
 from events.process import ProcessSpec
+from sagas.shipped import SAGAS
 
 SERVICE_NAME = "saga-coordinator"
 """The consumer group, schema and envelope producer name derive from it."""
@@ -44,17 +34,7 @@ SERVICE_NAME = "saga-coordinator"
 PROCESS = ProcessSpec(
     name=SERVICE_NAME,
     builder="saga_coordinator.service:build",
-    produces=(
-        OrderApprovalRequested,
-        OrderApproved,
-        OrderRejected,
-        OrderNeedsAttention,
-        OrderCompleted,
-        OrderCancelled,
-        InventoryRelease,
-        PaymentRefund,
-        ShipmentCancel,
-    ),
+    produces=SAGAS.emits,
     aliases=("coordinator",),
 )
 """The saga coordinator process; ``choreo replay coordinator`` names it too."""

@@ -19,7 +19,8 @@ class SagaConflictError(SagaError):
 
 
 class UnknownDefinitionError(SagaError):
-    """A saga names a definition version this process does not have.
+    """A message names a saga type, or a saga a definition version, this process does not have
+    (or a message of one saga type names the key of a saga of another).
 
     Permanent: a saga must finish on the version it started with, so guessing another one would
     be wrong; deploy the version back instead.

@@ -1,12 +1,11 @@
-"""What the coordinator reacts to: one handler per event type of the order flow.
+"""What the coordinator reacts to: every event some saga definition names, one way.
 
-Every handler does the same four things through :func:`advance_saga`: lock the saga, load and
-fold its facts, :func:`~saga_coordinator.engine.decide.decide` on the saga's pinned
-definition, store the new facts and timer changes;
-it returns the events and commands to emit, which the runtime wraps in envelopes caused by the
-incoming message and stages in the outbox in the same transaction. The per-type handlers exist
-so that what the coordinator listens to reads in one place and registration is checked at
-import; the policy itself lives in the definitions (:mod:`sagas`), interpreted by the engine.
+:func:`advance` does the same four things for any of them through :func:`advance_saga`: lock
+the saga, load and fold its facts, :func:`~saga_coordinator.engine.decide.decide` on the saga's
+pinned definition, store the new facts and timer changes; it returns the events and commands
+to emit, which the runtime wraps in envelopes caused by the incoming message and stages in the
+outbox in the same transaction. Which events those are comes from the definitions
+(:func:`build_router`); the policy itself lives in them too (:mod:`sagas`).
 """
 
 from __future__ import annotations
@@ -14,24 +13,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from contracts.catalog import (
-    CATALOG,
-    CrmCustomerUpdated,
-    EmailFailed,
-    EmailSent,
-    InventoryReleased,
-    InventoryReservationFailed,
-    InventoryReserved,
-    OrderApproved,
-    OrderPlaced,
-    OrderRejected,
-    PaymentCharged,
-    PaymentDeclined,
-    PaymentRefunded,
-    ShipmentCancelled,
-    ShipmentFailed,
-    ShipmentScheduled,
-)
 from events import metrics, tracing
 from events.model import Event, Message
 from events.router import Router
@@ -44,6 +25,7 @@ from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerFire
 from saga_coordinator.errors import UnknownDefinitionError
 from sagas.definition import SagaDefinition
 from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
 
 log = logging.getLogger("choreo.saga")
 
@@ -96,15 +78,29 @@ def pinned(
     sagas: SagaRegistry, state: SagaState, incoming: Message[Event] | TimerFired
 ) -> SagaDefinition | None:
     """The definition a saga runs on: the one it started with, or for a saga not started yet
-    the current one of the type that ``incoming`` starts (None if it starts none)."""
+    the current one of the message's saga type (None if that type does not name the event).
+
+    Raises:
+        UnknownDefinitionError: the message's saga type has no definition here, it names a
+            saga of another type, or the saga started on a version this process lacks.
+    """
+    saga_type = incoming.envelope.saga_type if isinstance(incoming, Message) else None
+    if saga_type is not None and saga_type not in sagas.types:
+        known = ", ".join(sagas.types)
+        raise UnknownDefinitionError(f"no saga definition of type {saga_type!r} (have {known})")
     if state.started:
+        if saga_type is not None and saga_type != state.saga_type:
+            raise UnknownDefinitionError(
+                f"a {saga_type} message names saga {state.key}, which is a {state.saga_type} saga"
+            )
         try:
             return sagas.get(state.saga_type or "", state.definition_version or 0)
         except KeyError as exc:
             raise UnknownDefinitionError(str(exc)) from None
-    if isinstance(incoming, TimerFired):
+    if not isinstance(incoming, Message):
         return sagas.current(sagas.types[0])  # a stray timer of no saga: deciding cancels it
-    return sagas.starting(incoming.event)
+    current = sagas.current(incoming.envelope.saga_type)
+    return current if current.names(incoming.event) else None
 
 
 def _record_metrics(before: SagaState, decision: Decision, definition: SagaDefinition) -> None:
@@ -124,125 +120,21 @@ def _record_metrics(before: SagaState, decision: Decision, definition: SagaDefin
             metrics.compensations().add(1, {"command": event.event_type})
 
 
-async def _advance(message: Message[Event], ctx: CoordinatorContext) -> list[Event]:
+async def advance(message: Message[Event], ctx: CoordinatorContext) -> list[Event]:
+    """Any event a definition reacts to: decide on the saga it belongs to."""
     decision = await advance_saga(ctx, message.saga_key, message)
     assert decision is not None  # waiting for the lock never gives up
     return list(decision.events)
 
 
-router: Router[CoordinatorContext] = Router("saga-coordinator", CATALOG)
-"""The coordinator's handlers."""
+def build_router(sagas: SagaRegistry) -> Router[CoordinatorContext]:
+    """The coordinator's router: :func:`advance` for every event some definition reacts to,
+    so a new definition's events are listened to without a line here."""
+    router: Router[CoordinatorContext] = Router(PRODUCER, sagas.catalog)
+    for model in sagas.listens:
+        router.on(model)(advance)
+    return router
 
 
-@router.on(OrderPlaced)
-async def on_order_placed(message: Message[OrderPlaced], ctx: CoordinatorContext) -> list[Event]:
-    """Start the saga (pinning the current definition) and the inventory deadline."""
-    return await _advance(message, ctx)
-
-
-@router.on(InventoryReserved)
-async def on_inventory_reserved(
-    message: Message[InventoryReserved], ctx: CoordinatorContext
-) -> list[Event]:
-    """Approve by policy, or ask a human above the threshold; late: release the stock."""
-    return await _advance(message, ctx)
-
-
-@router.on(InventoryReservationFailed)
-async def on_reservation_failed(
-    message: Message[InventoryReservationFailed], ctx: CoordinatorContext
-) -> list[Event]:
-    """Cancel as out of stock; nothing is held, so nothing to compensate."""
-    return await _advance(message, ctx)
-
-
-@router.on(OrderApproved)
-async def on_order_approved(
-    message: Message[OrderApproved], ctx: CoordinatorContext
-) -> list[Event]:
-    """A human's approval starts the payment deadline; a late one is recorded and ignored."""
-    return await _advance(message, ctx)
-
-
-@router.on(OrderRejected)
-async def on_order_rejected(
-    message: Message[OrderRejected], ctx: CoordinatorContext
-) -> list[Event]:
-    """A human's rejection: release the stock, then cancel (approval_rejected)."""
-    return await _advance(message, ctx)
-
-
-@router.on(PaymentCharged)
-async def on_payment_charged(
-    message: Message[PaymentCharged], ctx: CoordinatorContext
-) -> list[Event]:
-    """Start the shipping deadline; on a saga that gave up, refund the charge."""
-    return await _advance(message, ctx)
-
-
-@router.on(PaymentDeclined)
-async def on_payment_declined(
-    message: Message[PaymentDeclined], ctx: CoordinatorContext
-) -> list[Event]:
-    """Release the stock, then cancel (payment_declined)."""
-    return await _advance(message, ctx)
-
-
-@router.on(ShipmentScheduled)
-async def on_shipment_scheduled(
-    message: Message[ShipmentScheduled], ctx: CoordinatorContext
-) -> list[Event]:
-    """Start the CRM and email deadlines; on a saga that gave up, cancel the shipment."""
-    return await _advance(message, ctx)
-
-
-@router.on(ShipmentFailed)
-async def on_shipment_failed(
-    message: Message[ShipmentFailed], ctx: CoordinatorContext
-) -> list[Event]:
-    """Refund, then release, then cancel (shipment_failed)."""
-    return await _advance(message, ctx)
-
-
-@router.on(CrmCustomerUpdated)
-async def on_crm_updated(
-    message: Message[CrmCustomerUpdated], ctx: CoordinatorContext
-) -> list[Event]:
-    """One of the two things completion waits for."""
-    return await _advance(message, ctx)
-
-
-@router.on(EmailSent)
-async def on_email_sent(message: Message[EmailSent], ctx: CoordinatorContext) -> list[Event]:
-    """The confirmation email's outcome, the other thing completion waits for."""
-    return await _advance(message, ctx)
-
-
-@router.on(EmailFailed)
-async def on_email_failed(message: Message[EmailFailed], ctx: CoordinatorContext) -> list[Event]:
-    """Email is not critical: the order completes with a note."""
-    return await _advance(message, ctx)
-
-
-@router.on(InventoryReleased)
-async def on_inventory_released(
-    message: Message[InventoryReleased], ctx: CoordinatorContext
-) -> list[Event]:
-    """Acknowledges `inventory.release`; may finish the compensation."""
-    return await _advance(message, ctx)
-
-
-@router.on(PaymentRefunded)
-async def on_payment_refunded(
-    message: Message[PaymentRefunded], ctx: CoordinatorContext
-) -> list[Event]:
-    """Acknowledges `payment.refund`; the next compensation follows."""
-    return await _advance(message, ctx)
-
-
-@router.on(ShipmentCancelled)
-async def on_shipment_cancelled(
-    message: Message[ShipmentCancelled], ctx: CoordinatorContext
-) -> list[Event]:
-    """Acknowledges `shipment.cancel`; the next compensation follows."""
-    return await _advance(message, ctx)
+router = build_router(SAGAS)
+"""The coordinator's handlers: one per event type the shipped definitions react to."""

@@ -232,6 +232,8 @@ class SagaDefinition:
         reasons: Every cancel reason it can end with.
         start_status: Its status before any step succeeded.
         catalog: The event types it may name (checked).
+        emits: What its endings and human tasks build (with the compensating commands, what
+            the coordinator writes: its topics and, later, its ACLs).
     """
 
     saga_type: str
@@ -243,6 +245,7 @@ class SagaDefinition:
     reasons: Sequence[str]
     catalog: Mapping[str, type[Event]]
     start_status: str = "started"
+    emits: Sequence[type[Event]] = ()
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -391,6 +394,9 @@ def _problems(d: SagaDefinition) -> Iterator[str]:
         yield "a saga needs at least one step"
     for node in d.nodes:
         yield from (f"step {node.name!r}: {p}" for p in _node_problems(d, node, set(names)))
+    for model in d.emits:
+        if d.catalog.get(getattr(model, "event_type", "")) is not model:
+            yield f"emitted event {getattr(model, 'event_type', model)!r} is not in the catalog"
     yield from _cycle(d)
 
 

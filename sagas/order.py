@@ -226,5 +226,13 @@ V1 = SagaDefinition(
     reasons=get_args(CancelReason),
     catalog=CATALOG,
     start_status="placed",
+    emits=[
+        OrderApprovalRequested,
+        OrderApproved,
+        OrderRejected,
+        OrderCompleted,
+        OrderCancelled,
+        OrderNeedsAttention,
+    ],
 )
 """The order saga as the README describes it."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from events.catalog import Catalog
 from events.model import Event
-from sagas.definition import InvalidDefinition, SagaDefinition
+from sagas.definition import HumanTask, InvalidDefinition, SagaDefinition, Step
 
 
 class SagaRegistry:
@@ -60,5 +61,41 @@ class SagaRegistry:
             [d.with_knobs({k: v for k, v in overrides.items() if k in d.knobs()}) for d in self]
         )
 
+    @property
+    def catalog(self) -> Catalog:
+        """Every event type some definition names, with its model."""
+        return Catalog(dict.fromkeys(m for d in self for m in d.catalog.values()))
+
+    @property
+    def listens(self) -> tuple[type[Event], ...]:
+        """Every event some definition reacts to: starts, steps' triggers, signals, successes
+        and failures, human tasks' answers, compensations' acknowledgements (not the commands
+        the coordinator itself sends)."""
+        return tuple(dict.fromkeys(m for d in self for m in _listened(d)))
+
+    @property
+    def emits(self) -> tuple[type[Event], ...]:
+        """What the coordinator may write for these definitions: compensating commands and
+        what endings and human tasks build."""
+        commands = (s.compensation.command for d in self for s in d.steps if s.compensation)
+        return tuple(dict.fromkeys([*commands, *(m for d in self for m in d.emits)]))
+
     def __iter__(self) -> Iterator[SagaDefinition]:
         return iter(self._by_key.values())
+
+
+def _listened(d: SagaDefinition) -> Iterator[type[Event]]:
+    yield d.start.event
+    for node in d.nodes:
+        match node:
+            case Step():
+                for signal in (node.triggered_by, node.started_on, *node.succeeded_on):
+                    if signal is not None:
+                        yield signal.event
+                yield from (f.on.event for f in node.fails if f.on is not None)
+                if node.compensation is not None and node.compensation.acknowledged_by:
+                    yield node.compensation.acknowledged_by
+            case HumanTask():
+                yield node.approve_on.event
+                if node.reject_on.on is not None:
+                    yield node.reject_on.on.event

@@ -221,3 +221,22 @@ async def test_compensation_ignores_unrelated_orders(ctx, store):
     assert types(emitted) == ["inventory.release"]
     assert await status(store, "ord-a") == "compensating"
     assert await status(store, "ord-b") == "reserved"
+
+
+def of_type(msg: Message[Event], saga_type: str) -> Message[Event]:
+    return Message(msg.envelope.model_copy(update={"saga_type": saga_type}), msg.event)
+
+
+async def test_a_message_of_a_saga_type_with_no_definition_is_refused(ctx, store):
+    with pytest.raises(UnknownDefinitionError, match="no saga definition of type 'loan'"):
+        await handle(ctx, of_type(message(placed(), order_id="ln-1"), "loan"))
+    assert await store.load("ln-1") == []  # nothing recorded: the message is dead-lettered
+
+
+async def test_a_message_of_another_saga_type_cannot_join_a_running_saga(store, clock):
+    other = dataclasses.replace(V1, saga_type="refill")
+    ctx = CoordinatorContext(store, SagaRegistry([V1, other]), clock)
+    await handle(ctx, message(placed(), order_id="ord-x"))
+    with pytest.raises(UnknownDefinitionError, match="names saga ord-x, which is a order saga"):
+        await handle(ctx, of_type(message(reserved(), order_id="ord-x"), "refill"))
+    assert await status(store, "ord-x") == "placed"  # the order saga did not move
