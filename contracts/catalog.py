@@ -11,14 +11,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from contracts.parts import (
+    COUNTRY_PATTERN,
+    CURRENCY_PATTERN,
+    EMAIL_PATTERN,
+    Address,
+    LineItem,
+    ReservedItem,
+    Shortage,
+)
+from contracts.returns import RETURN_EVENTS
 from events.catalog import Catalog
 from events.model import Event
-
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-COUNTRY_PATTERN = r"^[A-Z]{2}$"
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 CancelReason = Literal[
     "out_of_stock",
@@ -30,57 +36,13 @@ CancelReason = Literal[
 ]
 """Why an order was cancelled (`order.cancelled.reason`)."""
 
-EmailTemplate = Literal["order_confirmation", "order_cancelled", "approval_requested"]
+EmailTemplate = Literal[
+    "order_confirmation", "order_cancelled", "approval_requested", "return_confirmation"
+]
 """The email templates the email service can render."""
 
 APPROVAL_TIMEOUT = "approval_timeout"
 """`order.rejected.reason` when nobody decided before the approval expired."""
-
-
-class _Part(BaseModel):
-    """A record nested inside an event (a line item, an address)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LineItem(_Part):
-    """One ordered SKU."""
-
-    sku: str = Field(min_length=1)
-    quantity: int = Field(ge=1, le=10_000)
-    unit_price_minor: int = Field(ge=0, description="Unit price in minor units (cents).")
-
-
-class ReservedItem(_Part):
-    """A quantity of one SKU held (or to ship) for an order."""
-
-    sku: str = Field(min_length=1)
-    quantity: int = Field(ge=1, le=10_000)
-
-
-class Shortage(_Part):
-    """A SKU the warehouse cannot supply in the requested quantity."""
-
-    sku: str = Field(min_length=1)
-    requested: int = Field(ge=1, description="Units the order asked for.")
-    available: int = Field(ge=0, description="Units in stock when the reservation failed.")
-
-    @model_validator(mode="after")
-    def _is_short(self) -> Shortage:
-        if self.available >= self.requested:
-            raise ValueError(f"{self.sku}: {self.available} available covers {self.requested}")
-        return self
-
-
-class Address(_Part):
-    """Where an order ships to. Every field but the city, postcode and country is PII."""
-
-    recipient: str = Field(min_length=1)
-    line1: str = Field(min_length=1)
-    line2: str | None = None
-    city: str = Field(min_length=1)
-    postal_code: str = Field(min_length=1)
-    country_code: str = Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2.")
 
 
 # --------------------------------------------------------------------------- order
@@ -399,6 +361,7 @@ CATALOG = Catalog(
         CrmCustomerUpdated,
         EmailSent,
         EmailFailed,
+        *RETURN_EVENTS,
     )
 )
 """Every event and command type Choreo knows, in the order of the README's catalog table."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from contracts.catalog import (
-    Address,
     CrmCustomerUpdated,
     EmailFailed,
     EmailSent,
@@ -16,7 +15,6 @@ from contracts.catalog import (
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
-    LineItem,
     OrderApprovalRequested,
     OrderApproved,
     OrderCancelled,
@@ -28,13 +26,13 @@ from contracts.catalog import (
     PaymentDeclined,
     PaymentRefund,
     PaymentRefunded,
-    ReservedItem,
     ShipmentCancel,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
-    Shortage,
 )
+from contracts.parts import Address, LineItem, ReservedItem, Shortage
+from contracts.return_samples import RETURN_EXAMPLES
 from events.model import Event, utc_now
 
 
@@ -151,7 +149,7 @@ EXAMPLES: dict[str, Event] = {
             template="order_cancelled", reason="mailbox full", permanent=False, failed_at=T0
         ),
     ]
-}
+} | RETURN_EXAMPLES
 
 
 # --------------------------------------------------------------------------- scenarios

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from contracts.catalog import CATALOG, InventoryReserved, OrderPlaced, ReservedItem
+from contracts.catalog import CATALOG, InventoryReserved, OrderPlaced
+from contracts.parts import ReservedItem
 from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.database import Connection, Database, schema_name

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from contracts.catalog import Address, ReservedItem
+from contracts.parts import Address, ReservedItem
 from events.database import Connection, Database, schema_name
 from events.model import utc_now
 from events.settings import Settings

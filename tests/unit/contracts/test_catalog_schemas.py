@@ -230,7 +230,16 @@ def test_schema_files_are_numbered_versions_from_one(type_dir: Path) -> None:
 @MODELS
 def test_model_names_follow_the_event_type(model: type[Event]) -> None:
     assert model.__name__ == pascal_case(model.event_type)
-    assert model.domain() in {"order", "inventory", "payment", "shipment", "crm", "email"}
+    assert model.domain() in {
+        "order",
+        "inventory",
+        "payment",
+        "shipment",
+        "crm",
+        "email",
+        "return",
+        "pickup",
+    }
     assert (model.__doc__ or "").strip(), "every model needs a docstring"
 
 

@@ -26,12 +26,11 @@ from contracts.catalog import (
     PaymentCharged,
     PaymentDeclined,
     PaymentRefunded,
-    ReservedItem,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
-    Shortage,
 )
+from contracts.parts import ReservedItem, Shortage
 from contracts.samples import sample_order_placed
 from events.model import Envelope, Event, Message
 from saga_coordinator.deadlines import desired_timers

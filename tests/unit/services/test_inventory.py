@@ -13,10 +13,9 @@ from contracts.catalog import (
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
-    ReservedItem,
     ShipmentScheduled,
-    Shortage,
 )
+from contracts.parts import ReservedItem, Shortage
 from contracts.samples import sample_order_placed
 from events.errors import PermanentError
 from events.model import Message, utc_now

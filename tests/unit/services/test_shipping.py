@@ -9,12 +9,12 @@ import pytest
 
 from contracts.catalog import (
     PaymentCharged,
-    ReservedItem,
     ShipmentCancel,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.parts import ReservedItem
 from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Message, utc_now

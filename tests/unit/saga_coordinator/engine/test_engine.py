@@ -18,8 +18,8 @@ from contracts.catalog import (
     PaymentDeclined,
     PaymentRefunded,
     ShipmentFailed,
-    Shortage,
 )
+from contracts.parts import Shortage
 from events.model import Message
 from saga_coordinator.engine.decide import decide
 from saga_coordinator.errors import SagaError

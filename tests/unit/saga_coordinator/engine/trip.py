@@ -32,10 +32,10 @@ from contracts.catalog import (
     PaymentDeclined,
     PaymentRefund,
     PaymentRefunded,
-    ReservedItem,
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.parts import ReservedItem
 from contracts.samples import sample_order_placed
 from events.model import Event, Message
 from saga_coordinator.engine import facts as f
