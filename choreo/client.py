@@ -96,6 +96,32 @@ class ChoreoClient:
             trace_parent=trace_parent,
         )
 
+    async def start_saga(
+        self, saga_type: str, event: Event, key: str | None = None
+    ) -> Message[Event]:
+        """Publish the event that starts a saga of ``saga_type`` (e.g. ``return.requested``);
+        the key is generated (``<first three letters of the type>-`` + 12 hex) unless given."""
+        return await publish_first(
+            self.producer,
+            event,
+            saga_type=saga_type,
+            saga_key=key or new_key(saga_type),
+            by=PRODUCER,
+        )
+
+    async def answer(
+        self, saga_type: str, key: str, event: Event, *, trace_parent: str | None = None
+    ) -> Message[Event]:
+        """Publish a person's answer (e.g. ``return.approved``) to the saga ``key``."""
+        return await publish_first(
+            self.producer,
+            event,
+            saga_type=saga_type,
+            saga_key=key,
+            by=PRODUCER,
+            trace_parent=trace_parent,
+        )
+
     async def dead_letters(self, *, include_redriven: bool = False) -> list[DeadLetterEntry]:
         """Every dead letter in the DLQ topic, oldest first."""
         return await self.dlq.entries(include_redriven=include_redriven)
@@ -108,4 +134,9 @@ class ChoreoClient:
 
 def new_order_id() -> str:
     """A short, unique, URL-safe order id: ``ord-`` + 12 hex digits."""
-    return f"ord-{uuid.uuid4().hex[:12]}"
+    return new_key("order")
+
+
+def new_key(saga_type: str) -> str:
+    """A short, unique, URL-safe saga key: ``ord-``, ``ret-``... + 12 hex digits."""
+    return f"{saga_type[:3]}-{uuid.uuid4().hex[:12]}"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sagas import order
+from sagas import order, returns
 from sagas.registry import SagaRegistry
 
-SAGAS = SagaRegistry([order.V1])
+SAGAS = SagaRegistry([order.V1, returns.V1])
 """Register a new saga (or a new version) here; never edit a released version."""

@@ -25,6 +25,7 @@ from choreo.cli import (
     processes,
     projections,
     replay,
+    returns,
     sagas,
     schemas,
     stack,
@@ -49,6 +50,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(projections.app, name="projections")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(sagas.app, name="sagas")
+app.add_typer(returns.app, name="returns")
 app.command("metrics")(metrics.metrics_cmd)
 app.command("service")(processes.service)
 app.command("replay")(replay.replay_cmd)

@@ -1,20 +1,26 @@
-"""`choreo sagas`: the saga definitions the coordinator runs, as tables and Mermaid flows."""
+"""`choreo sagas`: the saga definitions the coordinator runs (tables, Mermaid flows); start one."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
+import pydantic
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.cli.common import JsonFlag, fail, out, print_json, traced_cli
+from choreo.client import ChoreoClient
 from events.errors import ChoreoError
+from events.model import Event, Message
 from saga_coordinator.context import get_coordinator_settings
 from sagas.drawing import mermaid, rows
 from sagas.registry import SagaRegistry
 from sagas.shipped import SAGAS
 
-app = typer.Typer(help="Inspect the saga definitions the coordinator runs.")
+app = typer.Typer(help="The saga definitions the coordinator runs; start a saga of any type.")
 
 
 def _running() -> SagaRegistry:
@@ -111,3 +117,38 @@ def sagas_show(
     out.print("cancel reasons: " + ", ".join(d.reasons))
     out.print("\n[dim]Mermaid (paste into any Mermaid viewer):[/]")
     out.print(mermaid(d), end="", markup=False, highlight=False)
+
+
+@app.command("start")
+def sagas_start(
+    saga_type: Annotated[str, typer.Argument(help="The saga type, e.g. `return`.")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="The start event's fields as JSON.")],
+    key: Annotated[str | None, typer.Option(help="The saga's key (default: generated).")] = None,
+) -> None:
+    """Start a saga of any type: publish its start event from `--file` and print its key.
+
+    The file holds the fields of the event that starts SAGA_TYPE (`choreo sagas show TYPE`
+    names it); they are checked against its schema before anything is published.
+    """
+    try:
+        model = _running().current(saga_type).start.event
+        event = model.model_validate(orjson.loads(file.read_bytes()))
+    except KeyError as exc:
+        fail(ChoreoError(str(exc.args[0])))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in exc.errors()
+        )
+        fail(ChoreoError(f"invalid {model.event_type}: {problems}"))
+    except (OSError, orjson.JSONDecodeError) as exc:
+        fail(ChoreoError(f"cannot read {file}: {exc}"))
+
+    async def start() -> Message[Event]:
+        async with ChoreoClient() as client:
+            return await client.start_saga(saga_type, event, key)
+
+    traced_cli()
+    try:
+        out.print(asyncio.run(start()).saga_key)
+    except ChoreoError as exc:
+        fail(exc)

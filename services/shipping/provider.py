@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from contracts.catalog import Address, ReservedItem
+from contracts.parts import Address, ReservedItem
 from events.errors import TransientError
 from events.model import utc_now
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contracts.catalog import Address, ReservedItem, ShipmentFailed, ShipmentScheduled
+from contracts.catalog import ShipmentFailed, ShipmentScheduled
+from contracts.parts import Address, ReservedItem
 from events.replay.providers import recorded
 from services.shipping.provider import Booked, Refused
 

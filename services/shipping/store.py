@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
-from contracts.catalog import Address, ReservedItem
+from contracts.parts import Address, ReservedItem
 from events.database import Connection
 
 Outcome = Literal["scheduled", "failed", "none"]

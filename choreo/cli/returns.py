@@ -1,0 +1,114 @@
+"""`choreo returns`: ask to return items of an order, and answer a return's approval.
+
+The returns saga (:mod:`sagas.returns`) runs on the same coordinator as orders; these commands
+only publish its events. Follow a return with `choreo sagas status return RETURN_ID`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import pydantic
+import typer
+
+from choreo.cli.common import JsonFlag, fail, out, print_json, traced_cli
+from choreo.client import ChoreoClient
+from contracts.return_samples import RETURN_SCENARIOS, scenario_return
+from contracts.returns import ReturnApproved, ReturnRejected, ReturnRequested
+from events.errors import ChoreoError
+from events.model import Event, Message, utc_now
+
+app = typer.Typer(help="Return items of an order (the returns saga).")
+
+SAGA_TYPE = "return"
+
+
+def _publish(call: str, key: str | None, event: Event) -> Message[Event]:
+    async def publish() -> Message[Event]:
+        async with ChoreoClient() as client:
+            if call == "start":
+                return await client.start_saga(SAGA_TYPE, event, key)
+            assert key is not None
+            return await client.answer(SAGA_TYPE, key, event)
+
+    traced_cli()
+    try:
+        return asyncio.run(publish())
+    except ChoreoError as exc:
+        fail(exc)
+
+
+@app.command("request")
+def returns_request(
+    order_id: Annotated[str, typer.Argument(help="The order whose items come back.")],
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="return.requested fields as JSON.")
+    ] = None,
+    sample: Annotated[
+        str, typer.Option(help="A sample return: " + ", ".join(RETURN_SCENARIOS))
+    ] = "happy",
+    return_id: Annotated[str | None, typer.Option(help="Return id (default: generated).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Publish `return.requested` for ORDER_ID and print the return id.
+
+    The return is `--file return.json` (the fields of return.requested; `order_id` is set from
+    the argument) or a `--sample` (default `happy`: one mug back, refunded without approval).
+    """
+    try:
+        if file is not None:
+            fields = orjson.loads(file.read_bytes()) | {"order_id": order_id}
+            requested = ReturnRequested.model_validate(fields)
+        else:
+            requested = scenario_return(sample, order_id)
+    except pydantic.ValidationError as exc:
+        out.print("[bold red]invalid return:[/]")
+        for err in exc.errors():
+            out.print(f"  {'.'.join(str(p) for p in err['loc']) or '(return)'}: {err['msg']}")
+        raise typer.Exit(2) from None
+    except (KeyError, OSError, orjson.JSONDecodeError) as exc:
+        out.print(f"[bold red]invalid return:[/] {exc}")
+        raise typer.Exit(2) from None
+    message = _publish("start", return_id, requested)
+    if as_json:
+        print_json(
+            {
+                "envelope": message.envelope.model_dump(mode="json"),
+                "event": message.event.model_dump(mode="json"),
+            }
+        )
+    else:
+        out.print(message.saga_key)
+
+
+@app.command("approve")
+def returns_approve(
+    return_id: Annotated[str, typer.Argument(help="The return waiting for approval.")],
+    by: Annotated[str, typer.Option("--by", help="Who approves.")],
+    reason: Annotated[str | None, typer.Option(help="Why (optional).")] = None,
+) -> None:
+    """Approve a return that waits for approval (publishes `return.approved`)."""
+    if not by.strip():
+        fail(ChoreoError("approve needs the approver's name (--by)"))
+    _publish(
+        "answer", return_id, ReturnApproved(approved_by=by, reason=reason, approved_at=utc_now())
+    )
+    out.print(f"approved {return_id}")
+
+
+@app.command("reject")
+def returns_reject(
+    return_id: Annotated[str, typer.Argument(help="The return waiting for approval.")],
+    by: Annotated[str, typer.Option("--by", help="Who rejects.")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+) -> None:
+    """Reject a return that waits for approval (publishes `return.rejected`)."""
+    if not by.strip() or not reason.strip():
+        fail(ChoreoError("reject needs the approver's name (--by) and a --reason"))
+    _publish(
+        "answer", return_id, ReturnRejected(rejected_by=by, reason=reason, rejected_at=utc_now())
+    )
+    out.print(f"rejected {return_id}")
