@@ -81,7 +81,9 @@ async def test_a_small_return_is_picked_up_restocked_refunded_and_confirmed(chec
     assert state.status(RETURN) == "completed"
     assert state.saga_type == "return"
     assert state.data["approved_by"] == "policy:auto"
-    assert state.data["pickup_id"] and state.data["restock_id"] and state.data["refund_id"]
+    assert state.data["pickup_id"]
+    assert state.data["restock_id"]
+    assert state.data["refund_id"]
     assert state.data["refunded"] == 1_250  # part of the order's charge
     assert state.step("email").outcome == "succeeded"
     assert undone(state) == []
