@@ -6,6 +6,7 @@ none of them imports another for its types.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,9 +28,12 @@ _KNOBS = ORDER.knob_values()
 class CoordinatorSettings(BaseSettings):
     """The coordinator's knobs, from ``CHOREO_SAGA_<FIELD>`` environment variables.
 
-    They tune the order saga's knobs (:mod:`sagas.order`); defaults are its own. A knob set
-    explicitly (in the environment or as an argument) overrides it in every registered version
-    that has it; knobs left unset keep each version's own value.
+    The fields tune the order saga's knobs (:mod:`sagas.order`), typed and checked; defaults
+    are its own. Every other knob of a shipped definition is read the same way by its name
+    (``CHOREO_SAGA_REFUND_APPROVAL_THRESHOLD_MINOR``, ``CHOREO_SAGA_PICKUP_DEADLINE_S`` in
+    seconds for a duration). A knob set explicitly (in the environment or as an argument)
+    overrides it in every registered version that has it; knobs left unset keep each
+    version's own value.
     """
 
     model_config = SettingsConfigDict(env_prefix="CHOREO_SAGA_", extra="ignore", frozen=True)
@@ -101,7 +105,26 @@ class CoordinatorSettings(BaseSettings):
                 overrides[name.removesuffix("_s")] = timedelta(seconds=value)
             else:
                 overrides[name] = value
-        return overrides
+        return overrides | _other_knobs(set(self.model_fields))
+
+
+def _other_knobs(typed: set[str]) -> dict[str, object]:
+    """The shipped definitions' knobs without a typed field, from ``CHOREO_SAGA_<NAME>``."""
+    found: dict[str, object] = {}
+    for knob in {k.name: k for d in SAGAS for k in d.knobs().values()}.values():
+        duration = isinstance(knob.default, timedelta)
+        setting = f"{knob.name}_s" if duration else knob.name
+        raw = os.environ.get(f"CHOREO_SAGA_{setting.upper()}")
+        if setting in typed or raw is None:
+            continue
+        try:
+            if duration:
+                found[knob.name] = timedelta(seconds=float(raw))
+            else:
+                found[knob.name] = type(knob.default)(raw)
+        except ValueError:
+            raise ValueError(f"CHOREO_SAGA_{setting.upper()}={raw!r}: not a {setting} value") from None
+    return found
 
 
 @lru_cache(maxsize=1)

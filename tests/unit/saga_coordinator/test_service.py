@@ -17,6 +17,7 @@ from saga_coordinator.store import DDL, PostgresSagaStore
 from saga_coordinator.timers import SagaTimers
 from sagas.order import V1 as ORDER
 from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
 
 
 def test_defaults_match_the_newest_definition_and_override_nothing(monkeypatch):
@@ -74,3 +75,22 @@ def test_build_defines_the_saga_coordinator_process():
     assert isinstance(ctx.store, PostgresSagaStore)
     assert ctx.store.schema == "choreo_saga_coordinator"
     assert ctx.definitions.current("order").knob_values()["crm_deadline"] == timedelta(seconds=99)
+
+
+def test_knobs_of_other_definitions_are_read_by_their_names(monkeypatch):
+    monkeypatch.setenv("CHOREO_SAGA_PICKUP_DEADLINE_S", "7")
+    monkeypatch.setenv("CHOREO_SAGA_REFUND_APPROVAL_THRESHOLD_MINOR", "900")
+    overrides = CoordinatorSettings().definition_overrides()
+    assert overrides == {
+        "pickup_deadline": timedelta(seconds=7),
+        "refund_approval_threshold_minor": 900,
+    }
+    returns = SAGAS.with_knobs(overrides).current("return").knob_values()
+    assert returns["pickup_deadline"] == timedelta(seconds=7)
+    assert returns["refund_approval_threshold_minor"] == 900
+
+
+def test_a_knob_of_another_definition_that_is_not_its_type_is_refused(monkeypatch):
+    monkeypatch.setenv("CHOREO_SAGA_PICKUP_DEADLINE_S", "soon")
+    with pytest.raises(ValueError, match="CHOREO_SAGA_PICKUP_DEADLINE_S='soon'"):
+        CoordinatorSettings().definition_overrides()
