@@ -24,8 +24,15 @@ from events.topics import topic_for
 
 SETTINGS = Settings(topic_prefix="reg.")
 
-CLIENT_EVENTS = {"order.placed", "order.approved", "order.rejected"}
-"""What the CLI client (``choreo orders place|approve|reject``) publishes."""
+CLIENT_EVENTS = {
+    "order.placed",
+    "order.approved",
+    "order.rejected",
+    "return.requested",
+    "return.approved",
+    "return.rejected",
+}
+"""What the CLI client (``choreo orders|returns ...``) publishes."""
 
 
 def test_names_and_aliases_are_unique():

@@ -43,14 +43,15 @@ def test_mermaid_only_and_definitions():
     assert mermaid.output.startswith("flowchart LR\n")
     listed = runner.invoke(app, ["sagas", "definitions", "--json"])
     assert orjson.loads(listed.output) == [
-        {"saga_type": "order", "versions": [1], "start": "order.placed", "key": "order_id"}
+        {"saga_type": "order", "versions": [1], "start": "order.placed", "key": "order_id"},
+        {"saga_type": "return", "versions": [1], "start": "return.requested", "key": "return_id"},
     ]
 
 
 def test_an_unknown_type_or_version_is_a_clear_error():
     unknown = runner.invoke(app, ["sagas", "show", "returns"])
     assert unknown.exit_code == 1
-    assert "no saga type 'returns'; known: order" in unknown.output
+    assert "no saga type 'returns'; known: order, return" in unknown.output
     old = runner.invoke(app, ["sagas", "show", "order", "--version", "7"])
     assert old.exit_code == 1
     assert "no saga definition order v7" in old.output
