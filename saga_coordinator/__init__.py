@@ -10,10 +10,10 @@ Layers, dependencies pointing inward:
 
 * :mod:`~saga_coordinator.engine` — the pure, generic core: facts, the fold, timers, decide,
   interpreting any :class:`~sagas.definition.SagaDefinition`;
-* :mod:`~saga_coordinator.legacy` — the order saga's facts stored before definitions, read as
-  the engine's (the old core that wrote them — :mod:`~saga_coordinator.saga`, ``state``,
-  ``render``, ``deadlines``, ``definition``, ``facts`` — no longer decides anything; it stays as
-  the reference the engine is checked against, ``tests/unit/saga_coordinator/engine``);
+* :mod:`~saga_coordinator.legacy` and :mod:`~saga_coordinator.facts` — the order saga's facts
+  stored before definitions, read as the engine's (the core that wrote them now lives only
+  in the tests, ``tests/unit/saga_coordinator/old_core``, as the reference the engine is
+  checked against);
 * :mod:`~saga_coordinator.store` — fact streams and durable timers (PostgreSQL, in-memory);
 * :mod:`~saga_coordinator.handlers` and :mod:`~saga_coordinator.timers` — the adapters that
   load, decide and store, for incoming events and for due timers;

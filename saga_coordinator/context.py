@@ -123,7 +123,9 @@ def _other_knobs(typed: set[str]) -> dict[str, object]:
             else:
                 found[knob.name] = type(knob.default)(raw)
         except ValueError:
-            raise ValueError(f"CHOREO_SAGA_{setting.upper()}={raw!r}: not a {setting} value") from None
+            raise ValueError(
+                f"CHOREO_SAGA_{setting.upper()}={raw!r}: not a {setting} value"
+            ) from None
     return found
 
 

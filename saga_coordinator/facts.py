@@ -1,14 +1,14 @@
-"""The facts a saga records: what it observed and what it decided, one immutable record each.
+"""The order saga's facts as stored before saga definitions, one immutable record each.
 
-A saga's state is nothing but the fold of its facts (:func:`saga_coordinator.state.evolve`), so
-a fact holds exactly what later decisions need, in JSON-safe fields (they are stored as
-``jsonb``). Two families:
+The coordinator no longer writes these kinds; :mod:`saga_coordinator.legacy` reads them as the
+engine's facts, so that sagas stored before the upgrade finish. Documented as they were written:
+a saga's state was the fold of its facts, so a fact holds exactly what later decisions need,
+in JSON-safe fields (they are stored as ``jsonb``). Two families:
 
 * **observations** of events from other processes (``reserved``, ``charged``, ...): they emit
   nothing;
 * **decisions** of the coordinator (``auto_approved``, ``compensation_requested``,
-  ``cancelled``, ...): each renders to exactly one emitted event or command
-  (:mod:`saga_coordinator.render`).
+  ``cancelled``, ...): each rendered to exactly one emitted event or command.
 
 ``kind`` names a fact in storage; a released kind and its fields are never changed (add a new
 kind instead), because old sagas are folded from old rows.

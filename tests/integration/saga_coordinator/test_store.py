@@ -19,7 +19,6 @@ from saga_coordinator import legacy
 from saga_coordinator.engine.state import fold as fold_generic
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
-from saga_coordinator.state import fold
 from saga_coordinator.store import DDL, InMemorySagaStore, PostgresSagaStore, SagaStore, Timer
 from sagas.order import V1 as ORDER
 from sagas.shipped import SAGAS
@@ -37,6 +36,7 @@ from tests.unit.saga_coordinator.flow import (
     scheduled,
     shipment_failed,
 )
+from tests.unit.saga_coordinator.old_core.state import fold
 
 pytestmark = pytest.mark.integration
 

@@ -33,12 +33,12 @@ from contracts.catalog import (
 from contracts.parts import ReservedItem, Shortage
 from contracts.samples import sample_order_placed
 from events.model import Envelope, Event, Message
-from saga_coordinator.deadlines import desired_timers
-from saga_coordinator.definition import V1, SagaDefinition
 from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerFired
 from saga_coordinator.facts import Fact, parse_fact
-from saga_coordinator.saga import Decision, decide
-from saga_coordinator.state import SagaState, fold
+from tests.unit.saga_coordinator.old_core.deadlines import desired_timers
+from tests.unit.saga_coordinator.old_core.definition import V1, SagaDefinition
+from tests.unit.saga_coordinator.old_core.saga import Decision, decide
+from tests.unit.saga_coordinator.old_core.state import SagaState, fold
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 SMALL = 2_599  # below the default approval threshold

@@ -18,7 +18,6 @@ from contracts.catalog import (
     PaymentRefund,
     ShipmentCancel,
 )
-from saga_coordinator.definition import V1, DefinitionRegistry, SagaDefinition
 from saga_coordinator.engine.state import fold as fold_generic
 from saga_coordinator.engine.timing import CancelTimer, TimerFired
 from saga_coordinator.errors import (
@@ -28,10 +27,17 @@ from saga_coordinator.errors import (
 )
 from saga_coordinator.facts import SagaStarted
 from saga_coordinator.legacy import upcast
-from saga_coordinator.saga import decide
-from saga_coordinator.state import AUTO_APPROVER, PRODUCER, SagaState, evolve, fold
 from saga_coordinator.timers import saga_message
 from sagas.order import V1 as ORDER
+from tests.unit.saga_coordinator.old_core.definition import V1, DefinitionRegistry, SagaDefinition
+from tests.unit.saga_coordinator.old_core.saga import decide
+from tests.unit.saga_coordinator.old_core.state import (
+    AUTO_APPROVER,
+    PRODUCER,
+    SagaState,
+    evolve,
+    fold,
+)
 
 from .flow import (
     LARGE,

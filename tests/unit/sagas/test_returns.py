@@ -75,7 +75,8 @@ def test_a_small_return_is_approved_by_policy_and_completes():
     trip.send(confirmation())
     assert trip.state.status(V1) == "completed"
     done = trip.emitted[-1]
-    assert isinstance(done, ReturnCompleted) and done.notes == ()
+    assert isinstance(done, ReturnCompleted)
+    assert done.notes == ()
     assert trip.timers == {}
 
 
@@ -120,7 +121,8 @@ def test_a_refused_inspection_cancels_the_pickup_before_the_saga_ends():
     cancelled = trip.emitted[-1]
     assert isinstance(cancelled, ReturnCancelled)
     assert cancelled.reason == "inspection_failed"
-    assert cancelled.detail is not None and "damaged: SKU-RED-MUG" in cancelled.detail
+    assert cancelled.detail is not None
+    assert "damaged: SKU-RED-MUG" in cancelled.detail
 
 
 def test_a_declined_refund_undoes_the_restock_then_the_pickup_newest_first():

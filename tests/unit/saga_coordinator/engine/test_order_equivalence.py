@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from saga_coordinator.definition import V1 as LEGACY_V1
 from saga_coordinator.engine.state import fold
 from saga_coordinator.engine.timing import desired_timers
 from saga_coordinator.legacy import upcast
 from sagas.order import V1 as ORDER
+from tests.unit.saga_coordinator.old_core.definition import V1 as LEGACY_V1
 
 from ..flow import (
     LARGE,

@@ -29,7 +29,6 @@ from contracts.order import (
     CompensationCommand,
 )
 from events.model import Event
-from saga_coordinator.definition import SagaDefinition
 from saga_coordinator.facts import (
     ApprovalEscalated,
     ApprovalRequested,
@@ -42,7 +41,8 @@ from saga_coordinator.facts import (
     SagaCancelled,
     SagaCompleted,
 )
-from saga_coordinator.state import AUTO_APPROVER, PRODUCER, SagaState
+from tests.unit.saga_coordinator.old_core.definition import SagaDefinition
+from tests.unit.saga_coordinator.old_core.state import AUTO_APPROVER, PRODUCER, SagaState
 
 
 def _render(fact: Fact, state: SagaState, d: SagaDefinition) -> list[Event]:

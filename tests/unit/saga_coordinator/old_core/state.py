@@ -5,7 +5,7 @@ The old order core, no longer used by the running coordinator (it decides with
 checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py``).
 
 :func:`evolve` applies one fact to a :class:`SagaState`; :func:`fold` applies a stream. The
-decisions (:mod:`saga_coordinator.saga`) read the state; only facts change it.
+decisions (:mod:`tests.unit.saga_coordinator.old_core.saga`) read the state; only facts change it.
 """
 
 from __future__ import annotations

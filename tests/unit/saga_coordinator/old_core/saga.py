@@ -6,7 +6,7 @@ checked against (``tests/unit/saga_coordinator/engine/test_order_equivalence.py`
 
 * :func:`evolve` applies one fact to a :class:`SagaState`; :func:`fold` applies a stream.
 * :func:`decide` takes the state, one input (a :class:`~events.model.Message` or a
-  :class:`TimerFired`), the saga's pinned :class:`~saga_coordinator.definition.SagaDefinition`
+  :class:`TimerFired`), the saga's pinned :class:`.definition.SagaDefinition`
   and the time, and returns a :class:`Decision`: the new facts, the events/commands to emit and
   the timer operations. The handlers and the timer loop only load, call this, and store.
 
@@ -17,9 +17,9 @@ to the order in which events of different topics arrive (e.g. `shipment.schedule
 `payment.charged`), and redelivered or repeated events change nothing: a fact already known is
 not recorded twice, and a message id already folded is dropped.
 
-Layers of the pure core: :mod:`~saga_coordinator.state` (the fold),
-:mod:`~saga_coordinator.deadlines` (the timers a state needs: a decision's timer operations are
-the difference before/after), :mod:`~saga_coordinator.render` (facts as events) and this
+Layers of the pure core: :mod:`.state` (the fold),
+:mod:`.deadlines` (the timers a state needs: a decision's timer operations are
+the difference before/after), :mod:`.render` (facts as events) and this
 module (decisions).
 """
 
@@ -53,8 +53,6 @@ from contracts.order import (
     UNDOES,
 )
 from events.model import Event, Message
-from saga_coordinator.deadlines import desired_timers
-from saga_coordinator.definition import SagaDefinition, StepName
 from saga_coordinator.engine.timing import CancelTimer, TimerFired, TimerOp, timer_ops
 from saga_coordinator.errors import SagaError
 from saga_coordinator.facts import (
@@ -85,8 +83,10 @@ from saga_coordinator.facts import (
     StockReserved,
     StockUnavailable,
 )
-from saga_coordinator.render import _render
-from saga_coordinator.state import PRODUCER, SagaState, evolve
+from tests.unit.saga_coordinator.old_core.deadlines import desired_timers
+from tests.unit.saga_coordinator.old_core.definition import SagaDefinition, StepName
+from tests.unit.saga_coordinator.old_core.render import _render
+from tests.unit.saga_coordinator.old_core.state import PRODUCER, SagaState, evolve
 
 CONFIRMATION_TEMPLATE = "order_confirmation"
 """The email whose outcome completion waits for; other emails are not the saga's business."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from saga_coordinator.definition import SagaDefinition
 from saga_coordinator.engine.timing import ack_timer, deadline_timer
-from saga_coordinator.state import SagaState
+from tests.unit.saga_coordinator.old_core.definition import SagaDefinition
+from tests.unit.saga_coordinator.old_core.state import SagaState
 
 
 def desired_timers(state: SagaState, definition: SagaDefinition) -> dict[str, datetime]:
