@@ -58,6 +58,7 @@ from projections.api_models import (
     Summary,
 )
 from projections.backend import Backend, BackendDep, QueriesDep
+from projections.console import approvals
 from projections.console import pages as console
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
@@ -307,6 +308,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     app.include_router(reads)
     app.include_router(api_actions.router)
     app.include_router(console.router)
+    app.include_router(approvals.router)
     console.mount_assets(app)
     app.add_api_route(
         "/health",

@@ -119,6 +119,33 @@ class Queries:
         )
         return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
 
+    async def approvals(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Orders waiting for a person's decision, the soonest to expire first: each order's
+        row with its latest approval request (``request``: total, threshold, requested and
+        expiry times, as the coordinator published them)."""
+        rows = await self.db.pool.fetch(
+            f"""
+            SELECT o.*, r.payload AS request
+            FROM {self.schema}.order_status AS o
+            LEFT JOIN LATERAL (
+                SELECT payload FROM {self.schema}.event_log AS e
+                WHERE e.order_id = o.order_id AND e.event_type = 'order.approval_requested'
+                ORDER BY e.position DESC LIMIT 1
+            ) AS r ON true
+            WHERE o.status = 'awaiting_approval'
+            ORDER BY (r.payload->>'expires_at')::timestamptz NULLS LAST, o.order_id
+            LIMIT $1
+            """,
+            limit,
+        )
+        return [
+            {
+                **store.view_from_row(r).to_json(),
+                "request": orjson.loads(r["request"]) if r["request"] else None,
+            }
+            for r in rows
+        ]
+
     async def history(self, order_id: str) -> list[dict[str, Any]]:
         """The audit trail: every event of the order, in log order, summarized without PII."""
         rows = await self.db.pool.fetch(

@@ -51,6 +51,23 @@ def clock(value: str | None) -> str:
     return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def span(seconds: float | None) -> str:
+    """A stretch of time for people: ``12 s``, ``4 min 05 s``, ``3 h 20 min``, ``2 d 4 h``."""
+    if seconds is None:
+        return "—"
+    whole = int(abs(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02} min"
+    if minutes:
+        return f"{minutes} min {secs:02} s"
+    return f"{secs} s"
+
+
 def tone(status: str) -> str:
     """The colour family of a status."""
     return STATUS_TONES.get(status, "run")
@@ -134,6 +151,7 @@ def _nice(value: float) -> float:
 FILTERS: dict[str, Callable[..., str]] = {
     "num": number,
     "ms": duration_ms,
+    "span": span,
     "clock": clock,
     "tone": tone,
     "label": label,

@@ -69,7 +69,8 @@ async def _signed_in(request: Request) -> Principal:
 SignedIn = Annotated[Principal, Depends(_signed_in)]
 
 
-def _page(request: Request, name: str, user: Principal | None, **context: Any) -> HTMLResponse:
+def page(request: Request, name: str, user: Principal | None, **context: Any) -> HTMLResponse:
+    """The template ``name`` rendered for ``user``, with the session's CSRF value."""
     context |= {"user": user, "csrf": csrf_value(request) if user else ""}
     return templates.TemplateResponse(request, name, context)
 
@@ -90,7 +91,7 @@ async def sign_in_page(request: Request, next: str | None = None) -> Response:
     """The sign-in form (a signed-in user goes straight on)."""
     if session_principal(request) is not None:
         return RedirectResponse(_safe_next(next), HTTPStatus.SEE_OTHER)
-    return _page(request, "sign_in.html", None, next=_safe_next(next), error=None)
+    return page(request, "sign_in.html", None, next=_safe_next(next), error=None)
 
 
 @router.post(SIGN_IN)
@@ -100,7 +101,7 @@ async def sign_in_form(
     """Check the token; on success start a session and go on, else show the form again."""
     found = await authenticate(token_store(request), token)
     if found is None:
-        response = _page(
+        response = page(
             request, "sign_in.html", None, next=_safe_next(next), error="That token is not valid."
         )
         response.status_code = HTTPStatus.UNAUTHORIZED
@@ -134,13 +135,13 @@ Overview = Annotated[dict[str, Any], Depends(_overview)]
 @router.get("/console")
 async def overview_page(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
     """The overview: counts, rates, latencies and dead letters, live."""
-    return _page(request, "overview.html", user, section="overview", **data)
+    return page(request, "overview.html", user, section="overview", **data)
 
 
 @router.get("/console/live/overview")
 async def overview_live(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
     """The overview's changing part."""
-    return _page(request, "_overview.html", user, **data)
+    return page(request, "_overview.html", user, **data)
 
 
 async def _orders(
@@ -173,10 +174,10 @@ Orders = Annotated[dict[str, Any], Depends(_orders)]
 @router.get("/console/sagas/order")
 async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
     """Order sagas, newest first, filtered by status and paged on the server, live."""
-    return _page(request, "orders.html", user, section="orders", **data)
+    return page(request, "orders.html", user, section="orders", **data)
 
 
 @router.get("/console/sagas/order/live")
 async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
     """The orders list's changing part."""
-    return _page(request, "_orders.html", user, **data)
+    return page(request, "_orders.html", user, **data)

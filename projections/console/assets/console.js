@@ -41,8 +41,11 @@ function live(region) {
 async function act(button) {
   const order = button.dataset.order;
   const action = button.dataset.action;
-  let body = {};
-  if (action === "reject") {
+  // A reason typed beside the buttons (the approvals page) goes with the decision; a
+  // rejection without one asks for it.
+  const typed = document.querySelector(`input[data-reason-for="${CSS.escape(order)}"]`)?.value.trim();
+  let body = typed ? { reason: typed } : {};
+  if (action === "reject" && !typed) {
     const reason = window.prompt(`Why reject ${order}?`);
     if (!reason) return;
     body = { reason };

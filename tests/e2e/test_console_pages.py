@@ -1,0 +1,145 @@
+"""The console's work pages in a real headless Chromium (Debian's, driven by Playwright):
+approving from the approvals page, redriving a dead letter (and its audit row), filtering and
+searching the orders list, the overview's latency chart and consumer lag, the definitions.
+
+As in ``test_console.py``, the API runs in this process over read models the real projector
+keeps projecting from this module's own topics; the dead letters are real records in this
+module's dead-letter topic, the lag is the broker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import uvicorn
+from playwright.async_api import async_playwright, expect
+
+from contracts.catalog import OrderApprovalRequested
+from events.codec import Codec
+from events.database import Database
+from events.model import Event, Message
+from events.producer import EventProducer
+from events.settings import get_settings
+from events.topics import provision_topics
+from projections import API
+from projections.api import create_app
+from projections.projector import Projector
+from tests.conftest import ApiTokens
+from tests.e2e.test_console import Console, _free_port, chromium, spaced
+from tests.integration.test_api import drop_schema
+from tests.integration.test_projector import HAPPY, SHIPMENT_FAILED, flow
+
+pytestmark = pytest.mark.integration
+
+WAITING = ["order.placed", "inventory.reserved", "order.approval_requested"]
+
+
+def waiting(order_id: str, placed: datetime, expires_in: timedelta) -> list[Message[Event]]:
+    """An order waiting for approval since ``placed`` + 1 s, expiring ``expires_in`` later."""
+    messages = spaced(flow(order_id, WAITING), placed, 0)
+    request = messages[-1]
+    asked = request.envelope.occurred_at
+    event = OrderApprovalRequested(
+        total_minor=2_599,  # the order.placed example's total
+        currency="EUR",
+        threshold_minor=1_000,
+        requested_at=asked,
+        expires_at=asked + expires_in,
+    )
+    return [*messages[:-1], dataclasses.replace(request, event=event)]
+
+
+def sample_orders(now: datetime) -> list[Message[Event]]:
+    """Completed and shipment-failed orders over the last 20 minutes, and three waiting."""
+    messages = []
+    for n in range(6):
+        messages += spaced(flow(f"ord-done-{n}", HAPPY), now - timedelta(minutes=3 * n + 1), n)
+    for n in range(3):
+        messages += spaced(
+            flow(f"ord-fail-{n}", SHIPMENT_FAILED), now - timedelta(minutes=4 * n + 2), n
+        )
+    messages += waiting("ord-ask-soon", now - timedelta(minutes=30), timedelta(minutes=40))
+    messages += waiting("ord-ask-late", now - timedelta(minutes=5), timedelta(days=1))
+    messages += waiting("ord-ask-over", now - timedelta(hours=2), timedelta(hours=1))
+    return messages
+
+
+# Long: one fixture sets up the whole module's world (topics, orders, projector, API, browser)
+# and takes it down in reverse order.
+@pytest.fixture(scope="module")
+async def console(stack: None, codec: Codec, api_tokens: ApiTokens) -> AsyncIterator[Console]:
+    settings = get_settings().model_copy(update={"topic_prefix": f"uip{uuid.uuid4().hex[:8]}."})
+    await provision_topics(settings)
+    projector = Projector(settings, codec)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, api_tokens.api),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    async with EventProducer(settings, codec, client_id="e2e-console-pages") as producer:
+        await producer.publish(sample_orders(datetime.now(UTC)))
+        projecting = asyncio.create_task(projector.run())
+        serving = asyncio.create_task(server.serve())
+        playwright = await async_playwright().start()
+        try:
+            browser = await playwright.chromium.launch(executable_path=chromium())
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+                await asyncio.sleep(0.05)
+            yield Console(f"http://127.0.0.1:{port}", settings, producer, browser, api_tokens)
+            await browser.close()
+        finally:
+            await playwright.stop()
+            server.should_exit = True
+            await serving
+            await projector.stop()
+            await projecting
+            await projector.close()
+            await drop_schema(settings)
+            async with Database(settings) as db:
+                await db.pool.execute(f"DROP SCHEMA IF EXISTS {API.schema(settings)} CASCADE")
+
+
+async def test_an_operator_approves_from_the_approvals_page(console: Console):
+    page = await console.signed_in(console.tokens.operator, "/console/approvals")
+    rows = page.locator("table.approvals tbody tr")
+    await expect(rows).to_have_count(3)
+    # The soonest to expire first; the overdue one says so.
+    await expect(rows.nth(0)).to_have_attribute("data-order", "ord-ask-over")
+    await expect(rows.nth(0).get_by_test_id("time-left")).to_contain_text("overdue")
+    await expect(rows.nth(1)).to_have_attribute("data-order", "ord-ask-soon")
+    await expect(rows.nth(1).get_by_test_id("time-left")).to_contain_text("min")
+    await expect(rows.nth(1).get_by_test_id("time-left")).to_contain_text("then reject")
+    late = page.locator("tr[data-order=ord-ask-late]")
+    await expect(late).to_contain_text("25.99 EUR")
+    await expect(late).to_contain_text("cust-1")
+    await expect(late.get_by_test_id("time-left")).to_contain_text("23 h")
+
+    await late.locator("input.reason").fill("known customer")
+    await late.locator("button[data-action=approve]").click()
+    await expect(page.locator("#toast")).to_have_text("ord-ask-late approved by test-operator")
+    # The projector reads the approval; the live list drops the order.
+    await expect(late).to_have_count(0, timeout=15_000)
+    await expect(rows).to_have_count(2)
+    history = await page.evaluate(
+        "async () => (await (await fetch('/orders/ord-ask-late/history')).json()).events"
+    )
+    approved = [e for e in history if e["event_type"] == "order.approved"]
+    assert [e["producer"] for e in approved] == ["api"], history
+    await page.context.close()
+
+
+async def test_a_viewer_sees_the_approvals_read_only(console: Console):
+    page = await console.signed_in(console.tokens.viewer, "/console/approvals")
+    await expect(page.locator("tr[data-order=ord-ask-soon]")).to_have_count(1)
+    await expect(page.locator("button[data-action], input.reason")).to_have_count(0)
+    await page.context.close()
