@@ -42,7 +42,7 @@ from events import tracing
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
-from projections import API, api_actions
+from projections import API, api_actions, api_audit
 from projections.access import require
 from projections.api_models import (
     ErrorBody,
@@ -57,8 +57,9 @@ from projections.api_models import (
     StatusName,
     Summary,
 )
+from projections.audit import RedriveAudit
 from projections.backend import Backend, BackendDep, QueriesDep
-from projections.console import approvals
+from projections.console import approvals, dead_letters
 from projections.console import pages as console
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
@@ -276,6 +277,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     )
     app.state.backend = backend
     app.state.operations = operations
+    app.state.audit = RedriveAudit(backend.db, API.schema(settings))
     app.state.tokens = TokenStore(api.tokens, TokenFile(api.token_file(settings)))
     secret = api.session_secret.get_secret_value() if api.session_secret else None
     app.add_middleware(
@@ -307,8 +309,10 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     )
     app.include_router(reads)
     app.include_router(api_actions.router)
+    app.include_router(api_audit.router)
     app.include_router(console.router)
     app.include_router(approvals.router)
+    app.include_router(dead_letters.router)
     console.mount_assets(app)
     app.add_api_route(
         "/health",

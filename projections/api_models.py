@@ -229,6 +229,37 @@ class Redriven(BaseModel):
 
     ids: list[str]
     by: str
+    audit_id: int | None = Field(
+        default=None, description="The redrive's row in the audit; null when nothing was redriven."
+    )
+
+
+class RedrivenLetter(BaseModel):
+    """One letter of an audited redrive."""
+
+    id: str = Field(description="`partition:offset` in the dead-letter topic.")
+    event_type: str | None
+    order_id: str | None
+    source_topic: str
+    consumer: str
+    reason: str
+
+
+class RedriveRecord(BaseModel):
+    """One redrive: who, when, which letters."""
+
+    id: int
+    redriven_at: datetime
+    redriven_by: str = Field(description="The name of the token that redrove.")
+    token_id: str
+    letters: list[RedrivenLetter]
+
+
+class RedriveAuditList(BaseModel):
+    """Redrives, newest first."""
+
+    redrives: list[RedriveRecord]
+    count: int
 
 
 class Me(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,12 @@ from playwright.async_api import async_playwright, expect
 from contracts.catalog import OrderApprovalRequested
 from events.codec import Codec
 from events.database import Database
+from events.dlq import dead_letter
+from events.errors import DecodeError, TransientError
 from events.model import Event, Message
-from events.producer import EventProducer
-from events.settings import get_settings
-from events.topics import provision_topics
+from events.producer import EventProducer, OutgoingRecord
+from events.settings import Settings, get_settings
+from events.topics import provision_topics, topic_for
 from projections import API
 from projections.api import create_app
 from projections.projector import Projector
@@ -69,6 +72,52 @@ def sample_orders(now: datetime) -> list[Message[Event]]:
     return messages
 
 
+def dead_letters(settings: Settings, codec: Codec) -> list[OutgoingRecord]:
+    """Three dead letters: an order.placed inventory gave up on, a payment.declined the CRM
+    gave up on, and bytes the projector could not decode."""
+    placed = flow("ord-letter-1", ["order.placed"])[0]
+    declined = flow("ord-letter-2", ["order.placed", "payment.declined"])[1]
+    letters = [
+        dead_letter(
+            error=TransientError("stock service unavailable"),
+            consumer=f"{settings.topic_prefix}inventory",
+            topic=topic_for("order.placed", settings),
+            partition=0,
+            offset=7,
+            key=b"ord-letter-1",
+            value=codec.encode(placed),
+            headers=[],
+            attempts=4,
+            event_type="order.placed",
+            event_id=str(placed.envelope.event_id),
+        ),
+        dead_letter(
+            error=TransientError("crm timed out"),
+            consumer=f"{settings.topic_prefix}crm",
+            topic=topic_for("payment.declined", settings),
+            partition=1,
+            offset=3,
+            key=b"ord-letter-2",
+            value=codec.encode(declined),
+            headers=[],
+            attempts=4,
+            event_type="payment.declined",
+        ),
+        dead_letter(
+            error=DecodeError("not Avro single-object encoding: expected marker c301"),
+            consumer=f"{settings.topic_prefix}projector",
+            topic=topic_for("order.placed", settings),
+            partition=2,
+            offset=9,
+            key=b"ord-letter-3",
+            value=b"\x00\xffnot avro",
+            headers=[],
+            attempts=1,
+        ),
+    ]
+    return [letter.to_record(settings.dlq_topic) for letter in letters]
+
+
 # Long: one fixture sets up the whole module's world (topics, orders, projector, API, browser)
 # and takes it down in reverse order.
 @pytest.fixture(scope="module")
@@ -88,6 +137,7 @@ async def console(stack: None, codec: Codec, api_tokens: ApiTokens) -> AsyncIter
     )
     async with EventProducer(settings, codec, client_id="e2e-console-pages") as producer:
         await producer.publish(sample_orders(datetime.now(UTC)))
+        await producer.send_records(dead_letters(settings, codec))
         projecting = asyncio.create_task(projector.run())
         serving = asyncio.create_task(server.serve())
         playwright = await async_playwright().start()
@@ -142,4 +192,72 @@ async def test_a_viewer_sees_the_approvals_read_only(console: Console):
     page = await console.signed_in(console.tokens.viewer, "/console/approvals")
     await expect(page.locator("tr[data-order=ord-ask-soon]")).to_have_count(1)
     await expect(page.locator("button[data-action], input.reason")).to_have_count(0)
+    await page.context.close()
+
+
+async def test_an_operator_redrives_a_dead_letter_and_the_audit_shows_it(console: Console):
+    page = await console.signed_in(console.tokens.operator, "/console/dead-letters")
+    letters = page.locator("table.letters tbody tr[data-letter]")
+    await expect(letters).to_have_count(3)
+    # A decodable message shows decoded, personal data masked; the others' bytes in hex.
+    placed = page.locator("tr[data-order=ord-letter-1]")
+    await expect(placed).to_contain_text("order.placed")
+    await expect(placed).to_contain_text("stock service unavailable")
+    letter_id = await placed.get_attribute("data-letter")
+    message = page.locator("tr[data-order=ord-letter-1] + tr.message")
+    await message.locator("summary").click()
+    payload = message.get_by_test_id("payload")
+    await expect(payload).to_contain_text('"event_type": "order.placed"')
+    await expect(payload).to_contain_text('"customer_email": "***"')
+    await expect(payload).not_to_contain_text("Lovelace")
+    garbage = page.locator("tr[data-order=ord-letter-3] + tr.message")
+    await garbage.locator("summary").click()
+    await expect(garbage.get_by_test_id("hex")).to_have_text("00 ff 6e 6f 74 20 61 76 72 6f")
+
+    # Filters: by topic, then by a word of the reason.
+    order_topic = topic_for("order.placed", console.settings)
+    await page.select_option("select[name=topic]", order_topic)
+    await page.click("form.toolbar button[type=submit]")
+    await expect(letters).to_have_count(2)
+    await page.fill("input[name=reason]", "STOCK")
+    await page.click("form.toolbar button[type=submit]")
+    await expect(letters).to_have_count(1)
+    await expect(letters.first).to_have_attribute("data-order", "ord-letter-1")
+
+    await placed.locator("input[data-select]").check()
+    await page.click("button[data-redrive-selected]")
+    await expect(page.locator("#toast")).to_have_text(f"redrove {letter_id} by test-operator")
+    audit = page.locator("table.audit tr[data-audit]")
+    await expect(audit).to_have_count(1)
+    await expect(audit.first).to_contain_text("test-operator")
+    await expect(audit.first.locator("[data-audit-letter]")).to_have_text(str(letter_id))
+    await expect(audit.first).to_contain_text("order.placed · ord-letter-1")
+    await expect(letters).to_have_count(0)  # no longer pending
+    # The redriven message reached its topic again: the projector logs the order.
+    history = await page.evaluate(
+        """async () => {
+            for (let i = 0; i < 100; i++) {
+                const r = await fetch('/orders/ord-letter-1/history');
+                if (r.ok) return (await r.json()).events.map((e) => e.event_type);
+                await new Promise((done) => setTimeout(done, 100));
+            }
+            return null;
+        }"""
+    )
+    assert history == ["order.placed"]
+    await page.check("input[name=redriven]")
+    await page.click("form.toolbar button[type=submit]")
+    await expect(page.get_by_test_id("redriven")).to_have_text(re.compile("by test-operator"))
+    audited = await page.evaluate("async () => (await fetch('/dead-letters/redrives')).json()")
+    assert audited["count"] == 1
+    assert audited["redrives"][0]["redriven_by"] == "test-operator"
+    assert [letter["id"] for letter in audited["redrives"][0]["letters"]] == [letter_id]
+    await page.context.close()
+
+
+async def test_a_viewer_cannot_redrive(console: Console):
+    page = await console.signed_in(console.tokens.viewer, "/console/dead-letters")
+    await page.goto(console.url + "/console/dead-letters?redriven=true")
+    await expect(page.locator("table.letters tbody tr[data-letter]")).to_have_count(3)
+    await expect(page.locator("button[data-redrive], input[data-select]")).to_have_count(0)
     await page.context.close()
