@@ -59,7 +59,7 @@ from projections.api_models import (
 )
 from projections.audit import RedriveAudit
 from projections.backend import Backend, BackendDep, QueriesDep
-from projections.console import approvals, dead_letters
+from projections.console import approvals, dead_letters, orders
 from projections.console import pages as console
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
@@ -311,6 +311,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     app.include_router(api_actions.router)
     app.include_router(api_audit.router)
     app.include_router(console.router)
+    app.include_router(orders.router)
     app.include_router(approvals.router)
     app.include_router(dead_letters.router)
     console.mount_assets(app)

@@ -1,4 +1,4 @@
-"""The console's routes: sign-in and sign-out, the overview and the order sagas list.
+"""The console's routes: sign-in and sign-out and the overview, and what every page uses.
 
 Each page has a ``/live`` twin that renders only its changing part; the page's script fetches
 it again every few seconds (polling: one short request, through any proxy, no connection held
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -37,7 +37,6 @@ from projections.console import charts
 from projections.tokens import Principal
 
 HERE = Path(__file__).parent
-PAGE_SIZE = 25
 SIGN_IN = "/console/sign-in"
 log = logging.getLogger("choreo.api")
 
@@ -142,42 +141,3 @@ async def overview_page(request: Request, user: SignedIn, data: Overview) -> HTM
 async def overview_live(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
     """The overview's changing part."""
     return page(request, "_overview.html", user, **data)
-
-
-async def _orders(
-    queries: QueriesDep,
-    status: Annotated[str | None, Query()] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-) -> dict[str, Any]:
-    status = status if status in STATUSES else None
-    offset = (page - 1) * PAGE_SIZE
-    rows = await queries.orders(status=status, limit=PAGE_SIZE, offset=offset)
-    total = await queries.count_orders(status=status)
-    by_status = (await queries.summary())["by_status"]
-    return {
-        "orders": rows,
-        "total": total,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
-        "first": offset + 1 if rows else 0,
-        "last": offset + len(rows),
-        "status": status,
-        "statuses": STATUSES,
-        "by_status": by_status,
-        "all_orders": sum(by_status.values()),
-    }
-
-
-Orders = Annotated[dict[str, Any], Depends(_orders)]
-
-
-@router.get("/console/sagas/order")
-async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
-    """Order sagas, newest first, filtered by status and paged on the server, live."""
-    return page(request, "orders.html", user, section="orders", **data)
-
-
-@router.get("/console/sagas/order/live")
-async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
-    """The orders list's changing part."""
-    return page(request, "_orders.html", user, **data)

@@ -57,15 +57,28 @@ def waiting(order_id: str, placed: datetime, expires_in: timedelta) -> list[Mess
     return [*messages[:-1], dataclasses.replace(request, event=event)]
 
 
+def customer(messages: list[Message[Event]], customer_id: str) -> list[Message[Event]]:
+    """The flow with ``order.placed`` naming ``customer_id``."""
+    return [
+        dataclasses.replace(m, event=m.event.model_copy(update={"customer_id": customer_id}))
+        if m.envelope.event_type == "order.placed"
+        else m
+        for m in messages
+    ]
+
+
 def sample_orders(now: datetime) -> list[Message[Event]]:
-    """Completed and shipment-failed orders over the last 20 minutes, and three waiting."""
+    """Completed and shipment-failed orders over the last 20 minutes (one of each placed by
+    ``cust-vip``), and three waiting for approval."""
     messages = []
     for n in range(6):
-        messages += spaced(flow(f"ord-done-{n}", HAPPY), now - timedelta(minutes=3 * n + 1), n)
+        done = spaced(flow(f"ord-done-{n}", HAPPY), now - timedelta(minutes=3 * n + 1), n)
+        messages += customer(done, "cust-vip") if n == 3 else done
     for n in range(3):
-        messages += spaced(
+        failed = spaced(
             flow(f"ord-fail-{n}", SHIPMENT_FAILED), now - timedelta(minutes=4 * n + 2), n
         )
+        messages += customer(failed, "cust-vip") if n == 1 else failed
     messages += waiting("ord-ask-soon", now - timedelta(minutes=30), timedelta(minutes=40))
     messages += waiting("ord-ask-late", now - timedelta(minutes=5), timedelta(days=1))
     messages += waiting("ord-ask-over", now - timedelta(hours=2), timedelta(hours=1))
@@ -260,4 +273,44 @@ async def test_a_viewer_cannot_redrive(console: Console):
     await page.goto(console.url + "/console/dead-letters?redriven=true")
     await expect(page.locator("table.letters tbody tr[data-letter]")).to_have_count(3)
     await expect(page.locator("button[data-redrive], input[data-select]")).to_have_count(0)
+    await page.context.close()
+
+
+async def test_filters_and_search_narrow_the_orders_list(console: Console):
+    page = await console.signed_in(console.tokens.viewer, "/console/sagas/order")
+    rows = page.locator("table.orders tbody tr[data-order]")
+    await expect(rows.first).to_be_visible()
+    assert await rows.count() >= 12
+
+    await page.select_option("select[name=reason]", "shipment_failed")
+    await page.click("form.toolbar button[type=submit]")
+    await expect(rows).to_have_count(3)
+    await expect(page.locator("tr[data-order^=ord-fail-]")).to_have_count(3)
+
+    await page.get_by_test_id("search").fill("cust-vip")  # a customer id, with the reason
+    await page.click("form.toolbar button[type=submit]")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-order", "ord-fail-1")
+
+    await page.get_by_test_id("clear").click()
+    await page.get_by_test_id("search").fill("done-")  # a part of the order id
+    await page.click("form.toolbar button[type=submit]")
+    await expect(rows).to_have_count(6)
+    # The status chips count what the other filters keep, and keep them.
+    await expect(page.locator("a.chip[data-status=completed] .n")).to_have_text("6")
+    await expect(page.locator("a.chip[data-status=cancelled] .n")).to_have_text("0")
+    await page.click("a.chip[data-status=cancelled]")
+    await expect(rows).to_have_count(0)
+    await page.click("a.chip[data-status=completed]")
+    await expect(rows).to_have_count(6)
+
+    # Placed in the last 5 minutes (UTC): ord-done-0 (1 min ago) and ord-done-1 (4 min ago).
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    await page.fill("input[name=since]", since.strftime("%Y-%m-%dT%H:%M:%S"))
+    await page.click("form.toolbar button[type=submit]")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_have_attribute("data-order", "ord-done-0")
+    await expect(rows.nth(1)).to_have_attribute("data-order", "ord-done-1")
+    assert "status=completed" in page.url
+    assert "q=done-" in page.url
     await page.context.close()
