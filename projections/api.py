@@ -61,6 +61,7 @@ from projections.audit import RedriveAudit
 from projections.backend import Backend, BackendDep, QueriesDep
 from projections.console import approvals, dead_letters, orders
 from projections.console import pages as console
+from projections.lag import ConsumerLag
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
 
@@ -253,6 +254,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     api = api or ApiSettings()
     backend = Backend(settings)
     operations = Operations(settings)
+    lag = ConsumerLag(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -264,6 +266,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             await operations.close()
+            await lag.close()
             await backend.close()
 
     app = FastAPI(
@@ -278,6 +281,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     app.state.backend = backend
     app.state.operations = operations
     app.state.audit = RedriveAudit(backend.db, API.schema(settings))
+    app.state.lag = lag
     app.state.tokens = TokenStore(api.tokens, TokenFile(api.token_file(settings)))
     secret = api.session_secret.get_secret_value() if api.session_secret else None
     app.add_middleware(

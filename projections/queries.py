@@ -233,6 +233,44 @@ class Queries:
             for r in rows
         ]
 
+    async def latency_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
+        """Saga latency (placed → the latest event of a completed or cancelled order) of the
+        sagas that finished in each of the last ``minutes`` minutes: ``n``, ``p50`` and
+        ``p95`` in ms (``None`` in a minute where none finished), oldest first."""
+        rows = await self.db.pool.fetch(
+            f"""
+            WITH finished AS (
+                SELECT date_trunc('minute', updated_at) AS minute,
+                       1000 * extract(epoch FROM updated_at - placed_at) AS ms
+                FROM {self.schema}.order_status
+                WHERE status IN ('completed', 'cancelled') AND placed_at IS NOT NULL
+                  AND updated_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+            ), per_minute AS (
+                SELECT minute, count(*) AS n,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+                FROM finished GROUP BY minute
+            )
+            SELECT m AS minute, coalesce(p.n, 0) AS n, p.p50, p.p95
+            FROM generate_series(
+                date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                date_trunc('minute', now()), interval '1 minute'
+            ) AS m
+            LEFT JOIN per_minute AS p ON p.minute = m
+            ORDER BY m
+            """,
+            minutes,
+        )
+        return [
+            {
+                "minute": r["minute"].isoformat(),
+                "n": int(r["n"]),
+                "p50": None if r["p50"] is None else round(float(r["p50"]), 1),
+                "p95": None if r["p95"] is None else round(float(r["p95"]), 1),
+            }
+            for r in rows
+        ]
+
     async def history(self, order_id: str) -> list[dict[str, Any]]:
         """The audit trail: every event of the order, in log order, summarized without PII."""
         rows = await self.db.pool.fetch(

@@ -32,7 +32,7 @@ from projections.access import (
     sign_out,
     token_store,
 )
-from projections.backend import OperationsDep, QueriesDep
+from projections.backend import LagDep, OperationsDep, QueriesDep
 from projections.console import charts
 from projections.tokens import Principal
 
@@ -117,15 +117,28 @@ async def sign_out_form(request: Request, csrf: Annotated[str, Form()] = "") -> 
     return RedirectResponse(SIGN_IN, HTTPStatus.SEE_OTHER)
 
 
-async def _overview(queries: QueriesDep, operations: OperationsDep) -> dict[str, Any]:
+async def _overview(queries: QueriesDep, operations: OperationsDep, lag: LagDep) -> dict[str, Any]:
     summary = await queries.summary()
     series = await queries.orders_per_minute(minutes=30)
+    latency = await queries.latency_per_minute(minutes=30)
     try:
         dead: int | None = len(await operations.dead_letters())
     except (KafkaError, OSError, StackError, TimeoutError) as exc:
         log.warning("console: dead letters unavailable: %s", exc)
         dead = None
-    return {"summary": summary, "series": series, "dead_letters": dead, "statuses": STATUSES}
+    try:
+        groups: list[dict[str, Any]] | None = await lag.groups()
+    except (KafkaError, OSError, StackError, TimeoutError) as exc:
+        log.warning("console: consumer lag unavailable: %s", exc)
+        groups = None
+    return {
+        "summary": summary,
+        "series": series,
+        "latency": latency,
+        "dead_letters": dead,
+        "groups": groups,
+        "statuses": STATUSES,
+    }
 
 
 Overview = Annotated[dict[str, Any], Depends(_overview)]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer
 from playwright.async_api import async_playwright, expect
 
 from contracts.catalog import OrderApprovalRequested
@@ -28,7 +29,7 @@ from events.errors import DecodeError, TransientError
 from events.model import Event, Message
 from events.producer import EventProducer, OutgoingRecord
 from events.settings import Settings, get_settings
-from events.topics import provision_topics, topic_for
+from events.topics import partitions_of, provision_topics, topic_for
 from projections import API
 from projections.api import create_app
 from projections.projector import Projector
@@ -313,4 +314,41 @@ async def test_filters_and_search_narrow_the_orders_list(console: Console):
     await expect(rows.nth(1)).to_have_attribute("data-order", "ord-done-1")
     assert "status=completed" in page.url
     assert "q=done-" in page.url
+    await page.context.close()
+
+
+async def test_the_overview_charts_saga_latency_and_shows_the_brokers_consumer_lag(
+    console: Console,
+):
+    # A consumer group of this deployment that committed offset 0 on the order topic: its lag
+    # is every record there, as the broker counts them.
+    settings = console.settings
+    partitions = await partitions_of(settings, [topic_for("order.placed", settings)])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}inventory",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit({tp: 0 for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    records = sum(ends.values())
+    assert records > 0
+
+    page = await console.signed_in(console.tokens.viewer)
+    await expect(page.get_by_test_id("lag-inventory")).to_have_text(f"{records:,}")
+    # The projector's own group commits to Kafka after each batch: caught up, no lag.
+    await expect(page.get_by_test_id("lag-projector")).to_have_text("0", timeout=15_000)
+    # Every saga that finished (6 completed, 3 cancelled) is counted in a minute's point.
+    chart = page.get_by_test_id("latency-chart")
+    await expect(chart.locator("circle.p95").first).to_be_visible()
+    counts = await chart.locator("g.point").evaluate_all(
+        "points => points.map((p) => Number(p.dataset.n))"
+    )
+    assert sum(counts) == 9, counts
+    await expect(chart.locator("g.point title").first).to_contain_text("p95")
     await page.context.close()
