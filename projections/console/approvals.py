@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from projections.backend import QueriesDep
 from projections.console.pages import SignedIn, page
 from sagas.definition import HumanTask
-from sagas.shipped import SAGAS
+from sagas.registry import SagaRegistry
 
 SHOWN = 200
 """At most this many waiting orders are listed (the soonest to expire first)."""
@@ -28,10 +28,11 @@ SHOWN = 200
 router = APIRouter(include_in_schema=False)
 
 
-def timeout_action(saga_type: str = "order") -> str:
-    """What the current definition of ``saga_type`` does when an approval times out (its
-    default; the coordinator's ``CHOREO_SAGA_APPROVAL_TIMEOUT_ACTION`` may override it)."""
-    definition = SAGAS.current(saga_type)
+def timeout_action(sagas: SagaRegistry, saga_type: str = "order") -> str:
+    """What the current definition of ``saga_type`` does when an approval times out (as
+    the API knows the definitions: the coordinator's ``CHOREO_SAGA_APPROVAL_TIMEOUT_ACTION``
+    overrides it in the coordinator's process)."""
+    definition = sagas.current(saga_type)
     tasks = [n for n in definition.nodes if isinstance(n, HumanTask)]
     return str(definition.value(tasks[0].on_timeout)) if tasks else "-"
 
@@ -61,11 +62,15 @@ def waiting(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-async def _approvals(queries: QueriesDep) -> dict[str, Any]:
+async def _approvals(request: Request, queries: QueriesDep) -> dict[str, Any]:
     now = datetime.now(UTC)
     rows = [waiting(r, now) for r in await queries.approvals(limit=SHOWN)]
     total = await queries.count_orders(status="awaiting_approval")
-    return {"approvals": rows, "total": total, "timeout_action": timeout_action()}
+    return {
+        "approvals": rows,
+        "total": total,
+        "timeout_action": timeout_action(request.app.state.definitions),
+    }
 
 
 Approvals = Annotated[dict[str, Any], Depends(_approvals)]

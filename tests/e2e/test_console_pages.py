@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Page, async_playwright, expect
 
 from contracts.catalog import OrderApprovalRequested
 from events.codec import Codec
@@ -34,7 +34,7 @@ from projections import API
 from projections.api import create_app
 from projections.projector import Projector
 from tests.conftest import ApiTokens
-from tests.e2e.test_console import Console, _free_port, chromium, spaced
+from tests.e2e.test_console import SCREENSHOTS, Console, _free_port, chromium, spaced
 from tests.integration.test_api import drop_schema
 from tests.integration.test_projector import HAPPY, SHIPMENT_FAILED, flow
 
@@ -132,6 +132,12 @@ def dead_letters(settings: Settings, codec: Codec) -> list[OutgoingRecord]:
     return [letter.to_record(settings.dlq_topic) for letter in letters]
 
 
+async def screenshot(page: Page, name: str) -> None:
+    """The page as it is, beside the README's screenshot (see ``test_console.SCREENSHOTS``)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
 # Long: one fixture sets up the whole module's world (topics, orders, projector, API, browser)
 # and takes it down in reverse order.
 @pytest.fixture(scope="module")
@@ -188,6 +194,7 @@ async def test_an_operator_approves_from_the_approvals_page(console: Console):
     await expect(late).to_contain_text("cust-1")
     await expect(late.get_by_test_id("time-left")).to_contain_text("23 h")
 
+    await screenshot(page, "approvals")
     await late.locator("input.reason").fill("known customer")
     await late.locator("button[data-action=approve]").click()
     await expect(page.locator("#toast")).to_have_text("ord-ask-late approved by test-operator")
@@ -228,6 +235,7 @@ async def test_an_operator_redrives_a_dead_letter_and_the_audit_shows_it(console
     await garbage.locator("summary").click()
     await expect(garbage.get_by_test_id("hex")).to_have_text("00 ff 6e 6f 74 20 61 76 72 6f")
 
+    await screenshot(page, "dead-letters")
     # Filters: by topic, then by a word of the reason.
     order_topic = topic_for("order.placed", console.settings)
     await page.select_option("select[name=topic]", order_topic)
@@ -351,4 +359,32 @@ async def test_the_overview_charts_saga_latency_and_shows_the_brokers_consumer_l
     )
     assert sum(counts) == 9, counts
     await expect(chart.locator("g.point title").first).to_contain_text("p95")
+    await screenshot(page, "overview-latency-lag")
+    await page.context.close()
+
+
+async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console: Console):
+    page = await console.signed_in(console.tokens.viewer, "/console/definitions")
+    order = page.locator("section[data-definition=order][data-version='1']")
+    steps = order.locator("table.steps tbody tr")
+    await expect(steps).to_have_count(6)
+    names = await steps.evaluate_all("rows => rows.map((r) => r.dataset.step)")
+    assert names == ["inventory", "approval", "payment", "shipping", "crm", "email"]
+    payment = order.locator("tr[data-step=payment]")
+    await expect(payment).to_contain_text("order.approved")
+    await expect(payment).to_contain_text("payment.declined → payment_declined")
+    await expect(payment.get_by_test_id("deadlines")).to_have_text("answer 30s → payment_timeout")
+    await expect(payment).to_contain_text("payment.refund")
+    await expect(order.locator("tr[data-step=approval]")).to_contain_text("timeout 24h → reject")
+    # The flow, drawn on the server: start, six steps, the end and three compensations.
+    flow = order.get_by_test_id("flow")
+    await expect(flow.locator("g.node")).to_have_count(11)
+    await expect(flow.locator("g.node.task")).to_have_count(1)
+    await expect(flow.locator("g.node.optional[data-node=email]")).to_have_count(1)
+    await expect(flow.locator("g.node.undo[data-node=undo_payment]")).to_contain_text(
+        "payment.refund"
+    )
+    await expect(flow.locator("path.edge.undo")).to_have_count(3)
+    await expect(order.locator("tr[data-knob=approval_threshold_minor]")).to_contain_text("100,000")
+    await screenshot(page, "definitions")
     await page.context.close()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from projections.console.approvals import timeout_action, waiting
 from projections.console.charts import span
+from sagas.shipped import SAGAS
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -64,7 +65,9 @@ def test_without_a_request_the_approval_step_tells_since_when_and_nothing_expire
 
 
 def test_the_order_saga_rejects_when_an_approval_times_out():
-    assert timeout_action("order") == "reject"
+    assert timeout_action(SAGAS, "order") == "reject"
+    escalating = SAGAS.with_knobs({"approval_timeout_action": "escalate"})
+    assert timeout_action(escalating, "order") == "escalate"
 
 
 def test_spans_read_as_people_say_them():
