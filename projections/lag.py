@@ -23,6 +23,8 @@ from events.settings import Settings
 
 LAG_TTL_S = 3.0
 """How long a read of the groups' lag is reused."""
+LAG_TIMEOUT_S = 5.0
+"""How long a read may take before the broker counts as unreachable (the page says so)."""
 
 
 class ConsumerLag:
@@ -56,11 +58,22 @@ class ConsumerLag:
     async def groups(self) -> list[dict[str, Any]]:
         """Each group of the deployment with committed offsets, by name: ``group`` (the
         process name), ``partitions``, ``committed`` and ``end`` (summed over its
-        partitions) and ``lag``; the most behind first."""
+        partitions) and ``lag``; the most behind first.
+
+        Raises:
+            TimeoutError: the broker did not answer within :data:`LAG_TIMEOUT_S`.
+            KafkaError: the broker refused a request.
+        """
         async with self._lock:  # concurrent polls share one read
             now = time.monotonic()
             if self._read is None or now - self._read[0] > LAG_TTL_S:
-                self._read = (now, await self._measure())
+                try:
+                    async with asyncio.timeout(LAG_TIMEOUT_S):
+                        measured = await self._measure()
+                except BaseException:
+                    await self.close()  # a client cut off mid-request starts afresh next time
+                    raise
+                self._read = (now, measured)
             return self._read[1]
 
     async def _measure(self) -> list[dict[str, Any]]:

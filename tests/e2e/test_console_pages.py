@@ -213,6 +213,13 @@ async def test_a_viewer_sees_the_approvals_read_only(console: Console):
     page = await console.signed_in(console.tokens.viewer, "/console/approvals")
     await expect(page.locator("tr[data-order=ord-ask-soon]")).to_have_count(1)
     await expect(page.locator("button[data-action], input.reason")).to_have_count(0)
+    # The JSON the page's list mirrors: the soonest to expire first, with the request's times.
+    answer = await page.evaluate("async () => (await fetch('/approvals')).json()")
+    waiting = [a["order"]["order_id"] for a in answer["approvals"]]
+    assert waiting[:2] == ["ord-ask-over", "ord-ask-soon"], answer
+    assert answer["total"] == len(waiting)
+    assert answer["approvals"][0]["threshold_minor"] == 1_000
+    assert answer["approvals"][0]["expires_at"] < answer["approvals"][1]["expires_at"]
     await page.context.close()
 
 
