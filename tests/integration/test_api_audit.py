@@ -53,6 +53,11 @@ async def test_a_redrive_is_audited_and_viewers_read_the_audit(
     letter: Settings, api_tokens: ApiTokens
 ):
     app = create_app(letter, api_tokens.api)
+    async with serve(app) as anonymous:
+        for path in ("/dead-letters/redrives", "/approvals"):
+            response = await anonymous.get(path)
+            assert response.status_code == 401, path
+            assert response.json()["error"] == "unauthorized"
     async with serve(app, api_tokens.viewer) as viewer:
         assert (await viewer.get("/dead-letters/redrives")).json() == {"redrives": [], "count": 0}
         assert (await viewer.post("/dead-letters/redrive", json={"all": True})).status_code == 403
