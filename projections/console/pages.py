@@ -146,7 +146,7 @@ Overview = Annotated[dict[str, Any], Depends(_overview)]
 
 @router.get("/console")
 async def overview_page(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
-    """The overview: counts, rates, latencies and dead letters, live."""
+    """The overview: counts, rates, latencies, dead letters and consumer lag, live."""
     return page(request, "overview.html", user, section="overview", **data)
 
 

@@ -34,7 +34,7 @@ from projections import API
 from projections.api import create_app
 from projections.projector import Projector
 from tests.conftest import ApiTokens
-from tests.e2e.test_console import SCREENSHOTS, Console, _free_port, chromium, spaced
+from tests.e2e.test_console import ROOT, Console, _free_port, chromium, spaced
 from tests.integration.test_api import drop_schema
 from tests.integration.test_projector import HAPPY, SHIPMENT_FAILED, flow
 
@@ -132,8 +132,12 @@ def dead_letters(settings: Settings, codec: Codec) -> list[OutgoingRecord]:
     return [letter.to_record(settings.dlq_topic) for letter in letters]
 
 
+SCREENSHOTS = ROOT / ".state" / "screenshots"
+"""Where these pages' screenshots go, for a person to look at (the README shows none)."""
+
+
 async def screenshot(page: Page, name: str) -> None:
-    """The page as it is, beside the README's screenshot (see ``test_console.SCREENSHOTS``)."""
+    """The page as it is, into :data:`SCREENSHOTS`."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
