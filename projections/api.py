@@ -42,7 +42,7 @@ from events import tracing
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
-from projections import API, api_actions
+from projections import API, api_actions, api_console
 from projections.access import require
 from projections.api_models import (
     ErrorBody,
@@ -57,10 +57,15 @@ from projections.api_models import (
     StatusName,
     Summary,
 )
+from projections.audit import RedriveAudit
 from projections.backend import Backend, BackendDep, QueriesDep
+from projections.console import approvals, dead_letters, definitions, orders
 from projections.console import pages as console
+from projections.lag import ConsumerLag
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
+from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
 
 NAME = API.name
 SESSION_COOKIE = "choreo_session"
@@ -245,12 +250,16 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 
 
 # Long: the application's whole wiring in one place: lifespan, middleware, every route, errors.
-def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, api: ApiSettings | None = None, sagas: SagaRegistry = SAGAS
+) -> FastAPI:
     """The API and console over the read models of the deployment ``settings`` names (its
-    topic prefix), letting in the tokens ``api`` configures (default: from the environment)."""
+    topic prefix), letting in the tokens ``api`` configures (default: from the environment);
+    the console shows ``sagas`` as the saga definitions the coordinator runs."""
     api = api or ApiSettings()
     backend = Backend(settings)
     operations = Operations(settings)
+    lag = ConsumerLag(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -262,6 +271,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             await operations.close()
+            await lag.close()
             await backend.close()
 
     app = FastAPI(
@@ -275,6 +285,9 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     )
     app.state.backend = backend
     app.state.operations = operations
+    app.state.audit = RedriveAudit(backend.db, API.schema(settings))
+    app.state.lag = lag
+    app.state.definitions = sagas
     app.state.tokens = TokenStore(api.tokens, TokenFile(api.token_file(settings)))
     secret = api.session_secret.get_secret_value() if api.session_secret else None
     app.add_middleware(
@@ -306,7 +319,12 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     )
     app.include_router(reads)
     app.include_router(api_actions.router)
+    app.include_router(api_console.router)
     app.include_router(console.router)
+    app.include_router(orders.router)
+    app.include_router(approvals.router)
+    app.include_router(dead_letters.router)
+    app.include_router(definitions.router)
     console.mount_assets(app)
     app.add_api_route(
         "/health",

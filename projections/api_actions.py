@@ -25,7 +25,7 @@ from projections.api_models import (
     RejectionRequest,
     SignInRequest,
 )
-from projections.backend import OperationsDep, QueriesDep
+from projections.backend import AuditDep, OperationsDep, QueriesDep
 from projections.operations import Conflict, NotFound, Operations
 from projections.queries import Queries
 
@@ -140,17 +140,21 @@ async def list_dead_letters(
 
 @router.post("/dead-letters/redrive", responses=_errors(401, 403, 404, 422, 503))
 async def redrive_dead_letters(
-    body: RedriveRequest, caller: Operator, operations: OperationsDep
+    body: RedriveRequest, caller: Operator, operations: OperationsDep, audit: AuditDep
 ) -> Redriven:
     """Publish dead-lettered messages again, unchanged, to their source topics (operator);
-    each redrive is marked in the dead-letter topic with the token's name."""
+    each redrive is marked in the dead-letter topic with the token's name and recorded in the
+    redrive audit (``GET /dead-letters/redrives``)."""
     if not body.ids and not body.all:
         raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, "name dead letter ids, or all")
     try:
         done = await operations.redrive(body.ids, every_pending=body.all, by=caller.name)
     except NotFound as exc:
         raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
-    return Redriven(ids=[e.id for e in done], by=caller.name)
+    audited = await audit.record(caller, done) if done else None
+    return Redriven(
+        ids=[e.id for e in done], by=caller.name, audit_id=audited["id"] if audited else None
+    )
 
 
 @router.get("/auth/me", responses=_errors(401))

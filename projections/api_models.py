@@ -98,6 +98,26 @@ class OrderList(BaseModel):
     offset: int = Field(description="How many matching orders come before this page.")
 
 
+class Approval(BaseModel):
+    """An order waiting for a person's decision, with its approval request."""
+
+    order: OrderStatus
+    requested_at: datetime | None = Field(description="When the coordinator asked.")
+    expires_at: datetime | None = Field(
+        description="Unanswered by then, the approval times out (the order is rejected, or the "
+        "saga escalates, as the coordinator is configured)."
+    )
+    threshold_minor: int | None = Field(description="The total at or above which a person asks.")
+
+
+class Approvals(BaseModel):
+    """Orders waiting for approval, the soonest to expire first."""
+
+    approvals: list[Approval]
+    count: int = Field(description="How many are in this response (at most `limit`).")
+    total: int = Field(description="How many orders wait for approval.")
+
+
 class HistoryEntry(BaseModel):
     """One event of an order's audit trail (summarized, without personal data)."""
 
@@ -229,6 +249,37 @@ class Redriven(BaseModel):
 
     ids: list[str]
     by: str
+    audit_id: int | None = Field(
+        default=None, description="The redrive's row in the audit; null when nothing was redriven."
+    )
+
+
+class RedrivenLetter(BaseModel):
+    """One letter of an audited redrive."""
+
+    id: str = Field(description="`partition:offset` in the dead-letter topic.")
+    event_type: str | None
+    order_id: str | None
+    source_topic: str
+    consumer: str
+    reason: str
+
+
+class RedriveRecord(BaseModel):
+    """One redrive: who, when, which letters."""
+
+    id: int
+    redriven_at: datetime
+    redriven_by: str = Field(description="The name of the token that redrove.")
+    token_id: str
+    letters: list[RedrivenLetter]
+
+
+class RedriveAuditList(BaseModel):
+    """Redrives, newest first."""
+
+    redrives: list[RedriveRecord]
+    count: int
 
 
 class Me(BaseModel):

@@ -10,6 +10,8 @@ from fastapi import Depends, Request
 
 from events.database import Database
 from events.settings import Settings
+from projections.audit import RedriveAudit
+from projections.lag import ConsumerLag
 from projections.operations import Operations
 from projections.queries import Queries
 
@@ -47,6 +49,19 @@ async def _operations(request: Request) -> Operations:
     return operations
 
 
+async def _audit(request: Request, backend: Annotated[Backend, Depends(_backend)]) -> RedriveAudit:
+    await backend.connect()  # the audit shares the read models' pool
+    audit: RedriveAudit = request.app.state.audit
+    return audit
+
+
+async def _lag(request: Request) -> ConsumerLag:
+    lag: ConsumerLag = request.app.state.lag
+    return lag
+
+
 QueriesDep = Annotated[Queries, Depends(_queries)]
 BackendDep = Annotated[Backend, Depends(_backend)]
 OperationsDep = Annotated[Operations, Depends(_operations)]
+AuditDep = Annotated[RedriveAudit, Depends(_audit)]
+LagDep = Annotated[ConsumerLag, Depends(_lag)]

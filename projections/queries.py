@@ -6,8 +6,9 @@ All functions take a :class:`~events.database.Database` and return plain JSON-re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -16,6 +17,53 @@ from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import PROJECTOR, store
 from projections.model import fold_order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    """Which orders a list shows; ``None`` leaves a field unfiltered.
+
+    Attributes:
+        status: Orders in this status.
+        reason: Orders cancelled for this reason.
+        since: Placed at or after this time.
+        until: Placed before this time.
+        search: A part of the order id, or the whole customer id.
+    """
+
+    status: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        """The values of :data:`ORDER_FILTER_SQL`'s ``$1`` to ``$5``."""
+        return (self.status, self.reason, self.since, self.until, self.search)
+
+
+ORDER_FILTER_SQL = """
+    ($1::text IS NULL OR status = $1)
+    AND ($2::text IS NULL OR cancel_reason = $2)
+    AND ($3::timestamptz IS NULL OR placed_at >= $3)
+    AND ($4::timestamptz IS NULL OR placed_at < $4)
+    AND ($5::text IS NULL OR strpos(order_id, $5) > 0 OR customer_id = $5)
+"""
+"""The ``WHERE`` of an :class:`OrderFilter` (parameters ``$1`` to ``$5``)."""
+
+Cursor = tuple[datetime | None, str]
+"""A position in the newest-first order list: a row's ``placed_at`` and ``order_id``."""
+
+# Rows after a cursor (older) or before it (newer) in `placed_at DESC NULLS LAST, order_id`
+# order; orders not placed yet (no order.placed projected: placed_at NULL) come last.
+_OLDER = """
+    CASE WHEN $6::timestamptz IS NULL THEN placed_at IS NULL AND order_id > $7
+    ELSE placed_at < $6 OR (placed_at = $6 AND order_id > $7) OR placed_at IS NULL END
+"""
+_NEWER = """
+    CASE WHEN $6::timestamptz IS NULL THEN placed_at IS NOT NULL OR order_id < $7
+    ELSE placed_at > $6 OR (placed_at = $6 AND order_id < $7) END
+"""
 
 
 class Queries:
@@ -102,6 +150,45 @@ class Queries:
         )
         return int(found)
 
+    async def order_page(
+        self,
+        where: OrderFilter,
+        *,
+        cursor: Cursor | None = None,
+        direction: Literal["older", "newer"] = "older",
+        limit: int = 25,
+    ) -> list[dict[str, Any]]:
+        """A page of the orders ``where`` keeps, newest first, by keyset: the ``limit`` rows
+        just older than ``cursor`` (or just newer, with ``direction="newer"``); the newest
+        without one. No OFFSET: a deep page costs what the first does."""
+        # Without a cursor $6 and $7 are NULL (and $6 must still appear, typed).
+        keyset, order = "$6::timestamptz IS NULL", "placed_at DESC NULLS LAST, order_id"
+        if cursor is not None:
+            keyset = _OLDER if direction == "older" else _NEWER
+            if direction == "newer":
+                order = "placed_at ASC NULLS FIRST, order_id DESC"
+        rows = await self.db.pool.fetch(
+            f"SELECT * FROM {self.schema}.order_status"
+            f" WHERE {ORDER_FILTER_SQL} AND ($7::text IS NULL OR {keyset})"
+            f" ORDER BY {order} LIMIT $8",
+            *where.params(),
+            cursor[0] if cursor else None,
+            cursor[1] if cursor else None,
+            limit,
+        )
+        views = [store.view_from_row(r).to_json() for r in rows]
+        return views[::-1] if cursor is not None and direction == "newer" else views
+
+    async def count_by_status(self, where: OrderFilter) -> dict[str, int]:
+        """How many orders ``where`` keeps in each status (its own status ignored)."""
+        rows = await self.db.pool.fetch(
+            f"SELECT status, count(*) AS n FROM {self.schema}.order_status"
+            f" WHERE {ORDER_FILTER_SQL} GROUP BY status",
+            None,
+            *where.params()[1:],
+        )
+        return {r["status"]: int(r["n"]) for r in rows}
+
     async def orders_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
         """Orders placed in each of the last ``minutes`` minutes, oldest first (zeros too)."""
         rows = await self.db.pool.fetch(
@@ -118,6 +205,71 @@ class Queries:
             minutes,
         )
         return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
+
+    async def approvals(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Orders waiting for a person's decision, the soonest to expire first: each order's
+        row with its latest approval request (``request``: total, threshold, requested and
+        expiry times, as the coordinator published them)."""
+        rows = await self.db.pool.fetch(
+            f"""
+            SELECT o.*, r.payload AS request
+            FROM {self.schema}.order_status AS o
+            LEFT JOIN LATERAL (
+                SELECT payload FROM {self.schema}.event_log AS e
+                WHERE e.order_id = o.order_id AND e.event_type = 'order.approval_requested'
+                ORDER BY e.position DESC LIMIT 1
+            ) AS r ON true
+            WHERE o.status = 'awaiting_approval'
+            ORDER BY (r.payload->>'expires_at')::timestamptz NULLS LAST, o.order_id
+            LIMIT $1
+            """,
+            limit,
+        )
+        return [
+            {
+                **store.view_from_row(r).to_json(),
+                "request": orjson.loads(r["request"]) if r["request"] else None,
+            }
+            for r in rows
+        ]
+
+    async def latency_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
+        """Saga latency (placed → the latest event of a completed or cancelled order) of the
+        sagas that finished in each of the last ``minutes`` minutes: ``n``, ``p50`` and
+        ``p95`` in ms (``None`` in a minute where none finished), oldest first."""
+        rows = await self.db.pool.fetch(
+            f"""
+            WITH finished AS (
+                SELECT date_trunc('minute', updated_at) AS minute,
+                       1000 * extract(epoch FROM updated_at - placed_at) AS ms
+                FROM {self.schema}.order_status
+                WHERE status IN ('completed', 'cancelled') AND placed_at IS NOT NULL
+                  AND updated_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+            ), per_minute AS (
+                SELECT minute, count(*) AS n,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+                FROM finished GROUP BY minute
+            )
+            SELECT m AS minute, coalesce(p.n, 0) AS n, p.p50, p.p95
+            FROM generate_series(
+                date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                date_trunc('minute', now()), interval '1 minute'
+            ) AS m
+            LEFT JOIN per_minute AS p ON p.minute = m
+            ORDER BY m
+            """,
+            minutes,
+        )
+        return [
+            {
+                "minute": r["minute"].isoformat(),
+                "n": int(r["n"]),
+                "p50": None if r["p50"] is None else round(float(r["p50"]), 1),
+                "p95": None if r["p95"] is None else round(float(r["p95"]), 1),
+            }
+            for r in rows
+        ]
 
     async def history(self, order_id: str) -> list[dict[str, Any]]:
         """The audit trail: every event of the order, in log order, summarized without PII."""

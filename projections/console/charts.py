@@ -51,6 +51,23 @@ def clock(value: str | None) -> str:
     return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def span(seconds: float | None) -> str:
+    """A stretch of time for people: ``12 s``, ``4 min 05 s``, ``3 h 20 min``, ``2 d 4 h``."""
+    if seconds is None:
+        return "—"
+    whole = int(abs(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02} min"
+    if minutes:
+        return f"{minutes} min {secs:02} s"
+    return f"{secs} s"
+
+
 def tone(status: str) -> str:
     """The colour family of a status."""
     return STATUS_TONES.get(status, "run")
@@ -110,6 +127,56 @@ def columns(
     return Columns(bars, top, width, height, first, last)
 
 
+@dataclass(frozen=True)
+class Point:
+    """One minute of a line chart, in the chart's coordinates."""
+
+    x: float
+    y50: float
+    y95: float
+    n: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A p50/p95 line chart: one polyline per run of minutes with data (a minute without
+    data breaks the line), the points, the value at the top of the scale, axis labels."""
+
+    p50: list[str]
+    p95: list[str]
+    points: list[Point]
+    top: float
+    width: float
+    height: float
+    first: str
+    last: str
+
+
+def lines(series: Sequence[dict[str, Any]], *, width: float = 1000, height: float = 140) -> Lines:
+    """Latency per minute (``{"minute", "n", "p50", "p95"}``, ms) as two lines."""
+    top = _nice(max((p["p95"] for p in series if p["p95"] is not None), default=0))
+    step = width / max(1, len(series) - 1)
+    runs: list[list[Point]] = [[]]
+    for i, p in enumerate(series):
+        if p["p95"] is None:
+            if runs[-1]:
+                runs.append([])
+            continue
+        minute = datetime.fromisoformat(p["minute"]).strftime("%H:%M")
+        title = (
+            f"{minute}: p50 {duration_ms(p['p50'])}, p95 {duration_ms(p['p95'])}, {p['n']} finished"
+        )
+        y50 = height - height * p["p50"] / top
+        runs[-1].append(Point(i * step, y50, height - height * p["p95"] / top, p["n"], title))
+    kept = [run for run in runs if run]
+    p50 = [" ".join(f"{q.x:.1f},{q.y50:.1f}" for q in run) for run in kept]
+    p95 = [" ".join(f"{q.x:.1f},{q.y95:.1f}" for q in run) for run in kept]
+    first = datetime.fromisoformat(series[0]["minute"]).strftime("%H:%M") if series else ""
+    last = datetime.fromisoformat(series[-1]["minute"]).strftime("%H:%M") if series else ""
+    return Lines(p50, p95, [q for run in kept for q in run], top, width, height, first, last)
+
+
 def latency_scale(steps: dict[str, dict[str, float]]) -> float:
     """The top of the step-latency scale: the largest p95, rounded up."""
     return _nice(max((s["p95"] for s in steps.values()), default=0))
@@ -134,12 +201,14 @@ def _nice(value: float) -> float:
 FILTERS: dict[str, Callable[..., str]] = {
     "num": number,
     "ms": duration_ms,
+    "span": span,
     "clock": clock,
     "tone": tone,
     "label": label,
 }
 GLOBALS: dict[str, Callable[..., Any]] = {
     "columns": columns,
+    "lines": lines,
     "latency_scale": latency_scale,
     "share": share,
     "money": money,

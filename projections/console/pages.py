@@ -1,4 +1,4 @@
-"""The console's routes: sign-in and sign-out, the overview and the order sagas list.
+"""The console's routes: sign-in and sign-out and the overview, and what every page uses.
 
 Each page has a ``/live`` twin that renders only its changing part; the page's script fetches
 it again every few seconds (polling: one short request, through any proxy, no connection held
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -32,12 +32,11 @@ from projections.access import (
     sign_out,
     token_store,
 )
-from projections.backend import OperationsDep, QueriesDep
+from projections.backend import LagDep, OperationsDep, QueriesDep
 from projections.console import charts
 from projections.tokens import Principal
 
 HERE = Path(__file__).parent
-PAGE_SIZE = 25
 SIGN_IN = "/console/sign-in"
 log = logging.getLogger("choreo.api")
 
@@ -69,7 +68,8 @@ async def _signed_in(request: Request) -> Principal:
 SignedIn = Annotated[Principal, Depends(_signed_in)]
 
 
-def _page(request: Request, name: str, user: Principal | None, **context: Any) -> HTMLResponse:
+def page(request: Request, name: str, user: Principal | None, **context: Any) -> HTMLResponse:
+    """The template ``name`` rendered for ``user``, with the session's CSRF value."""
     context |= {"user": user, "csrf": csrf_value(request) if user else ""}
     return templates.TemplateResponse(request, name, context)
 
@@ -90,7 +90,7 @@ async def sign_in_page(request: Request, next: str | None = None) -> Response:
     """The sign-in form (a signed-in user goes straight on)."""
     if session_principal(request) is not None:
         return RedirectResponse(_safe_next(next), HTTPStatus.SEE_OTHER)
-    return _page(request, "sign_in.html", None, next=_safe_next(next), error=None)
+    return page(request, "sign_in.html", None, next=_safe_next(next), error=None)
 
 
 @router.post(SIGN_IN)
@@ -100,7 +100,7 @@ async def sign_in_form(
     """Check the token; on success start a session and go on, else show the form again."""
     found = await authenticate(token_store(request), token)
     if found is None:
-        response = _page(
+        response = page(
             request, "sign_in.html", None, next=_safe_next(next), error="That token is not valid."
         )
         response.status_code = HTTPStatus.UNAUTHORIZED
@@ -117,15 +117,28 @@ async def sign_out_form(request: Request, csrf: Annotated[str, Form()] = "") -> 
     return RedirectResponse(SIGN_IN, HTTPStatus.SEE_OTHER)
 
 
-async def _overview(queries: QueriesDep, operations: OperationsDep) -> dict[str, Any]:
+async def _overview(queries: QueriesDep, operations: OperationsDep, lag: LagDep) -> dict[str, Any]:
     summary = await queries.summary()
     series = await queries.orders_per_minute(minutes=30)
+    latency = await queries.latency_per_minute(minutes=30)
     try:
         dead: int | None = len(await operations.dead_letters())
     except (KafkaError, OSError, StackError, TimeoutError) as exc:
         log.warning("console: dead letters unavailable: %s", exc)
         dead = None
-    return {"summary": summary, "series": series, "dead_letters": dead, "statuses": STATUSES}
+    try:
+        groups: list[dict[str, Any]] | None = await lag.groups()
+    except (KafkaError, OSError, StackError, TimeoutError) as exc:
+        log.warning("console: consumer lag unavailable: %s", exc)
+        groups = None
+    return {
+        "summary": summary,
+        "series": series,
+        "latency": latency,
+        "dead_letters": dead,
+        "groups": groups,
+        "statuses": STATUSES,
+    }
 
 
 Overview = Annotated[dict[str, Any], Depends(_overview)]
@@ -133,50 +146,11 @@ Overview = Annotated[dict[str, Any], Depends(_overview)]
 
 @router.get("/console")
 async def overview_page(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
-    """The overview: counts, rates, latencies and dead letters, live."""
-    return _page(request, "overview.html", user, section="overview", **data)
+    """The overview: counts, rates, latencies, dead letters and consumer lag, live."""
+    return page(request, "overview.html", user, section="overview", **data)
 
 
 @router.get("/console/live/overview")
 async def overview_live(request: Request, user: SignedIn, data: Overview) -> HTMLResponse:
     """The overview's changing part."""
-    return _page(request, "_overview.html", user, **data)
-
-
-async def _orders(
-    queries: QueriesDep,
-    status: Annotated[str | None, Query()] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-) -> dict[str, Any]:
-    status = status if status in STATUSES else None
-    offset = (page - 1) * PAGE_SIZE
-    rows = await queries.orders(status=status, limit=PAGE_SIZE, offset=offset)
-    total = await queries.count_orders(status=status)
-    by_status = (await queries.summary())["by_status"]
-    return {
-        "orders": rows,
-        "total": total,
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
-        "first": offset + 1 if rows else 0,
-        "last": offset + len(rows),
-        "status": status,
-        "statuses": STATUSES,
-        "by_status": by_status,
-        "all_orders": sum(by_status.values()),
-    }
-
-
-Orders = Annotated[dict[str, Any], Depends(_orders)]
-
-
-@router.get("/console/sagas/order")
-async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
-    """Order sagas, newest first, filtered by status and paged on the server, live."""
-    return _page(request, "orders.html", user, section="orders", **data)
-
-
-@router.get("/console/sagas/order/live")
-async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
-    """The orders list's changing part."""
-    return _page(request, "_orders.html", user, **data)
+    return page(request, "_overview.html", user, **data)

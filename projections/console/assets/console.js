@@ -11,6 +11,24 @@ function toast(text, bad = false) {
   toast.timer = setTimeout(() => { el.className = ""; }, 4000);
 }
 
+// What a person set inside a live region (a ticked box, an opened message) survives its
+// refresh: elements with data-keep="NAME" get their state back by name.
+function keptState(region) {
+  const kept = new Map();
+  region.querySelectorAll("[data-keep]").forEach((el) => {
+    kept.set(el.dataset.keep, el.tagName === "DETAILS" ? el.open : el.checked);
+  });
+  return kept;
+}
+
+function restoreState(region, kept) {
+  region.querySelectorAll("[data-keep]").forEach((el) => {
+    if (!kept.get(el.dataset.keep)) return;
+    if (el.tagName === "DETAILS") el.open = true;
+    else el.checked = true;
+  });
+}
+
 // An element with data-live="URL" is fetched again every data-every ms and its content
 // replaced; skipped while the tab is hidden or while focus is inside it (a person acting).
 function live(region) {
@@ -27,7 +45,9 @@ function live(region) {
         return;
       }
       if (!response.ok) throw new Error(response.statusText);
+      const kept = keptState(region);
       region.innerHTML = await response.text();
+      restoreState(region, kept);
       region.dataset.updated = String(Date.now());
       badge?.classList.remove("stale");
     } catch (error) {
@@ -41,8 +61,11 @@ function live(region) {
 async function act(button) {
   const order = button.dataset.order;
   const action = button.dataset.action;
-  let body = {};
-  if (action === "reject") {
+  // A reason typed beside the buttons (the approvals page) goes with the decision; a
+  // rejection without one asks for it.
+  const typed = document.querySelector(`input[data-reason-for="${CSS.escape(order)}"]`)?.value.trim();
+  let body = typed ? { reason: typed } : {};
+  if (action === "reject" && !typed) {
     const reason = window.prompt(`Why reject ${order}?`);
     if (!reason) return;
     body = { reason };
@@ -65,10 +88,40 @@ async function act(button) {
   document.querySelectorAll("[data-live]").forEach((r) => r.refresh?.());
 }
 
+// Redrive dead letters: one (data-redrive="ID") or the ticked ones (data-redrive-selected).
+async function redrive(button) {
+  const ids = button.dataset.redrive
+    ? [button.dataset.redrive]
+    : [...document.querySelectorAll("input[data-select]:checked")].map((box) => box.dataset.select);
+  if (ids.length === 0) {
+    toast("Tick the dead letters to redrive first.", true);
+    return;
+  }
+  button.disabled = true;
+  const response = await fetch("/dead-letters/redrive", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Choreo-CSRF": csrf() },
+    body: JSON.stringify({ ids }),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.ok) {
+    toast(`redrove ${answer.ids.join(", ")} by ${answer.by}`);
+  } else {
+    toast(answer.detail || `redrive failed (${response.status})`, true);
+  }
+  button.disabled = false;
+  button.blur();
+  document.querySelectorAll("input[data-select]:checked").forEach((box) => { box.checked = false; });
+  document.querySelectorAll("[data-live]").forEach((r) => r.refresh?.());
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(live);
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
     if (button) act(button);
+    const redriving = event.target.closest("button[data-redrive], button[data-redrive-selected]");
+    if (redriving) redrive(redriving);
   });
 });

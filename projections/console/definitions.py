@@ -1,0 +1,66 @@
+"""The definitions page: every saga type and version the coordinator runs, drawn.
+
+For each definition (:data:`sagas.shipped.SAGAS`, or the registry the app was built with):
+its flow drawn as SVG on the server (:mod:`projections.console.flow`), a table of its steps
+(trigger, success and failure events, deadlines, compensation; :func:`sagas.drawing.rows`,
+the rows ``choreo sagas show`` prints), its knobs with their values, and its Mermaid text
+(:func:`sagas.drawing.mermaid`) to paste elsewhere. The values are the definition's as the
+API process knows them: the coordinator's ``CHOREO_SAGA_*`` settings override knobs in the
+coordinator's process.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from projections.console.flow import layout
+from projections.console.pages import SignedIn, page
+from sagas.definition import SagaDefinition
+from sagas.drawing import mermaid, rows
+from sagas.registry import SagaRegistry
+
+router = APIRouter(include_in_schema=False)
+
+
+def _knob_value(value: Any) -> str:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def described(d: SagaDefinition) -> dict[str, Any]:
+    """One definition as the page shows it."""
+    values = d.knob_values()
+    return {
+        "saga_type": d.saga_type,
+        "version": d.version,
+        "key": d.key,
+        "start": d.start.event_type,
+        "reasons": list(d.reasons),
+        "rows": rows(d),
+        "flow": layout(d),
+        "mermaid": mermaid(d),
+        "knobs": [
+            {"name": name, "value": _knob_value(values[name]), "about": knob.description}
+            for name, knob in sorted(d.knobs().items())
+        ],
+    }
+
+
+@router.get("/console/definitions")
+async def definitions_page(request: Request, user: SignedIn) -> HTMLResponse:
+    """Every saga definition, newest version of each type first."""
+    registry: SagaRegistry = request.app.state.definitions
+    shown = sorted(registry, key=lambda d: (d.saga_type, -d.version))
+    return page(
+        request,
+        "definitions.html",
+        user,
+        section="definitions",
+        definitions=[described(d) for d in shown],
+    )

@@ -1,0 +1,146 @@
+"""The order sagas list: filtered by status, cancel reason and placing time, searched by order
+or customer id, newest first, paged on the server by keyset, live.
+
+The filters live in the URL (so a filtered list can be bookmarked, shared and refreshed), as
+does the page's cursor: the ``placed_at`` and id of the row the page starts after
+(``after``, the older pages) or ends before (``before``, going back to newer ones). A deep
+page costs what the first does (no OFFSET). The status chips count the orders the other
+filters keep. Times in the form are UTC, as everywhere in the console.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from contracts.catalog import CancelReason
+from contracts.order import STATUSES
+from projections.backend import QueriesDep
+from projections.console.pages import SignedIn, page
+from projections.queries import Cursor, OrderFilter
+
+PAGE_SIZE = 25
+REASONS: tuple[str, ...] = get_args(CancelReason)
+
+router = APIRouter(include_in_schema=False)
+
+
+def cursor_text(row: dict[str, Any]) -> str:
+    """A row's position as a URL value: ``<placed_at ISO>|<order_id>`` (empty time: none)."""
+    return f"{row['placed_at'] or ''}|{row['order_id']}"
+
+
+def parse_cursor(text: str | None) -> Cursor | None:
+    """A position from :func:`cursor_text`; ``None`` if absent or malformed."""
+    if not text or "|" not in text:
+        return None
+    moment, order_id = text.split("|", 1)
+    try:
+        return (datetime.fromisoformat(moment) if moment else None, order_id)
+    except ValueError:
+        return None
+
+
+def form_time(text: str | None) -> datetime | None:
+    """A time from the form (``2026-11-21T12:00``, taken as UTC); ``None`` if blank or
+    not a time."""
+    try:
+        moment = datetime.fromisoformat(text.strip()) if text and text.strip() else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def _filters(
+    status: str | None, reason: str | None, since: str, until: str, q: str
+) -> dict[str, str]:
+    """The filters as given (only known statuses and reasons), for links and the form."""
+    return {
+        "status": status if status in STATUSES else "",
+        "reason": reason if reason in REASONS else "",
+        "since": since if form_time(since) else "",
+        "until": until if form_time(until) else "",
+        "q": q.strip(),
+    }
+
+
+# Long: reads every filter and the cursor, then works out the page's links.
+async def _orders(
+    queries: QueriesDep,
+    status: Annotated[str | None, Query()] = None,
+    reason: Annotated[str | None, Query()] = None,
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    after: Annotated[str | None, Query(max_length=300)] = None,
+    before: Annotated[str | None, Query(max_length=300)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> dict[str, Any]:
+    given = _filters(status, reason, since, until, q)
+    where = OrderFilter(
+        status=given["status"] or None,
+        reason=given["reason"] or None,
+        since=form_time(given["since"]),
+        until=form_time(given["until"]),
+        search=given["q"] or None,
+    )
+    position = parse_cursor(after) or parse_cursor(before)
+    direction: Literal["older", "newer"] = (
+        "newer" if position and parse_cursor(after) is None else "older"
+    )
+    if position is None:
+        page = 1
+    rows = await queries.order_page(where, cursor=position, direction=direction, limit=PAGE_SIZE)
+    by_status = await queries.count_by_status(where)
+    everything = sum(by_status.values())
+    total = by_status.get(where.status, 0) if where.status else everything
+    pages = max(1, -(-total // PAGE_SIZE))
+    first = (page - 1) * PAGE_SIZE + 1 if rows else 0
+    query = {k: v for k, v in given.items() if v}
+    newer = older = None
+    if rows and page > 1:
+        newer = query | (
+            {"before": cursor_text(rows[0]), "page": str(page - 1)} if page > 2 else {}
+        )
+    if rows and page < pages:
+        older = query | {"after": cursor_text(rows[-1]), "page": str(page + 1)}
+    others = {k: v for k, v in query.items() if k != "status"}
+    here = query | ({"after": after} if after else {"before": before} if before else {})
+    return {
+        "orders": rows,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "first": first,
+        "last": first + len(rows) - 1 if rows else 0,
+        "status": given["status"],
+        "filters": given,
+        "query": query,
+        "here": here | ({"page": str(page)} if page > 1 else {}),
+        "newer": newer,
+        "older": older,
+        "statuses": STATUSES,
+        "status_links": {s: others | {"status": s} for s in STATUSES},
+        "all_statuses": others,
+        "reasons": REASONS,
+        "by_status": by_status,
+        "all_orders": everything,
+    }
+
+
+Orders = Annotated[dict[str, Any], Depends(_orders)]
+
+
+@router.get("/console/sagas/order")
+async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
+    """Order sagas, newest first, filtered and searched, paged on the server, live."""
+    return page(request, "orders.html", user, section="orders", **data)
+
+
+@router.get("/console/sagas/order/live")
+async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
+    """The orders list's changing part."""
+    return page(request, "_orders.html", user, **data)

@@ -1,0 +1,35 @@
+"""The latency chart's geometry: lines broken where a minute has no finished saga."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from projections.console.charts import lines
+
+T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _minute(i: int, p50: float | None, p95: float | None, n: int = 0) -> dict[str, object]:
+    return {"minute": (T + timedelta(minutes=i)).isoformat(), "n": n, "p50": p50, "p95": p95}
+
+
+def test_a_minute_without_data_breaks_the_lines():
+    series = [
+        _minute(0, 100, 400, 2),
+        _minute(1, 200, 900, 3),
+        _minute(2, None, None),
+        _minute(3, 50, 1000, 1),
+    ]
+    chart = lines(series, width=300, height=100)
+    assert chart.top == 1000
+    assert chart.p95 == ["0.0,60.0 100.0,10.0", "300.0,0.0"]
+    assert chart.p50 == ["0.0,90.0 100.0,80.0", "300.0,95.0"]
+    assert [p.n for p in chart.points] == [2, 3, 1]
+    assert chart.points[1].title == "12:01: p50 200 ms, p95 900 ms, 3 finished"
+    assert (chart.first, chart.last) == ("12:00", "12:03")
+
+
+def test_no_data_no_points():
+    chart = lines([_minute(0, None, None), _minute(1, None, None)])
+    assert chart.points == []
+    assert chart.p50 == []
