@@ -19,7 +19,7 @@ def test_a_decodable_message_shows_envelope_and_masked_payload(codec: Codec):
     shown = decoded(codec, codec.encode(message))
     assert shown["error"] is None
     document = orjson.loads(shown["json"])
-    assert document["envelope"]["order_id"] == "ord-1"
+    assert document["envelope"]["saga_key"] == "ord-1"
     assert document["payload"]["customer_email"] == "***"
 
 
