@@ -19,10 +19,9 @@ from contracts.catalog import (
     InventoryReservationFailed,
     InventoryReserved,
     OrderPlaced,
-    ReservedItem,
     ShipmentScheduled,
-    Shortage,
 )
+from contracts.parts import ReservedItem, Shortage
 from events.model import Event, Message, utc_now
 from events.router import Router
 from services.inventory import SERVICE_NAME

@@ -13,12 +13,12 @@ from contracts.catalog import (
     CATALOG,
     OrderPlaced,
     PaymentCharged,
-    ReservedItem,
     ShipmentCancel,
     ShipmentCancelled,
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.parts import ReservedItem
 from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
