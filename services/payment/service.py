@@ -34,7 +34,8 @@ def build(
             PostgresPaymentStore(conn, schema), gateway, cfg
         ),
         ddl=(DDL,),
-        # Handlers touch only their own order's rows: the lanes never wait on each other.
+        # Handlers touch only their own order's rows; a return's refund locks its order too, so
+        # a lane may wait for another one's order, holding no lock the other needs.
         lanes=settings.topic_partitions,
     )
 
