@@ -31,6 +31,7 @@ log = logging.getLogger("choreo.email")
 
 CONFIRMATION: EmailTemplate = "order_confirmation"
 CANCELLATION: EmailTemplate = "order_cancelled"
+RETURN_CONFIRMATION: EmailTemplate = "return_confirmation"
 
 router: Router[EmailContext] = Router(SERVICE_NAME, CATALOG)
 
@@ -38,7 +39,8 @@ router: Router[EmailContext] = Router(SERVICE_NAME, CATALOG)
 def render(
     template: EmailTemplate, order_id: str, name: str | None, detail: str
 ) -> tuple[str, str]:
-    """The subject and body of a mail."""
+    """The subject and body of a mail (``order_id``: the order's, or the return's for a
+    return's mail)."""
     greeting = f"Hello {name}," if name else "Hello,"
     if template == CONFIRMATION:
         return (
@@ -51,19 +53,30 @@ def render(
             f"{greeting}\n\nwe had to cancel your order {order_id} ({detail}). "
             "Any payment has been refunded.\n",
         )
+    if template == RETURN_CONFIRMATION:
+        return (
+            f"Your return {order_id} is refunded",
+            f"{greeting}\n\nwe received your return {order_id}. {detail}\n",
+        )
     raise PermanentError(f"the email service cannot render {template}")
 
 
-async def _send(
-    order_id: str, template: EmailTemplate, detail: str, ctx: EmailContext
+async def send_once(
+    order_id: str,
+    template: EmailTemplate,
+    detail: str,
+    ctx: EmailContext,
+    *,
+    awaited: str = "order.placed",
 ) -> list[Event]:
-    """Send ``template`` for the order once; a repeat re-emits the first ``email.sent``."""
+    """Send ``template`` for the order (or return) once; a repeat re-emits the first
+    ``email.sent``. ``awaited``: the event that names the recipient."""
     done = {mail.template: mail for mail in await ctx.store.sent(order_id)}
     mail = done.get(template)
     if mail is None:
         recipient = await ctx.store.recipient(order_id)
         if recipient is None:
-            raise NotReadyError(f"order {order_id}: order.placed not seen yet, no recipient")
+            raise NotReadyError(f"{order_id}: {awaited} not seen yet, no recipient")
         subject, body = render(template, order_id, recipient.name, detail)
         message_id = await within(
             ctx.provider.send(
@@ -80,7 +93,7 @@ async def _send(
     return [EmailSent(template=mail.template, message_id=mail.message_id, sent_at=mail.sent_at)]
 
 
-def _failed(template: EmailTemplate, error: BaseException) -> list[Event]:
+def failed(template: EmailTemplate, error: BaseException) -> list[Event]:
     """``email.failed`` for a mail the runtime gave up on."""
     return [
         EmailFailed(
@@ -107,7 +120,7 @@ async def confirmation_failed(
 ) -> list[Event]:
     """Give-up hook: the confirmation could not be sent."""
     log.warning("order %s: gave up on %s: %s", message.saga_key, CONFIRMATION, error)
-    return _failed(CONFIRMATION, error)
+    return failed(CONFIRMATION, error)
 
 
 @router.on(ShipmentScheduled, on_give_up=confirmation_failed)
@@ -116,7 +129,7 @@ async def send_confirmation(message: Message[ShipmentScheduled], ctx: EmailConte
     shipment = message.event
     eta = shipment.estimated_delivery
     detail = f"{shipment.carrier} delivers it" + (f" by {eta:%d %B %Y}." if eta else " soon.")
-    return await _send(message.saga_key, CONFIRMATION, detail, ctx)
+    return await send_once(message.saga_key, CONFIRMATION, detail, ctx)
 
 
 async def cancellation_failed(
@@ -124,11 +137,11 @@ async def cancellation_failed(
 ) -> list[Event]:
     """Give-up hook: the cancellation notice could not be sent."""
     log.warning("order %s: gave up on %s: %s", message.saga_key, CANCELLATION, error)
-    return _failed(CANCELLATION, error)
+    return failed(CANCELLATION, error)
 
 
 @router.on(OrderCancelled, on_give_up=cancellation_failed)
 async def send_cancellation(message: Message[OrderCancelled], ctx: EmailContext) -> list[Event]:
     """Tell the customer the order was cancelled."""
     reason = message.event.reason.replace("_", " ")
-    return await _send(message.saga_key, CANCELLATION, reason, ctx)
+    return await send_once(message.saga_key, CANCELLATION, reason, ctx)

@@ -6,9 +6,9 @@ from events.service import Service
 from events.settings import Settings
 from services.email import SERVICE_NAME
 from services.email.context import EmailContext, EmailSettings
-from services.email.handlers import router
 from services.email.provider import Mailer, SimulatedMailer
 from services.email.replay import ReplayMailer
+from services.email.returns import router  # the order handlers and the returns' on one router
 from services.email.store import DDL, PostgresEmailStore
 
 

@@ -1,5 +1,8 @@
 """Email state: each order's recipient and the mails sent for it (one per template at most).
 
+A return's recipient and mail are kept the same way, under the return id in ``order_id`` (the
+saga's key; return ids and order ids never coincide).
+
 Handlers see the :class:`EmailStore` protocol. :class:`PostgresEmailStore` runs inside the
 delivery's transaction; :class:`InMemoryEmailStore` backs the unit tests.
 ``tests/integration/services/test_stores.py`` runs one contract suite against both.

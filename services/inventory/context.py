@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.inventory.provider import StockFeed
+from services.inventory.return_store import ReturnStore
 from services.inventory.store import InventoryStore
 
 
@@ -34,3 +35,5 @@ class InventoryContext:
     store: InventoryStore
     provider: StockFeed
     config: InventorySettings
+    returns: ReturnStore
+    """The returns saga's records (:mod:`services.inventory.returns`)."""

@@ -8,8 +8,10 @@ from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from services.inventory import SERVICE_NAME
 from services.inventory.context import InventoryContext, InventorySettings
-from services.inventory.handlers import router
 from services.inventory.provider import JsonStockFeed, StockFeed
+from services.inventory.return_store import DDL as RETURNS_DDL
+from services.inventory.return_store import PostgresReturnStore
+from services.inventory.returns import router  # the order handlers and the returns' on one router
 from services.inventory.store import DDL, PostgresInventoryStore
 
 log = logging.getLogger("choreo.inventory")
@@ -36,8 +38,8 @@ def build(
         name=SERVICE_NAME,
         router=router,
         context=lambda conn, schema: InventoryContext(
-            PostgresInventoryStore(conn, schema), feed, cfg
+            PostgresInventoryStore(conn, schema), feed, cfg, PostgresReturnStore(conn, schema)
         ),
-        ddl=(DDL,),
+        ddl=(DDL, RETURNS_DDL),
         on_start=seed_stock,
     )

@@ -1,4 +1,4 @@
-"""Inventory state: stock per SKU and what each order holds.
+"""Inventory state: stock per SKU and what each order holds (each return's: ``return_store``).
 
 Handlers see the :class:`InventoryStore` protocol. :class:`PostgresInventoryStore` runs inside the
 delivery's transaction (row locks are held until it commits); :class:`InMemoryInventoryStore`
@@ -20,6 +20,7 @@ ReservationStatus = Literal["reserved", "shipped", "released", "failed"]
 DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.stock (
     sku       text PRIMARY KEY,
+    -- Units taken in: the seed, plus returned units restocked (minus those unstocked again).
     seeded    int  NOT NULL CHECK (seeded >= 0),
     available int  NOT NULL CHECK (available >= 0),
     reserved  int  NOT NULL DEFAULT 0 CHECK (reserved >= 0),
@@ -130,6 +131,15 @@ class InventoryStore(Protocol):
 
     async def ship(self, order_id: str, at: datetime) -> bool:
         """Move the order's reserved units to shipped; False when it holds no reserved units."""
+
+    async def take_in(self, units: Mapping[str, int]) -> None:
+        """Add returned units to stock: ``seeded`` and ``available`` grow alike (a SKU not
+        stocked yet is added)."""
+
+    async def take_out(self, units: Mapping[str, int]) -> list[Unavailable]:
+        """Remove units taken in (:meth:`take_in`) again, every quantity or none: returns []
+        and shrinks ``seeded`` and ``available`` alike, or returns what is short and changes
+        nothing."""
 
     async def stock_levels(self) -> dict[str, StockLevel]:
         """Every SKU's seeded, available, reserved and shipped units (the invariant query)."""
@@ -285,6 +295,35 @@ class PostgresInventoryStore:
         await self._move(order_id, "reserved", "shipped", at)
         return True
 
+    async def take_in(self, units: Mapping[str, int]) -> None:
+        await self._lock_stock(sorted(units))
+        await self.conn.execute(
+            f"INSERT INTO {self.schema}.stock AS s (sku, seeded, available)"
+            " SELECT sku, qty, qty FROM unnest($1::text[], $2::int[]) AS u(sku, qty)"
+            " ON CONFLICT (sku) DO UPDATE SET seeded = s.seeded + excluded.seeded,"
+            " available = s.available + excluded.available",
+            sorted(units),
+            [units[sku] for sku in sorted(units)],
+        )
+
+    async def take_out(self, units: Mapping[str, int]) -> list[Unavailable]:
+        available = await self._lock_stock(sorted(units))
+        short = [
+            Unavailable(sku, qty, available.get(sku, 0), sku in available)
+            for sku, qty in sorted(units.items())
+            if available.get(sku, 0) < qty
+        ]
+        if short:
+            return short
+        await self.conn.execute(
+            f"UPDATE {self.schema}.stock AS s"
+            " SET seeded = s.seeded - u.qty, available = s.available - u.qty"
+            " FROM unnest($1::text[], $2::int[]) AS u(sku, qty) WHERE s.sku = u.sku",
+            list(units),
+            list(units.values()),
+        )
+        return []
+
     async def stock_levels(self) -> dict[str, StockLevel]:
         rows = await self.conn.fetch(
             f"SELECT sku, seeded, available, reserved, shipped FROM {self.schema}.stock"
@@ -382,6 +421,29 @@ class InMemoryInventoryStore:
         self._move(current, "reserved", "shipped")
         self._reservations[order_id] = replace(current, status="shipped")
         return True
+
+    async def take_in(self, units: Mapping[str, int]) -> None:
+        for sku, qty in units.items():
+            level = self._stock.get(sku, StockLevel(sku, 0, 0, 0, 0))
+            self._stock[sku] = replace(
+                level, seeded=level.seeded + qty, available=level.available + qty
+            )
+
+    async def take_out(self, units: Mapping[str, int]) -> list[Unavailable]:
+        short = []
+        for sku, qty in sorted(units.items()):
+            level = self._stock.get(sku)
+            available = level.available if level else 0
+            if available < qty:
+                short.append(Unavailable(sku, qty, available, level is not None))
+        if short:
+            return short
+        for sku, qty in units.items():
+            level = self._stock[sku]
+            self._stock[sku] = replace(
+                level, seeded=level.seeded - qty, available=level.available - qty
+            )
+        return []
 
     async def stock_levels(self) -> dict[str, StockLevel]:
         return dict(sorted(self._stock.items()))

@@ -1,9 +1,11 @@
 """The payment gateway: the :class:`PaymentGateway` protocol and a deterministic simulation.
 
 A gateway charges under an idempotency key (Choreo uses the order id): calling ``charge`` again
-with the same key never moves money twice, it answers with the first result. Transient trouble
-is raised as :class:`GatewayUnavailable` (a :class:`~events.errors.TransientError`, so the
-runtime retries); a refused card is a normal answer, :class:`Declined`.
+with the same key never moves money twice, it answers with the first result. Refunds, whole
+(the order's compensation) or part (a return, keyed by the return id), are idempotent alike.
+Transient trouble is raised as :class:`GatewayUnavailable` (a
+:class:`~events.errors.TransientError`, so the runtime retries); a refused card is a normal
+answer, :class:`Declined`.
 
 :class:`SimulatedGateway` reacts to the card token:
 
@@ -65,6 +67,16 @@ class Refunded:
     currency: str
 
 
+@dataclass(frozen=True, slots=True)
+class PartRefunded:
+    """Part of a charge was given back (a return's refund)."""
+
+    refund_id: str
+    payment_id: str
+    amount_minor: int
+    currency: str
+
+
 class PaymentGateway(Protocol):
     """What the payment handlers need from a payment provider."""
 
@@ -80,6 +92,12 @@ class PaymentGateway(Protocol):
 
         Returns None when there is nothing to refund.
         """
+
+    async def refund_part(
+        self, *, idempotency_key: str, payment_id: str, amount_minor: int, currency: str
+    ) -> PartRefunded:
+        """Give back ``amount_minor`` of the charge ``payment_id`` once per key (Choreo uses the
+        return id); a repeated key returns the first refund."""
 
 
 class SimulatedGateway:
@@ -103,6 +121,8 @@ class SimulatedGateway:
         """The outcome per key: money moved at most once per key."""
         self.refunds: dict[str, Refunded] = {}
         """Refunds per key: money given back at most once per key."""
+        self.part_refunds: dict[str, PartRefunded] = {}
+        """Partial refunds per key: money given back at most once per key."""
 
     def _maybe_fail(self) -> None:
         if self.failure_rate and self.rng.random() < self.failure_rate:
@@ -149,4 +169,15 @@ class SimulatedGateway:
         else:
             return None
         self.refunds[idempotency_key] = refunded
+        return refunded
+
+    async def refund_part(
+        self, *, idempotency_key: str, payment_id: str, amount_minor: int, currency: str
+    ) -> PartRefunded:
+        done = self.part_refunds.get(idempotency_key)
+        if done is not None:
+            return done
+        self._maybe_fail()
+        refunded = PartRefunded(f"rfd-{uuid.uuid4().hex[:16]}", payment_id, amount_minor, currency)
+        self.part_refunds[idempotency_key] = refunded
         return refunded

@@ -8,15 +8,17 @@ being replayed, as the events the live run emitted record it (see
 - ``charge``: the ``payment.charged`` (payment id, amount, currency, attempt) or
   ``payment.declined`` (reason) emitted for the approval;
 - ``refund``: the ``payment.refunded`` emitted for the refund command; ``payment_id="none"``
-  there means the gateway had nothing to refund.
+  there means the gateway had nothing to refund;
+- ``refund_part``: the ``payment.return_refunded`` emitted for the return's restock.
 """
 
 from __future__ import annotations
 
 from contracts.catalog import PaymentCharged, PaymentDeclined, PaymentRefunded
+from contracts.returns import PaymentReturnRefunded
 from events.replay.providers import recorded
 from services.payment.handlers import NO_PAYMENT
-from services.payment.provider import Charged, Declined, Refunded
+from services.payment.provider import Charged, Declined, PartRefunded, Refunded
 
 
 class ReplayGateway:
@@ -40,3 +42,11 @@ class ReplayGateway:
         if refunded.payment_id == NO_PAYMENT:
             return None
         return Refunded(refunded.payment_id, refunded.amount_minor, refunded.currency)
+
+    async def refund_part(
+        self, *, idempotency_key: str, payment_id: str, amount_minor: int, currency: str
+    ) -> PartRefunded:
+        refunded = recorded(PaymentReturnRefunded)
+        return PartRefunded(
+            refunded.refund_id, refunded.payment_id, refunded.amount_minor, refunded.currency
+        )

@@ -6,9 +6,9 @@ from events.service import Service
 from events.settings import Settings
 from services.payment import SERVICE_NAME
 from services.payment.context import PaymentContext, PaymentSettings
-from services.payment.handlers import router
 from services.payment.provider import PaymentGateway, SimulatedGateway
 from services.payment.replay import ReplayGateway
+from services.payment.returns import router  # the order handlers and the returns' on one router
 from services.payment.store import DDL, PostgresPaymentStore
 
 
@@ -34,7 +34,8 @@ def build(
             PostgresPaymentStore(conn, schema), gateway, cfg
         ),
         ddl=(DDL,),
-        # Handlers touch only their own order's rows: the lanes never wait on each other.
+        # Handlers touch only their own order's rows; a return's refund locks its order too, so
+        # a lane may wait for another one's order, holding no lock the other needs.
         lanes=settings.topic_partitions,
     )
 

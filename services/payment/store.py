@@ -1,4 +1,5 @@
-"""Payment state: each order's payment intent and what became of it (charge, decline, refund).
+"""Payment state: each order's payment intent and what became of it (charge, decline, refund),
+and each return's refund from its order's charge.
 
 Handlers see the :class:`PaymentStore` protocol. :class:`PostgresPaymentStore` runs inside the
 delivery's transaction; :class:`InMemoryPaymentStore` backs the unit tests.
@@ -37,6 +38,21 @@ CREATE TABLE IF NOT EXISTS {schema}.payments (
     refund_count   int         NOT NULL DEFAULT 0 CHECK (refund_count BETWEEN 0 AND 1),
     CHECK ((outcome = 'charged') = (payment_id IS NOT NULL))
 );
+-- A return's refund from its order's charge; outcome NULL until inventory restocked it.
+CREATE TABLE IF NOT EXISTS {schema}.return_refunds (
+    return_id        text        PRIMARY KEY,
+    order_id         text        NOT NULL,
+    amount_minor     bigint      NOT NULL CHECK (amount_minor >= 0),
+    currency         text        NOT NULL,
+    outcome          text        CHECK (outcome IN ('refunded', 'declined')),
+    refund_id        text,
+    payment_id       text,
+    reason           text,
+    refundable_minor bigint,
+    decided_at       timestamptz,
+    CHECK ((outcome = 'refunded') = (refund_id IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS return_refunds_order_id ON {schema}.return_refunds (order_id);
 """
 """The payment service's tables; ``{schema}`` stands for the service's schema."""
 
@@ -75,6 +91,22 @@ class ChargeSummary:
     amount_minor: int
     refunded: bool
     refund_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnRefund:
+    """A return's refund: what ``return.requested`` asks, then what payment decided."""
+
+    return_id: str
+    order_id: str
+    amount_minor: int
+    currency: str
+    outcome: Literal["refunded", "declined"] | None = None
+    refund_id: str | None = None
+    payment_id: str | None = None
+    reason: str | None = None
+    refundable_minor: int | None = None
+    decided_at: datetime | None = None
 
 
 class PaymentStore(Protocol):
@@ -119,10 +151,28 @@ class PaymentStore(Protocol):
     async def charges(self) -> dict[str, ChargeSummary]:
         """Every charged order's charge and refunds (the invariant query)."""
 
+    async def save_return_refund(self, request: ReturnRefund) -> bool:
+        """Remember what a return asks back; False (nothing changed) when already there."""
+
+    async def return_refund(self, return_id: str) -> ReturnRefund | None:
+        """The return's refund request and, once decided, its outcome."""
+
+    async def returned_minor(self, order_id: str) -> int:
+        """What the order's returns were refunded so far."""
+
+    async def record_return_refund(self, decided: ReturnRefund) -> ReturnRefund:
+        """Record the decision on a return's refund (it must be undecided)."""
+
 
 _PAYMENT_COLUMNS = (
     "order_id, outcome, payment_id, amount_minor, currency, attempt, decided_at,"
     " decline_reason, refunded_at, refund_count"
+)
+
+
+_RETURN_REFUND_COLUMNS = (
+    "return_id, order_id, amount_minor, currency, outcome, refund_id, payment_id, reason,"
+    " refundable_minor, decided_at"
 )
 
 
@@ -234,6 +284,52 @@ class PostgresPaymentStore:
             for row in rows
         }
 
+    async def save_return_refund(self, request: ReturnRefund) -> bool:
+        inserted = await self.conn.fetchval(
+            f"INSERT INTO {self.schema}.return_refunds"
+            " (return_id, order_id, amount_minor, currency) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (return_id) DO NOTHING RETURNING true",
+            request.return_id,
+            request.order_id,
+            request.amount_minor,
+            request.currency,
+        )
+        return bool(inserted)
+
+    async def return_refund(self, return_id: str) -> ReturnRefund | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_RETURN_REFUND_COLUMNS} FROM {self.schema}.return_refunds"
+            " WHERE return_id = $1",
+            return_id,
+        )
+        return ReturnRefund(**dict(row)) if row else None
+
+    async def returned_minor(self, order_id: str) -> int:
+        total = await self.conn.fetchval(
+            f"SELECT coalesce(sum(amount_minor), 0) FROM {self.schema}.return_refunds"
+            " WHERE order_id = $1 AND outcome = 'refunded'",
+            order_id,
+        )
+        return int(total)
+
+    async def record_return_refund(self, decided: ReturnRefund) -> ReturnRefund:
+        d = decided
+        row = await self.conn.fetchrow(
+            f"UPDATE {self.schema}.return_refunds SET outcome = $2, refund_id = $3,"
+            " payment_id = $4, reason = $5, refundable_minor = $6, decided_at = $7"
+            f" WHERE return_id = $1 AND outcome IS NULL RETURNING {_RETURN_REFUND_COLUMNS}",
+            d.return_id,
+            d.outcome,
+            d.refund_id,
+            d.payment_id,
+            d.reason,
+            d.refundable_minor,
+            d.decided_at,
+        )
+        if row is None:
+            raise ValueError(f"return {d.return_id} is unknown or already decided")
+        return ReturnRefund(**dict(row))
+
 
 class InMemoryPaymentStore:
     """:class:`PaymentStore` in dictionaries, for unit tests (single task, no rollback)."""
@@ -241,6 +337,7 @@ class InMemoryPaymentStore:
     def __init__(self) -> None:
         self._intents: dict[str, Intent] = {}
         self._payments: dict[str, Payment] = {}
+        self._return_refunds: dict[str, ReturnRefund] = {}
 
     async def lock_order(self, order_id: str) -> None:
         # One task at a time touches the dictionaries; there is nothing to serialize.
@@ -305,3 +402,26 @@ class InMemoryPaymentStore:
             for order_id, p in sorted(self._payments.items())
             if p.outcome == "charged" and p.payment_id is not None
         }
+
+    async def save_return_refund(self, request: ReturnRefund) -> bool:
+        if request.return_id in self._return_refunds:
+            return False
+        self._return_refunds[request.return_id] = request
+        return True
+
+    async def return_refund(self, return_id: str) -> ReturnRefund | None:
+        return self._return_refunds.get(return_id)
+
+    async def returned_minor(self, order_id: str) -> int:
+        return sum(
+            r.amount_minor
+            for r in self._return_refunds.values()
+            if r.order_id == order_id and r.outcome == "refunded"
+        )
+
+    async def record_return_refund(self, decided: ReturnRefund) -> ReturnRefund:
+        current = self._return_refunds.get(decided.return_id)
+        if current is None or current.outcome is not None:
+            raise ValueError(f"return {decided.return_id} is unknown or already decided")
+        self._return_refunds[decided.return_id] = decided
+        return decided

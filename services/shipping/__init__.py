@@ -7,12 +7,20 @@ Reacts to:
     ``shipment.cancel`` (compensation): cancel the booking if there is one →
     ``shipment.cancelled`` (always; ``shipment_id`` None when nothing was booked).
 
-The address is personal data: it is stored, handed to the carrier, and never logged.
+And in the returns saga (:mod:`services.shipping.returns`, keyed by the return id):
+    ``return.requested``: remember the pickup address and the items; emits nothing.
+    ``return.approved``: book a collection, once per return → ``pickup.scheduled``, or
+    ``pickup.failed`` when the carrier does not serve the country.
+    ``pickup.cancel`` (compensation): cancel the collection if there is one →
+    ``pickup.cancelled`` (always; ``pickup_id`` None when nothing was booked).
+
+Addresses are personal data: they are stored, handed to the carrier, and never logged.
 """
 
 from __future__ import annotations
 
 from contracts.catalog import ShipmentCancelled, ShipmentFailed, ShipmentScheduled
+from contracts.returns import PickupCancelled, PickupFailed, PickupScheduled
 from events.process import ProcessSpec
 
 SERVICE_NAME = "shipping"
@@ -21,6 +29,13 @@ PROCESS = ProcessSpec(
     name=SERVICE_NAME,
     builder="services.shipping.service:build",
     replay_builder="services.shipping.service:build_for_replay",
-    produces=(ShipmentScheduled, ShipmentFailed, ShipmentCancelled),
+    produces=(
+        ShipmentScheduled,
+        ShipmentFailed,
+        ShipmentCancelled,
+        PickupScheduled,
+        PickupFailed,
+        PickupCancelled,
+    ),
 )
 """The shipping process, as :mod:`choreo.registry` lists it."""

@@ -1,9 +1,10 @@
 """The carrier: the :class:`Carrier` protocol and a deterministic simulation.
 
 A booking carries a reference (Choreo uses the order id); booking the same reference again
-returns the first booking. Transient trouble is raised as :class:`CarrierUnavailable` (a
-:class:`~events.errors.TransientError`, so the runtime retries); a destination the carrier does
-not serve is a normal answer, :class:`Refused`.
+returns the first booking. A pickup (collecting a return) is booked the same way under the
+return id, and refused for the same unserved countries. Transient trouble is raised as
+:class:`CarrierUnavailable` (a :class:`~events.errors.TransientError`, so the runtime retries);
+a destination the carrier does not serve is a normal answer, :class:`Refused`.
 
 :class:`SimulatedCarrier` refuses the countries in ``unserved_countries``, books everything
 else with an estimated delivery ``delivery_days`` ahead, and fails any call transiently with
@@ -46,6 +47,14 @@ class Refused:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PickupBooked:
+    """A carrier will collect the returned items."""
+
+    pickup_id: str
+    carrier: str
+
+
 class Carrier(Protocol):
     """What the shipping handlers need from a carrier."""
 
@@ -56,6 +65,15 @@ class Carrier(Protocol):
 
     async def cancel(self, *, shipment_id: str) -> None:
         """Cancel a booking; cancelling it again is harmless."""
+
+    async def book_pickup(
+        self, *, reference: str, address: Address, items: Sequence[ReservedItem]
+    ) -> PickupBooked | Refused:
+        """Book a collection once per reference; a repeated reference returns the first
+        answer."""
+
+    async def cancel_pickup(self, *, pickup_id: str) -> None:
+        """Cancel a collection; cancelling it again is harmless."""
 
 
 class SimulatedCarrier:
@@ -79,6 +97,10 @@ class SimulatedCarrier:
         """The answer per reference."""
         self.cancelled: set[str] = set()
         """Shipment ids whose booking was cancelled."""
+        self.pickups: dict[str, PickupBooked | Refused] = {}
+        """The answer per pickup reference."""
+        self.cancelled_pickups: set[str] = set()
+        """Pickup ids whose collection was cancelled."""
 
     def _maybe_fail(self) -> None:
         if self.failure_rate and self.rng.random() < self.failure_rate:
@@ -103,3 +125,22 @@ class SimulatedCarrier:
     async def cancel(self, *, shipment_id: str) -> None:
         self._maybe_fail()
         self.cancelled.add(shipment_id)
+
+    async def book_pickup(
+        self, *, reference: str, address: Address, items: Sequence[ReservedItem]
+    ) -> PickupBooked | Refused:
+        previous = self.pickups.get(reference)
+        if previous is not None:
+            return previous
+        self._maybe_fail()
+        answer: PickupBooked | Refused
+        if address.country_code in self.unserved_countries:
+            answer = Refused(COUNTRY_NOT_SERVED)
+        else:
+            answer = PickupBooked(f"pck-{uuid.uuid4().hex[:16]}", self.name)
+        self.pickups[reference] = answer
+        return answer
+
+    async def cancel_pickup(self, *, pickup_id: str) -> None:
+        self._maybe_fail()
+        self.cancelled_pickups.add(pickup_id)

@@ -4,8 +4,9 @@
 ``choreo replay shipping``: ``book`` answers what the live carrier answered for the message
 being replayed, as the events the live run emitted record it (see
 :mod:`events.replay.providers`): the ``shipment.scheduled`` (shipment id, carrier, estimated
-delivery) or ``shipment.failed`` (reason) emitted for the charge. ``cancel`` does nothing: the
-live cancellation happened.
+delivery) or ``shipment.failed`` (reason) emitted for the charge; ``book_pickup`` likewise
+from the ``pickup.scheduled`` or ``pickup.failed`` emitted for the approval. ``cancel`` and
+``cancel_pickup`` do nothing: the live cancellation happened.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from collections.abc import Sequence
 
 from contracts.catalog import ShipmentFailed, ShipmentScheduled
 from contracts.parts import Address, ReservedItem
+<<<<<<< HEAD
+=======
+from contracts.returns import PickupFailed, PickupScheduled
+>>>>>>> h/retsvc
 from events.replay.providers import recorded
-from services.shipping.provider import Booked, Refused
+from services.shipping.provider import Booked, PickupBooked, Refused
 
 
 class ReplayCarrier:
@@ -31,4 +36,16 @@ class ReplayCarrier:
         return Refused(outcome.reason)
 
     async def cancel(self, *, shipment_id: str) -> None:
+        return None
+
+    async def book_pickup(
+        self, *, reference: str, address: Address, items: Sequence[ReservedItem]
+    ) -> PickupBooked | Refused:
+        outcome = recorded(PickupScheduled, PickupFailed)
+        if isinstance(outcome, PickupScheduled):
+            return PickupBooked(outcome.pickup_id, outcome.carrier)
+        assert isinstance(outcome, PickupFailed)
+        return Refused(outcome.reason)
+
+    async def cancel_pickup(self, *, pickup_id: str) -> None:
         return None

@@ -6,9 +6,9 @@ from events.service import Service
 from events.settings import Settings
 from services.shipping import SERVICE_NAME
 from services.shipping.context import ShippingContext, ShippingSettings
-from services.shipping.handlers import router
 from services.shipping.provider import Carrier, SimulatedCarrier
 from services.shipping.replay import ReplayCarrier
+from services.shipping.returns import router  # the order handlers and the returns' on one router
 from services.shipping.store import DDL, PostgresShippingStore
 
 

@@ -1,4 +1,4 @@
-"""Shipping state: each order's parcel (address and items) and what became of its shipment.
+"""Shipping state: each order's parcel and shipment; each return's pickup address and pickup.
 
 Handlers see the :class:`ShippingStore` protocol. :class:`PostgresShippingStore` runs inside the
 delivery's transaction; :class:`InMemoryShippingStore` backs the unit tests.
@@ -41,6 +41,28 @@ CREATE TABLE IF NOT EXISTS {schema}.shipments (
     cancelled_at       timestamptz,
     CHECK ((outcome = 'scheduled') = (shipment_id IS NOT NULL))
 );
+CREATE TABLE IF NOT EXISTS {schema}.return_parcels (
+    return_id    text   PRIMARY KEY,
+    recipient    text   NOT NULL,
+    line1        text   NOT NULL,
+    line2        text,
+    city         text   NOT NULL,
+    postal_code  text   NOT NULL,
+    country_code text   NOT NULL,
+    skus         text[] NOT NULL,
+    quantities   int[]  NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {schema}.pickups (
+    return_id    text        PRIMARY KEY,
+    outcome      text        NOT NULL CHECK (outcome IN ('scheduled', 'failed', 'none')),
+    pickup_id    text,
+    carrier      text,
+    country_code text,
+    reason       text,
+    decided_at   timestamptz NOT NULL,
+    cancelled_at timestamptz,
+    CHECK ((outcome = 'scheduled') = (pickup_id IS NOT NULL))
+);
 """
 """The shipping service's tables; ``{schema}`` stands for the service's schema."""
 
@@ -65,6 +87,29 @@ class Shipment:
     carrier: str | None = None
     country_code: str | None = None
     estimated_delivery: datetime | None = None
+    reason: str | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnParcel:
+    """Where a return's items are collected and what they are."""
+
+    return_id: str
+    address: Address
+    items: tuple[ReservedItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pickup:
+    """The pickup outcome for one return. ``cancelled_at`` set means closed: never book it."""
+
+    return_id: str
+    outcome: Outcome
+    decided_at: datetime
+    pickup_id: str | None = None
+    carrier: str | None = None
+    country_code: str | None = None
     reason: str | None = None
     cancelled_at: datetime | None = None
 
@@ -103,6 +148,26 @@ class ShippingStore(Protocol):
     async def record_cancelled(self, order_id: str, at: datetime) -> Shipment:
         """Close the order; with no outcome yet, records outcome ``none`` so it never ships."""
 
+    async def save_return_parcel(self, parcel: ReturnParcel) -> bool:
+        """Remember where to collect a return; False (nothing changed) when already there."""
+
+    async def return_parcel(self, return_id: str) -> ReturnParcel | None:
+        """The return's pickup address and items, if ``return.requested`` was seen."""
+
+    async def pickup(self, return_id: str) -> Pickup | None:
+        """What became of the return's pickup, if anything."""
+
+    async def record_pickup(self, pickup: Pickup) -> Pickup:
+        """Record a booked or refused pickup (the return must have no pickup outcome yet)."""
+
+    async def record_pickup_cancelled(self, return_id: str, at: datetime) -> Pickup:
+        """Close the return's pickup; with no outcome yet, records ``none`` so it is never
+        booked."""
+
+
+_PICKUP_COLUMNS = (
+    "return_id, outcome, decided_at, pickup_id, carrier, country_code, reason, cancelled_at"
+)
 
 _SHIPMENT_COLUMNS = (
     "order_id, outcome, decided_at, shipment_id, carrier, country_code, estimated_delivery,"
@@ -123,28 +188,37 @@ class PostgresShippingStore:
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self.schema}:{order_id}"
         )
 
-    async def save_parcel(self, parcel: Parcel) -> bool:
-        a = parcel.address
+    async def _save_address(
+        self,
+        table: str,
+        key_column: str,
+        key: str,
+        address: Address,
+        items: tuple[ReservedItem, ...],
+    ) -> bool:
+        a = address
         inserted = await self.conn.fetchval(
-            f"INSERT INTO {self.schema}.parcels (order_id, recipient, line1, line2, city,"
+            f"INSERT INTO {self.schema}.{table} ({key_column}, recipient, line1, line2, city,"
             " postal_code, country_code, skus, quantities)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " ON CONFLICT (order_id) DO NOTHING RETURNING true",
-            parcel.order_id,
+            f" ON CONFLICT ({key_column}) DO NOTHING RETURNING true",
+            key,
             a.recipient,
             a.line1,
             a.line2,
             a.city,
             a.postal_code,
             a.country_code,
-            [item.sku for item in parcel.items],
-            [item.quantity for item in parcel.items],
+            [item.sku for item in items],
+            [item.quantity for item in items],
         )
         return bool(inserted)
 
-    async def parcel(self, order_id: str) -> Parcel | None:
+    async def _address(
+        self, table: str, key_column: str, key: str
+    ) -> tuple[Address, tuple[ReservedItem, ...]] | None:
         row = await self.conn.fetchrow(
-            f"SELECT * FROM {self.schema}.parcels WHERE order_id = $1", order_id
+            f"SELECT * FROM {self.schema}.{table} WHERE {key_column} = $1", key
         )
         if row is None:
             return None
@@ -160,7 +234,16 @@ class PostgresShippingStore:
             ReservedItem(sku=sku, quantity=qty)
             for sku, qty in zip(row["skus"], row["quantities"], strict=True)
         )
-        return Parcel(order_id, address, items)
+        return address, items
+
+    async def save_parcel(self, parcel: Parcel) -> bool:
+        return await self._save_address(
+            "parcels", "order_id", parcel.order_id, parcel.address, parcel.items
+        )
+
+    async def parcel(self, order_id: str) -> Parcel | None:
+        found = await self._address("parcels", "order_id", order_id)
+        return Parcel(order_id, *found) if found else None
 
     async def shipment(self, order_id: str) -> Shipment | None:
         row = await self.conn.fetchrow(
@@ -218,6 +301,49 @@ class PostgresShippingStore:
             return Shipment(**dict(row))
         return await self._insert(Shipment(order_id, "none", at, cancelled_at=at))
 
+    async def save_return_parcel(self, parcel: ReturnParcel) -> bool:
+        return await self._save_address(
+            "return_parcels", "return_id", parcel.return_id, parcel.address, parcel.items
+        )
+
+    async def return_parcel(self, return_id: str) -> ReturnParcel | None:
+        found = await self._address("return_parcels", "return_id", return_id)
+        return ReturnParcel(return_id, *found) if found else None
+
+    async def pickup(self, return_id: str) -> Pickup | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_PICKUP_COLUMNS} FROM {self.schema}.pickups WHERE return_id = $1",
+            return_id,
+        )
+        return Pickup(**dict(row)) if row else None
+
+    async def record_pickup(self, pickup: Pickup) -> Pickup:
+        p = pickup
+        await self.conn.execute(
+            f"INSERT INTO {self.schema}.pickups ({_PICKUP_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            p.return_id,
+            p.outcome,
+            p.decided_at,
+            p.pickup_id,
+            p.carrier,
+            p.country_code,
+            p.reason,
+            p.cancelled_at,
+        )
+        return pickup
+
+    async def record_pickup_cancelled(self, return_id: str, at: datetime) -> Pickup:
+        row = await self.conn.fetchrow(
+            f"UPDATE {self.schema}.pickups SET cancelled_at = coalesce(cancelled_at, $2)"
+            f" WHERE return_id = $1 RETURNING {_PICKUP_COLUMNS}",
+            return_id,
+            at,
+        )
+        if row is not None:
+            return Pickup(**dict(row))
+        return await self.record_pickup(Pickup(return_id, "none", at, cancelled_at=at))
+
 
 class InMemoryShippingStore:
     """:class:`ShippingStore` in dictionaries, for unit tests (single task, no rollback)."""
@@ -225,6 +351,8 @@ class InMemoryShippingStore:
     def __init__(self) -> None:
         self._parcels: dict[str, Parcel] = {}
         self._shipments: dict[str, Shipment] = {}
+        self._return_parcels: dict[str, ReturnParcel] = {}
+        self._pickups: dict[str, Pickup] = {}
 
     async def lock_order(self, order_id: str) -> None:
         # One task at a time touches the dictionaries; there is nothing to serialize.
@@ -276,4 +404,30 @@ class InMemoryShippingStore:
             return self._insert(Shipment(order_id, "none", at, cancelled_at=at))
         updated = replace(current, cancelled_at=current.cancelled_at or at)
         self._shipments[order_id] = updated
+        return updated
+
+    async def save_return_parcel(self, parcel: ReturnParcel) -> bool:
+        if parcel.return_id in self._return_parcels:
+            return False
+        self._return_parcels[parcel.return_id] = parcel
+        return True
+
+    async def return_parcel(self, return_id: str) -> ReturnParcel | None:
+        return self._return_parcels.get(return_id)
+
+    async def pickup(self, return_id: str) -> Pickup | None:
+        return self._pickups.get(return_id)
+
+    async def record_pickup(self, pickup: Pickup) -> Pickup:
+        if pickup.return_id in self._pickups:
+            raise ValueError(f"return {pickup.return_id} already has a pickup outcome")
+        self._pickups[pickup.return_id] = pickup
+        return pickup
+
+    async def record_pickup_cancelled(self, return_id: str, at: datetime) -> Pickup:
+        current = self._pickups.get(return_id)
+        if current is None:
+            return await self.record_pickup(Pickup(return_id, "none", at, cancelled_at=at))
+        updated = replace(current, cancelled_at=current.cancelled_at or at)
+        self._pickups[return_id] = updated
         return updated

@@ -161,4 +161,10 @@ def test_settings_read_the_environment(monkeypatch):
 def test_build_declares_the_service():
     service = build(get_settings(), EmailSettings())
     assert service.name == SERVICE_NAME == "email"
-    assert service.router.event_types == ["order.cancelled", "order.placed", "shipment.scheduled"]
+    assert service.router.event_types == [
+        "order.cancelled",
+        "order.placed",
+        "payment.return_refunded",
+        "return.requested",
+        "shipment.scheduled",
+    ]

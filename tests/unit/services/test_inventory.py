@@ -23,6 +23,7 @@ from events.settings import get_settings
 from services.inventory import SERVICE_NAME, handlers
 from services.inventory.context import InventoryContext, InventorySettings
 from services.inventory.provider import JsonStockFeed
+from services.inventory.return_store import InMemoryReturnStore
 from services.inventory.service import build
 from services.inventory.store import InMemoryInventoryStore
 from tests.unit.services import emitted
@@ -33,7 +34,12 @@ STOCK = {"SKU-RED-MUG": 10, "SKU-TEA-BOX": 10, "SKU-RARE-VASE": 5}
 @pytest.fixture
 def ctx() -> InventoryContext:
     config = InventorySettings()
-    return InventoryContext(InMemoryInventoryStore(STOCK), JsonStockFeed(config.seed_file), config)
+    return InventoryContext(
+        InMemoryInventoryStore(STOCK),
+        JsonStockFeed(config.seed_file),
+        config,
+        InMemoryReturnStore(),
+    )
 
 
 def placed(order_id: str, *skus: tuple[str, int]) -> Message:
@@ -225,7 +231,10 @@ def test_build_declares_the_service():
     assert service.name == SERVICE_NAME == "inventory"
     assert service.router.event_types == [
         "inventory.release",
+        "inventory.unstock",
         "order.placed",
+        "pickup.scheduled",
+        "return.requested",
         "shipment.scheduled",
     ]
     assert service.on_start is not None

@@ -229,4 +229,10 @@ def test_settings_have_the_documented_defaults_and_environment_names(monkeypatch
 def test_build_declares_the_service():
     service = build(get_settings(), PaymentSettings())
     assert service.name == SERVICE_NAME == "payment"
-    assert service.router.event_types == ["order.approved", "order.placed", "payment.refund"]
+    assert service.router.event_types == [
+        "inventory.restocked",
+        "order.approved",
+        "order.placed",
+        "payment.refund",
+        "return.requested",
+    ]

@@ -41,6 +41,7 @@ from services.email.store import InMemoryEmailStore
 from services.inventory import handlers as inventory
 from services.inventory.context import InventoryContext, InventorySettings
 from services.inventory.provider import JsonStockFeed
+from services.inventory.return_store import InMemoryReturnStore
 from services.inventory.store import InMemoryInventoryStore
 from services.payment import handlers as payment
 from services.payment.context import PaymentContext, PaymentSettings
@@ -240,7 +241,10 @@ async def test_inventory_decides_the_same_again_from_the_same_message():
     stock = {"SKU-RED-MUG": 10, "SKU-TEA-BOX": 10}
     feed = JsonStockFeed(InventorySettings().seed_file)
     contexts = [
-        InventoryContext(InMemoryInventoryStore(stock), feed, InventorySettings()) for _ in range(2)
+        InventoryContext(
+            InMemoryInventoryStore(stock), feed, InventorySettings(), InMemoryReturnStore()
+        )
+        for _ in range(2)
     ]
     outputs, at = await live(inventory.reserve, placed, contexts[0])
     assert await replayed(inventory.reserve, placed, contexts[1], outputs, at) == outputs

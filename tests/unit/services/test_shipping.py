@@ -158,4 +158,11 @@ def test_settings_read_a_comma_separated_country_list(monkeypatch):
 def test_build_declares_the_service():
     service = build(get_settings(), ShippingSettings())
     assert service.name == SERVICE_NAME == "shipping"
-    assert service.router.event_types == ["order.placed", "payment.charged", "shipment.cancel"]
+    assert service.router.event_types == [
+        "order.placed",
+        "payment.charged",
+        "pickup.cancel",
+        "return.approved",
+        "return.requested",
+        "shipment.cancel",
+    ]
