@@ -15,10 +15,7 @@ from collections.abc import Sequence
 
 from contracts.catalog import ShipmentFailed, ShipmentScheduled
 from contracts.parts import Address, ReservedItem
-<<<<<<< HEAD
-=======
 from contracts.returns import PickupFailed, PickupScheduled
->>>>>>> h/retsvc
 from events.replay.providers import recorded
 from services.shipping.provider import Booked, PickupBooked, Refused
 
