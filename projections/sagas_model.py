@@ -369,7 +369,9 @@ def _compensations(d: SagaDefinition, log: _Log) -> list[CompensationView]:
                 reason if isinstance(reason, str) else None,
             )
         )
-    return sorted(found, key=lambda c: (c.sent_at, c.step))
+    # As sent; at one instant, newest step first (the order compensations run in).
+    flow = [step.name for step in d.steps]
+    return sorted(found, key=lambda c: (c.sent_at, -flow.index(c.step)))
 
 
 def _conclude(d: SagaDefinition, view: SagaView, ends: dict[str, LoggedEvent | None]) -> None:
