@@ -42,7 +42,7 @@ from events import tracing
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
-from projections import API, api_actions
+from projections import API, api_actions, api_sagas
 from projections.access import require
 from projections.api_models import (
     ErrorBody,
@@ -306,6 +306,7 @@ def create_app(settings: Settings, api: ApiSettings | None = None) -> FastAPI:
     )
     app.include_router(reads)
     app.include_router(api_actions.router)
+    app.include_router(api_sagas.router)
     app.include_router(console.router)
     console.mount_assets(app)
     app.add_api_route(
