@@ -14,6 +14,7 @@ of no known saga (no start event seen, no row) has no row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import orjson
@@ -91,14 +92,26 @@ def saga_of(
             return registry.get(*known)
         except KeyError:
             return None  # a version this process does not know: its row stays as it was
-    starts = {registry.current(t).start.event_type: registry.current(t) for t in registry.types}
+    starts = _starts(registry)
     for event in sorted(events, key=lambda e: (e.occurred_at, e.event_id)):
         d = starts.get(event.event_type)
-        if d is not None and d.start.matches(d.catalog[event.event_type].model_validate(
-            event.payload
-        )):  # fmt: skip
+        if d is not None and (
+            d.start.where is None
+            or d.start.matches(d.catalog[event.event_type].model_validate(event.payload))
+        ):
             return d
     return None
+
+
+@cache  # asked for every key of every batch; a registry is fixed once built
+def _starts(registry: SagaRegistry) -> dict[str, SagaDefinition]:
+    """Start event type → the current definition it starts; of two types that start on one
+    event, the first by name, as :meth:`SagaRegistry.starting` (the coordinator) decides."""
+    found: dict[str, SagaDefinition] = {}
+    for saga_type in registry.types:
+        d = registry.current(saga_type)
+        found.setdefault(d.start.event_type, d)
+    return found
 
 
 def fold_all(

@@ -4,7 +4,8 @@ the sagas of every type as the generic read model (``saga_status``) has them: `l
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -15,6 +16,11 @@ from saga_coordinator.context import get_coordinator_settings
 from sagas.drawing import mermaid, rows
 from sagas.registry import SagaRegistry
 from sagas.shipped import SAGAS
+
+if TYPE_CHECKING:
+    from projections.queries import Queries
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Inspect the saga definitions the coordinator runs, and its sagas.")
 SagaType = Annotated[str, typer.Argument(help="The saga type, e.g. order.")]
@@ -117,6 +123,17 @@ def sagas_show(
     out.print(mermaid(d), end="", markup=False, highlight=False)
 
 
+def _read(call: Callable[[Queries], Awaitable[T]]) -> T:
+    """:func:`query` over ``saga_status``, which a projector older than the table lacks."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    import asyncpg
+
+    try:
+        return query(call)
+    except asyncpg.UndefinedTableError:
+        fail(ChoreoError("no saga read model yet: restart the projector, or rebuild it"))
+
+
 @app.command("list")
 def sagas_list(
     saga_type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
@@ -128,7 +145,7 @@ def sagas_list(
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from projections import sagas_queries
 
-    rows = query(lambda q: sagas_queries.sagas(q, saga_type=saga_type, status=status, limit=limit))
+    rows = _read(lambda q: sagas_queries.sagas(q, saga_type=saga_type, status=status, limit=limit))
     if as_json:
         print_json(rows)
         return
@@ -153,7 +170,7 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
     compensations (sent, acknowledged)."""
     from projections import sagas_queries  # asyncpg: see sagas_list
 
-    row = query(lambda q: sagas_queries.saga(q, saga_type, saga_key))
+    row = _read(lambda q: sagas_queries.saga(q, saga_type, saga_key))
     if row is None:
         fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
     if as_json:
@@ -191,7 +208,7 @@ def sagas_history(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fa
     """The saga's events in log order, with who produced them."""
     from projections import sagas_queries  # asyncpg: see sagas_list
 
-    rows = query(lambda q: sagas_queries.history(q, saga_type, saga_key))
+    rows = _read(lambda q: sagas_queries.history(q, saga_type, saga_key))
     if rows is None:
         fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
     if as_json:
