@@ -20,7 +20,7 @@ asked, ``compensating`` once a critical step failed or a compensation was sent,
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,16 +47,18 @@ _emitted: dict[tuple[str, int, str], str] = {}
 """(saga type, version, role) → the event type that render emits, once learned."""
 
 
-def emitted_type(d: SagaDefinition, role: str, render: Render, data: SagaData) -> str | None:
+def emitted_type(
+    d: SagaDefinition, role: str, render: Render, data: Callable[[], SagaData]
+) -> str | None:
     """The event type ``render`` of ``d`` emits (``role`` names it for the cache), learned by
-    calling it once with the saga's data as the coordinator would; ``None`` while the data
-    does not yet hold what it needs (it is asked again with more)."""
+    calling it once with the saga's data (``data()``) as the coordinator would; ``None`` while
+    the data does not yet hold what it needs (it is asked again with more)."""
     key = (d.saga_type, d.version, role)
     known = _emitted.get(key)
     if known is not None:
         return known
     probe = Emit(
-        data=data,
+        data=data(),
         at=_PROBE_AT,
         knobs=d.knob_values(),
         reason=d.reasons[0] if d.reasons else "",
@@ -72,12 +74,14 @@ def emitted_type(d: SagaDefinition, role: str, render: Render, data: SagaData) -
     return event_type
 
 
-def rendered_by(render: Render, d: SagaDefinition, data: SagaData, event: LoggedEvent) -> bool:
+def rendered_by(
+    render: Render, d: SagaDefinition, data: Callable[[], SagaData], event: LoggedEvent
+) -> bool:
     """Whether ``event`` is what ``render`` emits (e.g. a task's timeout rejection rather than
     a person's): its payload agrees on every field that does not depend on the instant."""
     try:
         a, b = (
-            render(Emit(data, at, d.knob_values())).model_dump(mode="json")
+            render(Emit(data(), at, d.knob_values())).model_dump(mode="json")
             for at in (_PROBE_AT, _PROBE_AT + timedelta(days=1))
         )
     except Exception:  # as in emitted_type: the data does not hold what it needs
@@ -202,6 +206,8 @@ class _Log:
         for event in sorted(events, key=_rank):
             self.by_type[event.event_type].append(event)
         self._models: dict[str, Event] = {}
+        self._first: dict[int, LoggedEvent | None] = {}
+        self._data: dict[str, Any] | None = None
 
     def model(self, event: LoggedEvent) -> Event:
         """The event's payload as its catalog model (for a definition's predicates)."""
@@ -220,10 +226,19 @@ class _Log:
     def first(self, on: On | None) -> LoggedEvent | None:
         if on is None:
             return None
-        return next(iter(self.all(on)), None)
+        # Asked for the same On by the captures, the steps and the tasks: once per fold.
+        if id(on) not in self._first:
+            self._first[id(on)] = next(iter(self.all(on)), None)
+        return self._first[id(on)]
 
     def first_of(self, event_type: str | None) -> LoggedEvent | None:
         return next(iter(self.by_type.get(event_type or "", [])), None)
+
+    def data(self) -> SagaData:
+        """What the saga captured, as the coordinator does (only render functions need it)."""
+        if self._data is None:
+            self._data = _data(self.d, self)
+        return self._data
 
     def describe(self, on: On, event: LoggedEvent) -> str:
         return on.describe(self.model(event)) if on.detail is not None else _reason(event)
@@ -264,12 +279,11 @@ def fold_saga(d: SagaDefinition, saga_key: str, events: Iterable[LoggedEvent]) -
     if not evs:
         return view
     log = _Log(d, evs)
-    data = _data(d, log)
     start = log.first(d.start)
     view.started_at = start.occurred_at if start else None
     view.updated_at = max(e.occurred_at for e in evs)
     ends = {
-        role: log.first_of(emitted_type(d, role, render, data))
+        role: log.first_of(emitted_type(d, role, render, log.data))
         for role, render in (
             (COMPLETED, d.endings.completed),
             (CANCELLED, d.endings.cancelled),
@@ -278,7 +292,7 @@ def fold_saga(d: SagaDefinition, saga_key: str, events: Iterable[LoggedEvent]) -
     }
     for node in d.nodes:
         if isinstance(node, HumanTask):
-            view.steps.append(_task(d, node, log, data))
+            view.steps.append(_task(d, node, log))
         else:
             view.steps.append(_step(node, start, log))
     view.compensations = _compensations(d, log)
@@ -316,9 +330,9 @@ def _step(step: Step, start: LoggedEvent | None, log: _Log) -> StepView:
     return s
 
 
-def _task(d: SagaDefinition, task: HumanTask, log: _Log, data: SagaData) -> StepView:
+def _task(d: SagaDefinition, task: HumanTask, log: _Log) -> StepView:
     s = StepView(task.name, "human task", True)
-    asked = log.first_of(emitted_type(d, f"{task.name}.request", task.request, data))
+    asked = log.first_of(emitted_type(d, f"{task.name}.request", task.request, log.data))
     approved = log.first(task.approve_on)
     rejected = log.first(task.reject_on.on)
     if asked is None:
@@ -334,7 +348,7 @@ def _task(d: SagaDefinition, task: HumanTask, log: _Log, data: SagaData) -> Step
         s.state = AWAITING
     elif answer is approved:
         s.state = SUCCEEDED
-    elif rendered_by(task.timeout_event, d, data, answer):
+    elif rendered_by(task.timeout_event, d, log.data, answer):
         s.state, s.reason = TIMED_OUT, task.timeout_reason
     else:
         assert task.reject_on.on is not None
