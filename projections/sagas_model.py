@@ -14,7 +14,14 @@ the event types a human task's request and the three endings emit (:func:`emitte
 Statuses: ``running`` (with the definition's ``milestone`` of the newest step that succeeded,
 e.g. ``paid``), a human task's ``waiting_status`` (``awaiting_approval``) while a person is
 asked, ``compensating`` once a critical step failed or a compensation was sent,
-``needs_attention``, ``completed``, ``cancelled``.
+``needs_attention`` (until the saga ends, as in the order model), ``completed``, ``cancelled``.
+
+What the log does not say, the model infers: a human task is on the saga's path when its
+request was emitted (its condition held, with the knobs the coordinator runs with); a deadline
+leaves no event, so a step still open when the saga ended ``timed_out`` if the saga completed
+or was cancelled with its deadline's reason, else it was ``abandoned``. Progress counts the
+steps on the path (critical steps, optional steps unless the saga ended without them, tasks
+asked) and, as done, those an event settled.
 """
 
 from __future__ import annotations
