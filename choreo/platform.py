@@ -42,7 +42,8 @@ class Platform:
         return self.log_dir / f"{name}.log"
 
     async def start(self, *names: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        """Start processes (default: all) and wait until each says it is ready."""
+        """Start processes (default: all) and wait until each says it is ready; if one does
+        not, stop them all and raise."""
         wanted = list(names or NAMES)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in wanted:
@@ -53,12 +54,17 @@ class Platform:
             )  # fmt: skip
             log.close()
         deadline = time.monotonic() + timeout
-        for name in wanted:
-            while f'"{name} ready' not in self.log(name):
-                proc = self.procs[name]
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{name} did not become ready:\n{self.tail(name)}")
-                await asyncio.sleep(0.1)
+        try:
+            for name in wanted:
+                while f'"{name} ready' not in self.log(name):
+                    proc = self.procs[name]
+                    if proc.returncode is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"{name} did not become ready:\n{self.tail(name)}")
+                    await asyncio.sleep(0.1)
+        except BaseException:
+            # The caller gets no platform to stop: stop what started, or it runs on orphaned.
+            await self.stop()
+            raise
 
     def log(self, name: str) -> str:
         """Everything process ``name`` logged so far."""

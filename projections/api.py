@@ -42,7 +42,7 @@ from events import tracing
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
-from projections import API, api_actions, api_console
+from projections import API, api_actions, api_console, api_sagas
 from projections.access import require
 from projections.api_models import (
     ErrorBody,
@@ -320,6 +320,7 @@ def create_app(
     app.include_router(reads)
     app.include_router(api_actions.router)
     app.include_router(api_console.router)
+    app.include_router(api_sagas.router)
     app.include_router(console.router)
     app.include_router(orders.router)
     app.include_router(approvals.router)

@@ -1,7 +1,8 @@
 """Zero-downtime rebuild of the read models from the log, with an optional verification.
 
 1. Replay every domain topic from offset 0 up to its end *as of the start* into shadow tables
-   (``event_log_rebuild``, ``order_status_rebuild``): batch decode, COPY, one fold per order.
+   (``event_log_rebuild``, ``order_status_rebuild``, ``saga_status_rebuild``): batch decode,
+   COPY, one fold per order (and per saga).
    Live queries keep reading the live tables meanwhile.
 2. Swap under the projector's lock (live batches wait for it, briefly): catch the shadow up to
    the live checkpoints if the live projector went further meanwhile, compare shadow and live
@@ -31,11 +32,12 @@ from events.errors import ChoreoError, ContractError
 from events.schemas import SchemaRegistry
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
-from projections import PROJECTOR, store
+from projections import PROJECTOR, sagas_store, store
 from projections.model import LoggedEvent, fold_order
 from projections.projector import log_row
 
 SHADOW = "_rebuild"
+TABLES = ("event_log", "order_status", "saga_status")
 BATCH = 5000
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: events replayed so far of the total to replay."""
@@ -82,7 +84,8 @@ async def rebuild(
     codec: Codec | None = None,
     workers: int | None = None,
 ) -> RebuildReport:
-    """Rebuild ``event_log`` and ``order_status`` from the topics and swap them in.
+    """Rebuild ``event_log``, ``order_status`` and ``saga_status`` from the topics and swap
+    them in.
 
     The replay runs in ``workers`` lanes (default: ``settings.rebuild_workers``), this process
     and ``workers - 1`` worker processes, each taking the partitions of some partition numbers
@@ -101,9 +104,8 @@ async def rebuild(
     async with Database(settings) as db:
         await db.migrate(schema, *store.ddl())
         async with db.pool.acquire() as conn:
-            await conn.execute(
-                f"DROP TABLE IF EXISTS {schema}.event_log{SHADOW}, {schema}.order_status{SHADOW}"
-            )
+            shadows = (f"{schema}.{t}{SHADOW}" for t in TABLES)
+            await conn.execute(f"DROP TABLE IF EXISTS {', '.join(shadows)}")
             for statement in store.table_ddl(schema, SHADOW, indexes=False):
                 await conn.execute(statement)
         partitions = await partitions_of(settings, event_topics(settings))
@@ -116,7 +118,8 @@ async def rebuild(
         async with db.pool.acquire() as conn:
             split = await _drop_partial_rows(conn, schema)
             keys = store.status_key_ddl(schema, SHADOW)
-            for statement in (*store.index_ddl(schema, SHADOW), keys):
+            sagas = sagas_store.index_ddl(schema, SHADOW)
+            for statement in (*store.index_ddl(schema, SHADOW), keys, *sagas):
                 await conn.execute(statement)
             ids = sorted(split)
             for at in range(0, len(ids), BATCH):  # bounded memory when most orders were split
@@ -139,7 +142,7 @@ def _lanes(partitions: list[TopicPartition], workers: int) -> list[list[TopicPar
 
 async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
     """Delete the shadow rows of orders that more than one lane saw (each folded part of the
-    order); returns those orders and how many rows each had."""
+    order), their sagas' rows too; returns those orders and how many rows each had."""
     rows = await conn.fetch(
         f"DELETE FROM {schema}.order_status{SHADOW} WHERE order_id IN"
         f" (SELECT order_id FROM {schema}.order_status{SHADOW}"
@@ -149,6 +152,9 @@ async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
     split: dict[str, int] = defaultdict(int)
     for row in rows:
         split[row["order_id"]] += 1
+    await conn.execute(
+        f"DELETE FROM {schema}.saga_status{SHADOW} WHERE saga_key = ANY($1::text[])", list(split)
+    )
     return split
 
 
@@ -269,8 +275,8 @@ async def _rebuild_lane(
     ends: dict[TopicPartition, int],
     progress: Progress | None,
 ) -> LaneResult:
-    """Replay ``partitions`` up to ``ends`` into the shadow log, fold their orders and write
-    their shadow ``order_status`` rows."""
+    """Replay ``partitions`` up to ``ends`` into the shadow log, fold their orders and sagas
+    and write their shadow ``order_status`` and ``saga_status`` rows."""
     report = RebuildReport()
     events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
     async with Database(settings, max_size=2) as db:
@@ -286,6 +292,7 @@ async def _rebuild_lane(
                 columns=store.ORDER_STATUS_COLUMNS,
                 records=[store.status_tuple(v) for v in views],
             )
+            await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
     return LaneResult(report.events, report.skipped, len(views))
 
 
@@ -304,6 +311,10 @@ async def _replay(
     conn: Connection | None = None,
 ) -> None:
     """Copy records [start, until) of ``partitions`` into the shadow log."""
+    begin = start or {}
+    remaining = {tp for tp in partitions if until[tp] > begin.get(tp, 0)}
+    if not remaining:  # nothing to copy; aiokafka's stop right after its start can raise
+        return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -313,20 +324,16 @@ async def _replay(
     await consumer.start()
     try:
         consumer.assign(partitions)
-        ends = until
-        begin = start or {}
         for tp in partitions:
             consumer.seek(tp, begin.get(tp, 0))
-        total = sum(max(0, ends[tp] - begin.get(tp, 0)) for tp in partitions)
-        remaining = {tp for tp in partitions if ends[tp] > begin.get(tp, 0)}
-        done = 0
-        writer = _LogWriter(db, schema, conn)
+        total = sum(max(0, until[tp] - begin.get(tp, 0)) for tp in partitions)
+        done, writer = 0, _LogWriter(db, schema, conn)
         while remaining:
             batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
             rows: list[store.LogRow] = []
             for tp, records in batch.items():
                 for record in records:
-                    if record.offset >= ends[tp]:
+                    if record.offset >= until[tp]:
                         continue
                     done += 1
                     try:
@@ -338,7 +345,7 @@ async def _replay(
                     rows.append(row)
                     if events_by_order is not None:
                         events_by_order[row.order_id].append(row.logged(payload))
-                if records and records[-1].offset + 1 >= ends[tp]:
+                if records and records[-1].offset + 1 >= until[tp]:
                     remaining.discard(tp)
             if rows:
                 await writer.write(rows)
@@ -434,7 +441,7 @@ async def _swap(
                     "(not running?): rows of those events differ by staleness"
                 )
             report.differences += await compare(conn, schema)
-        for table in ("event_log", "order_status"):
+        for table in TABLES:
             await conn.execute(f"ALTER TABLE {schema}.{table} RENAME TO {table}_old")
             await conn.execute(f"ALTER TABLE {schema}.{table}{SHADOW} RENAME TO {table}")
             await conn.execute(f"DROP TABLE {schema}.{table}_old")
@@ -455,6 +462,7 @@ async def compare(conn: Connection, schema: str, limit: int = 50) -> list[str]:
     """Row-by-row differences between the live tables and the shadows (at most ``limit``)."""
     log_cols = ", ".join(LOG_COMPARED)
     status_cols = ", ".join(store.ORDER_STATUS_COLUMNS)
+    saga_cols = ", ".join(sagas_store.SAGA_STATUS_COLUMNS)
     differences: list[str] = []
     for label, live_sql, shadow_sql, key in (
         (
@@ -468,6 +476,12 @@ async def compare(conn: Connection, schema: str, limit: int = 50) -> list[str]:
             f"SELECT {status_cols} FROM {schema}.order_status",
             f"SELECT {status_cols} FROM {schema}.order_status{SHADOW}",
             "order_id",
+        ),
+        (
+            "saga_status",
+            f"SELECT {saga_cols} FROM {schema}.saga_status",
+            f"SELECT {saga_cols} FROM {schema}.saga_status{SHADOW}",
+            "saga_type || '/' || saga_key",
         ),
     ):
         rows = await conn.fetch(

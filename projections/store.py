@@ -6,6 +6,8 @@ Everything lives in the projector's schema (``<prefix>_projector``):
   with its envelope, payload (jsonb) and a PII-free summary. It is the audit trail
   (``order_history``) and the source of time travel.
 - ``order_status``: one row per order, :func:`projections.model.fold_order` of its events.
+- ``saga_status``: one row per saga of any type, written beside ``order_status`` from the same
+  histories (:mod:`projections.sagas_store`).
 - ``projector_offsets``: the next offset per partition, written in the same transaction as
   the rows above, so a restart resumes exactly where the last committed batch ended.
 
@@ -25,6 +27,7 @@ from typing import Any
 import orjson
 
 from events.database import Connection
+from projections import sagas_store
 from projections.model import LoggedEvent, OrderView, StepView, fold_order
 
 PROJECTOR_LOCK = zlib.crc32(b"choreo:projector")
@@ -42,8 +45,10 @@ ORDER_STATUS_COLUMNS = (
 )  # fmt: skip
 
 
+# Long: the tables' DDL as PostgreSQL reads it, in one statement per table.
 def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[str]:
-    """``event_log`` and ``order_status`` (or their ``suffix`` shadows), created once.
+    """``event_log``, ``order_status`` and ``saga_status`` (or their ``suffix`` shadows),
+    created once.
 
     Index names are left to PostgreSQL so that a shadow's indexes never clash with the live
     table's after a swap; hence the existence check instead of ``IF NOT EXISTS``. Without
@@ -100,7 +105,8 @@ def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[st
             {status_indexes}
         END IF;
         END $$;
-        """
+        """,
+        *sagas_store.table_ddl(schema, suffix, indexes=indexes),
     ]
 
 
@@ -272,11 +278,13 @@ async def upsert_status(
 async def refold(
     conn: Connection, schema: str, order_ids: Iterable[str], suffix: str = ""
 ) -> list[OrderView]:
-    """Recompute and store the order_status rows of ``order_ids`` from the event log."""
+    """Recompute and store the order_status and saga_status rows of ``order_ids`` from the
+    event log."""
     ids = sorted(set(order_ids))
     events = await load_events(conn, schema, ids, suffix=suffix)
     views = [fold_order(order_id, events.get(order_id, [])) for order_id in ids]
     await upsert_status(conn, schema, views, suffix)
+    await sagas_store.refold(conn, schema, events, suffix)
     return views
 
 
@@ -381,6 +389,7 @@ async def refold_cached(
         histories.update(await load_events(conn, schema, unknown))
     views = [fold_order(order_id, histories[order_id]) for order_id in ids]
     await upsert_status(conn, schema, views)
+    await sagas_store.refold(conn, schema, histories)
     for order_id in ids:
         cache.stage(order_id, histories[order_id])
     return views

@@ -1,17 +1,20 @@
-"""`choreo sagas`: the saga definitions the coordinator runs (tables, Mermaid flows); start one."""
+"""`choreo sagas`: the saga definitions the coordinator runs, as tables and Mermaid flows; the
+sagas of every type as the generic read model (``saga_status``) has them: `list`, `status`,
+`history` (querying the projector's tables, as `choreo orders ...` does); and `start`."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import pydantic
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, traced_cli
+from choreo.cli.common import JsonFlag, fail, out, print_json, query, traced_cli
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.model import Event, Message
@@ -20,7 +23,16 @@ from sagas.drawing import mermaid, rows
 from sagas.registry import SagaRegistry
 from sagas.shipped import SAGAS
 
-app = typer.Typer(help="The saga definitions the coordinator runs; start a saga of any type.")
+if TYPE_CHECKING:
+    from projections.queries import Queries
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="The saga definitions the coordinator runs, its sagas of every type; start one."
+)
+SagaType = Annotated[str, typer.Argument(help="The saga type, e.g. order.")]
+SagaKey = Annotated[str, typer.Argument(help="The saga's key, e.g. an order id.")]
 
 
 def _running() -> SagaRegistry:
@@ -152,3 +164,100 @@ def sagas_start(
         out.print(asyncio.run(start()).saga_key)
     except ChoreoError as exc:
         fail(exc)
+
+
+def _read(call: Callable[[Queries], Awaitable[T]]) -> T:
+    """:func:`query` over ``saga_status``, which a projector older than the table lacks."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    import asyncpg
+
+    try:
+        return query(call)
+    except asyncpg.UndefinedTableError:
+        fail(ChoreoError("no saga read model yet: restart the projector, or rebuild it"))
+
+
+@app.command("list")
+def sagas_list(
+    saga_type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only sagas in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sagas of every type, newest first: status, current steps, progress."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from projections import sagas_queries
+
+    rows = _read(lambda q: sagas_queries.sagas(q, saga_type=saga_type, status=status, limit=limit))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("type", "key", "v", "status", "reason", "steps", "progress", "started")
+    for r in rows:
+        table.add_row(
+            r["saga_type"],
+            r["saga_key"],
+            str(r["version"]),
+            r["status"],
+            r["reason"] or "",
+            ", ".join(r["current_steps"]),
+            f"{r['progress']['done']}/{r['progress']['expected']}",
+            (r["started_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+@app.command("status")
+def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = False) -> None:
+    """Where a saga is: status, reason, current steps, progress, each step's timeline and the
+    compensations (sent, acknowledged)."""
+    from projections import sagas_queries  # asyncpg: see sagas_list
+
+    row = _read(lambda q: sagas_queries.saga(q, saga_type, saga_key))
+    if row is None:
+        fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
+    if as_json:
+        print_json(row)
+        return
+    reason = f" ({row['reason']})" if row["reason"] else ""
+    progress = row["progress"]
+    out.print(
+        f"[bold]{saga_type} {saga_key}[/] v{row['version']} {row['status']}{reason}"
+        f"  steps: {', '.join(row['current_steps']) or '-'}"
+        f"  progress: {progress['done']}/{progress['expected']}"
+    )
+    table = Table("step", "state", "started", "by", "finished", "by", "detail")
+    for step in row["steps"]:
+        table.add_row(
+            step["step"] if step["on_path"] else f"[dim]{step['step']}[/]",
+            step["state"],
+            (step["started_at"] or "")[11:23],
+            step["started_by"] or "",
+            (step["finished_at"] or "")[11:23],
+            step["finished_by"] or "",
+            step["detail"] or step["reason"] or "",
+        )
+    out.print(table)
+    for c in row["compensations"]:
+        acked = f"acknowledged {c['acknowledged_at'][11:23]}" if c["acknowledged_at"] else "open"
+        out.print(
+            f"undo {c['step']}: {c['command']} sent {c['sent_at'][11:23]}"
+            f" ({c['attempts']}x), {acked}"
+        )
+
+
+@app.command("history")
+def sagas_history(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = False) -> None:
+    """The saga's events in log order, with who produced them."""
+    from projections import sagas_queries  # asyncpg: see sagas_list
+
+    rows = _read(lambda q: sagas_queries.history(q, saga_type, saga_key))
+    if rows is None:
+        fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("time", "event", "producer", "summary")
+    for r in rows:
+        table.add_row(r["occurred_at"][11:23], r["event_type"], r["producer"], r["summary"])
+    out.print(table)

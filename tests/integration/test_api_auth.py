@@ -178,3 +178,20 @@ async def test_tokens_from_the_file_count_at_once_and_revoking_ends_them(
         file.revoke(record.id)
         assert (await api.get("/auth/me", headers=_bearer(token))).status_code == 401
         assert (await api.get("/auth/me")).status_code == 401  # the session ended with it
+
+
+async def test_the_saga_endpoints_need_a_token_and_let_a_viewer_read(
+    app_settings: Settings, api_tokens: ApiTokens
+):
+    paths = ["/sagas", "/sagas/order/ord-x", "/sagas/order/ord-x/history"]
+    async with serve(create_app(app_settings, api_tokens.api)) as api:
+        for path in paths:
+            response = await api.get(path)
+            assert response.status_code == 401, (path, response.text)
+            assert response.json()["error"] == "unauthorized"
+        viewer = _bearer(api_tokens.viewer)
+        assert (await api.get("/sagas", headers=viewer)).status_code == 200
+        for path in paths[1:]:
+            response = await api.get(path, headers=viewer)
+            assert response.status_code == 404, (path, response.text)
+            assert response.json() == {"error": "not_found", "detail": "no order saga ord-x"}

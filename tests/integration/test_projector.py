@@ -14,7 +14,7 @@ from events.database import schema_name
 from events.model import Event, Message
 from events.producer import EventProducer, to_record
 from events.settings import Settings
-from projections import store
+from projections import sagas_store, store
 from projections.projector import Projector
 from projections.rebuild import rebuild
 from tests.integration.kafka_helpers import eventually
@@ -194,3 +194,44 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
     report = await rebuild(settings, codec=codec, verify=True, workers=3)
     assert report.differences == []
     assert (report.events, report.orders) == (len(records), len(orders))
+
+
+async def test_sagas_are_projected_beside_orders_and_rebuilt_alike(
+    projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
+):
+    """saga_status: one row per saga, in the batch's transaction; none for a key whose saga
+    never started; a rebuild gives the same rows (verify compares them)."""
+    happy, failed = flow("ord-s-happy", HAPPY), flow("ord-s-failed", SHIPMENT_FAILED)
+    orphan = flow("ord-s-orphan", HAPPY[1:3])  # no order.placed: no saga known for this key
+    await producer.publish(happy + failed + orphan)
+    task = asyncio.create_task(projector.run())
+    try:
+        total = len(happy) + len(failed) + len(orphan)
+        await eventually(lambda: projector.stats.events == total, what="all")
+    finally:
+        await projector.stop()
+        await task
+    query = f"SELECT * FROM {projector.schema}.saga_status ORDER BY saga_key"
+    async with projector.db.pool.acquire() as conn:
+        live = [sagas_store.row_json(r) for r in await conn.fetch(query)]
+        orders = await conn.fetchval(f"SELECT count(*) FROM {projector.schema}.order_status")
+    assert orders == 3  # the order model keeps the orphan's row as before
+    assert [(s["saga_type"], s["saga_key"], s["version"]) for s in live] == [
+        ("order", "ord-s-failed", 1),
+        ("order", "ord-s-happy", 1),
+    ]
+    cancelled, done = live
+    assert (done["status"], done["progress"], done["current_steps"]) == (
+        "completed", {"done": 5, "expected": 5}, []
+    )  # fmt: skip
+    assert done["ended_at"] is not None
+    assert [s["state"] for s in done["steps"]] == ["succeeded", "skipped", *["succeeded"] * 4]
+    assert (cancelled["status"], cancelled["reason"]) == ("cancelled", "shipment_failed")
+    assert [(c["step"], c["command"], c["acknowledged_at"] is not None) for c in
+            cancelled["compensations"]] == [("payment", "payment.refund", True),
+                                            ("inventory", "inventory.release", True)]  # fmt: skip
+    report = await rebuild(settings, codec=codec, verify=True, workers=2)
+    assert report.differences == []
+    async with projector.db as db:
+        rebuilt = [sagas_store.row_json(r) for r in await db.pool.fetch(query)]
+    assert rebuilt == live

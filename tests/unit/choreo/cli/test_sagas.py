@@ -1,13 +1,21 @@
-"""`choreo sagas`: the definitions the coordinator runs, with the knobs in force."""
+"""`choreo sagas`: the definitions the coordinator runs, with the knobs in force, and the
+sagas of the read model as `status`, `list` and `history` print them."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 import pytest
 from typer.testing import CliRunner
 
 from choreo.cli import app
+from choreo.cli import sagas as sagas_cli
+from projections.sagas_model import fold_saga
 from saga_coordinator.context import get_coordinator_settings
+from sagas.order import V1 as ORDER
+from tests.unit.projections.saga_log import LoggedRun
+from tests.unit.saga_coordinator.flow import charged, placed, refunded, reserved, shipment_failed
 
 runner = CliRunner()
 
@@ -55,3 +63,40 @@ def test_an_unknown_type_or_version_is_a_clear_error():
     old = runner.invoke(app, ["sagas", "show", "order", "--version", "7"])
     assert old.exit_code == 1
     assert "no saga definition order v7" in old.output
+
+
+def _saga_row() -> dict[str, Any]:
+    run = LoggedRun(ORDER, "ord-9").send(placed()).send(reserved()).auto()
+    run.send(charged()).send(shipment_failed()).send(refunded())
+    return fold_saga(ORDER, "ord-9", run.log).to_json()
+
+
+def test_status_list_and_history_print_the_read_model(monkeypatch):
+    row = _saga_row()
+    history = [{"occurred_at": "2026-12-02T12:00:00.000+00:00", "event_type": "order.placed",
+                "producer": "cli", "summary": "1 item(s)"}]  # fmt: skip
+    answers = iter([row, [row], history, row])
+    monkeypatch.setattr(sagas_cli, "query", lambda call: next(answers))
+    env = {"COLUMNS": "200"}
+    status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env=env)
+    assert status.exit_code == 0, status.output
+    for text in ("order ord-9 v1 compensating", "steps: compensation", "progress: 3/5",
+                 "shipment.failed", "undo payment: payment.refund", "acknowledged",
+                 "undo inventory: inventory.release", "open"):  # fmt: skip
+        assert text in status.output, text
+    listed = runner.invoke(app, ["sagas", "list", "--type", "order"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "ord-9" in listed.output
+    assert "compensating" in listed.output
+    told = runner.invoke(app, ["sagas", "history", "order", "ord-9"], env=env)
+    assert told.exit_code == 0, told.output
+    assert "order.placed" in told.output
+    as_json = runner.invoke(app, ["sagas", "status", "order", "ord-9", "--json"])
+    assert orjson.loads(as_json.stdout) == row
+
+
+def test_an_unknown_saga_is_an_error(monkeypatch):
+    monkeypatch.setattr(sagas_cli, "query", lambda call: None)
+    result = runner.invoke(app, ["sagas", "status", "order", "ord-nope"])
+    assert result.exit_code == 1
+    assert "no order saga ord-nope" in result.output

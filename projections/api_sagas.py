@@ -1,0 +1,144 @@
+"""The HTTP API over the generic saga read model: ``/sagas`` (list), ``/sagas/{type}/{key}``
+(status, steps with their timeline, compensations, progress) and ``/sagas/{type}/{key}/history``
+(its events). Reads, so the ``viewer`` role; answers are what :mod:`projections.sagas_queries`
+returns, as the CLI's `choreo sagas ... --json` prints them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from projections import sagas_queries
+from projections.access import require
+from projections.api_models import ErrorBody, HistoryEntry
+from projections.backend import QueriesDep
+
+SagaType = Annotated[str, Path(min_length=1, max_length=100, description="e.g. `order`")]
+SagaKey = Annotated[str, Path(min_length=1, max_length=200, description="e.g. `ord-1a2b3c4d`")]
+
+
+class Progress(BaseModel):
+    """Steps done of the steps expected on this saga's path."""
+
+    done: int
+    expected: int
+
+
+class SagaStep(BaseModel):
+    """One step or human task: its state and when and by which event it moved."""
+
+    step: str
+    kind: str = Field(description="`step` or `human task`.")
+    critical: bool
+    state: str = Field(
+        description="pending, running, awaiting, succeeded, failed, timed_out, skipped "
+        "(a task whose condition did not hold), abandoned (left open when the saga ended)."
+    )
+    on_path: bool = Field(description="Whether it counts in the progress.")
+    triggered_at: datetime | None
+    triggered_by: str | None
+    started_at: datetime | None
+    started_by: str | None
+    finished_at: datetime | None
+    finished_by: str | None
+    reason: str | None
+    detail: str | None
+
+
+class SagaCompensation(BaseModel):
+    """A step's undo: its command, how often it was sent, its acknowledgement."""
+
+    step: str
+    command: str
+    acknowledged_by: str | None
+    sent_at: datetime
+    attempts: int
+    acknowledged_at: datetime | None
+    reason: str | None
+
+
+class SagaStatus(BaseModel):
+    """A row of ``saga_status``."""
+
+    saga_type: str
+    saga_key: str
+    version: int
+    status: str = Field(
+        description="running, a human task's waiting status (e.g. awaiting_approval), "
+        "compensating, needs_attention, completed, cancelled."
+    )
+    milestone: str | None = Field(description="The newest milestone reached (e.g. `paid`).")
+    reason: str | None = Field(description="The cancel reason.")
+    current_steps: list[str]
+    progress: Progress
+    started_at: datetime | None
+    updated_at: datetime | None
+    ended_at: datetime | None
+    steps: list[SagaStep]
+    compensations: list[SagaCompensation]
+    event_count: int
+
+
+class SagaList(BaseModel):
+    sagas: list[SagaStatus]
+    count: int
+
+
+class SagaHistory(BaseModel):
+    saga_type: str
+    saga_key: str
+    events: list[HistoryEntry]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid token or session."},
+    404: {"model": ErrorBody, "description": "No such saga."},
+    422: {"model": ErrorBody, "description": "A parameter is invalid."},
+    503: {"model": ErrorBody, "description": "PostgreSQL or the read models unavailable."},
+}
+
+router = APIRouter(dependencies=[require("viewer")], responses=_ERRORS, tags=["sagas"])
+
+
+def _not_found(saga_type: str, saga_key: str) -> HTTPException:
+    return HTTPException(HTTPStatus.NOT_FOUND, f"no {saga_type} saga {saga_key}")
+
+
+@router.get("/sagas")
+async def list_sagas(
+    queries: QueriesDep,
+    saga_type: Annotated[str | None, Query(alias="type", description="Only this type.")] = None,
+    status: Annotated[str | None, Query(description="Only sagas in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
+) -> SagaList:
+    """Sagas of every type, newest first, optionally of one type and status."""
+    rows = await sagas_queries.sagas(queries, saga_type=saga_type, status=status, limit=limit)
+    return SagaList(sagas=[SagaStatus.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/sagas/{saga_type}/{saga_key}")
+async def get_saga(queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey) -> SagaStatus:
+    """One saga: status, current steps, progress, each step's timeline, compensations."""
+    found = await sagas_queries.saga(queries, saga_type, saga_key)
+    if found is None:
+        raise _not_found(saga_type, saga_key)
+    return SagaStatus.model_validate(found)
+
+
+@router.get("/sagas/{saga_type}/{saga_key}/history")
+async def get_saga_history(
+    queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
+) -> SagaHistory:
+    """The saga's events in log order, summarized without PII."""
+    events = await sagas_queries.history(queries, saga_type, saga_key)
+    if events is None:
+        raise _not_found(saga_type, saga_key)
+    return SagaHistory(
+        saga_type=saga_type,
+        saga_key=saga_key,
+        events=[HistoryEntry.model_validate(e) for e in events],
+    )

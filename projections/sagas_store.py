@@ -1,0 +1,217 @@
+"""The ``saga_status`` table: one row per saga of any type, beside ``order_status``.
+
+Each row is :func:`projections.sagas_model.fold_saga` of the saga's logged events with the
+definition the saga runs on. The projector writes it in the same transaction, for the same
+keys and from the same histories as ``order_status`` (see :func:`projections.store.refold`),
+and a rebuild writes its shadow the same way, so live rows and rebuilt rows agree.
+
+Which saga a key belongs to is decided in one place, :func:`saga_of`: until the envelope
+carries the saga type, the start event names it (the registry's type whose start event it is,
+on its current version) and the key's row keeps it (type and version) for later events. A key
+of no known saga (no start event seen, no row) has no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+
+from events.database import Connection
+from projections.model import LoggedEvent
+from projections.sagas_model import SagaView, fold_saga
+from sagas.definition import SagaDefinition
+from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
+
+SAGA_STATUS_COLUMNS = (
+    "saga_type", "saga_key", "version", "status", "milestone", "reason", "current_steps",
+    "steps_done", "steps_expected", "started_at", "updated_at", "ended_at", "timeline",
+    "compensations", "event_count",
+)  # fmt: skip
+Known = Mapping[str, tuple[str, int]]
+"""Saga key → (saga type, version) of its ``saga_status`` row."""
+
+
+def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[str]:
+    """``saga_status`` (or its ``suffix`` shadow), created once; without ``indexes`` its key
+    and indexes come later (:func:`index_ddl`), as for ``order_status``."""
+    table = f"{schema}.saga_status{suffix}"
+    return [
+        f"""
+        DO $$ BEGIN
+        IF to_regclass('{table}') IS NULL THEN
+            CREATE TABLE {table} (
+                saga_type      text        NOT NULL,
+                saga_key       text        NOT NULL,
+                version        int         NOT NULL,
+                status         text        NOT NULL,
+                milestone      text,
+                reason         text,
+                current_steps  text[]      NOT NULL,
+                steps_done     int         NOT NULL,
+                steps_expected int         NOT NULL,
+                started_at     timestamptz,
+                updated_at     timestamptz,
+                ended_at       timestamptz,
+                timeline       jsonb       NOT NULL,
+                compensations  jsonb       NOT NULL,
+                event_count    int         NOT NULL
+            );
+            {"".join(f"{statement};" for statement in index_ddl(schema, suffix)) if indexes else ""}
+        END IF;
+        END $$;
+        """
+    ]
+
+
+def index_ddl(schema: str, suffix: str = "") -> list[str]:
+    """The key and indexes of ``saga_status`` (or its shadow)."""
+    table = f"{schema}.saga_status{suffix}"
+    return [
+        f"ALTER TABLE {table} ADD PRIMARY KEY (saga_type, saga_key)",
+        f"CREATE INDEX ON {table} (saga_key)",
+        f"CREATE INDEX ON {table} (status)",
+        f"CREATE INDEX ON {table} (started_at)",
+    ]
+
+
+def saga_of(
+    events: Sequence[LoggedEvent], known: tuple[str, int] | None, registry: SagaRegistry = SAGAS
+) -> SagaDefinition | None:
+    """The definition the saga of ``events`` (one key's) runs on: its row's (``known``), else
+    the current one of the type whose start event is among them; ``None`` if neither.
+
+    The one place that knows how a key maps to a saga type: when the envelope carries the
+    type, this reads it from the events instead.
+    """
+    if known is not None:
+        try:
+            return registry.get(*known)
+        except KeyError:
+            return None  # a version this process does not know: its row stays as it was
+    starts = _starts(registry)
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.event_id)):
+        d = starts.get(event.event_type)
+        if d is not None and (
+            d.start.where is None
+            or d.start.matches(d.catalog[event.event_type].model_validate(event.payload))
+        ):
+            return d
+    return None
+
+
+@cache  # asked for every key of every batch; a registry is fixed once built
+def _starts(registry: SagaRegistry) -> dict[str, SagaDefinition]:
+    """Start event type → the current definition it starts; of two types that start on one
+    event, the first by name, as :meth:`SagaRegistry.starting` (the coordinator) decides."""
+    found: dict[str, SagaDefinition] = {}
+    for saga_type in registry.types:
+        d = registry.current(saga_type)
+        found.setdefault(d.start.event_type, d)
+    return found
+
+
+def fold_all(
+    histories: Mapping[str, Sequence[LoggedEvent]], known: Known, registry: SagaRegistry = SAGAS
+) -> list[SagaView]:
+    """The ``saga_status`` rows of the keys of ``histories`` (all of each key's events) that
+    belong to a known saga."""
+    views = []
+    for key, events in sorted(histories.items()):
+        d = saga_of(events, known.get(key), registry)
+        if d is not None:
+            views.append(fold_saga(d, key, events))
+    return views
+
+
+def row_tuple(view: SagaView) -> tuple[Any, ...]:
+    """A saga_status row in :data:`SAGA_STATUS_COLUMNS` order."""
+    return (
+        view.saga_type, view.saga_key, view.version, view.status, view.milestone, view.reason,
+        view.current_steps, view.steps_done, view.steps_expected, view.started_at,
+        view.updated_at, view.ended_at,
+        orjson.dumps([s.to_json() for s in view.steps]).decode(),
+        orjson.dumps([c.to_json() for c in view.compensations]).decode(), view.event_count,
+    )  # fmt: skip
+
+
+async def copy_rows(
+    conn: Connection, schema: str, histories: Mapping[str, Sequence[LoggedEvent]], suffix: str
+) -> None:
+    """COPY the rows of the sagas of ``histories`` into a table that has none of them yet (a
+    rebuild's shadow): their type comes from their start events."""
+    await conn.copy_records_to_table(
+        f"saga_status{suffix}",
+        schema_name=schema,
+        columns=SAGA_STATUS_COLUMNS,
+        records=[row_tuple(v) for v in fold_all(histories, {})],
+    )
+
+
+async def known(conn: Connection, schema: str, keys: Iterable[str], suffix: str = "") -> Known:
+    """The saga type and version of the rows of ``keys``."""
+    rows = await conn.fetch(
+        f"SELECT s.saga_key, s.saga_type, s.version FROM unnest($1::text[]) AS i(saga_key)"
+        f" JOIN {schema}.saga_status{suffix} AS s USING (saga_key)",
+        list(keys),
+    )
+    return {r["saga_key"]: (r["saga_type"], r["version"]) for r in rows}
+
+
+async def upsert(
+    conn: Connection, schema: str, views: Sequence[SagaView], suffix: str = ""
+) -> None:
+    """Write the rows of ``views``, replacing the sagas' previous rows."""
+    if not views:
+        return
+    columns = [list(c) for c in zip(*(row_tuple(v) for v in views), strict=True)]
+    columns[6] = [orjson.dumps(steps).decode() for steps in columns[6]]  # text[] as json text
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in SAGA_STATUS_COLUMNS[2:])
+    await conn.execute(
+        f"""
+        INSERT INTO {schema}.saga_status{suffix} ({", ".join(SAGA_STATUS_COLUMNS)})
+        SELECT ty, ke, ve, st, mi, re, ARRAY(SELECT jsonb_array_elements_text(cs::jsonb)),
+               sd, se, sa, ua, ea, tl::jsonb, co::jsonb, ec
+        FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::int[], $9::int[], $10::timestamptz[], $11::timestamptz[],
+                    $12::timestamptz[], $13::text[], $14::text[], $15::int[])
+             AS u(ty, ke, ve, st, mi, re, cs, sd, se, sa, ua, ea, tl, co, ec)
+        ON CONFLICT (saga_type, saga_key) DO UPDATE SET {updates}
+        """,
+        *columns,
+    )
+
+
+async def refold(
+    conn: Connection,
+    schema: str,
+    histories: Mapping[str, Sequence[LoggedEvent]],
+    suffix: str = "",
+    registry: SagaRegistry = SAGAS,
+) -> list[SagaView]:
+    """Recompute and store the saga_status rows of the keys of ``histories`` (all of each
+    key's logged events)."""
+    views = fold_all(histories, await known(conn, schema, histories, suffix), registry)
+    await upsert(conn, schema, views, suffix)
+    return views
+
+
+def row_json(row: Any) -> dict[str, Any]:
+    """A saga_status row as :meth:`SagaView.to_json` shows it."""
+    moments = {k: row[k].isoformat() if row[k] else None for k in TIMES}
+    return {
+        **{k: row[k] for k in ("saga_type", "saga_key", "version", "status", "milestone")},
+        "reason": row["reason"],
+        "current_steps": list(row["current_steps"]),
+        "progress": {"done": row["steps_done"], "expected": row["steps_expected"]},
+        **moments,
+        "steps": orjson.loads(row["timeline"]),
+        "compensations": orjson.loads(row["compensations"]),
+        "event_count": row["event_count"],
+    }
+
+
+TIMES = ("started_at", "updated_at", "ended_at")
