@@ -33,7 +33,7 @@ down: venv ## Stop the local stack
 status: venv ## Show what runs where
 	@$(CHOREO) stack status
 
-run: up ## Run the platform end to end: stack, all processes (background), sample orders
+run: up ## Run the platform end to end: stack, all processes (background), sample sagas
 	@$(CHOREO) run --detach
 	@$(CHOREO) demo
 	@echo

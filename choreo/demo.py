@@ -1,7 +1,10 @@
-"""`choreo demo`: place one order per saga path, approve the large one, show how each ends.
+"""`choreo demo`: one saga per path of every shipped saga, shown until each ends.
 
-It follows the orders through the public read model (the projector's ``order_status`` and
-event log, as `choreo orders status` does), never through a process's private tables.
+It places one order per order-saga path, approves the large one, and once an order has ended,
+requests the returns of its items that the returns saga's paths need (approving the large
+one too). It follows every saga through the public read models (the projector's
+``order_status`` and ``saga_status``, as `choreo orders|sagas status` do), never through a
+process's private tables.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from typing import Any
 
 from choreo.client import ChoreoClient
 from contracts.order import TERMINAL_STATUSES
+from contracts.return_samples import RETURN_OF, RETURN_SCENARIOS, scenario_return
+from contracts.returns import ReturnApproved
 from contracts.samples import SCENARIOS, scenario_order
 from events.database import Database
+from events.model import utc_now
 from events.settings import Settings
+from projections import sagas_queries
 from projections.queries import Queries
 
 # "timeout" waits for the payment deadline (30 s by default); the demo skips it to stay quick.
@@ -24,12 +31,13 @@ DEMO_SCENARIOS = [name for name in SCENARIOS if name != "timeout"]
 
 
 @dataclass
-class DemoOrder:
-    """One demo order and what the read model says of it."""
+class DemoSaga:
+    """One demo saga (an order or a return) and what the read model says of it."""
 
+    saga_type: str
     scenario: str
-    order_id: str
-    status: str = "placed"
+    key: str
+    status: str = "started"
     cancel_reason: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -39,45 +47,95 @@ class DemoOrder:
 
     @property
     def detail(self) -> str:
-        """The cancel reason, or the notes a completed order ended with."""
+        """The cancel reason, or the notes a completed saga ended with."""
         return self.cancel_reason or "; ".join(self.notes)
 
-    def update(self, row: dict[str, Any] | None, notes: list[str]) -> None:
-        if row is not None:
-            self.status, self.cancel_reason = row["status"], row["cancel_reason"]
-        self.notes = notes
+    @property
+    def shows(self) -> str:
+        """What the path shows (the README's words)."""
+        scenarios = SCENARIOS if self.saga_type == "order" else RETURN_SCENARIOS
+        return scenarios[self.scenario]
+
+    def update(self, status: str, reason: str | None, notes: list[str]) -> None:
+        self.status, self.cancel_reason, self.notes = status, reason, notes
 
 
 async def run_demo(
     settings: Settings,
     *,
-    on_update: Callable[[list[DemoOrder]], None],
+    on_update: Callable[[list[DemoSaga]], None],
     timeout_s: float = 120.0,
-) -> list[DemoOrder]:
-    """Place the demo orders and follow them to a terminal state (or the timeout)."""
+) -> list[DemoSaga]:
+    """Start the demo sagas and follow them to a terminal state (or the timeout)."""
     async with ChoreoClient(settings) as client, Database(settings) as db:
-        queries = Queries(db, settings)
-        orders = []
-        for name in DEMO_SCENARIOS:
-            message = await client.place_order(scenario_order(name))
-            orders.append(DemoOrder(name, message.saga_key))
-        approved: set[str] = set()
+        demo = _Demo(client, Queries(db, settings))
+        await demo.place_orders()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if await queries.ready():
-                for order in orders:
-                    row = await queries.status(order.order_id)
-                    order.update(row, await queries.completion_notes(order.order_id))
-                    if order.status == "awaiting_approval" and order.order_id not in approved:
-                        await client.approve(
-                            order.order_id,
-                            by="demo",
-                            reason="demo approval",
-                            trace_parent=await queries.traceparent(order.order_id),
-                        )
-                        approved.add(order.order_id)
-            on_update(orders)
-            if all(o.done for o in orders):
+            if await demo.queries.ready():
+                await demo.step()
+            on_update(demo.sagas)
+            if demo.finished:
                 break
             await asyncio.sleep(0.5)
-        return orders
+        return demo.sagas
+
+
+class _Demo:
+    """The demo's sagas and what it does for them on each look at the read models."""
+
+    def __init__(self, client: ChoreoClient, queries: Queries) -> None:
+        self.client, self.queries = client, queries
+        self.sagas: list[DemoSaga] = []
+        self.approved: set[str] = set()
+        self.returns_requested: set[str] = set()
+
+    @property
+    def finished(self) -> bool:
+        return len(self.returns_requested) == len(RETURN_SCENARIOS) and all(
+            s.done for s in self.sagas
+        )
+
+    async def place_orders(self) -> None:
+        for name in DEMO_SCENARIOS:
+            message = await self.client.place_order(scenario_order(name))
+            self.sagas.append(DemoSaga("order", name, message.saga_key))
+
+    async def step(self) -> None:
+        for saga in list(self.sagas):
+            if saga.saga_type == "order":
+                await self._follow_order(saga)
+            else:
+                await self._follow_return(saga)
+
+    async def _follow_order(self, order: DemoSaga) -> None:
+        row = await self.queries.status(order.key)
+        if row is not None:
+            notes = await self.queries.completion_notes(order.key)
+            order.update(row["status"], row["cancel_reason"], notes)
+        if order.status == "awaiting_approval" and order.key not in self.approved:
+            await self.client.approve(
+                order.key,
+                by="demo",
+                reason="demo approval",
+                trace_parent=await self.queries.traceparent(order.key),
+            )
+            self.approved.add(order.key)
+        if order.done:
+            await self._request_returns_of(order)
+
+    async def _request_returns_of(self, order: DemoSaga) -> None:
+        for name, of in RETURN_OF.items():
+            if of == order.scenario and name not in self.returns_requested:
+                message = await self.client.start_saga("return", scenario_return(name, order.key))
+                self.sagas.append(DemoSaga("return", name, message.saga_key))
+                self.returns_requested.add(name)
+
+    async def _follow_return(self, saga: DemoSaga) -> None:
+        row: dict[str, Any] | None = await sagas_queries.saga(self.queries, "return", saga.key)
+        if row is not None:
+            saga.update(row["status"], row.get("reason"), [])
+        if saga.status == "awaiting_approval" and saga.key not in self.approved:
+            approval = ReturnApproved(approved_by="demo", reason="demo", approved_at=utc_now())
+            await self.client.answer("return", saga.key, approval)
+            self.approved.add(saga.key)

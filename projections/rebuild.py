@@ -284,15 +284,16 @@ async def _rebuild_lane(
             settings, codec, db, schema, partitions, None, events_by_order, report, progress,
             until={tp: ends[tp] for tp in partitions},
         )  # fmt: skip
-        views = [fold_order(o, evs) for o, evs in events_by_order.items()]
         async with db.pool.acquire() as conn:
+            sagas = await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
+            others = sagas_store.not_orders(sagas)
+            views = [fold_order(o, evs) for o, evs in events_by_order.items() if o not in others]
             await conn.copy_records_to_table(
                 f"order_status{SHADOW}",
                 schema_name=schema,
                 columns=store.ORDER_STATUS_COLUMNS,
                 records=[store.status_tuple(v) for v in views],
             )
-            await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
     return LaneResult(report.events, report.skipped, len(views))
 
 

@@ -31,6 +31,8 @@ SAGA_STATUS_COLUMNS = (
     "steps_done", "steps_expected", "started_at", "updated_at", "ended_at", "timeline",
     "compensations", "event_count",
 )  # fmt: skip
+ORDER_SAGA = "order"
+"""The saga type ``order_status`` folds (:mod:`projections.model`)."""
 Known = Mapping[str, tuple[str, int]]
 """Saga key → (saga type, version) of its ``saga_status`` row."""
 
@@ -140,15 +142,23 @@ def row_tuple(view: SagaView) -> tuple[Any, ...]:
 
 async def copy_rows(
     conn: Connection, schema: str, histories: Mapping[str, Sequence[LoggedEvent]], suffix: str
-) -> None:
+) -> list[SagaView]:
     """COPY the rows of the sagas of ``histories`` into a table that has none of them yet (a
-    rebuild's shadow): their type comes from their start events."""
+    rebuild's shadow): their type comes from their start events. Returns them."""
+    views = fold_all(histories, {})
     await conn.copy_records_to_table(
         f"saga_status{suffix}",
         schema_name=schema,
         columns=SAGA_STATUS_COLUMNS,
-        records=[row_tuple(v) for v in fold_all(histories, {})],
+        records=[row_tuple(v) for v in views],
     )
+    return views
+
+
+def not_orders(views: Iterable[SagaView]) -> set[str]:
+    """The keys of sagas of another type than the order saga: ``order_status`` has no row
+    of them (it is the order saga's own read model)."""
+    return {v.saga_key for v in views if v.saga_type != ORDER_SAGA}
 
 
 async def known(conn: Connection, schema: str, keys: Iterable[str], suffix: str = "") -> Known:

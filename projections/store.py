@@ -282,9 +282,9 @@ async def refold(
     event log."""
     ids = sorted(set(order_ids))
     events = await load_events(conn, schema, ids, suffix=suffix)
-    views = [fold_order(order_id, events.get(order_id, [])) for order_id in ids]
+    others = sagas_store.not_orders(await sagas_store.refold(conn, schema, events, suffix))
+    views = [fold_order(key, events.get(key, [])) for key in ids if key not in others]
     await upsert_status(conn, schema, views, suffix)
-    await sagas_store.refold(conn, schema, events, suffix)
     return views
 
 
@@ -387,9 +387,9 @@ async def refold_cached(
             histories[order_id] = [*known, *new[order_id]]
     if unknown:  # read back from the log, which already holds this batch's rows
         histories.update(await load_events(conn, schema, unknown))
-    views = [fold_order(order_id, histories[order_id]) for order_id in ids]
+    others = sagas_store.not_orders(await sagas_store.refold(conn, schema, histories))
+    views = [fold_order(key, histories[key]) for key in ids if key not in others]
     await upsert_status(conn, schema, views)
-    await sagas_store.refold(conn, schema, histories)
     for order_id in ids:
         cache.stage(order_id, histories[order_id])
     return views
