@@ -77,6 +77,15 @@ def process_dsn(settings: Settings, process: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def as_process(settings: Settings, process: str) -> Settings:
+    """``settings`` connecting as ``process``'s role when processes run as their own roles (a
+    tool doing a process's work in its schema, e.g. a rebuild, so what it makes belongs to the
+    process); unchanged otherwise."""
+    if not settings.database_roles:
+        return settings
+    return settings.model_copy(update={"database_url": process_dsn(settings, process)})
+
+
 def process_env(settings: Settings, process: str) -> dict[str, str]:
     """What a child process's environment sets so that it connects as its own role."""
     return {"DATABASE_URL": process_dsn(settings, process)}

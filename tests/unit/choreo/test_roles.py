@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from choreo.roles import process_dsn, process_env, role_name, role_password
+from choreo.roles import as_process, process_dsn, process_env, role_name, role_password
 from events.settings import Settings
 
 
@@ -44,3 +44,10 @@ def test_without_a_secret_the_key_is_generated_once_in_the_state_dir(tmp_path):
     assert key.stat().st_mode & 0o777 == 0o600
     assert role_password(settings, "payment") == first
     assert len(first) == 64
+
+
+def test_a_tool_acts_as_the_process_only_when_processes_run_as_roles():
+    off = _settings()
+    assert as_process(off, "projector") is off
+    on = _settings(database_roles=True)
+    assert as_process(on, "projector").database_url == process_dsn(on, "projector")
