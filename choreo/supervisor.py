@@ -22,7 +22,7 @@ from choreo import registry
 from choreo.roles import process_env, provision_roles
 from events.logs import render_json_line
 from events.service import run_service
-from events.settings import Settings, get_settings
+from events.settings import Settings
 
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
 
@@ -73,13 +73,15 @@ class Supervisor:
         echo: Callable[[str, str, str], None],
         grace_s: float = 20.0,
         raw: bool = False,
+        settings: Settings | None = None,
     ) -> None:
         self.raw = raw
         self.children = [Child(n, COLORS[i % len(COLORS)]) for i, n in enumerate(names)]
         self.echo = echo
         self.grace_s = grace_s
         self.stopping = asyncio.Event()
-        self.settings = get_settings()
+        # Read now, not the process-wide cached copy: the environment the children inherit.
+        self.settings = settings or Settings()
 
     async def _spawn(self, child: Child) -> None:
         child.proc = await asyncio.create_subprocess_exec(
