@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from choreo.registry import NAMES
+from choreo.roles import process_env, provision_roles
 from events.settings import Settings
 
 
@@ -46,11 +47,17 @@ class Platform:
         not, stop them all and raise."""
         wanted = list(names or NAMES)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.database_roles:
+            await provision_roles(self.settings)
         for name in wanted:
             log = self.log_path(name).open("ab")
+            env = self.env
+            if self.settings.database_roles:  # each process gets only its own role's DSN
+                env = {**env, **process_env(self.settings, name)}
+                env.pop("CHOREO_DATABASE_URL", None)
             self.procs[name] = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "choreo", "service", name,
-                stdout=log, stderr=asyncio.subprocess.STDOUT, env=self.env,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
             )  # fmt: skip
             log.close()
         deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from choreo import registry
+from choreo.roles import process_env, provision_roles
 from events.logs import render_json_line
 from events.service import run_service
 from events.settings import Settings
@@ -37,6 +38,16 @@ def load_runner(name: str) -> Callable[[Settings], None]:
     if spec.is_service:
         return functools.partial(run_service, spec.build)
     return spec.load_runner()
+
+
+def child_env(settings: Settings, name: str) -> dict[str, str]:
+    """The environment of child ``name``: this one's, with the child's own PostgreSQL DSN when
+    processes run as their own roles (the administrator's DSN stays with the parent)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if settings.database_roles:
+        env.pop("CHOREO_DATABASE_URL", None)
+        env.update(process_env(settings, name))
+    return env
 
 
 @dataclass
@@ -62,12 +73,15 @@ class Supervisor:
         echo: Callable[[str, str, str], None],
         grace_s: float = 20.0,
         raw: bool = False,
+        settings: Settings | None = None,
     ) -> None:
         self.raw = raw
         self.children = [Child(n, COLORS[i % len(COLORS)]) for i, n in enumerate(names)]
         self.echo = echo
         self.grace_s = grace_s
         self.stopping = asyncio.Event()
+        # Read now, not the process-wide cached copy: the environment the children inherit.
+        self.settings = settings or Settings()
 
     async def _spawn(self, child: Child) -> None:
         child.proc = await asyncio.create_subprocess_exec(
@@ -78,7 +92,7 @@ class Supervisor:
             child.name,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=child_env(self.settings, child.name),
         )
         child.started_at = time.monotonic()
         child.pump = asyncio.create_task(self._pump(child, child.proc))
@@ -114,6 +128,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        if self.settings.database_roles:
+            roles = await provision_roles(self.settings)
+            self.echo("choreo", "white", f"PostgreSQL roles ready: {', '.join(roles)}")
         watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
         try:
             await self.stopping.wait()

@@ -35,7 +35,6 @@ def schema_name(settings: Settings, process: str) -> str:
 def runtime_ddl(schema: str) -> str:
     """Tables every transactional process has: the inbox and the outbox."""
     return f"""
-    CREATE SCHEMA IF NOT EXISTS {schema};
     CREATE TABLE IF NOT EXISTS {schema}.inbox (
         consumer     text        NOT NULL,
         event_id     uuid        NOT NULL,
@@ -112,12 +111,17 @@ class Database:
         await self.stop()
 
     async def migrate(self, schema: str, *ddl: str) -> None:
-        """Create the runtime tables and the given DDL (``{schema}`` is substituted) once.
+        """Create the schema, the runtime tables and the given DDL (``{schema}`` is substituted)
+        once.
 
         Concurrent starts of processes sharing a schema serialize on an advisory lock.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
+            # Not `IF NOT EXISTS`: that needs CREATE on the database even when the schema
+            # exists, which a process's own role lacks (its schema is made for it: choreo/roles).
+            if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+                await conn.execute(f"CREATE SCHEMA {schema}")
             await conn.execute(runtime_ddl(schema))
             for statement in ddl:
                 await conn.execute(statement.format(schema=schema))

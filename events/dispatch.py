@@ -2,8 +2,8 @@
 
 A record whose ``event_type`` header names a type the router has no handler for is skipped
 before it is decoded (most records on a topic are for other processes); one that cannot be
-decoded or breaks the contract is dead-lettered. Everything else becomes a :class:`Pending`
-item for the delivery.
+decoded, breaks the contract, or holds another event type than its header says is
+dead-lettered. Everything else becomes a :class:`Pending` item for the delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 
 from events.codec import Codec
 from events.dlq import DeadLetterSink
-from events.errors import ContractError
+from events.errors import ContractError, HeaderMismatchError
 from events.headers import EVENT_TYPE, header
 from events.logs import order_context
 from events.model import Event, Message
@@ -67,6 +67,11 @@ class Dispatcher:
             return None
         try:
             message = self.codec.decode(record.value)
+            if declared_type is not None and declared_type != message.envelope.event_type:
+                raise HeaderMismatchError(
+                    f"header event_type {declared_type!r} but the value is "
+                    f"{message.envelope.event_type!r}"
+                )
         except ContractError as exc:
             with order_context(record.key):
                 await self.sink.send(record, exc, attempts=attempt, event_type=declared_type)

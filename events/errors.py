@@ -25,6 +25,11 @@ class ValidationError(ContractError):
     """The event decodes but breaks a rule of its model (e.g. a negative quantity)."""
 
 
+class HeaderMismatchError(ContractError):
+    """A record's ``event_type`` header names another type than its value holds: it would be
+    routed to a handler that did not ask for it."""
+
+
 class HandlerError(ChoreoError):
     """A handler failed while processing an event."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,16 @@ class Settings(BaseSettings):
         default="postgresql://choreo:choreo@127.0.0.1:15432/choreo",
         validation_alias=AliasChoices("DATABASE_URL", "CHOREO_DATABASE_URL"),
         description="PostgreSQL DSN for the event log, service state and projections.",
+    )
+    database_roles: bool = Field(
+        default=False,
+        description="Run each process as its own PostgreSQL role, owner of its schema only "
+        "(`choreo/roles.py`); the user of `database_url` administers and creates the roles.",
+    )
+    database_role_secret: SecretStr | None = Field(
+        default=None,
+        description="Key the roles' passwords derive from (default: a random key in "
+        "<state dir>/postgres-roles.key).",
     )
     otel_exporter_otlp_endpoint: str = Field(
         default="http://127.0.0.1:4317",

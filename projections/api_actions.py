@@ -34,6 +34,7 @@ OrderId = Annotated[str, Path(min_length=1, max_length=200, description="e.g. `o
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
+        400: "The body is not UTF-8 text (read before the credentials are checked).",
         401: "No valid token or session.",
         403: "The token's role may not do this.",
         404: "No such order or dead letter.",
@@ -50,7 +51,7 @@ router = APIRouter()
 @router.post(
     "/orders/{order_id}/approve",
     status_code=HTTPStatus.ACCEPTED,
-    responses=_errors(401, 403, 404, 409, 422, 503),
+    responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
 async def approve_order(
     order_id: OrderId,
@@ -68,7 +69,7 @@ async def approve_order(
 @router.post(
     "/orders/{order_id}/reject",
     status_code=HTTPStatus.ACCEPTED,
-    responses=_errors(401, 403, 404, 409, 422, 503),
+    responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
 async def reject_order(
     order_id: OrderId,
@@ -125,7 +126,7 @@ def dead_letter_info(entry: DeadLetterEntry) -> DeadLetterInfo:
     )
 
 
-@router.get("/dead-letters", responses=_errors(401, 503))
+@router.get("/dead-letters", responses=_errors(401, 422, 503))
 async def list_dead_letters(
     _: Viewer,
     operations: OperationsDep,
@@ -138,15 +139,13 @@ async def list_dead_letters(
     return DeadLetters(dead_letters=[dead_letter_info(e) for e in entries], count=len(entries))
 
 
-@router.post("/dead-letters/redrive", responses=_errors(401, 403, 404, 422, 503))
+@router.post("/dead-letters/redrive", responses=_errors(400, 401, 403, 404, 422, 503))
 async def redrive_dead_letters(
     body: RedriveRequest, caller: Operator, operations: OperationsDep, audit: AuditDep
 ) -> Redriven:
     """Publish dead-lettered messages again, unchanged, to their source topics (operator);
     each redrive is marked in the dead-letter topic with the token's name and recorded in the
     redrive audit (``GET /dead-letters/redrives``)."""
-    if not body.ids and not body.all:
-        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, "name dead letter ids, or all")
     try:
         done = await operations.redrive(body.ids, every_pending=body.all, by=caller.name)
     except NotFound as exc:
@@ -163,7 +162,7 @@ async def me(caller: Viewer) -> Me:
     return Me(name=caller.name, role=caller.role, token_id=caller.token_id)
 
 
-@router.post("/auth/session", responses=_errors(401, 422))
+@router.post("/auth/session", responses=_errors(400, 401, 422))
 async def start_session(request: Request, body: SignInRequest) -> Me:
     """Sign in with a token: sets the session cookie the console uses."""
     found = await authenticate(token_store(request), body.token)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.order import STATUSES
@@ -240,8 +240,25 @@ class DeadLetters(BaseModel):
 class RedriveRequest(BaseModel):
     """Which dead letters to redrive: ``ids``, or every pending one with ``all``."""
 
+    # The document says what the validator checks, so a client (or a fuzzer) reading it
+    # does not send a body that can only be refused.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": {"minItems": 1}}},
+                {"required": ["all"], "properties": {"all": {"const": True}}},
+            ]
+        }
+    )
+
     ids: list[str] = Field(default_factory=list, description="Ids from `GET /dead-letters`.")
     all: bool = Field(default=False, description="Redrive every pending dead letter.")
+
+    @model_validator(mode="after")
+    def _names_some(self) -> RedriveRequest:
+        if not self.ids and not self.all:
+            raise ValueError("name dead letter ids, or all")
+        return self
 
 
 class Redriven(BaseModel):

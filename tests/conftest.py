@@ -10,8 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,6 +30,20 @@ from events.topics import provision_topics
 from projections.tokens import ApiSettings, new_token
 
 _SPANS = InMemorySpanExporter()
+
+# Fuzzing (Hypothesis, Schemathesis) at a bounded size in `make test`; a long run with
+# `pytest --hypothesis-profile=fuzz tests/unit/events/test_codec_fuzz.py`. The deadline is how
+# a hang shows: generous, because two cores are shared by the whole suite.
+hypothesis_settings.register_profile(
+    "choreo",
+    max_examples=150,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+hypothesis_settings.register_profile(
+    "fuzz", parent=hypothesis_settings.get_profile("choreo"), max_examples=20_000
+)
+hypothesis_settings.load_profile("choreo")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -66,6 +66,7 @@ def projections_rebuild(
     """Replay the log from the beginning into shadow tables and swap them in atomically.
     Queries keep answering from the live tables meanwhile."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from choreo.roles import as_process
     from projections.rebuild import rebuild
 
     if name not in READ_MODELS:
@@ -87,7 +88,9 @@ def projections_rebuild(
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
 
         try:
-            report = asyncio.run(rebuild(get_settings(), verify=verify, progress=progress))
+            # As the projector's role: the tables swapped in must stay the projector's.
+            settings = as_process(get_settings(), "projector")
+            report = asyncio.run(rebuild(settings, verify=verify, progress=progress))
         except ChoreoError as exc:
             fail(exc)
     if as_json:

@@ -27,6 +27,7 @@ def replay_cmd(
     message could not be replayed as it went live."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.replay import replay
+    from choreo.roles import provision_roles
 
     started = time.monotonic()
     with Progress(
@@ -44,7 +45,10 @@ def replay_cmd(
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f}")
 
         try:
-            report = asyncio.run(replay(get_settings(), name, progress=progress))
+            settings = get_settings()
+            report = asyncio.run(replay(settings, name, progress=progress))
+            if settings.database_roles:  # the schema was made anew by the administrator
+                asyncio.run(provision_roles(settings))
         except ChoreoError as exc:
             fail(exc)
     if as_json:

@@ -11,6 +11,9 @@ it is neither installed nor started, only checked.
 
 from __future__ import annotations
 
+import asyncio
+
+from choreo.roles import provision_roles
 from choreo.stack.base import Component, ComponentStatus, Log, StackSettings
 from choreo.stack.jaeger import Jaeger
 from choreo.stack.kafka import Kafka
@@ -39,6 +42,9 @@ class Stack:
             component.install(log)
         for component in self.components:
             component.start(log)
+        if self.settings.database_roles:
+            roles = asyncio.run(provision_roles(self.settings))
+            log(f"PostgreSQL roles ready: {', '.join(roles)}")
         return self.status()
 
     def down(self, log: Log) -> None:

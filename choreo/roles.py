@@ -1,0 +1,172 @@
+"""Least-privilege PostgreSQL: a role per process that owns its schema and nothing else.
+
+Every process of :mod:`choreo.registry` gets a ``LOGIN`` role named like its schema
+(``choreo_payment`` for the prefix ``choreo.``): not a superuser, no ``CREATEDB``, no
+``CREATEROLE``, owner of its own schema (and of what an administrator created in it before),
+with no privilege on any other process's schema. The API keeps no state: its role owns no schema
+and may only ``SELECT`` the projector's tables (also those the projector creates later, by
+default privileges); it writes nothing in PostgreSQL (its actions publish events).
+
+The administrator, the user of ``CHOREO_DATABASE_URL``, creates the roles idempotently
+(:func:`provision_roles`: ``choreo stack up`` and ``choreo run`` with ``CHOREO_DATABASE_ROLES``
+on) and keeps its DSN for what administers (the CLI, rebuilds, tests). A role's password is the
+HMAC-SHA256 of its name under a key (``CHOREO_DATABASE_ROLE_SECRET``, or a random key kept in
+``<state dir>/postgres-roles.key``, mode 0600), so the supervisor hands each child only its own
+DSN (:func:`process_env`) and the key never leaves the administrator. Against an existing server
+a deployment may also give each process its DSN itself (``DATABASE_URL`` per process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from choreo import registry
+from events.database import lock_id, schema_name
+from events.errors import StackError
+from events.process import ProcessSpec
+from events.settings import Settings
+
+KEY_FILE = "postgres-roles.key"
+READS: dict[str, tuple[str, ...]] = {"api": ("projector",)}
+"""Processes that read another's tables (SELECT only): reader → the schemas' owners."""
+STATELESS = frozenset({"api"})
+"""Processes that keep no state, hence own no schema."""
+
+
+def role_name(settings: Settings, process: str) -> str:
+    """The role of ``process``: its schema's name (``<prefix>_<name>``, an identifier)."""
+    return schema_name(settings, process)
+
+
+def _key(settings: Settings) -> bytes:
+    """The key the passwords derive from: the setting, or the state dir's key file (made once)."""
+    if settings.database_role_secret is not None:
+        return settings.database_role_secret.get_secret_value().encode()
+    path: Path = settings.state_dir / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another command made it first
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
+
+
+def role_password(settings: Settings, process: str) -> str:
+    """The password of ``process``'s role (hex: safe in a DSN and an SQL literal)."""
+    role = role_name(settings, process)
+    return hmac.new(_key(settings), role.encode(), hashlib.sha256).hexdigest()
+
+
+def process_dsn(settings: Settings, process: str) -> str:
+    """The administrator's DSN with ``process``'s role and password instead of its user."""
+    parts = urlsplit(settings.database_url)
+    host = parts.netloc.rpartition("@")[2]
+    role = quote(role_name(settings, process), safe="")
+    netloc = f"{role}:{role_password(settings, process)}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def as_process(settings: Settings, process: str) -> Settings:
+    """``settings`` connecting as ``process``'s role when processes run as their own roles (a
+    tool doing a process's work in its schema, e.g. a rebuild, so what it makes belongs to the
+    process); unchanged otherwise."""
+    if not settings.database_roles:
+        return settings
+    return settings.model_copy(update={"database_url": process_dsn(settings, process)})
+
+
+def process_env(settings: Settings, process: str) -> dict[str, str]:
+    """What a child process's environment sets so that it connects as its own role."""
+    return {"DATABASE_URL": process_dsn(settings, process)}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def _ensure_role(conn: asyncpg.Connection, role: str, password: str) -> None:
+    attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION"
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    verb = "ALTER" if exists else "CREATE"
+    # The password is hex (role_password): a literal with nothing to escape.
+    await conn.execute(f"{verb} ROLE {_ident(role)} {attributes} PASSWORD '{password}'")
+
+
+async def _own_schema(conn: asyncpg.Connection, schema: str, role: str) -> None:
+    """``role`` owns ``schema`` and what is in it (objects an administrator made before)."""
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)} AUTHORIZATION {_ident(role)}")
+    await conn.execute(f"ALTER SCHEMA {_ident(schema)} OWNER TO {_ident(role)}")
+    kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+    rows = await conn.fetch(
+        """SELECT c.relname, c.relkind::text AS kind FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_depend d ON d.objid = c.oid AND d.deptype IN ('a', 'i')
+             AND d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           WHERE n.nspname = $1 AND c.relkind::text = ANY($2::text[]) AND d.objid IS NULL
+             AND pg_get_userbyid(c.relowner) <> $3""",
+        schema,
+        list(kinds),
+        role,
+    )
+    for row in rows:  # sequences owned by a column follow their table (skipped above)
+        name = f"{_ident(schema)}.{_ident(row['relname'])}"
+        await conn.execute(f"ALTER {kinds[row['kind']]} {name} OWNER TO {_ident(role)}")
+
+
+async def _grant_reads(conn: asyncpg.Connection, reader: str, schema: str, owner: str) -> None:
+    await conn.execute(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(reader)}")
+    await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {_ident(schema)} TO {_ident(reader)}")
+    await conn.execute(
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {_ident(owner)} IN SCHEMA {_ident(schema)} "
+        f"GRANT SELECT ON TABLES TO {_ident(reader)}"
+    )
+
+
+async def provision_roles(
+    settings: Settings, processes: Iterable[ProcessSpec] = registry.PROCESSES
+) -> list[str]:
+    """Create (or bring up to date) the roles of ``processes`` as the administrator of
+    ``settings.database_url``: each owns its schema, the readers may read what :data:`READS`
+    says. Idempotent; concurrent calls serialize. Returns the roles.
+
+    Raises:
+        StackError: PostgreSQL cannot be reached, or the DSN's user may not create roles.
+    """
+    specs = list(processes)
+    names = {spec.name for spec in specs}
+    try:
+        conn = await asyncpg.connect(settings.database_url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id("choreo:roles"))
+            for spec in specs:
+                role = role_name(settings, spec.name)
+                await _ensure_role(conn, role, role_password(settings, spec.name))
+                if spec.name not in STATELESS:
+                    await _own_schema(conn, spec.schema(settings), role)
+            for reader, owners in READS.items():
+                for owner in (o for o in owners if reader in names and o in names):
+                    await _grant_reads(
+                        conn,
+                        role_name(settings, reader),
+                        schema_name(settings, owner),
+                        role_name(settings, owner),
+                    )
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise StackError(f"the database user may not create roles: {exc}") from exc
+    finally:
+        await conn.close()
+    return [role_name(settings, spec.name) for spec in specs]
