@@ -3,60 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
 
-from bench.peers.report import SYSTEMS, SystemFigures, figures_table, ratio_table, ratios
-from bench.report import RESULTS_DIR, machine_info, timestamp
+from bench.peers.report import (
+    SystemFigures,
+    document,
+    figures_table,
+    parse_rates,
+    parse_systems,
+    ratio_table,
+)
+from bench.report import RESULTS_DIR, timestamp
 from choreo.cli.common import JsonFlag, console, fail, out, print_json
 from events.errors import ChoreoError
-
-
-def parse_systems(text: str) -> tuple[str, ...]:
-    """``choreo,dbos`` → ``("choreo", "dbos")``, in the order given, each once."""
-    names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SYSTEMS]
-    if unknown or not names:
-        raise ValueError(f"unknown system(s) {unknown or text!r}; choose from {', '.join(SYSTEMS)}")
-    return tuple(dict.fromkeys(names))
-
-
-def parse_rates(values: list[float] | None) -> tuple[float | None, ...]:
-    """``--rate`` values; 0 (or none given) is a burst: every order at once."""
-    if not values:
-        return (None,)
-    if any(v < 0 for v in values):
-        raise ValueError("a rate must not be negative (0 is a burst)")
-    return tuple(dict.fromkeys(v or None for v in values))
-
-
-def document(runs: list[SystemFigures], config: dict[str, Any]) -> dict[str, Any]:
-    """The JSON document: configuration, machine, each run, and Choreo's ratios to each peer
-    at each arrival pattern."""
-    comparisons = []
-    for rate in dict.fromkeys(r.rate for r in runs):
-        at_rate = [r for r in runs if r.rate == rate]
-        choreo = next((r for r in at_rate if r.system == "choreo"), None)
-        if choreo is None:
-            continue
-        for peer in (r for r in at_rate if r.system != "choreo"):
-            comparisons.append(
-                {
-                    "rate": rate or "burst",
-                    "peer": peer.system,
-                    "ratios": [x.to_json() for x in ratios(choreo, peer)],
-                }
-            )
-    return {
-        "benchmark": "peers",
-        "config": config,
-        "machine": machine_info(),
-        "runs": [r.to_json() for r in runs],
-        "choreo_vs_peers": comparisons,
-    }
-
 
 OrdersOpt = Annotated[int, typer.Option("--orders", min=1, help="Orders per system.")]
 RatesOpt = Annotated[

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from rich.table import Table
 
 from bench.mix import EXPECTED
-from bench.report import LatencySummary, fmt, significant
+from bench.report import LatencySummary, fmt, machine_info, significant
 
 Role = Literal["app", "client", "server", "postgres"]
 """What a measured process is to its system: its application processes, the bench's client,
@@ -220,3 +220,47 @@ def ratio_table(choreo: SystemFigures, peers: Sequence[SystemFigures]) -> Table:
             cells.append(f"{x.ratio:.2f}x{mark}" if math.isfinite(x.ratio) else "-")
         table.add_row(first.what, *cells, f"{first.better} is better")
     return table
+
+
+def parse_systems(text: str) -> tuple[str, ...]:
+    """``choreo,dbos`` → ``("choreo", "dbos")``, in the order given, each once."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        raise ValueError(f"unknown system(s) {unknown or text!r}; choose from {', '.join(SYSTEMS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_rates(values: list[float] | None) -> tuple[float | None, ...]:
+    """``--rate`` values; 0 (or none given) is a burst: every order at once."""
+    if not values:
+        return (None,)
+    if any(v < 0 for v in values):
+        raise ValueError("a rate must not be negative (0 is a burst)")
+    return tuple(dict.fromkeys(v or None for v in values))
+
+
+def document(runs: list[SystemFigures], config: dict[str, Any]) -> dict[str, Any]:
+    """The JSON document: configuration, machine, each run, and Choreo's ratios to each peer
+    at each arrival pattern."""
+    comparisons = []
+    for rate in dict.fromkeys(r.rate for r in runs):
+        at_rate = [r for r in runs if r.rate == rate]
+        choreo = next((r for r in at_rate if r.system == "choreo"), None)
+        if choreo is None:
+            continue
+        for peer in (r for r in at_rate if r.system != "choreo"):
+            comparisons.append(
+                {
+                    "rate": rate or "burst",
+                    "peer": peer.system,
+                    "ratios": [x.to_json() for x in ratios(choreo, peer)],
+                }
+            )
+    return {
+        "benchmark": "peers",
+        "config": config,
+        "machine": machine_info(),
+        "runs": [r.to_json() for r in runs],
+        "choreo_vs_peers": comparisons,
+    }

@@ -125,7 +125,8 @@ def choreo_figures(result: SagaResult, rate: float | None, tracing: bool) -> Sys
         unexpected=result.unexpected,
         errors=list(result.errors),
         setup=f"{len(result.processes)} processes on Kafka + PostgreSQL"
-        + (", traced" if tracing else ", untraced"),
+        + (", traced" if tracing else ", untraced")
+        + f"; {result.events} events produced, projector lag at end {result.projector_lag}",
     )
     roles: dict[str, Role] = {"kafka": "server", "postgres": "postgres", "jaeger": "server"}
     for p in result.processes:

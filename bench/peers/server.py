@@ -99,3 +99,10 @@ class TemporalDevServer:
     def stop(self, log: Log) -> None:
         """Stop it (SIGTERM, then SIGKILL); safe to call twice."""
         self.daemon.terminate(log)
+
+
+if __name__ == "__main__":
+    # `make bench-peers`: build the CLI into the cache once (a no-op when it is there).
+    from events.settings import get_settings
+
+    print(TemporalDevServer(get_settings()).install(print))

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from bench.peers.common import PeerOrder, Providers
@@ -48,7 +49,8 @@ class TemporalDriver:
         )
         if order.needs_approval:
             # As `choreo bench` approves large orders at once.
-            await handle.signal(OrderSaga.approve, "approved")
+            with contextlib.suppress(RPCError):  # it may have ended already (out of stock)
+                await handle.signal(OrderSaga.approve, "approved")
 
         async def ending() -> tuple[str, float]:
             outcome = await handle.result()
