@@ -120,11 +120,14 @@ async def place_all(
             timing.outcome = f"error: {type(exc).__name__}: {exc}"[:200]
 
     async def place(scenario: str) -> None:
+        timing = OrderTiming(scenario, time.perf_counter())
+        timings.append(timing)
         try:
-            timing = OrderTiming(scenario, time.perf_counter())
-            timings.append(timing)
             ending = await driver.start(peer_order(scenario, new_id()))
             followers.append(asyncio.create_task(follow(timing, ending)))
+        except Exception as exc:
+            # A start the system refused or never answered: the order counts as not ended.
+            timing.outcome = f"not started: {type(exc).__name__}: {exc}"[:200]
         finally:
             slots.release()
 

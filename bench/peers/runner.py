@@ -201,7 +201,11 @@ class _Child:
             code = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.terminate()
-            code = self.proc.wait(timeout=30)
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
         self.log_file.close()
         return code
 
@@ -254,7 +258,7 @@ def _run_peer(
         code = child.close()
         if server is not None:
             server.stop(log)
-    asyncio.run(drop_schemas(settings.database_url, schema, f"{schema}_dbos"))
+        asyncio.run(drop_schemas(settings.database_url, schema, f"{schema}_dbos"))
     figures = _peer_figures(system, rate, out_dir / "result.json")
     figures.processes = [
         ProcessCost(name, role, round(a - b, 2) if a is not None and b is not None else None, peak)

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,6 +32,9 @@ from bench.peers.common import PeerOrder, Providers
 from bench.peers.load import LoadConfig, check_invariants, main_of, prepare_schema
 from bench.peers.temporal_activities import OrderActivities
 from bench.peers.temporal_workflow import TASK_QUEUE, OrderSaga
+
+RPC_TIMEOUT = timedelta(seconds=120)
+"""A burst of starts queues at the server: wait for its answer longer than the default."""
 
 
 def _url(dsn: str) -> str:
@@ -45,12 +49,12 @@ class TemporalDriver:
 
     async def start(self, order: PeerOrder) -> Awaitable[tuple[str, float]]:
         handle = await self.client.start_workflow(
-            OrderSaga.run, order, id=order.order_id, task_queue=TASK_QUEUE
+            OrderSaga.run, order, id=order.order_id, task_queue=TASK_QUEUE, rpc_timeout=RPC_TIMEOUT
         )
         if order.needs_approval:
             # As `choreo bench` approves large orders at once.
             with contextlib.suppress(RPCError):  # it may have ended already (out of stock)
-                await handle.signal(OrderSaga.approve, "approved")
+                await handle.signal(OrderSaga.approve, "approved", rpc_timeout=RPC_TIMEOUT)
 
         async def ending() -> tuple[str, float]:
             outcome = await handle.result()
