@@ -65,7 +65,8 @@ class SystemFigures:
     def peak_rss_mb(self) -> float:
         """The sum of the peak RSS of the system's own processes (the shared PostgreSQL,
         whose memory is mostly shared buffers, is left out)."""
-        return sum(p.peak_rss_mb or 0.0 for p in self.processes if p.role != "postgres")
+        own = [p.peak_rss_mb for p in self.processes if p.role != "postgres" and p.peak_rss_mb]
+        return sum(own) if own else math.nan
 
     def to_json(self) -> dict[str, Any]:
         def r(value: float) -> float | None:
