@@ -6,7 +6,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 CHOREO := $(UV) run --frozen choreo
 PYTEST_ARGS ?=
 
-.PHONY: help uv venv browser up down status run stop test check lint format unit integration e2e clean
+.PHONY: help uv venv browser up down status run stop test check lint format unit integration e2e clean \
+	bench-peers
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +71,14 @@ test: venv browser ## Lint and type check, then unit, integration and e2e tests 
 
 unit: venv ## Unit tests only (no infrastructure)
 	@$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+# `choreo bench peers`: Choreo beside DBOS Transact (a library on the stack's PostgreSQL) and
+# Temporal (its CLI's dev server, built once from the Go module proxy into ~/.cache/choreo/bin,
+# like Jaeger). Not part of `make run` or `make test`: a benchmark takes minutes.
+PEERS_ARGS ?= --orders 1000
+bench-peers: up ## Install the peers (Temporal CLI, cached), run `choreo bench peers` (PEERS_ARGS="...")
+	@$(UV) run --frozen python -m bench.peers.server
+	@$(CHOREO) bench peers $(PEERS_ARGS)
 
 clean: stop down ## Stop everything and delete its state (data, logs)
 	rm -rf .state

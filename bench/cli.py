@@ -2,7 +2,8 @@
 ``choreo[bench]`` extra (matplotlib, psutil) is installed.
 
 `choreo bench [OPTIONS]` (same as `choreo bench saga`) runs the order saga end to end;
-`choreo bench rebuild` measures the projection rebuild against a raw read of the log.
+`choreo bench rebuild` measures the projection rebuild against a raw read of the log;
+`choreo bench peers` runs the same order saga on Choreo, DBOS Transact and Temporal.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from bench.peers.cli import peers as bench_peers
 from bench.report import RESULTS_DIR, fmt, ratio_table, timestamp, write_plot
 from choreo.cli.common import JsonFlag, console, fail, out, print_json
 from events.errors import ChoreoError
@@ -27,6 +29,8 @@ app = typer.Typer(
     help="Benchmarks on the real stack; they report figures and never fail on them. "
     "`choreo bench [OPTIONS]` runs the saga benchmark."
 )
+
+app.command("peers")(bench_peers)
 
 OrdersOpt = Annotated[int, typer.Option("--orders", min=1, help="Orders to place.")]
 RateOpt = Annotated[

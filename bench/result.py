@@ -30,6 +30,9 @@ class SagaConfig:
     trace_sample: float = 1.0
     """Share of orders traced (OpenTelemetry's parent-based trace-id-ratio sampler): the
     bench opens each order's root span, and every process follows its decision."""
+    baselines: bool = True
+    """Measure the raw baselines after the run (`choreo bench peers` compares with the peers
+    instead and skips them)."""
 
 
 @dataclass

@@ -132,8 +132,9 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
         result.exit_codes = dict(codes)
         result.errors += platform.errors()[:20]
         lap("platform_stop")
-    log("platform stopped; measuring the baselines")
-    await _baselines(settings, result, log, lap)
+    if config.baselines:
+        log("platform stopped; measuring the baselines")
+        await _baselines(settings, result, log, lap)
     return result
 
 

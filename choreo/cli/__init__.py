@@ -34,7 +34,7 @@ from choreo.cli import (
 )
 
 # The distributions of pyproject's `bench` extra (import names alike).
-BENCH_EXTRA = ("matplotlib", "psutil")
+BENCH_EXTRA = ("dbos", "matplotlib", "psutil", "temporalio")
 
 app = typer.Typer(
     help="Choreo: event-sourced choreography on Apache Kafka.",
