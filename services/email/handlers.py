@@ -110,7 +110,7 @@ async def confirmation_failed(
     return _failed(CONFIRMATION, error)
 
 
-@router.on(ShipmentScheduled, on_give_up=confirmation_failed)
+@router.on(ShipmentScheduled, on_give_up=confirmation_failed, provider="mailer")
 async def send_confirmation(message: Message[ShipmentScheduled], ctx: EmailContext) -> list[Event]:
     """Tell the customer the order shipped."""
     shipment = message.event
@@ -127,7 +127,7 @@ async def cancellation_failed(
     return _failed(CANCELLATION, error)
 
 
-@router.on(OrderCancelled, on_give_up=cancellation_failed)
+@router.on(OrderCancelled, on_give_up=cancellation_failed, provider="mailer")
 async def send_cancellation(message: Message[OrderCancelled], ctx: EmailContext) -> list[Event]:
     """Tell the customer the order was cancelled."""
     reason = message.event.reason.replace("_", " ")

@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from contracts.catalog import Address, ReservedItem
-from events.errors import TransientError
+from events.errors import ProviderUnavailable
 from events.model import utc_now
 
 COUNTRY_NOT_SERVED = "country_not_served"
 
 
-class CarrierUnavailable(TransientError):
+class CarrierUnavailable(ProviderUnavailable):
     """The carrier could not take the call now; the same call may succeed later."""
 
 
