@@ -13,7 +13,9 @@ process:
   probes, the others wait a little; a probe that succeeds closes it, one that fails opens it
   again (and waits like the rest, without spending an attempt). Failures are counted per
   message, not per call: one message that always fails (a card whose gateway never answers)
-  cannot open it; it runs out of attempts and is dead-lettered as before.
+  cannot open it; it runs out of attempts and is dead-lettered as before. Should such a
+  message be a probe during an outage, it keeps the breaker open one more cool-down, until
+  another message is the probe.
 - a **bulkhead** (:class:`Bulkhead`): at most ``concurrency`` of the process's deliveries are
   inside the provider at once; a delivery that gets no slot within ``queue_wait_ms`` waits in
   the retry queue instead, so a slow provider cannot hold every lane of the process while the
@@ -30,9 +32,11 @@ gauge (``choreo.breaker.state``) and a row per process and provider in PostgreSQ
 test or a demo can make a provider fail at a rate for a while (:attr:`ProviderGuard.fault_rate`,
 set from the ``provider_faults`` table while the process runs).
 
-No library is used: those on PyPI (pybreaker, aiobreaker, purgatory, circuitbreaker) raise
-while open and have no way to tell a deferred call from a failed one, to count failures per
-message, or to say how long a refused call should wait; this is the product's runtime.
+Written here rather than taken from PyPI: none of pybreaker 1.4, purgatory 3.0 (asyncio),
+circuitbreaker 2.1 or aiobreaker (unmaintained since 2021) counts failures per message within a
+time window, tells a half-open probe's failure from another call's, or says how long a refused
+call should wait, which parking a message in the retry queue without spending an attempt
+needs.
 """
 
 from __future__ import annotations
