@@ -1,17 +1,19 @@
 """Circuit breakers in PostgreSQL: each process publishes its own, tools read them all, and
 tests or demos inject provider faults.
 
-Processes are separate OS processes, so a process's breakers are rows in its own schema:
-``circuit_breakers``, one per instance (host and pid) and provider, written by the process's
-:class:`BreakerBoard` at once on every transition and every ``breaker_publish_interval_ms``
-otherwise, and deleted when the process stops. :func:`read_breakers` reads every process's
-rows of a deployment (``choreo breakers``, the API's ``/breakers``); a row not refreshed for
-:data:`STALE_AFTER_S` belongs to a process that died without stopping.
+Processes are separate OS processes, so their breakers are rows in the deployment's runtime
+schema (``<prefix>_runtime``, :func:`runtime_schema`): the runtime's status, not any process's
+state, so it stays out of the process schemas that a replay rebuilds from the log.
+``circuit_breakers`` has a row per process instance (host and pid) and provider, written by
+the process's :class:`BreakerBoard` at once on every transition and every
+``breaker_publish_interval_ms`` otherwise, and deleted when the process stops.
+:func:`read_breakers` reads them (``choreo breakers``, the API's ``/breakers``); a row not
+refreshed for :data:`STALE_AFTER_S` belongs to a process that died without stopping.
 
-``provider_faults``, beside it, is how to make a provider fail while the processes run
-(:func:`inject_fault`, ``choreo faults inject``): the board reads it on every round and sets the
-failure rate in force on the provider's guard (:attr:`~events.breakers.ProviderGuard.fault_rate`)
-until the row's ``until``.
+``provider_faults`` is how to make a provider fail while the processes run
+(:func:`inject_fault`, ``choreo faults inject``): each board reads it on every round and sets
+the failure rate in force on its provider's guard
+(:attr:`~events.breakers.ProviderGuard.fault_rate`) until the row's ``until``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,22 @@ from typing import Any
 
 from events import tracing
 from events.breakers import ProviderGuards
-from events.database import Database, schema_name
+from events.database import Database, lock_id, schema_name
 from events.settings import Settings
 
 log = logging.getLogger("choreo.breakers")
 
 STALE_AFTER_S = 15.0
-"""A row older than this belongs to a process that stopped publishing (killed)."""
+"""A row older than this (or three publish intervals, if longer) belongs to a process that
+stopped publishing (killed)."""
 
 FORGET_AFTER_S = 300.0
 """A process deletes rows of other instances older than this (they died long ago)."""
 
 DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.circuit_breakers (
+    process     text             NOT NULL,
     instance    text             NOT NULL,
     provider    text             NOT NULL,
     state       text             NOT NULL,
@@ -52,7 +57,7 @@ CREATE TABLE IF NOT EXISTS {schema}.circuit_breakers (
     fault_rate  double precision NOT NULL,
     last_error  text,
     updated_at  timestamptz      NOT NULL DEFAULT now(),
-    PRIMARY KEY (instance, provider)
+    PRIMARY KEY (process, instance, provider)
 );
 CREATE TABLE IF NOT EXISTS {schema}.provider_faults (
     provider     text             PRIMARY KEY,
@@ -61,7 +66,21 @@ CREATE TABLE IF NOT EXISTS {schema}.provider_faults (
     set_at       timestamptz      NOT NULL DEFAULT now()
 );
 """
-"""The tables of a process whose handlers call providers; ``{schema}`` is its schema."""
+"""The runtime schema's tables; ``{schema}`` stands for it."""
+
+
+def runtime_schema(settings: Settings) -> str:
+    """The deployment's runtime schema: ``<prefix>_runtime``."""
+    return schema_name(settings, "runtime")
+
+
+async def migrate(db: Database, settings: Settings) -> str:
+    """Create the runtime schema's tables once (concurrent starts serialize); its name."""
+    schema = runtime_schema(settings)
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
+        await conn.execute(DDL.format(schema=schema))
+    return schema
 
 
 def instance_name() -> str:
@@ -70,23 +89,31 @@ def instance_name() -> str:
 
 
 class BreakerBoard:
-    """Publishes one process's breakers to its schema and applies the faults injected there.
+    """Publishes one process's breakers and applies the faults injected for its providers.
+
+    Lifecycle: ``await start()`` (creates the tables), then :meth:`run` until stopped.
 
     Args:
         db: the process's database.
-        schema: the process's schema.
+        settings: names the deployment (its runtime schema).
+        process: the process's name.
         guards: its providers' guards.
-        interval_s: how often it publishes when nothing changes (and reads the faults).
     """
 
     def __init__(
-        self, db: Database, schema: str, guards: ProviderGuards, interval_s: float
+        self, db: Database, settings: Settings, process: str, guards: ProviderGuards
     ) -> None:
         self.db = db
-        self.schema = schema
+        self.settings = settings
+        self.schema = runtime_schema(settings)
+        self.process = process
         self.guards = guards
-        self.interval_s = interval_s
+        self.interval_s = settings.breaker_publish_interval_ms / 1000
         self.instance = instance_name()
+
+    async def start(self) -> None:
+        """Create the runtime schema's tables if they are missing."""
+        await migrate(self.db, self.settings)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Publish and read faults until ``stopping`` is set; then delete this instance's rows."""
@@ -115,7 +142,7 @@ class BreakerBoard:
         """Write this instance's row of every provider; forget long-dead instances' rows."""
         rows = [
             [
-                self.instance, g.provider, str(g.breaker.state), g.breaker.since,
+                self.process, self.instance, g.provider, str(g.breaker.state), g.breaker.since,
                 g.breaker.failures, g.breaker.opened, g.deferred, g.bulkhead.in_use,
                 g.bulkhead.limit, g.fault_rate, g.breaker.last_error,
             ]
@@ -124,11 +151,12 @@ class BreakerBoard:
         with tracing.housekeeping():  # every second, in every process: no traces
             async with self.db.pool.acquire() as conn, conn.transaction():
                 await conn.executemany(
-                    f"INSERT INTO {self.schema}.circuit_breakers (instance, provider, state,"
-                    " since, failures, opened, deferred, in_use, concurrency, fault_rate,"
-                    " last_error, updated_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())"
-                    " ON CONFLICT (instance, provider) DO UPDATE SET state = excluded.state,"
+                    f"INSERT INTO {self.schema}.circuit_breakers (process, instance, provider,"
+                    " state, since, failures, opened, deferred, in_use, concurrency,"
+                    " fault_rate, last_error, updated_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())"
+                    " ON CONFLICT (process, instance, provider) DO UPDATE SET"
+                    " state = excluded.state,"
                     " since = excluded.since, failures = excluded.failures,"
                     " opened = excluded.opened, deferred = excluded.deferred,"
                     " in_use = excluded.in_use, concurrency = excluded.concurrency,"
@@ -137,8 +165,9 @@ class BreakerBoard:
                     rows,
                 )
                 await conn.execute(
-                    f"DELETE FROM {self.schema}.circuit_breakers WHERE instance <> $1"
-                    " AND updated_at < now() - make_interval(secs => $2)",
+                    f"DELETE FROM {self.schema}.circuit_breakers WHERE process = $1"
+                    " AND instance <> $2 AND updated_at < now() - make_interval(secs => $3)",
+                    self.process,
                     self.instance,
                     FORGET_AFTER_S,
                 )
@@ -149,7 +178,8 @@ class BreakerBoard:
         with tracing.housekeeping():
             rows = await self.db.pool.fetch(
                 f"SELECT provider, failure_rate FROM {self.schema}.provider_faults"
-                " WHERE until > now()"
+                " WHERE until > now() AND provider = any($1::text[])",
+                [guard.provider for guard in self.guards],
             )
         rates = {row["provider"]: float(row["failure_rate"]) for row in rows}
         for guard in self.guards:
@@ -167,7 +197,9 @@ class BreakerBoard:
         """Delete this instance's rows (the process stops)."""
         with tracing.housekeeping():
             await self.db.pool.execute(
-                f"DELETE FROM {self.schema}.circuit_breakers WHERE instance = $1", self.instance
+                f"DELETE FROM {self.schema}.circuit_breakers WHERE process = $1 AND instance = $2",
+                self.process,
+                self.instance,
             )
 
 
@@ -198,68 +230,59 @@ class BreakerRow:
         }
 
 
-async def _schemas(db: Database, settings: Settings, table: str) -> dict[str, str]:
-    """The deployment's schemas that have ``table``, with the process each belongs to."""
-    prefix = schema_name(settings, "")
-    rows = await db.pool.fetch(
-        "SELECT table_schema FROM information_schema.tables"
-        " WHERE table_name = $1 AND starts_with(table_schema, $2)",
-        table,
-        f"{prefix}_",
-    )
-    return {row["table_schema"]: row["table_schema"][len(prefix) + 1 :] for row in rows}
+async def _ready(db: Database, settings: Settings) -> str | None:
+    """The runtime schema, if a process has created its tables yet."""
+    schema = runtime_schema(settings)
+    found = await db.pool.fetchval("SELECT to_regclass($1)", f"{schema}.circuit_breakers")
+    return schema if found is not None else None
 
 
 async def read_breakers(db: Database, settings: Settings) -> list[BreakerRow]:
     """Every published breaker of the deployment ``settings`` names, by process and provider."""
-    found: list[BreakerRow] = []
-    for schema, process in sorted((await _schemas(db, settings, "circuit_breakers")).items()):
-        rows = await db.pool.fetch(
-            f"SELECT *, updated_at < now() - make_interval(secs => $1) AS stale"
-            f" FROM {schema}.circuit_breakers ORDER BY provider, instance",
-            STALE_AFTER_S,
-        )
-        found.extend(BreakerRow(process=process, **dict(row)) for row in rows)
-    return found
+    schema = await _ready(db, settings)
+    if schema is None:
+        return []
+    stale_after_s = max(STALE_AFTER_S, 3 * settings.breaker_publish_interval_ms / 1000)
+    rows = await db.pool.fetch(
+        f"SELECT *, updated_at < now() - make_interval(secs => $1) AS stale"
+        f" FROM {schema}.circuit_breakers ORDER BY process, provider, instance",
+        stale_after_s,
+    )
+    return [BreakerRow(**dict(row)) for row in rows]
 
 
 async def inject_fault(
     db: Database, settings: Settings, provider: str, failure_rate: float, duration_s: float
 ) -> list[str]:
     """Make calls to ``provider`` fail at ``failure_rate`` for ``duration_s`` from now, in
-    every process that published a breaker for it (within a publish interval). Returns those
-    processes; raises ``LookupError`` when there are none."""
-    processes = []
-    for schema, process in sorted((await _schemas(db, settings, "provider_faults")).items()):
-        async with db.pool.acquire() as conn, conn.transaction():
-            calls = await conn.fetchval(
-                f"SELECT count(*) FROM {schema}.circuit_breakers WHERE provider = $1", provider
-            )
-            if not calls:
-                continue
-            await conn.execute(
-                f"INSERT INTO {schema}.provider_faults (provider, failure_rate, until)"
-                " VALUES ($1, $2, now() + make_interval(secs => $3))"
-                " ON CONFLICT (provider) DO UPDATE SET failure_rate = excluded.failure_rate,"
-                " until = excluded.until, set_at = now()",
-                provider,
-                failure_rate,
-                duration_s,
-            )
-        processes.append(process)
-    if not processes:
+    every process calling it (each picks it up within its publish interval). Returns the
+    running processes that call it; raises ``LookupError`` when there are none."""
+    calling = sorted(
+        {row.process for row in await read_breakers(db, settings)
+         if row.provider == provider and not row.stale}
+    )  # fmt: skip
+    if not calling:
         raise LookupError(f"no running process calls a provider named {provider!r}")
-    return processes
+    await db.pool.execute(
+        f"INSERT INTO {runtime_schema(settings)}.provider_faults (provider, failure_rate, until)"
+        " VALUES ($1, $2, now() + make_interval(secs => $3))"
+        " ON CONFLICT (provider) DO UPDATE SET failure_rate = excluded.failure_rate,"
+        " until = excluded.until, set_at = now()",
+        provider,
+        failure_rate,
+        duration_s,
+    )
+    return calling
 
 
 async def clear_faults(db: Database, settings: Settings, provider: str | None = None) -> int:
     """End the injected faults of ``provider`` (all when None); how many were in force."""
-    cleared = 0
-    for schema in sorted(await _schemas(db, settings, "provider_faults")):
-        status = await db.pool.execute(
-            f"DELETE FROM {schema}.provider_faults WHERE until > now()"
-            " AND ($1::text IS NULL OR provider = $1)",
-            provider,
-        )
-        cleared += int(status.split()[-1])
-    return cleared
+    schema = await _ready(db, settings)
+    if schema is None:
+        return 0
+    in_force: list[Any] = await db.pool.fetch(
+        f"DELETE FROM {schema}.provider_faults WHERE ($1::text IS NULL OR provider = $1)"
+        " RETURNING until > now() AS in_force",
+        provider,
+    )
+    return sum(1 for row in in_force if row["in_force"])

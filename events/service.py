@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from events import metrics, tracing
-from events.breaker_board import DDL as BREAKER_DDL
 from events.breaker_board import BreakerBoard
 from events.breakers import ProviderGuards
 from events.codec import Codec
@@ -122,9 +121,7 @@ class ServiceRuntime(Generic[C]):
             relay=self.relay,
         )
         self.guards = ProviderGuards(service.router.providers)
-        self.board = BreakerBoard(
-            self.db, self.schema, self.guards, settings.breaker_publish_interval_ms / 1000
-        )
+        self.board = BreakerBoard(self.db, settings, service.name, self.guards)
         self.consumer = EventConsumer(
             name=service.name,
             group_id=f"{settings.topic_prefix}{service.name}",
@@ -149,9 +146,9 @@ class ServiceRuntime(Generic[C]):
             return
         await provision_topics(self.settings)
         await self.db.start()
-        runtime_tables = [BREAKER_DDL] if self.guards else []
-        await self.db.migrate(self.schema, *runtime_tables, *self.service.ddl)
+        await self.db.migrate(self.schema, *self.service.ddl)
         if self.guards:
+            await self.board.start()
             metrics.observe_breakers(self.guards.states)
         await self.producer.start()
         if self.service.on_start is not None:

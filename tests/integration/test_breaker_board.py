@@ -10,11 +10,11 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from events.breaker_board import (
-    DDL,
     BreakerBoard,
     clear_faults,
     inject_fault,
     read_breakers,
+    runtime_schema,
 )
 from events.breakers import BreakerSettings, BreakerState, ProviderGuards
 from events.database import Database, schema_name
@@ -35,22 +35,24 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     async with Database(settings) as database:
         yield database
         async with database.pool.acquire() as conn:
-            for name in ("payment", "inventory"):
-                await conn.execute(f"DROP SCHEMA IF EXISTS {schema_name(settings, name)} CASCADE")
+            for schema in (runtime_schema(settings), schema_name(settings, "payment")):
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 async def payment_board(db: Database, settings: Settings) -> BreakerBoard:
-    schema = schema_name(settings, "payment")
-    await db.migrate(schema, DDL)
     guards = ProviderGuards(["gateway"], lambda name: CONFIG)
-    return BreakerBoard(db, schema, guards, interval_s=0.05)
+    board = BreakerBoard(
+        db, settings.model_copy(update={"breaker_publish_interval_ms": 50}), "payment", guards
+    )
+    await board.start()
+    return board
 
 
 async def test_a_process_publishes_its_breakers_and_withdraws_them_when_it_stops(
     db: Database, settings: Settings
 ):
+    assert await read_breakers(db, settings) == []  # no process has published yet
     board = await payment_board(db, settings)
-    await db.migrate(schema_name(settings, "inventory"))  # a process without providers
     await board.publish()
     [row] = await read_breakers(db, settings)
     assert (row.process, row.provider, row.state, row.opened, row.stale) == (
@@ -68,9 +70,18 @@ async def test_a_process_publishes_its_breakers_and_withdraws_them_when_it_stops
     assert row.last_error == "ProviderUnavailable: gateway unavailable"
     assert row.to_json()["since"] == breaker.since.isoformat()
 
+    # A process that stops publishing (killed) leaves a row that reads as stale.
+    await db.pool.execute(
+        f"UPDATE {board.schema}.circuit_breakers SET updated_at = now() - interval '1 minute'"
+    )
+    [row] = await read_breakers(db, settings)
+    assert row.stale
+
     stopping = asyncio.Event()
     running = asyncio.create_task(board.run(stopping))
     await asyncio.sleep(0.1)
+    [row] = await read_breakers(db, settings)
+    assert not row.stale  # published again
     stopping.set()
     await running
     assert await read_breakers(db, settings) == []
@@ -80,6 +91,7 @@ async def test_an_injected_fault_reaches_the_guard_until_it_ends_or_is_cleared(
     db: Database, settings: Settings
 ):
     board = await payment_board(db, settings)
+    assert await clear_faults(db, settings) == 0
     with pytest.raises(LookupError, match="no running process calls a provider named 'gateway'"):
         await inject_fault(db, settings, "gateway", 1.0, 30)
     await board.publish()  # now the payment process is known to call the gateway
