@@ -84,7 +84,7 @@ async def migrate(db: Database, settings: Settings) -> str:
 
 
 def instance_name() -> str:
-    """This process's instance: ``host:pid`` (replicas of a process share its schema)."""
+    """This process's instance: ``host:pid`` (each replica of a process has its own rows)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

@@ -16,10 +16,11 @@ process:
   cannot open it; it runs out of attempts and is dead-lettered as before. Should such a
   message be a probe during an outage, it keeps the breaker open one more cool-down, until
   another message is the probe.
-- a **bulkhead** (:class:`Bulkhead`): at most ``concurrency`` of the process's deliveries are
-  inside the provider at once; a delivery that gets no slot within ``queue_wait_ms`` waits in
-  the retry queue instead, so a slow provider cannot hold every lane of the process while the
-  other handlers' messages queue behind it.
+- a **bulkhead** (:class:`Bulkhead`): at most ``concurrency`` calls are inside the provider
+  at once (:func:`events.providers.within`, which every provider call goes through, takes a
+  slot of the guard of the handler it runs in, for the call alone); a delivery that gets no
+  slot within ``queue_wait_ms`` waits in the retry queue instead, so a slow provider cannot
+  hold every lane of the process while the other handlers' messages queue behind it.
 
 Any outcome other than a provider failure (a success, a declined card, a message that is not
 ready yet) counts as a success if the handler returned and as nothing if it raised.
@@ -29,8 +30,9 @@ provider by ``CHOREO_BREAKER_<PROVIDER>_*`` (e.g. ``CHOREO_BREAKER_GATEWAY_COOL_
 Transitions are logged once each and counted in ``choreo.breaker.transitions``; the state is a
 gauge (``choreo.breaker.state``) and a row per process and provider in PostgreSQL
 (:mod:`events.breaker_board`), which ``choreo breakers`` and the API's ``/breakers`` read. A
-test or a demo can make a provider fail at a rate for a while (:attr:`ProviderGuard.fault_rate`,
-set from the ``provider_faults`` table while the process runs).
+test or a demo can make a provider's calls fail at a rate for a while
+(:attr:`ProviderGuard.fault_rate`, set from the ``provider_faults`` table while the process
+runs).
 
 Written here rather than taken from PyPI: none of pybreaker 1.4, purgatory 3.0 (asyncio),
 circuitbreaker 2.1 or aiobreaker (unmaintained since 2021) counts failures per message within a
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -66,6 +69,17 @@ log = logging.getLogger("choreo.breakers")
 
 Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic``; a test passes its own)."""
+
+_current: contextvars.ContextVar[ProviderGuard | None] = contextvars.ContextVar(
+    "choreo_provider_guard", default=None
+)
+"""The guard of the handler running in this task (set by :meth:`ProviderGuard.call`)."""
+
+
+def current_guard() -> ProviderGuard | None:
+    """The guard of the provider the running handler declared, if any: a provider call
+    (:func:`events.providers.within`) takes its bulkhead slot and suffers its injected faults."""
+    return _current.get()
 
 
 class BreakerState(StrEnum):
@@ -100,10 +114,10 @@ class BreakerSettings(BaseSettings):
         default=1, ge=1, description="Messages let through at once while half-open."
     )
     concurrency: int = Field(
-        default=2, ge=1, description="Bulkhead: deliveries inside the provider at once."
+        default=2, ge=1, description="Bulkhead: calls inside the provider at once."
     )
     queue_wait_ms: int = Field(
-        default=100, ge=0, description="How long a delivery waits for a bulkhead slot."
+        default=100, ge=0, description="How long a call waits for a bulkhead slot."
     )
     busy_retry_ms: int = Field(
         default=200,
@@ -316,7 +330,8 @@ class ProviderGuard:
         """Messages refused (open or busy) since the process started."""
 
     async def call(self, key: str, run: Callable[[], Any]) -> Any:
-        """``await run()`` for message ``key`` behind the breaker and the bulkhead.
+        """``await run()`` (a handler) for message ``key`` behind the breaker; the provider
+        calls it makes take a bulkhead slot each (:meth:`slot`).
 
         Raises:
             ProviderDeferred: the provider was not called (open, busy), or a probe failed.
@@ -327,10 +342,9 @@ class ProviderGuard:
         except ProviderDeferred as refused:
             self.count_deferral(refused)
             raise
+        token = _current.set(self)
         try:
-            async with self.bulkhead.slot():
-                self._maybe_inject()
-                result = await run()
+            result = await run()
         except ProviderDeferred as refused:
             self.breaker.released(probe)
             self.count_deferral(refused)
@@ -349,14 +363,26 @@ class ProviderGuard:
         except BaseException:
             self.breaker.released(probe)
             raise
+        finally:
+            _current.reset(token)
         self.breaker.succeeded(probe)
         return result
 
-    def _maybe_inject(self) -> None:
-        if self.fault_rate and self.rng.random() < self.fault_rate:
-            raise ProviderUnavailable(
-                f"provider {self.provider}: injected fault (failure rate {self.fault_rate:g})"
-            )
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One call inside the provider: holds a bulkhead slot, and fails at once, before the
+        provider, when an injected fault says so.
+
+        Raises:
+            ProviderDeferred: no slot within ``queue_wait_ms``.
+            ProviderUnavailable: an injected fault.
+        """
+        async with self.bulkhead.slot():
+            if self.fault_rate and self.rng.random() < self.fault_rate:
+                raise ProviderUnavailable(
+                    f"provider {self.provider}: injected fault (failure rate {self.fault_rate:g})"
+                )
+            yield
 
     def count_deferral(self, refused: ProviderDeferred) -> None:
         """Count a message refused by this guard (in ``choreo.provider.deferred`` too)."""

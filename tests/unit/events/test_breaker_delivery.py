@@ -22,6 +22,7 @@ from events.dlq import DeadLetter, letter_for
 from events.errors import ProviderUnavailable
 from events.model import Event, Message, utc_now
 from events.producer import EventProducer
+from events.providers import within
 from events.router import HandlerSpec, Router
 from events.settings import get_settings
 
@@ -100,7 +101,7 @@ def setup(codec: Codec, provider_body: Any, *, lanes: int = 1, max_attempts: int
     @router.on(OrderPlaced, provider="gateway")
     async def charge(message: Message[OrderPlaced], context: None) -> list[Event]:
         calls.append(message.order_id)
-        await provider_body(message.order_id)
+        await within(provider_body(message.order_id), 5.0, "the gateway")
         return []
 
     @router.on(OrderApproved)

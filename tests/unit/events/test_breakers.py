@@ -21,6 +21,7 @@ from events.breakers import (
 )
 from events.errors import NotReadyError, ProviderDeferred, ProviderUnavailable
 from events.model import Event, Message
+from events.providers import within
 from events.router import Router
 
 CONFIG = BreakerSettings(
@@ -310,19 +311,42 @@ async def test_an_injected_fault_fails_calls_before_they_reach_the_provider(cloc
     g.fault_rate = 1.0
     called: list[str] = []
 
-    async def works() -> None:
-        called.append("x")
+    async def provider() -> None:
+        called.append("provider")
+
+    async def handler() -> None:
+        called.append("handler")
+        await within(provider(), 1.0, "the gateway")
 
     for key in ("m1", "m2", "m3"):
         with pytest.raises(ProviderUnavailable, match="injected fault"):
-            await g.call(key, works)
-    assert called == []
+            await g.call(key, handler)
+    assert called == ["handler"] * 3  # the handler ran; the provider was never reached
     assert state(g.breaker) is BreakerState.OPEN
     g.fault_rate = 0.0
     clock.now += 4
-    await g.call("m1", works)
-    assert called == ["x"]
+    called.clear()
+    await g.call("m1", handler)
+    assert called == ["handler", "provider"]
     assert state(g.breaker) is BreakerState.CLOSED
+
+
+async def test_a_provider_call_holds_a_bulkhead_slot_only_while_it_runs(clock: Clock):
+    g = guard(clock)
+    seen: list[int] = []
+
+    async def provider() -> None:
+        seen.append(g.bulkhead.in_use)
+
+    async def handler() -> None:
+        seen.append(g.bulkhead.in_use)  # the handler's own work (its transaction): no slot
+        await within(provider(), 1.0, "the gateway")
+        seen.append(g.bulkhead.in_use)
+
+    await g.call("m1", handler)
+    assert seen == [0, 1, 0]
+    await within(provider(), 1.0, "the gateway")  # outside any guarded handler: no bulkhead
+    assert seen[-1] == 0
 
 
 async def test_guards_wrap_only_the_handlers_that_declare_a_provider(clock: Clock):
