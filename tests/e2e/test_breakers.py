@@ -1,7 +1,7 @@
-"""A provider outage on the real platform: the payment gateway fails every call for a few
-seconds (injected with `choreo faults inject`, as a person would); its circuit breaker opens,
-the charges wait in the retry queue instead of being dead-lettered, half-open probes close it,
-and every order completes."""
+"""A provider outage on the real platform: the payment gateway fails every call (injected with
+`choreo faults inject`, as a person would) until its circuit breaker has opened and a
+half-open probe has failed; the charges wait in the retry queue instead of being
+dead-lettered; once the outage ends a probe closes it, and every order completes."""
 
 from __future__ import annotations
 
@@ -9,18 +9,17 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
 
-from events.breaker_board import BreakerRow, read_breakers
+from events.breaker_board import BreakerRow, clear_faults, read_breakers
 from events.database import schema_name
 from tests.e2e.conftest import Deployment, start_deployment
 
 pytestmark = pytest.mark.integration
 
-OUTAGE_S = 4.0
 ENV = {
     "CHOREO_BREAKER_GATEWAY_FAILURE_THRESHOLD": "3",
     "CHOREO_BREAKER_GATEWAY_COOL_DOWN_S": "1",
@@ -52,17 +51,16 @@ async def gateway(deployment: Deployment) -> BreakerRow:
     return row
 
 
-async def watch_gateway(deployment: Deployment, until: str, timeout: float = 30) -> list[str]:
-    """The gateway breaker's states as published, polled until it is ``until``."""
-    seen: list[str] = []
+async def watch_gateway(
+    deployment: Deployment, until: Callable[[BreakerRow], bool], timeout: float = 30
+) -> None:
+    """Poll the gateway breaker's published row until ``until(row)``."""
     deadline = time.monotonic() + timeout
-    while True:
-        row = await gateway(deployment)
-        if not seen or seen[-1] != row.state:
-            seen.append(row.state)
-        if row.state == until:
-            return seen
-        assert time.monotonic() < deadline, f"gateway breaker never {until}: {seen}"
+    seen: list[tuple[str, int]] = []
+    while not until(row := await gateway(deployment)):
+        if not seen or seen[-1] != (row.state, row.opened):
+            seen.append((row.state, row.opened))
+        assert time.monotonic() < deadline, f"gateway breaker (state, opened): {seen}"
         await asyncio.sleep(0.05)
 
 
@@ -73,12 +71,17 @@ async def test_a_gateway_outage_opens_the_breaker_dead_letters_nothing_and_order
     assert (await checked.wait_for(before)).status == "completed"
     assert (await gateway(checked)).state == "closed"
 
-    said = await choreo(checked, "faults", "inject", "gateway", "--for", str(OUTAGE_S))
+    said = await choreo(
+        checked, "faults", "inject", "gateway", "--failure-rate", "1", "--for", "120"
+    )
     assert "in payment" in said
+    await watch_gateway(checked, lambda row: row.fault_rate == 1.0)  # payment applied it
     orders = [await checked.place("happy") for _ in range(8)]
-    await watch_gateway(checked, "open")
-    # It probes, opens again while the outage lasts, and closes after it.
-    await watch_gateway(checked, "closed")
+    await watch_gateway(checked, lambda row: row.state == "open")
+    # After the cool-down a probe goes through, fails, and opens it again.
+    await watch_gateway(checked, lambda row: row.opened >= 2)
+    assert await clear_faults(checked.db, checked.settings, "gateway") == 1  # the outage ends
+    await watch_gateway(checked, lambda row: row.state == "closed")
 
     for order_id in orders:
         state = await checked.wait_for(order_id, timeout=40)
@@ -86,9 +89,8 @@ async def test_a_gateway_outage_opens_the_breaker_dead_letters_nothing_and_order
         assert state.payment_id is not None
 
     row = await gateway(checked)
-    assert row.opened >= 1
     assert row.deferred > 0  # messages waited without calling the gateway
-    assert row.fault_rate == 0.0  # the outage is over
+    assert row.fault_rate == 0.0
     payment_group = f"{checked.settings.topic_prefix}payment"
     letters = [e.letter for e in await checked.client.dead_letters()]
     assert [d for d in letters if d.consumer == payment_group] == []
@@ -100,6 +102,7 @@ async def test_a_gateway_outage_opens_the_breaker_dead_letters_nothing_and_order
 
     log = checked.platform.log("payment")
     assert log.count("circuit breaker of provider gateway: closed -> open") == 1
+    assert log.count("circuit breaker of provider gateway: half_open -> open") >= 1
     assert log.count("circuit breaker of provider gateway: half_open -> closed") == 1
     [listed] = [
         b for b in orjson.loads(await choreo(checked, "breakers", "--json"))
