@@ -12,7 +12,9 @@ their own order's rows, since transactions of different orders then never wait o
 Offsets are reported only once every lane of the poll has finished.
 
 When a handler raises, its lane's transaction rolls back and the lane is split around the
-culprit (see :meth:`Lanes._deliver_lane`); the culprit takes the retrying path alone.
+culprit (see :meth:`Lanes._deliver_lane`); the culprit takes the retrying path alone. Records
+whose provider's circuit breaker is open are parked before a transaction starts
+(:mod:`events.breakers`), so an outage costs no rolled-back batches.
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ class Lanes:
         already requires.
         """
         while pending:
+            pending = await self._defer_refused(pending)
+            if not pending:
+                break
             failed = await self._deliver_batch(pending)
             if failed is None:
                 break
@@ -123,6 +128,20 @@ class Lanes:
                 for item in head:
                     await self.single.deliver(item)
             await self.single.deliver(culprit)
+
+    async def _defer_refused(self, pending: list[Pending]) -> list[Pending]:
+        """Park the items whose provider's breaker is open (without trying them); the rest."""
+        guards = self.dispatcher.guards
+        if guards is None or self.single.queue is None:
+            return pending
+        kept = []
+        for item in pending:
+            refusal = guards.refusal(item.handler)
+            if refusal is None:
+                kept.append(item)
+            else:
+                await self.single.defer(item, refusal)
+        return kept
 
     async def _deliver_batch(self, items: list[Pending]) -> int | None:
         """Deliver ``items`` in one transaction. Returns None when it committed, else the index

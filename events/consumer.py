@@ -31,6 +31,7 @@ from typing import Any, cast
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from events.batches import Lanes, Poll
+from events.breakers import ProviderGuards
 from events.codec import Codec
 from events.delivery import BatchDelivery, Delivery
 from events.dispatch import ConsumerStats, Dispatcher
@@ -202,6 +203,8 @@ class EventConsumer:
     With a delivery that has ``batch`` (and ``consumer_batch_transactions`` on), each poll is
     delivered in ``lanes`` concurrent transactions (:class:`~events.batches.Lanes`).
     ``interceptors`` wrap every delivery attempt (default: log context, tracing, metrics).
+    ``guards`` run the handlers that declare a provider behind its circuit breaker and
+    bulkhead (:mod:`events.breakers`).
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class EventConsumer:
         retry_poll_interval_s: float = 0.1,
         lanes: int = 1,
         interceptors: Sequence[Interceptor] = DEFAULT_INTERCEPTORS,
+        guards: ProviderGuards | None = None,
     ) -> None:
         self.name = name
         self.group_id = group_id
@@ -230,7 +234,7 @@ class EventConsumer:
         self.stats = ConsumerStats()
         self.interceptors = chain(interceptors)
         self.sink = DeadLetterSink(name, group_id, producer, settings.dlq_topic)
-        self.dispatcher = Dispatcher(router, codec, self.sink, self.stats)
+        self.dispatcher = Dispatcher(router, codec, self.sink, self.stats, guards)
         self.single = RetryingDelivery(
             name=name, group_id=group_id, delivery=delivery, settings=settings, sink=self.sink,
             interceptors=self.interceptors, stats=self.stats, queue=retry_queue,

@@ -3,7 +3,8 @@
 A record whose ``event_type`` header names a type the router has no handler for is skipped
 before it is decoded (most records on a topic are for other processes); one that cannot be
 decoded, breaks the contract, or holds another event type than its header says is
-dead-lettered. Everything else becomes a :class:`Pending` item for the delivery.
+dead-lettered. Everything else becomes a :class:`Pending` item for the delivery, its handler
+run behind its provider's guard when it declares one (:mod:`events.breakers`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
+from events.breakers import ProviderGuards
 from events.codec import Codec
 from events.dlq import DeadLetterSink
 from events.errors import ContractError, HeaderMismatchError
@@ -38,6 +40,7 @@ class ConsumerStats:
     processed: int = 0
     skipped: int = 0
     retried: int = 0
+    deferred: int = 0
     dead_lettered: int = 0
     batches_rolled_back: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
@@ -48,15 +51,22 @@ class ConsumerStats:
 
 
 class Dispatcher:
-    """Decodes records and finds their handlers on ``router``; dead-letters the undecodable."""
+    """Decodes records and finds their handlers on ``router``; dead-letters the undecodable.
+    With ``guards``, a handler that declares a provider runs behind that provider's guard."""
 
     def __init__(
-        self, router: Router[Any], codec: Codec, sink: DeadLetterSink, stats: ConsumerStats
+        self,
+        router: Router[Any],
+        codec: Codec,
+        sink: DeadLetterSink,
+        stats: ConsumerStats,
+        guards: ProviderGuards | None = None,
     ) -> None:
         self.router = router
         self.codec = codec
         self.sink = sink
         self.stats = stats
+        self.guards = guards
 
     async def prepare(self, record: ConsumerRecord, attempt: int) -> Pending | None:
         """Decode and route a record; None when it is not for this consumer or was
@@ -81,4 +91,6 @@ class Dispatcher:
         if handler is None:
             self.stats.skipped += 1
             return None
+        if self.guards is not None:
+            handler = self.guards.guarded(handler)
         return Pending(record, message, handler)

@@ -40,6 +40,29 @@ class TransientError(HandlerError):
     retryable = True
 
 
+class ProviderUnavailable(TransientError):
+    """An external provider (a payment gateway, a carrier, a mailer, a CRM) could not answer:
+    it said so, or it did not answer in time. Retried like any transient error, and counted
+    against the provider's circuit breaker (:mod:`events.breakers`)."""
+
+
+class ProviderDeferred(TransientError):
+    """The provider was not called: its circuit breaker is open, or it is busy (its bulkhead
+    is full, or a half-open probe is in flight). The message waits ``retry_after_s`` in the
+    retry queue without spending one of its attempts: the provider is at fault, not it.
+
+    Attributes:
+        provider: the provider's name (``gateway``, ``carrier``, ...).
+        retry_after_s: how long the message should wait before it is tried again.
+    """
+
+    def __init__(self, provider: str, retry_after_s: float, reason: str) -> None:
+        super().__init__(f"provider {provider} {reason}; retry in {retry_after_s:.2f}s")
+        self.provider = provider
+        self.retry_after_s = retry_after_s
+        self.reason = reason
+
+
 class NotReadyError(TransientError):
     """What the handler needs has not arrived yet (e.g. the order's `order.placed` on another
     topic). Retried like any transient error, but with a longer budget: the wait is for the

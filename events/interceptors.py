@@ -8,7 +8,8 @@ every call to it after doing its own part; the end of the chain runs the deliver
 - :meth:`~DeliveryInterceptor.deliver` wraps one attempt (one record alone, with its
   in-place retries, or one record's turn inside a batch transaction);
 - the other methods are notifications from inside that attempt: the delivery failed, a
-  retry was scheduled, the record was dead-lettered, or its outcome became durable.
+  retry was scheduled, the record was deferred (its provider's breaker or bulkhead refused
+  it), the record was dead-lettered, or its outcome became durable.
 
 :func:`chain` links interceptor classes (or any ``next → interceptor`` factories) in order,
 outermost first; :data:`DEFAULT_INTERCEPTORS` is what every consumer runs.
@@ -25,6 +26,7 @@ from opentelemetry import trace
 from events import metrics, tracing
 from events.dispatch import Pending
 from events.dlq import DeadLetter
+from events.errors import ProviderDeferred
 from events.logs import order_context
 
 T = TypeVar("T")
@@ -76,6 +78,11 @@ class DeliveryInterceptor:
         """Attempt ``number`` failed transiently; the record is tried again in ``delay_s``."""
         self.next.retry_scheduled(attempt, number, delay_s)
 
+    def deferred(self, attempt: Attempt, deferral: ProviderDeferred) -> None:
+        """The record waits ``deferral.retry_after_s`` without spending an attempt: its
+        provider was not called (breaker open, bulkhead full) or a half-open probe failed."""
+        self.next.deferred(attempt, deferral)
+
     def dead_lettered(self, attempt: Attempt, letter: DeadLetter, attempts: int) -> None:
         """The record went to the dead-letter topic after ``attempts``."""
         self.next.dead_lettered(attempt, letter, attempts)
@@ -102,6 +109,9 @@ class _Delivery(DeliveryInterceptor):
         pass
 
     def retry_scheduled(self, attempt: Attempt, number: int, delay_s: float) -> None:
+        pass
+
+    def deferred(self, attempt: Attempt, deferral: ProviderDeferred) -> None:
         pass
 
     def dead_lettered(self, attempt: Attempt, letter: DeadLetter, attempts: int) -> None:
@@ -176,6 +186,17 @@ class Tracing(DeliveryInterceptor):
         )
         self.next.retry_scheduled(attempt, number, delay_s)
 
+    def deferred(self, attempt: Attempt, deferral: ProviderDeferred) -> None:
+        trace.get_current_span().add_event(
+            "deferred",
+            {
+                "provider": deferral.provider,
+                "reason": deferral.reason,
+                "delay_s": deferral.retry_after_s,
+            },
+        )
+        self.next.deferred(attempt, deferral)
+
     def dead_lettered(self, attempt: Attempt, letter: DeadLetter, attempts: int) -> None:
         trace.get_current_span().add_event(
             "dead_lettered", {"reason": letter.reason[:500], "attempts": attempts}
@@ -184,12 +205,17 @@ class Tracing(DeliveryInterceptor):
 
 
 class Metrics(DeliveryInterceptor):
-    """``choreo.events.processed`` by outcome, ``choreo.handler.duration`` and the consumer's
+    """``choreo.events.processed`` by outcome (handled, duplicate, retry, deferred,
+    dead_letter), ``choreo.handler.duration`` and the consumer's
     ``choreo.consumer.lag``."""
 
     def retry_scheduled(self, attempt: Attempt, number: int, delay_s: float) -> None:
         metrics.events_processed().add(1, {**self._labels(attempt), "outcome": "retry"})
         self.next.retry_scheduled(attempt, number, delay_s)
+
+    def deferred(self, attempt: Attempt, deferral: ProviderDeferred) -> None:
+        metrics.events_processed().add(1, {**self._labels(attempt), "outcome": "deferred"})
+        self.next.deferred(attempt, deferral)
 
     def dead_lettered(self, attempt: Attempt, letter: DeadLetter, attempts: int) -> None:
         metrics.events_processed().add(1, {**self._labels(attempt), "outcome": "dead_letter"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import cache
+from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
@@ -54,6 +55,51 @@ def compensations() -> Counter:
     """Compensating commands the coordinator sent, by ``command``."""
     return _meter.create_counter(
         "choreo.saga.compensations", unit="{command}", description="Compensating commands sent."
+    )
+
+
+@cache
+def breaker_transitions() -> Counter:
+    """Circuit breaker transitions, by ``provider`` and the ``state`` entered."""
+    return _meter.create_counter(
+        "choreo.breaker.transitions", unit="{transition}", description="Breaker state changes."
+    )
+
+
+@cache
+def provider_deferred() -> Counter:
+    """Messages that waited without calling their provider, by ``provider`` and ``reason``
+    (``circuit open``, ``busy``, ``probe in flight``, ``probe failed``)."""
+    return _meter.create_counter(
+        "choreo.provider.deferred",
+        unit="{message}",
+        description="Messages deferred by a circuit breaker or bulkhead.",
+    )
+
+
+def observe_breakers(states: Callable[[], Iterable[tuple[str, Any, int]]]) -> None:
+    """Report ``choreo.breaker.state`` (0 closed, 1 half-open, 2 open) and
+    ``choreo.bulkhead.in_use`` (calls inside the provider) per provider; ``states()`` yields
+    ``(provider, state, in use)``, the state having a ``level``."""
+
+    def state(_: CallbackOptions) -> Iterable[Observation]:
+        for provider, breaker_state, _in_use in states():
+            yield Observation(breaker_state.level, {"provider": provider})
+
+    def in_use(_: CallbackOptions) -> Iterable[Observation]:
+        for provider, _state, calls in states():
+            yield Observation(calls, {"provider": provider})
+
+    _meter.create_observable_gauge(
+        "choreo.breaker.state",
+        callbacks=[state],
+        description="Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+    )
+    _meter.create_observable_gauge(
+        "choreo.bulkhead.in_use",
+        callbacks=[in_use],
+        unit="{call}",
+        description="Calls inside a provider's bulkhead.",
     )
 
 

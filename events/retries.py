@@ -5,7 +5,10 @@ retryable :class:`~events.errors.ChoreoError`, or any error that is not invalid 
 programming error) is retried with exponential backoff: the record is parked in the
 :class:`RetryQueue` when the consumer has one, so the partition moves on, or retried in place
 otherwise. A permanent failure, or the last allowed attempt, goes to the dead-letter topic,
-and the handler's give-up hook, if any, records the failure as an event.
+and the handler's give-up hook, if any, records the failure as an event. A record whose
+provider was not called (:class:`~events.errors.ProviderDeferred`: its circuit breaker is open
+or its bulkhead full, see :mod:`events.breakers`) is parked for as long as the breaker says,
+without spending an attempt: an outage of the provider dead-letters nothing.
 
 :func:`redeliver_parked` is the loop that hands parked records back when they are due.
 """
@@ -26,7 +29,7 @@ from aiokafka import ConsumerRecord
 from events.delivery import Delivery
 from events.dispatch import ConsumerStats, Pending
 from events.dlq import DeadLetterSink
-from events.errors import ChoreoError
+from events.errors import ChoreoError, ProviderDeferred
 from events.interceptors import Attempt, DeliveryInterceptor
 from events.model import Message
 from events.router import HandlerResult, HandlerSpec
@@ -104,6 +107,27 @@ class RetryingDelivery:
         current = Attempt(self.group_id, item, attempt)
         return await self.interceptors.deliver(current, lambda: self._attempts(current))
 
+    async def defer(self, item: Pending, deferral: ProviderDeferred, attempt: int = 1) -> None:
+        """Park ``item`` for ``deferral.retry_after_s`` without trying it (its provider's
+        breaker is open), its attempts untouched. Needs a retry queue."""
+        current = Attempt(self.group_id, item, attempt)
+        await self.interceptors.deliver(current, lambda: self._defer(current, deferral))
+
+    async def _defer(self, attempt: Attempt, deferral: ProviderDeferred) -> bool:
+        """Park the record for as long as ``deferral`` says, as the attempt before this one
+        (so it is this attempt again when it comes back). Returns False: parked."""
+        assert self.queue is not None, "deferring needs a retry queue"
+        self.interceptors.deferred(attempt, deferral)
+        self.stats.deferred += 1
+        await self.queue.park(
+            self.group_id,
+            attempt.item.record,
+            attempt.number - 1,
+            deferral.retry_after_s,
+            f"{type(deferral).__name__}: {deferral}",
+        )
+        return False
+
     async def _attempts(self, attempt: Attempt) -> bool:
         """Deliver; on a transient failure park the record (non-blocking) or, without a retry
         queue, back off in place. Returns False if the record was parked."""
@@ -114,6 +138,13 @@ class RetryingDelivery:
                 fresh = await self.delivery.deliver(self.group_id, item.message, item.handler)
             except asyncio.CancelledError:
                 raise
+            except ProviderDeferred as deferral:
+                # Not this message's fault: wait without spending an attempt.
+                if self.queue is not None:
+                    return await self._defer(attempt, deferral)
+                self.interceptors.deferred(attempt, deferral)
+                self.stats.deferred += 1
+                await asyncio.sleep(deferral.retry_after_s)
             except Exception as exc:
                 max_attempts = getattr(exc, "max_attempts", self.settings.handler_max_attempts)
                 final = not is_retryable(exc) or number >= max_attempts

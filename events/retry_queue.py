@@ -9,6 +9,7 @@ transactional process's schema (:func:`events.database.runtime_ddl`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -25,6 +26,7 @@ class ParkedRecord:
     record: ConsumerRecord
     attempts: int
     last_error: str
+    due_at: datetime
 
 
 class PostgresRetryQueue:
@@ -91,17 +93,20 @@ class PostgresRetryQueue:
                 ),
                 attempts=row["attempts"],
                 last_error=row["last_error"],
+                due_at=row["due_at"],
             )
             for row in rows
         ]
 
     async def done_unless_reparked(self, parked: ParkedRecord) -> None:
-        """Remove the row of an attempt that finished; a row parked again since (more
-        attempts) stays."""
+        """Remove the row of an attempt that finished; a row parked again since stays: it has
+        more attempts, or a later due time (a deferral keeps the attempts)."""
         await self.db.pool.execute(
-            f"DELETE FROM {self.schema}.retry_queue WHERE id = $1 AND attempts = $2",
+            f"DELETE FROM {self.schema}.retry_queue"
+            " WHERE id = $1 AND attempts = $2 AND due_at = $3",
             parked.id,
             parked.attempts,
+            parked.due_at,
         )
 
     async def size(self, consumer: str | None = None) -> int:

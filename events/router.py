@@ -8,6 +8,7 @@ import time against the event catalog the router is given.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
@@ -19,6 +20,9 @@ from events.topics import topic_for
 C = TypeVar("C")
 E = TypeVar("E", bound=Event)
 R = TypeVar("R", bound=Iterable[Event] | None)
+
+PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+"""What a provider's name looks like (``gateway``, ``carrier``, ``mailer``, ``crm``)."""
 
 HandlerResult = Iterable[Event] | None
 HandlerFunc = Callable[[Message[Any], Any], Awaitable[HandlerResult]]
@@ -32,12 +36,17 @@ class HandlerSpec:
     ``on_give_up``, if set, runs (through the same delivery, so atomically and deduplicated)
     after the message was dead-lettered, and returns events that record the failure, e.g.
     ``email.failed``.
+
+    ``provider``, if set, names the external provider the handler calls (``gateway``,
+    ``carrier``, ...): the runtime then runs the handler behind that provider's circuit
+    breaker and bulkhead (:mod:`events.breakers`).
     """
 
     event_type: str
     model: type[Event]
     func: HandlerFunc
     on_give_up: GiveUpFunc | None = None
+    provider: str | None = None
 
     @property
     def name(self) -> str:
@@ -67,13 +76,24 @@ class Router(Generic[C]):
         *,
         on_give_up: Callable[[Message[E], BaseException, C], Awaitable[HandlerResult]]
         | None = None,
+        provider: str | None = None,
     ) -> Callable[
         [Callable[[Message[E], C], Awaitable[R]]],
         Callable[[Message[E], C], Awaitable[R]],
     ]:
-        """Register the decorated function as the handler of ``model``'s event type."""
+        """Register the decorated function as the handler of ``model``'s event type.
+
+        Args:
+            model: the event type it takes.
+            on_give_up: runs after the message was dead-lettered (see :class:`HandlerSpec`).
+            provider: the external provider it calls, if any: a lower-case name of letters,
+                digits and ``_`` (it also names the provider's ``CHOREO_BREAKER_<NAME>_*``
+                settings).
+        """
         if self.catalog.get(getattr(model, "event_type", "")) is not model:
             raise TypeError(f"{model!r} is not an event type of the catalog")
+        if provider is not None and not PROVIDER_NAME.fullmatch(provider):
+            raise TypeError(f"provider {provider!r} must match {PROVIDER_NAME.pattern}")
 
         def register(
             func: Callable[[Message[E], C], Awaitable[R]],
@@ -98,6 +118,7 @@ class Router(Generic[C]):
                 model,
                 cast(HandlerFunc, func),
                 cast(GiveUpFunc | None, on_give_up),
+                provider,
             )
             return func
 
@@ -109,6 +130,11 @@ class Router(Generic[C]):
     @property
     def event_types(self) -> list[str]:
         return sorted(self._handlers)
+
+    @property
+    def providers(self) -> list[str]:
+        """The external providers its handlers declare they call."""
+        return sorted({h.provider for h in self._handlers.values() if h.provider is not None})
 
     def topics(self, settings: Settings) -> list[str]:
         """The topics holding this router's event types."""

@@ -5,7 +5,8 @@ its own tables, how to build a handler's context from a transaction's connection
 schema, and its durable timers if it has any. The
 :class:`ServiceRuntime` does everything else, the same way for every process: the PostgreSQL
 schema and migrations, the consumer group, transactional delivery (inbox, state, outbox), the
-outbox relay, background tasks, tracing, logging, and a graceful stop on SIGTERM.
+outbox relay, the circuit breakers and bulkheads of the providers its handlers declare (and
+their rows in PostgreSQL), background tasks, tracing, logging, and a graceful stop on SIGTERM.
 :func:`run_process` is the entry point every long-lived process (services, the projector)
 starts through.
 """
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from events import tracing
+from events import metrics, tracing
+from events.breaker_board import BreakerBoard
+from events.breakers import ProviderGuards
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.database import Connection, Database, schema_name
@@ -117,6 +120,8 @@ class ServiceRuntime(Generic[C]):
             settings=settings,
             relay=self.relay,
         )
+        self.guards = ProviderGuards(service.router.providers)
+        self.board = BreakerBoard(self.db, settings, service.name, self.guards)
         self.consumer = EventConsumer(
             name=service.name,
             group_id=f"{settings.topic_prefix}{service.name}",
@@ -127,6 +132,7 @@ class ServiceRuntime(Generic[C]):
             settings=settings,
             retry_queue=PostgresRetryQueue(self.db, self.schema),
             lanes=service.lanes,
+            guards=self.guards or None,
         )
         self.stopping = asyncio.Event()
         self._started = False
@@ -141,6 +147,9 @@ class ServiceRuntime(Generic[C]):
         await provision_topics(self.settings)
         await self.db.start()
         await self.db.migrate(self.schema, *self.service.ddl)
+        if self.guards:
+            await self.board.start()
+            metrics.observe_breakers(self.guards.states)
         await self.producer.start()
         if self.service.on_start is not None:
             await self.service.on_start(self)
@@ -150,11 +159,17 @@ class ServiceRuntime(Generic[C]):
     async def run(self) -> None:
         """Consume, relay and run background tasks until :meth:`stop`."""
         await self.start()
+        name = self.service.name
         tasks = [
-            asyncio.create_task(self.consumer.run(), name=f"{self.service.name}:consumer"),
-            asyncio.create_task(self.relay.run(), name=f"{self.service.name}:relay"),
+            asyncio.create_task(self.consumer.run(), name=f"{name}:consumer"),
+            asyncio.create_task(self.relay.run(), name=f"{name}:relay"),
             *(
-                asyncio.create_task(task(self), name=f"{self.service.name}:{task.__name__}")
+                [asyncio.create_task(self.board.run(self.stopping), name=f"{name}:breakers")]
+                if self.guards
+                else []
+            ),
+            *(
+                asyncio.create_task(task(self), name=f"{name}:{task.__name__}")
                 for task in self.service.background
             ),
         ]

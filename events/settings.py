@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         default=100, ge=0, description="First retry delay; doubles each attempt, with jitter."
     )
     handler_backoff_max_ms: int = Field(default=10_000, ge=0, description="Retry delay cap.")
+    breaker_publish_interval_ms: int = Field(
+        default=1000,
+        ge=50,
+        description="How often a process publishes its circuit breakers to PostgreSQL (and at"
+        " once on every transition) and reads the provider faults injected there.",
+    )
     log_level: str = Field(default="INFO", description="Log level of Choreo processes.")
     log_format: str = Field(
         default="json",

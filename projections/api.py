@@ -39,12 +39,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from events import tracing
+from events.breaker_board import read_breakers
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
 from projections import API, api_actions, api_console, api_sagas
 from projections.access import require
 from projections.api_models import (
+    Breaker,
     ErrorBody,
     ErrorField,
     Health,
@@ -183,6 +185,13 @@ async def get_projections(queries: QueriesDep) -> Projections:
     )
 
 
+async def get_breakers(queries: QueriesDep) -> list[Breaker]:
+    """The circuit breaker of every provider in every running process (state, failures,
+    deferred messages, bulkhead use, injected faults), as each process publishes it."""
+    rows = await read_breakers(queries.db, queries.settings)
+    return [Breaker.model_validate(row.to_json()) for row in rows]
+
+
 async def get_health(backend: BackendDep, response: Response) -> Health:
     """200 when PostgreSQL answers and the projector's tables exist, 503 otherwise."""
     database = projections = False
@@ -278,7 +287,8 @@ def create_app(
         title="Choreo API",
         version=_package_version(),
         description="JSON API over Choreo's read models (order status, also as of a past time; "
-        "order lists; audit trails; the projector's progress; a summary; dead letters) and the "
+        "order lists; audit trails; the projector's progress; a summary; dead letters; the "
+        "providers' circuit breakers) and the "
         "operator's actions (approve, reject, redrive). Every endpoint but `/health` needs a "
         "bearer token (`choreo tokens create`) or a console session; acting needs `operator`.",
         lifespan=lifespan,
@@ -317,6 +327,7 @@ def create_app(
     reads.add_api_route(
         "/summary", get_summary, methods=["GET"], responses=_responses(401, 422, 503)
     )
+    reads.add_api_route("/breakers", get_breakers, methods=["GET"], responses=_responses(401, 503))
     app.include_router(reads)
     app.include_router(api_actions.router)
     app.include_router(api_console.router)

@@ -193,6 +193,25 @@ class Health(BaseModel):
     detail: str | None = Field(default=None, description="What is wrong, when not ok.")
 
 
+class Breaker(BaseModel):
+    """One process instance's circuit breaker of one provider, as the process published it."""
+
+    process: str = Field(description="The process calling the provider, e.g. `payment`.")
+    instance: str = Field(description="`host:pid` of the process instance.")
+    provider: str = Field(description="`gateway`, `carrier`, `mailer` or `crm`.")
+    state: str = Field(description="`closed`, `half_open` or `open`.")
+    since: datetime = Field(description="When it entered that state.")
+    failures: int = Field(description="Different messages failing in a row, within the window.")
+    opened: int = Field(description="How often it opened since the process started.")
+    deferred: int = Field(description="Messages that waited without calling the provider.")
+    in_use: int = Field(description="Calls inside the provider's bulkhead now.")
+    concurrency: int = Field(description="The bulkhead's limit.")
+    fault_rate: float = Field(description="Injected failure rate in force (`choreo faults`).")
+    last_error: str | None = Field(description="The last provider failure it counted.")
+    updated_at: datetime = Field(description="When the process last published it.")
+    stale: bool = Field(description="Not refreshed lately: its process died without stopping.")
+
+
 class ApprovalRequest(BaseModel):
     """An approval: an optional note on why."""
 

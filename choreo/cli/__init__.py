@@ -5,7 +5,8 @@ table) and prints readable text by default or JSON with ``--json``.
 
 One module per command group (`stack`, `topics`, `schemas`, `events`, `orders`, `dlq`,
 `projections`, `tokens`) and per top-level command family (`metrics`, `processes`, `replay`,
-`demo`), over :mod:`choreo.cli.common`. They are registered here, in the order `--help` lists them.
+`demo`, `breakers` with `faults`), over :mod:`choreo.cli.common`. They are registered here, in
+the order `--help` lists them.
 `choreo bench` lives with the benchmarks (:mod:`bench.cli`) and is mounted only when the
 ``choreo[bench]`` extra is installed.
 """
@@ -17,6 +18,7 @@ import importlib.util
 import typer
 
 from choreo.cli import (
+    breakers,
     demo,
     dlq,
     events,
@@ -51,7 +53,9 @@ app.add_typer(projections.app, name="projections")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(sagas.app, name="sagas")
 app.add_typer(returns.app, name="returns")
+app.add_typer(breakers.faults_app, name="faults")
 app.command("metrics")(metrics.metrics_cmd)
+app.command("breakers")(breakers.breakers_cmd)
 app.command("service")(processes.service)
 app.command("replay")(replay.replay_cmd)
 app.command("run")(processes.run)

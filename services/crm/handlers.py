@@ -40,7 +40,7 @@ async def remember_order(message: Message[OrderPlaced], ctx: CrmContext) -> list
     return []
 
 
-@router.on(ShipmentScheduled)
+@router.on(ShipmentScheduled, provider="crm")
 async def count_order(message: Message[ShipmentScheduled], ctx: CrmContext) -> list[Event]:
     """Add the shipped order to its customer's profile once; a repeat re-emits the update."""
     order = await ctx.store.order(message.saga_key)

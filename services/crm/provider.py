@@ -1,9 +1,9 @@
 """The external CRM: the :class:`CrmSystem` protocol and a simulation.
 
 Pushing a profile overwrites the CRM's copy, so pushing the same profile twice is harmless.
-Transient trouble is raised as :class:`CrmUnavailable` (a :class:`~events.errors.TransientError`,
-so the runtime retries). :class:`SimulatedCrm` keeps the last profile per customer and currency
-and fails a push with probability ``failure_rate``.
+Transient trouble is raised as :class:`CrmUnavailable` (a
+:class:`~events.errors.ProviderUnavailable`, so the runtime retries). :class:`SimulatedCrm` keeps
+the last profile per customer and currency and fails a push with probability ``failure_rate``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from typing import Protocol
 
-from events.errors import TransientError
+from events.errors import ProviderUnavailable
 
 
-class CrmUnavailable(TransientError):
+class CrmUnavailable(ProviderUnavailable):
     """The CRM could not take the update now; the same update may succeed later."""
 
 

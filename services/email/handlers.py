@@ -123,7 +123,7 @@ async def confirmation_failed(
     return failed(CONFIRMATION, error)
 
 
-@router.on(ShipmentScheduled, on_give_up=confirmation_failed)
+@router.on(ShipmentScheduled, on_give_up=confirmation_failed, provider="mailer")
 async def send_confirmation(message: Message[ShipmentScheduled], ctx: EmailContext) -> list[Event]:
     """Tell the customer the order shipped."""
     shipment = message.event
@@ -140,7 +140,7 @@ async def cancellation_failed(
     return failed(CANCELLATION, error)
 
 
-@router.on(OrderCancelled, on_give_up=cancellation_failed)
+@router.on(OrderCancelled, on_give_up=cancellation_failed, provider="mailer")
 async def send_cancellation(message: Message[OrderCancelled], ctx: EmailContext) -> list[Event]:
     """Tell the customer the order was cancelled."""
     reason = message.event.reason.replace("_", " ")

@@ -3,8 +3,9 @@
 A mail is sent under an idempotency key (Choreo uses ``<order id>:<template>``): sending the
 same key again returns the first message id and sends nothing. A mailbox that rejects mail is
 :class:`MailBounced` (a :class:`~events.errors.PermanentError`: the runtime dead-letters at
-once); transient trouble is :class:`MailerUnavailable` (a :class:`~events.errors.TransientError`:
-the runtime retries). Error messages never contain the address.
+once); transient trouble is :class:`MailerUnavailable` (a
+:class:`~events.errors.ProviderUnavailable`: the runtime retries). Error messages never contain
+the address.
 
 :class:`SimulatedMailer` decides by the recipient's domain:
 
@@ -23,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
-from events.errors import PermanentError, TransientError
+from events.errors import PermanentError, ProviderUnavailable
 
 BOUNCE_DOMAIN = "bounce.example"
 FLAKY_DOMAIN = "flaky.example"
@@ -33,7 +34,7 @@ class MailBounced(PermanentError):
     """The recipient's mailbox rejects mail; sending again cannot help."""
 
 
-class MailerUnavailable(TransientError):
+class MailerUnavailable(ProviderUnavailable):
     """The mailer could not take the mail now; the same call may succeed later."""
 
 

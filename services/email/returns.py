@@ -40,7 +40,7 @@ async def return_confirmation_failed(
     return failed(RETURN_CONFIRMATION, error)
 
 
-@router.on(PaymentReturnRefunded, on_give_up=return_confirmation_failed)
+@router.on(PaymentReturnRefunded, on_give_up=return_confirmation_failed, provider="mailer")
 async def send_return_confirmation(
     message: Message[PaymentReturnRefunded], ctx: EmailContext
 ) -> list[Event]:

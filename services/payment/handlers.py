@@ -90,7 +90,7 @@ async def remember_intent(message: Message[OrderPlaced], ctx: PaymentContext) ->
     return []
 
 
-@router.on(OrderApproved)
+@router.on(OrderApproved, provider="gateway")
 async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[Event]:
     """Charge the approved order once; a repeated approval re-emits the first outcome."""
     order_id = message.saga_key
@@ -128,7 +128,7 @@ async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[E
     return _outcome(payment)
 
 
-@router.on(PaymentRefund)
+@router.on(PaymentRefund, provider="gateway")
 async def refund(message: Message[PaymentRefund], ctx: PaymentContext) -> list[Event]:
     """Refund the order's charge once; always acknowledge, the coordinator waits for it."""
     order_id = message.saga_key

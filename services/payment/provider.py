@@ -4,7 +4,7 @@ A gateway charges under an idempotency key (Choreo uses the order id): calling `
 with the same key never moves money twice, it answers with the first result. Refunds, whole
 (the order's compensation) or part (a return, keyed by the return id), are idempotent alike.
 Transient trouble is raised as :class:`GatewayUnavailable` (a
-:class:`~events.errors.TransientError`, so the runtime retries); a refused card is a normal
+:class:`~events.errors.ProviderUnavailable`, so the runtime retries); a refused card is a normal
 answer, :class:`Declined`.
 
 :class:`SimulatedGateway` reacts to the card token:
@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from events.errors import TransientError
+from events.errors import ProviderUnavailable
 
 DECLINED_TOKEN = "tok_declined"
 FLAKY_TOKEN = "tok_flaky"
@@ -37,7 +37,7 @@ SLOW_TOKEN = "tok_slow"
 CARD_DECLINED = "card_declined"
 
 
-class GatewayUnavailable(TransientError):
+class GatewayUnavailable(ProviderUnavailable):
     """The gateway could not process the call now; the same call may succeed later."""
 
 

@@ -74,7 +74,7 @@ async def remember_return(message: Message[ReturnRequested], ctx: PaymentContext
     return []
 
 
-@router.on(InventoryRestocked)
+@router.on(InventoryRestocked, provider="gateway")
 async def refund_return(message: Message[InventoryRestocked], ctx: PaymentContext) -> list[Event]:
     """Refund the restocked return from its order's charge once, or decline it."""
     return_id = message.saga_key

@@ -69,7 +69,7 @@ async def remember_parcel(message: Message[OrderPlaced], ctx: ShippingContext) -
     return []
 
 
-@router.on(PaymentCharged)
+@router.on(PaymentCharged, provider="carrier")
 async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> list[Event]:
     """Book a carrier for the paid order once; a repeated charge re-emits the first outcome."""
     order_id = message.saga_key
@@ -101,7 +101,7 @@ async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> li
     return _outcome(shipment)
 
 
-@router.on(ShipmentCancel)
+@router.on(ShipmentCancel, provider="carrier")
 async def cancel(message: Message[ShipmentCancel], ctx: ShippingContext) -> list[Event]:
     """Cancel the order's booking if there is one; always acknowledge."""
     order_id = message.saga_key

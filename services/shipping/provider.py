@@ -3,7 +3,7 @@
 A booking carries a reference (Choreo uses the order id); booking the same reference again
 returns the first booking. A pickup (collecting a return) is booked the same way under the
 return id, and refused for the same unserved countries. Transient trouble is raised as
-:class:`CarrierUnavailable` (a :class:`~events.errors.TransientError`, so the runtime retries);
+:class:`CarrierUnavailable` (a :class:`~events.errors.ProviderUnavailable`, so the runtime retries);
 a destination the carrier does not serve is a normal answer, :class:`Refused`.
 
 :class:`SimulatedCarrier` refuses the countries in ``unserved_countries``, books everything
@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from contracts.parts import Address, ReservedItem
-from events.errors import TransientError
+from events.errors import ProviderUnavailable
 from events.model import utc_now
 
 COUNTRY_NOT_SERVED = "country_not_served"
 
 
-class CarrierUnavailable(TransientError):
+class CarrierUnavailable(ProviderUnavailable):
     """The carrier could not take the call now; the same call may succeed later."""
 
 

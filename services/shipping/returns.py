@@ -71,7 +71,7 @@ async def remember_pickup(message: Message[ReturnRequested], ctx: ShippingContex
     return []
 
 
-@router.on(ReturnApproved)
+@router.on(ReturnApproved, provider="carrier")
 async def schedule_pickup(message: Message[ReturnApproved], ctx: ShippingContext) -> list[Event]:
     """Book a collection for the approved return once; a repeat re-emits the first outcome."""
     return_id = message.saga_key
@@ -102,7 +102,7 @@ async def schedule_pickup(message: Message[ReturnApproved], ctx: ShippingContext
     return _pickup_outcome(await ctx.store.record_pickup(pickup))
 
 
-@router.on(PickupCancel)
+@router.on(PickupCancel, provider="carrier")
 async def cancel_pickup(message: Message[PickupCancel], ctx: ShippingContext) -> list[Event]:
     """Cancel the return's pickup if there is one; always acknowledge."""
     return_id = message.saga_key

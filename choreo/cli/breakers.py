@@ -1,0 +1,118 @@
+"""`choreo breakers`: the providers' circuit breakers as the processes publish them, and
+`choreo faults`: making a provider fail for a while (a test, a demo, a game day)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from choreo.cli.common import JsonFlag, fail, out, print_json
+from events.errors import ChoreoError
+from events.settings import get_settings
+
+if TYPE_CHECKING:
+    from events.database import Database
+
+T = TypeVar("T")
+
+faults_app = typer.Typer(help="Make a provider fail for a while, or stop it failing.")
+
+STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
+
+
+def _with_db(call: Callable[[Database], Awaitable[T]]) -> T:
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from events.database import Database
+
+    async def run() -> T:
+        async with Database(get_settings(), max_size=2) as db:
+            return await call(db)
+
+    try:
+        return asyncio.run(run())
+    except ChoreoError as exc:
+        fail(exc)
+
+
+def breakers_cmd(
+    include_stale: Annotated[
+        bool, typer.Option("--all", help="Include rows of processes that stopped publishing.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The circuit breaker of every provider in every running process: state, since when,
+    failures in a row, times opened, messages deferred, bulkhead use, injected faults."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from events.breaker_board import read_breakers
+
+    rows = [
+        row
+        for row in _with_db(lambda db: read_breakers(db, get_settings()))
+        if include_stale or not row.stale
+    ]
+    if as_json:
+        print_json([row.to_json() for row in rows])
+        return
+    table = Table(
+        "process", "provider", "state", "since", "failing", "opened", "deferred", "bulkhead",
+        "fault", "last error",
+    )  # fmt: skip
+    for row in rows:
+        style = STATE_STYLE.get(row.state, "")
+        state = f"[{style}]{row.state}[/]" + (" (stale)" if row.stale else "")
+        table.add_row(
+            row.process, row.provider, state, f"{row.since:%H:%M:%S}", str(row.failures),
+            str(row.opened), str(row.deferred), f"{row.in_use}/{row.concurrency}",
+            f"{row.fault_rate:g}" if row.fault_rate else "-", (row.last_error or "")[:60],
+        )  # fmt: skip
+    if not rows:
+        out.print("no circuit breakers published: is the platform running (`choreo run`)?")
+        return
+    out.print(table)
+
+
+@faults_app.command("inject")
+def faults_inject(
+    provider: Annotated[str, typer.Argument(help="gateway, carrier, mailer or crm.")],
+    failure_rate: Annotated[
+        float, typer.Option("--failure-rate", min=0, max=1, help="Share of calls that fail.")
+    ] = 1.0,
+    seconds: Annotated[
+        float, typer.Option("--for", min=0.1, help="How long, in seconds, from now.")
+    ] = 30.0,
+) -> None:
+    """Make calls to PROVIDER fail at a rate for a while, in every running process that calls
+    it (they pick it up within `CHOREO_BREAKER_PUBLISH_INTERVAL_MS`). The failures come before
+    the provider is called, as if it were down: its breaker opens and messages wait."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from events.breaker_board import inject_fault
+
+    async def inject(db: Database) -> list[str]:
+        try:
+            return await inject_fault(db, get_settings(), provider, failure_rate, seconds)
+        except LookupError as exc:
+            raise ChoreoError(str(exc)) from None
+
+    processes = _with_db(inject)
+    out.print(
+        f"provider {provider}: calls fail at rate {failure_rate:g} for {seconds:g}s"
+        f" in {', '.join(processes)}"
+    )
+
+
+@faults_app.command("clear")
+def faults_clear(
+    provider: Annotated[
+        str | None, typer.Argument(help="The provider; every provider when left out.")
+    ] = None,
+) -> None:
+    """End injected faults now."""
+    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from events.breaker_board import clear_faults
+
+    cleared = _with_db(lambda db: clear_faults(db, get_settings(), provider))
+    out.print(f"cleared {cleared} injected fault(s)")
