@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         default=100, ge=0, description="First retry delay; doubles each attempt, with jitter."
     )
     handler_backoff_max_ms: int = Field(default=10_000, ge=0, description="Retry delay cap.")
+    replicas: str = Field(
+        default="",
+        description="Instances of processes `choreo run` starts, as `NAME=N,...` (e.g."
+        " `payment=2,coordinator=2`, read by `choreo.replicas.parse`); others run once.",
+    )
     log_level: str = Field(default="INFO", description="Log level of Choreo processes.")
     log_format: str = Field(
         default="json",
