@@ -128,7 +128,7 @@ async def start_deployment(
         settings.state_dir / "e2e" / f"{name}-{prefix.rstrip('.')}",
         replicas,
     )
-    await platform.start()
+    await platform.start(timeout=120)  # ten processes importing at once on two busy cores
     db = Database(settings)
     await db.start()
     try:
