@@ -37,6 +37,11 @@ class StackSettings(BaseSettings):
     kafka_port: int = Field(default=19092, description="Kafka client listener port.")
     kafka_controller_port: int = Field(default=19093, description="KRaft controller port.")
     kafka_heap: str = Field(default="768m", description="Broker JVM max heap (each node's).")
+    kafka_jvm_options: str = Field(
+        default="",
+        description="More JVM options for each node, space-separated (tests start small"
+        " clusters with `-XX:TieredStopAtLevel=1 -XX:+UseSerialGC`: quicker to start).",
+    )
     kafka_brokers: int = Field(
         default=1,
         ge=1,

@@ -149,10 +149,11 @@ class Kafka:
         (self.libs / ".complete").write_text(KAFKA_VERSION)
 
     def _java(self, main: str, *args: str | Path, heap: str = "256m") -> list[str | Path]:
+        options = self.stack.kafka_jvm_options.split()
         return [
             "java",
             f"-Xmx{heap}",
-            "-XX:+UseG1GC",
+            *(options or ["-XX:+UseG1GC"]),
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{INFRA / 'kafka' / 'log4j.properties'}",
             "-cp",
