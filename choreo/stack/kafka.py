@@ -105,9 +105,12 @@ def formatted_size(settings: Settings) -> int | None:
 
 
 class Kafka:
-    """The local Kafka: ``brokers`` KRaft nodes (the formatted cluster's size when there is
-    one, else ``CHOREO_KAFKA_BROKERS``), or an external Kafka named by
-    ``KAFKA_BOOTSTRAP_SERVERS``."""
+    """The local Kafka, or an external one named by ``KAFKA_BOOTSTRAP_SERVERS``.
+
+    Its size is the formatted cluster's when there is one, else ``brokers`` (``choreo stack up
+    --brokers``), else ``CHOREO_KAFKA_BROKERS``; :meth:`start` refuses a ``brokers`` that
+    differs from the formatted size.
+    """
 
     name = "kafka"
 
@@ -276,7 +279,12 @@ class Kafka:
 
 
 def _node_answers(node: KafkaNode) -> bool:
-    return node.daemon.pid() is not None and _kafka_answers(node.address)
+    """Whether the node answers; raises if its process has exited (no use waiting on)."""
+    if node.daemon.pid() is None:
+        log = node.daemon.log_file
+        tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+        raise StackError(f"Kafka node {node.node_id} exited; the end of {log}:\n" + "\n".join(tail))
+    return _kafka_answers(node.address)
 
 
 def _quorum(bootstrap: str) -> Quorum | None:

@@ -36,9 +36,11 @@ ORDERS = 30
 
 
 def _free_port_base() -> int:
-    """The first of six consecutive free loopback ports (three nodes, client + controller)."""
+    """The first of six consecutive free loopback ports (three nodes, client + controller),
+    below Linux's ephemeral range (32768 up), where a client's socket could take one before
+    the node binds it."""
     for _ in range(50):
-        base = random.randrange(30_000, 40_000, 2)
+        base = random.randrange(20_000, 32_000, 2)
         if not any(port_open(base + i) for i in range(6)):
             return base
     raise AssertionError("no six consecutive free ports")
