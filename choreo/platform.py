@@ -58,11 +58,13 @@ class Platform:
 
     async def start(self, *names: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         """Start processes (default: all; each with its replicas) or single instances (by
-        label), and wait until each says it is ready."""
+        label), and wait until each says it is ready. Instances running already are left
+        alone (restarting ``payment`` after a kill leaves ``payment#2`` be)."""
         wanted = [
             instance
             for instance in instances(NAMES, self.replicas)
-            if not names or instance.label in names or instance.process in names
+            if (not names or instance.label in names or instance.process in names)
+            and not self._running(instance.label)
         ]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for instance in wanted:
@@ -80,6 +82,10 @@ class Platform:
                 if proc.returncode is not None or time.monotonic() > deadline:
                     raise AssertionError(f"{label} did not become ready:\n{self.tail(label)}")
                 await asyncio.sleep(0.1)
+
+    def _running(self, label: str) -> bool:
+        proc = self.procs.get(label)
+        return proc is not None and proc.returncode is None
 
     def log(self, name: str) -> str:
         """Everything process ``name`` logged so far."""
