@@ -77,13 +77,15 @@ class KafkaNode:
 
 
 def cluster_nodes(settings: Settings, stack: StackSettings, size: int) -> list[KafkaNode]:
-    """The ``size`` nodes of the local cluster: ports, and homes under the state folder."""
+    """The ``size`` nodes of the local cluster: ports, and homes under the state folder
+    (absolute: a node runs in its home, and its configuration names its data by path)."""
+    state = settings.state_dir.resolve()
     return [
         KafkaNode(
             node_id=n,
             port=stack.kafka_port + 2 * (n - 1),
             controller_port=stack.kafka_controller_port + 2 * (n - 1),
-            home=settings.state_dir / ("kafka" if n == 1 else f"kafka-{n}"),
+            home=state / ("kafka" if n == 1 else f"kafka-{n}"),
         )
         for n in range(1, size + 1)
     ]
