@@ -128,9 +128,14 @@ async def start_deployment(
         settings.state_dir / "e2e" / f"{name}-{prefix.rstrip('.')}",
         replicas,
     )
-    await platform.start(timeout=120)  # ten processes importing at once on two busy cores
     db = Database(settings)
-    await db.start()
+    try:
+        await platform.start(timeout=120)  # ten processes importing at once on two busy cores
+        await db.start()
+    except BaseException:
+        # A failed start must not leave processes behind (holding connections and CPU).
+        await platform.stop(grace_s=5)
+        raise
     try:
         async with ChoreoClient(settings) as client:
             yield Deployment(settings, platform, db, client)
