@@ -8,6 +8,7 @@ transactional process's schema (:func:`events.database.runtime_ddl`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class PostgresRetryQueue:
             its effect single).
     """
 
-    def __init__(self, db: Database, schema: str, *, lease_s: float = 60.0) -> None:
+    def __init__(self, db: Database, schema: str, *, lease_s: float = 10.0) -> None:
         self.db = db
         self.schema = schema
         self.lease_s = lease_s
@@ -80,7 +81,8 @@ class PostgresRetryQueue:
         statement that takes due rows no one else is claiming (``FOR UPDATE SKIP LOCKED``) and
         moves their due time ``lease_s`` on: the other replicas' polls no longer see them. The
         attempt's end deletes the row, or parks it again with its own due time; a process that
-        dies mid-attempt leaves the row to be claimed again when the lease runs out.
+        dies mid-attempt leaves the row to be claimed again when the lease runs out (claims a
+        pass did not attempt go back at once: :meth:`release`).
         """
         with tracing.housekeeping():  # polled ten times a second; the redelivery is traced
             rows = await self.db.pool.fetch(
@@ -119,6 +121,19 @@ class PostgresRetryQueue:
             )
             for row in rows
         ]
+
+    async def release(self, parked: Sequence[ParkedRecord]) -> None:
+        """Hand claimed records back at once, their attempts not run (a stop, or a failure
+        earlier in the pass); rows parked again since stay as they are."""
+        if not parked:
+            return
+        await self.db.pool.execute(
+            f"UPDATE {self.schema}.retry_queue AS q SET due_at = now()"
+            " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)"
+            " WHERE q.id = c.id AND q.attempts = c.attempts",
+            [p.id for p in parked],
+            [p.attempts for p in parked],
+        )
 
     async def done_unless_reparked(self, parked: ParkedRecord) -> None:
         """Remove the row of an attempt that finished; a row parked again since (more

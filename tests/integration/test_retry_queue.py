@@ -56,3 +56,17 @@ async def test_replicas_polling_at_once_claim_each_due_record_once(
         offset for claim in claims[1:] for offset in (p.record.offset for p in claim)
     )
     assert all(p.attempts == 1 for p in again)
+
+
+async def test_claims_not_attempted_are_released_at_once(settings: Settings, db: Database):
+    schema = schema_name(settings, "replicas")
+    await db.migrate(schema)
+    queue = PostgresRetryQueue(db, schema, lease_s=60.0)
+    for offset in range(3):
+        await queue.park("group", _record(offset), attempts=1, delay_s=0, error="busy")
+    claimed = await queue.due("group")
+    assert await queue.due("group") == []
+    # One was parked again meanwhile (its next attempt's delay stands); two go back now.
+    await queue.park("group", claimed[0].record, attempts=2, delay_s=60, error="busy")
+    await queue.release(claimed)
+    assert [p.record.offset for p in await queue.due("group")] == [1, 2]
