@@ -3,7 +3,8 @@
 Each :class:`Platform` runs every Choreo process (``python -m choreo service NAME``) with its
 own topic prefix (hence its own topics, consumer groups and PostgreSQL schemas) and the
 environment it is given (the e2e tests shorten deadlines), writes each process's log to a file,
-and can SIGKILL and restart any of them.
+and can SIGKILL and restart any of them. With ``replicas``, a process runs as several instances
+(:mod:`choreo.replicas`), each with its own log, named by its label (``payment#2``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from choreo.registry import NAMES
+from choreo.replicas import instances
 from choreo.roles import process_env, provision_roles
 from events.settings import Settings
 
@@ -25,8 +28,15 @@ from events.settings import Settings
 class Platform:
     """Real processes of one Choreo deployment."""
 
-    def __init__(self, settings: Settings, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        env: dict[str, str],
+        log_dir: Path,
+        replicas: Mapping[str, int] | None = None,
+    ) -> None:
         self.settings = settings
+        self.replicas = dict(replicas or {})
         self.env = {
             **os.environ,
             "CHOREO_API_PORT": str(_free_port()),
@@ -38,40 +48,57 @@ class Platform:
         self.log_dir = log_dir
         self.procs: dict[str, asyncio.subprocess.Process] = {}
 
+    @property
+    def labels(self) -> list[str]:
+        """Every instance's label (a process's name, ``NAME#2`` for its second instance)."""
+        return [instance.label for instance in instances(NAMES, self.replicas)]
+
     def log_path(self, name: str) -> Path:
-        """Where process ``name`` logs (stdout and stderr)."""
+        """Where instance ``name`` (a label) logs (stdout and stderr)."""
         return self.log_dir / f"{name}.log"
 
     async def start(self, *names: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        """Start processes (default: all) and wait until each says it is ready; if one does
-        not, stop them all and raise."""
-        wanted = list(names or NAMES)
+        """Start processes (default: all; each with its replicas) or single instances (by
+        label), and wait until each says it is ready; if one does not, stop them all and raise.
+        Instances running already are left alone (restarting ``payment`` after a kill leaves
+        ``payment#2`` be)."""
+        wanted = [
+            instance
+            for instance in instances(NAMES, self.replicas)
+            if (not names or instance.label in names or instance.process in names)
+            and not self._running(instance.label)
+        ]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.database_roles:
             await provision_roles(self.settings)
-        for name in wanted:
-            log = self.log_path(name).open("ab")
-            env = self.env
+        for instance in wanted:
+            log = self.log_path(instance.label).open("ab")
+            env = {**self.env, **instance.env()}
             if self.settings.database_roles:  # each process gets only its own role's DSN
-                env = {**env, **process_env(self.settings, name)}
+                env = {**env, **process_env(self.settings, instance.process)}
                 env.pop("CHOREO_DATABASE_URL", None)
-            self.procs[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "choreo", "service", name,
+            self.procs[instance.label] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "choreo", "service", instance.process,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
             )  # fmt: skip
             log.close()
         deadline = time.monotonic() + timeout
         try:
-            for name in wanted:
-                while f'"{name} ready' not in self.log(name):
-                    proc = self.procs[name]
+            for instance in wanted:
+                label = instance.label
+                while f'"{instance.process} ready' not in self.log(label):
+                    proc = self.procs[label]
                     if proc.returncode is not None or time.monotonic() > deadline:
-                        raise AssertionError(f"{name} did not become ready:\n{self.tail(name)}")
+                        raise AssertionError(f"{label} did not become ready:\n{self.tail(label)}")
                     await asyncio.sleep(0.1)
         except BaseException:
             # The caller gets no platform to stop: stop what started, or it runs on orphaned.
             await self.stop()
             raise
+
+    def _running(self, label: str) -> bool:
+        proc = self.procs.get(label)
+        return proc is not None and proc.returncode is None
 
     def log(self, name: str) -> str:
         """Everything process ``name`` logged so far."""
@@ -109,7 +136,7 @@ class Platform:
         """Tracebacks any process logged (a crash a test should notice)."""
         return [
             f"{name}: {line}"
-            for name in NAMES
+            for name in self.labels
             for line in self.log(name).splitlines()
             if line.startswith("Traceback") or '"exc":' in line
         ]

@@ -1,7 +1,8 @@
 """`choreo run`: every Choreo process as a supervised child, with one log stream.
 
-Children are ``python -m choreo service NAME`` (a name of :mod:`choreo.registry`). Their
-output is prefixed with their name; a child that exits unexpectedly is restarted with
+Children are ``python -m choreo service NAME`` (a name of :mod:`choreo.registry`), one per
+instance (:mod:`choreo.replicas`: ``payment``, ``payment#2``, ...). Their output is prefixed with
+their instance's label; a child that exits unexpectedly is restarted with
 exponential backoff (reset after a minute of health). SIGTERM or Ctrl-C stops every child
 with SIGTERM (they drain and commit), waits, and kills what is left after the grace period.
 """
@@ -15,10 +16,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from choreo import registry
+from choreo.replicas import Instance, instances
 from choreo.roles import process_env, provision_roles
 from events.logs import render_json_line
 from events.service import run_service
@@ -52,9 +54,9 @@ def child_env(settings: Settings, name: str) -> dict[str, str]:
 
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process: an instance of a registered process."""
 
-    name: str
+    instance: Instance
     color: str
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
@@ -62,9 +64,15 @@ class Child:
     backoff_s: float = 1.0
     pump: asyncio.Task[None] | None = field(default=None, repr=False)
 
+    @property
+    def name(self) -> str:
+        """The instance's label: what its log lines are prefixed with."""
+        return self.instance.label
+
 
 class Supervisor:
-    """Starts, watches, restarts and stops the children."""
+    """Starts, watches, restarts and stops the children: ``replicas[name]`` instances of each
+    process of ``names`` (default one)."""
 
     def __init__(
         self,
@@ -74,9 +82,13 @@ class Supervisor:
         grace_s: float = 20.0,
         raw: bool = False,
         settings: Settings | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         self.raw = raw
-        self.children = [Child(n, COLORS[i % len(COLORS)]) for i, n in enumerate(names)]
+        self.children = [
+            Child(instance, COLORS[i % len(COLORS)])
+            for i, instance in enumerate(instances(names, replicas or {}))
+        ]
         self.echo = echo
         self.grace_s = grace_s
         self.stopping = asyncio.Event()
@@ -89,10 +101,10 @@ class Supervisor:
             "-m",
             "choreo",
             "service",
-            child.name,
+            child.instance.process,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=child_env(self.settings, child.name),
+            env={**child_env(self.settings, child.instance.process), **child.instance.env()},
         )
         child.started_at = time.monotonic()
         child.pump = asyncio.create_task(self._pump(child, child.proc))

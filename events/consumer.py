@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from events.batches import Lanes, Poll
 from events.breakers import ProviderGuards
@@ -117,6 +118,13 @@ class PollLoop:
             max_poll_records=self.max_records,
             session_timeout_ms=self.settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=max(300, self.settings.consumer_session_timeout_ms // 4),
+            # Range assignment gives each member of a group the same partition numbers of
+            # every topic. Choreo's producers put an order's messages on one partition number
+            # in every topic, so replicas of a process (`choreo run --replicas`) each get
+            # whole orders and never work on one order at once; round robin would split an
+            # order's topics between them. (Messages another partitioner spread still land
+            # on two replicas; the handlers' per-order locks and the inbox keep that correct.)
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         consumer.subscribe(self.topics, listener=CommitOnRevoke(self._commits, consumer))
         try:

@@ -85,4 +85,11 @@ class CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
         await self.commits.flush_partitions(self.consumer, revoked)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        """Nothing to load: positions come from the group's commits."""
+        """Nothing to load: positions come from the group's commits. Logged, since with
+        replicas it tells which instance has which partitions."""
+        log.info(
+            "%s assigned %d partitions: %s",
+            self.commits.name,
+            len(assigned),
+            ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(assigned)) or "none",
+        )

@@ -52,7 +52,10 @@ class OutboxRelay:
     """Publishes a schema's outbox to Kafka in insertion order, then deletes what was sent.
 
     One relay at a time per schema publishes (an advisory lock), so a second replica of a
-    process cannot reorder an order's messages.
+    process cannot reorder an order's messages: replicas share the schema, hence the outbox,
+    and whichever relay holds the lock publishes every replica's rows in id order. A relay
+    that finds the lock taken tries again after ``contended_retry_s`` rather than its poll
+    interval, since the holder may have read the outbox before this replica's rows committed.
     """
 
     def __init__(
@@ -63,13 +66,16 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         poll_interval_s: float = 0.5,
+        contended_retry_s: float = 0.05,
     ) -> None:
         self.db = db
         self.schema = schema
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.contended_retry_s = contended_retry_s
         self.published = 0
+        self._contended = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -85,8 +91,9 @@ class OutboxRelay:
                     pass
             except (OSError, asyncpg.PostgresError, TransientError) as exc:
                 log.warning("outbox relay of %s failed, retrying: %s", self.schema, exc)
+            wait_s = self.contended_retry_s if self._contended else self.poll_interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
         await self.flush()  # drain what the last deliveries staged
 
     async def stop(self) -> None:
@@ -104,6 +111,7 @@ class OutboxRelay:
             locked = await conn.fetchval(
                 "SELECT pg_try_advisory_xact_lock($1)", lock_id(f"relay:{self.schema}")
             )
+            self._contended = not locked
             if not locked:
                 return 0
             rows = await conn.fetch(

@@ -49,6 +49,8 @@ class RetryQueue(Protocol):
 
     async def done_unless_reparked(self, parked: Any) -> None: ...
 
+    async def release(self, parked: Sequence[Any]) -> None: ...
+
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether retrying may help: Choreo errors say so; invalid data and programming errors
@@ -221,17 +223,23 @@ async def redeliver_parked(
     """Hand parked records to ``process(record, attempt)`` when they are due, until
     ``stopping`` is set."""
     while not stopping.is_set():
+        claimed: list[Any] = []
         try:
-            for parked in await queue.due(group_id):
-                if stopping.is_set():
-                    break
+            claimed = list(await queue.due(group_id))
+            while claimed and not stopping.is_set():
+                parked = claimed[0]
                 await process(parked.record, parked.attempts + 1)
                 # Parked again (a newer row replaced it) or finished: either way this
                 # attempt is over; a finished record leaves the queue.
                 await queue.done_unless_reparked(parked)
+                claimed.pop(0)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("%s: retry loop failed; trying again", name)
+        # Claims not attempted (a stop, a failure) go back now rather than when their lease
+        # ends; if the database is away, the lease hands them on.
+        with contextlib.suppress(Exception):
+            await queue.release(claimed)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), poll_interval_s)

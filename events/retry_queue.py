@@ -8,6 +8,7 @@ transactional process's schema (:func:`events.database.runtime_ddl`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,12 +34,20 @@ class PostgresRetryQueue:
     """Non-blocking retries: a record whose handler failed transiently is parked here with a
     due time, its offset is committed, and the partition moves on to other orders. The
     consumer's retry loop redelivers it when due (the inbox makes a redelivery after a crash
-    harmless).
+    harmless). Replicas of a process share the queue; :meth:`due` hands each record to one.
+
+    Args:
+        db: the process's database.
+        schema: the process's schema, which holds the queue.
+        lease_s: how long a claimed record stays with the replica that claimed it before
+            another may claim it (an attempt that outlives it may run twice; the inbox keeps
+            its effect single).
     """
 
-    def __init__(self, db: Database, schema: str) -> None:
+    def __init__(self, db: Database, schema: str, *, lease_s: float = 10.0) -> None:
         self.db = db
         self.schema = schema
+        self.lease_s = lease_s
 
     async def park(
         self, consumer: str, record: ConsumerRecord, attempts: int, delay_s: float, error: str
@@ -66,13 +75,31 @@ class PostgresRetryQueue:
         )
 
     async def due(self, consumer: str, limit: int = 100) -> list[ParkedRecord]:
+        """Claim up to ``limit`` records of ``consumer`` that are due, earliest first.
+
+        Replicas of a process share its schema, hence its retry queue, and each polls it: a
+        record redelivered by two of them at once would be attempted twice (the inbox keeps
+        the effect single, not the provider call or the attempt count). So claiming is one
+        statement that takes due rows no one else is claiming (``FOR UPDATE SKIP LOCKED``) and
+        moves their due time ``lease_s`` on: the other replicas' polls no longer see them. The
+        attempt's end deletes the row, or parks it again with its own due time; a process that
+        dies mid-attempt leaves the row to be claimed again when the lease runs out (claims a
+        pass did not attempt go back at once: :meth:`release`).
+        """
         with tracing.housekeeping():  # polled ten times a second; the redelivery is traced
             rows = await self.db.pool.fetch(
-                f"SELECT * FROM {self.schema}.retry_queue WHERE consumer = $1"
-                " AND due_at <= now() ORDER BY due_at, id LIMIT $2",
+                f"WITH claimed AS (SELECT id, due_at FROM {self.schema}.retry_queue"
+                " WHERE consumer = $1 AND due_at <= now()"
+                " ORDER BY due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                f" UPDATE {self.schema}.retry_queue AS q"
+                " SET due_at = now() + make_interval(secs => $3)"
+                " FROM claimed WHERE q.id = claimed.id"
+                " RETURNING q.*, claimed.due_at AS was_due",
                 consumer,
                 limit,
+                self.lease_s,
             )
+        rows = sorted(rows, key=lambda row: (row["was_due"], row["id"]))
         return [
             ParkedRecord(
                 id=row["id"],
@@ -97,6 +124,19 @@ class PostgresRetryQueue:
             )
             for row in rows
         ]
+
+    async def release(self, parked: Sequence[ParkedRecord]) -> None:
+        """Hand claimed records back at once, their attempts not run (a stop, or a failure
+        earlier in the pass); rows parked again since stay as they are."""
+        if not parked:
+            return
+        await self.db.pool.execute(
+            f"UPDATE {self.schema}.retry_queue AS q SET due_at = now()"
+            " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)"
+            " WHERE q.id = c.id AND q.attempts = c.attempts",
+            [p.id for p in parked],
+            [p.attempts for p in parked],
+        )
 
     async def done_unless_reparked(self, parked: ParkedRecord) -> None:
         """Remove the row of an attempt that finished; a row parked again since stays: it has

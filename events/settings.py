@@ -15,6 +15,21 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_KAFKA = "127.0.0.1:19092"
+"""The local stack's Kafka, unless `choreo stack up` recorded another (:data:`BOOTSTRAP_FILE`)."""
+BOOTSTRAP_FILE = Path("kafka") / "bootstrap.servers"
+"""Where, under the state folder, `choreo stack up` records its Kafka nodes' addresses."""
+
+
+def local_kafka(state_dir: Path) -> str:
+    """The bootstrap servers of the local stack in ``state_dir``: every node of the cluster
+    `choreo stack up` started there (three with ``--brokers 3``), so a client still starts
+    when one node is down; :data:`LOCAL_KAFKA` before the first start."""
+    try:
+        recorded = (state_dir / BOOTSTRAP_FILE).read_text().strip()
+    except OSError:
+        return LOCAL_KAFKA
+    return recorded or LOCAL_KAFKA
 
 
 class Settings(BaseSettings):
@@ -22,10 +37,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHOREO_", extra="ignore", frozen=True)
 
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".state",
+        description="Where `choreo stack` keeps data, logs and pid files of the local stack.",
+    )
     kafka_bootstrap_servers: str = Field(
-        default="127.0.0.1:19092",
+        default_factory=lambda data: local_kafka(data["state_dir"]),
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_KAFKA_BOOTSTRAP_SERVERS"),
-        description="Kafka bootstrap servers, comma-separated host:port.",
+        description="Kafka bootstrap servers, comma-separated host:port (default: the local"
+        " stack's nodes, as `choreo stack up` recorded them).",
     )
     database_url: str = Field(
         default="postgresql://choreo:choreo@127.0.0.1:15432/choreo",
@@ -67,14 +87,19 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(default=3, ge=1, description="Partitions per event topic.")
     topic_replication_factor: int = Field(
-        default=1, ge=1, description="Replication factor of provisioned topics."
+        default=0,
+        ge=0,
+        description="Replication factor of provisioned topics (0: the cluster's broker count,"
+        " at most 3).",
+    )
+    topic_min_insync_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="min.insync.replicas of provisioned topics: how many replicas must have a"
+        " write before acks=all succeeds (0: 2 when the replication factor is 3 or more, else 1).",
     )
     schemas_dir: Path = Field(
         default=PROJECT_ROOT / "schemas", description="Folder of the Avro schemas (`.avsc`)."
-    )
-    state_dir: Path = Field(
-        default=PROJECT_ROOT / ".state",
-        description="Where `choreo stack` keeps data, logs and pid files of the local stack.",
     )
     cache_dir: Path = Field(
         default=Path.home() / ".cache" / "choreo",
@@ -130,6 +155,11 @@ class Settings(BaseSettings):
         ge=50,
         description="How often a process publishes its circuit breakers to PostgreSQL (and at"
         " once on every transition) and reads the provider faults injected there.",
+    )
+    replicas: str = Field(
+        default="",
+        description="Instances of processes `choreo run` starts, as `NAME=N,...` (e.g."
+        " `payment=2,coordinator=2`, read by `choreo.replicas.parse`); others run once.",
     )
     log_level: str = Field(default="INFO", description="Log level of Choreo processes.")
     log_format: str = Field(

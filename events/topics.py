@@ -38,8 +38,19 @@ def all_topics(settings: Settings) -> list[str]:
     return [*event_topics(settings), settings.dlq_topic]
 
 
+def min_insync(settings: Settings, replication: int) -> int:
+    """``min.insync.replicas`` of a topic with ``replication`` replicas: the setting, else 2
+    when there are 3 or more (an acks=all write survives the loss of any one broker, and a
+    partition keeps taking writes while one broker is down), else 1."""
+    return settings.topic_min_insync_replicas or (2 if replication >= 3 else 1)
+
+
 async def provision_topics(settings: Settings, topics: Iterable[str] | None = None) -> list[str]:
-    """Create the topics that do not exist yet (idempotent); returns the ones created."""
+    """Create the topics that do not exist yet (idempotent); returns the ones created.
+
+    Each has ``topic_partitions`` partitions, ``topic_replication_factor`` replicas (by
+    default as many as the cluster has brokers, at most 3) and :func:`min_insync`.
+    """
     wanted = list(topics) if topics is not None else all_topics(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
@@ -48,13 +59,17 @@ async def provision_topics(settings: Settings, topics: Iterable[str] | None = No
         missing = [t for t in wanted if t not in existing]
         if not missing:
             return []
+        replication = settings.topic_replication_factor or min(
+            3, len((await admin.describe_cluster())["brokers"])
+        )
+        configs = {**FOREVER, "min.insync.replicas": str(min_insync(settings, replication))}
         response = await admin.create_topics(
             [
                 NewTopic(
                     name=t,
                     num_partitions=settings.topic_partitions,
-                    replication_factor=settings.topic_replication_factor,
-                    topic_configs=FOREVER,
+                    replication_factor=replication,
+                    topic_configs=configs,
                 )
                 for t in missing
             ]

@@ -105,7 +105,7 @@ class CoordinatorSettings(BaseSettings):
                 overrides[name.removesuffix("_s")] = timedelta(seconds=value)
             else:
                 overrides[name] = value
-        return overrides | _other_knobs(set(self.model_fields))
+        return overrides | _other_knobs(set(type(self).model_fields))
 
 
 def _other_knobs(typed: set[str]) -> dict[str, object]:

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from choreo import replicas as replica_counts
 from choreo.cli.common import console, fail, out
 from choreo.registry import NAMES
 from events.errors import ChoreoError
@@ -52,6 +53,15 @@ def run(
     raw: Annotated[
         bool, typer.Option("--raw", help="Show the processes' JSON log lines as they are.")
     ] = False,
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--replicas",
+            metavar="NAME=N",
+            help="Run N instances of a process in its consumer group (repeatable; adds to"
+            " CHOREO_REPLICAS, e.g. payment=2,coordinator=2). Not the api.",
+        ),
+    ] = None,
 ) -> None:
     """Run all services, the saga coordinator and the projector as supervised processes
     (restarted when they crash) with one log stream; Ctrl-C or SIGTERM stops them cleanly."""
@@ -63,17 +73,21 @@ def run(
     if unknown:
         known = ", ".join(NAMES)
         fail(ChoreoError(f"unknown process(es) {', '.join(unknown)}; one of {known}"))
+    try:
+        counts = replica_counts.parse([get_settings().replicas, *(replicas or ())])
+    except ChoreoError as exc:
+        fail(exc)
     if detach:
-        _detach(names)
+        _detach(names, counts)
         return
 
     def echo(name: str, color: str, line: str) -> None:
-        out.print(f"[{color}]{name:>16}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
+        out.print(f"[{color}]{name:>18}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
 
-    asyncio.run(Supervisor(names, echo=echo, raw=raw).run())
+    asyncio.run(Supervisor(names, echo=echo, raw=raw, replicas=counts).run())
 
 
-def _detach(names: list[str]) -> None:
+def _detach(names: list[str], counts: dict[str, int]) -> None:
     pid_file = _run_pid_file()
     if pid_file.exists() and _alive(int(pid_file.read_text())):
         out.print(f"already running (pid {pid_file.read_text().strip()}); `choreo stop` first")
@@ -83,6 +97,8 @@ def _detach(names: list[str]) -> None:
     args = [sys.executable, "-m", "choreo", "run"]
     for name in names:
         args += ["--only", name]
+    for name, count in counts.items():
+        args += ["--replicas", f"{name}={count}"]
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             args,
@@ -94,23 +110,24 @@ def _detach(names: list[str]) -> None:
         )
     pid_file.write_text(str(proc.pid))
     start = log_path.stat().st_size if log_path.exists() else 0
-    _wait_ready(names, log_path, start, proc)
+    _wait_ready({n: counts.get(n, 1) for n in names}, log_path, start, proc)
     out.print(f"choreo running in the background (pid {proc.pid}); logs: {log_path}")
     out.print("stop it with: choreo stop")
 
 
 def _wait_ready(
-    names: list[str], log_path: Path, start: int, proc: object, timeout: float = 120.0
+    counts: dict[str, int], log_path: Path, start: int, proc: object, timeout: float = 120.0
 ) -> None:
-    """Wait until every process has logged that it is ready (read from the run log)."""
+    """Wait until every instance of every process has logged that it is ready (read from the
+    run log): ``counts`` is how many instances of each process run."""
     deadline = time.monotonic() + timeout
-    pending = set(names)
+    pending = set(counts)
     with console.status("starting " + ", ".join(sorted(pending))) as status:
         while pending:
             with log_path.open("rb") as log_file:
                 log_file.seek(start)
                 text = log_file.read().decode(errors="replace")
-            pending = {n for n in pending if f"{n} ready" not in text}
+            pending = {n for n in pending if text.count(f"{n} ready") < counts[n]}
             status.update("waiting for " + ", ".join(sorted(pending)))
             if getattr(proc, "poll", lambda: None)() is not None:
                 fail(ChoreoError(f"choreo run exited; see {log_path}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -33,15 +34,32 @@ def _status_table(statuses: list[dict[str, object]]) -> Table:
 
 
 @app.command("up")
-def stack_up(as_json: JsonFlag = False) -> None:
+def stack_up(
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--brokers",
+            min=1,
+            help="KRaft nodes of a new Kafka cluster, each a broker and a controller (3: a"
+            " quorum of three, topics replicated 3 times with min.insync.replicas=2)."
+            " Default: the size of the cluster already there, else CHOREO_KAFKA_BROKERS (1).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Install what is missing, start Kafka, PostgreSQL and Jaeger, wait until they answer,
     and create the topics. Idempotent: running it again changes nothing."""
     # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.stack import Stack
 
     try:
-        statuses = Stack().up(lambda line: console.print(f"[cyan]stack[/] {line}"))
-        created = asyncio.run(provision_topics(get_settings()))
+        stack = Stack(brokers=brokers)
+        statuses = stack.up(lambda line: console.print(f"[cyan]stack[/] {line}"))
+        # The settings read the nodes' addresses `up` recorded: create the topics there.
+        settings = get_settings().model_copy(
+            update={"kafka_bootstrap_servers": stack.kafka.address}
+        )
+        created = asyncio.run(provision_topics(settings))
     except ChoreoError as exc:
         fail(exc)
     if created:

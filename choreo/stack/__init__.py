@@ -27,13 +27,19 @@ class Stack:
     """The three components, in start order."""
 
     def __init__(
-        self, settings: Settings | None = None, stack: StackSettings | None = None
+        self,
+        settings: Settings | None = None,
+        stack: StackSettings | None = None,
+        *,
+        brokers: int | None = None,
     ) -> None:
+        """``brokers``: the KRaft nodes of a new Kafka cluster (see :class:`Kafka`)."""
         self.settings = settings or get_settings()
         self.stack = stack or StackSettings()
+        self.kafka = Kafka(self.settings, self.stack, brokers)
         self.components: list[Component] = [
             Postgres(self.settings, self.stack),
-            Kafka(self.settings, self.stack),
+            self.kafka,
             Jaeger(self.settings, self.stack),
         ]
 
@@ -52,4 +58,4 @@ class Stack:
             component.stop(log)
 
     def status(self) -> list[ComponentStatus]:
-        return [component.status() for component in self.components]
+        return [status for component in self.components for status in component.status()]

@@ -36,7 +36,18 @@ class StackSettings(BaseSettings):
 
     kafka_port: int = Field(default=19092, description="Kafka client listener port.")
     kafka_controller_port: int = Field(default=19093, description="KRaft controller port.")
-    kafka_heap: str = Field(default="768m", description="Broker JVM max heap.")
+    kafka_heap: str = Field(default="768m", description="Broker JVM max heap (each node's).")
+    kafka_jvm_options: str = Field(
+        default="",
+        description="More JVM options for each node, space-separated (tests start small"
+        " clusters with `-XX:TieredStopAtLevel=1 -XX:+UseSerialGC`: quicker to start).",
+    )
+    kafka_brokers: int = Field(
+        default=1,
+        ge=1,
+        description="KRaft nodes (broker + controller each) of a new local cluster; node n"
+        " listens on kafka_port + 2(n-1), its controller on kafka_controller_port + 2(n-1).",
+    )
     postgres_port: int = Field(default=15432, description="PostgreSQL port.")
     postgres_user: str = Field(default="choreo", description="PostgreSQL superuser name.")
     postgres_password: str = Field(default="choreo", description="Its password.")
@@ -71,7 +82,7 @@ class Component(Protocol):
     def install(self, log: Log) -> None: ...
     def start(self, log: Log) -> None: ...
     def stop(self, log: Log) -> None: ...
-    def status(self) -> ComponentStatus: ...
+    def status(self) -> list[ComponentStatus]: ...
 
 
 # --------------------------------------------------------------------------- helpers
@@ -176,6 +187,13 @@ class Daemon:
             )
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
+
+    def signal_stop(self) -> None:
+        """SIGTERM the process group without waiting (see :meth:`terminate`)."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
 
     def terminate(self, log: Log, timeout: float = 30.0) -> None:
         pid = self.pid()

@@ -124,18 +124,20 @@ class Jaeger:
         if not self.external:
             self.daemon.terminate(log)
 
-    def status(self) -> ComponentStatus:
+    def status(self) -> list[ComponentStatus]:
         pid = None if self.external else self.daemon.pid()
-        return ComponentStatus(
-            name=self.name,
-            running=(pid is not None and self._healthy()) if not self.external else True,
-            external=self.external,
-            address=self.address,
-            pid=pid,
-            log=None if self.external else str(self.daemon.log_file),
-            detail="external (not checked)" if self.external else f"UI {self.ui_url}",
-            ports={} if self.external else self._ports(),
-        )
+        return [
+            ComponentStatus(
+                name=self.name,
+                running=(pid is not None and self._healthy()) if not self.external else True,
+                external=self.external,
+                address=self.address,
+                pid=pid,
+                log=None if self.external else str(self.daemon.log_file),
+                detail="external (not checked)" if self.external else f"UI {self.ui_url}",
+                ports={} if self.external else self._ports(),
+            )
+        ]
 
 
 # --------------------------------------------------------------------------- the stack

@@ -1,15 +1,31 @@
-"""Apache Kafka in KRaft mode, from the Maven Central jars on the machine's JDK."""
+"""Apache Kafka in KRaft mode, from the Maven Central jars on the machine's JDK: one node, or a
+cluster of N (``choreo stack up --brokers 3``).
+
+Every node is a broker and a controller in one JVM, and every node votes in the controller
+quorum, so a cluster of three survives the loss of any one node, the quorum's leader included.
+Node ``n`` listens on ``CHOREO_KAFKA_PORT + 2(n-1)`` (its controller on
+``CHOREO_KAFKA_CONTROLLER_PORT + 2(n-1)``) and keeps its data, log and pid file in
+``<state>/kafka`` (node 1) or ``<state>/kafka-<n>``. A cluster's size is fixed when its storage
+is formatted; it is read back from node 1's configuration, so ``status`` and ``down`` need no
+flag. ``up`` records the nodes' client addresses in ``<state>/kafka/bootstrap.servers``, where
+the settings find them (:class:`events.settings.Settings`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import shutil
 import string
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.stack.base import (
     INFRA,
@@ -24,21 +40,93 @@ from choreo.stack.base import (
     run,
     wait_until,
 )
-from events.settings import Settings
+from choreo.stack.quorum import Quorum, describe_quorum
+from events.errors import StackError
+from events.settings import BOOTSTRAP_FILE, Settings
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node (broker + controller) of the local cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def name(self) -> str:
+        """``kafka`` for node 1, ``kafka-<n>`` for the others."""
+        return "kafka" if self.node_id == 1 else f"kafka-{self.node_id}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon(self.name, self.home)
+
+
+def cluster_nodes(settings: Settings, stack: StackSettings, size: int) -> list[KafkaNode]:
+    """The ``size`` nodes of the local cluster: ports, and homes under the state folder
+    (absolute: a node runs in its home, and its configuration names its data by path)."""
+    state = settings.state_dir.resolve()
+    return [
+        KafkaNode(
+            node_id=n,
+            port=stack.kafka_port + 2 * (n - 1),
+            controller_port=stack.kafka_controller_port + 2 * (n - 1),
+            home=state / ("kafka" if n == 1 else f"kafka-{n}"),
+        )
+        for n in range(1, size + 1)
+    ]
+
+
+def formatted_size(settings: Settings) -> int | None:
+    """How many nodes the cluster in the state folder was formatted with (the voters in node
+    1's configuration), or None when there is none yet."""
+    home = settings.state_dir / "kafka"
+    if (
+        not (home / "data" / "meta.properties").exists()
+        or not (home / "server.properties").exists()
+    ):
+        return None
+    for line in (home / "server.properties").read_text().splitlines():
+        if line.startswith("controller.quorum.voters="):
+            return len(line.split("=", 1)[1].split(","))
+    return None
 
 
 class Kafka:
-    """Single-node Kafka in KRaft mode from the Maven Central jars, on the machine's JDK."""
+    """The local Kafka, or an external one named by ``KAFKA_BOOTSTRAP_SERVERS``.
+
+    Its size is the formatted cluster's when there is one, else ``brokers`` (``choreo stack up
+    --brokers``), else ``CHOREO_KAFKA_BROKERS``; :meth:`start` refuses a ``brokers`` that
+    differs from the formatted size.
+    """
 
     name = "kafka"
 
-    def __init__(self, settings: Settings, stack: StackSettings) -> None:
+    def __init__(
+        self, settings: Settings, stack: StackSettings, brokers: int | None = None
+    ) -> None:
         self.settings = settings
         self.stack = stack
         self.external = "KAFKA_BOOTSTRAP_SERVERS" in os.environ
-        self.home = settings.state_dir / "kafka"
         self.libs = settings.cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
-        self.daemon = Daemon("kafka", self.home)
+        self.formatted = formatted_size(settings)
+        self.requested = brokers
+        self.size = self.formatted or brokers or stack.kafka_brokers
+        self.nodes = cluster_nodes(settings, stack, self.size)
 
     def install(self, log: Log) -> None:
         if self.external or (self.libs / ".complete").exists():
@@ -66,10 +154,11 @@ class Kafka:
         (self.libs / ".complete").write_text(KAFKA_VERSION)
 
     def _java(self, main: str, *args: str | Path, heap: str = "256m") -> list[str | Path]:
+        options = self.stack.kafka_jvm_options.split()
         return [
             "java",
             f"-Xmx{heap}",
-            "-XX:+UseG1GC",
+            *(options or ["-XX:+UseG1GC"]),
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{INFRA / 'kafka' / 'log4j.properties'}",
             "-cp",
@@ -79,67 +168,136 @@ class Kafka:
         ]
 
     def start(self, log: Log) -> None:
-        if self.external or self.daemon.pid() is not None:
+        """Start the nodes not running, then wait until every node is a registered broker.
+
+        Every node is spawned before any is waited for: a quorum of three elects no leader,
+        and no broker registers, until two controllers run.
+        """
+        if self.external:
             return
-        check_port_free(self.stack.kafka_port, "Kafka")
-        check_port_free(self.stack.kafka_controller_port, "the Kafka controller")
-        data = self.home / "data"
-        config = self.home / "server.properties"
+        if self.requested is not None and self.formatted not in (None, self.requested):
+            raise StackError(
+                f"the Kafka in {self.settings.state_dir} is a cluster of {self.formatted}"
+                f" node(s), not {self.requested}: `choreo stack down` and delete its kafka*"
+                " folders there to start another size"
+            )
+        stopped = [node for node in self.nodes if node.daemon.pid() is None]
+        for node in stopped:
+            check_port_free(node.port, f"Kafka node {node.node_id}")
+            check_port_free(node.controller_port, f"the Kafka controller of node {node.node_id}")
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # Each format is a JVM of its own: run them side by side.
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            list(pool.map(lambda node: self._configure(node, cluster_id, log), stopped))
+        for node in stopped:
+            log(f"starting Kafka {KAFKA_VERSION} (KRaft) node {node.node_id} on {node.address}")
+            node.daemon.spawn(self._java("kafka.Kafka", node.config, heap=self.stack.kafka_heap))
+        for node in self.nodes:
+            wait_until(
+                functools.partial(_node_answers, node),
+                what=f"Kafka node {node.node_id}",
+                timeout=self.stack.ready_timeout_s,
+                log_path=node.daemon.log_file,
+            )
+        wait_until(
+            lambda: _broker_count(self.address) == self.size,
+            what=f"a Kafka cluster of {self.size} brokers",
+            timeout=self.stack.ready_timeout_s,
+            log_path=self.nodes[0].daemon.log_file,
+        )
+        bootstrap_file = self.settings.state_dir / BOOTSTRAP_FILE
+        bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
+        bootstrap_file.write_text(self.address + "\n")
+
+    def _configure(self, node: KafkaNode, cluster_id: str, log: Log) -> None:
+        """Write the node's configuration; format its storage the first time (all nodes of a
+        new cluster with one cluster id)."""
         template = string.Template((INFRA / "kafka" / "server.properties.template").read_text())
-        self.home.mkdir(parents=True, exist_ok=True)
-        config.write_text(
+        node.home.mkdir(parents=True, exist_ok=True)
+        replication = min(3, self.size)
+        node.config.write_text(
             template.substitute(
-                port=self.stack.kafka_port,
-                controller_port=self.stack.kafka_controller_port,
-                data_dir=data,
+                node_id=node.node_id,
+                voters=",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes),
+                port=node.port,
+                controller_port=node.controller_port,
+                data_dir=node.data,
+                replication=replication,
+                min_insync=2 if replication >= 3 else 1,
             )
         )
-        if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            log(f"formatting Kafka storage in {data} (cluster {cluster_id})")
+        if not (node.data / "meta.properties").exists():
+            log(f"formatting Kafka storage of node {node.node_id} in {node.data} ({cluster_id})")
             run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", config),
+                self._java(
+                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", node.config
+                ),
                 what="kafka storage format",
             )
-        log(f"starting Kafka {KAFKA_VERSION} (KRaft) on 127.0.0.1:{self.stack.kafka_port}")
-        self.daemon.spawn(self._java("kafka.Kafka", config, heap=self.stack.kafka_heap))
-        wait_until(
-            lambda: self.daemon.pid() is not None and _kafka_answers(self.address),
-            what="Kafka",
-            timeout=self.stack.ready_timeout_s,
-            log_path=self.daemon.log_file,
-        )
 
     @property
     def address(self) -> str:
+        """The bootstrap servers: every node's client address."""
         if self.external:
             return self.settings.kafka_bootstrap_servers
-        return f"127.0.0.1:{self.stack.kafka_port}"
+        return ",".join(node.address for node in self.nodes)
 
     def stop(self, log: Log) -> None:
-        if not self.external:
-            self.daemon.terminate(log, timeout=60)
+        if self.external:
+            return
+        # SIGTERM to every node first: stopped one by one, the last ones would have no
+        # controller quorum left to acknowledge their controlled shutdown, and wait for it.
+        for node in self.nodes:
+            node.daemon.signal_stop()
+        for node in reversed(self.nodes):
+            node.daemon.terminate(log, timeout=60)
 
-    def status(self) -> ComponentStatus:
-        pid = None if self.external else self.daemon.pid()
-        running = _kafka_answers(self.address) if (self.external or pid) else False
-        return ComponentStatus(
-            name=self.name,
-            running=running,
-            external=self.external,
-            address=self.address,
-            pid=pid,
-            log=None if self.external else str(self.daemon.log_file),
-            detail=f"Apache Kafka {KAFKA_VERSION}, KRaft" if not self.external else "external",
-            ports={}
-            if self.external
-            else {"client": self.stack.kafka_port, "controller": self.stack.kafka_controller_port},
-        )
+    def status(self) -> list[ComponentStatus]:
+        """One row per node; in a cluster, which node leads the controller quorum."""
+        if self.external:
+            running = _kafka_answers(self.address)
+            return [ComponentStatus(self.name, running, True, self.address, detail="external")]
+        quorum = _quorum(self.address) if self.size > 1 else None
+        statuses = []
+        for node in self.nodes:
+            pid = node.daemon.pid()
+            role = ""
+            if quorum is not None:
+                role = ", controller leader" if quorum.leader_id == node.node_id else ", voter"
+            where = "" if self.size == 1 else f", node {node.node_id} of {self.size}"
+            statuses.append(
+                ComponentStatus(
+                    name=node.name,
+                    running=_kafka_answers(node.address) if pid else False,
+                    external=False,
+                    address=node.address,
+                    pid=pid,
+                    log=str(node.daemon.log_file),
+                    detail=f"Apache Kafka {KAFKA_VERSION}, KRaft{where}{role}",
+                    ports={"client": node.port, "controller": node.controller_port},
+                )
+            )
+        return statuses
+
+
+def _node_answers(node: KafkaNode) -> bool:
+    """Whether the node answers; raises if its process has exited (no use waiting on)."""
+    if node.daemon.pid() is None:
+        log = node.daemon.log_file
+        tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+        raise StackError(f"Kafka node {node.node_id} exited; the end of {log}:\n" + "\n".join(tail))
+    return _kafka_answers(node.address)
+
+
+def _quorum(bootstrap: str) -> Quorum | None:
+    """The controller quorum, or None when no node answers."""
+    try:
+        return asyncio.run(describe_quorum(bootstrap, timeout_ms=3000))
+    except StackError:
+        return None
 
 
 def _kafka_answers(bootstrap: str) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     if port.isdigit() and not port_open(int(port), host or "127.0.0.1"):
         return False  # not listening yet: skip the client, whose retries log errors
@@ -159,4 +317,19 @@ def _kafka_answers(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-# --------------------------------------------------------------------------- PostgreSQL
+def _broker_count(bootstrap: str) -> int:
+    """How many brokers the cluster's metadata lists (0 when it does not answer)."""
+
+    async def count() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+            return len(cluster["brokers"])
+        except Exception:
+            return 0
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    return asyncio.run(count())

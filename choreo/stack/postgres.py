@@ -184,21 +184,23 @@ class Postgres:
             return _redact_dsn(self.settings.database_url)
         return f"127.0.0.1:{self.stack.postgres_port}/{self.stack.postgres_db}"
 
-    def status(self) -> ComponentStatus:
+    def status(self) -> list[ComponentStatus]:
         if self.external:
             running = _postgres_answers(self.settings.database_url)
         else:
             running = self._running() and port_open(self.stack.postgres_port)
-        return ComponentStatus(
-            name=self.name,
-            running=running,
-            external=self.external,
-            address=self.address,
-            pid=None if self.external or not running else self._pid(),
-            log=None if self.external else str(self.log_file),
-            detail="external" if self.external else f"data in {self.data}",
-            ports={} if self.external else {"sql": self.stack.postgres_port},
-        )
+        return [
+            ComponentStatus(
+                name=self.name,
+                running=running,
+                external=self.external,
+                address=self.address,
+                pid=None if self.external or not running else self._pid(),
+                log=None if self.external else str(self.log_file),
+                detail="external" if self.external else f"data in {self.data}",
+                ports={} if self.external else {"sql": self.stack.postgres_port},
+            )
+        ]
 
 
 def _postgres_can_reach(path: Path) -> bool:

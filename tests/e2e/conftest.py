@@ -113,18 +113,29 @@ class Deployment:
         assert not self.platform.errors(), self.platform.errors()
 
 
-async def start_deployment(env: dict[str, str], name: str) -> AsyncIterator[Deployment]:
-    """A platform with its own topics, groups and schemas; stopped and checked at the end.
-    Needs the ``stack`` fixture (the real infrastructure) to have run."""
+async def start_deployment(
+    env: dict[str, str], name: str, replicas: dict[str, int] | None = None
+) -> AsyncIterator[Deployment]:
+    """A platform with its own topics, groups and schemas (``replicas[name]`` instances of a
+    process, default one); stopped and checked at the end. Needs the ``stack`` fixture (the
+    real infrastructure) to have run."""
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
     settings = get_settings().model_copy(update={"topic_prefix": prefix})
     await provision_topics(settings)
     platform = Platform(
-        settings, {**BASE_ENV, **env}, settings.state_dir / "e2e" / f"{name}-{prefix.rstrip('.')}"
+        settings,
+        {**BASE_ENV, **env},
+        settings.state_dir / "e2e" / f"{name}-{prefix.rstrip('.')}",
+        replicas,
     )
-    await platform.start()
     db = Database(settings)
-    await db.start()
+    try:
+        await platform.start(timeout=120)  # ten processes importing at once on two busy cores
+        await db.start()
+    except BaseException:
+        # A failed start must not leave processes behind (holding connections and CPU).
+        await platform.stop(grace_s=5)
+        raise
     try:
         async with ChoreoClient(settings) as client:
             yield Deployment(settings, platform, db, client)

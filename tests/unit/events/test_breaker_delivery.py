@@ -54,6 +54,9 @@ class MemoryRetryQueue:
     async def done_unless_reparked(self, parked: Any) -> None:
         pass
 
+    async def release(self, parked: Sequence[Any]) -> None:
+        pass
+
 
 class Session:
     def __init__(self, done: list[str]) -> None:
