@@ -382,10 +382,11 @@ async def refold_cached(
     histories: dict[str, list[LoggedEvent]] = {}
     unknown: list[str] = []
     for order_id in ids:
-        count = counts.get(order_id)
-        # No row at all: a new order (its first events are this batch's), or a key no saga
-        # claims yet (events before its start event, with no row): the log tells which.
-        known = None if count is None else cache.history(order_id, count)
+        # No row means no logged event: every key's events have a row in one of the two
+        # tables, written in their transaction (an order_status row unless another saga type
+        # claims the key, and then its saga_status row).
+        count = counts.get(order_id, 0)
+        known = [] if count == 0 else cache.history(order_id, count)
         if known is None:
             unknown.append(order_id)
         else:
