@@ -52,6 +52,7 @@ from sagas.definition import (
     on,
 )
 from sagas.emit import Emit, Endings
+from sagas.shared import ACK_TIMEOUT, MAX_ATTEMPTS, attempt_reason, deadline
 
 COORDINATOR = "saga-coordinator"
 AUTO_APPROVER = "policy:auto"
@@ -62,16 +63,6 @@ APPROVAL_TIMEOUT_S = Knob("approval_timeout", timedelta(days=1), "How long a req
 TIMEOUT_ACTION: Knob[str] = Knob(
     "approval_timeout_action", "reject", "`reject` the order or `escalate` and keep waiting."
 )
-ACK_TIMEOUT = Knob("compensation_ack_timeout", timedelta(seconds=10), "Then it is sent again.")
-MAX_ATTEMPTS = Knob("compensation_max_attempts", 5, "Sends before the saga needs attention.")
-
-
-def deadline(step: str, seconds: int) -> Knob[timedelta]:
-    return Knob(f"{step}_deadline", timedelta(seconds=seconds), f"How long {step} may take.")
-
-
-def _reason(e: Emit) -> str:
-    return e.reason if e.attempt == 1 else f"{e.reason} (attempt {e.attempt})"
 
 
 def _refund(e: Emit) -> Event:
@@ -79,7 +70,7 @@ def _refund(e: Emit) -> Event:
         payment_id=e.data.get("payment_id"),
         amount_minor=e.data["charged_amount_minor"],
         currency=e.data["charged_currency"],
-        reason=_reason(e),
+        reason=attempt_reason(e),
         requested_at=e.at,
     )
 
@@ -110,7 +101,7 @@ inventory = Step(
     deadlines=Deadlines(answer=deadline("inventory", 30), reason="out_of_stock"),
     compensation=Compensation(
         InventoryRelease,
-        lambda e: InventoryRelease(reason=_reason(e), requested_at=e.at),
+        lambda e: InventoryRelease(reason=attempt_reason(e), requested_at=e.at),
         acknowledged_by=InventoryReleased,
         ack_timeout=ACK_TIMEOUT,
         max_attempts=MAX_ATTEMPTS,
@@ -172,7 +163,7 @@ shipping = Step(
     compensation=Compensation(
         ShipmentCancel,
         lambda e: ShipmentCancel(
-            shipment_id=e.data.get("shipment_id"), reason=_reason(e), requested_at=e.at
+            shipment_id=e.data.get("shipment_id"), reason=attempt_reason(e), requested_at=e.at
         ),
         ShipmentCancelled,
         ACK_TIMEOUT,

@@ -48,6 +48,7 @@ from sagas.definition import (
     on,
 )
 from sagas.emit import Emit, Endings
+from sagas.shared import ACK_TIMEOUT, MAX_ATTEMPTS, attempt_reason, deadline
 
 COORDINATOR = "saga-coordinator"
 CONFIRMATION = "return_confirmation"
@@ -61,17 +62,6 @@ APPROVAL_TIMEOUT = Knob(
 TIMEOUT_ACTION: Knob[str] = Knob(
     "return_approval_timeout_action", "reject", "`reject` the return or `escalate` and wait."
 )
-# The same knobs as the order saga's: one setting tunes every saga's compensations.
-ACK_TIMEOUT = Knob("compensation_ack_timeout", timedelta(seconds=10), "Then it is sent again.")
-MAX_ATTEMPTS = Knob("compensation_max_attempts", 5, "Sends before the saga needs attention.")
-
-
-def deadline(step: str, seconds: int) -> Knob[timedelta]:
-    return Knob(f"{step}_deadline", timedelta(seconds=seconds), f"How long {step} may take.")
-
-
-def _reason(e: Emit) -> str:
-    return e.reason if e.attempt == 1 else f"{e.reason} (attempt {e.attempt})"
 
 
 def _request(e: Emit) -> Event:
@@ -129,7 +119,7 @@ pickup = Step(
     compensation=Compensation(
         PickupCancel,
         lambda e: PickupCancel(
-            pickup_id=e.data.get("pickup_id"), reason=_reason(e), requested_at=e.at
+            pickup_id=e.data.get("pickup_id"), reason=attempt_reason(e), requested_at=e.at
         ),
         PickupCancelled,
         ACK_TIMEOUT,
@@ -151,7 +141,7 @@ inspection = Step(
     deadlines=Deadlines(answer=deadline("inspection", 30), reason="inspection_failed"),
     compensation=Compensation(
         InventoryUnstock,
-        lambda e: InventoryUnstock(reason=_reason(e), requested_at=e.at),
+        lambda e: InventoryUnstock(reason=attempt_reason(e), requested_at=e.at),
         InventoryUnstocked,
         ACK_TIMEOUT,
         MAX_ATTEMPTS,
