@@ -31,6 +31,7 @@ from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.state import SagaState
 from saga_coordinator.engine.timing import TimerFired
 from saga_coordinator.handlers import advance_saga
+from saga_coordinator.legacy import ORDER_TYPE
 from saga_coordinator.store import Timer
 
 log = logging.getLogger("choreo.saga.timers")
@@ -63,7 +64,7 @@ def saga_message(state: SagaState, event: Event, now: datetime) -> Message[Event
         Envelope(
             event_id=uuid.uuid4(),
             event_type=event.event_type,
-            saga_type="order",
+            saga_type=state.saga_type or ORDER_TYPE,  # facts stored before definitions: orders
             saga_key=state.key,
             correlation_id=state.correlation_id or state.key,
             causation_id=str(state.last_event_id) if state.last_event_id is not None else None,

@@ -15,6 +15,7 @@ from contracts.catalog import (
     OrderCancelled,
     OrderCompleted,
 )
+from contracts.return_samples import sample_return_requested
 from events.model import Event, Message
 from saga_coordinator import legacy
 from saga_coordinator.context import CoordinatorContext
@@ -26,6 +27,7 @@ from saga_coordinator.store import InMemorySagaStore
 from saga_coordinator.timers import fire_timer
 from sagas.order import V1
 from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
 
 from .flow import (
     LARGE,
@@ -255,3 +257,15 @@ async def test_a_message_of_another_saga_type_cannot_join_a_running_saga(store, 
     with pytest.raises(UnknownDefinitionError, match="names saga ord-x, which is a order saga"):
         await handle(ctx, of_type(message(reserved(), order_id="ord-x"), "refill"))
     assert await status(store, "ord-x") == "placed"  # the order saga did not move
+
+
+async def test_a_return_sagas_timer_messages_name_the_return_saga(store, clock):
+    ctx = CoordinatorContext(store, SAGAS, clock)
+    requested = sample_return_requested("ord-1", items=(("SKU-RED-MUG", 1, 1_250),))
+    emitted = await handle(ctx, of_type(message(requested, order_id="ret-1"), "return"))
+    assert types(emitted) == ["return.approved"]  # below the threshold: the policy approves
+    clock.now = T0 + timedelta(minutes=5)  # past every step's deadline
+    fired = await fire_due(ctx, store)
+    assert [m.envelope.event_type for m in fired] == ["return.cancelled"]
+    assert {m.envelope.saga_type for m in fired} == {"return"}
+    assert {m.envelope.saga_key for m in fired} == {"ret-1"}
