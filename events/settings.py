@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     tracing_enabled: bool = Field(
         default=True, description="Export OpenTelemetry traces and metrics."
     )
+    tracing_db_spans: bool = Field(
+        default=False,
+        description="Also trace every PostgreSQL statement (asyncpg spans under the handler's):"
+        " for debugging a slow handler; they are most of a trace's spans and of its cost.",
+    )
     metrics_export_interval_ms: int = Field(
         default=5000, ge=100, description="How often metrics are pushed over OTLP."
     )

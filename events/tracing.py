@@ -1,10 +1,12 @@
 """OpenTelemetry set-up and W3C trace context carried in Kafka headers.
 
 Every process calls :func:`configure_tracing` once: spans and metrics go over OTLP to the
-collector (Jaeger), and asyncpg calls become database spans under the current span. The runtime
-injects ``traceparent``/``tracestate`` when a message is created (so a message published later,
-e.g. from an outbox, still continues the trace of the handler that made it) and extracts them
-when a message is consumed. Handlers never touch trace context.
+collector (Jaeger); with ``CHOREO_TRACING_DB_SPANS=true`` asyncpg calls also become database
+spans under the current span (off by default: a span per statement was most of a trace's
+spans and of its cost). The runtime injects ``traceparent``/``tracestate`` when a message is
+created (so a message published later, e.g. from an outbox, still continues the trace of the
+handler that made it) and extracts them when a message is consumed.
+Handlers never touch trace context.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import Resource
 
 from events.settings import Settings
 
@@ -36,16 +39,20 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": service_name})
+    resource = _HashedOnce(Resource.create({"service.name": service_name}))
     endpoint = settings.otel_exporter_otlp_endpoint
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(
         BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=endpoint, insecure=True), schedule_delay_millis=500
+            OTLPSpanExporter(endpoint=endpoint, insecure=True),
+            # Big batches: an export's fixed cost (a gRPC call, the resource's grouping) is
+            # shared by more spans, and a burst's spans fit in the queue instead of dropping.
+            schedule_delay_millis=1000,
+            max_export_batch_size=2048,
+            max_queue_size=16384,
         )
     )
     trace.set_tracer_provider(provider)
@@ -54,8 +61,24 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
         export_interval_millis=settings.metrics_export_interval_ms,
     )
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
-    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+    if settings.tracing_db_spans:
+        AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured.add(service_name)
+
+
+class _HashedOnce(Resource):
+    """A process's resource, hashed once: the OTLP encoder groups every exported span by its
+    resource, and the SDK's hash serialises the attributes to JSON each time."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,8 @@ async def deployment(stack: None) -> AsyncIterator[Deployment]:
     )
     trace.get_tracer_provider().add_span_processor(processor)  # type: ignore[attr-defined]
     try:
-        async for d in start_deployment({}, "tracing"):
+        # This module opts in to the per-statement database spans, to check they nest.
+        async for d in start_deployment({"CHOREO_TRACING_DB_SPANS": "true"}, "tracing"):
             yield d
     finally:
         processor.shutdown()  # type: ignore[no-untyped-call]
