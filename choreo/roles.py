@@ -3,9 +3,12 @@
 Every process of :mod:`choreo.registry` gets a ``LOGIN`` role named like its schema
 (``choreo_payment`` for the prefix ``choreo.``): not a superuser, no ``CREATEDB``, no
 ``CREATEROLE``, owner of its own schema (and of what an administrator created in it before),
-with no privilege on any other process's schema. The API keeps no state: its role owns no schema
-and may only ``SELECT`` the projector's tables (also those the projector creates later, by
-default privileges); it writes nothing in PostgreSQL (its actions publish events).
+with no privilege on any other process's schema. The API's role owns only its schema (the
+redrive audit) and may ``SELECT`` the projector's tables (also those the projector creates
+later, by default privileges); its actions publish events. The runtime schema
+(``<prefix>_runtime``: every process instance's circuit breakers and the injected provider
+faults, :mod:`events.breaker_board`) is the administrator's: each role may write breaker rows
+and read the faults, nothing else there.
 
 The administrator, the user of ``CHOREO_DATABASE_URL``, creates the roles idempotently
 (:func:`provision_roles`: ``choreo stack up`` and ``choreo run`` with ``CHOREO_DATABASE_ROLES``
@@ -29,6 +32,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from choreo import registry
+from events import breaker_board
 from events.database import lock_id, schema_name
 from events.errors import StackError
 from events.process import ProcessSpec
@@ -37,8 +41,6 @@ from events.settings import Settings
 KEY_FILE = "postgres-roles.key"
 READS: dict[str, tuple[str, ...]] = {"api": ("projector",)}
 """Processes that read another's tables (SELECT only): reader → the schemas' owners."""
-STATELESS = frozenset({"api"})
-"""Processes that keep no state, hence own no schema."""
 
 
 def role_name(settings: Settings, process: str) -> str:
@@ -133,6 +135,17 @@ async def _grant_reads(conn: asyncpg.Connection, reader: str, schema: str, owner
     )
 
 
+async def _runtime_schema(conn: asyncpg.Connection, settings: Settings, roles: list[str]) -> None:
+    """The administrator's runtime schema: every role writes its breaker rows, reads faults."""
+    schema = await breaker_board.create_tables(conn, settings)
+    for role in map(_ident, roles):
+        await conn.execute(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {role}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {_ident(schema)}.circuit_breakers TO {role}"
+        )
+        await conn.execute(f"GRANT SELECT ON {_ident(schema)}.provider_faults TO {role}")
+
+
 async def provision_roles(
     settings: Settings, processes: Iterable[ProcessSpec] = registry.PROCESSES
 ) -> list[str]:
@@ -155,8 +168,8 @@ async def provision_roles(
             for spec in specs:
                 role = role_name(settings, spec.name)
                 await _ensure_role(conn, role, role_password(settings, spec.name))
-                if spec.name not in STATELESS:
-                    await _own_schema(conn, spec.schema(settings), role)
+                await _own_schema(conn, spec.schema(settings), role)
+            await _runtime_schema(conn, settings, [role_name(settings, s.name) for s in specs])
             for reader, owners in READS.items():
                 for owner in (o for o in owners if reader in names and o in names):
                     await _grant_reads(

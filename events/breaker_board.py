@@ -27,6 +27,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from events import tracing
 from events.breakers import ProviderGuards
 from events.database import Database, lock_id, schema_name
@@ -76,9 +78,24 @@ def runtime_schema(settings: Settings) -> str:
 
 async def migrate(db: Database, settings: Settings) -> str:
     """Create the runtime schema's tables once (concurrent starts serialize); its name."""
-    schema = runtime_schema(settings)
     async with db.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
+        return await create_tables(conn, settings)
+
+
+async def create_tables(conn: asyncpg.Connection, settings: Settings) -> str:
+    """The runtime schema's tables, made if missing (in the caller's transaction); its name.
+
+    Nothing is run when they exist: `IF NOT EXISTS` still needs CREATE on the database or the
+    schema, which a process's own role lacks (the administrator makes them: choreo/roles).
+    """
+    schema = runtime_schema(settings)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
+    missing = await conn.fetchval(
+        "SELECT to_regclass($1) IS NULL OR to_regclass($2) IS NULL",
+        f"{schema}.circuit_breakers",
+        f"{schema}.provider_faults",
+    )
+    if missing:
         await conn.execute(DDL.format(schema=schema))
     return schema
 

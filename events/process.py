@@ -80,7 +80,7 @@ class ProcessSpec:
         return self.builder is not None
 
     def schema(self, settings: Settings) -> str:
-        """The PostgreSQL schema holding its state (the API keeps none)."""
+        """The PostgreSQL schema holding its state (the API's: its redrive audit)."""
         return schema_name(settings, self.name)
 
     def group(self, settings: Settings) -> str:

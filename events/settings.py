@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         description="PostgreSQL DSN for the event log, service state and projections.",
     )
     database_roles: bool = Field(
-        default=False,
+        default=True,
         description="Run each process as its own PostgreSQL role, owner of its schema only "
         "(`choreo/roles.py`); the user of `database_url` administers and creates the roles.",
     )

@@ -22,7 +22,6 @@ from events.redrive import DeadLetterEntry
 from projections.tokens import Principal
 
 DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.redrive_audit (
     id          bigserial   PRIMARY KEY,
     redriven_at timestamptz NOT NULL DEFAULT now(),
@@ -64,6 +63,12 @@ class RedriveAudit:
                 # API replicas starting together must not race on CREATE ... IF NOT EXISTS.
                 lock = lock_id(f"migrate:{self.schema}")
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+                # Not `CREATE SCHEMA IF NOT EXISTS`: that needs CREATE on the database, which
+                # the API's own role lacks (its schema is made for it: choreo/roles).
+                if not await conn.fetchval(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.schema
+                ):
+                    await conn.execute(f"CREATE SCHEMA {self.schema}")
                 await conn.execute(DDL.format(schema=self.schema))
             self._created = True
 

@@ -7,12 +7,14 @@ cannot. Each test gets its own topic prefix, hence its own topics and consumer g
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from opentelemetry import trace
@@ -74,11 +76,45 @@ def codec(registry: SchemaRegistry) -> Codec:
 
 
 @pytest.fixture(scope="session")
-def stack() -> None:
-    """The real Kafka, PostgreSQL and Jaeger, started by the project's own stack code."""
+def stack() -> Iterator[None]:
+    """The real Kafka, PostgreSQL and Jaeger, started by the project's own stack code.
+
+    The topics the session made are deleted at its end: every test has topics of its own, and
+    a long-lived local broker (`make run`'s) would otherwise keep thousands of partitions open
+    run after run, until it runs out of file descriptors.
+    """
     from choreo.stack import Stack
 
     Stack().up(lambda line: print(f"[stack] {line}"))
+    settings = get_settings()
+    before = asyncio.run(_topics(settings))
+    yield
+    asyncio.run(_delete_topics(settings, before))
+
+
+async def _topics(settings: Settings) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(settings: Settings, keep: set[str]) -> None:
+    """Delete the topics made since ``keep`` was listed, but never the deployment's own."""
+    doomed = sorted(
+        t
+        for t in await _topics(settings) - keep
+        if not t.startswith((settings.topic_prefix, "_"))  # `make run`'s, Kafka's internal
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        for at in range(0, len(doomed), 500):
+            await admin.delete_topics(doomed[at : at + 500])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

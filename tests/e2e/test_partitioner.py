@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Producer
 
 from choreo.client import PRODUCER, new_order_id
+from choreo.roles import as_process
 from contracts.catalog import OrderApproved
 from contracts.samples import scenario_order
 from events.model import Event, Message, utc_now
@@ -93,8 +94,8 @@ async def test_orders_from_librdkafka_complete_and_rebuild_verifies(checked: Dep
         saga = await checked.saga(order_id)
         assert row is not None
         assert (row["status"], row["cancel_reason"]) == (saga.status, saga.cancel_reason)
-    one_lane = await rebuild(checked.settings, verify=True, workers=1)
+    one_lane = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=1)
     assert one_lane.differences == []
-    lanes = await rebuild(checked.settings, verify=True, workers=3)
+    lanes = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=3)
     assert lanes.differences == []
     assert (lanes.events, lanes.orders) == (one_lane.events, one_lane.orders)

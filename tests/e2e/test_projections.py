@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from choreo.roles import as_process
 from events.topics import event_topics, read_to_end
 from projections.queries import Queries
 from projections.rebuild import rebuild
@@ -57,10 +58,10 @@ async def test_live_projection_equals_a_rebuild(checked: Deployment):
         assert row is not None
         assert (row["status"], row["cancel_reason"]) == (saga.status, saga.cancel_reason)
     # In one lane, then in three (this process and two workers, a partition number each).
-    one_lane = await rebuild(checked.settings, verify=True, workers=1)
+    one_lane = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=1)
     assert one_lane.differences == []
     assert one_lane.orders >= len(orders)
-    lanes = await rebuild(checked.settings, verify=True, workers=3)
+    lanes = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=3)
     assert lanes.differences == []
     assert (lanes.events, lanes.orders) == (one_lane.events, one_lane.orders)
     history = await queries.history(orders[0])
@@ -98,7 +99,7 @@ async def test_queries_answer_throughout_a_rebuild_under_live_traffic(checked: D
     reader = asyncio.create_task(keep_querying())
     traffic = asyncio.create_task(live_traffic())
     started = time.monotonic()
-    report = await rebuild(checked.settings)
+    report = await rebuild(as_process(checked.settings, "projector"))
     finished = time.monotonic()
     placed = await traffic
     stop.set()
@@ -111,7 +112,7 @@ async def test_queries_answer_throughout_a_rebuild_under_live_traffic(checked: D
         await checked.wait_for(order_id)
     await _caught_up(checked)
     # The orders placed during the rebuild are in the swapped-in tables, consistently.
-    assert (await rebuild(checked.settings, verify=True)).differences == []
+    assert (await rebuild(as_process(checked.settings, "projector"), verify=True)).differences == []
     for order_id in placed:
         row = await queries.status(order_id)
         assert row is not None
@@ -144,7 +145,7 @@ async def test_projector_killed_mid_batch_resumes_without_gap_or_duplicate(check
         except Exception:
             continue
     assert status["events"] == decodable, "every event logged exactly once"
-    assert (await rebuild(checked.settings, verify=True)).differences == []
+    assert (await rebuild(as_process(checked.settings, "projector"), verify=True)).differences == []
 
 
 async def test_as_of_returns_the_earlier_status_of_a_completed_order(checked: Deployment):

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from choreo.roles import as_process
 from contracts.return_samples import RETURN_OF, scenario_return
 from contracts.returns import ReturnApproved
 from events.database import schema_name
@@ -180,8 +181,8 @@ async def test_read_models_show_returns_as_sagas_and_rebuild_clean_with_both_typ
     for order_id in checked.orders:
         assert await sagas_queries.saga(queries, "order", order_id) is not None
     # The log holds orders and returns (this module's every path): a rebuild agrees with both.
-    one_lane = await rebuild(checked.settings, verify=True, workers=1)
+    one_lane = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=1)
     assert one_lane.differences == [], one_lane.differences
-    lanes = await rebuild(checked.settings, verify=True, workers=3)
+    lanes = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=3)
     assert lanes.differences == []
     assert lanes.events == one_lane.events

@@ -11,6 +11,8 @@ from pydantic import SecretStr
 
 from choreo import registry
 from choreo.roles import process_dsn, provision_roles, role_name
+from events import breaker_board
+from events.breaker_board import runtime_schema
 from events.database import Database, schema_name
 from events.settings import Settings
 
@@ -37,6 +39,7 @@ async def roles(settings: Settings) -> AsyncIterator[Settings]:
         yield settings
     finally:
         async with Database(settings) as admin:
+            await admin.pool.execute(f"DROP SCHEMA IF EXISTS {runtime_schema(settings)} CASCADE")
             for name in PROCESSES:
                 role = role_name(settings, name)
                 await admin.pool.execute(
@@ -101,3 +104,28 @@ async def test_the_api_role_reads_the_projectors_tables_and_writes_nothing(roles
     finally:
         await owner.close()
         await api.close()
+
+
+async def test_every_role_writes_its_breakers_and_only_reads_the_injected_faults(
+    roles: Settings,
+):
+    runtime = runtime_schema(roles)
+    payment = await connect_as(roles, "payment")
+    try:
+        # What a process does at start (the tables exist: nothing to create) and per round.
+        as_role = roles.model_copy(update={"database_url": process_dsn(roles, "payment")})
+        async with Database(as_role) as db:
+            assert await breaker_board.migrate(db, as_role) == runtime
+        await payment.execute(
+            f"INSERT INTO {runtime}.circuit_breakers (process, instance, provider, state, since,"
+            " failures, opened, deferred, in_use, concurrency, fault_rate)"
+            " VALUES ('payment', 'h:1', 'gateway', 'closed', now(), 0, 0, 0, 0, 8, 0)"
+        )
+        assert await payment.fetchval(f"SELECT count(*) FROM {runtime}.provider_faults") == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+            await payment.execute(
+                f"INSERT INTO {runtime}.provider_faults (provider, failure_rate, until)"
+                " VALUES ('gateway', 1, now())"
+            )
+    finally:
+        await payment.close()

@@ -46,8 +46,15 @@ def test_without_a_secret_the_key_is_generated_once_in_the_state_dir(tmp_path):
     assert len(first) == 64
 
 
+def test_processes_run_as_their_own_roles_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("CHOREO_DATABASE_ROLES", raising=False)
+    assert Settings().database_roles
+    monkeypatch.setenv("CHOREO_DATABASE_ROLES", "false")
+    assert not Settings().database_roles
+
+
 def test_a_tool_acts_as_the_process_only_when_processes_run_as_roles():
-    off = _settings()
+    off = _settings(database_roles=False)
     assert as_process(off, "projector") is off
     on = _settings(database_roles=True)
     assert as_process(on, "projector").database_url == process_dsn(on, "projector")
