@@ -38,6 +38,7 @@ from choreo.kafka_admin import (
     AclBinding,
     create_acls,
     upsert_scram_users,
+    wait_until_applied,
 )
 from events.errors import StackError
 from events.process import ProcessSpec
@@ -95,6 +96,7 @@ async def provision_kafka_access(
         await admin.start()
         await upsert_scram_users(admin, [(u, kafka_user_password(settings, u)) for u in users])
         await create_acls(admin, bindings)
+        await wait_until_applied(admin, bindings)
     except StackError:
         raise
     except Exception as exc:

@@ -4,20 +4,22 @@
 SCRAM-SHA-512=[...]`` sends) creates or changes SCRAM users; the client salts and hashes the
 password (PBKDF2, RFC 5802's ``Hi``), so the broker never sees it. ``CreateAcls`` (API key 30)
 is declared by aiokafka with one binding per request; :class:`CreateAclBindings` sends many in
-one. Both are sent through aiokafka's client, as :mod:`choreo.stack.quorum` does for DescribeQuorum (the JVM tools
-would take a second or two of JVM start per call).
+one. Both go through aiokafka's client, as :mod:`choreo.stack.quorum` sends DescribeQuorum (the
+JVM tools would take a second or two of JVM start per call).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     CompactArray,
@@ -40,7 +42,7 @@ SCRAM_ITERATIONS = 4096
 # Kafka's ACL codes (org.apache.kafka.common.acl / resource).
 TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID = 2, 3, 4, 5
 READ, WRITE, CREATE, DESCRIBE, IDEMPOTENT_WRITE = 3, 4, 5, 8, 12
-LITERAL, PREFIXED = 3, 4
+ANY, LITERAL, PREFIXED = 1, 3, 4
 ALLOW = 3
 RESOURCE_NAMES = {TOPIC: "topic", GROUP: "group", CLUSTER: "cluster", TRANSACTIONAL_ID: "txn"}
 OPERATION_NAMES = {READ: "read", WRITE: "write", CREATE: "create", DESCRIBE: "describe"}
@@ -176,3 +178,30 @@ async def create_acls(admin: AIOKafkaAdminClient, bindings: Sequence[AclBinding]
     ]
     if failures:
         raise StackError("could not create ACLs: " + "; ".join(failures))
+
+
+async def wait_until_applied(
+    admin: AIOKafkaAdminClient, bindings: Sequence[AclBinding], timeout_s: float = 30.0
+) -> None:
+    """Wait until every broker authorizes with ``bindings`` (and so knows the users made
+    before them): the controller acknowledges a change before the brokers have applied it
+    from the metadata log, and a broker answers DescribeAcls from its own authorizer.
+
+    Raises:
+        StackError: a broker did not apply them within ``timeout_s``.
+    """
+    if not bindings:
+        return
+    last = bindings[-1].principal
+    expected = sum(1 for b in bindings if b.principal == last)
+    request = DescribeAclsRequest(ANY, None, ANY, last, None, ANY, ANY)
+    deadline = time.monotonic() + timeout_s
+    for broker in admin._client.cluster.brokers():
+        while True:
+            response: Any = await admin._send_request_to_node(broker.nodeId, request)
+            found = sum(len(resource[-1]) for resource in response.resources)
+            if found >= expected:
+                break
+            if time.monotonic() > deadline:
+                raise StackError(f"broker {broker.nodeId} did not apply the ACLs of {last}")
+            await asyncio.sleep(0.05)
