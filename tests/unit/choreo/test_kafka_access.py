@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from choreo import registry
 from choreo.kafka_access import kafka_user, process_acls, process_kafka_env
 from choreo.kafka_admin import DESCRIBE, GROUP, PREFIXED, READ, TOPIC, WRITE, AclBinding
 from choreo.stack.tls import ensure_tls
+from choreo.supervisor import child_env
 from events.security import kafka_user_password
 from events.settings import Settings
 
@@ -71,3 +73,15 @@ def test_the_broker_certificate_is_signed_by_the_local_ca_for_loopback(tmp_path:
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert files.broker.stat().st_mode & 0o777 == 0o600
     assert ensure_tls(tmp_path).ca.read_bytes() == files.ca.read_bytes()  # kept, not remade
+
+
+def test_choreo_run_gives_each_child_its_own_user_and_not_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("CHOREO_KAFKA_USER_SECRET", "the-key")
+    settings = _settings(tmp_path).model_copy(update={"kafka_secure": True})
+    env = child_env(settings, "email")
+    assert env["KAFKA_SASL_USERNAME"] == "p.email"
+    assert env["KAFKA_SASL_PASSWORD"] == kafka_user_password(settings, "p.email")
+    assert "CHOREO_KAFKA_USER_SECRET" not in env
+    assert "KAFKA_SASL_USERNAME" not in child_env(_settings(tmp_path), "email")  # plain stack
