@@ -23,6 +23,7 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from events.codec import HEADER_SIZE, MAGIC, Codec
 from events.database import Database
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import partitions_of, provision_topics
 
@@ -63,15 +64,13 @@ async def raw_kafka(
     topic = f"{settings.topic_prefix}bench-raw-{uuid.uuid4().hex[:6]}"
     await provision_topics(settings, [topic])
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         enable_idempotence=True,
         acks="all",
         linger_ms=settings.producer_linger_ms,
         max_batch_size=256 * 1024,
     )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
     value = bytes(range(256)) * (message_bytes // 256) + bytes(message_bytes % 256)
     try:
         await producer.start()
@@ -105,7 +104,7 @@ async def raw_kafka(
 
 async def delete_topics(settings: Settings, topics: Sequence[str]) -> None:
     """Delete ``topics`` (those that exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

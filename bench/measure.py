@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo import registry
 from events.database import Database
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import partitions_of
 from projections import PROJECTOR
@@ -76,7 +77,7 @@ async def sample_memory(watched: Sequence[Watched], stop: asyncio.Event) -> None
 
 async def end_offsets(settings: Settings, topics: Sequence[str]) -> int:
     """The sum of the end offsets of every partition of ``topics``: records written so far."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:
         ends = await consumer.end_offsets(await partitions_of(settings, topics))
@@ -87,7 +88,7 @@ async def end_offsets(settings: Settings, topics: Sequence[str]) -> int:
 
 async def group_positions(settings: Settings, groups: Sequence[str]) -> dict[str, int]:
     """The sum of each consumer group's committed offsets (0 before its first commit)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         positions: dict[str, int] = {}

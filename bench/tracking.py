@@ -15,6 +15,7 @@ from choreo.client import ChoreoClient
 from contracts.catalog import OrderCancelled
 from events.codec import Codec
 from events.headers import EVENT_TYPE, header
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import partitions_of, topic_for
 
@@ -47,9 +48,7 @@ class OrderTracker:
         self.needs_attention = 0
         self.errors: list[str] = []
         self.all_done = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-        )
+        self._consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
         self._task: asyncio.Task[None] | None = None
         self._approvals: set[asyncio.Task[None]] = set()
 

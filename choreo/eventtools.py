@@ -15,6 +15,7 @@ from events.errors import ContractError
 from events.model import Event, Message
 from events.producer import EventProducer
 from events.schemas import SchemaRegistry
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 
@@ -55,9 +56,7 @@ async def round_trip(settings: Settings, timeout_s: float = 30.0) -> list[RoundT
     sent: list[Message[Event]] = [first] + [
         first.caused(e, producer="cli") for t, e in EXAMPLES.items() if t != "order.placed"
     ]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         await _assign_at_end(consumer, settings, topics)
@@ -115,7 +114,7 @@ async def tail(
     topics = [f"{settings.topic_prefix}{d}" for d in domains] if domains else event_topics(settings)
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from choreo.kafka_access import CHILD_DROPS, process_kafka_env, provision_kafka_access
 from choreo.registry import NAMES
 from choreo.replicas import instances
 from choreo.roles import process_env, provision_roles
@@ -71,12 +72,17 @@ class Platform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.database_roles:
             await provision_roles(self.settings)
+        if self.settings.kafka_secure:
+            await provision_kafka_access(self.settings)
         for instance in wanted:
             log = self.log_path(instance.label).open("ab")
             env = {**self.env, **instance.env()}
             if self.settings.database_roles:  # each process gets only its own role's DSN
                 env = {**env, **process_env(self.settings, instance.process)}
                 env.pop("CHOREO_DATABASE_URL", None)
+            if self.settings.kafka_secure:  # ... and its own Kafka user
+                env = {k: v for k, v in env.items() if k not in CHILD_DROPS}
+                env.update(process_kafka_env(self.settings, instance.process))
             self.procs[instance.label] = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "choreo", "service", instance.process,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,

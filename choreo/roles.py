@@ -21,12 +21,7 @@ a deployment may also give each process its DSN itself (``DATABASE_URL`` per pro
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
 from collections.abc import Iterable
-from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -36,6 +31,7 @@ from events import breaker_board
 from events.database import lock_id, schema_name
 from events.errors import StackError
 from events.process import ProcessSpec
+from events.security import derived_password, state_key
 from events.settings import Settings
 
 KEY_FILE = "postgres-roles.key"
@@ -48,26 +44,13 @@ def role_name(settings: Settings, process: str) -> str:
     return schema_name(settings, process)
 
 
-def _key(settings: Settings) -> bytes:
-    """The key the passwords derive from: the setting, or the state dir's key file (made once)."""
-    if settings.database_role_secret is not None:
-        return settings.database_role_secret.get_secret_value().encode()
-    path: Path = settings.state_dir / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another command made it first
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_hex(32).encode())
-    return path.read_bytes().strip()
-
-
 def role_password(settings: Settings, process: str) -> str:
     """The password of ``process``'s role (hex: safe in a DSN and an SQL literal)."""
-    role = role_name(settings, process)
-    return hmac.new(_key(settings), role.encode(), hashlib.sha256).hexdigest()
+    if settings.database_role_secret is not None:
+        key = settings.database_role_secret.get_secret_value().encode()
+    else:
+        key = state_key(settings.state_dir / KEY_FILE)
+    return derived_password(key, role_name(settings, process))
 
 
 def process_dsn(settings: Settings, process: str) -> str:

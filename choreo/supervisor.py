@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from choreo import registry
+from choreo.kafka_access import CHILD_DROPS, process_kafka_env, provision_kafka_access
 from choreo.replicas import Instance, instances
 from choreo.roles import process_env, provision_roles
 from events.logs import render_json_line
@@ -44,11 +45,16 @@ def load_runner(name: str) -> Callable[[Settings], None]:
 
 def child_env(settings: Settings, name: str) -> dict[str, str]:
     """The environment of child ``name``: this one's, with the child's own PostgreSQL DSN when
-    processes run as their own roles (the administrator's DSN stays with the parent)."""
+    processes run as their own roles, and its own Kafka user on a secured stack (the
+    administrator's credentials and keys stay with the parent)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if settings.database_roles:
         env.pop("CHOREO_DATABASE_URL", None)
         env.update(process_env(settings, name))
+    if settings.kafka_secure:
+        for variable in CHILD_DROPS:
+            env.pop(variable, None)
+        env.update(process_kafka_env(settings, name))
     return env
 
 
@@ -143,6 +149,9 @@ class Supervisor:
         if self.settings.database_roles:
             roles = await provision_roles(self.settings)
             self.echo("choreo", "white", f"PostgreSQL roles ready: {', '.join(roles)}")
+        if self.settings.kafka_secure:
+            users = await provision_kafka_access(self.settings)
+            self.echo("choreo", "white", f"Kafka users and ACLs ready: {', '.join(users)}")
         watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
         try:
             await self.stopping.wait()

@@ -42,6 +42,7 @@ from events.offsets import CommitOnRevoke, OffsetCommits
 from events.producer import EventProducer
 from events.retries import RetryingDelivery, RetryQueue, redeliver_parked
 from events.router import Router
+from events.security import kafka_options
 from events.settings import Settings
 
 log = logging.getLogger("choreo.runtime")
@@ -109,7 +110,7 @@ class PollLoop:
         if self._consumer is not None:
             return
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **kafka_options(self.settings),
             group_id=self.group_id,
             client_id=self.name,
             enable_auto_commit=False,

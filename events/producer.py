@@ -14,6 +14,7 @@ from events import tracing
 from events.codec import Codec
 from events.headers import envelope_headers
 from events.model import Event, Message
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import topic_for
 
@@ -67,7 +68,7 @@ class EventProducer:
         self.settings = settings
         self.codec = codec
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **kafka_options(settings),
             client_id=client_id,
             enable_idempotence=True,
             acks="all",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,11 @@ LOCAL_KAFKA = "127.0.0.1:19092"
 """The local stack's Kafka, unless `choreo stack up` recorded another (:data:`BOOTSTRAP_FILE`)."""
 BOOTSTRAP_FILE = Path("kafka") / "bootstrap.servers"
 """Where, under the state folder, `choreo stack up` records its Kafka nodes' addresses."""
+KAFKA_TLS_DIR = Path("kafka") / "tls"
+"""Where, under the state folder, `choreo stack up --secure` keeps the local CA, the broker's
+key and certificate, and the key the SCRAM users' passwords derive from."""
+KAFKA_CA_FILE = KAFKA_TLS_DIR / "ca.pem"
+"""The local CA's certificate: its presence says the local Kafka is secured."""
 
 
 def local_kafka(state_dir: Path) -> str:
@@ -46,6 +52,49 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_KAFKA_BOOTSTRAP_SERVERS"),
         description="Kafka bootstrap servers, comma-separated host:port (default: the local"
         " stack's nodes, as `choreo stack up` recorded them).",
+    )
+    kafka_secure: bool = Field(
+        default_factory=lambda data: (data["state_dir"] / KAFKA_CA_FILE).exists(),
+        description="The local Kafka is secured: `choreo stack up` formats it with a SASL_SSL"
+        " listener, SCRAM-SHA-512 users and ACLs; clients default to the stack's CA and admin"
+        " user; `choreo run` gives each process its own user (default: whether the state"
+        " folder holds a secured stack's CA).",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = (
+        Field(
+            default=None,
+            validation_alias=AliasChoices(
+                "KAFKA_SECURITY_PROTOCOL", "CHOREO_KAFKA_SECURITY_PROTOCOL"
+            ),
+            description="How clients talk to Kafka (default: SASL_SSL when `kafka_secure`, else"
+            " PLAINTEXT).",
+        )
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "CHOREO_KAFKA_SSL_CAFILE"),
+        description="CA certificate(s) (PEM) the brokers' certificates are checked against"
+        " (default: the local stack's CA when `kafka_secure`, else the system's).",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "CHOREO_KAFKA_SASL_MECHANISM"),
+        description="SASL mechanism of a SASL_* protocol.",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "CHOREO_KAFKA_SASL_USERNAME"),
+        description="SASL user (default: the local stack's admin when `kafka_secure`).",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "CHOREO_KAFKA_SASL_PASSWORD"),
+        description="SASL password (default: the local stack's admin's when `kafka_secure`).",
+    )
+    kafka_user_secret: SecretStr | None = Field(
+        default=None,
+        description="Key the local stack's SCRAM passwords derive from (default: a random key"
+        " in <state dir>/kafka/tls/users.key).",
     )
     database_url: str = Field(
         default="postgresql://choreo:choreo@127.0.0.1:15432/choreo",

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from events.errors import StackError
 from events.model import Event
 from events.schemas import event_types_in
+from events.security import kafka_options
 from events.settings import Settings
 
 TOPIC_ALREADY_EXISTS = 36
@@ -52,7 +53,7 @@ async def provision_topics(settings: Settings, topics: Iterable[str] | None = No
     default as many as the cluster has brokers, at most 3) and :func:`min_insync`.
     """
     wanted = list(topics) if topics is not None else all_topics(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -89,7 +90,7 @@ async def provision_topics(settings: Settings, topics: Iterable[str] | None = No
 
 async def partitions_of(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of ``topics``, from the cluster's metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -108,7 +109,7 @@ async def read_to_end(
     consumer group (nothing is committed). Raises TimeoutError if the ends are not reached."""
     partitions = await partitions_of(settings, topics)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )

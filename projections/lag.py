@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from events.security import kafka_options
 from events.settings import Settings
 
 LAG_TTL_S = 3.0
@@ -44,13 +45,11 @@ class ConsumerLag:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+            admin = AIOKafkaAdminClient(**kafka_options(self.settings))
             await admin.start()
             self._admin = admin
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
-            )
+            consumer = AIOKafkaConsumer(**kafka_options(self.settings), enable_auto_commit=False)
             await consumer.start()
             self._consumer = consumer
         return self._admin, self._consumer

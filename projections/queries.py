@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 
 from events.database import Database
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import PROJECTOR, store
@@ -346,7 +347,7 @@ class Queries:
                 f"SELECT count(*) FROM {self.schema}.event_log"
                 " WHERE logged_at >= now() - interval '60 seconds'"
             )
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        consumer = AIOKafkaConsumer(**kafka_options(self.settings))
         await consumer.start()
         try:
             partitions = await partitions_of(self.settings, event_topics(self.settings))

@@ -30,6 +30,7 @@ from events.codec import Codec
 from events.database import Connection, Database
 from events.errors import ChoreoError, ContractError
 from events.schemas import SchemaRegistry
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import PROJECTOR, sagas_store, store
@@ -161,7 +162,7 @@ async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
 async def _end_offsets(
     settings: Settings, partitions: list[TopicPartition]
 ) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
@@ -317,7 +318,7 @@ async def _replay(
     if not remaining:  # nothing to copy; aiokafka's stop right after its start can raise
         return
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,

@@ -8,6 +8,7 @@ cannot. Each test gets its own topic prefix, hence its own topics and consumer g
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from choreo.stack.base import StackSettings, port_open
+from choreo.stack.kafka import Kafka
 from contracts.catalog import CATALOG
 from events.codec import Codec
 from events.producer import EventProducer
 from events.schemas import SchemaRegistry
+from events.security import kafka_options
 from events.settings import Settings, get_settings
 from events.topics import provision_topics
 from projections.tokens import ApiSettings, new_token
@@ -93,7 +97,7 @@ def stack() -> Iterator[None]:
 
 
 async def _topics(settings: Settings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -108,13 +112,51 @@ async def _delete_topics(settings: Settings, keep: set[str]) -> None:
         for t in await _topics(settings) - keep
         if not t.startswith((settings.topic_prefix, "_"))  # `make run`'s, Kafka's internal
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         for at in range(0, len(doomed), 500):
             await admin.delete_topics(doomed[at : at + 500])
     finally:
         await admin.close()
+
+
+def _free_port_pair() -> int:
+    """A free loopback port whose next one is free too, below Linux's ephemeral range (where a
+    client's socket could take it before the broker binds it)."""
+    for _ in range(50):
+        base = random.randrange(20_000, 32_000, 2)
+        if not port_open(base) and not port_open(base + 1):
+            return base
+    raise AssertionError("no two consecutive free ports")
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A secured Kafka of the session's own (``choreo stack up --secure``'s broker: SASL_SSL,
+    SCRAM users, ACLs), beside the shared stack, on ports and in a state folder of its own;
+    started by the first test that needs it, stopped at the end. Yields its administrator's
+    settings (the shared stack's PostgreSQL, Jaeger and everything else)."""
+    state = tmp_path_factory.mktemp("secure-kafka")
+    base = _free_port_pair()
+    settings = get_settings().model_copy(update={"state_dir": state, "kafka_secure": True})
+    kafka = Kafka(
+        settings,
+        StackSettings(
+            kafka_port=base,
+            kafka_controller_port=base + 1,
+            kafka_heap="384m",
+            # As the cluster test: the client compiler and a serial collector start quicker.
+            kafka_jvm_options="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+            ready_timeout_s=240,
+        ),
+    )
+    try:
+        kafka.install(lambda line: print(f"[secure kafka] {line}"))
+        kafka.start(lambda line: print(f"[secure kafka] {line}"))
+        yield kafka.client_settings
+    finally:
+        kafka.stop(lambda line: print(f"[secure kafka] {line}"))
 
 
 @pytest.fixture

@@ -45,6 +45,15 @@ def stack_up(
             " Default: the size of the cluster already there, else CHOREO_KAFKA_BROKERS (1).",
         ),
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="A new Kafka secured: SASL_SSL with a local CA, a SCRAM-SHA-512 user per"
+            " process and ACLs (also CHOREO_KAFKA_SECURE=1). Default: as the Kafka already"
+            " there was formatted.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Install what is missing, start Kafka, PostgreSQL and Jaeger, wait until they answer,
@@ -52,14 +61,14 @@ def stack_up(
     # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.stack import Stack
 
+    settings = get_settings()
+    if secure:
+        settings = settings.model_copy(update={"kafka_secure": True})
     try:
-        stack = Stack(brokers=brokers)
+        stack = Stack(settings, brokers=brokers)
         statuses = stack.up(lambda line: console.print(f"[cyan]stack[/] {line}"))
-        # The settings read the nodes' addresses `up` recorded: create the topics there.
-        settings = get_settings().model_copy(
-            update={"kafka_bootstrap_servers": stack.kafka.address}
-        )
-        created = asyncio.run(provision_topics(settings))
+        # The nodes' addresses `up` recorded, as the administrator: create the topics there.
+        created = asyncio.run(provision_topics(stack.kafka.client_settings))
     except ChoreoError as exc:
         fail(exc)
     if created:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from choreo.kafka_access import provision_kafka_access
 from choreo.roles import provision_roles
 from choreo.stack.base import Component, ComponentStatus, Log, StackSettings
 from choreo.stack.jaeger import Jaeger
@@ -51,6 +52,9 @@ class Stack:
         if self.settings.database_roles:
             roles = asyncio.run(provision_roles(self.settings))
             log(f"PostgreSQL roles ready: {', '.join(roles)}")
+        if self.kafka.secure and not self.kafka.external:
+            users = asyncio.run(provision_kafka_access(self.kafka.client_settings))
+            log(f"Kafka users and ACLs ready: {', '.join(users)}")
         return self.status()
 
     def down(self, log: Log) -> None:

@@ -9,6 +9,13 @@ Node ``n`` listens on ``CHOREO_KAFKA_PORT + 2(n-1)`` (its controller on
 is formatted; it is read back from node 1's configuration, so ``status`` and ``down`` need no
 flag. ``up`` records the nodes' client addresses in ``<state>/kafka/bootstrap.servers``, where
 the settings find them (:class:`events.settings.Settings`).
+
+A secured cluster (``choreo stack up --secure``, ``CHOREO_KAFKA_SECURE``; fixed at format time,
+like the size) listens for clients with SASL_SSL (SCRAM-SHA-512; the brokers talk to each other
+the same way, as the administrator), authorizes with KRaft's ``StandardAuthorizer`` (no ACL, no
+access) and requires the local CA's certificate from whoever connects to a controller
+(:mod:`choreo.stack.tls`). The administrator ``choreo-admin`` is created when the storage is
+formatted; the processes' users and ACLs afterwards (:mod:`choreo.kafka_access`).
 """
 
 from __future__ import annotations
@@ -41,8 +48,34 @@ from choreo.stack.base import (
     wait_until,
 )
 from choreo.stack.quorum import Quorum, describe_quorum
+from choreo.stack.tls import BROKER_PRINCIPAL, TlsFiles, ensure_tls
 from events.errors import StackError
+from events.security import ADMIN_USER, kafka_options, kafka_user_password
 from events.settings import BOOTSTRAP_FILE, Settings
+
+PLAIN_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"""
+SECURE_LISTENERS = """\
+listeners=SASL_SSL://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:${port}
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required \
+username="${admin}" password="${admin_password}";
+listener.name.controller.ssl.client.auth=required
+ssl.keystore.type=PEM
+ssl.keystore.location=${keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location=${truststore}
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:${admin};${broker_principal}"""
 
 
 @dataclass(frozen=True)
@@ -91,6 +124,14 @@ def cluster_nodes(settings: Settings, stack: StackSettings, size: int) -> list[K
     ]
 
 
+def formatted_secure(settings: Settings) -> bool | None:
+    """Whether the cluster in the state folder was formatted secured (None: there is none)."""
+    config = settings.state_dir / "kafka" / "server.properties"
+    if formatted_size(settings) is None:
+        return None
+    return "SASL_SSL://" in config.read_text()
+
+
 def formatted_size(settings: Settings) -> int | None:
     """How many nodes the cluster in the state folder was formatted with (the voters in node
     1's configuration), or None when there is none yet."""
@@ -127,6 +168,17 @@ class Kafka:
         self.requested = brokers
         self.size = self.formatted or brokers or stack.kafka_brokers
         self.nodes = cluster_nodes(settings, stack, self.size)
+        self.formatted_secure = formatted_secure(settings)
+        self.secure = (
+            settings.kafka_secure if self.formatted_secure is None else self.formatted_secure
+        )
+
+    @property
+    def client_settings(self) -> Settings:
+        """The settings of a client of this Kafka (the administrator, on a secured cluster)."""
+        return self.settings.model_copy(
+            update={"kafka_bootstrap_servers": self.address, "kafka_secure": self.secure}
+        )
 
     def install(self, log: Log) -> None:
         if self.external or (self.libs / ".complete").exists():
@@ -181,6 +233,12 @@ class Kafka:
                 f" node(s), not {self.requested}: `choreo stack down` and delete its kafka*"
                 " folders there to start another size"
             )
+        if self.formatted_secure not in (None, self.settings.kafka_secure):
+            mode = "secured" if self.formatted_secure else "plaintext"
+            raise StackError(
+                f"the Kafka in {self.settings.state_dir} is {mode}: `choreo stack down` and"
+                " delete its kafka* folders there to start it the other way"
+            )
         stopped = [node for node in self.nodes if node.daemon.pid() is None]
         for node in stopped:
             check_port_free(node.port, f"Kafka node {node.node_id}")
@@ -192,15 +250,16 @@ class Kafka:
         for node in stopped:
             log(f"starting Kafka {KAFKA_VERSION} (KRaft) node {node.node_id} on {node.address}")
             node.daemon.spawn(self._java("kafka.Kafka", node.config, heap=self.stack.kafka_heap))
+        client = self.client_settings
         for node in self.nodes:
             wait_until(
-                functools.partial(_node_answers, node),
+                functools.partial(_node_answers, node, client),
                 what=f"Kafka node {node.node_id}",
                 timeout=self.stack.ready_timeout_s,
                 log_path=node.daemon.log_file,
             )
         wait_until(
-            lambda: _broker_count(self.address) == self.size,
+            lambda: _broker_count(client) == self.size,
             what=f"a Kafka cluster of {self.size} brokers",
             timeout=self.stack.ready_timeout_s,
             log_path=self.nodes[0].daemon.log_file,
@@ -216,7 +275,7 @@ class Kafka:
         node.home.mkdir(parents=True, exist_ok=True)
         replication = min(3, self.size)
         node.config.write_text(
-            template.substitute(
+            string.Template(template.safe_substitute(listeners=self._listeners())).substitute(
                 node_id=node.node_id,
                 voters=",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes),
                 port=node.port,
@@ -226,14 +285,34 @@ class Kafka:
                 min_insync=2 if replication >= 3 else 1,
             )
         )
+        node.config.chmod(0o600)  # a secured node's holds the administrator's password
         if not (node.data / "meta.properties").exists():
             log(f"formatting Kafka storage of node {node.node_id} in {node.data} ({cluster_id})")
+            scram: list[str] = []
+            if self.secure:  # the administrator exists before the first broker starts
+                password = kafka_user_password(self.settings, ADMIN_USER)
+                scram = ["-S", f"SCRAM-SHA-512=[name={ADMIN_USER},password={password}]"]
             run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", node.config
+                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", node.config,
+                    *scram,
                 ),
                 what="kafka storage format",
-            )
+            )  # fmt: skip
+
+    def _listeners(self) -> str:
+        """The node configuration's listener lines: plaintext or secured (making the TLS
+        material the first time)."""
+        if not self.secure:
+            return PLAIN_LISTENERS
+        tls: TlsFiles = ensure_tls(self.settings.state_dir)
+        return string.Template(SECURE_LISTENERS).safe_substitute(
+            admin=ADMIN_USER,
+            admin_password=kafka_user_password(self.settings, ADMIN_USER),
+            keystore=tls.broker,
+            truststore=tls.ca,
+            broker_principal=BROKER_PRINCIPAL,
+        )
 
     @property
     def address(self) -> str:
@@ -255,9 +334,10 @@ class Kafka:
     def status(self) -> list[ComponentStatus]:
         """One row per node; in a cluster, which node leads the controller quorum."""
         if self.external:
-            running = _kafka_answers(self.address)
+            running = _kafka_answers(self.settings)
             return [ComponentStatus(self.name, running, True, self.address, detail="external")]
-        quorum = _quorum(self.address) if self.size > 1 else None
+        client = self.client_settings
+        quorum = _quorum(client) if self.size > 1 else None
         statuses = []
         for node in self.nodes:
             pid = node.daemon.pid()
@@ -265,10 +345,11 @@ class Kafka:
             if quorum is not None:
                 role = ", controller leader" if quorum.leader_id == node.node_id else ", voter"
             where = "" if self.size == 1 else f", node {node.node_id} of {self.size}"
+            where += ", SASL_SSL + ACLs" if self.secure else ""
             statuses.append(
                 ComponentStatus(
                     name=node.name,
-                    running=_kafka_answers(node.address) if pid else False,
+                    running=_kafka_answers(_at(client, node)) if pid else False,
                     external=False,
                     address=node.address,
                     pid=pid,
@@ -280,30 +361,38 @@ class Kafka:
         return statuses
 
 
-def _node_answers(node: KafkaNode) -> bool:
+def _at(client: Settings, node: KafkaNode) -> Settings:
+    """``client`` connecting to ``node`` alone."""
+    return client.model_copy(update={"kafka_bootstrap_servers": node.address})
+
+
+def _node_answers(node: KafkaNode, client: Settings) -> bool:
     """Whether the node answers; raises if its process has exited (no use waiting on)."""
     if node.daemon.pid() is None:
         log = node.daemon.log_file
         tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
         raise StackError(f"Kafka node {node.node_id} exited; the end of {log}:\n" + "\n".join(tail))
-    return _kafka_answers(node.address)
+    return _kafka_answers(_at(client, node))
 
 
-def _quorum(bootstrap: str) -> Quorum | None:
+def _quorum(client: Settings) -> Quorum | None:
     """The controller quorum, or None when no node answers."""
+    options = kafka_options(client)
     try:
-        return asyncio.run(describe_quorum(bootstrap, timeout_ms=3000))
+        return asyncio.run(
+            describe_quorum(options["bootstrap_servers"], timeout_ms=3000, options=options)
+        )
     except StackError:
         return None
 
 
-def _kafka_answers(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+def _kafka_answers(client: Settings) -> bool:
+    host, _, port = client.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
     if port.isdigit() and not port_open(int(port), host or "127.0.0.1"):
         return False  # not listening yet: skip the client, whose retries log errors
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**kafka_options(client), request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -317,11 +406,11 @@ def _kafka_answers(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-def _broker_count(bootstrap: str) -> int:
+def _broker_count(client: Settings) -> int:
     """How many brokers the cluster's metadata lists (0 when it does not answer)."""
 
     async def count() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(**kafka_options(client), request_timeout_ms=3000)
         try:
             await admin.start()
             cluster = await admin.describe_cluster()

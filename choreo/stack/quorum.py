@@ -13,6 +13,7 @@ aiokafka's protocol types and sends it through aiokafka's client; the JVM tool w
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,13 +112,19 @@ class Quorum:
     """Each voter's node id: the offset of the metadata log it has (-1 if unknown)."""
 
 
-async def describe_quorum(bootstrap_servers: str, *, timeout_ms: int = 5000) -> Quorum:
-    """The KRaft controller quorum of the cluster at ``bootstrap_servers``.
+async def describe_quorum(
+    bootstrap_servers: str, *, timeout_ms: int = 5000, options: Mapping[str, Any] | None = None
+) -> Quorum:
+    """The KRaft controller quorum of the cluster at ``bootstrap_servers`` (``options``: the
+    client's TLS and SASL arguments, :func:`events.security.kafka_options`).
 
     Raises:
         StackError: no broker answered, or the quorum reported an error (e.g. no leader yet).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+    admin = AIOKafkaAdminClient(
+        **{**(options or {}), "bootstrap_servers": bootstrap_servers},
+        request_timeout_ms=timeout_ms,
+    )
     try:
         await admin.start()
         # aiokafka's admin client sends a request to any live broker this way; a broker

@@ -105,6 +105,7 @@ from events.replay.providers import ReplayDivergence, replaying
 from events.retries import is_retryable
 from events.router import HandlerResult, HandlerSpec
 from events.schemas import SchemaRegistry
+from events.security import kafka_options
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from events.topics import event_topics, read_to_end
@@ -171,7 +172,7 @@ class ReplayReport:
 async def consumer_group_members(settings: Settings, group: str) -> int:
     """How many consumers are in consumer group ``group`` (0: its process is not running; a
     killed process stays a member until its session times out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         responses = await admin.describe_consumer_groups([group])

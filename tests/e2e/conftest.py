@@ -114,13 +114,17 @@ class Deployment:
 
 
 async def start_deployment(
-    env: dict[str, str], name: str, replicas: dict[str, int] | None = None
+    env: dict[str, str],
+    name: str,
+    replicas: dict[str, int] | None = None,
+    base: Settings | None = None,
 ) -> AsyncIterator[Deployment]:
     """A platform with its own topics, groups and schemas (``replicas[name]`` instances of a
     process, default one); stopped and checked at the end. Needs the ``stack`` fixture (the
-    real infrastructure) to have run."""
+    real infrastructure) to have run. ``base``: the settings to start from (the secured Kafka's
+    administrator's: then each process runs as its own Kafka user), default the stack's."""
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
-    settings = get_settings().model_copy(update={"topic_prefix": prefix})
+    settings = (base or get_settings()).model_copy(update={"topic_prefix": prefix})
     await provision_topics(settings)
     platform = Platform(
         settings,

@@ -28,6 +28,7 @@ from events.dlq import dead_letter
 from events.errors import DecodeError, TransientError
 from events.model import Event, Message
 from events.producer import EventProducer, OutgoingRecord
+from events.security import kafka_options
 from events.settings import Settings, get_settings
 from events.topics import partitions_of, provision_topics, topic_for
 from projections import API
@@ -344,7 +345,7 @@ async def test_the_overview_charts_saga_latency_and_shows_the_brokers_consumer_l
     settings = console.settings
     partitions = await partitions_of(settings, [topic_for("order.placed", settings)])
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         group_id=f"{settings.topic_prefix}inventory",
         enable_auto_commit=False,
     )

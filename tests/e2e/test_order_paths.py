@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 
 from events.headers import header
 from events.producer import OutgoingRecord
+from events.security import kafka_options
 from events.topics import event_topics, partitions_of, read_to_end
 from tests.e2e.conftest import Deployment, start_deployment
 
@@ -148,7 +149,7 @@ async def _records_of(checked: Deployment, orders: set[str]) -> list[OutgoingRec
 
 async def _end_offsets(checked: Deployment) -> dict[tuple[str, int], int]:
     settings = checked.settings
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:
         partitions = await partitions_of(settings, event_topics(settings))

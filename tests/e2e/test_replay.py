@@ -23,6 +23,7 @@ from contracts.catalog import CATALOG
 from events.codec import Codec
 from events.database import Database, schema_name
 from events.schemas import SchemaRegistry
+from events.security import kafka_options
 from events.service import Service
 from events.settings import Settings
 from events.topics import all_topics, event_topics, partitions_of, read_to_end
@@ -289,7 +290,7 @@ async def _log(settings: Settings) -> list[Any]:
 
 
 async def _end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:
         ends: dict[TopicPartition, int] = await consumer.end_offsets(
@@ -303,7 +304,7 @@ async def _end_offsets(settings: Settings, topics: list[str]) -> dict[TopicParti
 async def _committed(settings: Settings, process: str) -> dict[TopicPartition, int]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}{process}")
@@ -347,7 +348,7 @@ async def _rewind(settings: Settings, process: str) -> None:
     """Set the process's committed offsets back to 0: on restart it reads everything again."""
     partitions = await partitions_of(settings, _topics_of(settings, process))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         group_id=f"{settings.topic_prefix}{process}",
         enable_auto_commit=False,
     )

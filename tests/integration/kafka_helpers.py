@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from events.security import kafka_options
 from events.settings import Settings
 
 
@@ -17,7 +18,7 @@ async def read_records(
     """Read exactly ``count`` records from the start of ``topics`` (no consumer group)."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -24,6 +24,7 @@ from events.errors import PermanentError, TransientError
 from events.model import Message
 from events.producer import EventProducer, OutgoingRecord
 from events.router import Router
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import topic_for
 from tests.integration.kafka_helpers import eventually, read_records
@@ -227,7 +228,7 @@ async def test_event_topics_are_provisioned_to_keep_everything(
     settings: Settings, topics: list[str]
 ):
     assert settings.dlq_topic in topics
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
         described = await admin.describe_topics(topics)

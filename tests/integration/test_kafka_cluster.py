@@ -27,6 +27,7 @@ from choreo.stack.quorum import Quorum, describe_quorum
 from events.codec import Codec
 from events.errors import StackError
 from events.producer import EventProducer, OutgoingRecord
+from events.security import kafka_options
 from events.settings import Settings, get_settings, local_kafka
 from events.topics import provision_topics
 
@@ -89,7 +90,7 @@ def _kill(node: KafkaNode) -> None:
 async def _replication(settings: Settings, topic: str) -> tuple[set[int], str]:
     """The replica counts of the topic's partitions and its min.insync.replicas (asked until
     the broker answering knows the new topic: brokers learn it from the metadata log)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     deadline = time.monotonic() + 30
     try:
@@ -129,7 +130,7 @@ async def _consume(settings: Settings, topic: str, count: int) -> list[tuple[byt
     """``count`` records of ``topic`` through a consumer group (its offsets committed)."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_options(settings),
         group_id=f"{topic}.reader",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -13,6 +13,7 @@ from events.codec import Codec
 from events.database import schema_name
 from events.model import Event, Message
 from events.producer import EventProducer, to_record
+from events.security import kafka_options
 from events.settings import Settings
 from projections import sagas_store, store
 from projections.projector import Projector
@@ -179,7 +180,7 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
         for position, message in enumerate(messages)
         for record in [to_record(message, codec, settings)]
     ]
-    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers) as raw:
+    async with AIOKafkaProducer(**kafka_options(settings)) as raw:
         for record, partition in records:
             await raw.send_and_wait(
                 record.topic, record.value, key=record.key, partition=partition,

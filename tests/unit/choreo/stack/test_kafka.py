@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from choreo.stack.base import INFRA, StackSettings
-from choreo.stack.kafka import Kafka, cluster_nodes, formatted_size
+from choreo.stack.kafka import (
+    PLAIN_LISTENERS,
+    SECURE_LISTENERS,
+    Kafka,
+    cluster_nodes,
+    formatted_secure,
+    formatted_size,
+)
 from events.errors import StackError
 from events.settings import BOOTSTRAP_FILE, LOCAL_KAFKA, Settings, local_kafka
 from events.topics import min_insync
@@ -39,7 +46,7 @@ def test_one_node_by_default_with_the_single_node_layout(settings: Settings):
     assert kafka.address == "127.0.0.1:19092"
 
 
-def _format(settings: Settings, size: int) -> None:
+def _format(settings: Settings, size: int, listeners: str = PLAIN_LISTENERS) -> None:
     """What `up` leaves on disk for a cluster of ``size``: node 1's config and storage."""
     kafka = Kafka(settings, StackSettings(), size)
     home = kafka.nodes[0].home
@@ -56,6 +63,7 @@ def _format(settings: Settings, size: int) -> None:
             data_dir=home / "data",
             replication=min(3, size),
             min_insync=1,
+            listeners=listeners,
         )
     )
 
@@ -71,6 +79,25 @@ def test_asking_another_size_than_the_formatted_one_is_refused(settings: Setting
     _format(settings, 1)
     with pytest.raises(StackError, match="cluster of 1 node"):
         Kafka(settings, StackSettings(), brokers=3).start(lambda line: None)
+
+
+def test_the_formatted_cluster_decides_whether_it_is_secured(settings: Settings):
+    assert formatted_secure(settings) is None
+    _format(settings, 1, SECURE_LISTENERS)
+    assert formatted_secure(settings) is True
+    assert Kafka(settings, StackSettings()).secure  # no flag needed
+    plain = settings.model_copy(update={"kafka_secure": False})
+    with pytest.raises(StackError, match="is secured"):
+        Kafka(plain, StackSettings()).start(lambda line: None)
+
+
+def test_a_plaintext_cluster_is_not_secured_by_asking(settings: Settings):
+    _format(settings, 1)
+    assert formatted_secure(settings) is False
+    with pytest.raises(StackError, match="is plaintext"):
+        Kafka(settings.model_copy(update={"kafka_secure": True}), StackSettings()).start(
+            lambda line: None
+        )
 
 
 def test_clients_bootstrap_from_every_node_up_recorded(tmp_path: Path):
