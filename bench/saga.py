@@ -52,7 +52,7 @@ from bench.result import ProcessFigures, SagaConfig, SagaResult
 from bench.tracking import OrderRecord, OrderTracker
 from choreo import registry
 from choreo.client import ChoreoClient, new_order_id
-from choreo.platform import Platform
+from choreo.platform import Platform, remove_deployment
 from contracts.catalog import CATALOG
 from contracts.samples import scenario_order
 from events import tracing
@@ -135,6 +135,7 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
     if config.baselines:
         log("platform stopped; measuring the baselines")
         await _baselines(settings, result, log, lap)
+    await remove_deployment(settings)  # its topics, schemas and roles: the figures are taken
     return result
 
 

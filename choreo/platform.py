@@ -19,11 +19,15 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from choreo.kafka_access import CHILD_DROPS, process_kafka_env, provision_kafka_access
 from choreo.registry import NAMES
 from choreo.replicas import instances
-from choreo.roles import process_env, provision_roles
+from choreo.roles import process_env, provision_roles, remove_deployment_data
+from events.security import kafka_options
 from events.settings import Settings
+from events.topics import all_topics
 
 
 class Platform:
@@ -153,3 +157,20 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def remove_deployment(settings: Settings) -> None:
+    """Delete what the deployment ``settings.topic_prefix`` names made: its topics, PostgreSQL
+    schemas and roles. For a bench's or a test's deployment once it is measured or checked:
+    a long-lived local stack would otherwise keep every run's partitions open (until the
+    broker runs out of file descriptors) and every run's roles."""
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [topic for topic in all_topics(settings) if topic in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+    await remove_deployment_data(settings)

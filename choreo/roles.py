@@ -166,3 +166,19 @@ async def provision_roles(
     finally:
         await conn.close()
     return [role_name(settings, spec.name) for spec in specs]
+
+
+async def remove_deployment_data(settings: Settings) -> None:
+    """Drop the PostgreSQL schemas and roles of the deployment ``settings.topic_prefix`` names
+    (a bench's or a test's, once measured or checked), as the administrator."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        schemas = [spec.schema(settings) for spec in registry.PROCESSES]
+        for schema in [*schemas, breaker_board.runtime_schema(settings)]:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {_ident(schema)} CASCADE")
+        for spec in registry.PROCESSES:
+            role = role_name(settings, spec.name)
+            if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                await conn.execute(f"DROP OWNED BY {_ident(role)}; DROP ROLE {_ident(role)}")
+    finally:
+        await conn.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from choreo.client import ChoreoClient
+from choreo.platform import remove_deployment
 from contracts.samples import scenario_order
 from events.database import Database, schema_name
 from events.settings import Settings, get_settings
@@ -146,6 +147,7 @@ async def start_deployment(
     finally:
         codes = await platform.stop()
         await db.stop()
+        await remove_deployment(settings)
     # A graceful stop drains and exits 0: SIGTERM handling is part of what is tested.
     assert all(code == 0 for code in codes.values()), codes
 
