@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:16686",
         description="Jaeger's UI and query API, for `choreo orders trace`.",
     )
+    jaeger_ui_url: str | None = Field(
+        default=None,
+        description="Jaeger's own UI (its trace pages at <url>/trace/<id>), linked from the "
+        "console's saga pages; unset: no link (the stack's Jaeger serves no UI).",
+    )
     metrics_url: str = Field(
         default="http://127.0.0.1:8889/metrics",
         description="Where the collector serves Choreo's metrics (Prometheus format).",

@@ -61,7 +61,7 @@ from projections.api_models import (
 )
 from projections.audit import RedriveAudit
 from projections.backend import Backend, BackendDep, QueriesDep
-from projections.console import approvals, dead_letters, definitions, orders
+from projections.console import approvals, dead_letters, definitions, orders, saga_page
 from projections.console import pages as console
 from projections.lag import ConsumerLag
 from projections.operations import Operations
@@ -337,6 +337,7 @@ def create_app(
     app.include_router(approvals.router)
     app.include_router(dead_letters.router)
     app.include_router(definitions.router)
+    app.include_router(saga_page.router)  # after orders: /console/sagas/order/live is the list's
     console.mount_assets(app)
     app.add_api_route(
         "/health",

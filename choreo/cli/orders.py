@@ -321,7 +321,7 @@ def orders_trace(
     """The order's trace from Jaeger: its id, a link to Jaeger's UI and the span tree
     (service, operation, duration)."""
     # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
-    from choreo.traces import SpanNode, fetch_order_trace
+    from projections.traces import SpanNode, fetch_order_trace
 
     settings = get_settings()
     try:

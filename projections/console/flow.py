@@ -11,7 +11,7 @@ picture.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sagas.definition import HumanTask, SagaDefinition, Step
 
@@ -36,13 +36,16 @@ class FlowNode:
 
 @dataclass(frozen=True)
 class FlowEdge:
-    """A curve between two boxes (``kind``: flow or undo), with its label's position."""
+    """A curve between two boxes (``kind``: flow or undo), with its label's position and the
+    ids of the boxes it joins."""
 
     path: str
     label: str
     lx: float
     ly: float
     kind: str
+    source: str = ""
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def _curve(a: FlowNode, b: FlowNode, label: str) -> FlowEdge:
         f"M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
     )
     # The label sits over the curve's start, so a fan-out's curves share one label.
-    return FlowEdge(path, label, (x1 + x2) / 2, y1 - 6, "flow")
+    return FlowEdge(path, label, (x1 + x2) / 2, y1 - 6, "flow", a.id, b.id)
 
 
 # Long: places every box, then every curve; one pass each keeps the geometry readable.
@@ -130,7 +133,7 @@ def layout(d: SagaDefinition) -> Flow:
             labelled = {(e.path.split(" ")[0], e.label) for e in edges}
             edge = _curve(boxes[before], boxes[node.name], trigger)
             if (edge.path.split(" ")[0], trigger) in labelled:
-                edge = FlowEdge(edge.path, "", edge.lx, edge.ly, edge.kind)
+                edge = replace(edge, label="")
             edges.append(edge)
     for node in d.nodes:
         if not any(node.name in other.after for other in d.nodes):
@@ -139,7 +142,8 @@ def layout(d: SagaDefinition) -> Flow:
         if step.compensation is not None:
             a, b = boxes[step.name], boxes[f"undo_{step.name}"]
             x = a.x + a.w / 2
-            edges.append(FlowEdge(f"M{x:.1f},{a.y + a.h:.1f} L{x:.1f},{b.y:.1f}", "", x, 0, "undo"))
+            path = f"M{x:.1f},{a.y + a.h:.1f} L{x:.1f},{b.y:.1f}"
+            edges.append(FlowEdge(path, "", x, 0, "undo", a.id, b.id))
     height = (
         undo_y + NODE_H + MARGIN
         if any(b.kind == "undo" for b in boxes.values())

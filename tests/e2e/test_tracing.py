@@ -13,10 +13,10 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from choreo.traces import OrderTrace, fetch_order_trace
 from contracts.samples import sample_order_placed, scenario_order
 from events.errors import ChoreoError
 from projections.queries import Queries
+from projections.traces import OrderTrace, fetch_order_trace
 from tests.e2e.conftest import Deployment, start_deployment
 
 pytestmark = pytest.mark.integration

@@ -116,8 +116,18 @@ async function redrive(button) {
   document.querySelectorAll("[data-live]").forEach((r) => r.refresh?.());
 }
 
+// Time travel on a saga's page: dragging the slider shows the instant (ISO, UTC) in the text
+// field; letting go asks the server for the saga as it was then.
+function timeTravel(slider) {
+  const text = slider.form.querySelector("[data-as-of-text]");
+  const show = () => { text.value = new Date(Number(slider.value)).toISOString(); };
+  slider.addEventListener("input", show);
+  slider.addEventListener("change", () => { show(); slider.form.requestSubmit(); });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(live);
+  document.querySelectorAll("[data-as-of-slider]").forEach(timeTravel);
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
     if (button) act(button);

@@ -1,4 +1,9 @@
-"""An order's trace, fetched from Jaeger's query API and arranged as a span tree."""
+"""A saga's trace, fetched from Jaeger's query API and arranged as a span tree.
+
+`choreo orders trace` finds an order's trace by its tag (:func:`fetch_order_trace`); the
+console knows a saga's trace id from the ``traceparent`` its start event was logged with and
+loads it directly (:func:`fetch_trace`).
+"""
 
 from __future__ import annotations
 
@@ -85,6 +90,25 @@ async def fetch_order_trace(settings: Settings, order_id: str) -> OrderTrace:
     traces.sort(key=lambda t: len(t["spans"]), reverse=True)
     main = traces[0]
     return build_tree(main, [t["traceID"] for t in traces[1:]])
+
+
+async def fetch_trace(settings: Settings, trace_id: str, timeout: float = 3.0) -> OrderTrace | None:  # noqa: ASYNC109
+    """The trace ``trace_id`` from Jaeger's query API; ``None`` if Jaeger has no such trace.
+
+    Raises:
+        ChoreoError: Jaeger cannot be reached or answers with an error.
+    """
+    base = settings.jaeger_query_url.rstrip("/")
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=timeout) as http:
+            response = await http.get(f"/api/traces/{trace_id}")
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ChoreoError(f"cannot query Jaeger at {base}: {exc}") from exc
+    found = [t for t in response.json().get("data") or [] if t.get("spans")]
+    return build_tree(found[0], []) if found else None
 
 
 def build_tree(data: dict[str, Any], other_traces: list[str]) -> OrderTrace:
