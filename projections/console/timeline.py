@@ -126,7 +126,7 @@ def layout(view: SagaView, events: Sequence[LoggedEvent], end: datetime) -> Time
     instant looked at, or now while it runs)."""
     ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
     if not ordered:
-        return Timeline([], [], LABEL_W + PLOT_W + 10, AXIS_H)
+        return Timeline([], [], LABEL_W + PLOT_W + 40, AXIS_H)
     t0 = ordered[0].occurred_at
     scale = _Scale(t0, max(end, ordered[-1].occurred_at))
     y = AXIS_H
@@ -154,7 +154,7 @@ def layout(view: SagaView, events: Sequence[LoggedEvent], end: datetime) -> Time
             note += f" after {undo.attempts} sends"
         bars.append(
             Bar(
-                f"undo {undo.step}: {undo.command}",
+                f"undo: {undo.command}",
                 "undo",
                 "succeeded" if undo.acknowledged_at else "running",
                 y,
@@ -166,7 +166,7 @@ def layout(view: SagaView, events: Sequence[LoggedEvent], end: datetime) -> Time
                 [(scale.x(e.occurred_at), f"{undo.command} {_offset_of(e, t0)}") for e in sends],
             )
         )
-    return Timeline(bars, scale.axis(), LABEL_W + PLOT_W + 10, y + ROW_H)
+    return Timeline(bars, scale.axis(), LABEL_W + PLOT_W + 40, y + ROW_H)
 
 
 def _offset_of(event: LoggedEvent, t0: datetime) -> str:

@@ -5,7 +5,9 @@ runtime puts W3C trace context in every message's headers and the projector logs
 root span is where the saga's start event was published). :func:`load` asks Jaeger for that
 trace (:func:`projections.traces.fetch_trace`) and :func:`layout` arranges its spans as rows:
 depth-first in start order, each indented under its parent, a bar from its start to its end
-as shares of the whole trace. A span handling or publishing one of the saga's compensation
+as shares of the whole trace. Database statements (asyncpg's spans, a dozen per handler) are
+counted but not drawn: the messaging and handler spans tell the saga's story, and Jaeger
+keeps the rest. A span handling or publishing one of the saga's compensation
 commands is marked, so the undo stands out. A page says why there is no waterfall (no trace
 context logged, Jaeger has no such trace, Jaeger unreachable) instead of failing.
 """
@@ -53,6 +55,7 @@ class Waterfall:
     message: str | None = None
     link: str | None = None
     truncated: int = 0
+    statements: int = 0
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
@@ -62,11 +65,13 @@ def trace_id_of(traceparent: str | None) -> str | None:
 
 
 def _depth_first(trace: OrderTrace) -> list[tuple[int, SpanNode]]:
+    """The spans in tree order with their depth, database statements left out."""
     out: list[tuple[int, SpanNode]] = []
     stack = [(0, root) for root in reversed(trace.roots)]
     while stack:
         depth, node = stack.pop()
-        out.append((depth, node))
+        if "db.system" not in node.attributes:
+            out.append((depth, node))
         stack.extend((depth + 1, child) for child in reversed(node.children))
     return out
 
@@ -100,6 +105,7 @@ def layout(trace: OrderTrace, undo_commands: Collection[str], link: str | None) 
         sorted(trace.services),
         link=link,
         truncated=max(len(rows) - MAX_SPANS, 0),
+        statements=len(trace.spans) - len(rows),
     )
 
 

@@ -31,6 +31,7 @@ function restoreState(region, kept) {
 
 // An element with data-live="URL" is fetched again every data-every ms and its content
 // replaced; skipped while the tab is hidden or while focus is inside it (a person acting).
+// A fragment holding [data-live-ended] (a saga that ended) is the last one fetched.
 function live(region) {
   const every = Number(region.dataset.every || 3000);
   const badge = document.querySelector(".live");
@@ -50,12 +51,16 @@ function live(region) {
       restoreState(region, kept);
       region.dataset.updated = String(Date.now());
       badge?.classList.remove("stale");
+      if (region.querySelector("[data-live-ended]")) {
+        clearInterval(timer);
+        delete region.dataset.live;
+      }
     } catch (error) {
       badge?.classList.add("stale");
     }
   }
   region.refresh = refresh;
-  setInterval(refresh, every);
+  const timer = setInterval(refresh, every);
 }
 
 async function act(button) {

@@ -55,8 +55,8 @@ def test_the_timeline_shows_the_refund_before_the_release() -> None:
     chart = timeline.layout(view, run.log, view.ended_at or run.log[-1].occurred_at)
     rows = {b.name: b for b in chart.bars}
     assert len(rows["events"].ticks) == len(run.log)
-    refund = rows["undo payment: payment.refund"]
-    release = rows["undo inventory: inventory.release"]
+    refund = rows["undo: payment.refund"]
+    release = rows["undo: inventory.release"]
     assert refund.kind == release.kind == "undo"
     assert refund.start is not None
     assert release.start is not None
@@ -80,7 +80,8 @@ def _jaeger(spans: list[tuple[str, str | None, str, str, int, int]]) -> dict[str
                 "operationName": name,
                 "startTime": start,
                 "duration": duration,
-                "tags": [],
+                # asyncpg's statements carry db.system (and are named by their first word).
+                "tags": [{"key": "db.system", "value": "postgresql"}] if name.isupper() else [],
                 "logs": [{"fields": [{"key": "event", "value": ev}]}] if ev else [],
             }
             for sid, parent, name, ev, start, duration in spans
@@ -88,7 +89,7 @@ def _jaeger(spans: list[tuple[str, str | None, str, str, int, int]]) -> dict[str
     }
 
 
-def test_the_waterfall_nests_spans_and_marks_compensations() -> None:
+def test_the_waterfall_nests_spans_marks_compensations_and_leaves_out_statements() -> None:
     trace = build_tree(
         _jaeger(
             [
@@ -96,6 +97,7 @@ def test_the_waterfall_nests_spans_and_marks_compensations() -> None:
                 ("b", "r", "handle payment.refund", "retry_scheduled", 6_000, 1_000),
                 ("a", "r", "handle order.approved", "", 2_000, 2_000),
                 ("c", "a", "INSERT", "", 2_500, 500),
+                ("d", "a", "order.approved publish", "", 3_000, 500),
             ]
         ),
         [],
@@ -104,7 +106,7 @@ def test_the_waterfall_nests_spans_and_marks_compensations() -> None:
     assert [(r.name, r.depth) for r in drawn.rows] == [
         ("order.placed publish", 0),
         ("handle order.approved", 1),
-        ("INSERT", 2),
+        ("order.approved publish", 2),
         ("handle payment.refund", 1),
     ]
     assert [r.undo for r in drawn.rows] == [False, False, False, True]
@@ -113,6 +115,7 @@ def test_the_waterfall_nests_spans_and_marks_compensations() -> None:
     assert drawn.rows[3].left == 55.556
     assert drawn.rows[3].events == ["retry_scheduled"]
     assert drawn.total_ms == 9.0
+    assert drawn.statements == 1
 
 
 def test_a_traceparent_names_its_trace() -> None:
