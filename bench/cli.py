@@ -3,7 +3,8 @@
 
 `choreo bench [OPTIONS]` (same as `choreo bench saga`) runs the order saga end to end;
 `choreo bench rebuild` measures the projection rebuild against a raw read of the log;
-`choreo bench peers` runs the same order saga on Choreo, DBOS Transact and Temporal.
+`choreo bench peers` runs the same order saga on Choreo, DBOS Transact and Temporal;
+`choreo bench console` times the console's pages over 100,000 sagas in the read models.
 """
 
 from __future__ import annotations
@@ -354,4 +355,53 @@ def _print_rebuild_result(result: RebuildBenchResult) -> None:
         f"rebuilt {rb.orders:,} orders ({rb.skipped} undecodable skipped); took "
         f"{result.total_s:.1f}s in all, cleanup {result.cleanup_s:.1f}s "
         f"(schema and topics of {result.prefix} deleted)"
+    )
+
+
+@app.command("console")
+def bench_console(
+    sagas: Annotated[
+        int, typer.Option("--sagas", min=1, help="Sagas to load into the read models.")
+    ] = 100_000,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, help="Warm requests per page (the median is kept).")
+    ] = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Time to render the console's pages over N sagas in the read models.
+
+    Loads N sagas (events, order_status and saga_status rows, folded by the read models' own
+    functions) with COPY into a fresh prefix's projector schema, builds the API in this
+    process and times GETs of the orders list (first page, a deep page, filters, search), one
+    saga's page, the approvals page, the overview and /summary: the first request of each and
+    the median of --repeat more. The bench's schemas and topics are deleted at the end."""
+    # asyncpg, the API: imported here to keep `choreo --help` quick.
+    from bench import console as console_bench
+
+    try:
+        result = console_bench.run(
+            sagas, repeat, log=lambda line: console.print(f"[cyan]bench[/] {line}")
+        )
+    except ChoreoError as exc:
+        fail(exc)
+    document = result.to_json()
+    path = RESULTS_DIR / f"console-{timestamp()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    if as_json:
+        print_json(document)
+        return
+    table = Table(
+        "page",
+        "cold ms",
+        "warm ms (median)",
+        "KiB",
+        title=f"choreo bench console: {result.sagas:,} sagas ({result.events:,} events)",
+    )
+    for t in result.timings:
+        table.add_row(t.name, f"{t.cold_ms:,.0f}", f"{t.median_ms:,.0f}", f"{t.size / 1024:,.0f}")
+    out.print(table)
+    out.print(
+        f"loaded in {result.load_s:.1f}s, indexed in {result.index_s:.1f}s; load average "
+        f"{result.machine['load_average']}; written to {path}"
     )
