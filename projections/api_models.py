@@ -138,7 +138,7 @@ class OrderHistory(BaseModel):
 
 
 class StepDuration(BaseModel):
-    """Durations of one step over all orders (milliseconds)."""
+    """Durations of one step over the latest 10,000 orders (milliseconds)."""
 
     count: int
     p50: float

@@ -69,8 +69,8 @@ async def test_the_page_draws_the_path_timeline_and_audit_trail(console: httpx.A
     assert _state(html, "shipping") == "failed"
     assert _state(html, "undo_payment") == "done"
     assert _state(html, "crm") == ""
-    refund = html.index('data-row="undo payment: payment.refund"')
-    release = html.index('data-row="undo inventory: inventory.release"')
+    refund = html.index('data-row="undo: payment.refund"')
+    release = html.index('data-row="undo: inventory.release"')
     assert refund < release
     assert html.count('<tr data-event="') == len(SHIPMENT_FAILED)
     assert "&#34;customer_email&#34;: &#34;***&#34;" in html
