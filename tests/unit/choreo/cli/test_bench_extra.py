@@ -56,7 +56,7 @@ def test_with_the_extra_choreo_lists_bench():
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
     assert "bench" in group.commands
-    assert set(group.commands["bench"].commands) == {"saga", "rebuild", "peers"}  # type: ignore[attr-defined]
+    assert set(group.commands["bench"].commands) == {"saga", "rebuild", "peers", "console"}  # type: ignore[attr-defined]
 
 
 def test_the_extra_checked_is_the_extra_declared():
