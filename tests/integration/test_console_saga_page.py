@@ -13,7 +13,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from contracts.samples import EXAMPLES
 from events.codec import Codec
+from events.model import Event, Message
 from events.producer import EventProducer
 from events.settings import Settings
 from projections.api import create_app
@@ -26,6 +28,25 @@ from tests.integration.test_projector import SHIPMENT_FAILED, flow
 pytestmark = pytest.mark.integration
 
 PAGE = "/console/sagas/order/ord-failed"
+INSPECTION_FAILED = [
+    "return.requested", "return.approved", "pickup.scheduled", "inventory.restock_refused",
+    "pickup.cancel", "pickup.cancelled", "return.cancelled",
+]  # fmt: skip
+
+
+def return_flow(return_id: str) -> list[Message[Event]]:
+    """A return whose inspection failed: its pickup cancelled, the return cancelled."""
+    messages: list[Message[Event]] = [
+        Message.first(
+            EXAMPLES[INSPECTION_FAILED[0]], saga_type="return", saga_key=return_id, producer="test"
+        )
+    ]
+    for event_type in INSPECTION_FAILED[1:]:
+        event = EXAMPLES[event_type]
+        if event_type == "return.cancelled":
+            event = event.model_copy(update={"reason": "inspection_failed"})
+        messages.append(messages[-1].caused(event, producer="test"))
+    return messages
 
 
 @pytest.fixture
@@ -33,8 +54,8 @@ async def console(
     settings: Settings, codec: Codec, producer: EventProducer, api_tokens: ApiTokens
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A signed-in console over ``ord-failed`` (shipment failed; events a second apart from
-    T0), with no Jaeger trace of it."""
-    failed = timed(flow("ord-failed", SHIPMENT_FAILED), T0)
+    T0), with no Jaeger trace of it, and ``ret-failed`` (a return whose inspection failed)."""
+    failed = timed(flow("ord-failed", SHIPMENT_FAILED), T0) + timed(return_flow("ret-failed"), T0)
     projector = Projector(settings, codec)
     try:
         await producer.publish(failed)
@@ -101,3 +122,19 @@ async def test_a_key_alone_finds_its_saga_and_an_unknown_one_is_not_found(
     assert (await console.get("/console/saga/ord-nothing")).status_code == 404
     assert (await console.get("/console/sagas/order/ord-nothing")).status_code == 404
     assert (await console.get("/console/sagas/return/ord-failed")).status_code == 404
+
+
+async def test_a_return_saga_has_its_page_too(console: httpx.AsyncClient):
+    response = await console.get("/console/sagas/return/ret-failed")
+    assert response.status_code == 200, response.text
+    html = response.text
+    assert 'data-testid="saga-status">cancelled<' in html
+    assert 'data-testid="saga-reason">inspection failed<' in html
+    assert _state(html, "pickup") == "done"
+    assert _state(html, "inspection") == "failed"
+    assert _state(html, "undo_pickup") == "done"
+    assert _state(html, "refund") == ""
+    assert 'data-row="undo: pickup.cancel"' in html
+    assert html.count('<tr data-event="') == len(INSPECTION_FAILED)
+    found = await console.get("/console/saga/ret-failed")
+    assert found.headers["location"] == "/console/sagas/return/ret-failed"
