@@ -43,11 +43,13 @@ class OrderFilter:
         return (self.status, self.reason, self.since, self.until, self.search)
 
 
-ORDER_FILTER_SQL = """
+# Times compare through store.PLACED, the expression the orders list's index is on (an order
+# not placed yet, sorted as -infinity, is before no time).
+ORDER_FILTER_SQL = f"""
     ($1::text IS NULL OR status = $1)
     AND ($2::text IS NULL OR cancel_reason = $2)
-    AND ($3::timestamptz IS NULL OR placed_at >= $3)
-    AND ($4::timestamptz IS NULL OR placed_at < $4)
+    AND ($3::timestamptz IS NULL OR {store.PLACED} >= $3)
+    AND ($4::timestamptz IS NULL OR {store.PLACED} < $4 AND placed_at IS NOT NULL)
     AND ($5::text IS NULL OR strpos(order_id, $5) > 0 OR customer_id = $5)
 """
 """The ``WHERE`` of an :class:`OrderFilter` (parameters ``$1`` to ``$5``)."""
@@ -137,7 +139,7 @@ class Queries:
         rows = await self.db.pool.fetch(
             f"SELECT * FROM {self.schema}.order_status"
             " WHERE ($1::text IS NULL OR status = $1)"
-            " AND ($2::timestamptz IS NULL OR placed_at >= $2)"
+            f" AND ($2::timestamptz IS NULL OR {store.PLACED} >= $2)"
             f" ORDER BY {store.ORDER_LIST_KEY} LIMIT $3 OFFSET $4",
             status,
             since,
@@ -153,7 +155,7 @@ class Queries:
         found = await self.db.pool.fetchval(
             f"SELECT count(*) FROM {self.schema}.order_status"
             " WHERE ($1::text IS NULL OR status = $1)"
-            " AND ($2::timestamptz IS NULL OR placed_at >= $2)",
+            f" AND ($2::timestamptz IS NULL OR {store.PLACED} >= $2)",
             status,
             since,
         )
@@ -208,7 +210,7 @@ class Queries:
                 date_trunc('minute', now()), interval '1 minute'
             ) AS minute
             LEFT JOIN {self.schema}.order_status AS o
-                ON o.placed_at >= minute AND o.placed_at < minute + interval '1 minute'
+                ON {store.PLACED} >= minute AND {store.PLACED} < minute + interval '1 minute'
             GROUP BY minute ORDER BY minute
             """,
             minutes,
@@ -334,7 +336,7 @@ class Queries:
             )
             recent = await conn.fetchval(
                 f"SELECT count(*) FROM {s}.order_status"
-                " WHERE placed_at >= now() - make_interval(mins => $1)",
+                f" WHERE {store.PLACED} >= now() - make_interval(mins => $1)",
                 window_minutes,
             )
         return {

@@ -9,6 +9,7 @@ role again when they are used.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from http import HTTPStatus
@@ -117,20 +118,31 @@ async def sign_out_form(request: Request, csrf: Annotated[str, Form()] = "") -> 
     return RedirectResponse(SIGN_IN, HTTPStatus.SEE_OTHER)
 
 
-async def _overview(queries: QueriesDep, operations: OperationsDep, lag: LagDep) -> dict[str, Any]:
-    summary = await queries.summary()
-    series = await queries.orders_per_minute(minutes=30)
-    latency = await queries.latency_per_minute(minutes=30)
+async def _dead_letters(operations: OperationsDep) -> int | None:
     try:
-        dead: int | None = len(await operations.dead_letters())
+        return len(await operations.dead_letters())
     except (KafkaError, OSError, StackError, TimeoutError) as exc:
         log.warning("console: dead letters unavailable: %s", exc)
-        dead = None
+        return None
+
+
+async def _lag(lag: LagDep) -> list[dict[str, Any]] | None:
     try:
-        groups: list[dict[str, Any]] | None = await lag.groups()
+        return await lag.groups()
     except (KafkaError, OSError, StackError, TimeoutError) as exc:
         log.warning("console: consumer lag unavailable: %s", exc)
-        groups = None
+        return None
+
+
+async def _overview(queries: QueriesDep, operations: OperationsDep, lag: LagDep) -> dict[str, Any]:
+    # At once: the page takes as long as its slowest part, not as all of them.
+    summary, series, latency, dead, groups = await asyncio.gather(
+        queries.summary(),
+        queries.orders_per_minute(minutes=30),
+        queries.latency_per_minute(minutes=30),
+        _dead_letters(operations),
+        _lag(lag),
+    )
     return {
         "summary": summary,
         "series": series,
