@@ -203,6 +203,7 @@ async def test_a_failed_shipment_shows_the_refund_before_the_release(ui: SagaCon
     traceparent = await Queries(ui.deployment.db, ui.deployment.settings).traceparent(order_id)
     assert traceparent is not None
     await expect(page.get_by_test_id("trace-id")).to_have_text(traceparent.split("-")[1])
+    await refunded.scroll_into_view_if_needed()  # the waterfall scrolls: show the undo
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "saga.png"), full_page=True)
     await page.context.close()
