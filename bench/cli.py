@@ -366,6 +366,9 @@ def bench_console(
     repeat: Annotated[
         int, typer.Option("--repeat", min=1, help="Warm requests per page (the median is kept).")
     ] = 5,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the bench's read models (to EXPLAIN queries).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Time to render the console's pages over N sagas in the read models.
@@ -374,13 +377,14 @@ def bench_console(
     functions) with COPY into a fresh prefix's projector schema, builds the API in this
     process and times GETs of the orders list (first page, a deep page, filters, search), one
     saga's page, the approvals page, the overview and /summary: the first request of each and
-    the median of --repeat more. The bench's schemas and topics are deleted at the end."""
+    the median of --repeat more. The bench's schemas and topics are deleted at the end
+    (unless --keep)."""
     # asyncpg, the API: imported here to keep `choreo --help` quick.
     from bench import console as console_bench
 
     try:
         result = console_bench.run(
-            sagas, repeat, log=lambda line: console.print(f"[cyan]bench[/] {line}")
+            sagas, repeat, log=lambda line: console.print(f"[cyan]bench[/] {line}"), keep=keep
         )
     except ChoreoError as exc:
         fail(exc)

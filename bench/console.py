@@ -35,13 +35,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from bench.baselines import delete_topics
 from bench.rebuild import FLOWS, MIX, flow
 from bench.report import machine_info
+from choreo.platform import remove_deployment
 from events.database import Database
 from events.settings import Settings, get_settings
-from events.topics import all_topics, provision_topics
-from projections import API, PROJECTOR, sagas_store, store
+from events.topics import provision_topics
+from projections import PROJECTOR, sagas_store, store
 from projections.api import create_app
 from projections.model import LoggedEvent, fold_order, summarize
 from projections.sagas_model import fold_saga
@@ -285,10 +285,7 @@ async def run_async(count: int, repeat: int, log: Log, keep: bool = False) -> Co
         timings = await measure(settings, schema, repeat, log)
     finally:
         if not keep:
-            async with Database(settings) as db:
-                for dropped in (schema, API.schema(settings)):
-                    await db.pool.execute(f"DROP SCHEMA IF EXISTS {dropped} CASCADE")
-            await delete_topics(settings, all_topics(settings))
+            await remove_deployment(settings)  # its topics, schemas and roles
     return ConsoleBenchResult(count, events, settings.topic_prefix, load_s, index_s, timings)
 
 

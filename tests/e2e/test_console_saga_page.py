@@ -31,7 +31,6 @@ from events.dlq import dead_letter
 from events.errors import TransientError
 from events.model import Message
 from events.topics import topic_for
-from projections import API
 from projections.api import create_app
 from projections.queries import Queries
 from tests.conftest import ApiTokens
@@ -114,8 +113,7 @@ async def saga_console(deployment: Deployment, api_tokens: ApiTokens) -> AsyncIt
             await browser.close()
         await playwright.stop()
         server.should_exit = True
-        await serving
-        await deployment.db.pool.execute(f"DROP SCHEMA IF EXISTS {API.schema(settings)} CASCADE")
+        await serving  # the API's schema goes with the deployment (remove_deployment)
 
 
 @pytest.fixture
