@@ -67,7 +67,7 @@ def test_build_defines_the_saga_coordinator_process():
     assert service.name == "saga-coordinator"
     assert service.router is router
     assert service.ddl == DDL
-    assert [task.__name__ for task in service.background] == ["timer_loop"]
+    assert [task.__name__ for task in service.background] == ["timer_loop", "progress_sampler"]
     assert isinstance(service.timers, SagaTimers)
     assert PROCESS.schema(settings) == "choreo_saga_coordinator"
     # A connection is only used when the store runs; the runtime hands in the schema.
