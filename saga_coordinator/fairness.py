@@ -6,12 +6,15 @@ backlog, a participant restarting, a broker restart), the answer in the broker b
 coordinator reads it. Before a due timer fires, the timer loop asks :func:`verdict`:
 
 1. **Pick-up.** For a step whose participant is named (and sends no started signal), its
-   clock starts when the participant's consumer group had consumed everything the trigger's
-   topic held when the trigger was sent (:meth:`~saga_coordinator.progress.ProgressLog.reached`;
-   all partitions, so any partitioner), and counts only time the group had a member consuming
-   and the broker answered (:meth:`~saga_coordinator.progress.ProgressLog.working`). A
-   participant that got the trigger and never answers (a gateway that never answers) still
-   times out ``limit`` after it got it.
+   clock starts when the participant's consumer group had consumed every record before the
+   trigger, on the partition where the coordinator read it (whatever partitioner put it there;
+   :meth:`~saga_coordinator.progress.ProgressLog.reached`), and counts only time the group had
+   a member consuming and the broker answered
+   (:meth:`~saga_coordinator.progress.ProgressLog.working`). A participant that got the
+   trigger and never answers (a gateway that never answers) or answers late (a slow one) is
+   still judged ``limit`` after it got it. For a compensating command (which the coordinator
+   does not read back) the clock starts once the participant has handled everything its topic
+   held when the command was sent (:meth:`~saga_coordinator.progress.ProgressLog.handled`).
 2. **Unread answers.** When the participant's time is up, the end offsets of every topic that
    could answer are pinned (once, in the timer's row) and the timer fires only when the
    coordinator's group has consumed past them: an answer sent in time is read first, and
@@ -87,7 +90,12 @@ def verdict(
     if barrier is None and pickup is not None:
         group, topic = names.group(pickup.participant), names.topic(pickup.trigger)
         if progress.knows(group, topic):
-            picked_up = progress.reached(group, topic, pickup.since)
+            if pickup.read_at is not None:
+                picked_up = progress.reached(group, pickup.read_at, pickup.since)
+            elif pickup.readable:
+                return Hold(again)  # the coordinator has not read the trigger yet
+            else:
+                picked_up = progress.handled(group, topic, pickup.since)
             if picked_up is None:
                 return Hold(again)
             worked = progress.working(group, picked_up, now)

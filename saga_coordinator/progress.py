@@ -38,6 +38,9 @@ from events.topics import partitions_of
 
 log = logging.getLogger("choreo.saga.progress")
 
+SAMPLE_TIMEOUT_S = 5.0
+"""How long one reading may take before it counts as failed (a gap)."""
+
 Position = tuple[str, int]
 """A partition: (topic, partition number)."""
 Offsets = Mapping[Position, int]
@@ -87,17 +90,28 @@ class ProgressLog:
         latest = self.samples[-1]
         return group in latest.live or any(t == topic for t, _ in latest.committed.get(group, {}))
 
-    def reached(self, group: str, topic: str, since: datetime) -> datetime | None:
-        """When ``group`` had consumed everything ``topic`` held at ``since`` (so it had got to
-        a message sent then), or None if it has not yet. Measured against the last sample
-        taken at or before ``since``, or the first one if the log starts later."""
-        if not self.samples:
+    def reached(
+        self, group: str, position: tuple[str, int, int], since: datetime
+    ) -> datetime | None:
+        """When ``group`` had consumed every record before ``position`` (so it had got to the
+        record there, sent at ``since``), or None if it has not yet (never before ``since``,
+        nor before the log's first sample)."""
+        topic, partition, offset = position
+        for sample in self.samples:
+            if sample.committed.get(group, {}).get((topic, partition), 0) >= offset:
+                return max(sample.at, since)
+        return None
+
+    def handled(self, group: str, topic: str, since: datetime) -> datetime | None:
+        """When ``group`` had consumed everything ``topic`` held at the first sample at or
+        after ``since`` (so it had handled a message sent by then), or None if not yet."""
+        base = self.first_at_or_after(since)
+        if base is None:
             return None
-        base = next((s for s in reversed(self.samples) if s.at <= since), self.samples[0])
         target = {tp: end for tp, end in base.ends.items() if tp[0] == topic}
         for sample in self.samples:
             if sample.at >= base.at and _passed(sample.committed.get(group, {}), target):
-                return max(sample.at, since)
+                return sample.at
         return None
 
     def working(self, group: str, start: datetime, now: datetime) -> timedelta:
@@ -162,10 +176,17 @@ class ProgressSampler:
         at = self.clock()
         ends = await consumer.end_offsets(self._partitions)
         offsets = await asyncio.gather(*(admin.list_consumer_group_offsets(g) for g in self.groups))
-        described = await admin.describe_consumer_groups(self.groups)
+        # One group per DescribeGroups request: aiokafka misreads a response of several.
+        described = await asyncio.gather(
+            *(admin.describe_consumer_groups([g]) for g in self.groups)
+        )
         # DescribeGroups: groups = [(error_code, group_id, state, protocol_type, protocol, members)]
         live = frozenset(
-            g[1] for r in described for g in r.groups if g[2] == "Stable" and len(g[5]) > 0
+            g[1]
+            for responses in described
+            for r in responses
+            for g in r.groups
+            if g[2] == "Stable" and len(g[5]) > 0
         )
         return Sample(
             at=at,
@@ -182,7 +203,7 @@ class ProgressSampler:
         failing = False
         while not stopping.is_set():
             try:
-                async with asyncio.timeout(max(1.0, 4 * interval_s)):
+                async with asyncio.timeout(SAMPLE_TIMEOUT_S):
                     self.progress.add(await self.sample())
                 if failing:
                     log.info("progress sampling works again")

@@ -124,12 +124,18 @@ class Pickup:
         trigger: The event type it reacts to (its topic is watched).
         since: When the coordinator sent or saw the trigger.
         limit: How long the participant has once it got to the trigger.
+        read_at: Where the coordinator read the trigger (topic, partition, offset): the
+            participant got to it once its group consumed every record before it.
+        readable: Whether the coordinator reads the trigger (a step's trigger, not a command
+            it sends): until it has, when the participant got to it is not known.
     """
 
     participant: str
     trigger: str
     since: datetime
     limit: timedelta
+    read_at: tuple[str, int, int] | None = None
+    readable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,4 +192,5 @@ def watch(state: SagaState, d: SagaDefinition, timer: str) -> Watch | None:
         return Watch(answers)
     trigger = (node.triggered_by or d.start).event_type
     limit = d.value(node.deadlines.answer)
-    return Watch(answers, Pickup(node.participant, trigger, triggered, limit))
+    read_at = state.step(node.name).trigger
+    return Watch(answers, Pickup(node.participant, trigger, triggered, limit, read_at, True))

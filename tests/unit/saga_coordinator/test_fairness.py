@@ -118,7 +118,9 @@ async def approved_at_one_second(ctx: CoordinatorContext, clock: Clock, queues: 
     clock.now = at(1)
     [approval] = await handle(ctx, message(reserved(), at=at(1)))
     assert isinstance(approval, OrderApproved)
-    queues.orders = 11  # the approval, published
+    queues.orders = 11  # the approval, published at offset 10; the coordinator reads it back
+    echo = message(approval, producer="saga-coordinator", at=at(1)).at(("choreo.order", 0, 10))
+    assert await handle(ctx, echo) == []
 
 
 async def test_a_participant_with_a_backlog_gets_its_time_from_when_it_got_to_the_trigger(
@@ -272,9 +274,31 @@ async def test_the_payment_step_waits_on_payment_getting_to_the_approval(ctx, st
     state = fold("ord-1", await store.load("ord-1"))
     assert watch(state, V1, "deadline:payment") == Watch(
         ("payment.charged", "payment.declined"),
-        Pickup("payment", "order.approved", at(1), timedelta(seconds=30)),
+        Pickup(
+            "payment",
+            "order.approved",
+            at(1),
+            timedelta(seconds=30),
+            read_at=("choreo.order", 0, 10),
+            readable=True,
+        ),
     )
+    # order.placed came without a position here: where inventory must get to is not known.
     assert watch(state, V1, "deadline:inventory") == Watch(
         ("inventory.reserved", "inventory.reservation_failed"),
-        Pickup("inventory", "order.placed", T0, timedelta(seconds=30)),
+        Pickup("inventory", "order.placed", T0, timedelta(seconds=30), readable=True),
     )
+
+
+async def test_until_the_coordinator_read_the_trigger_back_its_deadline_waits(
+    ctx, store, clock, queues, fairness
+):
+    queues.orders = 10
+    queues.run(0, 40)
+    await handle(ctx, message(placed()))
+    clock.now = at(1)
+    await handle(ctx, message(reserved(), at=at(1)))  # approved; its echo not read yet
+    clock.now = at(35)
+    assert await tick_timers(ctx, store, fairness) == []
+    [timer] = await store.due(at(36), 10)
+    assert timer.name == "deadline:payment"

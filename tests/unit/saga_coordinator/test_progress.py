@@ -35,28 +35,31 @@ def log_of(*samples: Sample) -> ProgressLog:
     return progress
 
 
-def test_a_group_reaches_an_instant_once_it_consumed_every_partition_up_to_it():
+def test_a_group_reaches_a_record_once_it_consumed_every_record_before_it():
     progress = log_of(
         sample(0, (10, 4), (10, 4)),
         sample(1, (20, 9), (12, 9)),  # behind on partition 0
         sample(2, (25, 9), (19, 9)),
         sample(3, (25, 9), (25, 9)),
     )
-    # What the topic held at 1.5 s is what it held at the last sample before: (20, 9).
-    assert progress.reached(GROUP, TOPIC, at(1.5)) == at(3)
-    # Caught up at 0 s: a trigger sent at 0.5 s was got to at once (not before it was sent).
-    assert progress.reached(GROUP, TOPIC, at(0.5)) == at(0.5)
-    assert progress.reached(GROUP, TOPIC, at(0)) == at(0)
+    assert progress.reached(GROUP, (TOPIC, 0, 19), at(1.5)) == at(2)
+    # Caught up before the record was sent at 0.5 s: got to it at once, not before.
+    assert progress.reached(GROUP, (TOPIC, 1, 4), at(0.5)) == at(0.5)
+    assert progress.reached(GROUP, (TOPIC, 0, 22), at(1.5)) == at(3)
+    assert progress.reached(GROUP, (TOPIC, 0, 26), at(2)) is None
+    # A log that starts later measures from its first sample.
+    assert log_of(sample(10, (30, 30), (30, 30))).reached(GROUP, (TOPIC, 0, 5), at(2)) == at(10)
 
 
-def test_a_group_that_has_not_got_there_yet_has_not_reached_it():
-    progress = log_of(sample(0, (10, 4), (2, 4)), sample(1, (12, 4), (8, 4)))
-    assert progress.reached(GROUP, TOPIC, at(0.5)) is None
-
-
-def test_a_log_that_starts_after_the_instant_measures_from_its_first_sample():
-    progress = log_of(sample(10, (30, 30), (30, 30)))
-    assert progress.reached(GROUP, TOPIC, at(2)) == at(10)
+def test_a_group_has_handled_a_message_once_it_consumed_what_the_topic_then_held():
+    progress = log_of(
+        sample(0, (10, 4), (10, 4)),
+        sample(1, (20, 9), (12, 9)),
+        sample(2, (25, 9), (20, 9)),  # past what the topic held at 1 s
+    )
+    assert progress.handled(GROUP, TOPIC, at(0.5)) == at(2)
+    assert progress.handled(GROUP, TOPIC, at(1.5)) is None
+    assert progress.handled(GROUP, TOPIC, at(9)) is None
 
 
 def test_working_time_leaves_out_outages_and_time_without_a_live_member():
