@@ -3,11 +3,11 @@ the deadlines cancels no order by deadline, and neither does a broker restart wi
 process killed across it; a gateway that never answers still times out.
 
 The deadlines are shortened (their ``CHOREO_SAGA_*_DEADLINE_S`` knobs) below what the burst
-and the outage make messages wait in Choreo's own queues, so that without the judgement of
-:mod:`saga_coordinator.fairness` healthy orders would be cancelled
-(``CHOREO_SAGA_TIMER_FAIR=false`` shows it). The broker restart stops and starts the stack's
-own Kafka: run this file only against a stack of your own (``make test`` runs the suite one
-test at a time on its session stack).
+(200 orders at once, in polls of 10) and the outage make messages wait in Choreo's own
+queues, so that without the judgement of :mod:`saga_coordinator.fairness` healthy orders
+would be cancelled (``CHOREO_SAGA_TIMER_FAIR=false`` shows it). The broker restart stops and
+starts the stack's own Kafka: run this file only against a stack of your own (``make test``
+runs the suite one test at a time on its session stack).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def deadlines(seconds: int) -> dict[str, str]:
     return {f"CHOREO_SAGA_{step}_DEADLINE_S": str(seconds) for step in steps}
 
 
-# A poll of at most 50 records: the answer time includes handling the poll the trigger came in.
-BURST_ENV = {**deadlines(4), "CHOREO_CONSUMER_BATCH_SIZE": "50"}
+# Polls of at most 10 records: the answer time includes handling the poll the trigger came in.
+BURST_ENV = {**deadlines(6), "CHOREO_CONSUMER_BATCH_SIZE": "10"}
 # Long enough for what a participant killed mid-poll had already been charged (until the
 # broker noticed it gone: the session timeout), far shorter than the outage.
 RESTART_ENV = deadlines(15)
@@ -83,17 +83,19 @@ async def outcomes(checked: Deployment, orders: dict[str, str], timeout: float) 
     return Counter(f"{s.status}:{s.cancel_reason}" for s in ended.values())
 
 
+@pytest.mark.timeout(600)
 async def test_a_burst_longer_than_the_deadlines_cancels_no_order_by_deadline(
     checked: Deployment,
 ):
-    scenarios = ["happy"] * 240 + ["declined"] * 8 + ["timeout"] * 4
+    scenarios = ["happy"] * 190 + ["declined"] * 6 + ["timeout"] * 4
     orders = await place_all(checked, scenarios)
-    counts = await outcomes(checked, orders, timeout=240)
+    counts = await outcomes(checked, orders, timeout=480)
     assert counts == Counter(
-        {"completed:None": 240, "cancelled:payment_declined": 8, "cancelled:payment_timeout": 4}
+        {"completed:None": 190, "cancelled:payment_declined": 6, "cancelled:payment_timeout": 4}
     )
 
 
+@pytest.mark.timeout(600)
 async def test_a_broker_restart_with_payment_killed_cancels_no_healthy_order(
     restarted: Deployment,
 ):
@@ -109,7 +111,7 @@ async def test_a_broker_restart_with_payment_killed_cancels_no_healthy_order(
     await asyncio.to_thread(kafka.start, print)
     await restarted.platform.start("payment", timeout=120)
     after = await place_all(restarted, ["happy"] * 10 + ["timeout"])
-    counts = await outcomes(restarted, {**before, **during, **after}, timeout=240)
+    counts = await outcomes(restarted, {**before, **during, **after}, timeout=420)
     assert counts == Counter(
         {"completed:None": 50, "cancelled:payment_declined": 4, "cancelled:payment_timeout": 5}
     )
