@@ -167,6 +167,11 @@ class ProgressSampler:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
+        self._keys: dict[Position, Position] = {}  # one tuple per partition, shared by samples
+
+    def _key(self, tp: TopicPartition) -> Position:
+        key = (tp.topic, tp.partition)
+        return self._keys.setdefault(key, key)
 
     async def sample(self) -> Sample:
         """Read the broker once (partitions are listed on first use and after a failure)."""
@@ -190,9 +195,9 @@ class ProgressSampler:
         )
         return Sample(
             at=at,
-            ends={(tp.topic, tp.partition): end for tp, end in ends.items()},
+            ends={self._key(tp): end for tp, end in ends.items()},
             committed={
-                group: {(tp.topic, tp.partition): m.offset for tp, m in found.items()}
+                group: {self._key(tp): m.offset for tp, m in found.items()}
                 for group, found in zip(self.groups, offsets, strict=True)
             },
             live=live,

@@ -53,7 +53,7 @@ def build(
     sample_s = coordinator.timer_progress_interval_ms / 1000
     names = Names.of(settings)
     progress = ProgressLog(
-        keep=timedelta(minutes=15), stale=timedelta(seconds=max(3.0, 8 * sample_s))
+        keep=timedelta(minutes=10), stale=timedelta(seconds=max(3.0, 8 * sample_s))
     )
     fairness = Fairness(progress, names, recheck=timedelta(seconds=sample_s))
 

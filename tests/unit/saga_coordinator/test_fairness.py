@@ -302,3 +302,22 @@ async def test_until_the_coordinator_read_the_trigger_back_its_deadline_waits(
     assert await tick_timers(ctx, store, fairness) == []
     [timer] = await store.due(at(36), 10)
     assert timer.name == "deadline:payment"
+
+
+async def test_the_coordinator_records_where_it_read_each_steps_trigger(ctx, store, clock):
+    placed_message = message(placed()).at(("choreo.order", 2, 7))
+    await handle(ctx, placed_message)
+    await handle(ctx, placed_message)  # redelivered: nothing new
+    clock.now = at(1)
+    [approval] = await handle(ctx, message(reserved(), at=at(1)).at(("choreo.inventory", 0, 3)))
+    echo = message(approval, producer="saga-coordinator").at(("choreo.order", 1, 9))
+    await handle(ctx, echo)
+    await handle(ctx, message(charged()).at(("choreo.payment", 1, 4)))
+    facts = [f for f in await store.load("ord-1") if f.kind == "trigger.seen"]
+    assert [(f.steps, f.topic, f.partition, f.offset) for f in facts] == [
+        (("inventory",), "choreo.order", 2, 7),
+        (("payment",), "choreo.order", 1, 9),
+        (("shipping",), "choreo.payment", 1, 4),
+    ]
+    state = fold("ord-1", await store.load("ord-1"))
+    assert state.step("payment").trigger == ("choreo.order", 1, 9)
