@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import partitions_of
 
@@ -224,13 +225,11 @@ class ProgressSampler:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+            admin = AIOKafkaAdminClient(**kafka_options(self.settings))
             await admin.start()
             self._admin = admin
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
-            )
+            consumer = AIOKafkaConsumer(**kafka_options(self.settings), enable_auto_commit=False)
             await consumer.start()
             self._consumer = consumer
         return self._admin, self._consumer

@@ -69,16 +69,16 @@ def build(
         )
 
     async def progress_sampler(runtime: ServiceRuntime[CoordinatorContext]) -> None:
-        if coordinator.timer_fair:
-            sampler = _sampler(settings, registry, runtime.consumer.topics, progress, clock)
-            await sampler.run(runtime.stopping, sample_s)
+        sampler = _sampler(settings, registry, runtime.consumer.topics, progress, clock)
+        await sampler.run(runtime.stopping, sample_s)
 
     return Service(
         name=SERVICE_NAME,
         router=router,
         context=context,
         ddl=DDL,
-        background=(timer_loop, progress_sampler),
+        # A background task that returns ends the process: without fairness, no sampler.
+        background=(timer_loop, progress_sampler) if coordinator.timer_fair else (timer_loop,),
         timers=SagaTimers(),
         # Handlers touch only their own order's rows: the lanes never wait on each other.
         lanes=settings.topic_partitions,

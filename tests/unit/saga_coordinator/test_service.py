@@ -94,3 +94,10 @@ def test_a_knob_of_another_definition_that_is_not_its_type_is_refused(monkeypatc
     monkeypatch.setenv("CHOREO_SAGA_PICKUP_DEADLINE_S", "soon")
     with pytest.raises(ValueError, match="CHOREO_SAGA_PICKUP_DEADLINE_S='soon'"):
         CoordinatorSettings().definition_overrides()
+
+
+def test_without_fair_deadlines_the_coordinator_samples_nothing():
+    """Regression: a sampler that returned at once ended the process (the runtime stops when
+    a background task ends)."""
+    service = build(Settings(topic_prefix="choreo."), CoordinatorSettings(timer_fair=False))
+    assert [task.__name__ for task in service.background] == ["timer_loop"]
