@@ -74,9 +74,13 @@ class ProgressLog:
         self.keep = keep
         self.stale = stale
         self.samples: deque[Sample] = deque()
+        self._known: set[tuple[str, str | None]] = set()
 
     def add(self, sample: Sample) -> None:
         self.samples.append(sample)
+        self._known.update((group, None) for group in sample.live)
+        for group, offsets in sample.committed.items():
+            self._known.update((group, topic) for topic, _ in offsets)
         while self.samples and self.samples[0].at < sample.at - self.keep:
             self.samples.popleft()
 
@@ -85,11 +89,10 @@ class ProgressLog:
         return bool(self.samples) and now - self.samples[-1].at <= self.stale
 
     def knows(self, group: str, topic: str) -> bool:
-        """Whether ``group`` runs or has consumed ``topic`` (else it is no participant here)."""
-        if not self.samples:
-            return False
-        latest = self.samples[-1]
-        return group in latest.live or any(t == topic for t, _ in latest.committed.get(group, {}))
+        """Whether ``group`` was ever seen running or having consumed ``topic`` (else it is no
+        participant here). Ever, not lately: right after a broker restart a group can read as
+        empty for a moment."""
+        return (group, None) in self._known or (group, topic) in self._known
 
     def reached(
         self, group: str, position: tuple[str, int, int], since: datetime

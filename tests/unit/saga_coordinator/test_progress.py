@@ -102,3 +102,11 @@ def test_a_group_nobody_runs_and_that_never_consumed_the_topic_is_unknown():
     assert progress.knows(GROUP, TOPIC)
     assert not progress.knows("choreo.nobody", TOPIC)
     assert not ProgressLog(keep=timedelta(1), stale=timedelta(1)).knows(GROUP, TOPIC)
+
+
+def test_a_group_once_seen_stays_known_when_a_reading_shows_it_empty():
+    """Regression: right after a broker restart a group read as empty (no offsets, no
+    member), and its participant's deadlines fell back to their due time."""
+    progress = log_of(sample(0, (1, 1), (1, 1)))
+    progress.add(Sample(at(1), {(TOPIC, 0): 1}, {GROUP: {}}, frozenset()))
+    assert progress.knows(GROUP, TOPIC)
