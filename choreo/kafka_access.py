@@ -12,7 +12,9 @@ whose ACLs (Kafka's ``StandardAuthorizer``) allow exactly:
 
 The API has more, because of what it does: it reads the dead-letter topic (the console lists
 dead letters), writes every event topic (a redrive publishes a letter's original record to its
-source topic) and describes the deployment's groups (the console's consumer lag). Nobody but the
+source topic) and describes the deployment's groups (the console's consumer lag); the saga
+coordinator describes them too (its deadlines count from when a participant's group got to a
+trigger: :mod:`saga_coordinator.fairness`). Nobody but the
 administrator (``choreo-admin``: the stack, the CLI) may create topics or change ACLs.
 
 The administrator creates the users and ACLs idempotently (:func:`provision_kafka_access`:
@@ -50,8 +52,9 @@ READS_DEAD_LETTERS = frozenset({"api"})
 """Processes that read the dead-letter topic (to list and redrive dead letters)."""
 REDRIVES = frozenset({"api"})
 """Processes that publish dead letters' original records again, to any event topic."""
-WATCHES_GROUPS = frozenset({"api"})
-"""Processes that read the deployment's consumer groups' offsets (lag)."""
+WATCHES_GROUPS = frozenset({"api", "saga-coordinator"})
+"""Processes that read the deployment's consumer groups' offsets: the API (the console's lag),
+the coordinator (how far participants got, which its deadlines judge by)."""
 
 
 def kafka_user(settings: Settings, process: str) -> str:

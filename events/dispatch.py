@@ -76,7 +76,9 @@ class Dispatcher:
             self.stats.skipped += 1
             return None
         try:
-            message = self.codec.decode(record.value)
+            message = self.codec.decode(record.value).at(
+                (record.topic, record.partition, record.offset)
+            )
             if declared_type is not None and declared_type != message.envelope.event_type:
                 raise HeaderMismatchError(
                     f"header event_type {declared_type!r} but the value is "

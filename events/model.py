@@ -98,12 +98,22 @@ E = TypeVar("E", bound=Event, covariant=True)
 T = TypeVar("T", bound=Event)
 
 
+Position = tuple[str, int, int]
+"""Where a record is in the log: (topic, partition, offset)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message(Generic[E]):
-    """One decoded message: its envelope and its typed payload."""
+    """One decoded message: its envelope and its typed payload, and where it was read from
+    (None for a message not read from the log)."""
 
     envelope: Envelope
     event: E
+    position: Position | None = None
+
+    def at(self, position: Position) -> Message[E]:
+        """This message, read from ``position``."""
+        return Message(self.envelope, self.event, position)
 
     @property
     def saga_key(self) -> str:

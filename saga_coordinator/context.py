@@ -93,6 +93,16 @@ class CoordinatorSettings(BaseSettings):
     timer_batch_size: int = Field(
         default=100, ge=1, description="Due timers fired per transaction."
     )
+    timer_fair: bool = Field(
+        default=True,
+        description="Judge deadlines by the participant's own time (saga_coordinator.fairness);"
+        " false: fire them at their due time, whatever Choreo's queues hold.",
+    )
+    timer_progress_interval_ms: int = Field(
+        default=250,
+        ge=50,
+        description="How often the broker's end offsets and consumer groups are sampled.",
+    )
 
     def definition_overrides(self) -> dict[str, object]:
         """The knobs set explicitly, by knob name (``crm_deadline_s`` → ``crm_deadline``)."""

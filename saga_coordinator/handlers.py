@@ -11,6 +11,7 @@ outbox in the same transaction. Which events those are comes from the definition
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from events import metrics, tracing
@@ -29,6 +30,9 @@ from sagas.shipped import SAGAS
 
 log = logging.getLogger("choreo.saga")
 
+Gate = Callable[[SagaState, SagaDefinition], Awaitable[bool]]
+"""Asked before a due timer is decided on: True holds it back (the timer loop's fairness)."""
+
 
 async def advance_saga(
     ctx: CoordinatorContext,
@@ -37,11 +41,13 @@ async def advance_saga(
     *,
     wait: bool = True,
     now: datetime | None = None,
+    gate: Gate | None = None,
 ) -> Decision | None:
     """Decide what ``incoming`` means for saga ``key`` and store the outcome.
 
     Returns the decision (its events are for the caller to emit), or None when ``wait`` is
     False and another transaction is working on the saga. ``now`` defaults to ``ctx.clock()``.
+    ``gate``, given for a due timer, may hold it back: then nothing is decided.
 
     Raises:
         UnknownDefinitionError: the saga runs on a definition this coordinator does not have
@@ -53,6 +59,8 @@ async def advance_saga(
     definition = pinned(ctx.definitions, state, incoming)
     if definition is None:
         return Decision(state)  # no saga to start: an event of no saga we know
+    if gate is not None and await gate(state, definition):
+        return Decision(state)  # held back: looked at again later
     decision = decide(state, incoming, definition, ctx.clock() if now is None else now, PRODUCER)
     if decision.facts:
         await ctx.store.append(key, decision.facts, expected_seq=state.version)

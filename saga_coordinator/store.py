@@ -10,7 +10,7 @@ for the message, so facts, timers, inbox mark and outbox rows commit together) a
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias
@@ -58,6 +58,12 @@ DDL: tuple[str, ...] = (
     # The W3C trace context the timer was set in: firing it continues the order's trace.
     "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS traceparent text",
     "CREATE INDEX IF NOT EXISTS saga_timers_due_at ON {schema}.saga_timers (due_at)",
+    # A due timer the live loop holds back (saga_coordinator.fairness): when to look again,
+    # and the answer topics' end offsets it waits for the coordinator to pass.
+    "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS held_until timestamptz",
+    "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS barrier jsonb",
+    "CREATE INDEX IF NOT EXISTS saga_timers_next ON {schema}.saga_timers"
+    " ((coalesce(held_until, due_at)))",
 )
 """The coordinator's tables; ``{schema}`` stands for its schema (``Database.migrate`` fills it).
 
@@ -75,6 +81,26 @@ class Timer:
     due_at: datetime
     traceparent: str | None = None
     """The trace context the timer was set in; its firing continues that trace."""
+    barrier: Barrier | None = None
+    """Set while it is held back: the end offsets the coordinator must pass first."""
+
+
+Barrier: TypeAlias = Mapping[tuple[str, int], int]
+"""End offsets by (topic, partition)."""
+
+
+def barrier_json(barrier: Barrier | None) -> str | None:
+    """A barrier as stored: ``{"topic:partition": offset}``."""
+    if barrier is None:
+        return None
+    return orjson.dumps({f"{t}:{p}": end for (t, p), end in barrier.items()}).decode()
+
+
+def barrier_from_json(stored: str | None) -> Barrier | None:
+    if stored is None:
+        return None
+    parsed = ((key.rsplit(":", 1), end) for key, end in orjson.loads(stored).items())
+    return {(topic, int(partition)): int(end) for (topic, partition), end in parsed}
 
 
 class SagaStore(Protocol):
@@ -110,12 +136,20 @@ class SagaStore(Protocol):
         """Delete timer ``name`` of the saga; nothing if there is none."""
         ...
 
+    async def hold(
+        self, order_id: str, name: str, until: datetime, barrier: Barrier | None
+    ) -> None:
+        """Hold a due timer back: look at it again at ``until`` (its due time stays what the
+        saga's state says). Scheduling it anew (another due time) ends the hold."""
+        ...
+
     async def any_due(self, now: datetime) -> bool:
-        """Whether some timer is due at ``now`` (a cheap check before a timer pass)."""
+        """Whether some timer is due at ``now``, and not held past it (a cheap check before a
+        timer pass)."""
         ...
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:
-        """Up to ``limit`` timers due at ``now``, earliest first.
+        """Up to ``limit`` timers due at ``now`` and not held past it, earliest first.
 
         PostgreSQL locks them (``FOR UPDATE SKIP LOCKED``) until the transaction ends, so
         concurrent pollers never fire the same timer.
@@ -138,6 +172,7 @@ class InMemorySagaStore:
         self.streams: dict[str, list[Fact]] = {}
         self.timer_rows: dict[tuple[str, str], datetime] = {}
         self.timer_traces: dict[tuple[str, str], str | None] = {}
+        self.timer_holds: dict[tuple[str, str], tuple[datetime, Barrier | None]] = {}
 
     async def lock(self, order_id: str, *, wait: bool = True) -> bool:
         return True  # one event loop, no await inside an operation: nothing to serialize
@@ -156,24 +191,43 @@ class InMemorySagaStore:
     async def schedule(
         self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None
     ) -> None:
+        if self.timer_rows.get((order_id, name)) != due_at:
+            self.timer_holds.pop((order_id, name), None)
         self.timer_rows[(order_id, name)] = due_at
         self.timer_traces[(order_id, name)] = traceparent
 
     async def cancel(self, order_id: str, name: str) -> None:
         self.timer_rows.pop((order_id, name), None)
+        self.timer_holds.pop((order_id, name), None)
+
+    async def hold(
+        self, order_id: str, name: str, until: datetime, barrier: Barrier | None
+    ) -> None:
+        if (order_id, name) in self.timer_rows:
+            self.timer_holds[(order_id, name)] = (until, barrier)
+
+    def _next(self, key: tuple[str, str]) -> datetime:
+        held = self.timer_holds.get(key)
+        return held[0] if held is not None else self.timer_rows[key]
 
     async def any_due(self, now: datetime) -> bool:
-        return any(due_at <= now for due_at in self.timer_rows.values())
+        return any(self._next(key) <= now for key in self.timer_rows)
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:
         due = sorted(
             (
-                Timer(order_id, name, due_at, self.timer_traces.get((order_id, name)))
+                Timer(
+                    order_id,
+                    name,
+                    due_at,
+                    self.timer_traces.get((order_id, name)),
+                    self.timer_holds.get((order_id, name), (due_at, None))[1],
+                )
                 for (order_id, name), due_at in self.timer_rows.items()
             ),
-            key=lambda t: (t.due_at, t.order_id, t.name),
+            key=lambda t: (self._next((t.order_id, t.name)), t.order_id, t.name),
         )
-        return [t for t in due if t.due_at <= now][:limit]
+        return [t for t in due if self._next((t.order_id, t.name)) <= now][:limit]
 
     async def timers(self, order_id: str) -> dict[str, datetime]:
         return {name: due for (oid, name), due in self.timer_rows.items() if oid == order_id}
@@ -257,9 +311,12 @@ class PostgresSagaStore:
         self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None
     ) -> None:
         await self.conn.execute(
-            f"INSERT INTO {self.schema}.saga_timers (order_id, name, due_at, traceparent)"
+            f"INSERT INTO {self.schema}.saga_timers AS t (order_id, name, due_at, traceparent)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT (order_id, name) DO UPDATE"
-            " SET due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent",
+            " SET due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,"
+            # Another due time is another deadline: its hold, if any, no longer applies.
+            " held_until = CASE WHEN t.due_at = EXCLUDED.due_at THEN t.held_until END,"
+            " barrier = CASE WHEN t.due_at = EXCLUDED.due_at THEN t.barrier END",
             order_id,
             name,
             due_at,
@@ -273,23 +330,45 @@ class PostgresSagaStore:
             name,
         )
 
+    async def hold(
+        self, order_id: str, name: str, until: datetime, barrier: Barrier | None
+    ) -> None:
+        await self.conn.execute(
+            f"UPDATE {self.schema}.saga_timers SET held_until = $3, barrier = $4::jsonb"
+            " WHERE order_id = $1 AND name = $2",
+            order_id,
+            name,
+            until,
+            barrier_json(barrier),
+        )
+
     async def any_due(self, now: datetime) -> bool:
         return bool(
             await self.conn.fetchval(
-                f"SELECT EXISTS (SELECT 1 FROM {self.schema}.saga_timers WHERE due_at <= $1)", now
+                f"SELECT EXISTS (SELECT 1 FROM {self.schema}.saga_timers"
+                " WHERE coalesce(held_until, due_at) <= $1)",
+                now,
             )
         )
 
     async def due(self, now: datetime, limit: int) -> list[Timer]:
         rows = await self.conn.fetch(
-            f"SELECT order_id, name, due_at, traceparent FROM {self.schema}.saga_timers"
-            " WHERE due_at <= $1"
-            " ORDER BY due_at, order_id, name LIMIT $2 FOR UPDATE SKIP LOCKED",
+            f"SELECT order_id, name, due_at, traceparent, barrier::text AS barrier"
+            f" FROM {self.schema}.saga_timers WHERE coalesce(held_until, due_at) <= $1"
+            " ORDER BY coalesce(held_until, due_at), order_id, name"
+            " LIMIT $2 FOR UPDATE SKIP LOCKED",
             now,
             limit,
         )
         return [
-            Timer(row["order_id"], row["name"], row["due_at"], row["traceparent"]) for row in rows
+            Timer(
+                row["order_id"],
+                row["name"],
+                row["due_at"],
+                row["traceparent"],
+                barrier_from_json(row["barrier"]),
+            )
+            for row in rows
         ]
 
     async def timers(self, order_id: str) -> dict[str, datetime]:

@@ -5,7 +5,10 @@ so they survive restarts by construction. :func:`timer_loop` polls; each pass ta
 due rows (``FOR UPDATE SKIP LOCKED``, so replicas share the work) in one transaction and fires
 each in a savepoint: lock the saga (skipping it if a handler holds it), fold, decide, append,
 stage the emitted messages in the outbox, and move or delete the timer. One timer's failure
-rolls back only its own savepoint and is retried after :data:`RETRY_DELAY`.
+rolls back only its own savepoint and is retried after :data:`RETRY_DELAY`. Live, a due
+timer is first judged (:mod:`saga_coordinator.fairness`): one whose participant has not had
+its full time, or whose answer may still be unread, is held back in its row and looked at
+again shortly.
 :class:`SagaTimers` is the same firing as the process's :class:`~events.process.Timers`, for a
 replay (``choreo replay coordinator``) to drive.
 """
@@ -30,9 +33,11 @@ from saga_coordinator import SERVICE_NAME as PRODUCER
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.state import SagaState
 from saga_coordinator.engine.timing import TimerFired
+from saga_coordinator.fairness import Fairness
 from saga_coordinator.handlers import advance_saga
 from saga_coordinator.legacy import ORDER_TYPE
 from saga_coordinator.store import Timer
+from sagas.definition import SagaDefinition
 
 log = logging.getLogger("choreo.saga.timers")
 _tracer = trace.get_tracer("choreo.saga")
@@ -41,17 +46,27 @@ RETRY_DELAY = timedelta(seconds=5)
 """How long a timer whose firing failed waits before the next try (avoids a hot loop)."""
 
 
-async def fire_timer(ctx: CoordinatorContext, timer: Timer) -> list[Message[Event]] | None:
+async def fire_timer(
+    ctx: CoordinatorContext, timer: Timer, fairness: Fairness | None = None
+) -> list[Message[Event]] | None:
     """Fire one due timer through ``ctx`` (in the caller's transaction).
 
     Returns the messages to emit, enveloped to continue the saga's flow (its correlation id,
-    caused by the last event it saw), or None if the saga is busy (try again later).
+    caused by the last event it saw), or None if the saga is busy (try again later). With
+    ``fairness`` (the live loop; a replay fires without it), a timer whose verdict says wait is
+    held back instead (its row says until when) and emits nothing.
     """
     fired = TimerFired(timer.order_id, timer.name, timer.due_at)
     # One instant for the facts and the envelopes, as a handler's delivery has: a replay reads
     # it back from the envelopes (events.replay.engine).
     now = ctx.clock()
-    decision = await advance_saga(ctx, timer.order_id, fired, wait=False, now=now)
+    gate = None
+    if fairness is not None:
+
+        async def gate(state: SagaState, definition: SagaDefinition) -> bool:
+            return await fairness.holds(state, definition, timer, now, ctx.store)
+
+    decision = await advance_saga(ctx, timer.order_id, fired, wait=False, now=now, gate=gate)
     if decision is None:
         return None
     return [saga_message(decision.state, event, now) for event in decision.events]
@@ -90,8 +105,11 @@ class SagaTimers:
         return await fire_timer(context, Timer(key, name, due_at))
 
 
-async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit: int) -> int:
-    """One pass: fire up to ``limit`` due timers; returns how many fired."""
+async def fire_due_timers(
+    runtime: ServiceRuntime[CoordinatorContext], *, limit: int, fairness: Fairness | None = None
+) -> int:
+    """One pass: fire up to ``limit`` due timers (judged by ``fairness`` if given); returns how
+    many fired or were held back."""
     async with runtime.db.pool.acquire() as conn:
         ctx = runtime.context(conn)
         now = ctx.clock()
@@ -99,7 +117,7 @@ async def fire_due_timers(runtime: ServiceRuntime[CoordinatorContext], *, limit:
             if not await ctx.store.any_due(now):
                 return 0
         async with untraced_transaction(conn):  # each timer's firing has its own span
-            return await _fire(runtime, ctx, conn, now, limit)
+            return await _fire(runtime, ctx, conn, now, limit, fairness)
 
 
 async def _fire(
@@ -108,6 +126,7 @@ async def _fire(
     conn: asyncpg.Connection,
     now: datetime,
     limit: int,
+    fairness: Fairness | None,
 ) -> int:
     """Fire up to ``limit`` due timers, each in a savepoint of the caller's transaction."""
     fired = 0
@@ -121,7 +140,7 @@ async def _fire(
                 attributes={"choreo.order_id": timer.order_id, "choreo.timer": timer.name},
             ):
                 async with conn.transaction():  # a savepoint per timer
-                    messages = await fire_timer(ctx, timer)
+                    messages = await fire_timer(ctx, timer, fairness)
                     if messages:
                         await runtime.emit(conn, messages)
         except Exception:
@@ -140,13 +159,15 @@ async def timer_loop(
     *,
     poll_interval_s: float = 0.15,
     batch_size: int = 100,
+    fairness: Fairness | None = None,
 ) -> None:
-    """Fire due timers every ``poll_interval_s`` until ``runtime.stopping`` is set."""
+    """Fire due timers every ``poll_interval_s`` until ``runtime.stopping`` is set, each when
+    ``fairness`` (if given) lets it."""
     log.info("timer loop polling every %.0f ms", poll_interval_s * 1000)
     while not runtime.stopping.is_set():
         try:
             while (
-                await fire_due_timers(runtime, limit=batch_size) >= batch_size
+                await fire_due_timers(runtime, limit=batch_size, fairness=fairness) >= batch_size
                 and not runtime.stopping.is_set()
             ):
                 pass  # a full batch: more may be due right now

@@ -148,6 +148,10 @@ class Step:
         fails: Events that mean it failed, with the cancel reason each leads to.
         critical: A failure or timeout of a non-critical step only adds a note.
         deadlines: Its pick-up and answer deadlines.
+        participant: The process that takes the step (and its compensation) up, by name
+            (its consumer group is ``<prefix><participant>``). Without a started signal, the
+            coordinator knows from that group's progress when the participant got to the
+            trigger, and runs the answer deadline from then (see :mod:`saga_coordinator.fairness`).
         compensation: How it is undone when a later step fails.
         milestone: The saga's status once it succeeded (e.g. ``paid``).
         note: For a non-critical step, the note a failure or timeout leaves on completion:
@@ -162,6 +166,7 @@ class Step:
     fails: Sequence[Fails] = ()
     critical: bool = True
     deadlines: Deadlines = Deadlines()
+    participant: str | None = None
     compensation: Compensation | None = None
     milestone: str | None = None
     note: Callable[[str, str], str] | None = None
@@ -436,6 +441,8 @@ def _node_problems(d: SagaDefinition, node: Node, names: set[str]) -> Iterator[s
         yield "a critical step with a deadline needs the reason its expiry cancels with"
     if node.deadlines.pick_up is not None and node.started_on is None:
         yield "a pick-up deadline needs a started signal (started_on)"
+    if node.participant is not None and not node.participant.replace("-", "").isalnum():
+        yield f"participant {node.participant!r} must name a process"
     if node.compensation is not None:
         if node.compensation.acknowledged_by is None:
             yield f"compensation {node.compensation.command.event_type} has no acknowledgement"

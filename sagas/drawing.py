@@ -32,6 +32,7 @@ def rows(d: SagaDefinition) -> list[dict[str, Any]]:
                     "kind": "human task",
                     "after": list(node.after),
                     "triggered_by": None,
+                    "participant": None,
                     "when": node.when.description,
                     "succeeds_on": [node.approve_on.event_type],
                     "fails_on": [
@@ -67,6 +68,7 @@ def _step_row(d: SagaDefinition, step: Step) -> dict[str, Any]:
         "kind": "step",
         "after": list(step.after),
         "triggered_by": step.triggered_by.event_type if step.triggered_by else d.start.event_type,
+        "participant": step.participant,
         "when": None,
         "succeeds_on": [s.event_type for s in step.succeeded_on],
         "fails_on": [f"{x.on.event_type} → {x.reason}" for x in step.fails if x.on is not None],

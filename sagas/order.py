@@ -96,6 +96,7 @@ def _confirmation(event: EmailSent | EmailFailed) -> bool:
 
 inventory = Step(
     "inventory",
+    participant="inventory",
     succeeded_on=[on(InventoryReserved, capture={"reservation_id": "reservation_id"})],
     fails=[Fails(on(InventoryReservationFailed), "out_of_stock")],
     deadlines=Deadlines(answer=deadline("inventory", 30), reason="out_of_stock"),
@@ -136,6 +137,7 @@ approval = HumanTask(
 )
 payment = Step(
     "payment",
+    participant="payment",
     triggered_by=on(OrderApproved),
     after=["approval"],
     succeeded_on=[
@@ -155,6 +157,7 @@ payment = Step(
 )
 shipping = Step(
     "shipping",
+    participant="shipping",
     triggered_by=on(PaymentCharged),
     after=["payment"],
     succeeded_on=[on(ShipmentScheduled, capture={"shipment_id": "shipment_id"})],
@@ -173,6 +176,7 @@ shipping = Step(
 )
 crm = Step(
     "crm",
+    participant="crm",
     triggered_by=on(ShipmentScheduled),
     after=["shipping"],
     succeeded_on=[on(CrmCustomerUpdated)],
@@ -184,6 +188,7 @@ crm = Step(
 )
 email = Step(
     "email",
+    participant="email",
     triggered_by=on(ShipmentScheduled),
     after=["shipping"],
     succeeded_on=[on(EmailSent, where=_confirmation)],

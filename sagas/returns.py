@@ -111,6 +111,7 @@ approval = HumanTask(
 )
 pickup = Step(
     "pickup",
+    participant="shipping",
     triggered_by=on(ReturnApproved),
     after=["approval"],
     succeeded_on=[on(PickupScheduled, capture={"pickup_id": "pickup_id"})],
@@ -129,6 +130,7 @@ pickup = Step(
 )
 inspection = Step(
     "inspection",
+    participant="inventory",
     triggered_by=on(PickupScheduled),
     after=["pickup"],
     succeeded_on=[on(InventoryRestocked, capture={"restock_id": "restock_id"})],
@@ -150,6 +152,7 @@ inspection = Step(
 )
 refund = Step(
     "refund",
+    participant="payment",
     triggered_by=on(InventoryRestocked),
     after=["inspection"],
     succeeded_on=[
@@ -161,6 +164,7 @@ refund = Step(
 )
 email = Step(
     "email",
+    participant="email",
     triggered_by=on(PaymentReturnRefunded),
     after=["refund"],
     succeeded_on=[on(EmailSent, where=_confirmation)],

@@ -240,7 +240,8 @@ async def _read_log(
             if record.topic in topics:
                 undecodable += 1
             continue
-        logged.append(Logged(record.topic, record.partition, record.offset, message))
+        position = (record.topic, record.partition, record.offset)
+        logged.append(Logged(record.topic, record.partition, record.offset, message.at(position)))
     return logged, undecodable
 
 

@@ -78,6 +78,18 @@ class StepStarted(Fact):
     step: str
 
 
+class TriggerSeen(Fact):
+    """The coordinator read the message that sets these steps' participants going, at this
+    position of the log: a participant has got to it once its consumer group consumed every
+    record before it (:mod:`saga_coordinator.fairness`)."""
+
+    kind: ClassVar[str] = "trigger.seen"
+    steps: tuple[str, ...]
+    topic: str
+    partition: int
+    offset: int
+
+
 class StepSucceeded(Fact):
     """A step's success event, with what the saga keeps from it."""
 

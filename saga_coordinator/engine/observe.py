@@ -42,7 +42,31 @@ def observe(
         else:
             found.extend(_step(state, node, event, eid, now))
             found.extend(_acknowledgement(state, node, event, eid, now))
+    found.extend(_trigger(state, message, d, now))
     return found
+
+
+def _trigger(
+    state: SagaState, message: Message[Event], d: SagaDefinition, now: datetime
+) -> Iterator[f.Fact]:
+    """Where the trigger of steps with a named participant was read (the coordinator's own
+    echo included: it is how the coordinator learns where what it sent landed)."""
+    if message.position is None or not state.active:
+        return
+    steps = tuple(
+        s.name
+        for s in d.steps
+        if s.participant is not None
+        and (s.triggered_by or d.start).matches(message.event)
+        and state.step(s.name).trigger is None
+        and state.step(s.name).outcome is None
+    )
+    if steps:
+        topic, partition, offset = message.position
+        eid = message.envelope.event_id
+        yield f.TriggerSeen(
+            at=now, event_id=eid, steps=steps, topic=topic, partition=partition, offset=offset
+        )
 
 
 def _ignored(event: Event, why: str, now: datetime, eid: Any) -> f.Fact:

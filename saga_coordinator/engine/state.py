@@ -32,6 +32,8 @@ class StepState:
     detail: str | None = None
     reason: str | None = None
     deadline: Literal["pick_up", "answer"] | None = None
+    trigger: tuple[str, int, int] | None = None
+    """Where the coordinator read the step's trigger: (topic, partition, offset)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,12 @@ def _changes(state: SagaState, fact: f.Fact) -> dict[str, Any]:
             changes.update(started_at=fact.at, data={**state.data, **fact.captured})
         case f.StepStarted():
             changes.update(steps=_step(state, fact.step, started_at=fact.at))
+        case f.TriggerSeen():
+            steps = state.steps
+            for name in fact.steps:
+                seen = (fact.topic, fact.partition, fact.offset)
+                steps = {**steps, name: dataclasses.replace(steps.get(name, NO_STEP), trigger=seen)}
+            changes.update(steps=steps)
         case f.StepSucceeded():
             changes.update(
                 steps=_step(state, fact.step, outcome="succeeded", finished_at=fact.at),

@@ -113,3 +113,84 @@ def timer_ops(
             CancelTimer(fired.name) if wanted is None else ScheduleTimer(fired.name, wanted)
         )
     return tuple(ops.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Pickup:
+    """A participant that must get to a trigger before its time runs.
+
+    Attributes:
+        participant: The process (its consumer group is named after it).
+        trigger: The event type it reacts to (its topic is watched).
+        since: When the coordinator sent or saw the trigger.
+        limit: How long the participant has once it got to the trigger.
+        read_at: Where the coordinator read the trigger (topic, partition, offset): the
+            participant got to it once its group consumed every record before it.
+        readable: Whether the coordinator reads the trigger (a step's trigger, not a command
+            it sends): until it has, when the participant got to it is not known.
+    """
+
+    participant: str
+    trigger: str
+    since: datetime
+    limit: timedelta
+    read_at: tuple[str, int, int] | None = None
+    readable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What a due timer waits on, for the live timer loop to judge it fairly
+    (:mod:`saga_coordinator.fairness`). Pure data, read from the state and the definition.
+
+    Attributes:
+        answers: Event types that could answer the timer; it must not fire while the
+            coordinator has unread messages of their topics (any partition).
+        pickup: The participant whose own time the timer measures; None when the state's due
+            time is already its own (a started signal, a person, no participant named).
+    """
+
+    answers: tuple[str, ...]
+    pickup: Pickup | None = None
+
+
+def watch(state: SagaState, d: SagaDefinition, timer: str) -> Watch | None:
+    """What timer ``timer`` of a saga in ``state`` waits on; None for a timer the state no
+    longer calls for."""
+    kind, _, target = timer.partition(":")
+    if kind == "ack":
+        try:
+            step = d.node(d.compensated_by(target))
+        except KeyError:
+            return None
+        undo = state.undo(step.name)
+        comp = d.compensation(step.name)
+        if not isinstance(step, Step) or undo is None or comp.acknowledged_by is None:
+            return None
+        answers: tuple[str, ...] = (comp.acknowledged_by.event_type,)
+        if step.participant is None or undo.requested_at is None:
+            return Watch(answers)
+        limit: timedelta = d.value(comp.ack_timeout)
+        return Watch(answers, Pickup(step.participant, target, undo.requested_at, limit))
+    try:
+        node = d.node(target)
+    except KeyError:
+        return None
+    if isinstance(node, HumanTask):
+        reject = (node.reject_on.on.event_type,) if node.reject_on.on is not None else ()
+        return Watch((node.approve_on.event_type, *reject))
+    answers = tuple(
+        dict.fromkeys(
+            [s.event_type for s in node.succeeded_on]
+            + [x.on.event_type for x in node.fails if x.on is not None]
+            + ([node.started_on.event_type] if node.started_on is not None else [])
+        )
+    )
+    triggered = state.triggered_at(d, node)
+    explicit = node.started_on is not None or kind != "deadline"
+    if explicit or node.participant is None or node.deadlines.answer is None or triggered is None:
+        return Watch(answers)
+    trigger = (node.triggered_by or d.start).event_type
+    limit = d.value(node.deadlines.answer)
+    read_at = state.step(node.name).trigger
+    return Watch(answers, Pickup(node.participant, trigger, triggered, limit, read_at, True))

@@ -202,6 +202,28 @@ async def test_timers_schedule_move_cancel_and_come_due_earliest_first(store: Sa
     ]
 
 
+async def test_a_held_timer_comes_due_when_its_hold_ends_and_a_new_due_time_ends_the_hold(
+    store: SagaStore,
+):
+    due = T0 + timedelta(seconds=30)
+    await store.schedule("ord-1", "deadline:payment", due)
+    barrier = {("choreo.payment", 0): 7, ("choreo.payment", 2): 3}
+    await store.hold("ord-1", "deadline:payment", T0 + timedelta(seconds=45), barrier)
+    await store.hold("ord-9", "deadline:payment", T0, None)  # no such timer: nothing
+    assert not await store.any_due(T0 + timedelta(seconds=44))
+    assert await store.due(T0 + timedelta(seconds=44), 10) == []
+    assert await store.timers("ord-1") == {"deadline:payment": due}  # its due time stays
+    [held] = await store.due(T0 + timedelta(seconds=45), 10)
+    assert (held.due_at, held.barrier) == (due, barrier)
+    await store.schedule("ord-1", "deadline:payment", due)  # the same deadline: still held
+    assert await store.due(T0 + timedelta(seconds=44), 10) == []
+    later = T0 + timedelta(seconds=35)
+    await store.schedule("ord-1", "deadline:payment", later)  # another deadline
+    assert await store.due(T0 + timedelta(seconds=36), 10) == [
+        Timer("ord-1", "deadline:payment", later)
+    ]
+
+
 # --------------------------------------------------------------------------- PostgreSQL only
 
 

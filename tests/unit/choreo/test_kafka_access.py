@@ -85,3 +85,10 @@ def test_choreo_run_gives_each_child_its_own_user_and_not_the_key(
     assert env["KAFKA_SASL_PASSWORD"] == kafka_user_password(settings, "p.email")
     assert "CHOREO_KAFKA_USER_SECRET" not in env
     assert "KAFKA_SASL_USERNAME" not in child_env(_settings(tmp_path), "email")  # plain stack
+
+
+def test_the_coordinator_may_describe_the_deployments_groups(tmp_path: Path):
+    """Its deadlines judge a participant by how far its consumer group got."""
+    settings = _settings(tmp_path)
+    assert "p." in _grants(settings, "saga-coordinator", GROUP, DESCRIBE)
+    assert "p." not in _grants(settings, "payment", GROUP, DESCRIBE)

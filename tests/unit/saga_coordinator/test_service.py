@@ -67,7 +67,7 @@ def test_build_defines_the_saga_coordinator_process():
     assert service.name == "saga-coordinator"
     assert service.router is router
     assert service.ddl == DDL
-    assert [task.__name__ for task in service.background] == ["timer_loop"]
+    assert [task.__name__ for task in service.background] == ["timer_loop", "progress_sampler"]
     assert isinstance(service.timers, SagaTimers)
     assert PROCESS.schema(settings) == "choreo_saga_coordinator"
     # A connection is only used when the store runs; the runtime hands in the schema.
@@ -94,3 +94,10 @@ def test_a_knob_of_another_definition_that_is_not_its_type_is_refused(monkeypatc
     monkeypatch.setenv("CHOREO_SAGA_PICKUP_DEADLINE_S", "soon")
     with pytest.raises(ValueError, match="CHOREO_SAGA_PICKUP_DEADLINE_S='soon'"):
         CoordinatorSettings().definition_overrides()
+
+
+def test_without_fair_deadlines_the_coordinator_samples_nothing():
+    """Regression: a sampler that returned at once ended the process (the runtime stops when
+    a background task ends)."""
+    service = build(Settings(topic_prefix="choreo."), CoordinatorSettings(timer_fair=False))
+    assert [task.__name__ for task in service.background] == ["timer_loop"]

@@ -230,3 +230,10 @@ def test_the_order_saga_is_a_valid_definition_with_todays_knobs():
     assert done == OrderCompleted(completed_at=at, notes=("confirmation email failed: x",))
     gone = ORDER.endings.cancelled(Emit({}, at, knobs, reason="out_of_stock", detail="none"))
     assert gone == OrderCancelled(reason="out_of_stock", detail="none", cancelled_at=at)
+
+
+def test_a_participant_names_a_process():
+    with pytest.raises(InvalidDefinition, match="participant 'pay ments' must name a process"):
+        transfer(nodes=[HOLD, dataclasses.replace(PAY, participant="pay ments")])
+    named = dataclasses.replace(PAY, participant="saga-payment")
+    assert transfer(nodes=[HOLD, named]).node("pay") is named
