@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bench.measure import cpu_seconds, peak_rss_kb
-from bench.mix import EXPECTED, assign_scenarios, parse_mix
+from choreo.mix import EXPECTED, assign_scenarios, parse_mix
 from contracts.samples import SCENARIOS
 
 
