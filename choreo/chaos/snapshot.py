@@ -9,6 +9,7 @@ model is not read, except by the rebuild that compares it with the log.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from choreo.chaos.faults import Injected
@@ -17,7 +18,8 @@ from choreo.client import ChoreoClient
 from events.database import Connection, Database, schema_name
 from events.settings import Settings
 from saga_coordinator import legacy
-from saga_coordinator.engine.state import SagaState, fold
+from saga_coordinator.engine.facts import Fact, StepFailed, TaskDecided
+from saga_coordinator.engine.state import fold
 from saga_coordinator.store import PostgresSagaStore
 from sagas.order import V1 as ORDER
 from sagas.shipped import SAGAS
@@ -28,7 +30,8 @@ class OrderView:
     """An order's saga as its coordinator's log says it ended.
 
     Attributes:
-        timed_out: Steps and tasks whose deadline passed (``payment``, ``approval``, ...).
+        timed_out: Steps and tasks whose deadline passed (``payment``, ``approval``, ...) and
+            cancelled the order (see :func:`deadlines_passed`).
     """
 
     order_id: str
@@ -81,16 +84,25 @@ class Snapshot:
     rebuild_differences: list[str] | None = None
 
 
-def order_view(order: PlacedOrder, state: SagaState) -> OrderView:
-    """What the invariants need of one saga's state."""
-    timed_out = [name for name, step in state.steps.items() if step.outcome == "timed_out"]
-    timed_out += [name for name, task in state.tasks.items() if task.outcome == "timed_out"]
+def deadlines_passed(facts: Sequence[Fact]) -> tuple[str, ...]:
+    """The steps whose deadline failed them with a cancel reason (a non-critical step's, the
+    email's, cancels nothing) and the tasks that timed out, from the saga's facts: the
+    folded state forgets a deadline once the late answer arrives."""
+    names = {f.step for f in facts if isinstance(f, StepFailed) and f.deadline and f.reason}
+    names |= {f.task for f in facts if isinstance(f, TaskDecided) and f.outcome == "timed_out"}
+    return tuple(sorted(names))
+
+
+def order_view(order: PlacedOrder, facts: Sequence[Fact]) -> OrderView:
+    """What the invariants need of one saga: its ending, folded as the coordinator folds it,
+    and the deadlines that passed."""
+    state = fold(order.order_id, facts)
     return OrderView(
         order.order_id,
         order.scenario,
         state.status(ORDER),
         state.cancel_reason,
-        tuple(sorted(timed_out)),
+        deadlines_passed(facts),
     )
 
 
@@ -102,7 +114,7 @@ async def read_orders(
     views = []
     for order in placed:
         facts = legacy.read(await store.load(order.order_id), SAGAS)
-        views.append(order_view(order, fold(order.order_id, facts)))
+        views.append(order_view(order, facts))
     return views
 
 
