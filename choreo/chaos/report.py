@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,12 +43,20 @@ class ChaosReport:
     cancelled_by_deadline: int = 0
     faults: list[FaultResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent placing (with the faults), waiting for quiescence, reading, rebuilding."""
 
     @property
     def held(self) -> bool:
         """Whether every invariant held and every fault could be injected."""
         faults_ok = all(fault.error is None for fault in self.faults)
         return faults_ok and all(check.held for check in self.checks)
+
+    def lap(self, phase: str, since: float) -> float:
+        """Record the seconds ``phase`` took since ``since`` (monotonic); returns now."""
+        now = time.monotonic()
+        self.phases[phase] = now - since
+        return now
 
     def count_outcomes(self, orders: list[OrderView]) -> None:
         """Fill ``outcomes`` (per scenario) and ``unexpected`` (not the scenario's ending)."""
@@ -73,6 +82,7 @@ class ChaosReport:
             "outcomes": self.outcomes,
             "unexpected": self.unexpected,
             "cancelled_by_deadline": self.cancelled_by_deadline,
+            "phases": {name: round(seconds, 1) for name, seconds in self.phases.items()},
             "faults": [asdict(fault) for fault in self.faults],
             "invariants": [{**asdict(check), "held": check.held} for check in self.checks],
         }

@@ -86,8 +86,10 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
                 place_all(client, scenarios, config.rate, placed, display.placed, approver.ours),
                 injector.run(faults, started),
             )
+            lap = report.lap("placing", started)
             display.phase("waiting for quiescence")
             report.quiet = await wait_quiet(settings, db, placed, config.quiet_timeout_s)
+            lap = report.lap("quiescence", lap)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,10 +99,12 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
         snap = await take(settings, db, client, placed)
         snap.injected = injector.injected
         await _await_dead_letters(client, snap)
+        lap = report.lap("reading", lap)
     if config.verify_projections:
         display.phase("rebuilding the read models from the log")
         rebuilt = await rebuild(as_process(settings, PROJECTOR.name), verify=True)
         snap.rebuild_differences = rebuilt.differences
+        report.lap("rebuild", lap)
     report.placed, report.approved = len(placed), approver.approved
     report.resent, report.retried = injector.resent, injector.retried
     report.faults = injector.results

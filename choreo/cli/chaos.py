@@ -163,5 +163,6 @@ def chaos(
             f" otherwise than their scenario; {report.cancelled_by_deadline} cancelled by a"
             f" deadline; quiet: {'yes' if report.quiet else 'no'}"
         )
+        out.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in report.phases.items()))
     if not report.held:
         raise typer.Exit(1)
