@@ -1,10 +1,11 @@
-"""A chaos run's orders: placed at a rate, and their approvals answered.
+"""A chaos run's orders: placed at a rate, their approvals answered, their endings seen.
 
 Placing goes on through the faults: a publish that fails (a broker down) is retried with the
-same order id, as a client would, until it is acknowledged. The approver reads the order topic
-without a consumer group from where it was when the run began and approves each of the run's
+same order id, as a client would, until it is acknowledged. The follower reads the order topic
+without a consumer group from where it was when the run began: it approves each of the run's
 orders that asks for approval, at once (a person who always answers: an approval that times
-out is then the platform's doing).
+out is then the platform's doing), and notes each one's terminal event, which is how the run
+knows how far along it is without asking PostgreSQL (the invariants read the tables later).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from events.topics import partitions_of, topic_for
 
 APPROVER = "chaos"
 RETRY_S = 1.0
+TERMINAL = ("order.completed", "order.cancelled")
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,14 @@ async def place_all(
 
 
 @dataclass
-class Approver:
-    """Approves the run's orders that ask for approval (see the module docstring)."""
+class OrderFollower:
+    """Approves the run's orders that ask for approval and notes which ended (see the module
+    docstring)."""
 
     settings: Settings
     client: ChoreoClient
     ours: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
     approved: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
@@ -122,8 +126,12 @@ class Approver:
                 for record in records:
                     event_type = header(record.headers, EVENT_TYPE)
                     key = record.key.decode(errors="replace") if record.key else ""
-                    if event_type == "order.approval_requested" and key in self.ours:
+                    if key not in self.ours:
+                        continue
+                    if event_type == "order.approval_requested":
                         await self._approve(key)
+                    elif event_type in TERMINAL:
+                        self.ended.add(key)
 
     async def _approve(self, order_id: str) -> None:
         while True:

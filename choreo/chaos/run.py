@@ -1,10 +1,10 @@
 """A chaos run: place the orders while the faults are injected, wait for quiescence, check.
 
-Quiescence is read cheaply and often: every order of the run has a terminal row in the read
-model (how far along the run is, for the progress display only), no service has an outbox row
-left to publish, and the projector has read every event topic to its end; twice in a row, a
-second apart. The verdict is then taken from the services' own tables
-(:mod:`choreo.chaos.snapshot`), never from the read model.
+Quiescence is read cheaply and often: every order of the run has had its terminal event on the
+order topic (the follower of :mod:`choreo.chaos.orders` sees them; also the progress display),
+no service has an outbox row left to publish, and the projector has read every event topic to
+its end; twice in a row, a second apart. The verdict is then taken from the services' own
+tables (:mod:`choreo.chaos.snapshot`), never from the read model or the topic.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from choreo.chaos import infra
 from choreo.chaos.faults import FaultInjector
 from choreo.chaos.invariants import cancelled_by_deadline, check_all
-from choreo.chaos.orders import Approver, PlacedOrder, place_all
+from choreo.chaos.orders import OrderFollower, PlacedOrder, place_all
 from choreo.chaos.plan import ChaosConfig, schedule
 from choreo.chaos.processes import platform_processes
 from choreo.chaos.report import ChaosReport
@@ -76,25 +76,25 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
     started = time.monotonic()
     placed: list[PlacedOrder] = []
     async with ChoreoClient(settings) as client, Database(settings, max_size=4) as db:
-        approver = Approver(settings, client)
+        follower = OrderFollower(settings, client)
         injector = FaultInjector(settings, config, client, placed, display.note)
-        await approver.start()
-        watcher = asyncio.create_task(_watch_ended(settings, db, placed, display))
+        await follower.start()
+        watcher = asyncio.create_task(_watch_ended(follower, display))
         try:
             display.phase(f"placing {config.orders} orders, {len(faults)} faults")
             await asyncio.gather(
-                place_all(client, scenarios, config.rate, placed, display.placed, approver.ours),
+                place_all(client, scenarios, config.rate, placed, display.placed, follower.ours),
                 injector.run(faults, started),
             )
             lap = report.lap("placing", started)
             display.phase("waiting for quiescence")
-            report.quiet = await wait_quiet(settings, db, placed, config.quiet_timeout_s)
+            report.quiet = await wait_quiet(settings, db, follower, placed, config.quiet_timeout_s)
             lap = report.lap("quiescence", lap)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            await approver.stop()
+            await follower.stop()
         display.phase("checking invariants")
         snap = await take(settings, db, client, placed)
         snap.injected = injector.injected
@@ -105,7 +105,7 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
         rebuilt = await rebuild(as_process(settings, PROJECTOR.name), verify=True)
         snap.rebuild_differences = rebuilt.differences
         report.lap("rebuild", lap)
-    report.placed, report.approved = len(placed), approver.approved
+    report.placed, report.approved = len(placed), follower.approved
     report.resent, report.retried = injector.resent, injector.retried
     report.faults = injector.results
     report.count_outcomes(snap.orders)
@@ -126,23 +126,9 @@ async def _await_dead_letters(client: ChoreoClient, snap: Snapshot) -> None:
         snap.dead_letters = await read_dead_letters(client)
 
 
-async def _ended(settings: Settings, db: Database, ids: list[str]) -> int:
-    schema = PROJECTOR.schema(settings)
-    async with db.pool.acquire() as conn:
-        count = await conn.fetchval(
-            f"SELECT count(*) FROM {schema}.order_status"
-            " WHERE order_id = ANY($1) AND status IN ('completed', 'cancelled')",
-            ids,
-        )
-    return int(count or 0)
-
-
-async def _watch_ended(
-    settings: Settings, db: Database, placed: list[PlacedOrder], display: Display
-) -> None:
+async def _watch_ended(follower: OrderFollower, display: Display) -> None:
     while True:
-        with contextlib.suppress(Exception):  # PostgreSQL restarting: ask again
-            display.ended(await _ended(settings, db, [o.order_id for o in placed]))
+        display.ended(len(follower.ended))
         await asyncio.sleep(POLL_S)
 
 
@@ -173,23 +159,29 @@ async def _projector_behind(settings: Settings, db: Database) -> int:
     return sum(max(0, end - done.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
 
 
-async def quiet_now(settings: Settings, db: Database, placed: list[PlacedOrder]) -> bool:
-    """Every order ended (read model), outboxes empty, the projector at the log's end."""
-    ended = await _ended(settings, db, [o.order_id for o in placed])
-    if ended < len(placed):
+async def quiet_now(
+    settings: Settings, db: Database, follower: OrderFollower, placed: list[PlacedOrder]
+) -> bool:
+    """Every order ended (its terminal event seen), outboxes empty, the projector at the log's
+    end."""
+    if any(order.order_id not in follower.ended for order in placed):
         return False
     return await _outbox_rows(settings, db) == 0 and await _projector_behind(settings, db) == 0
 
 
 async def wait_quiet(
-    settings: Settings, db: Database, placed: list[PlacedOrder], timeout_s: float
+    settings: Settings,
+    db: Database,
+    follower: OrderFollower,
+    placed: list[PlacedOrder],
+    timeout_s: float,
 ) -> bool:
     """Wait until :func:`quiet_now` holds twice in a row; False if not within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     streak = 0
     while time.monotonic() < deadline:
         try:
-            streak = streak + 1 if await quiet_now(settings, db, placed) else 0
+            streak = streak + 1 if await quiet_now(settings, db, follower, placed) else 0
         except Exception:  # a restart still settling: not quiet yet
             streak = 0
         if streak >= 2:
