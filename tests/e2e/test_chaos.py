@@ -55,6 +55,8 @@ def platform(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         **BASE_ENV,
         **DEADLINES,
         "CHOREO_TOPIC_PREFIX": prefix,
+        # Named, not defaulted: the chaos run finds the platform's processes by it.
+        "CHOREO_STATE_DIR": str(settings.state_dir),
         "CHOREO_API_PORT": str(_free_port()),
         "CHOREO_LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
