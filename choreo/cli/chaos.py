@@ -19,7 +19,7 @@ from choreo.mix import parse_mix
 from events.errors import ChoreoError
 from events.settings import get_settings
 
-DEFAULT_CHAOS_MIX = "happy=60,large=5,declined=10,flaky=10,unshippable=10,timeout=5"
+DEFAULT_CHAOS_MIX = "happy=65,large=5,declined=10,flaky=10,unshippable=10"
 FAULTS_HELP = "; ".join(f"{name}: {what}" for name, what in FAULT_KINDS.items())
 
 
