@@ -75,7 +75,7 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
     scenarios = assign_scenarios(config.mix, config.orders, config.seed or 0)
     started = time.monotonic()
     placed: list[PlacedOrder] = []
-    async with ChoreoClient(settings) as client, Database(settings, max_size=4) as db:
+    async with ChoreoClient(settings) as client:
         follower = OrderFollower(settings, client)
         injector = FaultInjector(settings, config, client, placed, display.note)
         await follower.start()
@@ -87,16 +87,20 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
                 injector.run(faults, started),
             )
             lap = report.lap("placing", started)
-            display.phase("waiting for quiescence")
-            report.quiet = await wait_quiet(settings, db, follower, placed, config.quiet_timeout_s)
-            lap = report.lap("quiescence", lap)
+            # Connected only now: a fault may have restarted PostgreSQL meanwhile.
+            async with Database(settings, max_size=4) as db:
+                display.phase("waiting for quiescence")
+                report.quiet = await wait_quiet(
+                    settings, db, follower, placed, config.quiet_timeout_s
+                )
+                lap = report.lap("quiescence", lap)
+                display.phase("checking invariants")
+                snap = await take(settings, db, client, placed)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await follower.stop()
-        display.phase("checking invariants")
-        snap = await take(settings, db, client, placed)
         snap.injected = injector.injected
         await _await_dead_letters(client, snap)
         lap = report.lap("reading", lap)
