@@ -4,8 +4,9 @@ Placing goes on through the faults: a publish that fails (a broker down) is retr
 same order id, as a client would, until it is acknowledged. The follower reads the order topic
 without a consumer group from where it was when the run began: it approves each of the run's
 orders that asks for approval, at once (a person who always answers: an approval that times
-out is then the platform's doing), and notes each one's terminal event, which is how the run
-knows how far along it is without asking PostgreSQL (the invariants read the tables later).
+out is then the platform's doing), and notes each one's terminal (or needs-attention) event,
+which is how the run knows how far along it is without asking PostgreSQL (the invariants read
+the tables later).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from events.topics import partitions_of, topic_for
 
 APPROVER = "chaos"
 RETRY_S = 1.0
-TERMINAL = ("order.completed", "order.cancelled")
+SETTLED = ("order.completed", "order.cancelled", "order.needs_attention")
+"""Events after which an order does nothing more by itself: it ended, or waits for an operator
+(which the invariants report: not terminal)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class OrderFollower:
                         continue
                     if event_type == "order.approval_requested":
                         await self._approve(key)
-                    elif event_type in TERMINAL:
+                    elif event_type in SETTLED:
                         self.ended.add(key)
 
     async def _approve(self, order_id: str) -> None:

@@ -1,10 +1,11 @@
 """A chaos run: place the orders while the faults are injected, wait for quiescence, check.
 
-Quiescence is read cheaply and often: every order of the run has had its terminal event on the
-order topic (the follower of :mod:`choreo.chaos.orders` sees them; also the progress display),
-no service has an outbox row left to publish, and the projector has read every event topic to
-its end; twice in a row, a second apart. The verdict is then taken from the services' own
-tables (:mod:`choreo.chaos.snapshot`), never from the read model or the topic.
+Quiescence is read cheaply and often: every order of the run has had its terminal (or
+needs-attention) event on the order topic (the follower of :mod:`choreo.chaos.orders` sees
+them; also the progress display), no service has an outbox row left to publish, and the
+projector has read every event topic to its end; twice in a row, a second apart. The verdict
+is then taken from the services' own tables (:mod:`choreo.chaos.snapshot`), never from the
+read model or the topic.
 """
 
 from __future__ import annotations
@@ -166,8 +167,8 @@ async def _projector_behind(settings: Settings, db: Database) -> int:
 async def quiet_now(
     settings: Settings, db: Database, follower: OrderFollower, placed: list[PlacedOrder]
 ) -> bool:
-    """Every order ended (its terminal event seen), outboxes empty, the projector at the log's
-    end."""
+    """Every order settled (its terminal or needs-attention event seen), outboxes empty, the
+    projector at the log's end."""
     if any(order.order_id not in follower.ended for order in placed):
         return False
     return await _outbox_rows(settings, db) == 0 and await _projector_behind(settings, db) == 0
