@@ -26,6 +26,7 @@ from choreo.chaos.plan import ChaosConfig, ScheduledFault
 from choreo.chaos.processes import pick, send, wait_replaced
 from choreo.client import ChoreoClient
 from contracts.samples import scenario_order
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, read_to_end
 
@@ -129,9 +130,7 @@ class FaultInjector:
         ]
         rng = random.Random(self.config.seed)
         chosen = rng.sample(logged, min(self.config.resend, len(logged)))
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**kafka_options(self.settings), enable_idempotence=True)
         await producer.start()
         try:
             for record in chosen:
@@ -156,7 +155,7 @@ class FaultInjector:
     async def malformed(self) -> str:
         """On every domain topic: a value that is not single-object Avro, and one that names
         a schema fingerprint nobody has."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        producer = AIOKafkaProducer(**kafka_options(self.settings))
         await producer.start()
         try:
             for topic in event_topics(self.settings):

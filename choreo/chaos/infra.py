@@ -19,6 +19,7 @@ from choreo.stack.kafka import Kafka, KafkaNode
 from choreo.stack.postgres import Postgres
 from choreo.stack.quorum import describe_quorum
 from events.errors import ChoreoError
+from events.security import kafka_options
 from events.settings import Settings
 
 Log = Callable[[str], None]
@@ -50,7 +51,9 @@ def broker_count(settings: Settings) -> int:
 async def _target_node(kafka: Kafka, target: str) -> KafkaNode:
     if kafka.size == 1:
         return kafka.nodes[0]
-    leader = (await describe_quorum(kafka.address)).leader_id
+    options = kafka_options(kafka.client_settings)
+    quorum = await describe_quorum(options["bootstrap_servers"], options=options)
+    leader = quorum.leader_id
     if target == "leader":
         return next(node for node in kafka.nodes if node.node_id == leader)
     return next(node for node in kafka.nodes if node.node_id != leader)

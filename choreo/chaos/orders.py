@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from choreo.client import ChoreoClient, new_order_id
 from contracts.samples import scenario_order
 from events.headers import EVENT_TYPE, header
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import partitions_of, topic_for
 
@@ -99,9 +100,7 @@ class OrderFollower:
     async def start(self) -> None:
         """Begin following the order topic from its current end."""
         topic = topic_for("order.placed", self.settings)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
-        )
+        self._consumer = AIOKafkaConsumer(**kafka_options(self.settings), enable_auto_commit=False)
         await self._consumer.start()
         partitions = await partitions_of(self.settings, [topic])
         self._consumer.assign(partitions)

@@ -32,6 +32,7 @@ from choreo.registry import NAMES
 from choreo.roles import as_process
 from events.database import Database, schema_name
 from events.errors import ChoreoError
+from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import PROJECTOR
@@ -153,7 +154,7 @@ async def _outbox_rows(settings: Settings, db: Database) -> int:
 
 async def _projector_behind(settings: Settings, db: Database) -> int:
     partitions = await partitions_of(settings, event_topics(settings))
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_options(settings))
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
