@@ -25,6 +25,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from choreo.platform import remove_deployment
 from choreo.registry import NAMES
 from events.settings import get_settings
 from events.topics import provision_topics
@@ -77,6 +78,7 @@ def platform(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         except subprocess.TimeoutExpired:
             run.kill()
             run.wait()
+        asyncio.run(remove_deployment(settings))
 
 
 def wait_ready(log_path: Path, run: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
