@@ -134,8 +134,8 @@ def _bench_saga(
 ) -> None:
     # psutil, asyncpg, the platform: imported here to keep `choreo --help` quick.
     from bench import saga
-    from bench.mix import parse_mix
     from bench.result import SagaConfig
+    from choreo.mix import parse_mix
 
     try:
         weights = parse_mix(mix)

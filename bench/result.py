@@ -13,8 +13,8 @@ from bench.baselines import (
     CopyResult,
     RawKafkaResult,
 )
-from bench.mix import DEFAULT_MIX, parse_mix
 from bench.report import LatencySummary, Ratio, machine_info
+from choreo.mix import DEFAULT_MIX, parse_mix
 
 
 @dataclass(frozen=True)

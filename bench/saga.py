@@ -46,12 +46,12 @@ from bench.measure import (
     projector_position,
     sample_memory,
 )
-from bench.mix import EXPECTED, assign_scenarios
 from bench.report import LatencySummary
 from bench.result import ProcessFigures, SagaConfig, SagaResult
 from bench.tracking import OrderRecord, OrderTracker
 from choreo import registry
 from choreo.client import ChoreoClient, new_order_id
+from choreo.mix import EXPECTED, assign_scenarios
 from choreo.platform import Platform, remove_deployment
 from contracts.catalog import CATALOG
 from contracts.samples import scenario_order

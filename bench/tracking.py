@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from bench.mix import APPROVER, TERMINAL
 from choreo.client import ChoreoClient
+from choreo.mix import APPROVER, TERMINAL
 from contracts.catalog import OrderCancelled
 from events.codec import Codec
 from events.headers import EVENT_TYPE, header

@@ -66,8 +66,8 @@ def peers(
     checks each system's invariants, and gives Choreo's figures as ratios to each peer. The
     peers' servers come from `make bench-peers`; see bench/peers/README.md."""
     # The platform, DBOS and Temporal SDKs: imported here to keep `choreo --help` quick.
-    from bench.mix import parse_mix
     from bench.peers import runner
+    from choreo.mix import parse_mix
 
     try:
         config = runner.PeersConfig(

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from bench.mix import assign_scenarios
 from bench.peers.common import DDL, PeerOrder, peer_order, seed_stock
+from choreo.mix import assign_scenarios
 from events.settings import PROJECT_ROOT
 
 READY, GO, DONE, END = "READY", "GO", "DONE", "END"

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from rich.table import Table
 
-from bench.mix import EXPECTED
 from bench.report import LatencySummary, fmt, machine_info, significant
+from choreo.mix import EXPECTED
 
 Role = Literal["app", "client", "server", "postgres"]
 """What a measured process is to its system: its application processes, the bench's client,

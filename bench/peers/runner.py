@@ -31,7 +31,6 @@ import psutil
 
 from bench import saga
 from bench.measure import cpu_seconds, peak_rss_kb
-from bench.mix import DEFAULT_MIX, parse_mix
 from bench.peers.load import (
     DONE,
     END,
@@ -46,6 +45,7 @@ from bench.peers.report import ProcessCost, Role, SystemFigures, figures_from_or
 from bench.peers.server import TemporalDevServer
 from bench.result import SagaConfig, SagaResult
 from choreo import registry
+from choreo.mix import DEFAULT_MIX, parse_mix
 from choreo.stack import Stack
 from events.errors import ChoreoError
 from events.settings import Settings, get_settings

@@ -5,8 +5,8 @@ table) and prints readable text by default or JSON with ``--json``.
 
 One module per command group (`stack`, `topics`, `schemas`, `events`, `orders`, `dlq`,
 `projections`, `tokens`) and per top-level command family (`metrics`, `processes`, `replay`,
-`demo`, `breakers` with `faults`), over :mod:`choreo.cli.common`. They are registered here, in
-the order `--help` lists them.
+`demo`, `breakers` with `faults`, `chaos`), over :mod:`choreo.cli.common`. They are registered
+here, in the order `--help` lists them.
 `choreo bench` lives with the benchmarks (:mod:`bench.cli`) and is mounted only when the
 ``choreo[bench]`` extra is installed.
 """
@@ -19,6 +19,7 @@ import typer
 
 from choreo.cli import (
     breakers,
+    chaos,
     demo,
     dlq,
     events,
@@ -61,6 +62,7 @@ app.command("replay")(replay.replay_cmd)
 app.command("run")(processes.run)
 app.command("stop")(processes.stop)
 app.command("demo")(demo.demo)
+app.command("chaos")(chaos.chaos)
 
 
 def bench_installed() -> bool:

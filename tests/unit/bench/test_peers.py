@@ -7,7 +7,6 @@ import math
 import pytest
 from rich.console import Console
 
-from bench.mix import DEFAULT_MIX, EXPECTED, assign_scenarios, parse_mix
 from bench.peers.common import (
     AMPLE_STOCK,
     APPROVAL_THRESHOLD_MINOR,
@@ -27,6 +26,7 @@ from bench.peers.report import (
     ratio_table,
     ratios,
 )
+from choreo.mix import DEFAULT_MIX, EXPECTED, assign_scenarios, parse_mix
 from contracts.samples import SCENARIOS, scenario_order
 
 

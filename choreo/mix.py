@@ -1,5 +1,5 @@
-"""The order mix of a bench run: scenario weights, which order gets which scenario, and how
-each scenario's order is expected to end."""
+"""The order mix of a run (`choreo bench`, `choreo chaos`): scenario weights, which order gets
+which scenario, and how each scenario's order is expected to end."""
 
 from __future__ import annotations
 

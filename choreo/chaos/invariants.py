@@ -1,0 +1,179 @@
+"""What must hold after any chaos: pure checks over a :class:`~choreo.chaos.snapshot.Snapshot`.
+
+Each check returns a :class:`Check`: how many things it looked at and what it found wrong
+(at most :data:`SHOWN` examples are kept, the count is exact).
+
+A deadline judges a participant. The simulated participants all answer except the payment
+gateway for ``tok_timeout`` (see the README's deterministic triggers), and the run's approver
+answers every approval. So an order cancelled with any step or task timed out is blamed
+wrongly unless the step is ``payment`` and its card token (from the payment service's own
+``intents``) is ``tok_timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from choreo.chaos.snapshot import OrderView, Snapshot
+
+TERMINAL = ("completed", "cancelled")
+SHOWN = 10
+NEVER_ANSWERS = {"payment": "tok_timeout"}
+"""Steps whose participant never answers, and the trigger that makes it so."""
+BOUNCE_DOMAIN = "@bounce.example"
+
+
+@dataclass
+class Check:
+    """One invariant's verdict."""
+
+    name: str
+    checked: int = 0
+    violations: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> bool:
+        return self.violations == 0
+
+    def fail(self, example: str) -> None:
+        self.violations += 1
+        if len(self.examples) < SHOWN:
+            self.examples.append(example)
+
+
+def sagas_terminal(snap: Snapshot) -> Check:
+    """Every saga of the run completed or cancelled."""
+    check = Check("every saga terminal", len(snap.orders))
+    for order in snap.orders:
+        if order.status not in TERMINAL:
+            check.fail(f"{order.order_id} is {order.status}")
+    return check
+
+
+def charges_and_refunds(snap: Snapshot) -> Check:
+    """Per order at most one charge (one payments row, by its key), no refund of a completed
+    order, and exactly one refund of a charged order that was cancelled."""
+    check = Check("at most one charge; one refund per charged cancelled order", len(snap.orders))
+    for order in snap.orders:
+        payment = snap.payments.get(order.order_id)
+        if payment is None or payment.outcome != "charged":
+            continue
+        if order.status == "completed" and payment.refund_count != 0:
+            check.fail(f"{order.order_id} completed but refunded {payment.refund_count}x")
+        if order.status == "cancelled" and payment.refund_count != 1:
+            check.fail(f"{order.order_id} cancelled, charged, refunded {payment.refund_count}x")
+    return check
+
+
+def no_reservation_held(snap: Snapshot) -> Check:
+    """No reservation of a finished order still holds stock, and no stock is reserved."""
+    check = Check("no reservation held", len(snap.reservations))
+    ended = {o.order_id for o in snap.orders if o.status in TERMINAL}
+    for order_id, status in sorted(snap.reservations.items()):
+        if status == "reserved" and order_id in ended:
+            check.fail(f"{order_id}: reservation still held")
+    for sku, level in sorted(snap.stock.items()):
+        if level.reserved:
+            check.fail(f"{sku}: {level.reserved} unit(s) reserved")
+    return check
+
+
+def no_live_shipment_on_cancelled(snap: Snapshot) -> Check:
+    """A cancelled order's shipment, if one was scheduled, was cancelled."""
+    cancelled = [o for o in snap.orders if o.status == "cancelled"]
+    check = Check("no live shipment on a cancelled order", len(cancelled))
+    for order in cancelled:
+        shipment = snap.shipments.get(order.order_id)
+        if shipment is not None and shipment.outcome == "scheduled" and not shipment.cancelled:
+            check.fail(f"{order.order_id}: shipment scheduled and not cancelled")
+    return check
+
+
+def one_confirmation(snap: Snapshot) -> Check:
+    """Exactly one confirmation mail per completed order (none where the address bounces)."""
+    completed = [o for o in snap.orders if o.status == "completed"]
+    check = Check("one confirmation per completed order", len(completed))
+    for order in completed:
+        sent = snap.confirmations.get(order.order_id, 0)
+        bounces = snap.recipients.get(order.order_id, "").endswith(BOUNCE_DOMAIN)
+        if sent != (0 if bounces else 1):
+            check.fail(f"{order.order_id}: {sent} confirmation(s)")
+    return check
+
+
+def stock_conserved(snap: Snapshot) -> Check:
+    """Per SKU, available + reserved + shipped = taken in."""
+    check = Check("stock conserved", len(snap.stock))
+    for sku, s in sorted(snap.stock.items()):
+        if s.available + s.reserved + s.shipped != s.seeded:
+            check.fail(f"{sku}: {s.available}+{s.reserved}+{s.shipped} != {s.seeded}")
+    return check
+
+
+def malformed_dead_lettered(snap: Snapshot) -> Check:
+    """Every injected malformed value is in the DLQ, with a reason."""
+    check = Check("every malformed value in the DLQ with a reason", len(snap.injected))
+    for record in snap.injected:
+        reasons = snap.dead_letters.get((record.topic, record.partition, record.offset), [])
+        if not any(reason.strip() for reason in reasons):
+            check.fail(f"{record.topic}/{record.partition}@{record.offset} not dead-lettered")
+    return check
+
+
+def projections_rebuilt(snap: Snapshot) -> Check:
+    """The live read models equal a rebuild from the log (skipped: nothing checked)."""
+    differences = snap.rebuild_differences
+    check = Check("projections equal a rebuild from the log", 0 if differences is None else 1)
+    for difference in differences or []:
+        check.fail(difference)
+    return check
+
+
+def blamed_by_deadline(order: OrderView, tokens: dict[str, str]) -> list[str]:
+    """The timed-out steps and tasks of a cancelled order whose participant would have
+    answered (empty: none, or the order was not cancelled)."""
+    if order.status != "cancelled":
+        return []
+    token = tokens.get(order.order_id)
+    return [name for name in order.timed_out if NEVER_ANSWERS.get(name, "") != token]
+
+
+def no_wrong_deadline(snap: Snapshot) -> Check:
+    """No order cancelled by a deadline whose participant would have answered."""
+    by_deadline = [o for o in snap.orders if o.status == "cancelled" and o.timed_out]
+    check = Check(
+        "no order cancelled by a deadline whose participant would answer", len(by_deadline)
+    )
+    for order in by_deadline:
+        wrong = blamed_by_deadline(order, snap.tokens)
+        if wrong:
+            token = snap.tokens.get(order.order_id, "?")
+            check.fail(
+                f"{order.order_id} ({order.scenario}, token {token}): {', '.join(wrong)} timed out"
+            )
+    return check
+
+
+CHECKS: tuple[Callable[[Snapshot], Check], ...] = (
+    sagas_terminal,
+    charges_and_refunds,
+    no_reservation_held,
+    no_live_shipment_on_cancelled,
+    one_confirmation,
+    stock_conserved,
+    malformed_dead_lettered,
+    projections_rebuilt,
+    no_wrong_deadline,
+)
+
+
+def check_all(snap: Snapshot) -> list[Check]:
+    """Every invariant over ``snap``, in the report's order."""
+    return [check(snap) for check in CHECKS]
+
+
+def cancelled_by_deadline(snap: Snapshot) -> int:
+    """Orders cancelled with a step or task timed out (rightly or not)."""
+    return sum(1 for o in snap.orders if o.status == "cancelled" and o.timed_out)

@@ -1,0 +1,161 @@
+"""The chaos run's invariants over crafted table states: each one catches its violation."""
+
+from __future__ import annotations
+
+from choreo.chaos.faults import Injected
+from choreo.chaos.invariants import (
+    cancelled_by_deadline,
+    charges_and_refunds,
+    check_all,
+    malformed_dead_lettered,
+    no_live_shipment_on_cancelled,
+    no_reservation_held,
+    no_wrong_deadline,
+    one_confirmation,
+    projections_rebuilt,
+    sagas_terminal,
+    stock_conserved,
+)
+from choreo.chaos.snapshot import OrderView, Payment, Shipment, Snapshot, Stock
+
+
+def healthy() -> Snapshot:
+    """A run of four orders where everything held: happy, declined, unshippable, timeout."""
+    return Snapshot(
+        orders=[
+            OrderView("ord-happy", "happy", "completed"),
+            OrderView("ord-declined", "declined", "cancelled", "payment_declined"),
+            OrderView("ord-aq", "unshippable", "cancelled", "shipment_failed"),
+            OrderView("ord-timeout", "timeout", "cancelled", "payment_timeout", ("payment",)),
+        ],
+        tokens={
+            "ord-happy": "tok_visa",
+            "ord-declined": "tok_declined",
+            "ord-aq": "tok_visa",
+            "ord-timeout": "tok_timeout",
+        },
+        payments={
+            "ord-happy": Payment("charged", 0),
+            "ord-declined": Payment("declined", 0),
+            "ord-aq": Payment("charged", 1),
+        },
+        reservations={
+            "ord-happy": "shipped",
+            "ord-declined": "released",
+            "ord-aq": "released",
+            "ord-timeout": "released",
+        },
+        stock={"SKU-RED-MUG": Stock(1000, 998, 0, 2)},
+        shipments={"ord-happy": Shipment("scheduled", False), "ord-aq": Shipment("failed", False)},
+        confirmations={"ord-happy": 1},
+        recipients={"ord-happy": "ada@example.com"},
+        injected=[Injected("choreo.order", 0, 7)],
+        dead_letters={("choreo.order", 0, 7): ["not single-object Avro"]},
+        rebuild_differences=[],
+    )
+
+
+def test_a_healthy_run_holds_every_invariant():
+    checks = check_all(healthy())
+    assert [c.name for c in checks if not c.held] == []
+    assert all(c.checked > 0 for c in checks)
+    assert cancelled_by_deadline(healthy()) == 1  # the tok_timeout order, rightly
+
+
+def test_a_saga_left_running_is_a_violation():
+    snap = healthy()
+    snap.orders.append(OrderView("ord-stuck", "happy", "payment_pending"))
+    check = sagas_terminal(snap)
+    assert (check.violations, check.examples) == (1, ["ord-stuck is payment_pending"])
+
+
+def test_a_cancelled_charge_refunded_twice_or_never_is_a_violation():
+    snap = healthy()
+    snap.payments["ord-aq"] = Payment("charged", 0)
+    assert charges_and_refunds(snap).violations == 1
+    snap.payments["ord-aq"] = Payment("charged", 1)
+    snap.payments["ord-happy"] = Payment("charged", 1)  # a completed order refunded
+    assert charges_and_refunds(snap).violations == 1
+
+
+def test_a_held_reservation_or_reserved_stock_is_a_violation():
+    snap = healthy()
+    snap.reservations["ord-declined"] = "reserved"
+    snap.stock["SKU-TEA-BOX"] = Stock(1000, 999, 1, 0)
+    check = no_reservation_held(snap)
+    assert check.violations == 2
+    assert check.examples == [
+        "ord-declined: reservation still held",
+        "SKU-TEA-BOX: 1 unit(s) reserved",
+    ]
+
+
+def test_a_live_shipment_on_a_cancelled_order_is_a_violation():
+    snap = healthy()
+    snap.shipments["ord-aq"] = Shipment("scheduled", False)
+    assert no_live_shipment_on_cancelled(snap).violations == 1
+    snap.shipments["ord-aq"] = Shipment("scheduled", True)
+    assert no_live_shipment_on_cancelled(snap).held
+
+
+def test_a_completed_order_without_its_confirmation_is_a_violation_unless_it_bounces():
+    snap = healthy()
+    snap.confirmations.clear()
+    assert one_confirmation(snap).violations == 1
+    snap.recipients["ord-happy"] = "nobody@bounce.example"
+    assert one_confirmation(snap).held
+
+
+def test_stock_that_does_not_add_up_is_a_violation():
+    snap = healthy()
+    snap.stock["SKU-RED-MUG"] = Stock(1000, 997, 0, 2)
+    assert stock_conserved(snap).examples == ["SKU-RED-MUG: 997+0+2 != 1000"]
+
+
+def test_a_malformed_value_missing_from_the_dlq_or_without_reason_is_a_violation():
+    snap = healthy()
+    snap.injected.append(Injected("choreo.payment", 2, 40))
+    assert malformed_dead_lettered(snap).violations == 1
+    snap.dead_letters[("choreo.payment", 2, 40)] = [" "]
+    assert malformed_dead_lettered(snap).violations == 1
+
+
+def test_read_models_that_differ_from_a_rebuild_are_a_violation():
+    snap = healthy()
+    snap.rebuild_differences = ["order_status ord-happy: only in live"]
+    assert projections_rebuilt(snap).violations == 1
+    snap.rebuild_differences = None  # not verified: nothing checked, nothing violated
+    assert (projections_rebuilt(snap).checked, projections_rebuilt(snap).held) == (0, True)
+
+
+def test_an_order_cancelled_by_a_deadline_whose_participant_would_answer_is_a_violation():
+    snap = healthy()
+    # A healthy card whose payment answer came after the deadline (Choreo's own lag).
+    snap.orders.append(OrderView("ord-late", "happy", "cancelled", "payment_timeout", ("payment",)))
+    snap.tokens["ord-late"] = "tok_visa"
+    # A declined card cancelled by deadline instead of payment_declined.
+    snap.orders.append(
+        OrderView("ord-dl", "declined", "cancelled", "payment_timeout", ("payment",))
+    )
+    snap.tokens["ord-dl"] = "tok_declined"
+    # Shipping never answered in time: its deadline cancels as shipment_failed.
+    snap.orders.append(
+        OrderView("ord-ship", "happy", "cancelled", "shipment_failed", ("shipping",))
+    )
+    snap.tokens["ord-ship"] = "tok_visa"
+    # The run answers every approval: an approval timeout is the platform's doing too.
+    snap.orders.append(
+        OrderView("ord-big", "large", "cancelled", "approval_timeout", ("approval",))
+    )
+    check = no_wrong_deadline(snap)
+    assert check.checked == 5
+    assert check.violations == 4
+    assert check.examples[0] == "ord-late (happy, token tok_visa): payment timed out"
+    assert cancelled_by_deadline(snap) == 5
+
+
+def test_a_completed_order_whose_email_timed_out_is_not_a_deadline_cancellation():
+    snap = healthy()
+    snap.orders[0] = OrderView("ord-happy", "happy", "completed", None, ("email",))
+    assert no_wrong_deadline(snap).held
+    assert cancelled_by_deadline(snap) == 1

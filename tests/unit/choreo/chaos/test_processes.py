@@ -1,0 +1,49 @@
+"""Finding a deployment's processes in /proc by command line and topic prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from choreo.chaos import processes
+from choreo.chaos.processes import ProcessNotFound, pick, platform_processes, service_name
+
+
+def fake_process(proc: Path, pid: int, argv: list[str], env: dict[str, str], state: str = "S"):
+    home = proc / str(pid)
+    home.mkdir()
+    (home / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    (home / "environ").write_bytes(b"\0".join(f"{k}={v}".encode() for k, v in env.items()))
+    (home / "stat").write_text(f"{pid} (python) {state} 1 2 3")
+
+
+def test_the_name_comes_from_the_service_command_line():
+    assert service_name(["/usr/bin/python", "-m", "choreo", "service", "payment"]) == "payment"
+    assert service_name(["/usr/bin/python", "-m", "choreo", "run"]) is None
+
+
+def test_processes_are_found_by_name_topic_prefix_and_state_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    monkeypatch.setattr(processes, "PROC", proc)
+    mine = {"CHOREO_TOPIC_PREFIX": "e2e1.", "CHOREO_STATE_DIR": "/srv/a/.state"}
+    service = ["python", "-m", "choreo", "service"]
+    fake_process(proc, 40, [*service, "payment"], mine)
+    fake_process(proc, 30, [*service, "payment"], mine)
+    fake_process(proc, 50, [*service, "payment"], {**mine, "CHOREO_TOPIC_PREFIX": "other."})
+    fake_process(proc, 51, [*service, "payment"], {**mine, "CHOREO_STATE_DIR": "/srv/b/.state"})
+    fake_process(proc, 70, [*service, "crm"], mine, state="Z")
+    fake_process(proc, 80, ["python", "-m", "choreo", "run"], mine)
+    # No CHOREO_* at all: the default prefix, and the .state of the checkout of its venv.
+    fake_process(proc, 60, ["/srv/a/.venv/bin/python", *service[1:], "email"], {"HOME": "/"})
+    fake_process(proc, 61, ["/usr/bin/python3", *service[1:], "email"], {"HOME": "/"})
+    (proc / "self").mkdir()
+    assert platform_processes("e2e1.", Path("/srv/a/.state")) == {"payment": [30, 40]}
+    assert platform_processes("choreo.", Path("/srv/a/.state")) == {"email": [60]}
+    assert platform_processes("choreo.", Path("/srv/b/.state")) == {}
+    assert pick("e2e1.", Path("/srv/a/.state"), "payment") == 30
+    with pytest.raises(ProcessNotFound, match="no running crm"):
+        pick("e2e1.", Path("/srv/a/.state"), "crm")
