@@ -1,9 +1,9 @@
 """Consuming Kafka: the generic poll loop, and the :class:`EventConsumer` every service runs.
 
 :class:`PollLoop` joins a consumer group, polls, hands each poll to a processor, and commits
-what the processor reports delivered (at most every ``consumer_commit_interval_ms``, when the
-loop ends, and for revoked partitions before a rebalance; see :mod:`events.offsets`). Both the
-services' :class:`EventConsumer` and the projector run on it.
+what the processor reports delivered (every ``consumer_commit_interval_ms``, even while a poll
+is being processed; when the loop ends; for revoked partitions before a rebalance; see
+:mod:`events.offsets`). Both the services' :class:`EventConsumer` and the projector run on it.
 
 :class:`EventConsumer` is that loop with a :class:`~events.router.Router`'s handlers behind
 it: it decodes and routes each record (:mod:`events.dispatch`) and hands it to a
@@ -154,6 +154,10 @@ class PollLoop:
             asyncio.create_task(companion(self.stopping), name=f"{self.name}:{name}")
             for name, companion in self.companions.items()
         ]
+        if self.settings.consumer_commit_interval_ms > 0:
+            companions.append(
+                asyncio.create_task(self._commit_while_busy(consumer), name=f"{self.name}:commits")
+            )
         try:
             while not self.stopping.is_set():
                 batch = await consumer.getmany(
@@ -172,6 +176,16 @@ class PollLoop:
             await self._commits.flush(consumer, force=True)
             self._running = False
             self._loop_done.set()
+
+    async def _commit_while_busy(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what is pending every interval even while a poll is being processed: one
+        slow record must not hold back the offsets of the records delivered before it (a
+        deadline's clock starts once the participant's group committed past them)."""
+        interval_s = self.settings.consumer_commit_interval_ms / 1000
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval_s)
+            await self._commits.flush(consumer)
 
     async def stop(self) -> None:
         """Finish the poll in hand, commit, leave the group. Safe to call twice."""

@@ -9,6 +9,7 @@ the new owner does not redeliver what this member already delivered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Collection, Mapping
@@ -40,6 +41,9 @@ class OffsetCommits:
         self.failure_level = failure_level
         self._pending: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
+        # Flushes come from the poll loop, a timer and the rebalance listener: one at a time,
+        # so an older offset is never committed after a newer one.
+        self._lock = asyncio.Lock()
 
     def add(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._pending.update(offsets)
@@ -64,7 +68,8 @@ class OffsetCommits:
 
     async def _commit(self, consumer: Committer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit(offsets)
+            async with self._lock:
+                await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The partition moved to another member; it re-reads from the last commit.
             log.log(self.failure_level, "%s could not commit %s: %s", self.name, offsets, exc)

@@ -29,6 +29,7 @@ fires timers when the log shows they fired) stays deterministic.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ from saga_coordinator.engine.timing import Watch, desired_timers, watch
 from saga_coordinator.progress import Offsets, ProgressLog
 from saga_coordinator.store import SagaStore, Timer
 from sagas.definition import SagaDefinition
+
+log = logging.getLogger("choreo.saga.fairness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ class Fairness:
         if due_at is None or due_at > now or w is None:
             return False  # the engine moves or drops a timer the state no longer wants now
         judged = verdict(w, due_at, timer.barrier, now, self.progress, self.names, self.recheck)
+        log.debug("timer %s of %s due %s: %s (%s)", timer.name, timer.order_id, due_at, judged, w)
         if isinstance(judged, Fire):
             return False
         await store.hold(timer.order_id, timer.name, judged.until, judged.barrier)

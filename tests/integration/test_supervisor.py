@@ -14,6 +14,8 @@ pytestmark = pytest.mark.integration
 async def test_a_crashing_process_is_restarted_with_backoff(monkeypatch: pytest.MonkeyPatch):
     # A database nobody listens on: the service exits at start-up, every time.
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:x@127.0.0.1:9/none")
+    # Without roles: provisioning them would fail the supervisor itself before any child.
+    monkeypatch.setenv("CHOREO_DATABASE_ROLES", "false")
     lines: list[tuple[str, str]] = []
     supervisor = Supervisor(
         ["crm"], echo=lambda name, _color, line: lines.append((name, line)), grace_s=5
@@ -36,6 +38,8 @@ async def test_a_crashing_process_is_restarted_with_backoff(monkeypatch: pytest.
 
 async def test_replicas_run_as_instances_of_their_own(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:x@127.0.0.1:9/none")
+    # Without roles: provisioning them would fail the supervisor itself before any child.
+    monkeypatch.setenv("CHOREO_DATABASE_ROLES", "false")
     lines: list[tuple[str, str]] = []
     supervisor = Supervisor(
         ["crm"],
