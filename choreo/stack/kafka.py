@@ -243,7 +243,7 @@ class Kafka:
         for node in stopped:
             check_port_free(node.port, f"Kafka node {node.node_id}")
             check_port_free(node.controller_port, f"the Kafka controller of node {node.node_id}")
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         # Each format is a JVM of its own: run them side by side.
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
             list(pool.map(lambda node: self._configure(node, cluster_id, log), stopped))
@@ -422,3 +422,12 @@ def _broker_count(client: Settings) -> int:
                 await admin.close()
 
     return asyncio.run(count())
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, never starting with ``-`` (the
+    storage tool would read it as an option; Kafka's own ``Uuid.randomUuid`` avoids it too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
