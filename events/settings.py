@@ -2,12 +2,15 @@
 
 Each field reads an environment variable (named in ``validation_alias`` or ``CHOREO_<FIELD>``)
 and has a default that matches the stack `choreo stack up` starts, so a fresh checkout needs no
-configuration at all. Point Choreo at existing infrastructure by setting
+configuration at all; a stack started on other ports (``CHOREO_POSTGRES_PORT``,
+``CHOREO_JAEGER_OTLP_GRPC_PORT``, ``CHOREO_JAEGER_QUERY_PORT``, with ``CHOREO_STATE_DIR``) moves
+the defaults with it. Point Choreo at existing infrastructure by setting
 ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -36,6 +39,11 @@ def local_kafka(state_dir: Path) -> str:
     except OSError:
         return LOCAL_KAFKA
     return recorded or LOCAL_KAFKA
+
+
+def _local_port(variable: str, default: int) -> str:
+    """A port of the local stack (:class:`choreo.stack.base.StackSettings` reads the same)."""
+    return os.environ.get(variable, str(default))
 
 
 class Settings(BaseSettings):
@@ -97,7 +105,10 @@ class Settings(BaseSettings):
         " in <state dir>/kafka/tls/users.key).",
     )
     database_url: str = Field(
-        default="postgresql://choreo:choreo@127.0.0.1:15432/choreo",
+        default_factory=lambda: (
+            "postgresql://choreo:choreo@127.0.0.1:"
+            f"{_local_port('CHOREO_POSTGRES_PORT', 15432)}/choreo"
+        ),
         validation_alias=AliasChoices("DATABASE_URL", "CHOREO_DATABASE_URL"),
         description="PostgreSQL DSN for the event log, service state and projections.",
     )
@@ -112,12 +123,16 @@ class Settings(BaseSettings):
         "<state dir>/postgres-roles.key).",
     )
     otel_exporter_otlp_endpoint: str = Field(
-        default="http://127.0.0.1:4317",
+        default_factory=lambda: (
+            f"http://127.0.0.1:{_local_port('CHOREO_JAEGER_OTLP_GRPC_PORT', 4317)}"
+        ),
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"),
         description="OTLP/gRPC endpoint traces and metrics are exported to (Jaeger).",
     )
     jaeger_query_url: str = Field(
-        default="http://127.0.0.1:16686",
+        default_factory=lambda: (
+            f"http://127.0.0.1:{_local_port('CHOREO_JAEGER_QUERY_PORT', 16686)}"
+        ),
         description="Jaeger's UI and query API, for `choreo orders trace`.",
     )
     jaeger_ui_url: str | None = Field(
