@@ -103,7 +103,7 @@ class FaultInjector:
     async def kill(self, name: str) -> str:
         """SIGKILL one instance of ``name``; wait for the supervisor to start another."""
         prefix, state_dir = self.settings.topic_prefix, self.settings.state_dir
-        pid = pick(prefix, state_dir, name)
+        pid = await pick(prefix, state_dir, name)
         send(pid, signal.SIGKILL)
         took = await wait_replaced(prefix, state_dir, name, pid)
         return f"pid {pid} killed; replaced after {took:.1f}s"
@@ -111,7 +111,7 @@ class FaultInjector:
     async def stop(self, name: str) -> str:
         """SIGSTOP one instance of ``name`` for ``stop_s`` (past its session timeout: its
         group rebalances without it), then SIGCONT (it finds itself fenced and rejoins)."""
-        pid = pick(self.settings.topic_prefix, self.settings.state_dir, name)
+        pid = await pick(self.settings.topic_prefix, self.settings.state_dir, name)
         send(pid, signal.SIGSTOP)
         try:
             await asyncio.sleep(self.config.stop_s)

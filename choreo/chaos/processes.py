@@ -93,16 +93,24 @@ def _zombie(pid_dir: Path) -> bool:
         return True
 
 
-def pick(prefix: str, state_dir: Path, name: str) -> int:
-    """The pid of one running instance of process ``name`` (the first one).
+async def pick(prefix: str, state_dir: Path, name: str, timeout_s: float = 90.0) -> int:
+    """The pid of one running instance of process ``name`` (the first one), waiting up to
+    ``timeout_s`` for one: the supervisor may be restarting it (after PostgreSQL restarted,
+    say).
 
     Raises:
-        ProcessNotFound: none runs.
+        ProcessNotFound: none runs within ``timeout_s``.
     """
-    pids = platform_processes(prefix, state_dir).get(name)
-    if not pids:
-        raise ProcessNotFound(f"no running {name} process with topic prefix {prefix!r}")
-    return pids[0]
+    started = time.monotonic()
+    while True:
+        pids = platform_processes(prefix, state_dir).get(name)
+        if pids:
+            return pids[0]
+        if time.monotonic() - started >= timeout_s:
+            raise ProcessNotFound(
+                f"no running {name} process with topic prefix {prefix!r} (waited {timeout_s:.0f}s)"
+            )
+        await asyncio.sleep(0.2)
 
 
 def send(pid: int, sig: signal.Signals) -> None:

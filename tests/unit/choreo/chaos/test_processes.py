@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_the_name_comes_from_the_service_command_line():
     assert service_name(["/usr/bin/python", "-m", "choreo", "run"]) is None
 
 
-def test_processes_are_found_by_name_topic_prefix_and_state_folder(
+async def test_processes_are_found_by_name_topic_prefix_and_state_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     proc = tmp_path / "proc"
@@ -44,6 +45,24 @@ def test_processes_are_found_by_name_topic_prefix_and_state_folder(
     assert platform_processes("e2e1.", Path("/srv/a/.state")) == {"payment": [30, 40]}
     assert platform_processes("choreo.", Path("/srv/a/.state")) == {"email": [60]}
     assert platform_processes("choreo.", Path("/srv/b/.state")) == {}
-    assert pick("e2e1.", Path("/srv/a/.state"), "payment") == 30
+    assert await pick("e2e1.", Path("/srv/a/.state"), "payment") == 30
     with pytest.raises(ProcessNotFound, match="no running crm"):
-        pick("e2e1.", Path("/srv/a/.state"), "crm")
+        await pick("e2e1.", Path("/srv/a/.state"), "crm", timeout_s=0.3)
+
+
+async def test_a_process_being_restarted_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "self").mkdir()
+    monkeypatch.setattr(processes, "PROC", proc)
+    mine = {"CHOREO_TOPIC_PREFIX": "e2e1.", "CHOREO_STATE_DIR": "/srv/a/.state"}
+
+    async def restarted_later() -> None:
+        await asyncio.sleep(0.5)
+        fake_process(proc, 90, ["python", "-m", "choreo", "service", "email"], mine)
+
+    restart = asyncio.create_task(restarted_later())
+    assert await pick("e2e1.", Path("/srv/a/.state"), "email", timeout_s=10) == 90
+    await restart
