@@ -28,7 +28,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from events.database import Connection, schema_name
+from events.database import Connection, lock_id, schema_name
 from events.errors import PermanentError
 from events.settings import Settings
 
@@ -192,8 +192,10 @@ async def create_tables(conn: Connection, settings: Settings) -> str:
     """Create the key schema and table (as the administrator, idempotently); returns the
     schema."""
     schema = keys_schema(settings)
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    await conn.execute(KEYS_DDL.format(schema=schema))
+    async with conn.transaction():  # concurrent first starts: `IF NOT EXISTS` alone can race
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        await conn.execute(KEYS_DDL.format(schema=schema))
     return schema
 
 
@@ -212,4 +214,3 @@ async def open_value(keyring: Keyring, value: str, field: str) -> str:
     if not value.startswith(PREFIX):
         return value
     return open_with(await keyring.key(sealed_customer(value)), value, field)
-

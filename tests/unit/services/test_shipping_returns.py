@@ -18,6 +18,7 @@ from contracts.returns import (
 )
 from events.errors import TransientError
 from events.model import Message, utc_now
+from events.personal_data import InMemoryKeyring
 from events.settings import get_settings
 from services.shipping import returns
 from services.shipping.context import ShippingContext, ShippingSettings
@@ -35,7 +36,7 @@ def context(**settings) -> ShippingContext:
         failure_rate=config.failure_rate,
         rng=random.Random(1),
     )
-    return ShippingContext(InMemoryShippingStore(), carrier, config)
+    return ShippingContext(InMemoryShippingStore(), carrier, config, InMemoryKeyring())
 
 
 @pytest.fixture
