@@ -214,3 +214,17 @@ async def open_value(keyring: Keyring, value: str, field: str) -> str:
     if not value.startswith(PREFIX):
         return value
     return open_with(await keyring.key(sealed_customer(value)), value, field)
+
+
+SHOWN = "[sealed]"
+"""What a sealed value reads as where people read payloads (the CLI, the console)."""
+
+
+def conceal(value: object) -> object:
+    """``value`` (a payload, or anything in it) with every sealed value shown as
+    :data:`SHOWN`: tools that print payloads never open personal data, nor print ciphertext."""
+    if isinstance(value, dict):
+        return {k: conceal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [conceal(v) for v in value]
+    return SHOWN if is_sealed(value) else value

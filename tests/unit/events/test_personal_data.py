@@ -11,8 +11,10 @@ from contracts.return_samples import scenario_return
 from contracts.samples import sample_order_placed
 from events.personal_data import (
     ERASED,
+    SHOWN,
     InMemoryKeyring,
     SealError,
+    conceal,
     is_sealed,
     open_value,
     open_with,
@@ -109,3 +111,12 @@ def test_an_event_must_be_what_its_personal_data_says():
     sealed_email = "pii:v1:Y3VzLTE:AAAA"
     with pytest.raises(ValidationError, match="personal_data is plain but"):
         OrderPlaced.model_validate({**data, "customer_email": sealed_email})
+
+
+async def test_tools_that_print_payloads_show_sealed_values_as_sealed():
+    sealed = await seal_personal_data(sample_order_placed(), InMemoryKeyring())
+    shown = conceal(sealed.model_dump(mode="json"))
+    assert shown["customer_email"] == SHOWN
+    assert shown["shipping_address"]["line1"] == SHOWN
+    assert shown["shipping_address"]["city"] == sealed.shipping_address.city
+    assert "pii:v1:" not in str(shown)
