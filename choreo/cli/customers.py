@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from choreo.cli.common import JsonFlag, console, fail, out, print_json
 from choreo.customers import Forgotten, forget_customer
@@ -25,7 +26,8 @@ def _say(done: Forgotten) -> None:
     if done.key_deleted:
         out.print(
             f"{who} forgotten: their key is deleted, so their sealed e-mail, name and address "
-            f"lines read as {ERASED} everywhere (topics, tables, dead letters, backups)."
+            "lines, wherever they are kept (topics, tables, dead letters, backups), can no "
+            f"longer be opened: they read as {escape(ERASED)}."
         )
     else:
         out.print(f"{who} has no key: nothing of theirs is sealed (unknown, or forgotten before).")
