@@ -75,7 +75,10 @@ class ReturnRequested(Event):
             raise ValueError(
                 f"refund_minor is {self.refund_minor} but the items add up to {expected}"
             )
-        check_personal_data(self.personal_data, self.model_dump())
+        a = self.pickup_address
+        check_personal_data(
+            self.personal_data, (self.customer_email, a.recipient, a.line1, a.line2)
+        )
         return self
 
 

@@ -73,7 +73,10 @@ async def tables_holding(d: Deployment, text: str) -> list[str]:
             elif col["data_type"] == "bytea":
                 where = f"position(convert_to($1, 'UTF8') in {name}) > 0"
             elif col["udt_name"] == "_bytea":
-                where = f"EXISTS (SELECT 1 FROM unnest({name}) v WHERE position(convert_to($1, 'UTF8') in v) > 0)"  # noqa: E501
+                where = (
+                    f"EXISTS (SELECT 1 FROM unnest({name}) v"
+                    " WHERE position(convert_to($1, 'UTF8') in v) > 0)"
+                )
             elif col["udt_name"] in ("_text", "_varchar"):
                 where = f"position($1 in array_to_string({name}, ' ')) > 0"
             else:
