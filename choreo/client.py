@@ -5,7 +5,10 @@
         await choreo.approve(placed.saga_key, by="ops-ann")
 
 Messages are published straight to Kafka (idempotent producer, acks=all). An order's
-correlation id is its order id, so every message of an order's flow shares it. The building
+correlation id is its order id, so every message of an order's flow shares it. Personal fields
+(``order.placed``, ``return.requested``) are sealed under the customer's data key before they
+leave (:func:`contracts.personal.seal_personal_data`; the keys are in PostgreSQL, reached on
+the first event to seal, so commands that only read Kafka need no database). The building
 blocks are shared with the HTTP API: decisions from :mod:`contracts.decisions`, publishing from
 :func:`events.producer.publish_first`, dead letters from :mod:`events.redrive`.
 """
@@ -18,7 +21,10 @@ from types import TracebackType
 
 from contracts.catalog import CATALOG, OrderPlaced
 from contracts.decisions import approval, rejection
+from contracts.personal import seal_personal_data
+from events import personal_data
 from events.codec import Codec
+from events.database import Database
 from events.model import Event, Message
 from events.producer import EventProducer, publish_first
 from events.redrive import DeadLetterEntry, DeadLetterQueue
@@ -36,6 +42,8 @@ class ChoreoClient:
         self.codec = Codec(SchemaRegistry.load(self.settings.schemas_dir), CATALOG)
         self.producer = EventProducer(self.settings, self.codec, client_id="choreo-client")
         self.dlq = DeadLetterQueue(self.settings, self.producer)
+        self.keys_db = Database(self.settings, max_size=2)
+        self._keys_ready = False
 
     async def __aenter__(self) -> ChoreoClient:
         await self.producer.start()
@@ -48,12 +56,27 @@ class ChoreoClient:
         tb: TracebackType | None,
     ) -> None:
         await self.producer.stop()
+        await self.keys_db.stop()
+
+    async def sealed(self, event: Event) -> Event:
+        """``event`` with its personal fields sealed, if its type carries any."""
+        if "personal_data" not in type(event).model_fields:
+            return event
+        if not self._keys_ready:
+            await self.keys_db.start()
+            async with self.keys_db.pool.acquire() as conn:
+                await personal_data.create_tables(conn, self.settings)
+            self._keys_ready = True
+        async with self.keys_db.pool.acquire() as conn:
+            keyring = personal_data.PostgresKeyring(conn, personal_data.keys_schema(self.settings))
+            return await seal_personal_data(event, keyring)
 
     async def place_order(self, order: OrderPlaced, order_id: str | None = None) -> Message[Event]:
-        """Publish ``order.placed``; the order id is generated unless given."""
+        """Publish ``order.placed`` (its personal fields sealed); the order id is generated
+        unless given."""
         return await publish_first(
             self.producer,
-            order,
+            await self.sealed(order),
             saga_type="order",
             saga_key=order_id or new_order_id(),
             by=PRODUCER,
@@ -100,10 +123,11 @@ class ChoreoClient:
         self, saga_type: str, event: Event, key: str | None = None
     ) -> Message[Event]:
         """Publish the event that starts a saga of ``saga_type`` (e.g. ``return.requested``);
-        the key is generated (``<first three letters of the type>-`` + 12 hex) unless given."""
+        the key is generated (``<first three letters of the type>-`` + 12 hex) unless given.
+        Personal fields are sealed."""
         return await publish_first(
             self.producer,
-            event,
+            await self.sealed(event),
             saga_type=saga_type,
             saga_key=key or new_key(saga_type),
             by=PRODUCER,

@@ -8,7 +8,10 @@ redrive audit) and may ``SELECT`` the projector's tables (also those the project
 later, by default privileges); its actions publish events. The runtime schema
 (``<prefix>_runtime``: every process instance's circuit breakers and the injected provider
 faults, :mod:`events.breaker_board`) is the administrator's: each role may write breaker rows
-and read the faults, nothing else there.
+and read the faults, nothing else there. So is the customers' data keys' schema
+(``<prefix>_personal_data``, :mod:`events.personal_data`): only the processes of
+:data:`OPENS_PERSONAL_DATA` may read keys (to open a sealed address at the moment of use), none
+may write them; the administrator (the client that seals, `choreo customers forget`) does.
 
 The administrator, the user of ``CHOREO_DATABASE_URL``, creates the roles idempotently
 (:func:`provision_roles`: ``choreo stack up`` and ``choreo run`` with ``CHOREO_DATABASE_ROLES``
@@ -27,7 +30,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from choreo import registry
-from events import breaker_board
+from events import breaker_board, personal_data
 from events.database import lock_id, schema_name
 from events.errors import StackError
 from events.process import ProcessSpec
@@ -37,6 +40,8 @@ from events.settings import Settings
 KEY_FILE = "postgres-roles.key"
 READS: dict[str, tuple[str, ...]] = {"api": ("projector",)}
 """Processes that read another's tables (SELECT only): reader → the schemas' owners."""
+OPENS_PERSONAL_DATA = ("email", "shipping")
+"""Processes that may read customers' data keys: they mail to and ship to sealed addresses."""
 
 
 def role_name(settings: Settings, process: str) -> str:
@@ -129,6 +134,16 @@ async def _runtime_schema(conn: asyncpg.Connection, settings: Settings, roles: l
         await conn.execute(f"GRANT SELECT ON {_ident(schema)}.provider_faults TO {role}")
 
 
+async def _keys_schema(conn: asyncpg.Connection, settings: Settings, names: set[str]) -> None:
+    """The administrator's key schema: the processes that open personal data read keys."""
+    schema = await personal_data.create_tables(conn, settings)
+    for process in names:
+        role = _ident(role_name(settings, process))
+        if process in OPENS_PERSONAL_DATA:
+            await conn.execute(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {role}")
+            await conn.execute(f"GRANT SELECT ON {_ident(schema)}.customer_keys TO {role}")
+
+
 async def provision_roles(
     settings: Settings, processes: Iterable[ProcessSpec] = registry.PROCESSES
 ) -> list[str]:
@@ -153,6 +168,7 @@ async def provision_roles(
                 await _ensure_role(conn, role, role_password(settings, spec.name))
                 await _own_schema(conn, spec.schema(settings), role)
             await _runtime_schema(conn, settings, [role_name(settings, s.name) for s in specs])
+            await _keys_schema(conn, settings, names)
             for reader, owners in READS.items():
                 for owner in (o for o in owners if reader in names and o in names):
                     await _grant_reads(
@@ -174,7 +190,8 @@ async def remove_deployment_data(settings: Settings) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:
         schemas = [spec.schema(settings) for spec in registry.PROCESSES]
-        for schema in [*schemas, breaker_board.runtime_schema(settings)]:
+        extra = [breaker_board.runtime_schema(settings), personal_data.keys_schema(settings)]
+        for schema in [*schemas, *extra]:
             await conn.execute(f"DROP SCHEMA IF EXISTS {_ident(schema)} CASCADE")
         for spec in registry.PROCESSES:
             role = role_name(settings, spec.name)

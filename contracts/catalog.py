@@ -16,12 +16,12 @@ from pydantic import Field, model_validator
 from contracts.parts import (
     COUNTRY_PATTERN,
     CURRENCY_PATTERN,
-    EMAIL_PATTERN,
     Address,
     LineItem,
     ReservedItem,
     Shortage,
 )
+from contracts.personal import EMAIL_OR_SEALED_PATTERN, PersonalData, check_personal_data
 from contracts.returns import RETURN_EVENTS
 from events.catalog import Catalog
 from events.model import Event
@@ -52,10 +52,10 @@ class OrderPlaced(Event):
     """A customer placed an order. Starts the order saga."""
 
     event_type: ClassVar[str] = "order.placed"
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
 
     customer_id: str = Field(min_length=1)
-    customer_email: str = Field(pattern=EMAIL_PATTERN)
+    customer_email: str = Field(pattern=EMAIL_OR_SEALED_PATTERN)
     items: tuple[LineItem, ...] = Field(min_length=1)
     total_minor: int = Field(ge=0)
     currency: str = Field(pattern=CURRENCY_PATTERN)
@@ -64,6 +64,7 @@ class OrderPlaced(Event):
     placed_at: datetime
     customer_name: str | None = None
     channel: str = "web"
+    personal_data: PersonalData = "plain"
 
     @model_validator(mode="after")
     def _total_matches_items(self) -> OrderPlaced:
@@ -72,6 +73,11 @@ class OrderPlaced(Event):
             raise ValueError(
                 f"total_minor is {self.total_minor} but the items add up to {expected}"
             )
+        a = self.shipping_address
+        check_personal_data(
+            self.personal_data,
+            (self.customer_email, self.customer_name, a.recipient, a.line1, a.line2),
+        )
         return self
 
 

@@ -4,7 +4,8 @@
 (``pickup.*``), inventory inspects and restocks what arrives (``inventory.restock*``), payment
 refunds part of the order's charge (``payment.return_refund*``) and email confirms
 (``email.sent`` with the ``return_confirmation`` template). The saga's key is the return id;
-the order it returns items of is a field. Schemas: ``schemas/<event_type>/v1.avsc``.
+the order it returns items of is a field. Schemas: ``schemas/<event_type>/v1.avsc``
+(``return.requested``: v2, with sealed personal data).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pydantic import Field, model_validator
 from contracts.parts import (
     COUNTRY_PATTERN,
     CURRENCY_PATTERN,
-    EMAIL_PATTERN,
     Address,
     Part,
     ReservedItem,
 )
+from contracts.personal import EMAIL_OR_SEALED_PATTERN, PersonalData, check_personal_data
 from events.model import Event
 
 ReturnCancelReason = Literal[
@@ -54,16 +55,18 @@ class ReturnRequested(Event):
     """A customer asks to return items of an order. Starts the returns saga."""
 
     event_type: ClassVar[str] = "return.requested"
+    schema_version: ClassVar[int] = 2
 
     order_id: str = Field(min_length=1, description="The order the items were bought with.")
     customer_id: str = Field(min_length=1)
-    customer_email: str = Field(pattern=EMAIL_PATTERN)
+    customer_email: str = Field(pattern=EMAIL_OR_SEALED_PATTERN)
     items: tuple[ReturnedItem, ...] = Field(min_length=1)
     refund_minor: int = Field(ge=0, description="What the customer is owed for the items.")
     currency: str = Field(pattern=CURRENCY_PATTERN)
     pickup_address: Address
     reason: str = Field(min_length=1, description="The customer's words.")
     requested_at: datetime
+    personal_data: PersonalData = "plain"
 
     @model_validator(mode="after")
     def _refund_matches_items(self) -> ReturnRequested:
@@ -72,6 +75,10 @@ class ReturnRequested(Event):
             raise ValueError(
                 f"refund_minor is {self.refund_minor} but the items add up to {expected}"
             )
+        a = self.pickup_address
+        check_personal_data(
+            self.personal_data, (self.customer_email, a.recipient, a.line1, a.line2)
+        )
         return self
 
 

@@ -3,6 +3,8 @@
 The events that carry personal data (``order.placed``: the customer's e-mail and name, the
 recipient and street lines of the address) are shown with those values masked; e-mail
 addresses anywhere else keep only their domain, as in the logs (:func:`events.logs.redact`).
+Sealed values (:mod:`events.personal_data`) are masked the same way: the console never opens
+personal data (its role may not read keys), so a forgotten customer's fields look as they did.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.logs import redact
-
-PERSONAL_FIELDS = frozenset({"customer_email", "customer_name", "recipient", "line1", "line2"})
-"""Payload fields whose values identify a person (the city, postcode and country do not)."""
+from events.personal_data import FIELDS as PERSONAL_FIELDS
 
 MASK = "***"
 

@@ -16,6 +16,7 @@ from choreo.chaos.faults import Injected
 from choreo.chaos.orders import PlacedOrder
 from choreo.client import ChoreoClient
 from events.database import Connection, Database, schema_name
+from events.personal_data import PostgresKeyring, keys_schema, open_value
 from events.settings import Settings
 from saga_coordinator import legacy
 from saga_coordinator.engine.facts import Fact, StepFailed, TaskDecided
@@ -160,7 +161,11 @@ async def read_services(
     rows = await conn.fetch(
         f"SELECT order_id, email FROM {email}.recipients WHERE order_id = ANY($1)", ids
     )
-    snap.recipients = {r["order_id"]: r["email"] for r in rows}
+    # Addresses are stored sealed; the invariants ask their domain (bounces), so open them.
+    keyring = PostgresKeyring(conn, keys_schema(settings))
+    snap.recipients = {
+        r["order_id"]: await open_value(keyring, r["email"], "customer_email") for r in rows
+    }
 
 
 async def read_dead_letters(client: ChoreoClient) -> dict[tuple[str, int, int], list[str]]:

@@ -4,9 +4,9 @@ Every command reads its configuration from the environment (see the README's con
 table) and prints readable text by default or JSON with ``--json``.
 
 One module per command group (`stack`, `topics`, `schemas`, `events`, `orders`, `dlq`,
-`projections`, `tokens`) and per top-level command family (`metrics`, `processes`, `replay`,
-`demo`, `breakers` with `faults`, `chaos`), over :mod:`choreo.cli.common`. They are registered
-here, in the order `--help` lists them.
+`projections`, `tokens`, `customers`) and per top-level command family (`metrics`,
+`processes`, `replay`, `demo`, `breakers` with `faults`, `chaos`), over
+:mod:`choreo.cli.common`. They are registered here, in the order `--help` lists them.
 `choreo bench` lives with the benchmarks (:mod:`bench.cli`) and is mounted only when the
 ``choreo[bench]`` extra is installed.
 """
@@ -20,6 +20,7 @@ import typer
 from choreo.cli import (
     breakers,
     chaos,
+    customers,
     demo,
     dlq,
     events,
@@ -54,6 +55,7 @@ app.add_typer(projections.app, name="projections")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(sagas.app, name="sagas")
 app.add_typer(returns.app, name="returns")
+app.add_typer(customers.app, name="customers")
 app.add_typer(breakers.faults_app, name="faults")
 app.command("metrics")(metrics.metrics_cmd)
 app.command("breakers")(breakers.breakers_cmd)

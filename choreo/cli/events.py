@@ -15,6 +15,7 @@ from rich.table import Table
 from choreo.cli.common import JsonFlag, fail, out, print_json
 from choreo.eventtools import round_trip, tail
 from events.errors import ChoreoError
+from events.personal_data import conceal
 from events.settings import get_settings
 
 app = typer.Typer(help="Publish and read events on the topics.")
@@ -74,7 +75,7 @@ def events_tail(
                 row = {
                     "at": where,
                     "envelope": decoded.envelope.model_dump(mode="json"),
-                    "event": decoded.event.model_dump(mode="json"),
+                    "event": conceal(decoded.event.model_dump(mode="json")),
                 }
             if as_json:
                 sys.stdout.write(orjson.dumps(row).decode() + "\n")

@@ -25,6 +25,7 @@ from contracts.order import STATUSES
 from contracts.samples import SCENARIOS, scenario_order
 from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
+from events.personal_data import conceal
 from events.settings import get_settings
 
 app = typer.Typer(help="Place orders and answer approvals.")
@@ -152,7 +153,7 @@ def orders_place(
         print_json(
             {
                 "envelope": message.envelope.model_dump(mode="json"),
-                "event": message.event.model_dump(mode="json"),
+                "event": conceal(message.event.model_dump(mode="json")),
             }
         )
     else:

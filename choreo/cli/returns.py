@@ -20,6 +20,7 @@ from contracts.return_samples import RETURN_SCENARIOS, scenario_return
 from contracts.returns import ReturnApproved, ReturnRejected, ReturnRequested
 from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
+from events.personal_data import conceal
 
 app = typer.Typer(help="Return items of an order (the returns saga).")
 
@@ -77,7 +78,7 @@ def returns_request(
         print_json(
             {
                 "envelope": message.envelope.model_dump(mode="json"),
-                "event": message.event.model_dump(mode="json"),
+                "event": conceal(message.event.model_dump(mode="json")),
             }
         )
     else:

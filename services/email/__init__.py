@@ -12,8 +12,9 @@ And in the returns saga (:mod:`services.email.returns`, keyed by the return id):
 
 A mail that bounces (permanent) or keeps failing (transient, retries exhausted) is
 dead-lettered by the runtime, and the give-up hook emits ``email.failed`` so the order (or
-return) gets a note. Addresses are personal data: stored, handed to the mailer, never logged
-or emitted.
+return) gets a note. Addresses are personal data: stored as they arrive, sealed
+(:mod:`events.personal_data`), opened only to hand them to the mailer, never logged or emitted.
+A forgotten customer's mail is not sent: ``email.failed`` (permanent) at once, no dead letter.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.personal_data import Keyring
 from services.email.provider import Mailer
 from services.email.store import EmailStore
 
@@ -39,3 +40,5 @@ class EmailContext:
     store: EmailStore
     provider: Mailer
     config: EmailSettings
+    keyring: Keyring
+    """Customers' data keys: the recipient's address and name arrive sealed, opened to send."""

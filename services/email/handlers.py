@@ -4,6 +4,11 @@ Each template is sent at most once per order: the store is checked first, the ma
 ``<order id>:<template>`` as idempotency key, and the table keeps one row per (order,
 template). When the runtime gives up on a mail (a bounce, or transient failures past the
 retry budget) the give-up hooks emit ``email.failed``.
+
+The recipient's address and name arrive sealed (:mod:`events.personal_data`) and are kept
+sealed; they are opened only to send. A mail to a customer who was forgotten meanwhile is not
+sent: the handler emits ``email.failed`` (permanent, reason :data:`ERASED_REASON`) at once, so
+the order saga notes it, as it notes a bounce, and nothing is dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from contracts.catalog import (
 )
 from events.errors import NotReadyError, PermanentError
 from events.model import Event, Message, utc_now
+from events.personal_data import ERASED, open_value
 from events.providers import within
 from events.router import Router
 from services.email import SERVICE_NAME
@@ -32,6 +38,7 @@ log = logging.getLogger("choreo.email")
 CONFIRMATION: EmailTemplate = "order_confirmation"
 CANCELLATION: EmailTemplate = "order_cancelled"
 RETURN_CONFIRMATION: EmailTemplate = "return_confirmation"
+ERASED_REASON = "not sent: the customer's personal data is erased"
 
 router: Router[EmailContext] = Router(SERVICE_NAME, CATALOG)
 
@@ -77,11 +84,19 @@ async def send_once(
         recipient = await ctx.store.recipient(order_id)
         if recipient is None:
             raise NotReadyError(f"{order_id}: {awaited} not seen yet, no recipient")
-        subject, body = render(template, order_id, recipient.name, detail)
+        to, name = await _opened(recipient, ctx)
+        if to == ERASED:
+            log.info("order %s: %s not sent, the customer was forgotten", order_id, template)
+            return [
+                EmailFailed(
+                    template=template, reason=ERASED_REASON, permanent=True, failed_at=utc_now()
+                )
+            ]
+        subject, body = render(template, order_id, name, detail)
         message_id = await within(
             ctx.provider.send(
                 idempotency_key=f"{order_id}:{template}",
-                to=recipient.email,
+                to=to,
                 subject=subject,
                 body=body,
             ),
@@ -91,6 +106,15 @@ async def send_once(
         mail = await ctx.store.record_sent(order_id, template, message_id, utc_now())
         log.info("order %s: sent %s as %s", order_id, template, message_id)
     return [EmailSent(template=mail.template, message_id=mail.message_id, sent_at=mail.sent_at)]
+
+
+async def _opened(recipient: Recipient, ctx: EmailContext) -> tuple[str, str | None]:
+    """The recipient's address and name as plain text (:data:`ERASED` / None once erased)."""
+    to = await open_value(ctx.keyring, recipient.email, "customer_email")
+    if recipient.name is None:
+        return to, None
+    name = await open_value(ctx.keyring, recipient.name, "customer_name")
+    return to, None if name == ERASED else name
 
 
 def failed(template: EmailTemplate, error: BaseException) -> list[Event]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from events.personal_data import PostgresKeyring, keys_schema
 from events.service import Service
 from events.settings import Settings
 from services.email import SERVICE_NAME
@@ -25,10 +26,13 @@ def build(
     mailer = provider or SimulatedMailer(
         sender=cfg.sender, flaky_failures=cfg.flaky_failures, failure_rate=cfg.failure_rate
     )
+    keys = keys_schema(settings)
     return Service(
         name=SERVICE_NAME,
         router=router,
-        context=lambda conn, schema: EmailContext(PostgresEmailStore(conn, schema), mailer, cfg),
+        context=lambda conn, schema: EmailContext(
+            PostgresEmailStore(conn, schema), mailer, cfg, PostgresKeyring(conn, keys)
+        ),
         ddl=(DDL,),
         # Handlers touch only their own order's rows: the lanes never wait on each other.
         lanes=settings.topic_partitions,

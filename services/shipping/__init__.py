@@ -14,7 +14,9 @@ And in the returns saga (:mod:`services.shipping.returns`, keyed by the return i
     ``pickup.cancel`` (compensation): cancel the collection if there is one →
     ``pickup.cancelled`` (always; ``pickup_id`` None when nothing was booked).
 
-Addresses are personal data: they are stored, handed to the carrier, and never logged.
+Addresses are personal data: they are stored as they arrive, sealed
+(:mod:`events.personal_data`), opened only to hand them to the carrier, and never logged. A
+forgotten customer's booking (or pickup) fails as a refused one does.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from events.personal_data import Keyring
 from services.shipping.provider import Carrier
 from services.shipping.store import ShippingStore
 
@@ -51,3 +52,5 @@ class ShippingContext:
     store: ShippingStore
     provider: Carrier
     config: ShippingSettings
+    keyring: Keyring
+    """Customers' data keys: addresses arrive sealed, opened to book a carrier."""

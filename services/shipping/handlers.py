@@ -3,6 +3,11 @@
 ``payment.charged`` (payment topic) and ``shipment.cancel`` (shipment topic) may be processed at
 the same time, so both lock the order first: a cancel waits for a booking in flight and then
 cancels it. The address is personal data and is never logged.
+
+The address's recipient and street lines arrive sealed (:mod:`events.personal_data`) and are
+kept sealed; they are opened only to book the carrier. A customer forgotten before the booking
+has no address any more: the booking fails as a refused one does (reason
+:data:`ADDRESS_ERASED`), and the saga compensates.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from contracts.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
-from contracts.parts import ReservedItem
+from contracts.parts import Address, ReservedItem
 from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
+from events.personal_data import ERASED, Keyring, open_value
 from events.providers import within
 from events.router import Router
 from services.shipping import SERVICE_NAME
@@ -31,6 +37,24 @@ from services.shipping.store import Parcel, Shipment
 log = logging.getLogger("choreo.shipping")
 
 router: Router[ShippingContext] = Router(SERVICE_NAME, CATALOG)
+
+ADDRESS_ERASED = "the address is erased: the customer was forgotten"
+
+
+async def opened_address(address: Address, keyring: Keyring) -> Address | None:
+    """``address`` with its personal lines opened; None when they are erased."""
+    opened = {
+        field: await open_value(keyring, value, field)
+        for field, value in (
+            ("recipient", address.recipient),
+            ("line1", address.line1),
+            ("line2", address.line2),
+        )
+        if value is not None
+    }
+    if ERASED in opened.values():
+        return None
+    return address.model_copy(update=opened)
 
 
 def _outcome(shipment: Shipment) -> list[Event]:
@@ -84,10 +108,15 @@ async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> li
     parcel = await ctx.store.parcel(order_id)
     if parcel is None:
         raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot ship")
-    answer = await within(
-        ctx.provider.book(reference=order_id, address=parcel.address, items=parcel.items),
-        ctx.config.carrier_timeout_s,
-        "the carrier (booking)",
+    address = await opened_address(parcel.address, ctx.keyring)
+    answer = (
+        Refused(ADDRESS_ERASED)
+        if address is None
+        else await within(
+            ctx.provider.book(reference=order_id, address=address, items=parcel.items),
+            ctx.config.carrier_timeout_s,
+            "the carrier (booking)",
+        )
     )
     now = utc_now()
     country = parcel.address.country_code

@@ -4,7 +4,8 @@ Registered on the shipping router (:data:`services.shipping.handlers.router`); t
 definition imports this module so the process runs them. Messages of a return are keyed by the
 return id (``message.saga_key``). ``return.approved`` (return topic) and ``pickup.cancel`` (pickup
 topic) may be processed at the same time, so both lock the return first, as the shipment
-handlers lock the order. The pickup address is personal data and is never logged.
+handlers lock the order. The pickup address is personal data and is never logged; it arrives
+sealed and is opened only to book (a forgotten customer's pickup fails as a refused one).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
 from services.shipping.context import ShippingContext
-from services.shipping.handlers import router
+from services.shipping.handlers import ADDRESS_ERASED, opened_address, router
 from services.shipping.provider import Refused
 from services.shipping.store import Pickup, ReturnParcel
 
@@ -86,10 +87,15 @@ async def schedule_pickup(message: Message[ReturnApproved], ctx: ShippingContext
     parcel = await ctx.store.return_parcel(return_id)
     if parcel is None:
         raise NotReadyError(f"return {return_id}: return.requested not seen yet, no address")
-    answer = await within(
-        ctx.provider.book_pickup(reference=return_id, address=parcel.address, items=parcel.items),
-        ctx.config.carrier_timeout_s,
-        "the carrier (pickup)",
+    address = await opened_address(parcel.address, ctx.keyring)
+    answer = (
+        Refused(ADDRESS_ERASED)
+        if address is None
+        else await within(
+            ctx.provider.book_pickup(reference=return_id, address=address, items=parcel.items),
+            ctx.config.carrier_timeout_s,
+            "the carrier (pickup)",
+        )
     )
     now = utc_now()
     country = parcel.address.country_code

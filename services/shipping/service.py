@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from events.personal_data import PostgresKeyring, keys_schema
 from events.service import Service
 from events.settings import Settings
 from services.shipping import SERVICE_NAME
@@ -28,11 +29,12 @@ def build(
         unserved_countries=cfg.unserved_countries,
         failure_rate=cfg.failure_rate,
     )
+    keys = keys_schema(settings)
     return Service(
         name=SERVICE_NAME,
         router=router,
         context=lambda conn, schema: ShippingContext(
-            PostgresShippingStore(conn, schema), carrier, cfg
+            PostgresShippingStore(conn, schema), carrier, cfg, PostgresKeyring(conn, keys)
         ),
         ddl=(DDL,),
         # Handlers touch only their own order's rows: the lanes never wait on each other.

@@ -14,6 +14,7 @@ from choreo.roles import process_dsn, provision_roles, role_name
 from events import breaker_board
 from events.breaker_board import runtime_schema
 from events.database import Database, schema_name
+from events.personal_data import keys_schema
 from events.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,7 @@ async def roles(settings: Settings) -> AsyncIterator[Settings]:
     finally:
         async with Database(settings) as admin:
             await admin.pool.execute(f"DROP SCHEMA IF EXISTS {runtime_schema(settings)} CASCADE")
+            await admin.pool.execute(f"DROP SCHEMA IF EXISTS {keys_schema(settings)} CASCADE")
             for name in PROCESSES:
                 role = role_name(settings, name)
                 await admin.pool.execute(

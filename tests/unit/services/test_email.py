@@ -8,9 +8,11 @@ import logging
 import pytest
 
 from contracts.catalog import EmailFailed, EmailSent, OrderCancelled, ShipmentScheduled
+from contracts.personal import seal_personal_data
 from contracts.samples import sample_order_placed
 from events.errors import PermanentError, TransientError
 from events.model import Message, utc_now
+from events.personal_data import InMemoryKeyring, is_sealed
 from events.settings import get_settings
 from services.email import SERVICE_NAME, handlers
 from services.email.context import EmailContext, EmailSettings
@@ -23,7 +25,7 @@ from tests.unit.services import emitted
 def context(**settings) -> EmailContext:
     config = EmailSettings(**settings)
     mailer = SimulatedMailer(flaky_failures=config.flaky_failures, failure_rate=config.failure_rate)
-    return EmailContext(InMemoryEmailStore(), mailer, config)
+    return EmailContext(InMemoryEmailStore(), mailer, config, InMemoryKeyring())
 
 
 @pytest.fixture
@@ -168,3 +170,37 @@ def test_build_declares_the_service():
         "return.requested",
         "shipment.scheduled",
     ]
+
+
+async def sealed_placed(ctx: EmailContext, order_id: str, email: str) -> Message:
+    order = await seal_personal_data(sample_order_placed(email=email), ctx.keyring)
+    return Message.first(order, saga_type="order", saga_key=order_id, producer="test")
+
+
+async def test_a_sealed_recipient_is_kept_sealed_and_opened_only_to_send(ctx):
+    await emitted(handlers.remember_recipient(await sealed_placed(ctx, "o1", "ada@x.example"), ctx))
+    recipient = await ctx.store.recipient("o1")
+    assert "ada@x.example" not in repr(recipient.email)
+    assert is_sealed(recipient.email)
+    assert recipient.name is not None
+    assert is_sealed(recipient.name)
+    [sent] = await emitted(handlers.send_confirmation(scheduled("o1"), ctx))
+    assert isinstance(sent, EmailSent)
+    mail = ctx.provider.sent["o1:order_confirmation"]
+    assert mail.to == "ada@x.example"
+    assert "Ada Lovelace" in mail.body
+
+
+async def test_a_forgotten_customer_gets_no_mail_and_the_failure_is_emitted_not_dead_lettered(ctx):
+    message = await sealed_placed(ctx, "o1", "ada@x.example")
+    await emitted(handlers.remember_recipient(message, ctx))
+    assert await ctx.keyring.forget(message.event.customer_id)
+    [failed] = await emitted(handlers.send_confirmation(scheduled("o1"), ctx))
+    assert failed == EmailFailed(
+        template="order_confirmation",
+        reason=handlers.ERASED_REASON,
+        permanent=True,
+        failed_at=failed.failed_at,
+    )
+    assert ctx.provider.sent == {}
+    assert ctx.provider.attempts == {}

@@ -25,6 +25,7 @@ from contracts.catalog import (
 from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Event, Message, frozen_clock, utc_now
+from events.personal_data import InMemoryKeyring
 from events.replay.providers import ReplayDivergence, replaying
 from events.retries import is_retryable
 from events.settings import get_settings
@@ -156,7 +157,7 @@ async def test_a_charge_the_log_does_not_show_is_a_retryable_divergence():
 
 
 def shipping_context(provider: Carrier) -> ShippingContext:
-    return ShippingContext(InMemoryShippingStore(), provider, ShippingSettings())
+    return ShippingContext(InMemoryShippingStore(), provider, ShippingSettings(), InMemoryKeyring())
 
 
 @pytest.mark.parametrize("country", ["DE", "AQ"])
@@ -184,7 +185,7 @@ async def test_a_replayed_booking_records_what_the_live_carrier_answered(country
 
 
 def email_context(provider: Mailer) -> EmailContext:
-    return EmailContext(InMemoryEmailStore(), provider, EmailSettings())
+    return EmailContext(InMemoryEmailStore(), provider, EmailSettings(), InMemoryKeyring())
 
 
 async def test_a_replayed_mail_has_the_live_message_id_and_is_not_sent():

@@ -21,6 +21,7 @@ from contracts.returns import (
 )
 from contracts.samples import sample_order_placed
 from events.model import Event, Message, utc_now
+from events.personal_data import InMemoryKeyring
 from events.replay.providers import ReplayDivergence
 from services.email import returns as email
 from services.email.context import EmailContext, EmailSettings
@@ -139,8 +140,8 @@ async def test_a_replayed_return_confirmation_has_the_live_message_id_and_is_not
         )
     )
     mailer = SimulatedMailer()
-    before = EmailContext(InMemoryEmailStore(), mailer, EmailSettings())
-    after = EmailContext(InMemoryEmailStore(), ReplayMailer(), EmailSettings())
+    before = EmailContext(InMemoryEmailStore(), mailer, EmailSettings(), InMemoryKeyring())
+    after = EmailContext(InMemoryEmailStore(), ReplayMailer(), EmailSettings(), InMemoryKeyring())
     for ctx in (before, after):
         await replayed(email.remember_return_recipient, requested, ctx, [], utc_now())
     outputs, at = await live(email.send_return_confirmation, refunded, before)

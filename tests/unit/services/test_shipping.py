@@ -15,9 +15,11 @@ from contracts.catalog import (
     ShipmentScheduled,
 )
 from contracts.parts import ReservedItem
+from contracts.personal import seal_personal_data
 from contracts.samples import sample_order_placed
 from events.errors import TransientError
 from events.model import Message, utc_now
+from events.personal_data import InMemoryKeyring, is_sealed
 from events.settings import get_settings
 from services.shipping import SERVICE_NAME, handlers
 from services.shipping.context import ShippingContext, ShippingSettings
@@ -36,7 +38,7 @@ def context(**settings) -> ShippingContext:
         failure_rate=config.failure_rate,
         rng=random.Random(1),
     )
-    return ShippingContext(InMemoryShippingStore(), carrier, config)
+    return ShippingContext(InMemoryShippingStore(), carrier, config, InMemoryKeyring())
 
 
 @pytest.fixture
@@ -166,3 +168,30 @@ def test_build_declares_the_service():
         "return.requested",
         "shipment.cancel",
     ]
+
+
+async def sealed_placed(ctx: ShippingContext, order_id: str) -> Message:
+    order = await seal_personal_data(sample_order_placed(), ctx.keyring)
+    return Message.first(order, saga_type="order", saga_key=order_id, producer="test")
+
+
+async def test_a_sealed_address_is_kept_sealed_and_opened_for_the_carrier(ctx):
+    await emitted(handlers.remember_parcel(await sealed_placed(ctx, "o1"), ctx))
+    parcel = await ctx.store.parcel("o1")
+    assert is_sealed(parcel.address.recipient)
+    assert is_sealed(parcel.address.line1)
+    [event] = await emitted(handlers.schedule(charged("o1"), ctx))
+    assert isinstance(event, ShipmentScheduled)
+    opened = await handlers.opened_address(parcel.address, ctx.keyring)
+    assert opened == sample_order_placed().shipping_address
+
+
+async def test_a_forgotten_customers_order_is_not_booked_and_fails_as_refused(ctx):
+    message = await sealed_placed(ctx, "o1")
+    await emitted(handlers.remember_parcel(message, ctx))
+    await ctx.keyring.forget(message.event.customer_id)
+    [event] = await emitted(handlers.schedule(charged("o1"), ctx))
+    assert event == ShipmentFailed(
+        reason=handlers.ADDRESS_ERASED, country_code="DE", failed_at=event.failed_at
+    )
+    assert list(ctx.provider.bookings) == []

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from contracts.parts import ReservedItem
+from contracts.personal import seal_personal_data
 from contracts.return_samples import sample_return_requested
 from contracts.returns import (
     PickupCancel,
@@ -18,9 +19,11 @@ from contracts.returns import (
 )
 from events.errors import TransientError
 from events.model import Message, utc_now
+from events.personal_data import InMemoryKeyring
 from events.settings import get_settings
 from services.shipping import returns
 from services.shipping.context import ShippingContext, ShippingSettings
+from services.shipping.handlers import ADDRESS_ERASED
 from services.shipping.provider import SimulatedCarrier
 from services.shipping.service import build
 from services.shipping.store import InMemoryShippingStore
@@ -35,7 +38,7 @@ def context(**settings) -> ShippingContext:
         failure_rate=config.failure_rate,
         rng=random.Random(1),
     )
-    return ShippingContext(InMemoryShippingStore(), carrier, config)
+    return ShippingContext(InMemoryShippingStore(), carrier, config, InMemoryKeyring())
 
 
 @pytest.fixture
@@ -158,3 +161,18 @@ def test_the_service_runs_the_returns_handlers():
     assert {"return.requested", "return.approved", "pickup.cancel"} <= set(
         service.router.event_types
     )
+
+
+async def test_a_sealed_pickup_address_is_opened_for_the_carrier_and_erased_fails_it(ctx):
+    event = await seal_personal_data(sample_return_requested("ord-1"), ctx.keyring)
+    for return_id in ("r1", "r2"):
+        message = Message.first(event, saga_type="return", saga_key=return_id, producer="test")
+        await emitted(returns.remember_pickup(message, ctx))
+    [booked] = await emitted(returns.schedule_pickup(approved("r1"), ctx))
+    assert isinstance(booked, PickupScheduled)
+    await ctx.keyring.forget(event.customer_id)
+    [failed] = await emitted(returns.schedule_pickup(approved("r2"), ctx))
+    assert failed == PickupFailed(
+        reason=ADDRESS_ERASED, country_code="DE", failed_at=failed.failed_at
+    )
+    assert list(ctx.provider.pickups) == ["r1"]  # the carrier never saw r2

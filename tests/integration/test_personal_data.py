@@ -1,0 +1,95 @@
+"""Customers' data keys on the real PostgreSQL: made once, deleted by forgetting, and readable
+only by the processes that open personal data (choreo/roles.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from choreo import registry
+from choreo.customers import forget_customer
+from choreo.roles import process_dsn, provision_roles, role_name
+from events.breaker_board import runtime_schema
+from events.database import Database, schema_name
+from events.personal_data import (
+    ERASED,
+    PostgresKeyring,
+    create_tables,
+    keys_schema,
+    open_value,
+    seal,
+)
+from events.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = ("email", "payment")
+
+
+@pytest.fixture
+async def roles(settings: Settings) -> AsyncIterator[Settings]:
+    """The roles of a process that opens personal data (email) and one that does not."""
+    settings = settings.model_copy(
+        update={"database_roles": True, "database_role_secret": SecretStr("test-key")}
+    )
+    try:
+        await provision_roles(settings, [registry.get(name) for name in PROCESSES])
+        yield settings
+    finally:
+        async with Database(settings) as admin:
+            for schema in (runtime_schema(settings), keys_schema(settings)):
+                await admin.pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            for name in PROCESSES:
+                role = role_name(settings, name)
+                await admin.pool.execute(
+                    f"DROP SCHEMA IF EXISTS {schema_name(settings, name)} CASCADE"
+                )
+                if await admin.pool.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                    await admin.pool.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+async def test_a_key_is_made_once_and_forgetting_deletes_it(settings: Settings):
+    async with Database(settings) as admin, admin.pool.acquire() as conn:
+        schema = await create_tables(conn, settings)
+        await create_tables(conn, settings)  # idempotent
+        try:
+            keyring = PostgresKeyring(conn, schema)
+            assert await keyring.key("cus-1") is None
+            sealed = await seal(keyring, "cus-1", "customer_email", "ada@example.com")
+            key = await keyring.key("cus-1")
+            assert key is not None
+            assert len(key) == 32
+            assert await keyring.key_for_sealing("cus-1") == key
+            assert await open_value(keyring, sealed, "customer_email") == "ada@example.com"
+            stored = await conn.fetchval(f"SELECT count(*) FROM {schema}.customer_keys")
+            assert stored == 1
+            done = await forget_customer(settings, "cus-1")
+            assert done.key_deleted
+            assert not done.log_checked  # this test has no projector
+            assert await keyring.key("cus-1") is None
+            assert await open_value(keyring, sealed, "customer_email") == ERASED
+            assert not (await forget_customer(settings, "cus-1")).key_deleted
+        finally:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def test_only_the_processes_that_open_personal_data_may_read_keys(roles: Settings):
+    schema = keys_schema(roles)
+    async with Database(roles) as admin, admin.pool.acquire() as conn:
+        await seal(PostgresKeyring(conn, schema), "cus-1", "customer_email", "ada@example.com")
+    email = await asyncpg.connect(process_dsn(roles, "email"))
+    payment = await asyncpg.connect(process_dsn(roles, "payment"))
+    try:
+        assert await PostgresKeyring(email, schema).key("cus-1") is not None
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await PostgresKeyring(email, schema).forget("cus-1")  # reads, never deletes
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await PostgresKeyring(email, schema).key_for_sealing("cus-2")  # ... nor makes
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await PostgresKeyring(payment, schema).key("cus-1")
+    finally:
+        await email.close()
+        await payment.close()
