@@ -15,6 +15,7 @@ blocks are shared with the HTTP API: decisions from :mod:`contracts.decisions`, 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
@@ -44,6 +45,7 @@ class ChoreoClient:
         self.dlq = DeadLetterQueue(self.settings, self.producer)
         self.keys_db = Database(self.settings, max_size=2)
         self._keys_ready = False
+        self._keys_lock = asyncio.Lock()
 
     async def __aenter__(self) -> ChoreoClient:
         await self.producer.start()
@@ -62,11 +64,12 @@ class ChoreoClient:
         """``event`` with its personal fields sealed, if its type carries any."""
         if "personal_data" not in type(event).model_fields:
             return event
-        if not self._keys_ready:
-            await self.keys_db.start()
-            async with self.keys_db.pool.acquire() as conn:
-                await personal_data.create_tables(conn, self.settings)
-            self._keys_ready = True
+        async with self._keys_lock:  # a burst of orders makes the key table once
+            if not self._keys_ready:
+                await self.keys_db.start()
+                async with self.keys_db.pool.acquire() as conn:
+                    await personal_data.create_tables(conn, self.settings)
+                self._keys_ready = True
         async with self.keys_db.pool.acquire() as conn:
             keyring = personal_data.PostgresKeyring(conn, personal_data.keys_schema(self.settings))
             return await seal_personal_data(event, keyring)

@@ -7,6 +7,7 @@ every transactional process has: the inbox (dedupe), the retry queue and the out
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import zlib
 from collections.abc import AsyncIterator
@@ -78,6 +79,8 @@ class Database:
         self.settings = settings
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        # Concurrent first uses (a burst of orders) must share one pool, not open one each.
+        self._starting = asyncio.Lock()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -86,17 +89,18 @@ class Database:
         return self._pool
 
     async def start(self) -> None:
-        if self._pool is not None:
-            return
-        try:
-            self._pool = await asyncpg.create_pool(
-                self.settings.database_url,
-                min_size=1,
-                max_size=self.max_size,
-                reset=_no_session_state,
-            )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+        async with self._starting:
+            if self._pool is not None:
+                return
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.settings.database_url,
+                    min_size=1,
+                    max_size=self.max_size,
+                    reset=_no_session_state,
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
 
     async def stop(self) -> None:
         pool, self._pool = self._pool, None
