@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -45,6 +46,8 @@ postcode and country do not)."""
 PROCESS = "personal_data"
 """The schema's name after the prefix (``<prefix>_personal_data``)."""
 NONCE_BYTES = 12
+
+log = logging.getLogger("choreo.personal_data")
 
 KEYS_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.customer_keys (
@@ -268,7 +271,8 @@ async def forgotten_customers(
 ) -> frozenset[str]:
     """The customers with sealed values in ``value`` whose key is gone, in one query of the
     presence view (``conn``: a connection or pool allowed to read it; the keys are not read).
-    Empty when the deployment has no key schema yet: erased is said only when known."""
+    Empty when the deployment has no key schema yet or ``conn`` may not read the view (logged):
+    erased is said only when known, and a reader still shows its page, masked."""
     customers = sealed_customers(value)
     if not customers:
         return frozenset()
@@ -279,6 +283,9 @@ async def forgotten_customers(
             sorted(customers),
         )
     except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return frozenset()
+    except asyncpg.InsufficientPrivilegeError as exc:
+        log.warning("which customers were forgotten is unknown (sealed values masked): %s", exc)
         return frozenset()
     return customers - {r["customer_id"] for r in rows}
 
