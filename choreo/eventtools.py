@@ -1,4 +1,5 @@
-"""Reading and writing events from the command line: the round trip check and `events tail`."""
+"""Reading and writing events from the command line: the round trip check and `events tail`
+(personal data concealed, a forgotten customer's erased)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from contracts.catalog import CATALOG
@@ -13,6 +15,7 @@ from contracts.samples import EXAMPLES
 from events.codec import Codec
 from events.errors import ContractError
 from events.model import Event, Message
+from events.personal_data import conceal, forgotten_customers, keys_schema
 from events.producer import EventProducer
 from events.schemas import SchemaRegistry
 from events.security import kafka_options
@@ -133,3 +136,52 @@ async def tail(
                 return
     finally:
         await consumer.stop()
+
+
+async def _presence_reader(settings: Settings) -> asyncpg.Connection | None:
+    """A connection that may read which customers' keys exist; None when PostgreSQL cannot be
+    reached (the tail still prints, sealed values as ``[sealed]``)."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(settings.database_url)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    return conn
+
+
+async def shown_event(
+    conn: asyncpg.Connection | None, settings: Settings, decoded: Message[Event]
+) -> dict[str, object]:
+    """The event of ``decoded`` as tools print it: sealed values concealed, those of a
+    forgotten customer (no key in the presence view) as erased."""
+    event = decoded.event.model_dump(mode="json")
+    forgotten = frozenset[str]()
+    if conn is not None:
+        forgotten = await forgotten_customers(conn, keys_schema(settings), event)
+    shown = conceal(event, forgotten)
+    assert isinstance(shown, dict)
+    return shown
+
+
+async def tail_rows(
+    settings: Settings, *, domains: list[str], from_beginning: bool, limit: int | None
+) -> AsyncIterator[tuple[Message[Event] | ContractError, dict[str, object]]]:
+    """:func:`tail`'s events as `choreo events tail --json` prints them (``at``, and
+    ``envelope`` and ``event`` (:func:`shown_event`), or ``error``)."""
+    conn = await _presence_reader(settings)
+    try:
+        async for record, decoded in tail(
+            settings, domains=domains, from_beginning=from_beginning, limit=limit
+        ):
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            if isinstance(decoded, ContractError):
+                yield decoded, {"at": where, "error": str(decoded)}
+                continue
+            row: dict[str, object] = {
+                "at": where,
+                "envelope": decoded.envelope.model_dump(mode="json"),
+                "event": await shown_event(conn, settings, decoded),
+            }
+            yield decoded, row
+    finally:
+        if conn is not None:
+            await conn.close()

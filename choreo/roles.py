@@ -11,7 +11,8 @@ faults, :mod:`events.breaker_board`) is the administrator's: each role may write
 and read the faults, nothing else there. So is the customers' data keys' schema
 (``<prefix>_personal_data``, :mod:`events.personal_data`): only the processes of
 :data:`OPENS_PERSONAL_DATA` may read keys (to open a sealed address at the moment of use), none
-may write them; the administrator (the client that seals, `choreo customers forget`) does.
+may write them; the administrator (the client that seals, `choreo customers forget`) does. The
+readers (:data:`SEES_KEYS_PRESENT`) may read only which keys exist (``customer_keys_present``).
 
 The administrator, the user of ``CHOREO_DATABASE_URL``, creates the roles idempotently
 (:func:`provision_roles`: ``choreo stack up`` and ``choreo run`` with ``CHOREO_DATABASE_ROLES``
@@ -42,6 +43,9 @@ READS: dict[str, tuple[str, ...]] = {"api": ("projector",)}
 """Processes that read another's tables (SELECT only): reader → the schemas' owners."""
 OPENS_PERSONAL_DATA = ("email", "shipping")
 """Processes that may read customers' data keys: they mail to and ship to sealed addresses."""
+SEES_KEYS_PRESENT = ("api", "projector")
+"""Processes that may read which customers' keys exist (the presence view), not the keys: their
+readers show a forgotten customer's sealed values as erased."""
 
 
 def role_name(settings: Settings, process: str) -> str:
@@ -135,13 +139,18 @@ async def _runtime_schema(conn: asyncpg.Connection, settings: Settings, roles: l
 
 
 async def _keys_schema(conn: asyncpg.Connection, settings: Settings, names: set[str]) -> None:
-    """The administrator's key schema: the processes that open personal data read keys."""
+    """The administrator's key schema: the processes that open personal data read keys, the
+    readers which keys exist."""
     schema = await personal_data.create_tables(conn, settings)
     for process in names:
         role = _ident(role_name(settings, process))
-        if process in OPENS_PERSONAL_DATA:
+        if process in OPENS_PERSONAL_DATA or process in SEES_KEYS_PRESENT:
             await conn.execute(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {role}")
+        if process in OPENS_PERSONAL_DATA:
             await conn.execute(f"GRANT SELECT ON {_ident(schema)}.customer_keys TO {role}")
+        if process in SEES_KEYS_PRESENT:
+            view = f"{_ident(schema)}.customer_keys_present"
+            await conn.execute(f"GRANT SELECT ON {view} TO {role}")
 
 
 async def provision_roles(

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
+from collections.abc import Iterator
 from typing import Protocol
 
+import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -44,6 +47,8 @@ PROCESS = "personal_data"
 """The schema's name after the prefix (``<prefix>_personal_data``)."""
 NONCE_BYTES = 12
 
+log = logging.getLogger("choreo.personal_data")
+
 KEYS_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.customer_keys (
     customer_id text        PRIMARY KEY,
@@ -52,6 +57,12 @@ CREATE TABLE IF NOT EXISTS {schema}.customer_keys (
 );
 """
 """The key table; ``{schema}`` stands for :func:`keys_schema`."""
+PRESENT_DDL = """
+CREATE OR REPLACE VIEW {schema}.customer_keys_present AS
+    SELECT customer_id FROM {schema}.customer_keys;
+"""
+"""Which customers still have a key, without the keys: readers granted this view (not the
+table) tell a forgotten customer's sealed values from a remembered one's."""
 
 _SEALED = re.compile(rf"^{SEALED_PATTERN}$")
 
@@ -189,13 +200,14 @@ class PostgresKeyring:
 
 
 async def create_tables(conn: Connection, settings: Settings) -> str:
-    """Create the key schema and table (as the administrator, idempotently); returns the
-    schema."""
+    """Create the key schema, table and presence view (as the administrator, idempotently);
+    returns the schema."""
     schema = keys_schema(settings)
     async with conn.transaction():  # concurrent first starts: `IF NOT EXISTS` alone can race
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(f"migrate:{schema}"))
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         await conn.execute(KEYS_DDL.format(schema=schema))
+        await conn.execute(PRESENT_DDL.format(schema=schema))
     return schema
 
 
@@ -217,14 +229,76 @@ async def open_value(keyring: Keyring, value: str, field: str) -> str:
 
 
 SHOWN = "[sealed]"
-"""What a sealed value reads as where people read payloads (the CLI, the console)."""
+"""What a sealed value reads as where people read payloads (the CLI, the console) while its
+customer's key exists."""
 
 
-def conceal(value: object) -> object:
-    """``value`` (a payload, or anything in it) with every sealed value shown as
-    :data:`SHOWN`: tools that print payloads never open personal data, nor print ciphertext."""
+def _strings(value: object) -> Iterator[str]:
     if isinstance(value, dict):
-        return {k: conceal(v) for k, v in value.items()}
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def sealed_customers(value: object) -> frozenset[str]:
+    """The customers whose sealed values ``value`` (payloads, or anything in them) holds."""
+    found: set[str] = set()
+    for text in _strings(value):
+        if is_sealed(text):
+            try:
+                found.add(sealed_customer(text))
+            except SealError:
+                continue  # damaged: names no customer, shown as any sealed value
+    return frozenset(found)
+
+
+def is_erased(value: object, forgotten: frozenset[str]) -> bool:
+    """Whether ``value`` is sealed for a customer of ``forgotten`` (whose key is gone)."""
+    if not forgotten or not isinstance(value, str) or not is_sealed(value):
+        return False
+    try:
+        return sealed_customer(value) in forgotten
+    except SealError:
+        return False
+
+
+async def forgotten_customers(
+    conn: Connection | asyncpg.Pool, schema: str, value: object
+) -> frozenset[str]:
+    """The customers with sealed values in ``value`` whose key is gone, in one query of the
+    presence view (``conn``: a connection or pool allowed to read it; the keys are not read).
+    Empty when the deployment has no key schema yet or ``conn`` may not read the view (logged):
+    erased is said only when known, and a reader still shows its page, masked."""
+    customers = sealed_customers(value)
+    if not customers:
+        return frozenset()
+    try:
+        rows = await conn.fetch(
+            f"SELECT customer_id FROM {schema}.customer_keys_present"
+            " WHERE customer_id = ANY($1::text[])",
+            sorted(customers),
+        )
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return frozenset()
+    except asyncpg.InsufficientPrivilegeError as exc:
+        log.warning("which customers were forgotten is unknown (sealed values masked): %s", exc)
+        return frozenset()
+    return customers - {r["customer_id"] for r in rows}
+
+
+def conceal(value: object, forgotten: frozenset[str] = frozenset()) -> object:
+    """``value`` (a payload, or anything in it) with every sealed value shown as
+    :data:`SHOWN`, or :data:`ERASED` when its customer is in ``forgotten``
+    (:func:`forgotten_customers`): tools that print payloads never open personal data, nor
+    print ciphertext."""
+    if isinstance(value, dict):
+        return {k: conceal(v, forgotten) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [conceal(v) for v in value]
+        return [conceal(v, forgotten) for v in value]
+    if is_erased(value, forgotten):
+        return ERASED
     return SHOWN if is_sealed(value) else value

@@ -13,9 +13,8 @@ import typer
 from rich.table import Table
 
 from choreo.cli.common import JsonFlag, fail, out, print_json
-from choreo.eventtools import round_trip, tail
+from choreo.eventtools import round_trip, tail_rows
 from events.errors import ChoreoError
-from events.personal_data import conceal
 from events.settings import get_settings
 
 app = typer.Typer(help="Publish and read events on the topics.")
@@ -65,27 +64,18 @@ def events_tail(
     """Print events as they arrive on the domain topics (Ctrl-C to stop)."""
 
     async def follow() -> None:
-        async for record, decoded in tail(
+        async for decoded, row in tail_rows(
             get_settings(), domains=domain or [], from_beginning=from_beginning, limit=limit
         ):
-            where = f"{record.topic}/{record.partition}@{record.offset}"
-            if isinstance(decoded, ChoreoError):
-                row: dict[str, object] = {"at": where, "error": str(decoded)}
-            else:
-                row = {
-                    "at": where,
-                    "envelope": decoded.envelope.model_dump(mode="json"),
-                    "event": conceal(decoded.event.model_dump(mode="json")),
-                }
             if as_json:
                 sys.stdout.write(orjson.dumps(row).decode() + "\n")
                 sys.stdout.flush()
-            elif "error" in row:
-                out.print(f"[red]{where}[/] undecodable: {row['error']}")
+            elif isinstance(decoded, ChoreoError):
+                out.print(f"[red]{row['at']}[/] undecodable: {row['error']}")
             else:
-                env = decoded.envelope  # type: ignore[union-attr]
+                env = decoded.envelope
                 out.print(
-                    f"[dim]{where}[/] [bold]{env.event_type}[/] order={env.saga_key} "
+                    f"[dim]{row['at']}[/] [bold]{env.event_type}[/] order={env.saga_key} "
                     f"id={env.event_id} by={env.producer}"
                 )
 

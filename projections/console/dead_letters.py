@@ -3,10 +3,10 @@
 Letters come from the dead-letter topic (:meth:`~projections.operations.Operations.dead_letters`,
 read at most every few seconds), newest first, filtered by source topic and by a word of the
 reason; each shows its reason and error, and its original message decoded with the catalog's
-schemas (envelope and payload, personal data masked as in the logs) or, when it does not
-decode, why not and its bytes in hex. Operators redrive one letter or the ones they tick,
-through ``POST /dead-letters/redrive``, which records each redrive in the audit shown below
-the list (:mod:`projections.audit`).
+schemas (envelope and payload, personal data masked as in the logs, a forgotten customer's
+sealed values erased) or, when it does not decode, why not and its bytes in hex. Operators
+redrive one letter or the ones they tick, through ``POST /dead-letters/redrive``, which records
+each redrive in the audit shown below the list (:mod:`projections.audit`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from fastapi.responses import HTMLResponse
 
 from events.codec import Codec
 from events.errors import ContractError, StackError
+from events.personal_data import forgotten_customers, keys_schema
 from events.redrive import DeadLetterEntry
+from projections.audit import RedriveAudit
 from projections.backend import AuditDep, OperationsDep
 from projections.console.pages import SignedIn, page
 from projections.masking import mask
+from projections.operations import Operations
 
 SHOWN = 200
 """At most this many letters are listed (the newest that match)."""
@@ -35,26 +38,47 @@ log = logging.getLogger("choreo.api")
 router = APIRouter(include_in_schema=False)
 
 
-def decoded(codec: Codec, value: bytes | None) -> dict[str, Any]:
-    """The original message of a letter for people: ``json`` (envelope and masked payload,
-    indented) when it decodes, else ``error`` and ``hex`` (the first :data:`HEX_BYTES`)."""
+Decoding = tuple[dict[str, Any], dict[str, Any]] | ContractError
+"""A letter's original message decoded (envelope, payload), or why it does not decode."""
+
+
+def decode(codec: Codec, value: bytes | None) -> Decoding:
+    """The original message of a letter, decoded with the catalog's schemas."""
     try:
         message, payload = codec.decode_with_payload(value)
     except ContractError as exc:
-        data = value or b""
+        return exc
+    return message.envelope.model_dump(mode="json"), payload
+
+
+def shown(
+    decoding: Decoding, value: bytes | None, forgotten: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The original message of a letter for people: ``json`` (envelope and masked payload,
+    indented; a forgotten customer's sealed values erased) when it decodes, else ``error`` and
+    ``hex`` (the first :data:`HEX_BYTES`)."""
+    data = value or b""
+    if isinstance(decoding, ContractError):
         return {
             "json": None,
-            "error": str(exc),
+            "error": str(decoding),
             "hex": data[:HEX_BYTES].hex(" "),
             "size": len(data),
         }
-    document = {"envelope": message.envelope.model_dump(mode="json"), "payload": mask(payload)}
+    envelope, payload = decoding
+    document = {"envelope": envelope, "payload": mask(payload, forgotten)}
     text = orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str).decode()
-    return {"json": text, "error": None, "hex": None, "size": len(value or b"")}
+    return {"json": text, "error": None, "hex": None, "size": len(data)}
 
 
-def letter_view(entry: DeadLetterEntry, codec: Codec) -> dict[str, Any]:
-    """One letter as the page shows it."""
+def decoded(codec: Codec, value: bytes | None) -> dict[str, Any]:
+    """:func:`shown` of ``value`` decoded, with no customer known to be forgotten."""
+    return shown(decode(codec, value), value)
+
+
+def letter_view(entry: DeadLetterEntry, message: dict[str, Any]) -> dict[str, Any]:
+    """One letter as the page shows it, with its original ``message`` as :func:`shown` shows
+    it."""
     letter = entry.letter
     key = letter.original_key
     return {
@@ -69,8 +93,24 @@ def letter_view(entry: DeadLetterEntry, codec: Codec) -> dict[str, Any]:
         "dead_at": letter.dead_at.isoformat(),
         "redriven_at": entry.redriven_at.isoformat() if entry.redriven_at else None,
         "redriven_by": entry.redriven_by,
-        "message": decoded(codec, letter.original_value),
+        "message": message,
     }
+
+
+async def letter_views(
+    entries: list[DeadLetterEntry], operations: Operations, audit: RedriveAudit
+) -> list[dict[str, Any]]:
+    """The letters as the page shows them: one query for which of their customers were
+    forgotten."""
+    values = [e.letter.original_value for e in entries]
+    decodings = [decode(operations.codec, v) for v in values]
+    payloads = [d[1] for d in decodings if not isinstance(d, ContractError)]
+    schema = keys_schema(operations.settings)
+    forgotten = await forgotten_customers(audit.db.pool, schema, payloads)
+    return [
+        letter_view(e, shown(d, v, forgotten))
+        for e, d, v in zip(entries, decodings, values, strict=True)
+    ]
 
 
 def matching(
@@ -102,10 +142,10 @@ async def _dead_letters(
     except (KafkaError, OSError, StackError, TimeoutError) as exc:
         log.warning("console: dead letters unavailable: %s", exc)
         entries, problem = [], f"The dead-letter topic cannot be read: {exc}"
-    shown = matching(entries, topic=topic, reason=reason, redriven=redriven)
+    kept = matching(entries, topic=topic, reason=reason, redriven=redriven)
     return {
-        "letters": [letter_view(e, operations.codec) for e in shown[:SHOWN]],
-        "matched": len(shown),
+        "letters": await letter_views(kept[:SHOWN], operations, audit),
+        "matched": len(kept),
         "pending": sum(1 for e in entries if e.redriven_at is None),
         "topics": sorted({e.letter.source_topic for e in entries}),
         "filters": filters,

@@ -5,9 +5,10 @@ definition by :func:`projections.sagas_model.fold_saga`, the function that write
 ``saga_status``: its definition drawn (:mod:`projections.console.flow`) with the path it took
 highlighted and the step it waits on marked; its timeline (:mod:`projections.console.timeline`);
 the audit trail (every event with its envelope and its payload, personal data masked as in the
-logs); the trace waterfall from Jaeger (:mod:`projections.console.waterfall`). With ``as_of``
-the same fold takes only the events up to that instant: the saga as it was then (time
-travel). The live part is fetched again every 2 s while the saga runs, the waterfall every 5 s.
+logs, a forgotten customer's sealed values read as erased); the trace waterfall from Jaeger
+(:mod:`projections.console.waterfall`). With ``as_of`` the same fold takes only the events up
+to that instant: the saga as it was then (time travel). The live part is fetched again every
+2 s while the saga runs, the waterfall every 5 s.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from events.personal_data import forgotten_customers, keys_schema
 from projections import sagas_queries
 from projections.backend import QueriesDep
 from projections.console import timeline, waterfall
@@ -144,6 +146,8 @@ async def _saga(
     shown = [e for e in entries if instant is None or e.event.occurred_at <= instant]
     events = [e.event for e in shown]
     view = fold_saga(d, saga_key, events)
+    payloads = [e.payload for e in events]
+    forgotten = await forgotten_customers(queries.db.pool, keys_schema(queries.settings), payloads)
     now = datetime.now(UTC)
     end = instant or view.ended_at or (now if view.status not in ENDED else view.updated_at)
     states = path_states(view)
@@ -159,7 +163,10 @@ async def _saga(
         "taken": taken_edges(drawing, states),
         "timeline": timeline.layout(view, events, end or now),
         "audit": [
-            {**e.envelope, "payload": orjson.dumps(mask(e.event.payload), option=INDENT).decode()}
+            {
+                **e.envelope,
+                "payload": orjson.dumps(mask(e.event.payload, forgotten), option=INDENT).decode(),
+            }
             for e in shown
         ],
         "as_of": instant,

@@ -1,7 +1,8 @@
 """Forgetting a customer on the real platform (crypto-shredding): their e-mail address is at
 rest nowhere in plain text (no table, no topic, no span, no log line) before and after
-``choreo customers forget``, it reads as erased where it was used, and a rebuild of the read
-models still verifies. A customer with events written before sealing is told so."""
+``choreo customers forget``, it reads as erased where it was used and where it is shown (the
+console's audit trail, `choreo events tail`), and a rebuild of the read models still verifies.
+A customer with events written before sealing is told so."""
 
 from __future__ import annotations
 
@@ -14,30 +15,36 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from choreo.client import new_order_id
-from choreo.eventtools import make_codec
+from choreo.eventtools import make_codec, shown_event
 from choreo.roles import as_process
 from contracts.catalog import OrderPlaced
 from contracts.samples import sample_order_placed
 from events.database import schema_name
 from events.errors import ChoreoError
-from events.personal_data import ERASED, PostgresKeyring, keys_schema, open_value
+from events.personal_data import ERASED, SHOWN, PostgresKeyring, keys_schema, open_value
 from events.producer import publish_first
 from events.security import kafka_options
 from events.settings import Settings
-from events.topics import all_topics
+from events.topics import all_topics, topic_for
+from projections.api import create_app
 from projections.rebuild import rebuild
 from projections.traces import OrderTrace, fetch_order_trace
 from services.email.store import PostgresEmailStore
+from tests.conftest import ApiTokens
 from tests.e2e.conftest import Deployment, start_deployment
+from tests.integration.test_api import serve
 
 pytestmark = pytest.mark.integration
 
 TEXT_TYPES = {"text", "character varying", "jsonb", "json"}
+QUOTE = "&#34;"
+"""A double quote in the console's HTML."""
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +173,37 @@ async def forget(settings: Settings, customer_id: str) -> tuple[int, dict[str, A
     return proc.returncode, orjson.loads(out)
 
 
+async def console_audit(d: Deployment, tokens: ApiTokens, order_id: str) -> str:
+    """The saga page's live part (its audit trail with each event's payload) of ``order_id``,
+    from the API running as its own role over the deployment's read models."""
+    async with serve(create_app(as_process(d.settings, "api"), tokens.api)) as console:
+        signed = await console.post("/console/sign-in", data={"token": tokens.viewer})
+        assert signed.status_code == 303, signed.text
+        deadline = time.monotonic() + 30
+        live = await console.get(f"/console/sagas/order/{order_id}/live")
+        while live.status_code == 404 and time.monotonic() < deadline:  # not projected yet
+            await asyncio.sleep(0.3)
+            live = await console.get(f"/console/sagas/order/{order_id}/live")
+    assert live.status_code == 200, live.text
+    return live.text
+
+
+async def tailed_order_placed(d: Deployment, order_id: str) -> dict[str, object]:
+    """The order's ``order.placed`` as `choreo events tail` prints it (as the administrator)."""
+    codec = make_codec(d.settings)
+    orders = [
+        codec.decode(r.value)
+        for r in await every_record(d.settings)
+        if r.key == order_id.encode() and r.topic == topic_for("order.placed", d.settings)
+    ]
+    [placed] = [m for m in orders if m.envelope.event_type == "order.placed"]
+    conn = await asyncpg.connect(d.settings.database_url)
+    try:
+        return await shown_event(conn, d.settings, placed)
+    finally:
+        await conn.close()
+
+
 async def assert_nowhere(d: Deployment, order_id: str, email: str) -> None:
     assert await tables_holding(d, email) == []
     assert await records_holding(d, email) == []
@@ -175,7 +213,7 @@ async def assert_nowhere(d: Deployment, order_id: str, email: str) -> None:
 
 
 async def test_a_forgotten_customers_email_is_nowhere_and_the_read_models_still_verify(
-    checked: Deployment,
+    checked: Deployment, api_tokens: ApiTokens
 ):
     customer, email = f"cus-{uuid.uuid4().hex[:8]}", f"ada-{uuid.uuid4().hex[:8]}@example.com"
     order_id = (await checked.client.place_order(order_of(customer, email))).saga_key
@@ -188,6 +226,11 @@ async def test_a_forgotten_customers_email_is_nowhere_and_the_read_models_still_
     assert recipient is not None
     # Sealed at rest from the start: only the mailer saw the address, in memory.
     await assert_nowhere(checked, order_id, email)
+    # Readers show the sealed values masked while the key exists ...
+    assert f"{QUOTE}customer_email{QUOTE}: {QUOTE}***{QUOTE}" in await console_audit(
+        checked, api_tokens, order_id
+    )
+    assert (await tailed_order_placed(checked, order_id))["customer_email"] == SHOWN
 
     code, done = await forget(checked.settings, customer)
     assert code == 0, done
@@ -199,6 +242,13 @@ async def test_a_forgotten_customers_email_is_nowhere_and_the_read_models_still_
     async with checked.db.pool.acquire() as conn:
         keyring = PostgresKeyring(conn, keys_schema(checked.settings))
         assert await open_value(keyring, recipient.email, "customer_email") == ERASED
+    # ... and as erased once it is gone.
+    html = await console_audit(checked, api_tokens, order_id)
+    assert f"{QUOTE}customer_email{QUOTE}: {QUOTE}{ERASED}{QUOTE}" in html
+    assert f"{QUOTE}line1{QUOTE}: {QUOTE}{ERASED}{QUOTE}" in html
+    tailed = await tailed_order_placed(checked, order_id)
+    assert tailed["customer_email"] == ERASED
+    assert tailed["customer_id"] == customer
     report = await rebuild(as_process(checked.settings, "projector"), verify=True)
     assert report.differences == []
 

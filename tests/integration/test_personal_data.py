@@ -18,6 +18,7 @@ from events.personal_data import (
     ERASED,
     PostgresKeyring,
     create_tables,
+    forgotten_customers,
     keys_schema,
     open_value,
     seal,
@@ -26,12 +27,13 @@ from events.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-PROCESSES = ("email", "payment")
+PROCESSES = ("email", "payment", "api")
 
 
 @pytest.fixture
 async def roles(settings: Settings) -> AsyncIterator[Settings]:
-    """The roles of a process that opens personal data (email) and one that does not."""
+    """The roles of a process that opens personal data (email), one that does not (payment) and
+    a reader (the API)."""
     settings = settings.model_copy(
         update={"database_roles": True, "database_role_secret": SecretStr("test-key")}
     )
@@ -93,3 +95,34 @@ async def test_only_the_processes_that_open_personal_data_may_read_keys(roles: S
     finally:
         await email.close()
         await payment.close()
+
+
+async def test_readers_see_which_keys_exist_but_not_the_keys(roles: Settings):
+    schema = keys_schema(roles)
+    async with Database(roles) as admin, admin.pool.acquire() as conn:
+        keyring = PostgresKeyring(conn, schema)
+        kept = await seal(keyring, "cus-kept", "customer_email", "ada@example.com")
+        gone = await seal(keyring, "cus-gone", "customer_email", "bob@example.com")
+        assert await keyring.forget("cus-gone")
+    payloads = [{"customer_email": kept}, {"customer_email": gone}, {"city": "London"}]
+    api = await asyncpg.connect(process_dsn(roles, "api"))
+    payment = await asyncpg.connect(process_dsn(roles, "payment"))
+    try:
+        assert await forgotten_customers(api, schema, payloads) == {"cus-gone"}
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await PostgresKeyring(api, schema).key("cus-kept")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await api.fetch(f"SELECT * FROM {schema}.customer_keys")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await payment.fetch(f"SELECT * FROM {schema}.customer_keys_present")
+        # A reader without the grant still shows its page: masked, never erased on a guess.
+        assert await forgotten_customers(payment, schema, payloads) == set()
+    finally:
+        await api.close()
+        await payment.close()
+
+
+async def test_erased_is_said_only_where_the_key_table_exists(settings: Settings):
+    sealed = "pii:v1:Y3VzLTE:AAAA"  # cus-1's
+    async with Database(settings) as admin:
+        assert await forgotten_customers(admin.pool, keys_schema(settings), [sealed]) == set()

@@ -15,11 +15,13 @@ from events.personal_data import (
     InMemoryKeyring,
     SealError,
     conceal,
+    is_erased,
     is_sealed,
     open_value,
     open_with,
     seal,
     sealed_customer,
+    sealed_customers,
 )
 
 
@@ -120,3 +122,20 @@ async def test_tools_that_print_payloads_show_sealed_values_as_sealed():
     assert shown["shipping_address"]["line1"] == SHOWN
     assert shown["shipping_address"]["city"] == sealed.shipping_address.city
     assert "pii:v1:" not in str(shown)
+
+
+async def test_tools_show_a_forgotten_customers_sealed_values_as_erased():
+    keyring = InMemoryKeyring()
+    gone = await seal(keyring, "cus-gone", "customer_email", "ada@example.com")
+    kept = await seal(keyring, "cus-kept", "customer_email", "bob@example.com")
+    payloads = [{"customer_email": gone}, {"customer_email": kept, "city": "London"}]
+    assert sealed_customers(payloads) == {"cus-gone", "cus-kept"}
+    shown = conceal(payloads, frozenset({"cus-gone"}))
+    assert shown == [{"customer_email": ERASED}, {"customer_email": SHOWN, "city": "London"}]
+
+
+def test_a_damaged_sealed_value_names_no_customer_and_is_shown_sealed():
+    damaged = "pii:v1:____:AAAA"  # the customer id is not UTF-8
+    assert sealed_customers({"line1": damaged, "city": "London"}) == frozenset()
+    assert not is_erased(damaged, frozenset({""}))
+    assert conceal({"line1": damaged}, frozenset({"cus-1"})) == {"line1": SHOWN}
