@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from choreo.chaos import infra
 from choreo.chaos.orders import PlacedOrder
 from choreo.chaos.plan import ChaosConfig, ScheduledFault
-from choreo.chaos.processes import pick, send, wait_replaced
+from choreo.chaos.processes import pick, platform_processes, send, wait_replaced
 from choreo.client import ChoreoClient
 from contracts.samples import scenario_order
 from events.security import kafka_options
@@ -104,8 +104,9 @@ class FaultInjector:
         """SIGKILL one instance of ``name``; wait for the supervisor to start another."""
         prefix, state_dir = self.settings.topic_prefix, self.settings.state_dir
         pid = await pick(prefix, state_dir, name)
+        before = platform_processes(prefix, state_dir).get(name, [])
         send(pid, signal.SIGKILL)
-        took = await wait_replaced(prefix, state_dir, name, pid)
+        took = await wait_replaced(prefix, state_dir, name, before)
         return f"pid {pid} killed; replaced after {took:.1f}s"
 
     async def stop(self, name: str) -> str:

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 
 from events.errors import ChoreoError
@@ -120,17 +121,18 @@ def send(pid: int, sig: signal.Signals) -> None:
 
 
 async def wait_replaced(
-    prefix: str, state_dir: Path, name: str, old: int, timeout_s: float = 90.0
+    prefix: str, state_dir: Path, name: str, before: Collection[int], timeout_s: float = 90.0
 ) -> float:
-    """Wait until an instance of ``name`` other than ``old`` runs (the supervisor restarted
-    it); returns the seconds it took.
+    """Wait until an instance of ``name`` that was not among ``before`` (the instances when
+    one was killed) runs: the supervisor restarted it (a replica that ran all along does not
+    count); returns the seconds it took.
 
     Raises:
         ProcessNotFound: none within ``timeout_s`` (no supervisor restarts this platform?).
     """
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        if any(pid != old for pid in platform_processes(prefix, state_dir).get(name, [])):
+        if any(pid not in before for pid in platform_processes(prefix, state_dir).get(name, [])):
             return time.monotonic() - started
         await asyncio.sleep(0.2)
     raise ProcessNotFound(

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from choreo.chaos import processes
-from choreo.chaos.processes import ProcessNotFound, pick, platform_processes, service_name
+from choreo.chaos.processes import (
+    ProcessNotFound,
+    pick,
+    platform_processes,
+    service_name,
+    wait_replaced,
+)
 
 
 def fake_process(proc: Path, pid: int, argv: list[str], env: dict[str, str], state: str = "S"):
@@ -66,3 +72,20 @@ async def test_a_process_being_restarted_is_waited_for(
     restart = asyncio.create_task(restarted_later())
     assert await pick("e2e1.", Path("/srv/a/.state"), "email", timeout_s=10) == 90
     await restart
+
+
+async def test_a_replica_that_ran_all_along_is_no_replacement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "self").mkdir()
+    monkeypatch.setattr(processes, "PROC", proc)
+    mine = {"CHOREO_TOPIC_PREFIX": "e2e1.", "CHOREO_STATE_DIR": "/srv/a/.state"}
+    service = ["python", "-m", "choreo", "service", "payment"]
+    fake_process(proc, 40, service, mine)  # payment#2; payment (30) was just killed
+    state = Path("/srv/a/.state")
+    with pytest.raises(ProcessNotFound, match="not restarted"):
+        await wait_replaced("e2e1.", state, "payment", before=[30, 40], timeout_s=0.3)
+    fake_process(proc, 50, service, mine)
+    assert await wait_replaced("e2e1.", state, "payment", before=[30, 40], timeout_s=5) < 5
