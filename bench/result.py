@@ -33,6 +33,9 @@ class SagaConfig:
     baselines: bool = True
     """Measure the raw baselines after the run (`choreo bench peers` compares with the peers
     instead and skips them)."""
+    keep_deployment: bool = False
+    """Leave the run's topics, schemas and roles (`choreo bench peers` reads the services'
+    tables for its invariants first, then removes them)."""
 
 
 @dataclass

@@ -135,7 +135,8 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
     if config.baselines:
         log("platform stopped; measuring the baselines")
         await _baselines(settings, result, log, lap)
-    await remove_deployment(settings)  # its topics, schemas and roles: the figures are taken
+    if not config.keep_deployment:
+        await remove_deployment(settings)  # its topics, schemas, roles: the figures are taken
     return result
 
 

@@ -46,6 +46,7 @@ from bench.peers.server import TemporalDevServer
 from bench.result import SagaConfig, SagaResult
 from choreo import registry
 from choreo.mix import DEFAULT_MIX, parse_mix
+from choreo.platform import remove_deployment
 from choreo.stack import Stack
 from events.errors import ChoreoError
 from events.settings import Settings, get_settings
@@ -105,9 +106,14 @@ def _run_choreo(config: PeersConfig, rate: float | None, log: Log, status: Log) 
         timeout_s=config.timeout_s,
         in_flight=config.in_flight,
         baselines=False,
+        keep_deployment=True,  # its services' tables hold the invariants' state
     )
     result = saga.run(saga_config, log, status)
-    return choreo_figures(result, rate, config.tracing)
+    try:
+        return choreo_figures(result, rate, config.tracing)
+    finally:
+        settings = get_settings().model_copy(update={"topic_prefix": result.prefix})
+        asyncio.run(remove_deployment(settings))  # its topics, schemas and roles
 
 
 def choreo_figures(result: SagaResult, rate: float | None, tracing: bool) -> SystemFigures:
