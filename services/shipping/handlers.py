@@ -13,6 +13,8 @@ has no address any more: the booking fails as a refused one does (reason
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from contracts.catalog import (
     CATALOG,
@@ -40,6 +42,8 @@ router: Router[ShippingContext] = Router(SERVICE_NAME, CATALOG)
 
 ADDRESS_ERASED = "the address is erased: the customer was forgotten"
 
+Answer = TypeVar("Answer")
+
 
 async def opened_address(address: Address, keyring: Keyring) -> Address | None:
     """``address`` with its personal lines opened; None when they are erased."""
@@ -55,6 +59,21 @@ async def opened_address(address: Address, keyring: Keyring) -> Address | None:
     if ERASED in opened.values():
         return None
     return address.model_copy(update=opened)
+
+
+async def book_with_address(
+    address: Address,
+    keyring: Keyring,
+    book: Callable[[Address], Awaitable[Answer]],
+    timeout_s: float,
+    what: str,
+) -> Answer | Refused:
+    """The carrier's answer to ``book`` of the opened ``address`` (within ``timeout_s``);
+    refused without a call when the address is erased."""
+    opened = await opened_address(address, keyring)
+    if opened is None:
+        return Refused(ADDRESS_ERASED)
+    return await within(book(opened), timeout_s, what)
 
 
 def _outcome(shipment: Shipment) -> list[Event]:
@@ -108,15 +127,12 @@ async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> li
     parcel = await ctx.store.parcel(order_id)
     if parcel is None:
         raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot ship")
-    address = await opened_address(parcel.address, ctx.keyring)
-    answer = (
-        Refused(ADDRESS_ERASED)
-        if address is None
-        else await within(
-            ctx.provider.book(reference=order_id, address=address, items=parcel.items),
-            ctx.config.carrier_timeout_s,
-            "the carrier (booking)",
-        )
+    answer = await book_with_address(
+        parcel.address,
+        ctx.keyring,
+        lambda address: ctx.provider.book(reference=order_id, address=address, items=parcel.items),
+        ctx.config.carrier_timeout_s,
+        "the carrier (booking)",
     )
     now = utc_now()
     country = parcel.address.country_code

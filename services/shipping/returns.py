@@ -25,7 +25,7 @@ from events.errors import NotReadyError
 from events.model import Event, Message, utc_now
 from events.providers import within
 from services.shipping.context import ShippingContext
-from services.shipping.handlers import ADDRESS_ERASED, opened_address, router
+from services.shipping.handlers import book_with_address, router
 from services.shipping.provider import Refused
 from services.shipping.store import Pickup, ReturnParcel
 
@@ -87,15 +87,14 @@ async def schedule_pickup(message: Message[ReturnApproved], ctx: ShippingContext
     parcel = await ctx.store.return_parcel(return_id)
     if parcel is None:
         raise NotReadyError(f"return {return_id}: return.requested not seen yet, no address")
-    address = await opened_address(parcel.address, ctx.keyring)
-    answer = (
-        Refused(ADDRESS_ERASED)
-        if address is None
-        else await within(
-            ctx.provider.book_pickup(reference=return_id, address=address, items=parcel.items),
-            ctx.config.carrier_timeout_s,
-            "the carrier (pickup)",
-        )
+    answer = await book_with_address(
+        parcel.address,
+        ctx.keyring,
+        lambda address: ctx.provider.book_pickup(
+            reference=return_id, address=address, items=parcel.items
+        ),
+        ctx.config.carrier_timeout_s,
+        "the carrier (pickup)",
     )
     now = utc_now()
     country = parcel.address.country_code

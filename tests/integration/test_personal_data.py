@@ -11,9 +11,8 @@ from pydantic import SecretStr
 
 from choreo import registry
 from choreo.customers import forget_customer
-from choreo.roles import process_dsn, provision_roles, role_name
-from events.breaker_board import runtime_schema
-from events.database import Database, schema_name
+from choreo.roles import process_dsn, provision_roles, remove_deployment_data
+from events.database import Database
 from events.personal_data import (
     ERASED,
     PostgresKeyring,
@@ -41,16 +40,7 @@ async def roles(settings: Settings) -> AsyncIterator[Settings]:
         await provision_roles(settings, [registry.get(name) for name in PROCESSES])
         yield settings
     finally:
-        async with Database(settings) as admin:
-            for schema in (runtime_schema(settings), keys_schema(settings)):
-                await admin.pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            for name in PROCESSES:
-                role = role_name(settings, name)
-                await admin.pool.execute(
-                    f"DROP SCHEMA IF EXISTS {schema_name(settings, name)} CASCADE"
-                )
-                if await admin.pool.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-                    await admin.pool.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        await remove_deployment_data(settings)
 
 
 async def test_a_key_is_made_once_and_forgetting_deletes_it(settings: Settings):

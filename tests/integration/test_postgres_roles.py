@@ -10,11 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from choreo import registry
-from choreo.roles import process_dsn, provision_roles, role_name
+from choreo.roles import process_dsn, provision_roles, remove_deployment_data, role_name
 from events import breaker_board
 from events.breaker_board import runtime_schema
 from events.database import Database, schema_name
-from events.personal_data import keys_schema
 from events.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -39,16 +38,7 @@ async def roles(settings: Settings) -> AsyncIterator[Settings]:
         await provision_roles(settings, specs)  # idempotent
         yield settings
     finally:
-        async with Database(settings) as admin:
-            await admin.pool.execute(f"DROP SCHEMA IF EXISTS {runtime_schema(settings)} CASCADE")
-            await admin.pool.execute(f"DROP SCHEMA IF EXISTS {keys_schema(settings)} CASCADE")
-            for name in PROCESSES:
-                role = role_name(settings, name)
-                await admin.pool.execute(
-                    f"DROP SCHEMA IF EXISTS {schema_name(settings, name)} CASCADE"
-                )
-                if await admin.pool.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-                    await admin.pool.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        await remove_deployment_data(settings)
 
 
 async def connect_as(settings: Settings, process: str) -> asyncpg.Connection:

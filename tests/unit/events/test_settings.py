@@ -23,21 +23,31 @@ def _no_outside_config(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_are_the_local_stack():
+@pytest.mark.parametrize(
+    ("ports", "postgres", "otlp", "jaeger"),
+    [
+        ({}, 15432, 4317, 16686),  # the local stack's defaults
+        (
+            {
+                "CHOREO_POSTGRES_PORT": "25432",
+                "CHOREO_JAEGER_OTLP_GRPC_PORT": "24317",
+                "CHOREO_JAEGER_QUERY_PORT": "26686",
+            },
+            25432,
+            24317,
+            26686,
+        ),
+    ],
+)
+def test_the_defaults_follow_the_stacks_ports(
+    monkeypatch: pytest.MonkeyPatch, ports: dict[str, str], postgres: int, otlp: int, jaeger: int
+):
+    for name, value in ports.items():
+        monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.database_url == "postgresql://choreo:choreo@127.0.0.1:15432/choreo"
-    assert settings.otel_exporter_otlp_endpoint == "http://127.0.0.1:4317"
-    assert settings.jaeger_query_url == "http://127.0.0.1:16686"
-
-
-def test_a_stack_on_other_ports_moves_the_defaults(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("CHOREO_POSTGRES_PORT", "25432")
-    monkeypatch.setenv("CHOREO_JAEGER_OTLP_GRPC_PORT", "24317")
-    monkeypatch.setenv("CHOREO_JAEGER_QUERY_PORT", "26686")
-    settings = Settings()
-    assert settings.database_url == "postgresql://choreo:choreo@127.0.0.1:25432/choreo"
-    assert settings.otel_exporter_otlp_endpoint == "http://127.0.0.1:24317"
-    assert settings.jaeger_query_url == "http://127.0.0.1:26686"
+    assert settings.database_url == f"postgresql://choreo:choreo@127.0.0.1:{postgres}/choreo"
+    assert settings.otel_exporter_otlp_endpoint == f"http://127.0.0.1:{otlp}"
+    assert settings.jaeger_query_url == f"http://127.0.0.1:{jaeger}"
 
 
 def test_an_explicit_address_wins(monkeypatch: pytest.MonkeyPatch):

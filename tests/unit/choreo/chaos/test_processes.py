@@ -56,36 +56,36 @@ async def test_processes_are_found_by_name_topic_prefix_and_state_folder(
         await pick("e2e1.", Path("/srv/a/.state"), "crm", timeout_s=0.3)
 
 
-async def test_a_process_being_restarted_is_waited_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+MINE = {"CHOREO_TOPIC_PREFIX": "e2e1.", "CHOREO_STATE_DIR": "/srv/a/.state"}
+"""The environment of the deployment the waiting tests look for."""
+
+
+@pytest.fixture
+def proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty /proc of fake processes, which the module reads instead of the real one."""
     proc = tmp_path / "proc"
     proc.mkdir()
     (proc / "self").mkdir()
     monkeypatch.setattr(processes, "PROC", proc)
-    mine = {"CHOREO_TOPIC_PREFIX": "e2e1.", "CHOREO_STATE_DIR": "/srv/a/.state"}
+    return proc
+
+
+async def test_a_process_being_restarted_is_waited_for(proc: Path):
 
     async def restarted_later() -> None:
         await asyncio.sleep(0.5)
-        fake_process(proc, 90, ["python", "-m", "choreo", "service", "email"], mine)
+        fake_process(proc, 90, ["python", "-m", "choreo", "service", "email"], MINE)
 
     restart = asyncio.create_task(restarted_later())
     assert await pick("e2e1.", Path("/srv/a/.state"), "email", timeout_s=10) == 90
     await restart
 
 
-async def test_a_replica_that_ran_all_along_is_no_replacement(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    proc = tmp_path / "proc"
-    proc.mkdir()
-    (proc / "self").mkdir()
-    monkeypatch.setattr(processes, "PROC", proc)
-    mine = {"CHOREO_TOPIC_PREFIX": "e2e1.", "CHOREO_STATE_DIR": "/srv/a/.state"}
+async def test_a_replica_that_ran_all_along_is_no_replacement(proc: Path):
     service = ["python", "-m", "choreo", "service", "payment"]
-    fake_process(proc, 40, service, mine)  # payment#2; payment (30) was just killed
+    fake_process(proc, 40, service, MINE)  # payment#2; payment (30) was just killed
     state = Path("/srv/a/.state")
     with pytest.raises(ProcessNotFound, match="not restarted"):
         await wait_replaced("e2e1.", state, "payment", before=[30, 40], timeout_s=0.3)
-    fake_process(proc, 50, service, mine)
+    fake_process(proc, 50, service, MINE)
     assert await wait_replaced("e2e1.", state, "payment", before=[30, 40], timeout_s=5) < 5
