@@ -10,7 +10,8 @@ answer, :class:`Declined`.
 :class:`SimulatedGateway` reacts to the card token:
 
 - ``tok_declined``: declined with reason ``card_declined``.
-- ``tok_flaky``: unavailable for the first ``flaky_failures`` calls per key, then charges.
+- ``tok_flaky``: unavailable for the first ``flaky_failures`` calls per key, then charges
+  (counted in ``shared_calls`` when given, so that replicas of payment share one gateway).
 - ``tok_timeout``: never answers (the caller's timeout must fire); nothing is charged.
 - ``tok_slow``: charges at once but answers after ``slow_delay_s`` seconds; a caller that gave
   up early finds the charge when it retries with the same key.
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from events.errors import ProviderUnavailable
+from services.payment.gateway_calls import GatewayCalls
 
 DECLINED_TOKEN = "tok_declined"
 FLAKY_TOKEN = "tok_flaky"
@@ -101,7 +103,11 @@ class PaymentGateway(Protocol):
 
 
 class SimulatedGateway:
-    """A :class:`PaymentGateway` in memory whose behaviour the card token decides."""
+    """A :class:`PaymentGateway` whose behaviour the card token decides.
+
+    Its outcomes live in memory; the calls per key that decide ``tok_flaky`` are counted in
+    ``shared_calls`` when given (:mod:`services.payment.gateway_calls`), else in memory.
+    """
 
     def __init__(
         self,
@@ -110,13 +116,15 @@ class SimulatedGateway:
         slow_delay_s: float = 1.5,
         failure_rate: float = 0.0,
         rng: random.Random | None = None,
+        shared_calls: GatewayCalls | None = None,
     ) -> None:
+        self.shared_calls = shared_calls
         self.flaky_failures = flaky_failures
         self.slow_delay_s = slow_delay_s
         self.failure_rate = failure_rate
         self.rng = rng or random.Random()
         self.attempts: Counter[str] = Counter()
-        """Charge calls per idempotency key."""
+        """Charge calls this process made per idempotency key."""
         self.charges: dict[str, Charged | Declined] = {}
         """The outcome per key: money moved at most once per key."""
         self.refunds: dict[str, Refunded] = {}
@@ -133,6 +141,8 @@ class SimulatedGateway:
     ) -> Charged | Declined:
         self.attempts[idempotency_key] += 1
         attempt = self.attempts[idempotency_key]
+        if self.shared_calls is not None:
+            attempt = await self.shared_calls.count(idempotency_key)
         previous = self.charges.get(idempotency_key)
         if previous is not None:
             # An idempotent replay answers at once with the first outcome.

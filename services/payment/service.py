@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from events.service import Service
+from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from services.payment import SERVICE_NAME
 from services.payment.context import PaymentContext, PaymentSettings
+from services.payment.gateway_calls import DDL as GATEWAY_CALLS_DDL
+from services.payment.gateway_calls import PostgresGatewayCalls
 from services.payment.provider import PaymentGateway, SimulatedGateway
 from services.payment.replay import ReplayGateway
 from services.payment.returns import router  # the order handlers and the returns' on one router
@@ -21,19 +23,27 @@ def build(
     """The payment service; ``config`` defaults to the ``CHOREO_PAYMENT_*`` environment,
     ``provider`` to the simulated gateway (a replay passes its own)."""
     cfg = config or PaymentSettings()
-    # One gateway per process: it keeps the idempotency keys and attempt counts across messages.
+    # One gateway per process: it keeps the idempotency keys across messages; its call counts
+    # live in PostgreSQL, shared by the replicas as one real gateway's would be.
+    shared_calls = PostgresGatewayCalls()
     gateway = provider or SimulatedGateway(
         flaky_failures=cfg.flaky_failures,
         slow_delay_s=cfg.slow_delay_s,
         failure_rate=cfg.failure_rate,
+        shared_calls=shared_calls,
     )
+
+    async def attach_gateway_calls(runtime: ServiceRuntime[PaymentContext]) -> None:
+        shared_calls.attach(runtime.db, runtime.schema)
+
     return Service(
         name=SERVICE_NAME,
         router=router,
         context=lambda conn, schema: PaymentContext(
             PostgresPaymentStore(conn, schema), gateway, cfg
         ),
-        ddl=(DDL,),
+        ddl=(DDL, GATEWAY_CALLS_DDL),
+        on_start=attach_gateway_calls,
         # Handlers touch only their own order's rows; a return's refund locks its order too, so
         # a lane may wait for another one's order, holding no lock the other needs.
         lanes=settings.topic_partitions,

@@ -4,6 +4,7 @@ charge per order, one refund per order."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
@@ -20,7 +21,7 @@ from events.model import Message, utc_now
 from events.settings import get_settings
 from services.payment import SERVICE_NAME, handlers
 from services.payment.context import PaymentContext, PaymentSettings
-from services.payment.provider import GatewayUnavailable, SimulatedGateway
+from services.payment.provider import Charged, GatewayUnavailable, SimulatedGateway
 from services.payment.service import build
 from services.payment.store import ChargeSummary, InMemoryPaymentStore
 from tests.unit.services import emitted
@@ -104,6 +105,39 @@ async def test_flaky_token_fails_transiently_then_records_the_successful_attempt
     [event] = await emitted(handlers.charge(approved("o1"), ctx))
     assert isinstance(event, PaymentCharged)
     assert event.attempt == 3
+
+
+class CountedOnce:
+    """One call count for every gateway given it, as PostgresGatewayCalls is for replicas."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    async def count(self, key: str) -> int:
+        self.calls[key] += 1
+        return self.calls[key]
+
+
+async def test_replicas_sharing_the_call_count_see_one_flaky_gateway():
+    shared = CountedOnce()
+    replicas = [SimulatedGateway(flaky_failures=2, shared_calls=shared) for _ in range(2)]
+    outcomes: list[object] = []
+    for call in range(3):  # the attempts alternate between the replicas
+        try:
+            outcomes.append(
+                await replicas[call % 2].charge(
+                    idempotency_key="o1", amount_minor=100, currency="EUR", token="tok_flaky"
+                )
+            )
+        except GatewayUnavailable as exc:
+            outcomes.append(str(exc))
+    assert outcomes[:2] == [
+        "payment gateway unavailable (attempt 1)",
+        "payment gateway unavailable (attempt 2)",
+    ]
+    assert isinstance(outcomes[2], Charged)
+    assert outcomes[2].attempt == 3
+    assert [r.attempts["o1"] for r in replicas] == [2, 1]  # each replica's own calls
 
 
 async def test_flaky_failures_are_configurable():
