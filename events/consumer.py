@@ -224,7 +224,8 @@ class EventConsumer:
     manager that starts and stops.
 
     With a delivery that has ``batch`` (and ``consumer_batch_transactions`` on), each poll is
-    delivered in ``lanes`` concurrent transactions (:class:`~events.batches.Lanes`).
+    delivered in ``lanes`` concurrent transactions (:class:`~events.batches.Lanes`); parked
+    records of that many keys are retried at once.
     ``interceptors`` wrap every delivery attempt (default: log context, tracing, metrics).
     ``guards`` run the handlers that declare a provider behind its circuit breaker and
     bulkhead (:mod:`events.breakers`).
@@ -273,7 +274,7 @@ class EventConsumer:
         if retry_queue is not None:
             companions["retries"] = functools.partial(
                 redeliver_parked, name, group_id, retry_queue, self._process_record,
-                poll_interval_s=retry_poll_interval_s,
+                poll_interval_s=retry_poll_interval_s, concurrency=lanes,
             )  # fmt: skip
         self.poller = PollLoop(
             name=name, group_id=group_id, topics=self.topics, settings=settings,

@@ -219,20 +219,15 @@ async def redeliver_parked(
     process: Callable[[ConsumerRecord, int], Awaitable[bool]],
     stopping: asyncio.Event,
     poll_interval_s: float,
+    concurrency: int = 1,
 ) -> None:
     """Hand parked records to ``process(record, attempt)`` when they are due, until
-    ``stopping`` is set."""
+    ``stopping`` is set: up to ``concurrency`` keys at once, each key's records in due order."""
     while not stopping.is_set():
-        claimed: list[Any] = []
+        unattempted: list[Any] = []
         try:
-            claimed = list(await queue.due(group_id))
-            while claimed and not stopping.is_set():
-                parked = claimed[0]
-                await process(parked.record, parked.attempts + 1)
-                # Parked again (a newer row replaced it) or finished: either way this
-                # attempt is over; a finished record leaves the queue.
-                await queue.done_unless_reparked(parked)
-                claimed.pop(0)
+            unattempted = list(await queue.due(group_id))
+            unattempted = await _redeliver(name, unattempted, queue, process, stopping, concurrency)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -240,6 +235,49 @@ async def redeliver_parked(
         # Claims not attempted (a stop, a failure) go back now rather than when their lease
         # ends; if the database is away, the lease hands them on.
         with contextlib.suppress(Exception):
-            await queue.release(claimed)
+            await queue.release(unattempted)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), poll_interval_s)
+
+
+async def _redeliver(
+    name: str,
+    claimed: Sequence[Any],
+    queue: RetryQueue,
+    process: Callable[[ConsumerRecord, int], Awaitable[bool]],
+    stopping: asyncio.Event,
+    concurrency: int,
+) -> list[Any]:
+    """Attempt ``claimed`` again, a key's records one after another in due order and up to
+    ``concurrency`` keys at once; returns the claims not attempted.
+
+    Concurrently, because a due record waiting behind other keys' attempts is Choreo's delay,
+    yet a step deadline counts it as the participant's: under a backlog, one attempt after
+    another put seconds between a record's attempts instead of the backoff's fraction of one.
+    """
+    by_key: dict[bytes | None, list[Any]] = {}
+    for parked in claimed:
+        by_key.setdefault(parked.record.key, []).append(parked)
+    gate = asyncio.Semaphore(max(1, concurrency))
+    unattempted: list[Any] = []
+
+    async def attempt_key(records: list[Any]) -> None:
+        async with gate:
+            for done, parked in enumerate(records):
+                if stopping.is_set():
+                    unattempted.extend(records[done:])
+                    return
+                try:
+                    await process(parked.record, parked.attempts + 1)
+                    # Parked again (a newer row replaced it) or finished: either way this
+                    # attempt is over; a finished record leaves the queue.
+                    await queue.done_unless_reparked(parked)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s: redelivering a parked record failed; trying again", name)
+                    unattempted.extend(records[done:])
+                    return
+
+    await asyncio.gather(*(attempt_key(records) for records in by_key.values()))
+    return unattempted
