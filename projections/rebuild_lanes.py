@@ -1,0 +1,293 @@
+"""A rebuild's replay lanes: the worker processes, and the replay of partitions into the shadow
+log (batch decode, background COPY) with one fold per order and per saga at the end.
+
+See :func:`projections.rebuild.rebuild` for how partitions are grouped into lanes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import queue
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts.catalog import CATALOG
+from events.codec import Codec
+from events.database import Connection, Database
+from events.errors import ChoreoError, ContractError
+from events.schemas import SchemaRegistry
+from events.security import kafka_options
+from events.settings import Settings
+from projections import sagas_store, store
+from projections.model import LoggedEvent, fold_order
+from projections.projector import log_row
+
+SHADOW = "_rebuild"
+BATCH = 5000
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: events replayed so far of the total to replay."""
+
+
+class RebuildError(ChoreoError):
+    """A rebuild could not finish; the live tables are untouched."""
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    """What one lane replayed and folded."""
+
+    events: int
+    skipped: int
+    orders: int
+
+
+@dataclass
+class Replayed:
+    """Records :func:`replay` logged, and those it skipped as undecodable."""
+
+    events: int = 0
+    skipped: int = 0
+
+
+async def run_lanes(
+    settings: Settings,
+    codec: Codec,
+    schema: str,
+    lanes: list[list[TopicPartition]],
+    ends: dict[TopicPartition, int],
+    progress: Progress | None,
+) -> list[LaneResult]:
+    """Run lane 0 here and the others in worker processes; their results, lane by lane."""
+    context = multiprocessing.get_context("spawn")  # fork and a running event loop don't mix
+    done = context.Array("q", len(lanes), lock=False)  # events replayed, per lane
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=_lane_process,
+            args=(settings, schema, index, lane, {tp: ends[tp] for tp in lane}, done, results),
+            name=f"choreo-rebuild-{index}",
+            daemon=True,
+        )
+        for index, lane in enumerate(lanes[1:], start=1)
+    ]
+    for worker in workers:
+        worker.start()
+    total = sum(ends.values())
+    ticker = (
+        asyncio.create_task(_report_progress(done, total, progress))
+        if progress is not None
+        else None
+    )
+    try:
+        own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, _counter(done, 0))
+        outcomes: dict[int, LaneResult | str] = {0: own}
+        while len(outcomes) < len(lanes):
+            try:
+                index, outcome = await asyncio.to_thread(results.get, True, 0.5)
+            except queue.Empty:
+                for index, worker in enumerate(workers, start=1):
+                    if index not in outcomes and worker.exitcode is not None:
+                        outcomes[index] = f"worker {worker.name} exited with {worker.exitcode}"
+                continue
+            outcomes[index] = outcome
+        failures = [o for o in outcomes.values() if isinstance(o, str)]
+        if failures:
+            raise RebuildError(f"a rebuild lane failed: {failures[0]}")
+        return [o for _, o in sorted(outcomes.items()) if isinstance(o, LaneResult)]
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 5)
+            if worker.is_alive():
+                worker.terminate()
+        if progress is not None:
+            progress(sum(done), total)
+
+
+async def _report_progress(done: Any, total: int, progress: Progress) -> None:
+    while True:
+        progress(sum(done), total)
+        await asyncio.sleep(0.2)
+
+
+def _counter(done: Any, index: int) -> Progress:
+    """A lane's progress callback: its count of replayed events into the shared ``done``."""
+
+    def count(replayed: int, _: int) -> None:
+        done[index] = replayed
+
+    return count
+
+
+def _lane_process(
+    settings: Settings,
+    schema: str,
+    index: int,
+    partitions: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    done: Any,
+    results: Any,
+) -> None:
+    """Entry point of a worker process: one lane, its result (or error) on ``results``."""
+    try:
+        codec = Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
+        counted = _counter(done, index)
+        lane = asyncio.run(_rebuild_lane(settings, codec, schema, partitions, ends, counted))
+        results.put((index, lane))
+    except BaseException as exc:
+        results.put((index, f"{type(exc).__name__}: {exc}"))
+
+
+async def _rebuild_lane(
+    settings: Settings,
+    codec: Codec,
+    schema: str,
+    partitions: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    progress: Progress | None,
+) -> LaneResult:
+    """Replay ``partitions`` up to ``ends`` into the shadow log, fold their orders and sagas
+    and write their shadow ``order_status`` and ``saga_status`` rows."""
+    events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
+    async with Database(settings, max_size=2) as db:
+        replayed = await replay(
+            settings, codec, db, schema, partitions, None, events_by_order, progress,
+            until={tp: ends[tp] for tp in partitions},
+        )  # fmt: skip
+        async with db.pool.acquire() as conn:
+            sagas = await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
+            others = sagas_store.not_orders(sagas)
+            views = [fold_order(o, evs) for o, evs in events_by_order.items() if o not in others]
+            await conn.copy_records_to_table(
+                f"order_status{SHADOW}",
+                schema_name=schema,
+                columns=store.ORDER_STATUS_COLUMNS,
+                records=[store.status_tuple(v) for v in views],
+            )
+    return LaneResult(replayed.events, replayed.skipped, len(views))
+
+
+async def replay(
+    settings: Settings,
+    codec: Codec,
+    db: Database,
+    schema: str,
+    partitions: list[TopicPartition],
+    start: dict[TopicPartition, int] | None,
+    events_by_order: dict[str, list[LoggedEvent]] | None,
+    progress: Progress | None,
+    *,
+    until: dict[TopicPartition, int],
+    conn: Connection | None = None,
+) -> Replayed:
+    """Copy records [start, until) of ``partitions`` into the shadow log (and, given
+    ``events_by_order``, add each logged event to its order's list there)."""
+    report = Replayed()
+    begin = start or {}
+    remaining = {tp for tp in partitions if until[tp] > begin.get(tp, 0)}
+    if not remaining:  # nothing to copy; aiokafka's stop right after its start can raise
+        return report
+    consumer = _consumer(settings)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, begin.get(tp, 0))
+        total = sum(max(0, until[tp] - begin.get(tp, 0)) for tp in partitions)
+        done, writer = 0, _LogWriter(db, schema, conn)
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            rows: list[store.LogRow] = []
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= until[tp]:
+                        continue
+                    done += 1
+                    try:
+                        message, payload = codec.decode_with_payload(record.value)
+                    except ContractError:
+                        report.skipped += 1  # the live projector dead-letters these too
+                        continue
+                    row = log_row(record, message, payload)
+                    rows.append(row)
+                    if events_by_order is not None:
+                        events_by_order[row.order_id].append(row.logged(payload))
+                if records and records[-1].offset + 1 >= until[tp]:
+                    remaining.discard(tp)
+            if rows:
+                await writer.write(rows)
+                report.events += len(rows)
+            if progress is not None:
+                progress(done, total)
+        await writer.flush()
+    finally:
+        await consumer.stop()
+        await writer.close()
+    return report
+
+
+def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer without a group, fetching large batches (a replay reads whole partitions)."""
+    return AIOKafkaConsumer(
+        **kafka_options(settings),
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+
+
+class _LogWriter:
+    """Writes batches of rows into the shadow log.
+
+    Outside a transaction it COPYs on a connection of its own, in the background: the next
+    batch is fetched and decoded while PostgreSQL loads this one (at most one COPY in flight,
+    so rows land in order and memory stays bounded). Inside the swap's transaction (``conn``)
+    it inserts there, in line.
+    """
+
+    def __init__(self, db: Database, schema: str, conn: Connection | None) -> None:
+        self.db = db
+        self.schema = schema
+        self.conn = conn
+        self._copying: asyncio.Task[None] | None = None
+        self._own: Any = None
+
+    async def write(self, rows: list[store.LogRow]) -> None:
+        if self.conn is not None:
+            await store.insert_log_rows(self.conn, self.schema, rows, SHADOW)
+            return
+        await self.flush()
+        if self._own is None:
+            self._own = await self.db.pool.acquire()
+        self._copying = asyncio.create_task(self._copy(self._own, [r.as_tuple() for r in rows]))
+
+    async def _copy(self, conn: Connection, records: list[tuple[Any, ...]]) -> None:
+        await conn.copy_records_to_table(
+            f"event_log{SHADOW}",
+            schema_name=self.schema,
+            columns=store.EVENT_LOG_COLUMNS,
+            records=records,
+        )
+
+    async def flush(self) -> None:
+        """Wait for the COPY in flight (raising its error, if any)."""
+        copying, self._copying = self._copying, None
+        if copying is not None:
+            await copying
+
+    async def close(self) -> None:
+        copying, self._copying = self._copying, None
+        if copying is not None and not copying.done():
+            copying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await copying
+        if self._own is not None:
+            await self.db.pool.release(self._own)
+            self._own = None
