@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import queue
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,22 +157,32 @@ async def _rebuild_lane(
     """Replay ``partitions`` up to ``ends`` into the shadow log, fold their orders and sagas
     and write their shadow ``order_status`` and ``saga_status`` rows."""
     events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
-    async with Database(settings, max_size=2) as db:
-        replayed = await replay(
-            settings, codec, db, schema, partitions, None, events_by_order, progress,
-            until={tp: ends[tp] for tp in partitions},
-        )  # fmt: skip
-        async with db.pool.acquire() as conn:
-            sagas = await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
-            others = sagas_store.not_orders(sagas)
-            views = [fold_order(o, evs) for o, evs in events_by_order.items() if o not in others]
-            await conn.copy_records_to_table(
-                f"order_status{SHADOW}",
-                schema_name=schema,
-                columns=store.ORDER_STATUS_COLUMNS,
-                records=[store.status_tuple(v) for v in views],
-            )
-    return LaneResult(replayed.events, replayed.skipped, len(views))
+    with _collector_paused():
+        async with Database(settings, max_size=2) as db:
+            replayed = await replay(
+                settings, codec, db, schema, partitions, None, events_by_order, progress,
+                until={tp: ends[tp] for tp in partitions},
+            )  # fmt: skip
+            async with db.pool.acquire() as conn:
+                orders = await _fold(conn, schema, events_by_order)
+    return LaneResult(replayed.events, replayed.skipped, orders)
+
+
+async def _fold(
+    conn: Connection, schema: str, events_by_order: dict[str, list[LoggedEvent]]
+) -> int:
+    """Fold the sagas and orders of ``events_by_order`` and COPY their shadow rows; returns
+    how many ``order_status`` rows that was."""
+    sagas = await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
+    others = sagas_store.not_orders(sagas)
+    views = [fold_order(o, evs) for o, evs in events_by_order.items() if o not in others]
+    await conn.copy_records_to_table(
+        f"order_status{SHADOW}",
+        schema_name=schema,
+        columns=store.ORDER_STATUS_COLUMNS,
+        records=[store.status_tuple(v) for v in views],
+    )
+    return len(views)
 
 
 async def replay(
@@ -231,6 +242,23 @@ async def replay(
         await consumer.stop()
         await writer.close()
     return report
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection meanwhile.
+
+    A lane keeps every event it reads until its fold, hundreds of thousands of live objects
+    that each automatic collection traverses again for nothing: that was 40% of a lane's CPU.
+    Reference counting still frees each batch's garbage, and the events are kept either way.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _consumer(settings: Settings) -> AIOKafkaConsumer:
