@@ -65,7 +65,11 @@ async def run_lanes(
     progress: Progress | None,
 ) -> list[LaneResult]:
     """Run lane 0 here and the others in worker processes; their results, lane by lane."""
-    context = multiprocessing.get_context("spawn")  # fork and a running event loop don't mix
+    # Workers fork from a fork server that imported this module (the codec's models, aiokafka,
+    # asyncpg) once: a spawned worker spent about a second of CPU importing them, each. The
+    # server starts fresh, without an event loop (fork and a running loop don't mix).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])
     done = context.Array("q", len(lanes), lock=False)  # events replayed, per lane
     results = context.Queue()
     workers = [
