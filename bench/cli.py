@@ -284,7 +284,8 @@ def bench_rebuild(
         typer.Option(
             "--workers",
             min=0,
-            help="Rebuild lanes (processes); 0: CHOREO_REBUILD_WORKERS (default one per CPU).",
+            help="Rebuild lanes (processes); 0: CHOREO_REBUILD_WORKERS (default: partition"
+            " numbers shared evenly over the CPUs).",
         ),
     ] = 0,
     as_json: JsonFlag = False,
@@ -349,7 +350,7 @@ def _print_rebuild_result(result: RebuildBenchResult) -> None:
         + ", ".join(f"{t:.2f}" for t in result.raw_rounds_s)
         + "; rebuild "
         + ", ".join(f"{t:.2f}" for t in result.rebuild_rounds_s)
-        + f"; rebuild lanes: {result.workers or 'one per CPU'}"
+        + f"; rebuild lanes: {result.workers or 'partition numbers shared over the CPUs'}"
     )
     out.print(
         f"rebuilt {rb.orders:,} orders ({rb.skipped} undecodable skipped); took "

@@ -179,7 +179,8 @@ def run(
     """Bring the stack up (idempotent), then run the benchmark (see the module docstring):
     ``rounds`` times the raw read and the rebuild, alternating, keeping the best of each
     (this 2-core machine's figures vary by a third between runs). ``workers``: the rebuild's
-    lanes (0: ``CHOREO_REBUILD_WORKERS``, whose default is one per CPU)."""
+    lanes (0: ``CHOREO_REBUILD_WORKERS``, whose default shares the partition numbers evenly
+    over the CPUs)."""
     from choreo.stack import Stack
 
     started = time.perf_counter()

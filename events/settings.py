@@ -197,7 +197,8 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="Lanes (this process + worker processes) a projection rebuild replays"
-        " partitions in (0: one per CPU, at most one per partition number).",
+        " partitions in (0: as many as share the partition numbers evenly over the CPUs,"
+        " e.g. 3 for 3 partitions on 2 CPUs; at most one per partition number).",
     )
     consumer_commit_interval_ms: int = Field(
         default=500,

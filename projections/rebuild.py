@@ -74,14 +74,14 @@ async def rebuild(
     """Rebuild ``event_log``, ``order_status`` and ``saga_status`` from the topics and swap
     them in.
 
-    The replay runs in ``workers`` lanes (default: ``settings.rebuild_workers``), this process
-    and ``workers - 1`` worker processes, each taking the partitions of some partition numbers
-    across all topics; each folds the orders it saw and writes their ``order_status`` rows
-    itself. Choreo's producers place an order's messages on one partition number in every
-    topic, so a lane usually holds whole orders and the lanes never meet. Another producer's
-    partitioner (librdkafka's CRC32, say), or topics with unequal partition counts, can
-    spread an order over lanes: each then wrote a partial row for it, so such orders (those
-    with more than one row) are folded again from the whole shadow log before the swap.
+    The replay runs in ``workers`` lanes (default: ``settings.rebuild_workers``; 0: see
+    :func:`_lanes`), this process and the others in worker processes, each taking the partitions
+    of some partition numbers across all topics; each folds the orders it saw and writes their
+    ``order_status`` rows itself. Choreo's producers place an order's messages on one partition
+    number in every topic, so a lane usually holds whole orders and the lanes never meet.
+    Another producer's partitioner (librdkafka's CRC32, say), or topics with unequal partition
+    counts, can spread an order over lanes: each then wrote a partial row for it, so such orders
+    (those with more than one row) are folded again from the whole shadow log before the swap.
     Worker processes build their codec from ``settings.schemas_dir``.
     """
     codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
@@ -118,9 +118,16 @@ async def rebuild(
 
 
 def _lanes(partitions: list[TopicPartition], workers: int) -> list[list[TopicPartition]]:
-    """Partitions grouped by partition number modulo the lane count (see :func:`rebuild`)."""
+    """Partitions grouped by partition number modulo the lane count (see :func:`rebuild`):
+    ``workers`` lanes, at most one per partition number; 0: as many as share the partition
+    numbers evenly over the CPUs (3 numbers on 2 CPUs: 3 lanes, not one of 2 and one of 1,
+    which would take twice as long as the other)."""
     numbers = max((tp.partition + 1 for tp in partitions), default=1)
-    count = max(1, min(workers if workers > 0 else os.cpu_count() or 1, numbers))
+    if workers > 0:
+        count = min(workers, numbers)
+    else:
+        per_lane = max(1, numbers // (os.cpu_count() or 1))
+        count = -(-numbers // per_lane)  # ceiling division
     lanes: list[list[TopicPartition]] = [[] for _ in range(count)]
     for tp in partitions:
         lanes[tp.partition % count].append(tp)

@@ -47,3 +47,23 @@ def test_rebuild_lanes_group_partitions_by_number_so_that_orders_stay_whole():
         [TopicPartition("a.order", 1), TopicPartition("a.payment", 1),
          TopicPartition("a.email", 3)],
     ]  # fmt: skip
+
+
+def test_rebuild_lanes_by_default_share_the_partition_numbers_evenly_over_the_cpus(
+    monkeypatch,
+):
+    from aiokafka import TopicPartition
+
+    from projections.rebuild import _lanes
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+
+    def sizes(numbers: int) -> list[int]:
+        parts = [TopicPartition("a.order", p) for p in range(numbers)]
+        return [len(lane) for lane in _lanes(parts, 0)]
+
+    assert sizes(3) == [1, 1, 1]  # not [2, 1]: that lane would take twice as long
+    assert sizes(4) == [2, 2]
+    assert sizes(5) == [2, 2, 1]
+    assert sizes(12) == [6, 6]
+    assert sizes(1) == [1]
