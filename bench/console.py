@@ -173,8 +173,8 @@ async def fill(db: Database, schema: str, count: int, log: Log) -> tuple[int, fl
         events += await _copy(db, schema, chunk, events)
     loaded = time.perf_counter()
     async with db.pool.acquire() as conn:
-        keys = (store.status_key_ddl(schema), *sagas_store.index_ddl(schema))
-        for statement in (*store.index_ddl(schema), *keys):
+        keys = (store.log_key_ddl(schema), store.status_key_ddl(schema))
+        for statement in (*keys, *store.index_ddl(schema), *sagas_store.index_ddl(schema)):
             await conn.execute(statement)
         await conn.execute(
             f"ANALYZE {schema}.event_log, {schema}.order_status, {schema}.saga_status"

@@ -104,9 +104,9 @@ async def rebuild(
             report.orders += lane.orders
         async with db.pool.acquire() as conn:
             split = await _drop_partial_rows(conn, schema)
-            keys = store.status_key_ddl(schema, SHADOW)
+            keys = store.log_key_ddl(schema, SHADOW), store.status_key_ddl(schema, SHADOW)
             sagas = sagas_store.index_ddl(schema, SHADOW)
-            for statement in (*store.index_ddl(schema, SHADOW), keys, *sagas):
+            for statement in (*keys, *store.index_ddl(schema, SHADOW), *sagas):
                 await conn.execute(statement)
             ids = sorted(split)
             for at in range(0, len(ids), BATCH):  # bounded memory when most orders were split
