@@ -110,11 +110,6 @@ class OrderView:
         }
 
 
-def _earliest(events: list[LoggedEvent], *types: str) -> LoggedEvent | None:
-    found = [e for e in events if e.event_type in types]
-    return min(found, key=lambda e: (e.occurred_at, e.event_id)) if found else None
-
-
 # Long: the fold step by step in path order; one function keeps the set-based rules together.
 def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
     """The ``order_status`` row of ``order_id`` given all of its logged events."""
@@ -122,10 +117,13 @@ def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
     view = OrderView(order_id, event_count=len(evs))
     if not evs:
         return view
-    present = {e.event_type for e in evs}
+    earliest: dict[str, LoggedEvent] = {}  # of each type: the first in (time, id) order
+    for e in evs:
+        earliest.setdefault(e.event_type, e)
+    present = earliest.keys()
     view.updated_at = max(e.occurred_at for e in evs)
 
-    placed = _earliest(evs, "order.placed")
+    placed = earliest.get("order.placed")
     if placed is not None:
         view.placed_at = _time(placed.payload.get("placed_at")) or placed.occurred_at
         view.customer_id = placed.payload.get("customer_id")
@@ -134,14 +132,14 @@ def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
         if placed.traceparent:
             view.trace_id = placed.traceparent.split("-")[1]
 
-    approval_requested = _earliest(evs, "order.approval_requested")
-    approved = _earliest(evs, "order.approved")
-    rejected = _earliest(evs, "order.rejected")
-    charged = _earliest(evs, "payment.charged")
-    declined = _earliest(evs, "payment.declined")
-    scheduled = _earliest(evs, "shipment.scheduled")
-    ship_failed = _earliest(evs, "shipment.failed")
-    crm = _earliest(evs, "crm.customer_updated")
+    approval_requested = earliest.get("order.approval_requested")
+    approved = earliest.get("order.approved")
+    rejected = earliest.get("order.rejected")
+    charged = earliest.get("payment.charged")
+    declined = earliest.get("payment.declined")
+    scheduled = earliest.get("shipment.scheduled")
+    ship_failed = earliest.get("shipment.failed")
+    crm = earliest.get("crm.customer_updated")
     confirmation = [
         e
         for e in evs
@@ -165,8 +163,8 @@ def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
     step(
         "inventory",
         placed,
-        (_earliest(evs, "inventory.reserved"), "reserved"),
-        (_earliest(evs, "inventory.reservation_failed"), "out_of_stock"),
+        (earliest.get("inventory.reserved"), "reserved"),
+        (earliest.get("inventory.reservation_failed"), "out_of_stock"),
     )
     if approval_requested is not None:
         step(
@@ -194,7 +192,7 @@ def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
         command for command, ack in ACKNOWLEDGED_BY.items() if command in present and ack in present
     )
 
-    cancelled = _earliest(evs, "order.cancelled")
+    cancelled = earliest.get("order.cancelled")
     if cancelled is not None:
         view.status, view.cancel_reason = "cancelled", cancelled.payload.get("reason")
     elif "order.completed" in present:
