@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import defaultdict
@@ -104,10 +105,8 @@ async def rebuild(
             report.orders += lane.orders
         async with db.pool.acquire() as conn:
             split = await _drop_partial_rows(conn, schema)
-            keys = store.log_key_ddl(schema, SHADOW), store.status_key_ddl(schema, SHADOW)
-            sagas = sagas_store.index_ddl(schema, SHADOW)
-            for statement in (*keys, *store.index_ddl(schema, SHADOW), *sagas):
-                await conn.execute(statement)
+        await _index_shadows(db, schema)
+        async with db.pool.acquire() as conn:
             ids = sorted(split)
             for at in range(0, len(ids), BATCH):  # bounded memory when most orders were split
                 await store.refold(conn, schema, ids[at : at + BATCH], SHADOW)
@@ -132,6 +131,26 @@ def _lanes(partitions: list[TopicPartition], workers: int) -> list[list[TopicPar
     for tp in partitions:
         lanes[tp.partition % count].append(tp)
     return lanes
+
+
+async def _index_shadows(db: Database, schema: str) -> None:
+    """Build the shadows' keys and indexes: the three tables side by side, each on a
+    connection of its own (a statement locks only its own table)."""
+    log_indexes, status_indexes = store.index_ddl(schema, SHADOW)
+    by_table = (
+        (store.log_key_ddl(schema, SHADOW), log_indexes),
+        (store.status_key_ddl(schema, SHADOW), status_indexes),
+        tuple(sagas_store.index_ddl(schema, SHADOW)),
+    )
+
+    async def build(statements: tuple[str, ...]) -> None:
+        async with db.pool.acquire() as conn:
+            for statement in statements:
+                await conn.execute(statement)
+
+    # gather, not a TaskGroup: a failure (a record logged twice breaks the unique key) is
+    # raised as itself, not in an exception group.
+    await asyncio.gather(*(build(statements) for statements in by_table))
 
 
 async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
