@@ -50,6 +50,9 @@ VIA_CLI = "email"
 """Replayed by running ``choreo replay`` (with the platform's environment); the others by
 calling :func:`choreo.replay.replay`."""
 NOT_SNAPSHOTTED = {"outbox", "retry_queue"}  # must be empty: checked on their own
+# The simulated gateway's memory: an outside system's state, kept in payment's schema so that
+# its replicas share it (services/payment/gateway_calls.py); a replay asks no gateway.
+OUTSIDE_STATE = {"simulated_gateway_calls"}
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -250,7 +253,8 @@ async def _emitted(settings: Settings, process: str) -> _Emitted:
 
 
 async def _snapshot(db: Database, schema: str) -> Rows:
-    """Every table of the schema (but the outbox and retry queue), ordered by primary key."""
+    """Every table of the schema (but the outbox, the retry queue and the simulated gateway's),
+    ordered by primary key."""
     async with db.pool.acquire() as conn:
         tables = await conn.fetch(
             "SELECT c.relname AS name,"
@@ -263,7 +267,7 @@ async def _snapshot(db: Database, schema: str) -> Rows:
         )
         rows: Rows = {}
         for table in tables:
-            if table["name"] in NOT_SNAPSHOTTED:
+            if table["name"] in NOT_SNAPSHOTTED | OUTSIDE_STATE:
                 continue
             order = ", ".join(table["pk"]) or "1"
             records = await conn.fetch(f"SELECT * FROM {schema}.{table['name']} ORDER BY {order}")
