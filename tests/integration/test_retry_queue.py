@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import ConsumerRecord
 
-from events.database import Database, schema_name
 from events.retry_queue import PostgresRetryQueue
-from events.settings import Settings
+from tests.integration.conftest import Scratch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    async with Database(settings) as database:
-        yield database
-        await database.pool.execute(
-            f"DROP SCHEMA IF EXISTS {schema_name(settings, 'replicas')} CASCADE"
-        )
 
 
 def _record(offset: int) -> ConsumerRecord:
@@ -32,10 +21,8 @@ def _record(offset: int) -> ConsumerRecord:
     )  # fmt: skip
 
 
-async def test_replicas_polling_at_once_claim_each_due_record_once(
-    settings: Settings, db: Database
-):
-    schema = schema_name(settings, "replicas")
+async def test_replicas_polling_at_once_claim_each_due_record_once(scratch: Scratch):
+    db, schema = scratch.db, scratch.schema
     await db.migrate(schema)
     replicas = [PostgresRetryQueue(db, schema, lease_s=1.0) for _ in range(2)]
     for offset in range(40):
@@ -58,8 +45,8 @@ async def test_replicas_polling_at_once_claim_each_due_record_once(
     assert all(p.attempts == 1 for p in again)
 
 
-async def test_claims_not_attempted_are_released_at_once(settings: Settings, db: Database):
-    schema = schema_name(settings, "replicas")
+async def test_claims_not_attempted_are_released_at_once(scratch: Scratch):
+    db, schema = scratch.db, scratch.schema
     await db.migrate(schema)
     queue = PostgresRetryQueue(db, schema, lease_s=60.0)
     for offset in range(3):

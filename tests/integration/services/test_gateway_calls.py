@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from events.database import Database, schema_name
-from events.settings import Settings
 from services.payment.gateway_calls import DDL, PostgresGatewayCalls
+from tests.integration.conftest import Scratch
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    async with Database(settings) as database:
-        yield database
-        await database.pool.execute(
-            f"DROP SCHEMA IF EXISTS {schema_name(settings, 'gateway_calls')} CASCADE"
-        )
-
-
-async def test_replicas_number_the_calls_of_a_key_once_between_them(
-    settings: Settings, db: Database
-):
-    schema = schema_name(settings, "gateway_calls")
-    await db.migrate(schema, DDL)
+async def test_replicas_number_the_calls_of_a_key_once_between_them(scratch: Scratch):
+    await scratch.db.migrate(scratch.schema, DDL)
     replicas = [PostgresGatewayCalls() for _ in range(2)]
     for replica in replicas:
-        replica.attach(db, schema)
+        replica.attach(scratch.db, scratch.schema)
 
     numbers = await asyncio.gather(*(replicas[i % 2].count("ord-1") for i in range(10)))
     assert sorted(numbers) == list(range(1, 11))  # each call its own number, none twice

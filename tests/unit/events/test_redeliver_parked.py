@@ -26,6 +26,14 @@ def record(key: bytes, offset: int) -> ConsumerRecord:
     )  # fmt: skip
 
 
+def parked(*keys_and_attempts: tuple[bytes, int]) -> list[Parked]:
+    """Parked records of the given keys and attempts, in due order (ids and offsets from 1)."""
+    return [
+        Parked(n, record(key, n), attempts)
+        for n, (key, attempts) in enumerate(keys_and_attempts, start=1)
+    ]
+
+
 class OnePassQueue:
     """Hands out ``parked`` on the first poll, nothing after; records what the loop did."""
 
@@ -68,14 +76,7 @@ async def run_one_pass(queue: OnePassQueue, process, concurrency: int) -> None:
 
 
 async def test_keys_are_retried_side_by_side_and_each_keys_records_in_due_order():
-    queue = OnePassQueue(
-        [
-            Parked(1, record(b"a", 10), 1),
-            Parked(2, record(b"b", 11), 1),
-            Parked(3, record(b"a", 12), 2),
-            Parked(4, record(b"b", 13), 1),
-        ]
-    )
+    queue = OnePassQueue(parked((b"a", 1), (b"b", 1), (b"a", 2), (b"b", 1)))
     started: list[tuple[bytes, int]] = []
     both_running = asyncio.Event()
 
@@ -96,17 +97,10 @@ async def test_keys_are_retried_side_by_side_and_each_keys_records_in_due_order(
 
 
 async def test_a_failed_attempt_hands_back_its_keys_later_records_and_spares_other_keys():
-    queue = OnePassQueue(
-        [
-            Parked(1, record(b"a", 10), 1),
-            Parked(2, record(b"a", 11), 1),
-            Parked(3, record(b"b", 12), 1),
-            Parked(4, record(b"b", 13), 1),
-        ]
-    )
+    queue = OnePassQueue(parked((b"a", 1), (b"a", 1), (b"b", 1), (b"b", 1)))
 
     async def process(rec: ConsumerRecord, attempt: int) -> bool:
-        if rec.offset == 10:
+        if rec.offset == 1:  # the first of key a
             raise ConnectionError("database away")
         return True
 
