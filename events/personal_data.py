@@ -166,29 +166,46 @@ class InMemoryKeyring:
 
 class PostgresKeyring:
     """A :class:`Keyring` on a connection (a handler's, inside its delivery transaction, or a
-    tool's), in :func:`keys_schema`."""
+    tool's), in :func:`keys_schema`.
+
+    It remembers the keys it read for its own lifetime, one delivery or one tool call, so an
+    event's several sealed fields of one customer cost one query; a forget in another
+    transaction meanwhile is no different from one just after this transaction.
+    """
 
     def __init__(self, conn: Connection, schema: str) -> None:
         self.conn = conn
         self.schema = schema
+        self._known: dict[str, bytes | None] = {}
 
     async def key(self, customer_id: str) -> bytes | None:
-        key: bytes | None = await self.conn.fetchval(
-            f"SELECT data_key FROM {self.schema}.customer_keys WHERE customer_id = $1",
-            customer_id,
-        )
-        return key
+        if customer_id not in self._known:
+            self._known[customer_id] = await self.conn.fetchval(
+                f"SELECT data_key FROM {self.schema}.customer_keys WHERE customer_id = $1",
+                customer_id,
+            )
+        return self._known[customer_id]
 
     async def key_for_sealing(self, customer_id: str) -> bytes:
-        # Concurrent first orders of one customer: the first insert wins, both read its key.
-        await self.conn.execute(
-            f"INSERT INTO {self.schema}.customer_keys (customer_id, data_key) VALUES ($1, $2)"
-            " ON CONFLICT (customer_id) DO NOTHING",
+        known = self._known.get(customer_id)
+        if known is not None:
+            return known
+        # One round trip: the insert, or the key already there. A concurrent first order of
+        # the same customer that commits after this statement's snapshot makes the insert
+        # conflict and the select miss it: read it again then.
+        key: bytes | None = await self.conn.fetchval(
+            f"WITH made AS (INSERT INTO {self.schema}.customer_keys (customer_id, data_key)"
+            " VALUES ($1, $2) ON CONFLICT (customer_id) DO NOTHING RETURNING data_key)"
+            " SELECT data_key FROM made UNION ALL"
+            f" SELECT data_key FROM {self.schema}.customer_keys WHERE customer_id = $1",
             customer_id,
             AESGCM.generate_key(bit_length=256),
         )
-        key = await self.key(customer_id)
+        if key is None:
+            self._known.pop(customer_id, None)
+            key = await self.key(customer_id)
         assert key is not None  # inserted just now or before; a forget in between is a race
+        self._known[customer_id] = key
         return key
 
     async def forget(self, customer_id: str) -> bool:
@@ -196,6 +213,7 @@ class PostgresKeyring:
             f"DELETE FROM {self.schema}.customer_keys WHERE customer_id = $1 RETURNING 1",
             customer_id,
         )
+        self._known[customer_id] = None
         return deleted is not None
 
 

@@ -3,6 +3,7 @@ only by the processes that open personal data (choreo/roles.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -61,11 +62,38 @@ async def test_a_key_is_made_once_and_forgetting_deletes_it(settings: Settings):
             done = await forget_customer(settings, "cus-1")
             assert done.key_deleted
             assert not done.log_checked  # this test has no projector
+            # A keyring remembers what it read (one delivery's worth): a new one reads again.
+            assert await keyring.key("cus-1") == key
+            keyring = PostgresKeyring(conn, schema)
             assert await keyring.key("cus-1") is None
             assert await open_value(keyring, sealed, "customer_email") == ERASED
             assert not (await forget_customer(settings, "cus-1")).key_deleted
         finally:
             await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def test_concurrent_first_seals_of_a_customer_share_one_key(settings: Settings):
+    async with Database(settings) as admin:
+        async with admin.pool.acquire() as conn:
+            schema = await create_tables(conn, settings)
+        try:
+            async with admin.pool.acquire() as first, admin.pool.acquire() as second:
+                first_tx, second_tx = first.transaction(), second.transaction()
+                await first_tx.start()
+                await second_tx.start()
+                made = await PostgresKeyring(first, schema).key_for_sealing("cus-race")
+                # The second insert waits on the first's row; its snapshot predates the commit.
+                racing = asyncio.create_task(
+                    PostgresKeyring(second, schema).key_for_sealing("cus-race")
+                )
+                await asyncio.sleep(0.2)
+                assert not racing.done()
+                await first_tx.commit()
+                assert await racing == made
+                await second_tx.commit()
+        finally:
+            async with admin.pool.acquire() as conn:
+                await conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 async def test_only_the_processes_that_open_personal_data_may_read_keys(roles: Settings):
