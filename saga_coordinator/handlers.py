@@ -22,7 +22,7 @@ from saga_coordinator import legacy
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.decide import Decision, decide
 from saga_coordinator.engine.state import SagaState, fold
-from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerFired
+from saga_coordinator.engine.timing import TimerFired
 from saga_coordinator.errors import UnknownDefinitionError
 from sagas.definition import SagaDefinition
 from sagas.registry import SagaRegistry
@@ -62,14 +62,13 @@ async def advance_saga(
     if gate is not None and await gate(state, definition):
         return Decision(state)  # held back: looked at again later
     decision = decide(state, incoming, definition, ctx.clock() if now is None else now, PRODUCER)
-    if decision.facts:
-        await ctx.store.append(key, decision.facts, expected_seq=state.version)
-    for op in decision.timers:
-        match op:
-            case ScheduleTimer():
-                await ctx.store.schedule(key, op.name, op.due_at, tracing.traceparent())
-            case CancelTimer():
-                await ctx.store.cancel(key, op.name)
+    await ctx.store.record(
+        key,
+        decision.facts,
+        expected_seq=state.version,
+        timers=decision.timers,
+        traceparent=tracing.traceparent() if decision.timers else None,
+    )
     _record_metrics(state, decision, definition)
     if decision.facts:
         log.debug(

@@ -17,6 +17,7 @@ from events.database import Database, schema_name
 from events.settings import Settings
 from saga_coordinator import legacy
 from saga_coordinator.engine.state import fold as fold_generic
+from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
 from saga_coordinator.store import DDL, InMemorySagaStore, PostgresSagaStore, SagaStore, Timer
@@ -200,6 +201,44 @@ async def test_timers_schedule_move_cancel_and_come_due_earliest_first(store: Sa
         "ord-2",
         "ord-3",
     ]
+
+
+async def test_a_decision_records_its_facts_and_timers_at_once(store: SagaStore):
+    saga = Driver()
+    saga.send(placed())
+    await store.schedule("ord-1", "deadline:inventory", T0 + timedelta(seconds=10))
+    await store.schedule("ord-1", "deadline:crm", T0 + timedelta(seconds=50))
+    payment_due = T0 + timedelta(seconds=30)
+    await store.record(
+        "ord-1",
+        saga.facts,
+        expected_seq=0,
+        timers=[
+            CancelTimer("deadline:inventory"),
+            ScheduleTimer("deadline:payment", T0 + timedelta(seconds=20)),
+            ScheduleTimer("deadline:payment", payment_due),  # the last operation wins
+            ScheduleTimer("deadline:crm", T0 + timedelta(seconds=60)),
+            CancelTimer("deadline:crm"),
+        ],
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    assert await store.load("ord-1") == saga.facts
+    assert await store.timers("ord-1") == {"deadline:payment": payment_due}
+    # A conflict changes nothing, timers included.
+    recorded = list(saga.facts)
+    saga.send(reserved())
+    with pytest.raises(SagaConflictError):
+        await store.record(
+            "ord-1",
+            saga.facts[len(recorded) :],
+            expected_seq=0,
+            timers=[CancelTimer("deadline:payment"), ScheduleTimer("deadline:x", T0)],
+        )
+    assert await store.load("ord-1") == recorded
+    assert await store.timers("ord-1") == {"deadline:payment": payment_due}
+    # Timers alone, no facts.
+    await store.record("ord-1", [], expected_seq=1, timers=[CancelTimer("deadline:payment")])
+    assert await store.timers("ord-1") == {}
 
 
 async def test_a_held_timer_comes_due_when_its_hold_ends_and_a_new_due_time_ends_the_hold(
