@@ -107,18 +107,24 @@ class OutboxRelay:
             return await self._flush()
 
     async def _flush(self) -> int:
+        # Three round trips: begin, one statement that takes the relay's lock and deletes the
+        # batch (returning it), commit. The publish sits between the delete and the commit,
+        # so a failed publish rolls the delete back and the rows wait for the next flush.
         async with self.db.pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock($1)", lock_id(f"relay:{self.schema}")
-            )
-            self._contended = not locked
-            if not locked:
-                return 0
             rows = await conn.fetch(
-                f"SELECT id, topic, key, value, header_keys, header_values, event_type"
-                f" FROM {self.schema}.outbox ORDER BY id LIMIT $1",
+                "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS held),"
+                f" batch AS (SELECT id FROM {self.schema}.outbox"
+                " WHERE (SELECT held FROM relay) ORDER BY id LIMIT $2),"
+                f" sent AS (DELETE FROM {self.schema}.outbox AS o USING batch"
+                " WHERE o.id = batch.id"
+                " RETURNING o.id, o.topic, o.key, o.value, o.header_keys, o.header_values,"
+                " o.event_type)"
+                " SELECT relay.held, sent.* FROM relay LEFT JOIN sent ON true ORDER BY sent.id",
+                lock_id(f"relay:{self.schema}"),
                 self.batch_size,
             )
+            self._contended = not rows[0]["held"]
+            rows = [row for row in rows if row["id"] is not None]
             if not rows:
                 return 0
             records = [
@@ -151,10 +157,6 @@ class OutboxRelay:
                 },
             ):
                 await self.producer.send_records(records)
-            await conn.execute(
-                f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])",
-                [row["id"] for row in rows],
-            )
         self.published += len(rows)
         return len(rows)
 
