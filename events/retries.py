@@ -51,6 +51,10 @@ class RetryQueue(Protocol):
 
     async def release(self, parked: Sequence[Any]) -> None: ...
 
+    async def until_due(self, consumer: str, longest_s: float, stopping: asyncio.Event) -> None:
+        """Wait while none of ``consumer``'s records is due: until the earliest one's due
+        time, a record parked by this process meanwhile, ``stopping``, or ``longest_s``."""
+
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether retrying may help: Choreo errors say so; invalid data and programming errors
@@ -220,14 +224,22 @@ async def redeliver_parked(
     stopping: asyncio.Event,
     poll_interval_s: float,
     concurrency: int = 1,
+    idle_poll_s: float = 1.0,
 ) -> None:
     """Hand parked records to ``process(record, attempt)`` when they are due, until
-    ``stopping`` is set: up to ``concurrency`` keys at once, each key's records in due order."""
+    ``stopping`` is set: up to ``concurrency`` keys at once, each key's records in due order.
+
+    After a pass that claimed records it looks again in ``poll_interval_s``; after an empty one
+    it waits for the queue's earliest due time or a record parked here, and looks at least
+    every ``idle_poll_s`` (for other replicas' claims whose lease ran out): an idle process
+    does not poll its queue ten times a second.
+    """
     while not stopping.is_set():
+        claimed: list[Any] = []
         unattempted: list[Any] = []
         try:
-            unattempted = list(await queue.due(group_id))
-            unattempted = await _redeliver(name, unattempted, queue, process, stopping, concurrency)
+            claimed = list(await queue.due(group_id))
+            unattempted = await _redeliver(name, claimed, queue, process, stopping, concurrency)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -236,6 +248,14 @@ async def redeliver_parked(
         # ends; if the database is away, the lease hands them on.
         with contextlib.suppress(Exception):
             await queue.release(unattempted)
+        if not claimed:
+            try:
+                await queue.until_due(group_id, idle_poll_s, stopping)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("%s: asking the retry queue when it is due failed", name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), poll_interval_s)
 

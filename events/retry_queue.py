@@ -8,6 +8,7 @@ transactional process's schema (:func:`events.database.runtime_ddl`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +49,7 @@ class PostgresRetryQueue:
         self.db = db
         self.schema = schema
         self.lease_s = lease_s
+        self._parked = asyncio.Event()
 
     async def park(
         self, consumer: str, record: ConsumerRecord, attempts: int, delay_s: float, error: str
@@ -73,6 +75,7 @@ class PostgresRetryQueue:
             delay_s,
             error[:2000],
         )
+        self._parked.set()
 
     async def due(self, consumer: str, limit: int = 100) -> list[ParkedRecord]:
         """Claim up to ``limit`` records of ``consumer`` that are due, earliest first.
@@ -124,6 +127,27 @@ class PostgresRetryQueue:
             )
             for row in rows
         ]
+
+    async def until_due(self, consumer: str, longest_s: float, stopping: asyncio.Event) -> None:
+        """Wait while none of ``consumer``'s records is due: until the earliest one's due
+        time, a record this process parks meanwhile, ``stopping``, or ``longest_s``."""
+        # Cleared before the query: a park after it wakes the wait, one before it is seen.
+        self._parked.clear()
+        with tracing.housekeeping():
+            due_in = await self.db.pool.fetchval(
+                f"SELECT extract(epoch FROM min(due_at) - now()) FROM {self.schema}.retry_queue"
+                " WHERE consumer = $1",
+                consumer,
+            )
+        wait_s = longest_s if due_in is None else min(longest_s, max(0.0, float(due_in)))
+        if wait_s <= 0:
+            return
+        waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(self._parked.wait())]
+        try:
+            await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def release(self, parked: Sequence[ParkedRecord]) -> None:
         """Hand claimed records back at once, their attempts not run (a stop, or a failure

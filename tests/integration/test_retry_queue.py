@@ -57,3 +57,32 @@ async def test_claims_not_attempted_are_released_at_once(scratch: Scratch):
     await queue.park("group", claimed[0].record, attempts=2, delay_s=60, error="busy")
     await queue.release(claimed)
     assert [p.record.offset for p in await queue.due("group")] == [1, 2]
+
+
+async def test_an_idle_queue_waits_for_the_earliest_due_time_or_a_park(scratch: Scratch):
+    db, schema = scratch.db, scratch.schema
+    await db.migrate(schema)
+    queue = PostgresRetryQueue(db, schema)
+    stopping = asyncio.Event()
+
+    # Nothing parked: the wait lasts until a record is parked here.
+    waiting = asyncio.create_task(queue.until_due("group", 60.0, stopping))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await queue.park("group", _record(1), attempts=1, delay_s=30, error="busy")
+    await asyncio.wait_for(waiting, 5)
+
+    # A record due in 30 s, another consumer's due now: the wait is for this consumer's.
+    await queue.park("other", _record(2), attempts=1, delay_s=0, error="busy")
+    waiting = asyncio.create_task(queue.until_due("group", 60.0, stopping))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    stopping.set()  # ... or until the process stops
+    await asyncio.wait_for(waiting, 5)
+
+    # A record due in a moment ends the wait at its due time, long before the longest wait.
+    stopping.clear()
+    await queue.park("group", _record(3), attempts=1, delay_s=0.5, error="busy")
+    other = PostgresRetryQueue(db, schema)  # a replica that parked nothing itself
+    await asyncio.wait_for(other.until_due("group", 60.0, stopping), 5)
+    assert [p.record.offset for p in await other.due("group")] == [3]

@@ -57,6 +57,9 @@ class MemoryRetryQueue:
     async def release(self, parked: Sequence[Any]) -> None:
         pass
 
+    async def until_due(self, consumer: str, longest_s: float, stopping: asyncio.Event) -> None:
+        await asyncio.sleep(0.01)
+
 
 class Session:
     def __init__(self, done: list[str]) -> None:

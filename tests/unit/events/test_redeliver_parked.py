@@ -43,6 +43,7 @@ class OnePassQueue:
         self.done: list[int] = []
         self.released: list[int] = []
         self.settled = asyncio.Event()
+        self.idle_waits = 0
         """Set once every record was finished or handed back."""
 
     def _note(self) -> None:
@@ -59,6 +60,10 @@ class OnePassQueue:
     async def done_unless_reparked(self, parked: Parked) -> None:
         self.done.append(parked.id)
         self._note()
+
+    async def until_due(self, consumer: str, longest_s: float, stopping: asyncio.Event) -> None:
+        self.idle_waits += 1
+        await asyncio.sleep(0.01)
 
     async def release(self, parked: Sequence[Parked]) -> None:
         self.released.extend(p.id for p in parked)
@@ -107,3 +112,29 @@ async def test_a_failed_attempt_hands_back_its_keys_later_records_and_spares_oth
     await run_one_pass(queue, process, concurrency=1)
     assert sorted(queue.done) == [3, 4]
     assert sorted(queue.released) == [1, 2]
+
+
+async def test_after_an_empty_pass_the_loop_waits_on_the_queue_not_the_poll_interval():
+    queue = OnePassQueue(parked((b"a", 1)))
+    polls = 0
+    due = queue.due
+
+    async def counted_due(consumer: str, limit: int = 100) -> list[Parked]:
+        nonlocal polls
+        polls += 1
+        return await due(consumer, limit)
+
+    queue.due = counted_due  # type: ignore[method-assign]
+
+    async def process(record: ConsumerRecord, attempt: int) -> bool:
+        return True
+
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(redeliver_parked("p", "g", queue, process, stopping, 0.0))
+    await asyncio.wait_for(queue.settled.wait(), 5)
+    await asyncio.sleep(0.1)
+    stopping.set()
+    await loop
+    assert polls > 2
+    # Every empty pass (all but the first) was followed by one wait on the queue.
+    assert queue.idle_waits in (polls - 1, polls - 2)
