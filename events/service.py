@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+try:  # not on Windows (pyproject's marker): there the standard library's loop runs
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None  # type: ignore[assignment]
+
 from events import metrics, tracing
 from events.breaker_board import BreakerBoard
 from events.breakers import ProviderGuards
@@ -265,9 +270,18 @@ def run_process(
             log.info("%s stopped%s", name, f" {summary(process)}" if summary else "")
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
+            runner.run(main())
     finally:
         tracing.shutdown_tracing()
+
+
+def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes a process's event loop: uvloop's (``CHOREO_EVENT_LOOP=uvloop``, the default,
+    where uvloop is installed) or None, the standard library's."""
+    if settings.event_loop == "uvloop" and uvloop is not None:
+        return uvloop.new_event_loop
+    return None
 
 
 def run_service(build: Callable[[Settings], Service[Any]], settings: Settings) -> None:

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="Also trace every PostgreSQL statement (asyncpg spans under the handler's):"
         " for debugging a slow handler; they are most of a trace's spans and of its cost.",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop of Choreo's processes: uvloop (libuv, in C; where it is"
+        " installed) or the standard library's; the runtime's work between statements and"
+        " Kafka requests is largely the loop's.",
+    )
     metrics_export_interval_ms: int = Field(
         default=5000, ge=100, description="How often metrics are pushed over OTLP."
     )
