@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from opentelemetry import trace
 
 from events import tracing
@@ -89,7 +90,8 @@ class OutboxRelay:
             try:
                 while await self.flush() == self.batch_size:
                     pass
-            except (OSError, asyncpg.PostgresError, TransientError) as exc:
+            except (OSError, asyncpg.PostgresError, KafkaError, TransientError) as exc:
+                # A publish that failed rolled its delete back: the rows wait for the next try.
                 log.warning("outbox relay of %s failed, retrying: %s", self.schema, exc)
             wait_s = self.contended_retry_s if self._contended else self.poll_interval_s
             with contextlib.suppress(TimeoutError):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from contracts.catalog import CATALOG, InventoryReserved, OrderPlaced
 from contracts.parts import ReservedItem
@@ -18,8 +19,8 @@ from events.database import Connection, Database, schema_name
 from events.delivery import TransactionalDelivery
 from events.errors import TransientError
 from events.model import Event, Message, utc_now
-from events.outbox import OutboxRelay, outbox_size
-from events.producer import EventProducer
+from events.outbox import OutboxRelay, outbox_size, stage
+from events.producer import EventProducer, OutgoingRecord, to_record
 from events.router import Router
 from events.settings import Settings
 from events.topics import topic_for
@@ -143,9 +144,6 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     settings: Settings, codec: Codec, producer: EventProducer, db: Database
 ):
     """A crash after commit but before publishing loses nothing: the rows wait in the outbox."""
-    from events.outbox import stage
-    from events.producer import to_record
-
     schema = schema_name(settings, "txn")
     await db.migrate(schema)
     messages = [
@@ -163,6 +161,50 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     assert await outbox_size(db, schema) == 0
     records = await read_records(settings, [topic_for("order.placed", settings)], 5)
     assert sorted(codec.decode(r.value).saga_key for r in records) == [f"ord-{i}" for i in range(5)]
+
+
+class FailingOnce:
+    """A producer whose first send fails as a broker away for longer than its timeout."""
+
+    def __init__(self, producer: EventProducer) -> None:
+        self.producer = producer
+        self.failures = 0
+
+    async def send_records(self, records: Sequence[OutgoingRecord]) -> None:
+        if not self.failures:
+            self.failures += 1
+            raise KafkaTimeoutError("the broker did not answer in time")
+        await self.producer.send_records(records)
+
+
+async def test_a_failed_publish_leaves_the_rows_and_the_relay_goes_on(
+    settings: Settings, codec: Codec, producer: EventProducer, db: Database
+):
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema)
+    messages = [
+        Message.first(
+            sample_order_placed(), saga_type="order", saga_key=f"ord-away-{i}", producer="test"
+        )
+        for i in range(3)
+    ]
+    async with db.pool.acquire() as conn, conn.transaction():
+        await stage(conn, schema, [to_record(m, codec, settings) for m in messages])
+    failing = FailingOnce(producer)
+    relay = OutboxRelay(db, schema, failing, poll_interval_s=0.05)  # type: ignore[arg-type]
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: relay.published == 3, what="the rows published after a failure")
+    finally:
+        await relay.stop()
+        await running
+    assert failing.failures == 1
+    assert await outbox_size(db, schema) == 0
+    records = await read_records(settings, [topic_for("order.placed", settings)], 3)
+    keys = [codec.decode(r.value).saga_key for r in records]
+    assert sorted(k for k in keys if k.startswith("ord-away-")) == [
+        f"ord-away-{i}" for i in range(3)
+    ]
 
 
 async def test_a_retrying_message_does_not_block_the_messages_behind_it(
