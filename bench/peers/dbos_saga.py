@@ -359,7 +359,10 @@ async def setup(config: LoadConfig) -> AsyncIterator[Any]:
     datasource = await AsyncSQLAlchemyDatasource.create(
         config.database_url,
         schema=config.schema,
-        engine_kwargs={"pool_size": 10, "max_overflow": 10},
+        # A step waits for a connection as long as its workflow's queue keeps it waiting:
+        # with SQLAlchemy's 30 s default, a backlog at 20 orders/s failed workflows whose
+        # step found all 20 connections busy (a failed order, not a slow one).
+        engine_kwargs={"pool_size": 10, "max_overflow": 10, "pool_timeout": 3600},
     )
     tx = _transactions(datasource)
     _runtime = Runtime(config.schema, Providers(), datasource, tx, lambda _o, _r: None)
