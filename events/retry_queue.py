@@ -89,7 +89,7 @@ class PostgresRetryQueue:
         dies mid-attempt leaves the row to be claimed again when the lease runs out (claims a
         pass did not attempt go back at once: :meth:`release`).
         """
-        with tracing.housekeeping():  # polled ten times a second; the redelivery is traced
+        with tracing.housekeeping():  # polled all the time; the redelivery is traced
             rows = await self.db.pool.fetch(
                 f"WITH claimed AS (SELECT id, due_at FROM {self.schema}.retry_queue"
                 " WHERE consumer = $1 AND due_at <= now()"

@@ -140,20 +140,27 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
         assert causes[message.envelope.causation_id] == order_id
 
 
+async def staged_orders(
+    settings: Settings, codec: Codec, db: Database, order_ids: list[str]
+) -> str:
+    """``order.placed`` of each order staged in the outbox of the test's schema (returned), as
+    a delivery's commit leaves them."""
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema)
+    messages = [
+        Message.first(sample_order_placed(), saga_type="order", saga_key=key, producer="test")
+        for key in order_ids
+    ]
+    async with db.pool.acquire() as conn, conn.transaction():
+        await stage(conn, schema, [to_record(m, codec, settings) for m in messages])
+    return schema
+
+
 async def test_outbox_rows_survive_until_the_relay_runs(
     settings: Settings, codec: Codec, producer: EventProducer, db: Database
 ):
     """A crash after commit but before publishing loses nothing: the rows wait in the outbox."""
-    schema = schema_name(settings, "txn")
-    await db.migrate(schema)
-    messages = [
-        Message.first(
-            sample_order_placed(), saga_type="order", saga_key=f"ord-{i}", producer="test"
-        )
-        for i in range(5)
-    ]
-    async with db.pool.acquire() as conn, conn.transaction():
-        await stage(conn, schema, [to_record(m, codec, settings) for m in messages])
+    schema = await staged_orders(settings, codec, db, [f"ord-{i}" for i in range(5)])
     assert await outbox_size(db, schema) == 5
 
     relay = OutboxRelay(db, schema, producer)  # "after the restart"
@@ -180,16 +187,7 @@ class FailingOnce:
 async def test_a_failed_publish_leaves_the_rows_and_the_relay_goes_on(
     settings: Settings, codec: Codec, producer: EventProducer, db: Database
 ):
-    schema = schema_name(settings, "txn")
-    await db.migrate(schema)
-    messages = [
-        Message.first(
-            sample_order_placed(), saga_type="order", saga_key=f"ord-away-{i}", producer="test"
-        )
-        for i in range(3)
-    ]
-    async with db.pool.acquire() as conn, conn.transaction():
-        await stage(conn, schema, [to_record(m, codec, settings) for m in messages])
+    schema = await staged_orders(settings, codec, db, [f"ord-away-{i}" for i in range(3)])
     failing = FailingOnce(producer)
     relay = OutboxRelay(db, schema, failing, poll_interval_s=0.05)  # type: ignore[arg-type]
     running = asyncio.create_task(relay.run())
