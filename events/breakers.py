@@ -13,9 +13,12 @@ process:
   probes, the others wait a little; a probe that succeeds closes it, one that fails opens it
   again (and waits like the rest, without spending an attempt). Failures are counted per
   message, not per call: one message that always fails (a card whose gateway never answers)
-  cannot open it; it runs out of attempts and is dead-lettered as before. Should such a
-  message be a probe during an outage, it keeps the breaker open one more cool-down, until
-  another message is the probe.
+  cannot open it; it runs out of attempts and is dead-lettered as before. Nor can such
+  messages keep it open: a probe that had already failed since the provider last answered
+  says more about itself than about the provider, so its failure hands the probe to another
+  message (it waits, and is no probe again in that half-open spell). At most
+  ``failure_threshold`` probes are passed over so in a spell; the next failure opens it, so
+  an outage costs a bounded number of calls per cool-down.
 - a **bulkhead** (:class:`Bulkhead`): at most ``concurrency`` calls are inside the provider
   at once (:func:`events.providers.within`, which every provider call goes through, takes a
   slot of the guard of the handler it runs in, for the call alone); a delivery that gets no
@@ -176,6 +179,10 @@ class CircuitBreaker:
         self.last_error: str | None = None
         self._failing: dict[str, float] = {}
         """Message key → when it last failed, since the last success, within the window."""
+        self._suspects: set[str] = set()
+        """Messages that failed since the provider last answered (kept while it is open)."""
+        self._passed_over: set[str] = set()
+        """Suspects whose probe failed in this half-open spell: no probe again in it."""
         self._opened_at = 0.0
         self._probes = 0
 
@@ -196,16 +203,16 @@ class CircuitBreaker:
         # Spread the waiting messages so that they come back one after another, not at once.
         return remaining + self.rng.uniform(0, self.config.cool_down_s / 2)
 
-    def admit(self) -> bool:
-        """Let a call through, or raise :class:`ProviderDeferred`. Returns True if the call
-        is a half-open probe."""
+    def admit(self, key: str) -> bool:
+        """Let a call for message ``key`` through, or raise :class:`ProviderDeferred`.
+        Returns True if the call is a half-open probe."""
         wait = self.retry_after()
         if wait is not None:
             raise ProviderDeferred(self.provider, wait, "circuit open")
         if self.state is BreakerState.OPEN:
             self._move(BreakerState.HALF_OPEN, "cool-down over; probing")
         if self.state is BreakerState.HALF_OPEN:
-            if self._probes >= self.config.half_open_probes:
+            if self._probes >= self.config.half_open_probes or key in self._passed_over:
                 raise ProviderDeferred(self.provider, self.busy_wait(), "probe in flight")
             self._probes += 1
             return True
@@ -222,6 +229,7 @@ class CircuitBreaker:
             self._move(BreakerState.CLOSED, "the probe succeeded")
         if self.state is BreakerState.CLOSED:
             self._failing.clear()
+            self._suspects.clear()
 
     def failed(self, probe: bool, key: str, error: BaseException) -> None:
         """The admitted call for message ``key`` failed with a provider failure."""
@@ -229,8 +237,14 @@ class CircuitBreaker:
         self.last_error = f"{type(error).__name__}: {error}"[:500]
         now = self.clock()
         if probe and self.state is BreakerState.HALF_OPEN:
-            self._open(now, f"the probe failed: {self.last_error}")
-        elif self.state is BreakerState.CLOSED:
+            if key in self._suspects and len(self._passed_over) < self.config.failure_threshold:
+                self._passed_over.add(key)  # it failed before: another message probes
+            else:
+                self._suspects.add(key)
+                self._open(now, f"the probe failed: {self.last_error}")
+        elif self.state is not BreakerState.CLOSED:
+            self._suspects.add(key)  # admitted before it opened
+        else:
             self._failing.pop(key, None)  # keep the dict in time order: newest last
             self._failing[key] = now
             self._forget_old(now)
@@ -252,7 +266,9 @@ class CircuitBreaker:
 
     def _open(self, now: float, reason: str) -> None:
         self._opened_at = now
+        self._suspects.update(self._failing)
         self._failing.clear()
+        self._passed_over.clear()
         self.opened += 1
         self._move(BreakerState.OPEN, reason)
 
@@ -338,7 +354,7 @@ class ProviderGuard:
             ProviderUnavailable: the provider failed (also when the failure was injected).
         """
         try:
-            probe = self.breaker.admit()
+            probe = self.breaker.admit(key)
         except ProviderDeferred as refused:
             self.count_deferral(refused)
             raise
@@ -352,11 +368,11 @@ class ProviderGuard:
         except ProviderUnavailable as exc:
             self.breaker.failed(probe, key, exc)
             if probe:
-                # The provider is still down: this message waits like the others, its
-                # attempts untouched.
-                still_down = ProviderDeferred(
-                    self.provider, self.breaker.retry_after() or 0.0, "probe failed"
-                )
+                # The provider may still be down: this message waits like the others, its
+                # attempts untouched (the rest of the cool-down, or a little while another
+                # message probes).
+                wait = self.breaker.retry_after() or self.breaker.busy_wait()
+                still_down = ProviderDeferred(self.provider, wait, "probe failed")
                 self.count_deferral(still_down)
                 raise still_down from exc
             raise

@@ -62,7 +62,7 @@ async def test_a_process_publishes_its_breakers_and_withdraws_them_when_it_stops
 
     breaker = board.guards["gateway"].breaker
     for key in ("m1", "m2"):
-        breaker.failed(breaker.admit(), key, ProviderUnavailable("gateway unavailable"))
+        breaker.failed(breaker.admit(key), key, ProviderUnavailable("gateway unavailable"))
     assert breaker.state is BreakerState.OPEN
     await board.publish()
     [row] = await read_breakers(db, settings)

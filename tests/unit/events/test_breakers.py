@@ -61,7 +61,7 @@ def state(breaker: CircuitBreaker) -> BreakerState:
 
 
 def fail(breaker: CircuitBreaker, key: str) -> None:
-    probe = breaker.admit()
+    probe = breaker.admit(key)
     breaker.failed(probe, key, DOWN)
 
 
@@ -97,7 +97,7 @@ def test_one_message_failing_again_and_again_does_not_open_it(breaker: CircuitBr
 def test_a_success_clears_the_failures(breaker: CircuitBreaker):
     fail(breaker, "m1")
     fail(breaker, "m2")
-    breaker.succeeded(breaker.admit())
+    breaker.succeeded(breaker.admit("m0"))
     fail(breaker, "m3")
     assert state(breaker) is BreakerState.CLOSED
     assert breaker.failures == 1
@@ -131,7 +131,7 @@ def test_while_open_calls_are_refused_with_the_rest_of_the_cool_down(
     open_it(breaker)
     clock.now += 1
     with pytest.raises(ProviderDeferred) as refused:
-        breaker.admit()
+        breaker.admit("m4")
     # 3 s of cool-down left, plus up to half the cool-down of jitter.
     assert 3 <= refused.value.retry_after_s <= 5
     assert refused.value.reason == "circuit open"
@@ -147,15 +147,15 @@ def test_after_the_cool_down_one_probe_goes_through_and_a_success_closes_it(
     open_it(breaker)
     clock.now += 4
     assert breaker.retry_after() is None
-    assert breaker.admit() is True  # the probe
+    assert breaker.admit("m4") is True  # the probe
     assert state(breaker) is BreakerState.HALF_OPEN
     with pytest.raises(ProviderDeferred) as refused:
-        breaker.admit()  # a second caller while the probe is in flight
+        breaker.admit("m5")  # a second caller while the probe is in flight
     assert refused.value.reason == "probe in flight"
     assert 0.2 <= refused.value.retry_after_s <= 0.4
     breaker.succeeded(True)
     assert state(breaker) is BreakerState.CLOSED
-    assert breaker.admit() is False
+    assert breaker.admit("m6") is False
     assert [t.new for t in transitions] == [
         BreakerState.OPEN,
         BreakerState.HALF_OPEN,
@@ -166,8 +166,8 @@ def test_after_the_cool_down_one_probe_goes_through_and_a_success_closes_it(
 def test_a_failed_probe_opens_it_again_for_a_whole_cool_down(breaker: CircuitBreaker, clock: Clock):
     open_it(breaker)
     clock.now += 4
-    probe = breaker.admit()
-    breaker.failed(probe, "m4", DOWN)
+    probe = breaker.admit("m4")
+    breaker.failed(probe, "m4", DOWN)  # a message that had not failed before
     assert state(breaker) is BreakerState.OPEN
     assert breaker.opened == 2
     retry_after = breaker.retry_after()
@@ -180,14 +180,53 @@ def test_a_probe_that_ends_without_a_verdict_lets_another_probe_through(
 ):
     open_it(breaker)
     clock.now += 4
-    probe = breaker.admit()
+    probe = breaker.admit("m4")
     breaker.released(probe)  # e.g. the message was not ready yet
     assert state(breaker) is BreakerState.HALF_OPEN
-    assert breaker.admit() is True
+    assert breaker.admit("m5") is True
+
+
+def test_a_probe_that_had_failed_before_hands_the_probe_to_another_message(
+    breaker: CircuitBreaker, clock: Clock
+):
+    open_it(breaker)  # m1, m2, m3: say, cards whose gateway never answers
+    clock.now += 4
+    probe = breaker.admit("m1")
+    breaker.failed(probe, "m1", DOWN)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    assert breaker.opened == 1
+    with pytest.raises(ProviderDeferred) as refused:
+        breaker.admit("m1")  # no probe again in this spell
+    assert refused.value.reason == "probe in flight"
+    probe = breaker.admit("m4")
+    assert probe is True
+    breaker.succeeded(probe)
+    assert state(breaker) is BreakerState.CLOSED
+    assert breaker.admit("m1") is False
+
+
+def test_an_outage_passes_over_at_most_as_many_probes_as_open_it(
+    breaker: CircuitBreaker, clock: Clock
+):
+    open_it(breaker)
+    clock.now += 4
+    fail(breaker, "m1")
+    fail(breaker, "m2")
+    assert state(breaker) is BreakerState.HALF_OPEN
+    fail(breaker, "m4")  # a message that had not failed: the provider is down
+    assert state(breaker) is BreakerState.OPEN
+    assert breaker.opened == 2
+    clock.now += 4
+    for key in ("m1", "m2", "m3"):  # the threshold: 3 passed over in this spell
+        fail(breaker, key)
+        assert state(breaker) is BreakerState.HALF_OPEN
+    fail(breaker, "m4")  # failed before too, but the spell has passed over enough
+    assert state(breaker) is BreakerState.OPEN
+    assert breaker.opened == 3
 
 
 def test_calls_admitted_before_it_opened_do_not_move_it(breaker: CircuitBreaker):
-    early = [breaker.admit() for _ in range(4)]
+    early = [breaker.admit(f"e{i}") for i in range(4)]
     for key, probe in zip(("m1", "m2", "m3"), early, strict=False):
         breaker.failed(probe, key, DOWN)
     assert state(breaker) is BreakerState.OPEN
@@ -293,7 +332,12 @@ async def test_a_failed_probe_is_a_deferral_so_the_message_spends_no_attempt(clo
             await g.call(key, down)
     clock.now += 4
     with pytest.raises(ProviderDeferred) as refused:
-        await g.call("m1", down)
+        await g.call("m1", down)  # it failed before: another message will probe
+    assert refused.value.reason == "probe failed"
+    assert 0.2 <= refused.value.retry_after_s <= 0.4
+    assert state(g.breaker) is BreakerState.HALF_OPEN
+    with pytest.raises(ProviderDeferred) as refused:
+        await g.call("m4", down)  # the provider is down
     assert refused.value.reason == "probe failed"
     assert refused.value.retry_after_s >= 4
     assert isinstance(refused.value.__cause__, ProviderUnavailable)
