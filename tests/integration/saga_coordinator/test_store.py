@@ -20,7 +20,8 @@ from saga_coordinator.engine.state import fold as fold_generic
 from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
-from saga_coordinator.store import DDL, InMemorySagaStore, PostgresSagaStore, SagaStore, Timer
+from saga_coordinator.memory_store import InMemorySagaStore
+from saga_coordinator.store import DDL, PostgresSagaStore, SagaStore, Timer
 from sagas.order import V1 as ORDER
 from sagas.shipped import SAGAS
 from tests.unit.saga_coordinator.flow import (

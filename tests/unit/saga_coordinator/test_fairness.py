@@ -15,8 +15,8 @@ from saga_coordinator.engine.state import fold
 from saga_coordinator.engine.timing import Pickup, Watch, watch
 from saga_coordinator.fairness import Fairness, Hold, Names, verdict
 from saga_coordinator.handlers import router
+from saga_coordinator.memory_store import InMemorySagaStore
 from saga_coordinator.progress import ProgressLog, Sample
-from saga_coordinator.store import InMemorySagaStore
 from saga_coordinator.timers import fire_timer
 from sagas.order import V1
 from sagas.registry import SagaRegistry

@@ -23,7 +23,7 @@ from saga_coordinator.engine.facts import Started
 from saga_coordinator.engine.state import fold
 from saga_coordinator.errors import SagaConflictError, UnknownDefinitionError
 from saga_coordinator.handlers import router
-from saga_coordinator.store import InMemorySagaStore
+from saga_coordinator.memory_store import InMemorySagaStore
 from saga_coordinator.timers import fire_timer
 from sagas.order import V1
 from sagas.registry import SagaRegistry
