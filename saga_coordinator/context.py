@@ -17,6 +17,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.model import utc_now
+from saga_coordinator.cache import DEFAULT_SIZE, SagaCache
 from saga_coordinator.store import SagaStore
 from sagas.order import V1 as ORDER
 from sagas.registry import SagaRegistry
@@ -98,6 +99,12 @@ class CoordinatorSettings(BaseSettings):
         description="Judge deadlines by the participant's own time (saga_coordinator.fairness);"
         " false: fire them at their due time, whatever Choreo's queues hold.",
     )
+    cache_size: int = Field(
+        default=DEFAULT_SIZE,
+        ge=0,
+        description="Sagas whose folded state a coordinator process keeps between messages"
+        " (0: read every saga's whole stream for each message).",
+    )
     timer_progress_interval_ms: int = Field(
         default=250,
         ge=50,
@@ -108,7 +115,7 @@ class CoordinatorSettings(BaseSettings):
         """The knobs set explicitly, by knob name (``crm_deadline_s`` → ``crm_deadline``)."""
         overrides: dict[str, object] = {}
         for name in self.model_fields_set:
-            if name.startswith("timer_"):
+            if name.startswith("timer_") or name == "cache_size":
                 continue  # the loop's own settings, not the saga's
             value = getattr(self, name)
             if name.endswith("_s"):
@@ -153,8 +160,11 @@ class CoordinatorContext:
         store: The saga store, on the transaction's connection.
         definitions: The saga definitions by type and version (with the operator's knobs).
         clock: Now, in UTC; injectable so tests can move time.
+        cache: The process's folded sagas (:mod:`saga_coordinator.cache`); one per process,
+            shared by every context (a new one remembers nothing yet).
     """
 
     store: SagaStore
     definitions: SagaRegistry = SAGAS
     clock: Callable[[], datetime] = field(default=utc_now)
+    cache: SagaCache = field(default_factory=SagaCache)

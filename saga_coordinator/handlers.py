@@ -1,7 +1,8 @@
 """What the coordinator reacts to: every event some saga definition names, one way.
 
 :func:`advance` does the same four things for any of them through :func:`advance_saga`: lock
-the saga, load and fold its facts, :func:`~saga_coordinator.engine.decide.decide` on the saga's
+the saga, load and fold its facts (only the new ones, when the process remembers it:
+:mod:`saga_coordinator.cache`), :func:`~saga_coordinator.engine.decide.decide` on the saga's
 pinned definition, store the new facts and timer changes; it returns the events and commands
 to emit, which the runtime wraps in envelopes caused by the incoming message and stages in the
 outbox in the same transaction. Which events those are comes from the definitions
@@ -18,12 +19,12 @@ from events import metrics, tracing
 from events.model import Event, Message
 from events.router import Router
 from saga_coordinator import SERVICE_NAME as PRODUCER
-from saga_coordinator import legacy
+from saga_coordinator.cache import load_state
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.decide import Decision, decide
-from saga_coordinator.engine.state import SagaState, fold
+from saga_coordinator.engine.state import SagaState
 from saga_coordinator.engine.timing import TimerFired
-from saga_coordinator.errors import UnknownDefinitionError
+from saga_coordinator.errors import SagaConflictError, UnknownDefinitionError
 from sagas.definition import SagaDefinition
 from sagas.registry import SagaRegistry
 from sagas.shipped import SAGAS
@@ -53,22 +54,30 @@ async def advance_saga(
         UnknownDefinitionError: the saga runs on a definition this coordinator does not have
             (permanent: the message is dead-lettered with the reason).
     """
-    if not await ctx.store.lock(key, wait=wait):
+    state = await load_state(ctx.store, key, ctx.definitions, ctx.cache, wait=wait)
+    if state is None:
         return None
-    state = fold(key, legacy.read(await ctx.store.load(key), ctx.definitions))
     definition = pinned(ctx.definitions, state, incoming)
     if definition is None:
         return Decision(state)  # no saga to start: an event of no saga we know
     if gate is not None and await gate(state, definition):
         return Decision(state)  # held back: looked at again later
     decision = decide(state, incoming, definition, ctx.clock() if now is None else now, PRODUCER)
-    await ctx.store.record(
-        key,
-        decision.facts,
-        expected_seq=state.version,
-        timers=decision.timers,
-        traceparent=tracing.traceparent() if decision.timers else None,
-    )
+    try:
+        await ctx.store.record(
+            key,
+            decision.facts,
+            expected_seq=state.version,
+            timers=decision.timers,
+            traceparent=tracing.traceparent() if decision.timers else None,
+        )
+    except SagaConflictError:
+        ctx.cache.drop(key)
+        raise
+    if decision.facts:
+        # Remembered before the commit: should the transaction roll back, the store's check
+        # of the last fact (load_state) finds it missing and reads the stream again.
+        ctx.cache.put(key, decision.state, decision.facts[-1])
     _record_metrics(state, decision, definition)
     if decision.facts:
         log.debug(

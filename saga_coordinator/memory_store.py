@@ -8,7 +8,7 @@ from datetime import datetime
 
 from saga_coordinator.engine.timing import ScheduleTimer, TimerOp
 from saga_coordinator.errors import SagaConflictError
-from saga_coordinator.store import Barrier, Fact, Timer, last_op_by_name
+from saga_coordinator.store import Barrier, Fact, FactRef, Timer, last_op_by_name
 
 
 class InMemorySagaStore:
@@ -25,6 +25,17 @@ class InMemorySagaStore:
 
     async def load(self, order_id: str) -> list[Fact]:
         return list(self.streams.get(order_id, ()))
+
+    async def load_after(self, order_id: str, after: FactRef) -> list[Fact] | None:
+        stream = self.streams.get(order_id, [])
+        if len(stream) < after.seq or FactRef.of(after.seq, stream[after.seq - 1]) != after:
+            return None
+        return stream[after.seq :]
+
+    async def lock_and_load(self, order_id: str, after: FactRef | None = None) -> list[Fact] | None:
+        if after is None:
+            return await self.load(order_id)
+        return await self.load_after(order_id, after)
 
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
         stream = self.streams.setdefault(order_id, [])

@@ -16,6 +16,7 @@ from events.model import utc_now
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from saga_coordinator import SERVICE_NAME
+from saga_coordinator.cache import SagaCache
 from saga_coordinator.context import (
     CoordinatorContext,
     CoordinatorSettings,
@@ -57,8 +58,10 @@ def build(
     )
     fairness = Fairness(progress, names, recheck=timedelta(seconds=sample_s))
 
+    cache = SagaCache(coordinator.cache_size)
+
     def context(conn: Connection, schema: str) -> CoordinatorContext:
-        return CoordinatorContext(PostgresSagaStore(conn, schema), registry, clock)
+        return CoordinatorContext(PostgresSagaStore(conn, schema), registry, clock, cache)
 
     async def timer_loop(runtime: ServiceRuntime[CoordinatorContext]) -> None:
         await run_timer_loop(

@@ -9,6 +9,7 @@ suite runs against both (``tests/integration/saga_coordinator/test_store.py``).
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,25 @@ DDL: tuple[str, ...] = (
     "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS barrier jsonb",
     "CREATE INDEX IF NOT EXISTS saga_timers_next ON {schema}.saga_timers"
     " ((coalesce(held_until, due_at)))",
+    # A saga's lock and its facts from a position, in one round trip. A function, because in
+    # one plain SELECT the snapshot predates the lock: the facts of the writer it waited for
+    # would be missed. Created once, never replaced: a process's role may not own one made
+    # by another; a changed function gets a new name.
+    """
+    DO $do$ BEGIN
+    IF to_regprocedure('{schema}.saga_lock_load_v1(bigint, text, integer)') IS NULL THEN
+        CREATE FUNCTION {schema}.saga_lock_load_v1(lock_key bigint, saga text, from_seq integer)
+        RETURNS TABLE (seq integer, kind text, event_id uuid, data jsonb, recorded_at timestamptz)
+        LANGUAGE plpgsql VOLATILE AS $fn$
+        BEGIN
+            PERFORM pg_advisory_xact_lock(lock_key);
+            RETURN QUERY SELECT e.seq, e.kind, e.event_id, e.data, e.recorded_at
+                FROM {schema}.saga_events AS e
+                WHERE e.order_id = saga AND e.seq >= from_seq ORDER BY e.seq;
+        END $fn$;
+    END IF;
+    END $do$
+    """,
 )
 """The coordinator's tables; ``{schema}`` stands for its schema (``Database.migrate`` fills it).
 
@@ -104,6 +124,22 @@ def barrier_from_json(stored: str | None) -> Barrier | None:
     return {(topic, int(partition)): int(end) for (topic, partition), end in parsed}
 
 
+@dataclass(frozen=True, slots=True)
+class FactRef:
+    """A stored fact's position and identity: what a remembered state was folded up to
+    (:mod:`saga_coordinator.cache`). Two facts at one position with the same kind, message
+    and time are the same decision."""
+
+    seq: int
+    kind: str
+    event_id: uuid.UUID | None
+    at: datetime
+
+    @staticmethod
+    def of(seq: int, fact: Fact) -> FactRef:
+        return FactRef(seq, fact.kind, fact.event_id, fact.at)
+
+
 def last_op_by_name(timers: Sequence[TimerOp]) -> dict[str, TimerOp]:
     """Each timer's last operation of ``timers``: what applying them in order leaves."""
     return {op.name: op for op in timers}
@@ -123,6 +159,17 @@ class SagaStore(Protocol):
 
     async def load(self, order_id: str) -> list[Fact]:
         """The saga's facts in order (``[]`` for an unknown saga)."""
+        ...
+
+    async def load_after(self, order_id: str, after: FactRef) -> list[Fact] | None:
+        """The saga's facts after ``after``, or None if ``after`` is not the stream's fact at
+        its position (a remembered state gone stale: a rolled-back decision, or another
+        writer's)."""
+        ...
+
+    async def lock_and_load(self, order_id: str, after: FactRef | None = None) -> list[Fact] | None:
+        """:meth:`lock` (waiting), then :meth:`load` or :meth:`load_after`; PostgreSQL does both
+        in one round trip. None only when ``after`` is stale."""
         ...
 
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
@@ -249,15 +296,25 @@ class PostgresSagaStore:
             " WHERE order_id = $1 ORDER BY seq",
             order_id,
         )
-        return [
-            parse_stored(
-                row["kind"],
-                orjson.loads(row["data"]),
-                at=row["recorded_at"],
-                event_id=row["event_id"],
-            )
-            for row in rows
-        ]
+        return _parsed(rows)
+
+    async def load_after(self, order_id: str, after: FactRef) -> list[Fact] | None:
+        rows = await self.conn.fetch(
+            f"SELECT seq, kind, event_id, data, recorded_at FROM {self.schema}.saga_events"
+            " WHERE order_id = $1 AND seq >= $2 ORDER BY seq",
+            order_id,
+            after.seq,
+        )
+        return _parsed_after(rows, after)
+
+    async def lock_and_load(self, order_id: str, after: FactRef | None = None) -> list[Fact] | None:
+        rows = await self.conn.fetch(
+            f"SELECT * FROM {self.schema}.saga_lock_load_v1($1, $2, $3)",
+            self._lock_key(order_id),
+            order_id,
+            1 if after is None else after.seq,
+        )
+        return _parsed(rows) if after is None else _parsed_after(rows, after)
 
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
         await self.record(order_id, facts, expected_seq)
@@ -379,3 +436,23 @@ class PostgresSagaStore:
             f"SELECT DISTINCT order_id FROM {self.schema}.saga_events ORDER BY order_id"
         )
         return [row["order_id"] for row in rows]
+
+
+def _parsed(rows: Sequence[asyncpg.Record]) -> list[Fact]:
+    return [
+        parse_stored(
+            row["kind"], orjson.loads(row["data"]), at=row["recorded_at"], event_id=row["event_id"]
+        )
+        for row in rows
+    ]
+
+
+def _parsed_after(rows: Sequence[asyncpg.Record], after: FactRef) -> list[Fact] | None:
+    """The facts of ``rows`` (from ``after``'s position on) after it; None if the first row is
+    not ``after`` (a stale reference: the row was never committed, or is another writer's)."""
+    if not rows:
+        return None
+    first = rows[0]
+    if FactRef(first["seq"], first["kind"], first["event_id"], first["recorded_at"]) != after:
+        return None
+    return _parsed(rows[1:])

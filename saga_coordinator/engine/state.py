@@ -293,16 +293,21 @@ def _changes(state: SagaState, fact: f.Fact) -> dict[str, Any]:
     return changes
 
 
-def fold(key: str, stream: Iterable[f.Fact]) -> SagaState:
-    """The state of a saga from its whole stream of facts: the changes of each fact applied
-    to one mutable draft, frozen once (copying the state per fact is what the coordinator
-    would otherwise spend its time on)."""
-    draft = SimpleNamespace(**_INITIAL, key=key)
+def fold(key: str, stream: Iterable[f.Fact], start: SagaState | None = None) -> SagaState:
+    """The state of a saga from its whole stream of facts (or ``start`` and the facts after
+    it): the changes of each fact applied to one mutable draft, frozen once (copying the
+    state per fact is what the coordinator would otherwise spend its time on)."""
+    if start is None:
+        draft = SimpleNamespace(**_INITIAL, key=key)
+    else:
+        draft = SimpleNamespace(**{fld.name: getattr(start, fld.name) for fld in _FIELDS})
     fields = vars(draft)
     for fact in stream:
         fields.update(_changes(cast(SagaState, draft), fact))
     return SagaState(**fields)
 
+
+_FIELDS = dataclasses.fields(SagaState)
 
 _INITIAL: dict[str, Any] = {
     field.name: getattr(SagaState(""), field.name)

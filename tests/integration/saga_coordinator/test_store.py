@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -21,7 +22,7 @@ from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
 from saga_coordinator.memory_store import InMemorySagaStore
-from saga_coordinator.store import DDL, PostgresSagaStore, SagaStore, Timer
+from saga_coordinator.store import DDL, FactRef, PostgresSagaStore, SagaStore, Timer
 from sagas.order import V1 as ORDER
 from sagas.shipped import SAGAS
 from tests.unit.saga_coordinator.flow import (
@@ -335,3 +336,50 @@ async def test_concurrent_appends_at_the_same_position_one_wins(pg: tuple[Databa
         await tx_b.rollback()
     async with db.pool.acquire() as conn:
         assert await PostgresSagaStore(conn, schema).load("ord-1") == saga.facts[:1]
+
+
+async def test_facts_after_a_known_one_and_none_when_it_is_not_the_stored_one(
+    store: SagaStore,
+):
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    saga.send(charged())
+    first, second, third = saga.facts[:3]
+    await store.append("ord-1", [first, second, third], expected_seq=0)
+    known = FactRef.of(2, second)
+    assert await store.load_after("ord-1", known) == [third]
+    assert await store.lock_and_load("ord-1", known) == [third]
+    assert await store.lock_and_load("ord-1", FactRef.of(3, third)) == []
+    assert await store.lock_and_load("ord-1") == [first, second, third]
+    assert await store.lock_and_load("nope") == []
+    # Not what is stored there: a decision that never committed, or another writer's.
+    stale = [
+        FactRef.of(4, third),  # past the end
+        FactRef.of(2, third),  # another fact at that position
+        dataclasses.replace(known, at=known.at + timedelta(microseconds=1)),
+        FactRef.of(1, second),
+    ]
+    for ref in stale:
+        assert await store.load_after("ord-1", ref) is None, ref
+        assert await store.lock_and_load("ord-1", ref) is None, ref
+
+
+async def test_lock_and_load_sees_the_facts_of_the_writer_it_waited_for(pg: tuple[Database, str]):
+    db, schema = pg
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    async with db.pool.acquire() as a, db.pool.acquire() as b:
+        writer = a.transaction()
+        await writer.start()
+        assert await PostgresSagaStore(a, schema).lock("ord-1") is True
+        await PostgresSagaStore(a, schema).append("ord-1", saga.facts, expected_seq=0)
+        async with b.transaction():
+            # B's statement starts while A holds the lock with its facts uncommitted...
+            waiting = asyncio.create_task(PostgresSagaStore(b, schema).lock_and_load("ord-1"))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            await writer.commit()
+            # ...and reads after the lock is its own, so A's facts are there.
+            assert await waiting == saga.facts
