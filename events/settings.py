@@ -14,6 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,27 @@ def local_kafka(state_dir: Path) -> str:
     except OSError:
         return LOCAL_KAFKA
     return recorded or LOCAL_KAFKA
+
+
+POSTGRES_SOCKET_FILE = Path("postgres") / "socket.dir"
+"""Where, under the state folder, `choreo stack up` records the folder of its PostgreSQL's
+Unix socket."""
+SOCKET_PATH_MAX = 107
+"""The longest path a Unix socket may have (``sun_path`` on Linux, less its NUL)."""
+
+
+def local_database_url(state_dir: Path) -> str:
+    """The local stack's PostgreSQL: over its Unix socket once `choreo stack up` recorded the
+    socket's folder (a statement costs less there than over TCP on the loopback), else over
+    TCP on 127.0.0.1. Both ask for the role's password."""
+    port = _local_port("CHOREO_POSTGRES_PORT", 15432)
+    try:
+        folder = (state_dir / POSTGRES_SOCKET_FILE).read_text().strip()
+    except OSError:
+        folder = ""
+    if folder and len(f"{folder}/.s.PGSQL.{port}") <= SOCKET_PATH_MAX:
+        return f"postgresql://choreo:choreo@/choreo?host={quote(folder)}&port={port}"
+    return f"postgresql://choreo:choreo@127.0.0.1:{port}/choreo"
 
 
 def _local_port(variable: str, default: int) -> str:
@@ -105,12 +127,10 @@ class Settings(BaseSettings):
         " in <state dir>/kafka/tls/users.key).",
     )
     database_url: str = Field(
-        default_factory=lambda: (
-            "postgresql://choreo:choreo@127.0.0.1:"
-            f"{_local_port('CHOREO_POSTGRES_PORT', 15432)}/choreo"
-        ),
+        default_factory=lambda data: local_database_url(data["state_dir"]),
         validation_alias=AliasChoices("DATABASE_URL", "CHOREO_DATABASE_URL"),
-        description="PostgreSQL DSN for the event log, service state and projections.",
+        description="PostgreSQL DSN for the event log, service state and projections (default:"
+        " the local stack's, over its Unix socket once `choreo stack up` recorded it).",
     )
     database_roles: bool = Field(
         default=True,

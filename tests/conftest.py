@@ -90,6 +90,7 @@ def stack() -> Iterator[None]:
     from choreo.stack import Stack
 
     Stack().up(lambda line: print(f"[stack] {line}"))
+    get_settings.cache_clear()  # read anew: the stack recorded where its PostgreSQL listens
     settings = get_settings()
     before = asyncio.run(_topics(settings))
     yield

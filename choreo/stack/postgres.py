@@ -20,7 +20,7 @@ from choreo.stack.base import (
     run,
 )
 from events.errors import StackError
-from events.settings import Settings
+from events.settings import POSTGRES_SOCKET_FILE, Settings
 
 
 class Postgres:
@@ -69,8 +69,31 @@ class Postgres:
             apt_install(["postgresql"], log)
 
     def start(self, log: Log) -> None:
-        if self.external or self._running():
+        if self.external:
             return
+        if not self._running():
+            self._start(log)
+        elif self._password_local_auth():
+            run(self._as_owner([self._bin("pg_ctl"), "-D", self.data, "reload"]), what="reload")
+        record = self.settings.state_dir / POSTGRES_SOCKET_FILE
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{self.home}\n")
+
+    def _password_local_auth(self) -> bool:
+        """Ask for a password over the Unix socket as over TCP (clusters made before asked
+        none there, which let any local user in as any role). Returns whether it changed."""
+        hba = self.data / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        changed = [
+            line.replace("trust", "scram-sha-256") if line.startswith("local") else line
+            for line in lines
+        ]
+        if changed == lines:
+            return False
+        hba.write_text("".join(changed))
+        return True
+
+    def _start(self, log: Log) -> None:
         check_port_free(self.stack.postgres_port, "PostgreSQL")
         self.home.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -91,7 +114,7 @@ class Postgres:
                         "-U",
                         self.stack.postgres_user,
                         f"--pwfile={pwfile}",
-                        "--auth-local=trust",
+                        "--auth-local=scram-sha-256",
                         "--auth-host=scram-sha-256",
                         "-E",
                         "UTF8",
@@ -110,7 +133,8 @@ class Postgres:
                     "max_connections = 200\n"
                     "shared_buffers = 256MB\n"
                 )
-        log(f"starting PostgreSQL on 127.0.0.1:{self.stack.postgres_port}")
+        self._password_local_auth()
+        log(f"starting PostgreSQL on 127.0.0.1:{self.stack.postgres_port} and {self.home}")
         run(
             self._as_owner(
                 [

@@ -4,6 +4,7 @@ and is refused everything else (choreo/roles.py)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -121,3 +122,19 @@ async def test_every_role_writes_its_breakers_and_only_reads_the_injected_faults
             )
     finally:
         await payment.close()
+
+
+async def test_over_the_local_stacks_socket_a_role_still_needs_its_password(roles: Settings):
+    settings = roles
+    dsn = process_dsn(settings, "payment")
+    assert "host=/" in dsn, f"the local stack is reached over its Unix socket: {dsn}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT inet_server_addr() IS NULL") is True  # a socket
+        assert await conn.fetchval("SELECT current_user") == role_name(settings, "payment")
+    finally:
+        await conn.close()
+    parts = urlsplit(dsn)
+    forged = urlunsplit(parts._replace(netloc=f"{parts.username}:not-the-password@"))
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(forged)

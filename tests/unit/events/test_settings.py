@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from events.settings import Settings
+from events.settings import POSTGRES_SOCKET_FILE, Settings
 
 OUTSIDE = (
     "DATABASE_URL",
@@ -18,9 +20,10 @@ OUTSIDE = (
 
 
 @pytest.fixture(autouse=True)
-def _no_outside_config(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_outside_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in OUTSIDE:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHOREO_STATE_DIR", str(tmp_path))  # no stack recorded anything here
 
 
 @pytest.mark.parametrize(
@@ -53,4 +56,32 @@ def test_the_defaults_follow_the_stacks_ports(
 def test_an_explicit_address_wins(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CHOREO_POSTGRES_PORT", "25432")
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db.internal:5432/orders")
+    assert Settings().database_url == "postgresql://app:pw@db.internal:5432/orders"
+
+
+def record_socket(state_dir: Path, folder: str) -> None:
+    (state_dir / POSTGRES_SOCKET_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (state_dir / POSTGRES_SOCKET_FILE).write_text(folder + "\n")
+
+
+def test_the_local_stack_is_reached_over_the_socket_it_recorded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    record_socket(tmp_path, "/srv/choreo state/postgres")
+    monkeypatch.setenv("CHOREO_POSTGRES_PORT", "25432")
+    assert Settings().database_url == (
+        "postgresql://choreo:choreo@/choreo?host=/srv/choreo%20state/postgres&port=25432"
+    )
+
+
+def test_a_socket_path_too_long_for_unix_sockets_falls_back_to_tcp(tmp_path: Path):
+    record_socket(tmp_path, "/" + "d" * 100)
+    assert Settings().database_url == "postgresql://choreo:choreo@127.0.0.1:15432/choreo"
+
+
+def test_an_explicit_address_wins_over_the_recorded_socket(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    record_socket(tmp_path, "/srv/choreo/postgres")
+    monkeypatch.setenv("CHOREO_DATABASE_URL", "postgresql://app:pw@db.internal:5432/orders")
     assert Settings().database_url == "postgresql://app:pw@db.internal:5432/orders"
