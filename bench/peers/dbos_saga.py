@@ -359,10 +359,11 @@ async def setup(config: LoadConfig) -> AsyncIterator[Any]:
     datasource = await AsyncSQLAlchemyDatasource.create(
         config.database_url,
         schema=config.schema,
-        # A step waits for a connection as long as its workflow's queue keeps it waiting:
-        # with SQLAlchemy's 30 s default, a backlog at 20 orders/s failed workflows whose
-        # step found all 20 connections busy (a failed order, not a slow one).
-        engine_kwargs={"pool_size": 10, "max_overflow": 10, "pool_timeout": 3600},
+        # A connection for every workflow the queue runs at once. With 20, a 20/s backlog
+        # failed steps that waited past SQLAlchemy's 30 s pool timeout; letting them wait an
+        # hour instead hung a 1000-order burst: 20 sessions waited on row locks held by one
+        # left idle in its transaction, whose workflow waited for a connection.
+        engine_kwargs={"pool_size": WORKER_CONCURRENCY, "max_overflow": 10},
     )
     tx = _transactions(datasource)
     _runtime = Runtime(config.schema, Providers(), datasource, tx, lambda _o, _r: None)
