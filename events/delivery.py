@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import trace
@@ -95,7 +95,8 @@ class TransactionalDelivery(Generic[C]):
     """Inbox check, handler and outbox in one PostgreSQL transaction (see the module docs).
 
     ``context_factory`` builds the handler's context (e.g. the service's state store) bound to
-    the transaction's connection.
+    the transaction's connection: one per message, or with ``prepare`` one per batch, given
+    with the batch's new messages to ``prepare`` before any handler runs.
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class TransactionalDelivery(Generic[C]):
         codec: Codec,
         settings: Settings,
         relay: OutboxRelay | None = None,
+        prepare: Callable[[C, Sequence[Message[Event]]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.schema = schema
@@ -116,6 +118,7 @@ class TransactionalDelivery(Generic[C]):
         self.codec = codec
         self.settings = settings
         self.relay = relay
+        self.prepare = prepare
         self.duplicates = 0
 
     @contextlib.asynccontextmanager
@@ -150,6 +153,13 @@ class TransactionalDelivery(Generic[C]):
                     )
                 fresh = {row["event_id"] for row in rows}
                 session = DeliveryBatch(self, conn, consumer, fresh)
+                if self.prepare is not None:
+                    session.context = self.context_factory(conn)
+                    with tracing.housekeeping():
+                        await self.prepare(
+                            session.context,
+                            [m for m in messages if m.envelope.event_id in fresh],
+                        )
                 yield session
                 with tracing.housekeeping():
                     await stage(conn, self.schema, session.records)
@@ -185,14 +195,21 @@ class TransactionalDelivery(Generic[C]):
         return True
 
     async def handle(
-        self, conn: Connection, message: Message[Event], handler: HandlerSpec
+        self,
+        conn: Connection,
+        message: Message[Event],
+        handler: HandlerSpec,
+        context: C | None = None,
     ) -> list[Event]:
-        """Run the handler on the transaction's connection; returns what it emits."""
+        """Run the handler on the transaction's connection (with ``context``, else a new one);
+        returns what it emits."""
         with _tracer.start_as_current_span(
             f"handle {message.envelope.event_type}",
             attributes={"choreo.handler": handler.name, "choreo.order_id": message.saga_key},
         ):
-            return list(await handler.func(message, self.context_factory(conn)) or ())
+            if context is None:
+                context = self.context_factory(conn)
+            return list(await handler.func(message, context) or ())
 
     def outgoing(self, cause: Message[Event], outputs: Sequence[Event]) -> list[OutgoingRecord]:
         """The records to stage for what a handler returned. Raising rolls the delivery back."""
@@ -221,6 +238,8 @@ class DeliveryBatch(Generic[C]):
         self.conn = conn
         self.consumer = consumer
         self.fresh = fresh
+        self.context: C | None = None
+        """The batch's one context, when the delivery prepares batches."""
         self.records: list[OutgoingRecord] = []
         self.duplicates = 0
 
@@ -232,6 +251,6 @@ class DeliveryBatch(Generic[C]):
             log.debug("%s: %s already processed", self.consumer, event_id)
             return False
         self.fresh.discard(event_id)  # the same message twice in one batch: once
-        outputs = await self.delivery.handle(self.conn, message, handler)
+        outputs = await self.delivery.handle(self.conn, message, handler, self.context)
         self.records.extend(self.delivery.outgoing(message, outputs))
         return True

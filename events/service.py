@@ -89,6 +89,9 @@ class Service(Generic[C]):
             more than 1 only where handlers touch no row that another order's handler does.
         timers: the process's durable timers, for a replay to fire (the coordinator's); a
             background task fires them live.
+        prepare: given, a poll's lane is handled with one context for its transaction, and
+            ``prepare(context, messages)`` runs first with the lane's new messages (the
+            coordinator locks and reads all their sagas in one round trip).
     """
 
     name: str
@@ -101,6 +104,7 @@ class Service(Generic[C]):
     )
     lanes: int = 1
     timers: Timers[C] | None = None
+    prepare: Callable[[C, Sequence[Message[Event]]], Awaitable[None]] | None = None
 
 
 class ServiceRuntime(Generic[C]):
@@ -124,6 +128,7 @@ class ServiceRuntime(Generic[C]):
             codec=self.codec,
             settings=settings,
             relay=self.relay,
+            prepare=service.prepare,
         )
         self.guards = ProviderGuards(service.router.providers)
         self.board = BreakerBoard(self.db, settings, service.name, self.guards)

@@ -19,7 +19,8 @@ through anyway.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from saga_coordinator import legacy
 from saga_coordinator.engine import facts as engine
@@ -69,15 +70,63 @@ class SagaCache:
         return len(self._sagas)
 
 
+@dataclass(slots=True)
+class HeldSagas:
+    """The sagas one transaction locked and read ahead (:func:`read_ahead`), so that each of
+    its messages folds what was read for it instead of a round trip of its own. One per
+    transaction."""
+
+    locked: set[str] = field(default_factory=set)
+    read: dict[str, tuple[FactRef | None, list[Fact] | None]] = field(default_factory=dict)
+
+    def take(self, key: str, after: FactRef | None) -> list[Fact] | None:
+        """The facts after ``after`` of saga ``key``, which this transaction locked: those read
+        ahead if they were read from ``after``; none once this transaction's own messages
+        moved the saga on (it wrote, and remembered, every newer fact); None when only the
+        whole stream can tell."""
+        read = self.read.pop(key, None)
+        if read is None:
+            return None if after is None else []
+        read_after, stream = read
+        return stream if read_after == after else None
+
+
+async def read_ahead(
+    store: SagaStore, keys: Iterable[str], cache: SagaCache, held: HeldSagas
+) -> None:
+    """Lock the sagas ``keys`` name and read their facts after the remembered states, all in
+    one round trip (:meth:`~saga_coordinator.store.SagaStore.lock_and_load_many`), for
+    :func:`load_state` to take with ``held``."""
+    wanted: dict[str, FactRef | None] = {}
+    for key in keys:
+        if key not in held.locked and key not in wanted:
+            known = cache.get(key)
+            wanted[key] = None if known is None else known.last
+    if not wanted:
+        return
+    streams = await store.lock_and_load_many(wanted)
+    held.locked.update(wanted)
+    held.read.update((key, (wanted[key], stream)) for key, stream in streams.items())
+
+
 async def load_state(
-    store: SagaStore, key: str, definitions: SagaRegistry, cache: SagaCache, *, wait: bool = True
+    store: SagaStore,
+    key: str,
+    definitions: SagaRegistry,
+    cache: SagaCache,
+    *,
+    wait: bool = True,
+    held: HeldSagas | None = None,
 ) -> SagaState | None:
     """Lock saga ``key`` and read its state: the remembered one and the facts after it while
     that holds, else the whole stream (then remembered). With ``wait`` False, None when another
-    transaction holds the lock (see :meth:`~saga_coordinator.store.SagaStore.lock`)."""
+    transaction holds the lock (see :meth:`~saga_coordinator.store.SagaStore.lock`). A saga
+    ``held`` names is locked already: what was read ahead for it is used."""
     known = cache.get(key)
     after = None if known is None else known.last
-    if wait:
+    if held is not None and key in held.locked:
+        stream = held.take(key, after)
+    elif wait:
         stream = await store.lock_and_load(key, after)
     elif not await store.lock(key, wait=False):
         return None
@@ -92,8 +141,8 @@ async def load_state(
             state = fold(key, newer, start=known.state)
             cache.put(key, state, newer[-1])
             return state
-    if known is not None:
-        stream = await store.load(key)  # gone stale; the lock is held already
+    if known is not None or stream is None:
+        stream = await store.load(key)  # gone stale, or not read yet; the lock is held already
     cache.misses += 1
     state = fold(key, legacy.read(stream or [], definitions))
     if stream:

@@ -17,7 +17,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.model import utc_now
-from saga_coordinator.cache import DEFAULT_SIZE, SagaCache
+from saga_coordinator.cache import DEFAULT_SIZE, HeldSagas, SagaCache
 from saga_coordinator.store import SagaStore
 from sagas.order import V1 as ORDER
 from sagas.registry import SagaRegistry
@@ -162,9 +162,11 @@ class CoordinatorContext:
         clock: Now, in UTC; injectable so tests can move time.
         cache: The process's folded sagas (:mod:`saga_coordinator.cache`); one per process,
             shared by every context (a new one remembers nothing yet).
+        held: The sagas the transaction locked and read ahead for a batch of messages.
     """
 
     store: SagaStore
     definitions: SagaRegistry = SAGAS
     clock: Callable[[], datetime] = field(default=utc_now)
     cache: SagaCache = field(default_factory=SagaCache)
+    held: HeldSagas = field(default_factory=HeldSagas)

@@ -12,14 +12,14 @@ outbox in the same transaction. Which events those are comes from the definition
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from events import metrics, tracing
 from events.model import Event, Message
 from events.router import Router
 from saga_coordinator import SERVICE_NAME as PRODUCER
-from saga_coordinator.cache import load_state
+from saga_coordinator.cache import load_state, read_ahead
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.decide import Decision, decide
 from saga_coordinator.engine.state import SagaState
@@ -54,7 +54,7 @@ async def advance_saga(
         UnknownDefinitionError: the saga runs on a definition this coordinator does not have
             (permanent: the message is dead-lettered with the reason).
     """
-    state = await load_state(ctx.store, key, ctx.definitions, ctx.cache, wait=wait)
+    state = await load_state(ctx.store, key, ctx.definitions, ctx.cache, wait=wait, held=ctx.held)
     if state is None:
         return None
     definition = pinned(ctx.definitions, state, incoming)
@@ -134,6 +134,12 @@ def _record_metrics(before: SagaState, decision: Decision, definition: SagaDefin
     for event in decision.events:
         if event.event_type in commands:
             metrics.compensations().add(1, {"command": event.event_type})
+
+
+async def read_sagas_ahead(ctx: CoordinatorContext, messages: Sequence[Message[Event]]) -> None:
+    """A batch's sagas locked and read in one round trip before its messages are decided on
+    (the runtime's ``prepare``: ``ctx`` serves the whole batch)."""
+    await read_ahead(ctx.store, (m.saga_key for m in messages), ctx.cache, ctx.held)
 
 
 async def advance(message: Message[Event], ctx: CoordinatorContext) -> list[Event]:

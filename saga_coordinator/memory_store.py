@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from saga_coordinator.engine.timing import ScheduleTimer, TimerOp
@@ -36,6 +36,11 @@ class InMemorySagaStore:
         if after is None:
             return await self.load(order_id)
         return await self.load_after(order_id, after)
+
+    async def lock_and_load_many(
+        self, wanted: Mapping[str, FactRef | None]
+    ) -> dict[str, list[Fact] | None]:
+        return {key: await self.lock_and_load(key, after) for key, after in wanted.items()}
 
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
         stream = self.streams.setdefault(order_id, [])

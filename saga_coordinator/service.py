@@ -23,9 +23,10 @@ from saga_coordinator.context import (
     get_coordinator_settings,
 )
 from saga_coordinator.fairness import Fairness, Names
-from saga_coordinator.handlers import router
+from saga_coordinator.handlers import read_sagas_ahead, router
 from saga_coordinator.progress import ProgressLog, ProgressSampler
-from saga_coordinator.store import DDL, PostgresSagaStore
+from saga_coordinator.store import PostgresSagaStore
+from saga_coordinator.store_sql import DDL
 from saga_coordinator.timers import SagaTimers
 from saga_coordinator.timers import timer_loop as run_timer_loop
 from sagas.registry import SagaRegistry
@@ -85,6 +86,8 @@ def build(
         timers=SagaTimers(),
         # Handlers touch only their own order's rows: the lanes never wait on each other.
         lanes=settings.topic_partitions,
+        # A lane's sagas locked and read in one round trip, not one per message.
+        prepare=read_sagas_ahead,
     )
 
 

@@ -24,6 +24,7 @@ from saga_coordinator import facts as old
 from saga_coordinator.engine import facts as new
 from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerOp
 from saga_coordinator.errors import SagaConflictError
+from saga_coordinator.store_sql import LOCK_LOAD_MANY_SQL, RECORD_SQL
 
 Fact: TypeAlias = new.Fact | old.Fact
 """A stored fact: the engine's, or one the order saga's own core wrote before definitions
@@ -35,62 +36,6 @@ def parse_stored(kind: str, data: Any, *, at: datetime, event_id: Any) -> Fact:
     if kind in new.FACTS:
         return new.parse(kind, data, at=at, event_id=event_id)
     return old.parse_fact(kind, data, at=at, event_id=event_id)
-
-
-DDL: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS {schema}.saga_events (
-        order_id    text        NOT NULL,
-        seq         integer     NOT NULL CHECK (seq >= 1),
-        kind        text        NOT NULL,
-        event_id    uuid,
-        data        jsonb       NOT NULL,
-        recorded_at timestamptz NOT NULL,
-        PRIMARY KEY (order_id, seq)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS {schema}.saga_timers (
-        order_id text        NOT NULL,
-        name     text        NOT NULL,
-        due_at   timestamptz NOT NULL,
-        PRIMARY KEY (order_id, name)
-    )
-    """,
-    # The W3C trace context the timer was set in: firing it continues the order's trace.
-    "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS traceparent text",
-    "CREATE INDEX IF NOT EXISTS saga_timers_due_at ON {schema}.saga_timers (due_at)",
-    # A due timer the live loop holds back (saga_coordinator.fairness): when to look again,
-    # and the answer topics' end offsets it waits for the coordinator to pass.
-    "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS held_until timestamptz",
-    "ALTER TABLE {schema}.saga_timers ADD COLUMN IF NOT EXISTS barrier jsonb",
-    "CREATE INDEX IF NOT EXISTS saga_timers_next ON {schema}.saga_timers"
-    " ((coalesce(held_until, due_at)))",
-    # A saga's lock and its facts from a position, in one round trip. A function, because in
-    # one plain SELECT the snapshot predates the lock: the facts of the writer it waited for
-    # would be missed. Created once, never replaced: a process's role may not own one made
-    # by another; a changed function gets a new name.
-    """
-    DO $do$ BEGIN
-    IF to_regprocedure('{schema}.saga_lock_load_v1(bigint, text, integer)') IS NULL THEN
-        CREATE FUNCTION {schema}.saga_lock_load_v1(lock_key bigint, saga text, from_seq integer)
-        RETURNS TABLE (seq integer, kind text, event_id uuid, data jsonb, recorded_at timestamptz)
-        LANGUAGE plpgsql VOLATILE AS $fn$
-        BEGIN
-            PERFORM pg_advisory_xact_lock(lock_key);
-            RETURN QUERY SELECT e.seq, e.kind, e.event_id, e.data, e.recorded_at
-                FROM {schema}.saga_events AS e
-                WHERE e.order_id = saga AND e.seq >= from_seq ORDER BY e.seq;
-        END $fn$;
-    END IF;
-    END $do$
-    """,
-)
-"""The coordinator's tables; ``{schema}`` stands for its schema (``Database.migrate`` fills it).
-
-``(order_id, seq)`` is unique: two writers appending the same position conflict, which is the
-optimistic concurrency check of :meth:`SagaStore.append`.
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +117,14 @@ class SagaStore(Protocol):
         in one round trip. None only when ``after`` is stale."""
         ...
 
+    async def lock_and_load_many(
+        self, wanted: Mapping[str, FactRef | None]
+    ) -> dict[str, list[Fact] | None]:
+        """:meth:`lock_and_load` of every saga in ``wanted`` (its key, and the fact it is known
+        up to or None), the locks taken in one order so that two such calls never wait on
+        each other crosswise. PostgreSQL does it all in one round trip."""
+        ...
+
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
         """Append ``facts`` after position ``expected_seq`` (the number of facts loaded).
 
@@ -234,37 +187,6 @@ class SagaStore(Protocol):
         ...
 
 
-RECORD_SQL = (
-    "WITH appended AS ("
-    "INSERT INTO {schema}.saga_events"
-    " (order_id, seq, kind, event_id, data, recorded_at)"
-    " SELECT $1, $2 + f.n, f.kind, f.event_id, f.data::jsonb, f.recorded_at"
-    " FROM unnest($3::text[], $4::uuid[], $5::text[], $6::timestamptz[])"
-    " WITH ORDINALITY AS f(kind, event_id, data, recorded_at, n)"
-    " WHERE (SELECT coalesce(max(seq), 0) FROM {schema}.saga_events"
-    " WHERE order_id = $1) = $2 RETURNING 1),"
-    # The timers change only if every fact was appended: a conflict changes
-    # nothing even outside a transaction.
-    " complete AS (SELECT count(*) = $11 AS ok FROM appended),"
-    " cancelled AS (DELETE FROM {schema}.saga_timers"
-    " WHERE order_id = $1 AND name = ANY($7::text[])"
-    " AND (SELECT ok FROM complete)),"
-    " moved AS (INSERT INTO {schema}.saga_timers AS t"
-    " (order_id, name, due_at, traceparent)"
-    " SELECT $1, m.name, m.due_at, $10"
-    " FROM unnest($8::text[], $9::timestamptz[]) AS m(name, due_at)"
-    " WHERE (SELECT ok FROM complete)"
-    " ON CONFLICT (order_id, name) DO UPDATE"
-    " SET due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,"
-    # Another due time is another deadline: its hold, if any, no longer applies.
-    " held_until = CASE WHEN t.due_at = EXCLUDED.due_at THEN t.held_until END,"
-    " barrier = CASE WHEN t.due_at = EXCLUDED.due_at THEN t.barrier END)"
-    " SELECT count(*) FROM appended"
-)
-"""A decision's facts and timers in one statement (:meth:`PostgresSagaStore.record`); its
-``{schema}`` is the coordinator's."""
-
-
 class PostgresSagaStore:
     """A :class:`SagaStore` on the coordinator's schema, inside the caller's transaction.
 
@@ -315,6 +237,25 @@ class PostgresSagaStore:
             1 if after is None else after.seq,
         )
         return _parsed(rows) if after is None else _parsed_after(rows, after)
+
+    async def lock_and_load_many(
+        self, wanted: Mapping[str, FactRef | None]
+    ) -> dict[str, list[Fact] | None]:
+        keys = sorted(wanted, key=self._lock_key)
+        froms = [1 if (after := wanted[key]) is None else after.seq for key in keys]
+        rows = await self.conn.fetch(
+            LOCK_LOAD_MANY_SQL.format(schema=self.schema),
+            [self._lock_key(key) for key in keys],
+            keys,
+            froms,
+        )
+        by_saga: dict[str, list[asyncpg.Record]] = {key: [] for key in keys}
+        for row in rows:
+            by_saga[row["saga"]].append(row)
+        return {
+            key: _parsed(found) if (after := wanted[key]) is None else _parsed_after(found, after)
+            for key, found in by_saga.items()
+        }
 
     async def append(self, order_id: str, facts: Sequence[Fact], expected_seq: int) -> None:
         await self.record(order_id, facts, expected_seq)

@@ -264,3 +264,63 @@ async def test_a_retrying_message_does_not_block_the_messages_behind_it(
     # Failure 1 rolled back the poll's batch; failure 2, delivered alone, parked it once.
     assert (consumer.stats.batches_rolled_back, consumer.stats.retried) == (1, 1)
     assert await queue.size() == 0
+
+
+class BatchContext:
+    """A handler context that tells which transaction built it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+
+async def test_a_prepared_batch_shares_one_context_given_its_new_messages_first(
+    settings: Settings, codec: Codec, db: Database
+):
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema)
+    prepared: list[tuple[BatchContext, list[str]]] = []
+    handled: list[tuple[BatchContext, str]] = []
+    router: Router[BatchContext] = Router("txn", CATALOG)
+
+    @router.on(OrderPlaced)
+    async def note(message: Message[OrderPlaced], ctx: BatchContext) -> list[Event]:
+        handled.append((ctx, message.saga_key))
+        return []
+
+    async def prepare(ctx: BatchContext, messages: Sequence[Message[Event]]) -> None:
+        prepared.append((ctx, [m.saga_key for m in messages]))
+
+    delivery: TransactionalDelivery[BatchContext] = TransactionalDelivery(
+        db=db,
+        schema=schema,
+        context_factory=BatchContext,
+        producer_name="txn",
+        codec=codec,
+        settings=settings,
+        prepare=prepare,
+    )
+    handler = router.get("order.placed")
+    assert handler is not None
+    one, two, three = (
+        Message.first(sample_order_placed(), saga_type="order", saga_key=key, producer="test")
+        for key in ("ord-1", "ord-2", "ord-3")
+    )
+    async with delivery.batch("txn", [one, two]) as batch:
+        for message in (one, two):
+            assert await batch.deliver(message, handler) is True
+    [(context, keys)] = prepared
+    assert keys == ["ord-1", "ord-2"]
+    assert handled == [(context, "ord-1"), (context, "ord-2")]
+    # A redelivered message is not among those prepared for; a new batch, a new context.
+    async with delivery.batch("txn", [one, three]) as batch:
+        assert await batch.deliver(one, handler) is False
+        assert await batch.deliver(three, handler) is True
+    second, keys = prepared[1]
+    assert keys == ["ord-3"]
+    assert second is not context
+    assert handled[-1] == (second, "ord-3")
+    # Alone (the retrying path), a message gets a context of its own and no preparing.
+    four = Message.first(sample_order_placed(), saga_type="order", saga_key="ord-4", producer="t")
+    assert await delivery.deliver("txn", four, handler) is True
+    assert len(prepared) == 2
+    assert handled[-1][0] not in (context, second)

@@ -22,7 +22,8 @@ from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
 from saga_coordinator.memory_store import InMemorySagaStore
-from saga_coordinator.store import DDL, FactRef, PostgresSagaStore, SagaStore, Timer
+from saga_coordinator.store import FactRef, PostgresSagaStore, SagaStore, Timer
+from saga_coordinator.store_sql import DDL
 from sagas.order import V1 as ORDER
 from sagas.shipped import SAGAS
 from tests.unit.saga_coordinator.flow import (
@@ -363,6 +364,56 @@ async def test_facts_after_a_known_one_and_none_when_it_is_not_the_stored_one(
     for ref in stale:
         assert await store.load_after("ord-1", ref) is None, ref
         assert await store.lock_and_load("ord-1", ref) is None, ref
+
+
+async def test_many_sagas_locked_and_read_at_once_each_from_its_own_position(store: SagaStore):
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    saga.send(charged())
+    first, second, third = saga.facts[:3]
+    await store.append("ord-1", [first, second, third], expected_seq=0)
+    await store.append("ord-2", [first, second], expected_seq=0)
+    found = await store.lock_and_load_many(
+        {
+            "ord-1": FactRef.of(2, second),  # known up to its second fact
+            "ord-2": None,  # not known: the whole stream
+            "ord-3": None,  # no saga yet
+            "ord-4": FactRef.of(1, first),  # stale: there is no such saga
+        }
+    )
+    assert found == {"ord-1": [third], "ord-2": [first, second], "ord-3": [], "ord-4": None}
+    assert await store.lock_and_load_many({}) == {}
+
+
+async def test_lock_and_load_many_holds_every_lock_and_sees_the_writer_it_waited_for(
+    pg: tuple[Database, str],
+):
+    db, schema = pg
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    async with db.pool.acquire() as a, db.pool.acquire() as b, db.pool.acquire() as c:
+        writer = a.transaction()
+        await writer.start()
+        assert await PostgresSagaStore(a, schema).lock("ord-2") is True
+        await PostgresSagaStore(a, schema).append("ord-2", saga.facts, expected_seq=0)
+        async with b.transaction():
+            reader = PostgresSagaStore(b, schema)
+            waiting = asyncio.create_task(
+                reader.lock_and_load_many({"ord-1": None, "ord-2": None, "ord-3": None})
+            )
+            await asyncio.sleep(0.2)
+            assert not waiting.done()  # ord-2's lock is A's
+            await writer.commit()
+            assert await waiting == {"ord-1": [], "ord-2": saga.facts, "ord-3": []}
+            # Every lock is B's until its transaction ends.
+            async with c.transaction():
+                other = PostgresSagaStore(c, schema)
+                for key in ("ord-1", "ord-2", "ord-3"):
+                    assert await other.lock(key, wait=False) is False, key
+        async with c.transaction():
+            assert await PostgresSagaStore(c, schema).lock("ord-1", wait=False) is True
 
 
 async def test_lock_and_load_sees_the_facts_of_the_writer_it_waited_for(pg: tuple[Database, str]):

@@ -4,18 +4,18 @@ stream once it does not."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 
 from contracts.catalog import OrderApproved
-from events.model import Event
-from saga_coordinator.cache import SagaCache, load_state
+from events.model import Event, Message
+from saga_coordinator.cache import HeldSagas, SagaCache, load_state
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.state import fold
 from saga_coordinator.engine.timing import TimerOp
 from saga_coordinator.errors import SagaConflictError
-from saga_coordinator.handlers import advance
+from saga_coordinator.handlers import advance, read_sagas_ahead
 from saga_coordinator.memory_store import InMemorySagaStore
 from saga_coordinator.store import Fact, FactRef
 from sagas.order import V1
@@ -33,6 +33,8 @@ class CountingStore(InMemorySagaStore):
         super().__init__()
         self.whole_reads = 0
         self.read_after: list[int] = []
+        self.single_locks = 0
+        self.read_ahead: list[dict[str, FactRef | None]] = []
 
     async def load(self, order_id: str) -> list[Fact]:
         self.whole_reads += 1
@@ -42,9 +44,33 @@ class CountingStore(InMemorySagaStore):
         self.read_after.append(after.seq)
         return await super().load_after(order_id, after)
 
+    async def lock_and_load(self, order_id: str, after: FactRef | None = None) -> list[Fact] | None:
+        self.single_locks += 1
+        return await super().lock_and_load(order_id, after)
+
+    async def lock_and_load_many(
+        self, wanted: Mapping[str, FactRef | None]
+    ) -> dict[str, list[Fact] | None]:
+        """Counted as one call, not as the reads it stands for."""
+        self.read_ahead.append(dict(wanted))
+        base = InMemorySagaStore
+        found: dict[str, list[Fact] | None] = {}
+        for key, after in wanted.items():
+            if after is None:
+                found[key] = await base.load(self, key)
+            else:
+                found[key] = await base.load_after(self, key, after)
+        return found
+
 
 def context(store: InMemorySagaStore, cache: SagaCache) -> CoordinatorContext:
     return CoordinatorContext(store, SAGAS, lambda: T0, cache)
+
+
+async def batch(ctx: CoordinatorContext, *messages: Message[Event]) -> list[list[str]]:
+    """``messages`` as the runtime delivers a batch: its sagas read ahead, then each decided."""
+    await read_sagas_ahead(ctx, messages)
+    return [types(await advance(m, ctx)) for m in messages]
 
 
 async def test_a_remembered_saga_reads_only_the_facts_after_its_state():
@@ -150,3 +176,73 @@ async def test_the_least_recently_used_saga_goes_first():
     nothing = SagaCache(size=0)
     nothing.put("a", state, stream[-1])
     assert nothing.get("a") is None
+
+
+async def test_a_batch_locks_and_reads_all_its_sagas_in_one_call():
+    store, cache = CountingStore(), SagaCache()
+    await advance(message(placed()), context(store, cache))  # ord-1 remembered
+    known = cache.get("ord-1")
+    assert known is not None
+    other = placed()
+    ctx = context(store, cache)
+    decided = await batch(
+        ctx,
+        message(reserved()),
+        message(other, order_id="ord-2"),
+        message(charged()),  # ord-1 again, after this batch's own decision
+    )
+    assert store.read_ahead == [{"ord-1": known.last, "ord-2": None}]
+    assert store.single_locks == 1  # the first placed's, before the batch
+    assert store.whole_reads == 1  # the first placed's
+    assert store.read_after == []
+    assert ctx.held.locked == {"ord-1", "ord-2"}
+    assert ctx.held.read == {}
+    # The same decisions as messages one at a time on a process remembering nothing.
+    fresh = InMemorySagaStore()
+    await advance(message(placed()), context(fresh, SagaCache()))
+    one_by_one = [
+        types(await advance(message(reserved()), context(fresh, SagaCache()))),
+        types(await advance(message(other, order_id="ord-2"), context(fresh, SagaCache()))),
+        types(await advance(message(charged()), context(fresh, SagaCache()))),
+    ]
+    assert decided == one_by_one
+    for key in ("ord-1", "ord-2"):
+        remembered = cache.get(key)
+        assert remembered is not None
+        assert remembered.state == fold(key, store.streams[key])  # type: ignore[arg-type]
+
+
+async def test_a_batch_reads_a_saga_whole_when_its_read_ahead_state_went_stale():
+    store, cache = CountingStore(), SagaCache()
+    ctx = context(store, cache)
+    await advance(message(placed()), ctx)
+    await advance(message(reserved()), ctx)
+    del store.streams["ord-1"][-1:]  # the reservation's transaction rolled back
+    expected = await decide_fresh(store, reserved())
+    whole_before = store.whole_reads
+    assert await batch(context(store, cache), message(reserved())) == [types(expected)]
+    assert store.whole_reads == whole_before + 1
+
+
+async def test_a_batch_reads_a_saga_the_cache_let_go_of_whole():
+    store, cache = CountingStore(), SagaCache(size=0)  # remembers nothing
+    await advance(message(placed()), context(store, cache))
+    expected = await decide_fresh(store, reserved())
+    ctx = context(store, cache)
+    assert await batch(ctx, message(reserved()), message(charged())) == [
+        types(expected),
+        types(await decide_fresh(store, charged())),
+    ]
+    # Read ahead whole for the first message; the second, remembered by no one, whole again.
+    assert len(store.read_ahead) == 1
+    assert store.whole_reads == 2  # the first placed's, and the second message's
+
+
+def test_held_sagas_give_what_was_read_ahead_once_and_then_nothing_newer():
+    held = HeldSagas(locked={"a", "b"}, read={"a": (None, [])})
+    assert held.take("a", None) == []  # read ahead from the start: a new saga
+    assert held.take("a", None) is None  # its state is not remembered: read it whole
+    held.read["b"] = (None, [])
+    ref = FactRef(1, "started", None, T0)
+    assert held.take("b", ref) is None  # read from another position than the one known
+    assert held.take("b", ref) == []  # moved on by this transaction alone

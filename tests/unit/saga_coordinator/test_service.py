@@ -13,7 +13,8 @@ from saga_coordinator import PROCESS
 from saga_coordinator.context import CoordinatorSettings
 from saga_coordinator.handlers import router
 from saga_coordinator.service import build
-from saga_coordinator.store import DDL, PostgresSagaStore
+from saga_coordinator.store import PostgresSagaStore
+from saga_coordinator.store_sql import DDL
 from saga_coordinator.timers import SagaTimers
 from sagas.order import V1 as ORDER
 from sagas.registry import SagaRegistry
