@@ -6,8 +6,9 @@ each process's memory, replicas of payment (``choreo run --replicas payment=2``)
 gateway of their own: a flaky card failed its first calls on every replica, so its order
 took twice the attempts a single gateway would need. :class:`PostgresGatewayCalls` keeps one
 count per key in the payment schema, shared by the replicas as a real gateway's state is.
-Each call is counted in its own statement, outside the handler's transaction: a call made is
-not undone when the delivery rolls back.
+Only a flaky card's calls are counted here (the only answer a count decides), each in its own
+statement, outside the handler's transaction: a call made is not undone when the delivery
+rolls back.
 """
 
 from __future__ import annotations

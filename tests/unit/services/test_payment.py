@@ -270,3 +270,19 @@ def test_build_declares_the_service():
         "payment.refund",
         "return.requested",
     ]
+
+
+async def test_only_a_flaky_cards_calls_are_counted_where_replicas_share_them():
+    shared = CountedOnce()
+    gateway = SimulatedGateway(flaky_failures=2, shared_calls=shared)
+    for key in ("o1", "o1"):
+        charged = await gateway.charge(
+            idempotency_key=key, amount_minor=100, currency="EUR", token="tok_visa"
+        )
+        assert isinstance(charged, Charged)
+    assert charged.attempt == 2  # this process's own count
+    with pytest.raises(GatewayUnavailable):
+        await gateway.charge(
+            idempotency_key="o2", amount_minor=100, currency="EUR", token="tok_flaky"
+        )
+    assert shared.calls == Counter({"o2": 1})
