@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import trace
@@ -71,6 +71,11 @@ class BatchDelivery(Delivery, Protocol):
     ) -> contextlib.AbstractAsyncContextManager[BatchSession]: ...
 
 
+BatchScope = Callable[[C, Sequence[Message[Event]]], contextlib.AbstractAsyncContextManager[None]]
+"""What a process does around a batch's handlers, given their shared context and the batch's
+new messages (the coordinator reads all their sagas ahead and records its decisions at once)."""
+
+
 class DirectDelivery(Generic[C]):
     """Call the handler and publish what it returns, waiting for the broker's acknowledgement.
 
@@ -95,8 +100,10 @@ class TransactionalDelivery(Generic[C]):
     """Inbox check, handler and outbox in one PostgreSQL transaction (see the module docs).
 
     ``context_factory`` builds the handler's context (e.g. the service's state store) bound to
-    the transaction's connection: one per message, or with ``prepare`` one per batch, given
-    with the batch's new messages to ``prepare`` before any handler runs.
+    the transaction's connection: one per message, or with ``batch_scope`` one per batch: the
+    batch's handlers then run inside ``batch_scope(context, messages)``, entered with the
+    batch's new messages before the first handler and left (unless one raised) before the
+    outbox rows are staged and the transaction commits.
     """
 
     def __init__(
@@ -109,7 +116,7 @@ class TransactionalDelivery(Generic[C]):
         codec: Codec,
         settings: Settings,
         relay: OutboxRelay | None = None,
-        prepare: Callable[[C, Sequence[Message[Event]]], Awaitable[None]] | None = None,
+        batch_scope: BatchScope[C] | None = None,
     ) -> None:
         self.db = db
         self.schema = schema
@@ -118,7 +125,7 @@ class TransactionalDelivery(Generic[C]):
         self.codec = codec
         self.settings = settings
         self.relay = relay
-        self.prepare = prepare
+        self.batch_scope = batch_scope
         self.duplicates = 0
 
     @contextlib.asynccontextmanager
@@ -153,14 +160,13 @@ class TransactionalDelivery(Generic[C]):
                     )
                 fresh = {row["event_id"] for row in rows}
                 session = DeliveryBatch(self, conn, consumer, fresh)
-                if self.prepare is not None:
+                if self.batch_scope is None:
+                    yield session
+                else:
                     session.context = self.context_factory(conn)
-                    with tracing.housekeeping():
-                        await self.prepare(
-                            session.context,
-                            [m for m in messages if m.envelope.event_id in fresh],
-                        )
-                yield session
+                    new = [m for m in messages if m.envelope.event_id in fresh]
+                    async with self.batch_scope(session.context, new):
+                        yield session
                 with tracing.housekeeping():
                     await stage(conn, self.schema, session.records)
         self.duplicates += session.duplicates
@@ -239,7 +245,7 @@ class DeliveryBatch(Generic[C]):
         self.consumer = consumer
         self.fresh = fresh
         self.context: C | None = None
-        """The batch's one context, when the delivery prepares batches."""
+        """The batch's one context, when the delivery has a batch scope."""
         self.records: list[OutgoingRecord] = []
         self.duplicates = 0
 

@@ -33,7 +33,7 @@ from events.breakers import ProviderGuards
 from events.codec import Codec
 from events.consumer import EventConsumer
 from events.database import Connection, Database, schema_name
-from events.delivery import TransactionalDelivery
+from events.delivery import BatchScope, TransactionalDelivery
 from events.logs import configure_logging
 from events.model import Event, Message
 from events.outbox import OutboxRelay, stage
@@ -89,9 +89,10 @@ class Service(Generic[C]):
             more than 1 only where handlers touch no row that another order's handler does.
         timers: the process's durable timers, for a replay to fire (the coordinator's); a
             background task fires them live.
-        prepare: given, a poll's lane is handled with one context for its transaction, and
-            ``prepare(context, messages)`` runs first with the lane's new messages (the
-            coordinator locks and reads all their sagas in one round trip).
+        batch_scope: given, a poll's lane is handled with one context for its transaction,
+            and its handlers run inside ``batch_scope(context, messages)`` with the lane's new
+            messages (:class:`~events.delivery.TransactionalDelivery`; the coordinator reads
+            all their sagas in one round trip, and records its decisions in another).
     """
 
     name: str
@@ -104,7 +105,7 @@ class Service(Generic[C]):
     )
     lanes: int = 1
     timers: Timers[C] | None = None
-    prepare: Callable[[C, Sequence[Message[Event]]], Awaitable[None]] | None = None
+    batch_scope: BatchScope[C] | None = None
 
 
 class ServiceRuntime(Generic[C]):
@@ -128,7 +129,7 @@ class ServiceRuntime(Generic[C]):
             codec=self.codec,
             settings=settings,
             relay=self.relay,
-            prepare=service.prepare,
+            batch_scope=service.batch_scope,
         )
         self.guards = ProviderGuards(service.router.providers)
         self.board = BreakerBoard(self.db, settings, service.name, self.guards)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from saga_coordinator import legacy
 from saga_coordinator.engine import facts as engine
 from saga_coordinator.engine.state import SagaState, fold
-from saga_coordinator.store import Fact, FactRef, SagaStore
+from saga_coordinator.store import Decided, Fact, FactRef, SagaStore
 from sagas.registry import SagaRegistry
 
 DEFAULT_SIZE = 10_000
@@ -72,23 +72,25 @@ class SagaCache:
 
 @dataclass(slots=True)
 class HeldSagas:
-    """The sagas one transaction locked and read ahead (:func:`read_ahead`), so that each of
-    its messages folds what was read for it instead of a round trip of its own. One per
-    transaction."""
+    """The sagas a batch's transaction locked and read ahead (:func:`read_ahead`): each of its
+    messages folds what was read for it instead of a round trip of its own, and a saga's later
+    messages in the batch take the state its earlier ones left (whose decisions may not be
+    recorded yet: ``decided``). One per transaction."""
 
     locked: set[str] = field(default_factory=set)
     read: dict[str, tuple[FactRef | None, list[Fact] | None]] = field(default_factory=dict)
+    states: dict[str, SagaState] = field(default_factory=dict)
+    """Each saga's state as this transaction's messages left it."""
+    decided: list[Decided] | None = None
+    """The batch's decisions, recorded together when it ends; None: each at once."""
 
-    def take(self, key: str, after: FactRef | None) -> list[Fact] | None:
-        """The facts after ``after`` of saga ``key``, which this transaction locked: those read
-        ahead if they were read from ``after``; none once this transaction's own messages
-        moved the saga on (it wrote, and remembered, every newer fact); None when only the
-        whole stream can tell."""
+    def stream(self, key: str, after: FactRef | None) -> list[Fact] | None:
+        """The facts read ahead for saga ``key``, if they were read from ``after`` (else None:
+        only the whole stream can tell)."""
         read = self.read.pop(key, None)
-        if read is None:
-            return None if after is None else []
-        read_after, stream = read
-        return stream if read_after == after else None
+        if read is None or read[0] != after:
+            return None
+        return read[1]
 
 
 async def read_ahead(
@@ -121,17 +123,36 @@ async def load_state(
     """Lock saga ``key`` and read its state: the remembered one and the facts after it while
     that holds, else the whole stream (then remembered). With ``wait`` False, None when another
     transaction holds the lock (see :meth:`~saga_coordinator.store.SagaStore.lock`). A saga
-    ``held`` names is locked already: what was read ahead for it is used."""
+    ``held`` names is locked already: what was read ahead for it is used, or the state its
+    batch's messages left."""
     known = cache.get(key)
     after = None if known is None else known.last
     if held is not None and key in held.locked:
-        stream = held.take(key, after)
-    elif wait:
+        if key in held.states:
+            return held.states[key]
+        state = await _folded(store, key, definitions, cache, known, held.stream(key, after))
+        held.states[key] = state
+        return state
+    if wait:
         stream = await store.lock_and_load(key, after)
     elif not await store.lock(key, wait=False):
         return None
     else:
         stream = await store.load(key) if after is None else await store.load_after(key, after)
+    return await _folded(store, key, definitions, cache, known, stream)
+
+
+async def _folded(
+    store: SagaStore,
+    key: str,
+    definitions: SagaRegistry,
+    cache: SagaCache,
+    known: Folded | None,
+    stream: list[Fact] | None,
+) -> SagaState:
+    """The state of saga ``key``, whose lock is held: ``known`` with the newer facts
+    ``stream``, or (``known`` gone stale, ``stream`` None, or an old core's fact read) the whole
+    stream's fold; remembered in ``cache``."""
     if known is not None and stream is not None:
         newer = [fact for fact in stream if isinstance(fact, engine.Fact)]
         if len(newer) == len(stream):  # an old core's fact needs the whole stream to read
@@ -144,7 +165,7 @@ async def load_state(
     if known is not None or stream is None:
         stream = await store.load(key)  # gone stale, or not read yet; the lock is held already
     cache.misses += 1
-    state = fold(key, legacy.read(stream or [], definitions))
+    state = fold(key, legacy.read(stream, definitions))
     if stream:
         cache.put(key, state, stream[-1])
     return state

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from saga_coordinator.engine.timing import ScheduleTimer, TimerOp
 from saga_coordinator.errors import SagaConflictError
-from saga_coordinator.store import Barrier, Fact, FactRef, Timer, last_op_by_name
+from saga_coordinator.store import Barrier, Decided, Fact, FactRef, Timer, last_op_by_name
 
 
 class InMemorySagaStore:
@@ -65,6 +65,16 @@ class InMemorySagaStore:
                 await self.schedule(order_id, name, op.due_at, traceparent)
             else:
                 await self.cancel(order_id, name)
+
+    async def record_many(self, decisions: Sequence[Decided]) -> None:
+        for decided in decisions:
+            await self.record(
+                decided.order_id,
+                decided.facts,
+                decided.expected_seq,
+                decided.timers,
+                decided.traceparent,
+            )
 
     async def schedule(
         self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None

@@ -23,7 +23,7 @@ from saga_coordinator.context import (
     get_coordinator_settings,
 )
 from saga_coordinator.fairness import Fairness, Names
-from saga_coordinator.handlers import read_sagas_ahead, router
+from saga_coordinator.handlers import router, sagas_of_batch
 from saga_coordinator.progress import ProgressLog, ProgressSampler
 from saga_coordinator.store import PostgresSagaStore
 from saga_coordinator.store_sql import DDL
@@ -86,8 +86,8 @@ def build(
         timers=SagaTimers(),
         # Handlers touch only their own order's rows: the lanes never wait on each other.
         lanes=settings.topic_partitions,
-        # A lane's sagas locked and read in one round trip, not one per message.
-        prepare=read_sagas_ahead,
+        # A lane's sagas read in one round trip and its decisions recorded in another.
+        batch_scope=sagas_of_batch,
     )
 
 

@@ -24,7 +24,7 @@ from saga_coordinator import facts as old
 from saga_coordinator.engine import facts as new
 from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer, TimerOp
 from saga_coordinator.errors import SagaConflictError
-from saga_coordinator.store_sql import LOCK_LOAD_MANY_SQL, RECORD_SQL
+from saga_coordinator.store_sql import LOCK_LOAD_MANY_SQL, RECORD_MANY_SQL
 
 Fact: TypeAlias = new.Fact | old.Fact
 """A stored fact: the engine's, or one the order saga's own core wrote before definitions
@@ -83,6 +83,18 @@ class FactRef:
     @staticmethod
     def of(seq: int, fact: Fact) -> FactRef:
         return FactRef(seq, fact.kind, fact.event_id, fact.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One decision's outcome, for :meth:`SagaStore.record_many`: :meth:`SagaStore.record`'s
+    arguments."""
+
+    order_id: str
+    facts: Sequence[Fact]
+    expected_seq: int
+    timers: Sequence[TimerOp] = ()
+    traceparent: str | None = None
 
 
 def last_op_by_name(timers: Sequence[TimerOp]) -> dict[str, TimerOp]:
@@ -145,6 +157,15 @@ class SagaStore(Protocol):
         statement, a coordinator's every message otherwise costing one per timer.
 
         Raises :class:`SagaConflictError` like :meth:`append`, having changed nothing.
+        """
+        ...
+
+    async def record_many(self, decisions: Sequence[Decided]) -> None:
+        """:meth:`record` each of ``decisions`` in order (a saga's in the order they were made,
+        each on the position the one before left). PostgreSQL does it in one statement.
+
+        Raises :class:`SagaConflictError` if some saga moved on meanwhile; in PostgreSQL,
+        having changed nothing.
         """
         ...
 
@@ -268,39 +289,49 @@ class PostgresSagaStore:
         timers: Sequence[TimerOp] = (),
         traceparent: str | None = None,
     ) -> None:
-        ops = last_op_by_name(timers)
-        if not facts and not ops:
+        await self.record_many([Decided(order_id, facts, expected_seq, timers, traceparent)])
+
+    async def record_many(self, decisions: Sequence[Decided]) -> None:
+        facts = _FactRows()
+        bases: dict[str, int] = {}
+        timers: dict[tuple[str, str], tuple[TimerOp, str | None]] = {}
+        for decided in decisions:
+            key = decided.order_id
+            base = bases.setdefault(key, decided.expected_seq)
+            if decided.expected_seq != base + facts.count(key):
+                raise SagaConflictError(
+                    f"saga {key}: a decision on seq {decided.expected_seq} follows one that"
+                    f" left it at seq {base + facts.count(key)}"
+                )
+            facts.add(key, base, decided.facts)
+            for op in decided.timers:
+                timers[key, op.name] = (op, decided.traceparent)
+        if not facts.seqs and not timers:
             return
-        moved = {name: op.due_at for name, op in ops.items() if isinstance(op, ScheduleTimer)}
-        cancelled = [name for name, op in ops.items() if isinstance(op, CancelTimer)]
+        cancelled = [k for k, (op, _) in timers.items() if isinstance(op, CancelTimer)]
+        moved = [(k, op, tp) for k, (op, tp) in timers.items() if isinstance(op, ScheduleTimer)]
         try:
-            # One round trip: the position check, the insert and the timers are one statement
-            # (each timer name once, so no row is changed twice). The caller holds the saga's
-            # lock, so a conflict means a writer that skipped it; the unique key catches one
-            # that raced this statement. Either error aborts the caller's transaction, timers
-            # included, which is what a conflict calls for anyway.
+            # One round trip: the position checks, the inserts and the timers are one
+            # statement. The caller holds the sagas' locks, so a conflict means a writer that
+            # skipped them; the unique key catches one that raced this statement. Either error
+            # aborts the caller's transaction, timers included.
             appended = await self.conn.fetchval(
-                RECORD_SQL.format(schema=self.schema),
-                order_id,
-                expected_seq,
-                [fact.kind for fact in facts],
-                [fact.event_id for fact in facts],
-                [orjson.dumps(fact.data()).decode() for fact in facts],
-                [fact.at for fact in facts],
-                cancelled,
-                list(moved),
-                list(moved.values()),
-                traceparent,
-                len(facts),
+                RECORD_MANY_SQL.format(schema=self.schema),
+                *facts.columns(),
+                len(facts.seqs),
+                [order_id for order_id, _ in cancelled],
+                [name for _, name in cancelled],
+                [order_id for (order_id, _), _, _ in moved],
+                [name for (_, name), _, _ in moved],
+                [op.due_at for _, op, _ in moved],
+                [traceparent for _, _, traceparent in moved],
             )
         except asyncpg.UniqueViolationError as exc:
             raise SagaConflictError(
-                f"saga {order_id} moved past seq {expected_seq} concurrently"
+                f"{_sagas(bases)} moved past the seq decided on concurrently"
             ) from exc
-        if appended != len(facts):
-            raise SagaConflictError(
-                f"saga {order_id} is not at seq {expected_seq}: appended {appended} facts"
-            )
+        if appended != len(facts.seqs):
+            raise SagaConflictError(f"{_sagas(bases)} is not at the seq decided on")
 
     async def schedule(
         self, order_id: str, name: str, due_at: datetime, traceparent: str | None = None
@@ -377,6 +408,51 @@ class PostgresSagaStore:
             f"SELECT DISTINCT order_id FROM {self.schema}.saga_events ORDER BY order_id"
         )
         return [row["order_id"] for row in rows]
+
+
+def _sagas(bases: Mapping[str, int]) -> str:
+    """``saga ord-1 (seq 3)``, or ``one of sagas ord-1 (seq 3), ord-2 (seq 0)``."""
+    named = ", ".join(f"{key} (seq {seq})" for key, seq in sorted(bases.items()))
+    return f"saga {named}" if len(bases) == 1 else f"one of sagas {named}"
+
+
+class _FactRows:
+    """The facts of many decisions as :data:`RECORD_MANY_SQL`'s columns."""
+
+    def __init__(self) -> None:
+        self.order_ids: list[str] = []
+        self.bases: list[int] = []
+        self.seqs: list[int] = []
+        self.kinds: list[str] = []
+        self.event_ids: list[uuid.UUID | None] = []
+        self.data: list[str] = []
+        self.at: list[datetime] = []
+        self._counts: dict[str, int] = {}
+
+    def count(self, order_id: str) -> int:
+        return self._counts.get(order_id, 0)
+
+    def add(self, order_id: str, base: int, facts: Sequence[Fact]) -> None:
+        for fact in facts:
+            self._counts[order_id] = seq = self.count(order_id) + 1
+            self.order_ids.append(order_id)
+            self.bases.append(base)
+            self.seqs.append(base + seq)
+            self.kinds.append(fact.kind)
+            self.event_ids.append(fact.event_id)
+            self.data.append(orjson.dumps(fact.data()).decode())
+            self.at.append(fact.at)
+
+    def columns(self) -> tuple[list[Any], ...]:
+        return (
+            self.order_ids,
+            self.bases,
+            self.seqs,
+            self.kinds,
+            self.event_ids,
+            self.data,
+            self.at,
+        )
 
 
 def _parsed(rows: Sequence[asyncpg.Record]) -> list[Fact]:

@@ -84,36 +84,34 @@ optimistic concurrency check of :meth:`SagaStore.append`.
 """
 
 
-RECORD_SQL = (
+RECORD_MANY_SQL = (
     "WITH appended AS ("
     "INSERT INTO {schema}.saga_events"
     " (order_id, seq, kind, event_id, data, recorded_at)"
-    " SELECT $1, $2 + f.n, f.kind, f.event_id, f.data::jsonb, f.recorded_at"
-    " FROM unnest($3::text[], $4::uuid[], $5::text[], $6::timestamptz[])"
-    " WITH ORDINALITY AS f(kind, event_id, data, recorded_at, n)"
-    " WHERE (SELECT coalesce(max(seq), 0) FROM {schema}.saga_events"
-    " WHERE order_id = $1) = $2 RETURNING 1),"
-    # The timers change only if every fact was appended: a conflict changes
-    # nothing even outside a transaction.
-    " complete AS (SELECT count(*) = $11 AS ok FROM appended),"
-    " cancelled AS (DELETE FROM {schema}.saga_timers"
-    " WHERE order_id = $1 AND name = ANY($7::text[])"
-    " AND (SELECT ok FROM complete)),"
+    " SELECT f.order_id, f.seq, f.kind, f.event_id, f.data::jsonb, f.recorded_at"
+    " FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::uuid[], $6::text[],"
+    " $7::timestamptz[]) AS f(order_id, base, seq, kind, event_id, data, recorded_at)"
+    # Each saga's facts follow the position its first decision of the batch was made on.
+    " WHERE (SELECT coalesce(max(e.seq), 0) FROM {schema}.saga_events AS e"
+    " WHERE e.order_id = f.order_id) = f.base RETURNING 1),"
+    " complete AS (SELECT count(*) = $8 AS ok FROM appended),"
+    " cancelled AS (DELETE FROM {schema}.saga_timers AS t"
+    " USING unnest($9::text[], $10::text[]) AS c(order_id, name)"
+    " WHERE t.order_id = c.order_id AND t.name = c.name AND (SELECT ok FROM complete)),"
     " moved AS (INSERT INTO {schema}.saga_timers AS t"
     " (order_id, name, due_at, traceparent)"
-    " SELECT $1, m.name, m.due_at, $10"
-    " FROM unnest($8::text[], $9::timestamptz[]) AS m(name, due_at)"
+    " SELECT m.order_id, m.name, m.due_at, m.traceparent"
+    " FROM unnest($11::text[], $12::text[], $13::timestamptz[], $14::text[])"
+    " AS m(order_id, name, due_at, traceparent)"
     " WHERE (SELECT ok FROM complete)"
     " ON CONFLICT (order_id, name) DO UPDATE"
     " SET due_at = EXCLUDED.due_at, traceparent = EXCLUDED.traceparent,"
-    # Another due time is another deadline: its hold, if any, no longer applies.
     " held_until = CASE WHEN t.due_at = EXCLUDED.due_at THEN t.held_until END,"
     " barrier = CASE WHEN t.due_at = EXCLUDED.due_at THEN t.barrier END)"
     " SELECT count(*) FROM appended"
 )
-"""A decision's facts and timers in one statement (:meth:`PostgresSagaStore.record`); its
-``{schema}`` is the coordinator's."""
-
+"""Many sagas' decisions in one statement (:meth:`PostgresSagaStore.record_many`): each
+timer once (its last operation), so no row is changed twice."""
 
 LOCK_LOAD_MANY_SQL = "SELECT * FROM {schema}.saga_lock_load_many_v1($1, $2, $3)"
 """Locks and facts of many sagas (:meth:`PostgresSagaStore.lock_and_load_many`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -273,22 +274,28 @@ class BatchContext:
         self.conn = conn
 
 
-async def test_a_prepared_batch_shares_one_context_given_its_new_messages_first(
+async def test_a_scoped_batch_shares_one_context_its_scope_was_given_with_its_new_messages(
     settings: Settings, codec: Codec, db: Database
 ):
     schema = schema_name(settings, "txn")
     await db.migrate(schema)
-    prepared: list[tuple[BatchContext, list[str]]] = []
-    handled: list[tuple[BatchContext, str]] = []
+    scoped: list[tuple[BatchContext, list[str]]] = []
+    seen: list[tuple[str, object]] = []  # what happened, in order
     router: Router[BatchContext] = Router("txn", CATALOG)
 
     @router.on(OrderPlaced)
     async def note(message: Message[OrderPlaced], ctx: BatchContext) -> list[Event]:
-        handled.append((ctx, message.saga_key))
+        seen.append((message.saga_key, ctx))
+        if message.saga_key == "ord-fail":
+            raise TransientError("rolls the batch back")
         return []
 
-    async def prepare(ctx: BatchContext, messages: Sequence[Message[Event]]) -> None:
-        prepared.append((ctx, [m.saga_key for m in messages]))
+    @contextlib.asynccontextmanager
+    async def scope(ctx: BatchContext, messages: Sequence[Message[Event]]) -> AsyncIterator[None]:
+        scoped.append((ctx, [m.saga_key for m in messages]))
+        seen.append(("entered", ctx))
+        yield
+        seen.append(("left", ctx))
 
     delivery: TransactionalDelivery[BatchContext] = TransactionalDelivery(
         db=db,
@@ -297,30 +304,36 @@ async def test_a_prepared_batch_shares_one_context_given_its_new_messages_first(
         producer_name="txn",
         codec=codec,
         settings=settings,
-        prepare=prepare,
+        batch_scope=scope,
     )
     handler = router.get("order.placed")
     assert handler is not None
-    one, two, three = (
+    one, two, three, fail = (
         Message.first(sample_order_placed(), saga_type="order", saga_key=key, producer="test")
-        for key in ("ord-1", "ord-2", "ord-3")
+        for key in ("ord-1", "ord-2", "ord-3", "ord-fail")
     )
     async with delivery.batch("txn", [one, two]) as batch:
         for message in (one, two):
             assert await batch.deliver(message, handler) is True
-    [(context, keys)] = prepared
+    [(context, keys)] = scoped
     assert keys == ["ord-1", "ord-2"]
-    assert handled == [(context, "ord-1"), (context, "ord-2")]
-    # A redelivered message is not among those prepared for; a new batch, a new context.
+    assert seen == [("entered", context), ("ord-1", context), ("ord-2", context), ("left", context)]
+    # A redelivered message is not among those the scope is given; a new batch, a new context.
     async with delivery.batch("txn", [one, three]) as batch:
         assert await batch.deliver(one, handler) is False
         assert await batch.deliver(three, handler) is True
-    second, keys = prepared[1]
+    second, keys = scoped[1]
     assert keys == ["ord-3"]
     assert second is not context
-    assert handled[-1] == (second, "ord-3")
-    # Alone (the retrying path), a message gets a context of its own and no preparing.
+    # A handler that raises: the scope is not left as done, and nothing of the batch stays.
+    seen.clear()
+    with pytest.raises(TransientError):
+        async with delivery.batch("txn", [fail]) as batch:
+            await batch.deliver(fail, handler)
+    assert [what for what, _ in seen] == ["entered", "ord-fail"]
+    assert await db.pool.fetchval(f"SELECT count(*) FROM {schema}.inbox") == 3
+    # Alone (the retrying path), a message gets a context of its own and no scope.
     four = Message.first(sample_order_placed(), saga_type="order", saga_key="ord-4", producer="t")
     assert await delivery.deliver("txn", four, handler) is True
-    assert len(prepared) == 2
-    assert handled[-1][0] not in (context, second)
+    assert len(scoped) == 3
+    assert seen[-1][1] not in (context, second, scoped[2][0])

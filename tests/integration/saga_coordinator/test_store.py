@@ -22,7 +22,7 @@ from saga_coordinator.engine.timing import CancelTimer, ScheduleTimer
 from saga_coordinator.errors import SagaConflictError
 from saga_coordinator.facts import Fact
 from saga_coordinator.memory_store import InMemorySagaStore
-from saga_coordinator.store import FactRef, PostgresSagaStore, SagaStore, Timer
+from saga_coordinator.store import Decided, FactRef, PostgresSagaStore, SagaStore, Timer
 from saga_coordinator.store_sql import DDL
 from sagas.order import V1 as ORDER
 from sagas.shipped import SAGAS
@@ -384,6 +384,45 @@ async def test_many_sagas_locked_and_read_at_once_each_from_its_own_position(sto
     )
     assert found == {"ord-1": [third], "ord-2": [first, second], "ord-3": [], "ord-4": None}
     assert await store.lock_and_load_many({}) == {}
+
+
+async def test_many_decisions_recorded_at_once_as_one_at_a_time_would(store: SagaStore):
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    saga.send(charged())
+    first, second, third = saga.facts[:3]
+    await store.append("ord-1", [first], expected_seq=0)
+    await store.schedule("ord-1", "payment", T0 + timedelta(seconds=30))
+    await store.schedule("ord-2", "crm", T0 + timedelta(seconds=30))
+    later = T0 + timedelta(minutes=5)
+    await store.record_many(
+        [
+            Decided("ord-1", [second], 1, [ScheduleTimer("shipping", T0), CancelTimer("payment")]),
+            Decided("ord-2", [first], 0, [CancelTimer("crm")], traceparent="00-ab-cd-01"),
+            Decided("ord-1", [third], 2, [ScheduleTimer("shipping", later)], "00-ef-01-01"),
+            Decided("ord-2", [], 1, [ScheduleTimer("email", later)], "00-12-34-01"),
+        ]
+    )
+    assert await store.load("ord-1") == [first, second, third]
+    assert await store.load("ord-2") == [first]
+    assert await store.timers("ord-1") == {"shipping": later}
+    assert await store.timers("ord-2") == {"email": later}
+    await store.record_many([])  # nothing to record: nothing happens
+
+
+async def test_decisions_recorded_at_once_on_a_saga_that_moved_on_conflict(store: SagaStore):
+    saga = Driver()
+    saga.send(placed())
+    saga.send(reserved())
+    first, second = saga.facts[:2]
+    await store.append("ord-1", [first, second], expected_seq=0)
+    with pytest.raises(SagaConflictError):
+        await store.record_many([Decided("ord-1", [second], 1)])  # made on an older position
+    with pytest.raises(SagaConflictError):
+        # Two decisions of one saga that do not follow each other.
+        await store.record_many([Decided("ord-2", [first], 0), Decided("ord-2", [second], 0)])
+    assert await store.load("ord-1") == [first, second]
 
 
 async def test_lock_and_load_many_holds_every_lock_and_sees_the_writer_it_waited_for(

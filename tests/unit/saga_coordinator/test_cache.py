@@ -15,9 +15,9 @@ from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.state import fold
 from saga_coordinator.engine.timing import TimerOp
 from saga_coordinator.errors import SagaConflictError
-from saga_coordinator.handlers import advance, read_sagas_ahead
+from saga_coordinator.handlers import advance, sagas_of_batch
 from saga_coordinator.memory_store import InMemorySagaStore
-from saga_coordinator.store import Fact, FactRef
+from saga_coordinator.store import Decided, Fact, FactRef
 from sagas.order import V1
 from sagas.registry import SagaRegistry
 
@@ -35,6 +35,8 @@ class CountingStore(InMemorySagaStore):
         self.read_after: list[int] = []
         self.single_locks = 0
         self.read_ahead: list[dict[str, FactRef | None]] = []
+        self.recorded_at_once: list[int] = []
+        """How many decisions each record_many call had."""
 
     async def load(self, order_id: str) -> list[Fact]:
         self.whole_reads += 1
@@ -47,6 +49,10 @@ class CountingStore(InMemorySagaStore):
     async def lock_and_load(self, order_id: str, after: FactRef | None = None) -> list[Fact] | None:
         self.single_locks += 1
         return await super().lock_and_load(order_id, after)
+
+    async def record_many(self, decisions: Sequence[Decided]) -> None:
+        self.recorded_at_once.append(len(decisions))
+        await super().record_many(decisions)
 
     async def lock_and_load_many(
         self, wanted: Mapping[str, FactRef | None]
@@ -68,9 +74,9 @@ def context(store: InMemorySagaStore, cache: SagaCache) -> CoordinatorContext:
 
 
 async def batch(ctx: CoordinatorContext, *messages: Message[Event]) -> list[list[str]]:
-    """``messages`` as the runtime delivers a batch: its sagas read ahead, then each decided."""
-    await read_sagas_ahead(ctx, messages)
-    return [types(await advance(m, ctx)) for m in messages]
+    """``messages`` as the runtime delivers a batch: inside the coordinator's batch scope."""
+    async with sagas_of_batch(ctx, messages):
+        return [types(await advance(m, ctx)) for m in messages]
 
 
 async def test_a_remembered_saga_reads_only_the_facts_after_its_state():
@@ -197,6 +203,7 @@ async def test_a_batch_locks_and_reads_all_its_sagas_in_one_call():
     assert store.read_after == []
     assert ctx.held.locked == {"ord-1", "ord-2"}
     assert ctx.held.read == {}
+    assert store.recorded_at_once == [3]  # the three decisions, in one call at the end
     # The same decisions as messages one at a time on a process remembering nothing.
     fresh = InMemorySagaStore()
     await advance(message(placed()), context(fresh, SagaCache()))
@@ -224,25 +231,43 @@ async def test_a_batch_reads_a_saga_whole_when_its_read_ahead_state_went_stale()
     assert store.whole_reads == whole_before + 1
 
 
-async def test_a_batch_reads_a_saga_the_cache_let_go_of_whole():
+async def test_a_batch_passes_a_saga_the_cache_does_not_keep_from_message_to_message():
     store, cache = CountingStore(), SagaCache(size=0)  # remembers nothing
     await advance(message(placed()), context(store, cache))
-    expected = await decide_fresh(store, reserved())
-    ctx = context(store, cache)
-    assert await batch(ctx, message(reserved()), message(charged())) == [
-        types(expected),
-        types(await decide_fresh(store, charged())),
+    one_by_one = InMemorySagaStore()
+    one_by_one.streams = {key: list(stream) for key, stream in store.streams.items()}
+    expected = [
+        types(await advance(message(event), context(one_by_one, SagaCache())))
+        for event in (reserved(), charged())
     ]
-    # Read ahead whole for the first message; the second, remembered by no one, whole again.
+    whole_before = store.whole_reads
+    assert await batch(context(store, cache), message(reserved()), message(charged())) == expected
+    # Read ahead (whole, in the one call) for the first message; the second takes the state
+    # the first left, whose facts are recorded only when the batch ends.
     assert len(store.read_ahead) == 1
-    assert store.whole_reads == 2  # the first placed's, and the second message's
+    assert store.whole_reads == whole_before
+    assert store.recorded_at_once == [2]
+    kinds = [[fact.kind for fact in s.streams["ord-1"]] for s in (store, one_by_one)]
+    assert kinds[0] == kinds[1]
 
 
-def test_held_sagas_give_what_was_read_ahead_once_and_then_nothing_newer():
-    held = HeldSagas(locked={"a", "b"}, read={"a": (None, [])})
-    assert held.take("a", None) == []  # read ahead from the start: a new saga
-    assert held.take("a", None) is None  # its state is not remembered: read it whole
-    held.read["b"] = (None, [])
+def test_held_sagas_give_what_was_read_ahead_once_and_from_where_it_was_read():
     ref = FactRef(1, "started", None, T0)
-    assert held.take("b", ref) is None  # read from another position than the one known
-    assert held.take("b", ref) == []  # moved on by this transaction alone
+    held = HeldSagas(locked={"a", "b"}, read={"a": (None, []), "b": (None, [])})
+    assert held.stream("a", None) == []  # read ahead from the start: a new saga
+    assert held.stream("a", None) is None  # taken already
+    assert held.stream("b", ref) is None  # read from another position than the one known
+
+
+async def test_a_batch_whose_decisions_conflict_forgets_its_sagas():
+    class Conflicting(CountingStore):
+        async def record_many(self, decisions: Sequence[Decided]) -> None:
+            raise SagaConflictError("another writer moved a saga on")
+
+    store, cache = Conflicting(), SagaCache()
+    ctx = context(store, cache)
+    with pytest.raises(SagaConflictError):
+        await batch(ctx, message(placed()), message(placed(), order_id="ord-2"))
+    assert cache.get("ord-1") is None
+    assert cache.get("ord-2") is None
+    assert store.streams == {}
