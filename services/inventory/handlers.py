@@ -77,15 +77,13 @@ async def reserve(message: Message[OrderPlaced], ctx: InventoryContext) -> list[
     # Derived from the message, not random, so that a replay of the log (choreo replay)
     # rebuilds the same id; one order.placed reserves at most once (the order id check above).
     reservation_id = f"res-{message.envelope.event_id.hex[:16]}"
-    short = await store.hold(message.saga_key, reservation_id, wanted, now)
-    if not short:
+    held = await store.hold(message.saga_key, reservation_id, wanted, now)
+    if isinstance(held, Reservation):
         log.info("order %s: reserved %s as %s", message.saga_key, dict(wanted), reservation_id)
-        record = await store.reservation(message.saga_key)
-        assert record is not None
-        return _outcome(record)
-    reason = UNKNOWN_SKU if any(not u.known for u in short) else OUT_OF_STOCK
-    log.info("order %s: cannot reserve (%s): %s", message.saga_key, reason, short)
-    return _outcome(await store.record_failure(message.saga_key, reason, short, now))
+        return _outcome(held)
+    reason = UNKNOWN_SKU if any(not u.known for u in held) else OUT_OF_STOCK
+    log.info("order %s: cannot reserve (%s): %s", message.saga_key, reason, held)
+    return _outcome(await store.record_failure(message.saga_key, reason, held, now))
 
 
 @router.on(InventoryRelease)

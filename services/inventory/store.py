@@ -114,8 +114,8 @@ class InventoryStore(Protocol):
 
     async def hold(
         self, order_id: str, reservation_id: str, wanted: Mapping[str, int], at: datetime
-    ) -> list[Unavailable]:
-        """Reserve every wanted quantity or none: returns [] and records the reservation, or
+    ) -> Reservation | list[Unavailable]:
+        """Reserve every wanted quantity or none: records and returns the reservation, or
         returns what is short and changes nothing."""
 
     async def record_failure(
@@ -174,22 +174,26 @@ class PostgresInventoryStore:
 
     async def reservation(self, order_id: str) -> Reservation | None:
         row = await self.conn.fetchrow(
-            f"SELECT reservation_id, status, reason, decided_at FROM {self.schema}.reservations"
-            " WHERE order_id = $1",
+            "SELECT r.reservation_id, r.status, r.reason, r.decided_at,"
+            " l.skus, l.quantities, l.availables"
+            f" FROM {self.schema}.reservations AS r, LATERAL (SELECT"
+            " array_agg(sku ORDER BY sku) AS skus,"
+            " array_agg(quantity ORDER BY sku) AS quantities,"
+            " array_agg(available ORDER BY sku) AS availables"
+            f" FROM {self.schema}.reservation_lines WHERE order_id = r.order_id) AS l"
+            " WHERE r.order_id = $1",
             order_id,
         )
         if row is None:
             return None
-        lines = await self.conn.fetch(
-            f"SELECT sku, quantity, available FROM {self.schema}.reservation_lines"
-            " WHERE order_id = $1 ORDER BY sku",
-            order_id,
+        lines = zip(
+            row["skus"] or (), row["quantities"] or (), row["availables"] or (), strict=True
         )
         return Reservation(
             order_id=order_id,
             reservation_id=row["reservation_id"],
             status=row["status"],
-            lines=tuple(Line(r["sku"], r["quantity"], r["available"]) for r in lines),
+            lines=tuple(Line(*line) for line in lines),
             decided_at=row["decided_at"],
             reason=row["reason"],
         )
@@ -206,7 +210,7 @@ class PostgresInventoryStore:
 
     async def hold(
         self, order_id: str, reservation_id: str, wanted: Mapping[str, int], at: datetime
-    ) -> list[Unavailable]:
+    ) -> Reservation | list[Unavailable]:
         available = await self._lock_stock(sorted(wanted))
         short = [
             Unavailable(sku, qty, available.get(sku, 0), sku in available)
@@ -222,8 +226,7 @@ class PostgresInventoryStore:
             list(wanted),
             list(wanted.values()),
         )
-        await self._record(order_id, reservation_id, "reserved", None, _lines_of(wanted), at)
-        return []
+        return await self._record(order_id, reservation_id, "reserved", None, _lines_of(wanted), at)
 
     async def _record(
         self,
@@ -234,20 +237,22 @@ class PostgresInventoryStore:
         lines: tuple[Line, ...],
         at: datetime,
     ) -> Reservation:
+        # The reservation and its lines in one statement (the lines' key is checked at its end).
         await self.conn.execute(
-            f"INSERT INTO {self.schema}.reservations"
+            f"WITH reservation AS (INSERT INTO {self.schema}.reservations"
             " (order_id, reservation_id, status, reason, decided_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $5)",
+            " VALUES ($1, $2, $3, $4, $5, $5))"
+            f" INSERT INTO {self.schema}.reservation_lines (order_id, sku, quantity, available)"
+            " SELECT $1, l.sku, l.quantity, l.available"
+            " FROM unnest($6::text[], $7::int[], $8::int[]) AS l(sku, quantity, available)",
             order_id,
             reservation_id,
             status,
             reason,
             at,
-        )
-        await self.conn.executemany(
-            f"INSERT INTO {self.schema}.reservation_lines (order_id, sku, quantity, available)"
-            " VALUES ($1, $2, $3, $4)",
-            [(order_id, line.sku, line.quantity, line.available) for line in lines],
+            [line.sku for line in lines],
+            [line.quantity for line in lines],
+            [line.available for line in lines],
         )
         return Reservation(order_id, reservation_id, status, lines, at, reason)
 
@@ -257,24 +262,17 @@ class PostgresInventoryStore:
         lines = tuple(Line(u.sku, u.requested, u.available) for u in sorted(short, key=_sku))
         return await self._record(order_id, None, "failed", reason, lines, at)
 
-    async def _move(self, order_id: str, source: str, target: str, at: datetime) -> None:
-        lines = await self.conn.fetch(
-            f"SELECT sku, quantity FROM {self.schema}.reservation_lines WHERE order_id = $1",
-            order_id,
-        )
-        await self._lock_stock(sorted(r["sku"] for r in lines))
-        await self.conn.execute(
-            f"UPDATE {self.schema}.stock AS s"
-            f" SET {source} = s.{source} - l.quantity, {target} = s.{target} + l.quantity"
-            f" FROM {self.schema}.reservation_lines AS l"
-            " WHERE l.order_id = $1 AND s.sku = l.sku",
-            order_id,
-        )
+    async def _move(self, current: Reservation, source: str, target: str, at: datetime) -> None:
+        await self._lock_stock(sorted(line.sku for line in current.lines))
         status = "shipped" if target == "shipped" else "released"
         await self.conn.execute(
-            f"UPDATE {self.schema}.reservations SET status = $2, updated_at = $3"
+            f"WITH moved AS (UPDATE {self.schema}.stock AS s"
+            f" SET {source} = s.{source} - l.quantity, {target} = s.{target} + l.quantity"
+            f" FROM {self.schema}.reservation_lines AS l"
+            " WHERE l.order_id = $1 AND s.sku = l.sku)"
+            f" UPDATE {self.schema}.reservations SET status = $2, updated_at = $3"
             " WHERE order_id = $1",
-            order_id,
+            current.order_id,
             status,
             at,
         )
@@ -284,7 +282,7 @@ class PostgresInventoryStore:
         if current is None:
             return await self._record(order_id, None, "released", None, (), at)
         if current.status in ("reserved", "shipped"):
-            await self._move(order_id, current.status, "available", at)
+            await self._move(current, current.status, "available", at)
             return replace(current, status="released")
         return current
 
@@ -292,7 +290,7 @@ class PostgresInventoryStore:
         current = await self.reservation(order_id)
         if current is None or current.status != "reserved":
             return False
-        await self._move(order_id, "reserved", "shipped", at)
+        await self._move(current, "reserved", "shipped", at)
         return True
 
     async def take_in(self, units: Mapping[str, int]) -> None:
@@ -363,7 +361,7 @@ class InMemoryInventoryStore:
 
     async def hold(
         self, order_id: str, reservation_id: str, wanted: Mapping[str, int], at: datetime
-    ) -> list[Unavailable]:
+    ) -> Reservation | list[Unavailable]:
         short = []
         for sku, qty in sorted(wanted.items()):
             level = self._stock.get(sku)
@@ -377,10 +375,9 @@ class InMemoryInventoryStore:
             self._stock[sku] = replace(
                 level, available=level.available - qty, reserved=level.reserved + qty
             )
-        self._reservations[order_id] = Reservation(
-            order_id, reservation_id, "reserved", _lines_of(wanted), at
-        )
-        return []
+        record = Reservation(order_id, reservation_id, "reserved", _lines_of(wanted), at)
+        self._reservations[order_id] = record
+        return record
 
     async def record_failure(
         self, order_id: str, reason: str, short: list[Unavailable], at: datetime

@@ -31,6 +31,7 @@ from services.inventory.store import (
     InventoryStore,
     Line,
     PostgresInventoryStore,
+    Reservation,
     StockLevel,
     Unavailable,
 )
@@ -146,7 +147,7 @@ async def test_shipping_pickups_round_trip_and_cancel_closes_once(shipping):
 async def test_inventory_take_in_and_out_move_seeded_and_available_alike(inventory):
     async with inventory() as stores:
         await stores.stock.seed({"A": 5})
-        assert await stores.stock.hold("o1", "res-1", {"A": 2}, utc_now()) == []
+        assert isinstance(await stores.stock.hold("o1", "res-1", {"A": 2}, utc_now()), Reservation)
         await stores.stock.take_in({"A": 3, "NEW": 2})
     async with inventory() as stores:
         assert await stores.stock.stock_levels() == {

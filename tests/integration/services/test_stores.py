@@ -28,6 +28,7 @@ from services.inventory.store import (
     InMemoryInventoryStore,
     Line,
     PostgresInventoryStore,
+    Reservation,
     StockLevel,
     Unavailable,
 )
@@ -146,7 +147,7 @@ async def email(request, settings) -> AsyncIterator[Unit]:
 async def test_inventory_seed_adds_missing_skus_and_keeps_existing_levels(inventory):
     async with inventory() as store:
         assert await store.seed({"A": 5, "B": 7}) == ["A", "B"]
-        assert await store.hold("o1", "res-1", {"A": 2}, utc_now()) == []
+        assert isinstance(await store.hold("o1", "res-1", {"A": 2}, utc_now()), Reservation)
     async with inventory() as store:
         assert await store.seed({"A": 100, "C": 1}) == ["C"]
         assert await store.stock_levels() == {
@@ -167,9 +168,10 @@ async def test_inventory_hold_is_all_or_nothing(inventory):
             "A": 5,
             "B": 1,
         }
-        assert await store.hold("o1", "res-1", {"B": 1, "A": 2}, now) == []
+        held = await store.hold("o1", "res-1", {"B": 1, "A": 2}, now)
     async with inventory() as store:
         record = await store.reservation("o1")
+        assert record == held  # what hold returned is what it recorded
         assert (record.reservation_id, record.status) == ("res-1", "reserved")
         assert record.lines == (Line("A", 2), Line("B", 1))
         assert record.decided_at == now
@@ -230,7 +232,7 @@ async def test_inventory_concurrent_orders_for_the_last_units_reserve_exactly_on
     async with inventory() as store:
         await store.seed({"RARE": 5})
 
-    async def order(order_id: str) -> list[Unavailable]:
+    async def order(order_id: str) -> Reservation | list[Unavailable]:
         async with inventory() as store:
             await store.lock_order(order_id)
             short = await store.hold(order_id, f"res-{order_id}", {"RARE": 3}, utc_now())
@@ -238,7 +240,10 @@ async def test_inventory_concurrent_orders_for_the_last_units_reserve_exactly_on
             return short
 
     results = await asyncio.gather(order("o1"), order("o2"))
-    assert sorted(len(short) for short in results) == [0, 1]
+    assert sorted(isinstance(held, Reservation) for held in results) == [False, True]
+    assert [held for held in results if not isinstance(held, Reservation)] == [
+        [Unavailable("RARE", 3, 2, True)]
+    ]
     async with inventory() as store:
         assert await store.stock_levels() == {"RARE": StockLevel("RARE", 5, 2, 3, 0)}
 

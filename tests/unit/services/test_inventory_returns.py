@@ -21,7 +21,7 @@ from services.inventory import returns
 from services.inventory.context import InventoryContext, InventorySettings
 from services.inventory.provider import JsonStockFeed
 from services.inventory.return_store import InMemoryReturnStore
-from services.inventory.store import InMemoryInventoryStore
+from services.inventory.store import InMemoryInventoryStore, Reservation
 from tests.unit.services import emitted
 
 STOCK = {"SKU-RED-MUG": 10, "SKU-TEA-BOX": 10}
@@ -137,7 +137,7 @@ async def test_unstock_of_a_refused_return_is_acknowledged_without_id(ctx):
 
 async def test_unstock_of_units_reserved_since_needs_a_person(ctx):
     await inspect(ctx, "r1", ("SKU-NEW", 2))
-    assert await ctx.store.hold("o1", "res-1", {"SKU-NEW": 1}, utc_now()) == []
+    assert isinstance(await ctx.store.hold("o1", "res-1", {"SKU-NEW": 1}, utc_now()), Reservation)
     with pytest.raises(PermanentError, match="cannot unstock"):
         await emitted(returns.unstock(unstock("r1"), ctx))
     assert (await levels(ctx))["SKU-NEW"] == (2, 1, 1, 0)
