@@ -103,20 +103,22 @@ class PostgresEmailStore:
     async def record_sent(
         self, order_id: str, template: EmailTemplate, message_id: str, at: datetime
     ) -> SentEmail:
-        await self.conn.execute(
+        row = await self.conn.fetchrow(
             f"INSERT INTO {self.schema}.sent_emails (order_id, template, message_id, sent_at)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (order_id, template) DO NOTHING",
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (order_id, template) DO NOTHING"
+            " RETURNING order_id, template, message_id, sent_at",
             order_id,
             template,
             message_id,
             at,
         )
-        row = await self.conn.fetchrow(
-            f"SELECT order_id, template, message_id, sent_at FROM {self.schema}.sent_emails"
-            " WHERE order_id = $1 AND template = $2",
-            order_id,
-            template,
-        )
+        if row is None:  # recorded before: the first record stands
+            row = await self.conn.fetchrow(
+                f"SELECT order_id, template, message_id, sent_at FROM {self.schema}.sent_emails"
+                " WHERE order_id = $1 AND template = $2",
+                order_id,
+                template,
+            )
         return SentEmail(**dict(row))
 
     async def sent(self, order_id: str) -> list[SentEmail]:
