@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from events.locks import saga_keys_locked_first
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from services.inventory import SERVICE_NAME
@@ -42,4 +43,6 @@ def build(
         ),
         ddl=(DDL, RETURNS_DDL),
         on_start=seed_stock,
+        # A batch's orders locked in one statement, not one per handler.
+        batch_scope=saga_keys_locked_first(lambda ctx, keys: ctx.store.lock_orders(keys)),
     )

@@ -8,12 +8,13 @@ against both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
 from events.database import Connection
+from events.locks import KeyLocks
 
 ReservationStatus = Literal["reserved", "shipped", "released", "failed"]
 
@@ -106,6 +107,9 @@ class InventoryStore(Protocol):
     async def lock_order(self, order_id: str) -> None:
         """Serialize the rest of this transaction with every other one on the same order."""
 
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        """:meth:`lock_order` each of ``order_ids``, at once (a batch's, before its handlers)."""
+
     async def seed(self, stock: Mapping[str, int]) -> list[str]:
         """Add the SKUs that are not there yet; returns the SKUs added (existing ones kept)."""
 
@@ -155,12 +159,13 @@ class PostgresInventoryStore:
     def __init__(self, conn: Connection, schema: str) -> None:
         self.conn = conn
         self.schema = schema
+        self.locks = KeyLocks(conn, schema)
 
     async def lock_order(self, order_id: str) -> None:
-        # A transaction-scoped advisory lock: released at commit or rollback, never leaked.
-        await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self.schema}:{order_id}"
-        )
+        await self.locks.lock(order_id)
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        await self.locks.lock_all(order_ids)
 
     async def seed(self, stock: Mapping[str, int]) -> list[str]:
         rows = await self.conn.fetch(
@@ -351,6 +356,9 @@ class InMemoryInventoryStore:
 
     async def lock_order(self, order_id: str) -> None:
         # One task at a time touches the dictionaries; there is nothing to serialize.
+        return None
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
         return None
 
     async def seed(self, stock: Mapping[str, int]) -> list[str]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from events.database import Connection
+from events.locks import KeyLocks
 
 Outcome = Literal["charged", "declined", "none"]
 """``none``: a refund came before any charge; the order is closed without one."""
@@ -182,12 +183,10 @@ class PostgresPaymentStore:
     def __init__(self, conn: Connection, schema: str) -> None:
         self.conn = conn
         self.schema = schema
+        self.locks = KeyLocks(conn, schema)
 
     async def lock_order(self, order_id: str) -> None:
-        # A transaction-scoped advisory lock: released at commit or rollback, never leaked.
-        await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self.schema}:{order_id}"
-        )
+        await self.locks.lock(order_id)
 
     async def save_intent(self, intent: Intent) -> bool:
         inserted = await self.conn.fetchval(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from events.locks import saga_keys_locked_first
 from events.personal_data import PostgresKeyring, keys_schema
 from events.service import Service
 from events.settings import Settings
@@ -39,6 +40,8 @@ def build(
         ddl=(DDL,),
         # Handlers touch only their own order's rows: the lanes never wait on each other.
         lanes=settings.topic_partitions,
+        # A batch's orders locked in one statement, not one per handler.
+        batch_scope=saga_keys_locked_first(lambda ctx, keys: ctx.store.lock_orders(keys)),
     )
 
 

@@ -7,12 +7,14 @@ delivery's transaction; :class:`InMemoryShippingStore` backs the unit tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
 from contracts.parts import Address, ReservedItem
 from events.database import Connection
+from events.locks import KeyLocks
 
 Outcome = Literal["scheduled", "failed", "none"]
 """``none``: a cancel came before any booking; the order is closed without one."""
@@ -120,6 +122,9 @@ class ShippingStore(Protocol):
     async def lock_order(self, order_id: str) -> None:
         """Serialize the rest of this transaction with every other one on the same order."""
 
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        """:meth:`lock_order` each of ``order_ids``, at once (a batch's, before its handlers)."""
+
     async def save_parcel(self, parcel: Parcel) -> bool:
         """Remember the parcel; False (and nothing changed) when one was already there."""
 
@@ -181,12 +186,13 @@ class PostgresShippingStore:
     def __init__(self, conn: Connection, schema: str) -> None:
         self.conn = conn
         self.schema = schema
+        self.locks = KeyLocks(conn, schema)
 
     async def lock_order(self, order_id: str) -> None:
-        # A transaction-scoped advisory lock: released at commit or rollback, never leaked.
-        await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{self.schema}:{order_id}"
-        )
+        await self.locks.lock(order_id)
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        await self.locks.lock_all(order_ids)
 
     async def _save_address(
         self,
@@ -356,6 +362,9 @@ class InMemoryShippingStore:
 
     async def lock_order(self, order_id: str) -> None:
         # One task at a time touches the dictionaries; there is nothing to serialize.
+        return None
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
         return None
 
     async def save_parcel(self, parcel: Parcel) -> bool:
