@@ -339,14 +339,19 @@ async def test_concurrent_appends_at_the_same_position_one_wins(pg: tuple[Databa
         assert await PostgresSagaStore(conn, schema).load("ord-1") == saga.facts[:1]
 
 
-async def test_facts_after_a_known_one_and_none_when_it_is_not_the_stored_one(
-    store: SagaStore,
-):
+def placed_reserved_charged() -> list[Fact]:
+    """The first three facts of an order: placed, reserved, charged."""
     saga = Driver()
     saga.send(placed())
     saga.send(reserved())
     saga.send(charged())
-    first, second, third = saga.facts[:3]
+    return saga.facts[:3]
+
+
+async def test_facts_after_a_known_one_and_none_when_it_is_not_the_stored_one(
+    store: SagaStore,
+):
+    first, second, third = placed_reserved_charged()
     await store.append("ord-1", [first, second, third], expected_seq=0)
     known = FactRef.of(2, second)
     assert await store.load_after("ord-1", known) == [third]
@@ -367,11 +372,7 @@ async def test_facts_after_a_known_one_and_none_when_it_is_not_the_stored_one(
 
 
 async def test_many_sagas_locked_and_read_at_once_each_from_its_own_position(store: SagaStore):
-    saga = Driver()
-    saga.send(placed())
-    saga.send(reserved())
-    saga.send(charged())
-    first, second, third = saga.facts[:3]
+    first, second, third = placed_reserved_charged()
     await store.append("ord-1", [first, second, third], expected_seq=0)
     await store.append("ord-2", [first, second], expected_seq=0)
     found = await store.lock_and_load_many(
@@ -387,11 +388,7 @@ async def test_many_sagas_locked_and_read_at_once_each_from_its_own_position(sto
 
 
 async def test_many_decisions_recorded_at_once_as_one_at_a_time_would(store: SagaStore):
-    saga = Driver()
-    saga.send(placed())
-    saga.send(reserved())
-    saga.send(charged())
-    first, second, third = saga.facts[:3]
+    first, second, third = placed_reserved_charged()
     await store.append("ord-1", [first], expected_seq=0)
     await store.schedule("ord-1", "payment", T0 + timedelta(seconds=30))
     await store.schedule("ord-2", "crm", T0 + timedelta(seconds=30))
