@@ -69,6 +69,8 @@ def runtime_ddl(schema: str) -> str:
         event_type    text        NOT NULL,
         created_at    timestamptz NOT NULL DEFAULT now()
     );
+    -- Staging asks whether an older row of its keys still waits (events.outbox's fence).
+    CREATE INDEX IF NOT EXISTS outbox_key ON {schema}.outbox (key);
     """
 
 

@@ -8,7 +8,8 @@ commit the offset; a :class:`BatchDelivery` can also take a whole poll in one tr
 runs each message in one PostgreSQL transaction that (1) records ``(consumer, event_id)`` in
 the inbox — a message seen before is skipped, so redelivery and replay have no second effect
 —, (2) runs the handler with a context bound to that transaction, and (3) writes the messages
-it returns to the outbox (:mod:`events.outbox`). Either all three commit or none does.
+it returns to the outbox (:mod:`events.outbox`). Either all three commit or none does; once
+they have, the delivery publishes the outbox rows itself (or leaves them to the relay).
 
 A delivery processes its message at one instant (:func:`events.model.frozen_clock`): the inbox
 row, the handler's records and the emitted envelopes share it.
@@ -27,7 +28,7 @@ from events import tracing
 from events.codec import Codec
 from events.database import Connection, Database, untraced_transaction
 from events.model import Event, Message, frozen_clock, utc_now
-from events.outbox import OutboxRelay, stage
+from events.outbox import OutboxRelay, Staged, stage
 from events.producer import EventProducer, OutgoingRecord, to_record
 from events.router import HandlerSpec, caused_messages
 from events.settings import Settings
@@ -168,10 +169,10 @@ class TransactionalDelivery(Generic[C]):
                     async with self.batch_scope(session.context, new):
                         yield session
                 with tracing.housekeeping():
-                    await stage(conn, self.schema, session.records)
+                    staged = await stage(conn, self.schema, session.records)
         self.duplicates += session.duplicates
-        if session.records and self.relay is not None:
-            self.relay.wake()
+        if self.relay is not None:
+            await self.relay.publish_committed(staged)
 
     async def deliver(
         self, consumer: str, message: Message[Event], handler: HandlerSpec
@@ -196,8 +197,8 @@ class TransactionalDelivery(Generic[C]):
                     return False
                 outputs = await self.handle(conn, message, handler)
                 staged = await self.emit(conn, message, outputs)
-        if staged and self.relay is not None:
-            self.relay.wake()
+        if self.relay is not None:
+            await self.relay.publish_committed(staged)
         return True
 
     async def handle(
@@ -224,14 +225,14 @@ class TransactionalDelivery(Generic[C]):
             for m in caused_messages(cause, outputs, self.producer_name)
         ]
 
-    async def emit(self, conn: Connection, cause: Message[Event], outputs: Sequence[Event]) -> int:
+    async def emit(
+        self, conn: Connection, cause: Message[Event], outputs: Sequence[Event]
+    ) -> Staged:
         """Stage what the handler returned in the outbox, inside the delivery's transaction.
 
-        Returns how many messages were staged. Raising rolls the whole delivery back.
+        Returns what was staged. Raising rolls the whole delivery back.
         """
-        records = self.outgoing(cause, outputs)
-        await stage(conn, self.schema, records)
-        return len(records)
+        return await stage(conn, self.schema, self.outgoing(cause, outputs))
 
 
 class DeliveryBatch(Generic[C]):

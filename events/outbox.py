@@ -1,9 +1,17 @@
-"""The transactional outbox: messages staged in PostgreSQL, published to Kafka by a relay.
+"""The transactional outbox: messages staged in PostgreSQL, published to Kafka after commit.
 
 A delivery writes what a handler emits to its schema's outbox table inside the transaction
-that records its effects (:func:`stage`); :class:`OutboxRelay` then publishes outbox rows to
-Kafka in order and deletes them. A crash between publishing and deleting republishes, which
-the consumers' inboxes absorb.
+that records its effects (:func:`stage`). Once that transaction has committed, the delivery
+publishes the rows itself and deletes them (:meth:`OutboxRelay.publish_committed`); the
+:class:`OutboxRelay` publishes, in order, whatever is left: the rows of a publish that failed,
+of a process that died between its commit and its publish, and the rows staged behind them.
+A crash between publishing and deleting republishes, which the consumers' inboxes absorb.
+
+The order of one key's messages (one saga's, on one partition) is kept by a fence: staging
+tells whether an older row of one of its keys is still in the outbox. A key's writers are
+serialized (a lane, the saga's lock), so an older row it cannot see was deleted, which happens
+only after Kafka acknowledged it. When one is still there, the new rows are left to the relay,
+which publishes in id order; otherwise they can go at once.
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from aiokafka.errors import KafkaError
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from events import tracing
@@ -28,35 +38,69 @@ _tracer = trace.get_tracer("choreo.events")
 MAX_LINKS = 128  # the SDK's default limit of links per span
 
 
-async def stage(conn: Connection, schema: str, records: Sequence[OutgoingRecord]) -> None:
-    """Write records to the outbox inside the caller's transaction."""
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """What :func:`stage` wrote: the rows' ids, their records, and whether an older row of one
+    of their keys was still in the outbox (then only the relay may publish them)."""
+
+    ids: Sequence[int] = ()
+    records: Sequence[OutgoingRecord] = ()
+    behind: bool = False
+
+
+async def stage(conn: Connection, schema: str, records: Sequence[OutgoingRecord]) -> Staged:
+    """Write records to the outbox inside the caller's transaction, in one statement."""
     if not records:
-        return
-    await conn.executemany(
-        f"INSERT INTO {schema}.outbox (topic, key, value, header_keys, header_values, event_type)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            (
-                r.topic,
-                r.key,
-                r.value,
-                [k for k, _ in r.headers],
-                [v for _, v in r.headers],
-                r.event_type,
-            )
-            for r in records
-        ],
+        return Staged()
+    # A record's headers are a slice of two flat arrays (PostgreSQL has no ragged arrays).
+    firsts: list[int] = []
+    lasts: list[int] = []
+    header_keys: list[str] = []
+    header_values: list[bytes] = []
+    for r in records:
+        firsts.append(len(header_keys) + 1)
+        header_keys.extend(k for k, _ in r.headers)
+        header_values.extend(v for _, v in r.headers)
+        lasts.append(len(header_keys))
+    row = await conn.fetchrow(
+        "WITH staged AS ("
+        f" INSERT INTO {schema}.outbox"
+        " (topic, key, value, header_keys, header_values, event_type)"
+        " SELECT m.topic, m.key, m.value, ($7::text[])[m.first:m.last],"
+        " ($8::bytea[])[m.first:m.last], m.event_type"
+        " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::int[], $6::int[])"
+        " WITH ORDINALITY AS m(topic, key, value, event_type, first, last, n)"
+        " ORDER BY m.n RETURNING id)"
+        # The statement's snapshot holds the older rows only: the fence (see the module docs).
+        " SELECT (SELECT array_agg(id) FROM staged) AS ids,"
+        f" EXISTS (SELECT 1 FROM {schema}.outbox WHERE key = ANY($2::bytea[])) AS behind",
+        [r.topic for r in records],
+        [r.key for r in records],
+        [r.value for r in records],
+        [r.event_type for r in records],
+        firsts,
+        lasts,
+        header_keys,
+        header_values,
     )
+    assert row is not None
+    return Staged(ids=row["ids"], records=records, behind=row["behind"])
 
 
 class OutboxRelay:
-    """Publishes a schema's outbox to Kafka in insertion order, then deletes what was sent.
+    """Publishes a schema's outbox to Kafka: what deliveries just committed
+    (:meth:`publish_committed`), and in insertion order whatever they left (:meth:`run`).
 
-    One relay at a time per schema publishes (an advisory lock), so a second replica of a
-    process cannot reorder an order's messages: replicas share the schema, hence the outbox,
-    and whichever relay holds the lock publishes every replica's rows in id order. A relay
-    that finds the lock taken tries again after ``contended_retry_s`` rather than its poll
-    interval, since the holder may have read the outbox before this replica's rows committed.
+    One relay at a time per schema publishes what is left (an advisory lock), so a second
+    replica of a process cannot reorder an order's messages: replicas share the schema, hence
+    the outbox, and whichever relay holds the lock publishes every replica's rows in id order.
+    A relay that finds the lock taken tries again after ``contended_retry_s`` rather than its
+    poll interval, since the holder may have read the outbox before this replica's rows
+    committed.
+
+    A poll that nothing woke takes only the rows the previous poll saw already: a row its
+    delivery is publishing right now is not sent twice.
+    With ``publish_after_commit`` off, every row waits for the relay, woken by the commit.
     """
 
     def __init__(
@@ -68,6 +112,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 0.5,
         contended_retry_s: float = 0.05,
+        publish_after_commit: bool = True,
     ) -> None:
         self.db = db
         self.schema = schema
@@ -75,7 +120,14 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.contended_retry_s = contended_retry_s
+        self.publish_after_commit = publish_after_commit
         self.published = 0
+        """Messages published: by the relay and right after their commits."""
+        self.published_after_commit = 0
+        """Of :attr:`published`, those their deliveries published right after commit."""
+        self.left_to_relay = 0
+        """Staged batches a delivery left to the relay: fenced, or their publish failed."""
+        self._newest_seen: int | None = None
         self._contended = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -84,11 +136,46 @@ class OutboxRelay:
         """Publish now rather than at the next poll (called after a commit that staged rows)."""
         self._wake.set()
 
+    async def publish_committed(self, staged: Staged) -> None:
+        """Publish rows a delivery has just committed, then delete them.
+
+        Rows behind an older row of their key, and rows whose publish fails, are left to the
+        relay (woken), which publishes them in order; a failed delete leaves rows the relay
+        publishes again, which the consumers' inboxes absorb.
+        """
+        if not staged.ids:
+            return
+        if staged.behind or not self.publish_after_commit:
+            self.left_to_relay += 1
+            self.wake()
+            return
+        try:
+            await self._send(staged.records)
+        except (OSError, KafkaError, TransientError) as exc:
+            log.warning(
+                "publishing after commit in %s failed, the relay retries: %s", self.schema, exc
+            )
+            self.left_to_relay += 1
+            self.wake()
+            return
+        self.published += len(staged.ids)
+        self.published_after_commit += len(staged.ids)
+        try:
+            with tracing.housekeeping():
+                await self.db.pool.execute(
+                    f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])", staged.ids
+                )
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning(
+                "outbox rows of %s published but not deleted (sent again): %s", self.schema, exc
+            )
+
     async def run(self) -> None:
+        everything = True  # the first poll takes what a crash left
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                while await self.flush() == self.batch_size:
+                while await self.flush(everything=everything) == self.batch_size:
                     pass
             except (OSError, asyncpg.PostgresError, KafkaError, TransientError) as exc:
                 # A publish that failed rolled its delete back: the rows wait for the next try.
@@ -96,19 +183,21 @@ class OutboxRelay:
             wait_s = self.contended_retry_s if self._contended else self.poll_interval_s
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait_s)
+            everything = self._wake.is_set() or self._contended or not self.publish_after_commit
         await self.flush()  # drain what the last deliveries staged
 
     async def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
 
-    async def flush(self) -> int:
-        """Publish one batch; returns how many rows it published."""
+    async def flush(self, *, everything: bool = True) -> int:
+        """Publish one batch (only rows an earlier flush saw, unless ``everything``); returns
+        how many rows it published."""
         # The relay's queries are housekeeping; its send span links each message's trace.
         with tracing.housekeeping():
-            return await self._flush()
+            return await self._flush(everything or self._newest_seen is None)
 
-    async def _flush(self) -> int:
+    async def _flush(self, everything: bool) -> int:
         # Three round trips: begin, one statement that takes the relay's lock and deletes the
         # batch (returning it), commit. The publish sits between the delete and the commit,
         # so a failed publish rolls the delete back and the rows wait for the next flush.
@@ -116,51 +205,61 @@ class OutboxRelay:
             rows = await conn.fetch(
                 "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS held),"
                 f" batch AS (SELECT id FROM {self.schema}.outbox"
-                " WHERE (SELECT held FROM relay) ORDER BY id LIMIT $2),"
+                " WHERE (SELECT held FROM relay) AND ($3::bigint IS NULL OR id <= $3)"
+                " ORDER BY id LIMIT $2),"
                 f" sent AS (DELETE FROM {self.schema}.outbox AS o USING batch"
                 " WHERE o.id = batch.id"
                 " RETURNING o.id, o.topic, o.key, o.value, o.header_keys, o.header_values,"
                 " o.event_type)"
-                " SELECT relay.held, sent.* FROM relay LEFT JOIN sent ON true ORDER BY sent.id",
+                f" SELECT relay.held, (SELECT max(id) FROM {self.schema}.outbox) AS newest,"
+                " sent.* FROM relay LEFT JOIN sent ON true ORDER BY sent.id",
                 lock_id(f"relay:{self.schema}"),
                 self.batch_size,
+                None if everything else self._newest_seen,
             )
             self._contended = not rows[0]["held"]
+            self._newest_seen = rows[0]["newest"] or 0
             rows = [row for row in rows if row["id"] is not None]
             if not rows:
                 return 0
-            records = [
-                OutgoingRecord(
-                    topic=row["topic"],
-                    key=bytes(row["key"]),
-                    value=bytes(row["value"]),
-                    headers=tuple(
-                        zip(row["header_keys"], map(bytes, row["header_values"]), strict=True)
-                    ),
-                    event_type=row["event_type"],
-                )
-                for row in rows
-            ]
-            # One send span for the batch, linked to each message's creation (its trace).
-            links = [
-                trace.Link(span.get_span_context())
-                for r in records[:MAX_LINKS]
-                for span in [trace.get_current_span(tracing.extract(r.headers))]
-                if span.get_span_context().is_valid
-            ]
-            with _tracer.start_as_current_span(
-                f"outbox {self.schema} send",
-                kind=trace.SpanKind.PRODUCER,
-                links=links,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "send",
-                    "messaging.batch.message_count": len(records),
-                },
-            ):
-                await self.producer.send_records(records)
+            await self._send(
+                [
+                    OutgoingRecord(
+                        topic=row["topic"],
+                        key=bytes(row["key"]),
+                        value=bytes(row["value"]),
+                        headers=tuple(
+                            zip(row["header_keys"], map(bytes, row["header_values"]), strict=True)
+                        ),
+                        event_type=row["event_type"],
+                    )
+                    for row in rows
+                ]
+            )
         self.published += len(rows)
         return len(rows)
+
+    async def _send(self, records: Sequence[OutgoingRecord]) -> None:
+        """Send records under one send span of a trace of its own, linked to each message's
+        creation (its order's trace)."""
+        links = [
+            trace.Link(span.get_span_context())
+            for r in records[:MAX_LINKS]
+            for span in [trace.get_current_span(tracing.extract(r.headers))]
+            if span.get_span_context().is_valid
+        ]
+        with _tracer.start_as_current_span(
+            f"outbox {self.schema} send",
+            context=otel_context.Context(),
+            kind=trace.SpanKind.PRODUCER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.batch.message_count": len(records),
+            },
+        ):
+            await self.producer.send_records(records)
 
 
 async def outbox_size(db: Database, schema: str) -> int:

@@ -120,7 +120,12 @@ class ServiceRuntime(Generic[C]):
         self.schema = schema_name(settings, service.name)
         self.db = Database(settings)
         self.producer = EventProducer(settings, self.codec, client_id=service.name)
-        self.relay = OutboxRelay(self.db, self.schema, self.producer)
+        self.relay = OutboxRelay(
+            self.db,
+            self.schema,
+            self.producer,
+            publish_after_commit=settings.outbox_publish_after_commit,
+        )
         self.delivery: TransactionalDelivery[C] = TransactionalDelivery(
             db=self.db,
             schema=self.schema,
@@ -198,6 +203,14 @@ class ServiceRuntime(Generic[C]):
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            log.info(
+                "%s published %d messages, %d right after their commits (%d batches left to"
+                " the relay)",
+                name,
+                self.relay.published,
+                self.relay.published_after_commit,
+                self.relay.left_to_relay,
+            )
 
     async def stop(self) -> None:
         """Ask :meth:`run` to finish; idempotent. Closes connections when nothing runs."""
@@ -210,7 +223,7 @@ class ServiceRuntime(Generic[C]):
 
     async def emit(self, conn: Connection, messages: Sequence[Message[Event]]) -> None:
         """Stage messages in the outbox inside the caller's transaction (for background
-        tasks such as timers, which emit outside a handler)."""
+        tasks such as timers, which emit outside a handler); the relay publishes them."""
         await stage(conn, self.schema, [to_record(m, self.codec, self.settings) for m in messages])
         self.relay.wake()
 

@@ -241,6 +241,11 @@ class Settings(BaseSettings):
         description="How long a silent group member keeps its partitions (a crashed process's "
         "partitions move after this).",
     )
+    outbox_publish_after_commit: bool = Field(
+        default=True,
+        description="A delivery publishes what it staged right after its commit, the outbox"
+        " relay taking what is left (false: the relay publishes everything, woken by commits).",
+    )
     producer_linger_ms: int = Field(
         default=5, ge=0, description="Producer batching delay; small keeps latency low."
     )
