@@ -35,9 +35,12 @@ class OutgoingRecord:
 def to_record(message: Message[Event], codec: Codec, settings: Settings) -> OutgoingRecord:
     """Encode ``message`` for its domain topic, keyed by order id, with trace context.
 
-    Called where the message is created, so the trace context is the creator's span.
+    Called where the message is created, so the trace context is the creator's span: the
+    handler's, or with ``tracing_create_spans`` a ``<topic> create`` span of its own.
     """
     topic = topic_for(message.envelope.event_type, settings)
+    if not settings.tracing_create_spans:
+        return _record(topic, message, envelope_headers(message.envelope), codec)
     with _tracer.start_as_current_span(
         f"{topic} create",
         kind=trace.SpanKind.PRODUCER,
@@ -52,6 +55,12 @@ def to_record(message: Message[Event], codec: Codec, settings: Settings) -> Outg
         },
     ):
         headers = envelope_headers(message.envelope)
+    return _record(topic, message, headers, codec)
+
+
+def _record(
+    topic: str, message: Message[Event], headers: Sequence[tuple[str, bytes]], codec: Codec
+) -> OutgoingRecord:
     return OutgoingRecord(
         topic=topic,
         key=message.envelope.saga_key.encode(),

@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         description="Also trace every PostgreSQL statement (asyncpg spans under the handler's):"
         " for debugging a slow handler; they are most of a trace's spans and of its cost.",
     )
+    tracing_create_spans: bool = Field(
+        default=False,
+        description="Also a `<topic> create` span for every message a handler emits (its"
+        " creation context, with the destination and message id); off, a message continues"
+        " the span of the handler that emitted it, which the consumer's process span names.",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="The event loop of Choreo's processes: uvloop (libuv, in C; where it is"

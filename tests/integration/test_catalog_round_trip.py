@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts.catalog import CATALOG
@@ -28,8 +29,10 @@ TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
-    settings: Settings, codec: Codec, producer: EventProducer, spans: InMemorySpanExporter
+    settings: Settings, codec: Codec, topics: list[str], spans: InMemorySpanExporter
 ):
+    # With a `create` span per message, each message's traceparent is its own span's.
+    settings = settings.model_copy(update={"tracing_create_spans": True})
     first = Message.first(
         EXAMPLES["order.placed"], saga_type="order", saga_key="ord-rt-1", producer="test"
     )
@@ -39,7 +42,8 @@ async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
         if event_type != "order.placed"
     ]
     assert {m.envelope.event_type for m in sent} == set(CATALOG)
-    await producer.publish(sent)
+    async with EventProducer(settings, codec, client_id="test") as producer:
+        await producer.publish(sent)
 
     records = await read_records(settings, event_topics(settings), len(sent))
     by_id = {str(m.envelope.event_id): m for m in sent}
@@ -77,9 +81,15 @@ async def test_every_catalog_event_round_trips_with_envelope_and_trace_headers(
     assert {m.envelope.correlation_id for m in sent} == {first.envelope.correlation_id}
 
 
+@pytest.mark.parametrize("create_spans", [False, True], ids=["creator's span", "create span"])
 async def test_the_runtime_dispatches_every_type_and_continues_the_trace(
-    settings: Settings, codec: Codec, producer: EventProducer, spans: InMemorySpanExporter
+    settings: Settings,
+    codec: Codec,
+    topics: list[str],
+    spans: InMemorySpanExporter,
+    create_spans: bool,
 ):
+    settings = settings.model_copy(update={"tracing_create_spans": create_spans})
     router: Router[None] = Router("everything", CATALOG)
     handled: dict[str, Message[Event]] = {}
 
@@ -94,22 +104,24 @@ async def test_the_runtime_dispatches_every_type_and_continues_the_trace(
         Message.first(example, saga_type="order", saga_key=f"ord-{i}", producer="test")
         for i, example in enumerate(EXAMPLES.values())
     ]
-    await producer.publish(sent)
-    consumer = EventConsumer(
-        name="everything",
-        group_id=f"{settings.topic_prefix}everything",
-        router=router,
-        delivery=DirectDelivery(producer, None, "test"),
-        codec=codec,
-        producer=producer,
-        settings=settings,
-    )
-    task = asyncio.create_task(consumer.run())
-    try:
-        await eventually(lambda: len(handled) == len(CATALOG), what="one of every type")
-    finally:
-        await consumer.stop()
-        await task
+    async with EventProducer(settings, codec, client_id="test") as producer:
+        with trace.get_tracer("test").start_as_current_span("test publish") as publishing:
+            await producer.publish(sent)
+        consumer = EventConsumer(
+            name="everything",
+            group_id=f"{settings.topic_prefix}everything",
+            router=router,
+            delivery=DirectDelivery(producer, None, "test"),
+            codec=codec,
+            producer=producer,
+            settings=settings,
+        )
+        task = asyncio.create_task(consumer.run())
+        try:
+            await eventually(lambda: len(handled) == len(CATALOG), what="one of every type")
+        finally:
+            await consumer.stop()
+            await task
     assert {t: m.event for t, m in handled.items()} == {
         m.envelope.event_type: m.event for m in sent
     }
@@ -119,10 +131,12 @@ async def test_the_runtime_dispatches_every_type_and_continues_the_trace(
     }
     processed = [s for s in finished if s.name.endswith(" process")]
     assert len(processed) == len(sent)
+    assert len(created) == (len(sent) if create_spans else 0)
     for span in processed:
-        parent = created[span.attributes["messaging.message.id"]]
+        # A message continues its creator's span: its create span, or the one it was made in.
+        parent = created[span.attributes["messaging.message.id"]] if create_spans else publishing
         assert span.parent is not None
-        assert span.parent.span_id == parent.context.span_id
-        assert span.context.trace_id == parent.context.trace_id
+        assert span.parent.span_id == parent.get_span_context().span_id
+        assert span.context.trace_id == parent.get_span_context().trace_id
         assert span.attributes["messaging.consumer.group.name"] == consumer.group_id
         assert span.attributes["choreo.order_id"] == span.attributes["messaging.kafka.message.key"]
