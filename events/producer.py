@@ -36,10 +36,11 @@ def to_record(message: Message[Event], codec: Codec, settings: Settings) -> Outg
     """Encode ``message`` for its domain topic, keyed by order id, with trace context.
 
     Called where the message is created, so the trace context is the creator's span: the
-    handler's, or with ``tracing_create_spans`` a ``<topic> create`` span of its own.
+    handler's, or a ``<topic> create`` span of its own with ``tracing_create_spans`` and for
+    a message created outside any span (it starts a trace).
     """
     topic = topic_for(message.envelope.event_type, settings)
-    if not settings.tracing_create_spans:
+    if not settings.tracing_create_spans and trace.get_current_span().get_span_context().is_valid:
         return _record(topic, message, envelope_headers(message.envelope), codec)
     with _tracer.start_as_current_span(
         f"{topic} create",
