@@ -4,7 +4,8 @@ A deadline judges a participant only for the time it had the trigger (see
 :mod:`saga_coordinator.fairness`). Kafka tells that without a message more: the broker keeps
 every consumer group's committed offsets and each partition's end offset. The coordinator's
 :class:`ProgressSampler` reads them every ``timer_progress_interval_ms`` (one ListOffsets, one
-OffsetFetch per group and one DescribeGroups: nothing per message) into a
+OffsetFetch and one DescribeGroups per group, asked of the group's coordinator, which is looked
+up every few seconds: nothing per message) into a
 :class:`ProgressLog`, a few minutes of samples in memory, from which one can tell:
 
 - when a group had consumed everything a topic held at an earlier instant (so a participant
@@ -24,10 +25,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -41,6 +44,9 @@ log = logging.getLogger("choreo.saga.progress")
 
 SAMPLE_TIMEOUT_S = 5.0
 """How long one reading may take before it counts as failed (a gap)."""
+COORDINATOR_TTL_S = 10.0
+"""How long the groups' coordinators, once found, are asked directly before they are looked
+up again (a group whose coordinator moved answers with an error, which looks them up at once)."""
 
 Position = tuple[str, int]
 """A partition: (topic, partition number)."""
@@ -172,6 +178,8 @@ class ProgressSampler:
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._keys: dict[Position, Position] = {}  # one tuple per partition, shared by samples
+        self._coordinators: dict[str, int] = {}  # group -> its coordinator's node id
+        self._coordinators_found_at = 0.0
 
     def _key(self, tp: TopicPartition) -> Position:
         key = (tp.topic, tp.partition)
@@ -184,18 +192,18 @@ class ProgressSampler:
             self._partitions = await partitions_of(self.settings, self.topics)
         at = self.clock()
         ends = await consumer.end_offsets(self._partitions)
-        offsets = await asyncio.gather(*(admin.list_consumer_group_offsets(g) for g in self.groups))
-        # One group per DescribeGroups request: aiokafka misreads a response of several.
-        described = await asyncio.gather(
-            *(admin.describe_consumer_groups([g]) for g in self.groups)
-        )
+        offsets, described = await self._groups(admin)
+        if any(g[0] for responses in described for r in responses for g in r.groups):
+            # A coordinator moved (or is loading): look them up and read the groups again.
+            self._coordinators = {}
+            offsets, described = await self._groups(admin)
         # DescribeGroups: groups = [(error_code, group_id, state, protocol_type, protocol, members)]
         live = frozenset(
             g[1]
             for responses in described
             for r in responses
             for g in r.groups
-            if g[2] == "Stable" and len(g[5]) > 0
+            if g[0] == 0 and g[2] == "Stable" and len(g[5]) > 0
         )
         return Sample(
             at=at,
@@ -206,6 +214,31 @@ class ProgressSampler:
             },
             live=live,
         )
+
+    async def _groups(self, admin: AIOKafkaAdminClient) -> tuple[list[Any], list[Any]]:
+        """Each group's committed offsets and its DescribeGroups responses, asked of its
+        coordinator (looked up once every ``COORDINATOR_TTL_S``, not before every request)."""
+        if not self._coordinators or time.monotonic() > (
+            self._coordinators_found_at + COORDINATOR_TTL_S
+        ):
+            found = await asyncio.gather(*(admin.find_coordinator(g) for g in self.groups))
+            self._coordinators = dict(zip(self.groups, found, strict=True))
+            self._coordinators_found_at = time.monotonic()
+        nodes = self._coordinators
+        offsets = await asyncio.gather(
+            *(
+                admin.list_consumer_group_offsets(g, group_coordinator_id=nodes[g])
+                for g in self.groups
+            )
+        )
+        # One group per DescribeGroups request: aiokafka misreads a response of several.
+        described = await asyncio.gather(
+            *(
+                admin.describe_consumer_groups([g], group_coordinator_id=nodes[g])
+                for g in self.groups
+            )
+        )
+        return list(offsets), list(described)
 
     async def run(self, stopping: asyncio.Event, interval_s: float) -> None:
         """Sample every ``interval_s`` until ``stopping`` is set; a failed reading is a gap."""
@@ -242,6 +275,7 @@ class ProgressSampler:
         admin, self._admin = self._admin, None
         consumer, self._consumer = self._consumer, None
         self._partitions = []
+        self._coordinators = {}
         with contextlib.suppress(Exception):
             if consumer is not None:
                 await consumer.stop()
