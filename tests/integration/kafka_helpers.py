@@ -1,13 +1,15 @@
-"""Helpers for integration tests that read topics of the real broker."""
+"""Helpers for integration tests on the real broker: reading topics, waiting, a failing producer."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaTimeoutError
 
+from events.producer import EventProducer, OutgoingRecord
 from events.security import kafka_options
 from events.settings import Settings
 
@@ -53,3 +55,17 @@ async def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+
+
+class FailingOnce:
+    """A producer whose first send fails as a broker away for longer than its timeout."""
+
+    def __init__(self, producer: EventProducer) -> None:
+        self.producer = producer
+        self.failures = 0
+
+    async def send_records(self, records: Sequence[OutgoingRecord]) -> None:
+        if not self.failures:
+            self.failures += 1
+            raise KafkaTimeoutError("the broker did not answer in time")
+        await self.producer.send_records(records)

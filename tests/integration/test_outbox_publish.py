@@ -3,20 +3,19 @@ order, on the real PostgreSQL and Kafka (:mod:`events.outbox`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
 
 from contracts.samples import sample_order_placed
 from events.codec import Codec
 from events.database import Database, schema_name
 from events.model import Message
 from events.outbox import OutboxRelay, Staged, outbox_size, stage
-from events.producer import EventProducer, OutgoingRecord, to_record
+from events.producer import EventProducer, to_record
 from events.settings import Settings
 from events.topics import topic_for
-from tests.integration.kafka_helpers import read_records
+from tests.integration.kafka_helpers import FailingOnce, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -66,20 +65,6 @@ class Staging:
 @pytest.fixture
 def staging(settings: Settings, codec: Codec, db: Database) -> Staging:
     return Staging(settings, codec, db)
-
-
-class FailingOnce:
-    """A producer whose first send fails as a broker away for longer than its timeout."""
-
-    def __init__(self, producer: EventProducer) -> None:
-        self.producer = producer
-        self.failures = 0
-
-    async def send_records(self, records: Sequence[OutgoingRecord]) -> None:
-        if not self.failures:
-            self.failures += 1
-            raise KafkaTimeoutError("the broker did not answer in time")
-        await self.producer.send_records(records)
 
 
 async def test_committed_rows_are_published_at_once_and_deleted(

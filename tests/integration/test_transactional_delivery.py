@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
 
 from contracts.catalog import CATALOG, InventoryReserved, OrderPlaced
 from contracts.parts import ReservedItem
@@ -21,11 +20,11 @@ from events.delivery import TransactionalDelivery
 from events.errors import TransientError
 from events.model import Event, Message, utc_now
 from events.outbox import OutboxRelay, outbox_size, stage
-from events.producer import EventProducer, OutgoingRecord, to_record
+from events.producer import EventProducer, to_record
 from events.router import Router
 from events.settings import Settings
 from events.topics import topic_for
-from tests.integration.kafka_helpers import eventually, read_records
+from tests.integration.kafka_helpers import FailingOnce, eventually, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -169,20 +168,6 @@ async def test_outbox_rows_survive_until_the_relay_runs(
     assert await outbox_size(db, schema) == 0
     records = await read_records(settings, [topic_for("order.placed", settings)], 5)
     assert sorted(codec.decode(r.value).saga_key for r in records) == [f"ord-{i}" for i in range(5)]
-
-
-class FailingOnce:
-    """A producer whose first send fails as a broker away for longer than its timeout."""
-
-    def __init__(self, producer: EventProducer) -> None:
-        self.producer = producer
-        self.failures = 0
-
-    async def send_records(self, records: Sequence[OutgoingRecord]) -> None:
-        if not self.failures:
-            self.failures += 1
-            raise KafkaTimeoutError("the broker did not answer in time")
-        await self.producer.send_records(records)
 
 
 async def test_a_failed_publish_leaves_the_rows_and_the_relay_goes_on(
