@@ -210,13 +210,20 @@ class TransactionalDelivery(Generic[C]):
     ) -> list[Event]:
         """Run the handler on the transaction's connection (with ``context``, else a new one);
         returns what it emits."""
+        if not tracing.active():
+            return await self._run(conn, message, handler, context)
         with _tracer.start_as_current_span(
             f"handle {message.envelope.event_type}",
             attributes={"choreo.handler": handler.name, "choreo.order_id": message.saga_key},
         ):
-            if context is None:
-                context = self.context_factory(conn)
-            return list(await handler.func(message, context) or ())
+            return await self._run(conn, message, handler, context)
+
+    async def _run(
+        self, conn: Connection, message: Message[Event], handler: HandlerSpec, context: C | None
+    ) -> list[Event]:
+        if context is None:
+            context = self.context_factory(conn)
+        return list(await handler.func(message, context) or ())
 
     def outgoing(self, cause: Message[Event], outputs: Sequence[Event]) -> list[OutgoingRecord]:
         """The records to stage for what a handler returned. Raising rolls the delivery back."""

@@ -149,6 +149,8 @@ class Tracing(DeliveryInterceptor):
     context, with the failures, retries and dead letter recorded on it."""
 
     async def deliver(self, attempt: Attempt, call: Callable[[], Awaitable[T]]) -> T:
+        if not tracing.active():
+            return await self.next.deliver(attempt, call)
         record, envelope = attempt.item.record, attempt.item.message.envelope
         attributes: dict[str, str | int] = {
             **tracing.consumer_attributes(

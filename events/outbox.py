@@ -242,6 +242,9 @@ class OutboxRelay:
     async def _send(self, records: Sequence[OutgoingRecord]) -> None:
         """Send records under one send span of a trace of its own, linked to each message's
         creation (its order's trace)."""
+        if not tracing.active():
+            await self.producer.send_records(records)
+            return
         links = [
             trace.Link(span.get_span_context())
             for r in records[:MAX_LINKS]

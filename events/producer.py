@@ -40,7 +40,9 @@ def to_record(message: Message[Event], codec: Codec, settings: Settings) -> Outg
     a message created outside any span (it starts a trace).
     """
     topic = topic_for(message.envelope.event_type, settings)
-    if not settings.tracing_create_spans and trace.get_current_span().get_span_context().is_valid:
+    if not tracing.active() or (
+        not settings.tracing_create_spans and trace.get_current_span().get_span_context().is_valid
+    ):
         return _record(topic, message, envelope_headers(message.envelope), codec)
     with _tracer.start_as_current_span(
         f"{topic} create",

@@ -168,6 +168,8 @@ class Projector:
 
     def _trace(self, contexts: list[tuple[ConsumerRecord, Message[Event]]], started: int) -> None:
         """One span per event in its order's trace, covering the batch that projected it."""
+        if not tracing.active():
+            return
         for record, message in contexts:
             span = _tracer.start_span(
                 f"{record.topic} project",
