@@ -78,10 +78,9 @@ async def send_once(
 ) -> list[Event]:
     """Send ``template`` for the order (or return) once; a repeat re-emits the first
     ``email.sent``. ``awaited``: the event that names the recipient."""
-    done = {mail.template: mail for mail in await ctx.store.sent(order_id)}
-    mail = done.get(template)
+    sent, recipient = await ctx.store.sent_and_recipient(order_id)
+    mail = next((m for m in sent if m.template == template), None)
     if mail is None:
-        recipient = await ctx.store.recipient(order_id)
         if recipient is None:
             raise NotReadyError(f"{order_id}: {awaited} not seen yet, no recipient")
         to, name = await _opened(recipient, ctx)

@@ -75,6 +75,10 @@ class EmailStore(Protocol):
     async def sent(self, order_id: str) -> list[SentEmail]:
         """The mails sent for the order, by template (the invariant query)."""
 
+    async def sent_and_recipient(self, order_id: str) -> tuple[list[SentEmail], Recipient | None]:
+        """:meth:`sent` and :meth:`recipient` of the order, read together (a send needs
+        both)."""
+
 
 class PostgresEmailStore:
     """:class:`EmailStore` on the delivery transaction's connection."""
@@ -129,6 +133,29 @@ class PostgresEmailStore:
         )
         return [SentEmail(**dict(row)) for row in rows]
 
+    async def sent_and_recipient(self, order_id: str) -> tuple[list[SentEmail], Recipient | None]:
+        rows = await self.conn.fetch(
+            "SELECT r.order_id AS recipient_of, r.email, r.name,"
+            " s.template, s.message_id, s.sent_at"
+            " FROM (SELECT $1::text AS key) AS k"
+            f" LEFT JOIN {self.schema}.recipients AS r ON r.order_id = k.key"
+            f" LEFT JOIN {self.schema}.sent_emails AS s ON s.order_id = k.key"
+            " ORDER BY s.template",
+            order_id,
+        )
+        first = rows[0]  # one row at least, whatever the joins found
+        recipient = (
+            Recipient(order_id, first["email"], first["name"])
+            if first["recipient_of"] is not None
+            else None
+        )
+        sent = [
+            SentEmail(order_id, row["template"], row["message_id"], row["sent_at"])
+            for row in rows
+            if row["template"] is not None
+        ]
+        return sent, recipient
+
 
 class InMemoryEmailStore:
     """:class:`EmailStore` in dictionaries, for unit tests (single task, no rollback)."""
@@ -158,3 +185,6 @@ class InMemoryEmailStore:
             (mail for (oid, _), mail in self._sent.items() if oid == order_id),
             key=lambda mail: mail.template,
         )
+
+    async def sent_and_recipient(self, order_id: str) -> tuple[list[SentEmail], Recipient | None]:
+        return await self.sent(order_id), self._recipients.get(order_id)

@@ -95,14 +95,13 @@ async def charge(message: Message[OrderApproved], ctx: PaymentContext) -> list[E
     """Charge the approved order once; a repeated approval re-emits the first outcome."""
     order_id = message.saga_key
     await ctx.store.lock_order(order_id)
-    existing = await ctx.store.payment(order_id)
+    existing, intent = await ctx.store.payment_and_intent(order_id)
     if existing is not None and existing.refunded_at is not None:
         # Compensated already (the refund came first or the saga is over): never charge now.
         log.info("order %s is closed by a refund; not charging", order_id)
         return []
     if existing is not None:
         return _outcome(existing)
-    intent = await ctx.store.intent(order_id)
     if intent is None:
         raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot charge")
     result = await within(

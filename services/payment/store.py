@@ -125,6 +125,10 @@ class PaymentStore(Protocol):
     async def payment(self, order_id: str) -> Payment | None:
         """What became of the order's payment, if anything."""
 
+    async def payment_and_intent(self, order_id: str) -> tuple[Payment | None, Intent | None]:
+        """:meth:`payment` and :meth:`intent` of the order, read together (a charge needs
+        both)."""
+
     async def record_charge(
         self,
         order_id: str,
@@ -169,6 +173,8 @@ _PAYMENT_COLUMNS = (
     "order_id, outcome, payment_id, amount_minor, currency, attempt, decided_at,"
     " decline_reason, refunded_at, refund_count"
 )
+_PAYMENT_FIELDS = _PAYMENT_COLUMNS.split(", ")
+_PAYMENT_OF_P = ", ".join(f"p.{c}" for c in _PAYMENT_FIELDS)
 
 
 _RETURN_REFUND_COLUMNS = (
@@ -213,6 +219,26 @@ class PostgresPaymentStore:
             order_id,
         )
         return Payment(**dict(row)) if row else None
+
+    async def payment_and_intent(self, order_id: str) -> tuple[Payment | None, Intent | None]:
+        row = await self.conn.fetchrow(
+            f"SELECT {_PAYMENT_OF_P}, i.order_id AS intent_of, i.amount_minor AS intent_amount,"
+            " i.currency AS intent_currency, i.token AS intent_token"
+            " FROM (SELECT $1::text AS key) AS k"
+            f" LEFT JOIN {self.schema}.payments AS p ON p.order_id = k.key"
+            f" LEFT JOIN {self.schema}.intents AS i ON i.order_id = k.key",
+            order_id,
+        )
+        assert row is not None  # one row for the key, whatever the joins found
+        payment = (
+            Payment(**{c: row[c] for c in _PAYMENT_FIELDS}) if row["order_id"] is not None else None
+        )
+        intent = (
+            Intent(order_id, row["intent_amount"], row["intent_currency"], row["intent_token"])
+            if row["intent_of"] is not None
+            else None
+        )
+        return payment, intent
 
     async def _insert(self, payment: Payment) -> Payment:
         await self.conn.execute(
@@ -353,6 +379,9 @@ class InMemoryPaymentStore:
 
     async def payment(self, order_id: str) -> Payment | None:
         return self._payments.get(order_id)
+
+    async def payment_and_intent(self, order_id: str) -> tuple[Payment | None, Intent | None]:
+        return self._payments.get(order_id), self._intents.get(order_id)
 
     def _insert(self, payment: Payment) -> Payment:
         if payment.order_id in self._payments:

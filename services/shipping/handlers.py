@@ -117,14 +117,13 @@ async def schedule(message: Message[PaymentCharged], ctx: ShippingContext) -> li
     """Book a carrier for the paid order once; a repeated charge re-emits the first outcome."""
     order_id = message.saga_key
     await ctx.store.lock_order(order_id)
-    existing = await ctx.store.shipment(order_id)
+    existing, parcel = await ctx.store.shipment_and_parcel(order_id)
     if existing is not None and existing.cancelled_at is not None:
         # Compensated already (the cancel came first or the saga is over): never book now.
         log.info("order %s is closed by a cancel; not shipping", order_id)
         return []
     if existing is not None:
         return _outcome(existing)
-    parcel = await ctx.store.parcel(order_id)
     if parcel is None:
         raise NotReadyError(f"order {order_id}: order.placed not seen yet, cannot ship")
     answer = await book_with_address(

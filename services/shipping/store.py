@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from contracts.parts import Address, ReservedItem
 from events.database import Connection
@@ -134,6 +134,10 @@ class ShippingStore(Protocol):
     async def shipment(self, order_id: str) -> Shipment | None:
         """What became of the order's shipment, if anything."""
 
+    async def shipment_and_parcel(self, order_id: str) -> tuple[Shipment | None, Parcel | None]:
+        """:meth:`shipment` and :meth:`parcel` of the order, read together (a booking needs
+        both)."""
+
     async def record_scheduled(
         self,
         order_id: str,
@@ -178,6 +182,20 @@ _SHIPMENT_COLUMNS = (
     "order_id, outcome, decided_at, shipment_id, carrier, country_code, estimated_delivery,"
     " reason, cancelled_at"
 )
+_SHIPMENT_FIELDS = _SHIPMENT_COLUMNS.split(", ")
+_SHIPMENT_OF_S = ", ".join(f"s.{c}" for c in _SHIPMENT_FIELDS)
+_ADDRESS_FIELDS = ("recipient", "line1", "line2", "city", "postal_code", "country_code")
+_PARCEL_OF_P = ", ".join(f"p.{c} AS parcel_{c}" for c in (*_ADDRESS_FIELDS, "skus", "quantities"))
+
+
+def _address_of(row: Any, prefix: str = "") -> tuple[Address, tuple[ReservedItem, ...]]:
+    """A parcel row's address and items (its columns named ``prefix`` + column)."""
+    address = Address(**{field: row[prefix + field] for field in _ADDRESS_FIELDS})
+    items = tuple(
+        ReservedItem(sku=sku, quantity=qty)
+        for sku, qty in zip(row[prefix + "skus"], row[prefix + "quantities"], strict=True)
+    )
+    return address, items
 
 
 class PostgresShippingStore:
@@ -226,21 +244,7 @@ class PostgresShippingStore:
         row = await self.conn.fetchrow(
             f"SELECT * FROM {self.schema}.{table} WHERE {key_column} = $1", key
         )
-        if row is None:
-            return None
-        address = Address(
-            recipient=row["recipient"],
-            line1=row["line1"],
-            line2=row["line2"],
-            city=row["city"],
-            postal_code=row["postal_code"],
-            country_code=row["country_code"],
-        )
-        items = tuple(
-            ReservedItem(sku=sku, quantity=qty)
-            for sku, qty in zip(row["skus"], row["quantities"], strict=True)
-        )
-        return address, items
+        return None if row is None else _address_of(row)
 
     async def save_parcel(self, parcel: Parcel) -> bool:
         return await self._save_address(
@@ -257,6 +261,25 @@ class PostgresShippingStore:
             order_id,
         )
         return Shipment(**dict(row)) if row else None
+
+    async def shipment_and_parcel(self, order_id: str) -> tuple[Shipment | None, Parcel | None]:
+        row = await self.conn.fetchrow(
+            f"SELECT {_SHIPMENT_OF_S}, p.order_id AS parcel_of, {_PARCEL_OF_P}"
+            " FROM (SELECT $1::text AS key) AS k"
+            f" LEFT JOIN {self.schema}.shipments AS s ON s.order_id = k.key"
+            f" LEFT JOIN {self.schema}.parcels AS p ON p.order_id = k.key",
+            order_id,
+        )
+        assert row is not None  # one row for the key, whatever the joins found
+        shipment = (
+            Shipment(**{c: row[c] for c in _SHIPMENT_FIELDS})
+            if row["order_id"] is not None
+            else None
+        )
+        parcel = (
+            Parcel(order_id, *_address_of(row, "parcel_")) if row["parcel_of"] is not None else None
+        )
+        return shipment, parcel
 
     async def _insert(self, s: Shipment) -> Shipment:
         await self.conn.execute(
@@ -378,6 +401,9 @@ class InMemoryShippingStore:
 
     async def shipment(self, order_id: str) -> Shipment | None:
         return self._shipments.get(order_id)
+
+    async def shipment_and_parcel(self, order_id: str) -> tuple[Shipment | None, Parcel | None]:
+        return self._shipments.get(order_id), self._parcels.get(order_id)
 
     def _insert(self, shipment: Shipment) -> Shipment:
         if shipment.order_id in self._shipments:

@@ -299,6 +299,21 @@ async def test_payment_decline_and_refund_without_charge_close_the_order(payment
         assert await store.charges() == {}
 
 
+async def test_payment_and_intent_are_read_together(payment):
+    now = utc_now()
+    intent = Intent("o1", 1000, "EUR", "tok_visa")
+    async with payment() as store:
+        await store.save_intent(intent)
+        declined = await store.record_decline("o2", "card_declined", "EUR", now)
+    async with payment() as store:
+        assert await store.payment_and_intent("o1") == (None, intent)
+        assert await store.payment_and_intent("o2") == (declined, None)
+        assert await store.payment_and_intent("o3") == (None, None)
+        charged = await store.record_charge("o1", "pay-1", 1000, "EUR", 1, now)
+    async with payment() as store:
+        assert await store.payment_and_intent("o1") == (charged, intent)
+
+
 async def test_lock_order_serializes_transactions_of_one_order_only(postgres_payment):
     finished: list[str] = []
 
@@ -379,6 +394,23 @@ async def test_shipping_outcomes_round_trip_and_cancel_closes_once(shipping):
             await store.record_scheduled("o1", "shp-2", "DHL", "DE", eta, now)
 
 
+async def test_shipping_shipment_and_parcel_are_read_together(shipping):
+    now = utc_now()
+    items = (ReservedItem(sku="B", quantity=2), ReservedItem(sku="A", quantity=1))
+    # The parcel's country and the shipment's are columns of the same name in two tables.
+    parcel = Parcel("o1", ADDRESS.model_copy(update={"line2": "Flat 3"}), items)
+    async with shipping() as store:
+        await store.save_parcel(parcel)
+        failed = await store.record_failed("o2", "country_not_served", "AQ", now)
+    async with shipping() as store:
+        assert await store.shipment_and_parcel("o1") == (None, parcel)
+        assert await store.shipment_and_parcel("o2") == (failed, None)
+        assert await store.shipment_and_parcel("o3") == (None, None)
+        booked = await store.record_scheduled("o1", "shp-1", "DHL", "FR", None, now)
+    async with shipping() as store:
+        assert await store.shipment_and_parcel("o1") == (booked, parcel)
+
+
 # --------------------------------------------------------------------------- crm
 
 
@@ -453,3 +485,18 @@ async def test_email_at_most_one_mail_per_order_and_template(email):
         assert await store.sent("o1") == [cancel, first]
         assert [mail.message_id for mail in await store.sent("o2")] == ["msg-4"]
         assert await store.sent("o3") == []
+
+
+async def test_email_sent_mails_and_recipient_are_read_together(email):
+    now = utc_now()
+    ada = Recipient("o1", "ada@example.com", "Ada")
+    async with email() as store:
+        assert await store.sent_and_recipient("o1") == ([], None)
+        await store.save_recipient(ada)
+        assert await store.sent_and_recipient("o1") == ([], ada)
+        confirmation = await store.record_sent("o1", "order_confirmation", "msg-1", now)
+        cancellation = await store.record_sent("o1", "order_cancelled", "msg-2", now)
+        other = await store.record_sent("o2", "order_confirmation", "msg-3", now)
+    async with email() as store:
+        assert await store.sent_and_recipient("o1") == ([cancellation, confirmation], ada)
+        assert await store.sent_and_recipient("o2") == ([other], None)
