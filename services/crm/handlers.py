@@ -43,15 +43,14 @@ async def remember_order(message: Message[OrderPlaced], ctx: CrmContext) -> list
 @router.on(ShipmentScheduled, provider="crm")
 async def count_order(message: Message[ShipmentScheduled], ctx: CrmContext) -> list[Event]:
     """Add the shipped order to its customer's profile once; a repeat re-emits the update."""
-    order = await ctx.store.order(message.saga_key)
-    if order is None:
-        raise NotReadyError(f"order {message.saga_key}: order.placed not seen yet")
-    if order.counted is not None:
-        return _updated(order.counted)
-    profile, counted = await ctx.store.count_order(message.saga_key, utc_now())
+    try:
+        # Counting claims the order first; only an order it cannot claim is read back.
+        profile, counted = await ctx.store.count_order(message.saga_key, utc_now())
+    except LookupError:
+        raise NotReadyError(f"order {message.saga_key}: order.placed not seen yet") from None
     if not counted:
-        # A concurrent delivery counted it first (and pushed it); a push of this older
-        # profile now could overwrite a newer one in the CRM.
+        # Counted before (a redelivery), or by a concurrent delivery that pushed it: a push
+        # of this older profile now could overwrite a newer one in the CRM.
         return _updated(profile)
     # A timeout rolls the count back with the transaction; the retry counts the order again.
     await within(

@@ -130,26 +130,26 @@ class PostgresCrmStore:
             if known is None or known.counted is None:
                 raise LookupError(f"order {order_id} is unknown to the CRM")
             return known.counted, False
+        # The profile counted and the order stamped with it in one statement (two tables).
         row = await self.conn.fetchrow(
-            f"INSERT INTO {self.schema}.customers AS c"
+            f"WITH profile AS (INSERT INTO {self.schema}.customers AS c"
             " (customer_id, currency, orders_count, lifetime_value_minor, updated_at)"
-            " VALUES ($1, $2, 1, $3, $4)"
+            " VALUES ($2, $3, 1, $4, $5)"
             " ON CONFLICT (customer_id, currency) DO UPDATE"
             " SET orders_count = c.orders_count + 1,"
             " lifetime_value_minor = c.lifetime_value_minor + excluded.lifetime_value_minor,"
             " updated_at = excluded.updated_at"
-            " RETURNING customer_id, currency, orders_count, lifetime_value_minor, updated_at",
+            " RETURNING customer_id, currency, orders_count, lifetime_value_minor, updated_at)"
+            f" UPDATE {self.schema}.orders AS o SET orders_count = p.orders_count,"
+            " lifetime_value_minor = p.lifetime_value_minor FROM profile AS p"
+            " WHERE o.order_id = $1"
+            " RETURNING p.customer_id, p.currency, p.orders_count, p.lifetime_value_minor,"
+            " p.updated_at",
+            order_id,
             claimed["customer_id"],
             claimed["currency"],
             claimed["total_minor"],
             at,
-        )
-        await self.conn.execute(
-            f"UPDATE {self.schema}.orders SET orders_count = $2, lifetime_value_minor = $3"
-            " WHERE order_id = $1",
-            order_id,
-            row["orders_count"],
-            row["lifetime_value_minor"],
         )
         return Profile(**dict(row)), True
 
