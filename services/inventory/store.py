@@ -178,10 +178,24 @@ class PostgresInventoryStore:
         return sorted(row["sku"] for row in rows)
 
     async def reservation(self, order_id: str) -> Reservation | None:
+        return await self._reservation(order_id, lock_stock=False)
+
+    async def _reservation(self, order_id: str, *, lock_stock: bool) -> Reservation | None:
+        """The order's reservation; with ``lock_stock`` its lines' stock rows locked by the
+        same statement, in sku order (see :meth:`_lock_stock`), as a move needs them."""
+        # The reservation's own row needs no lock here: the order's lock is held already.
+        locking = (
+            f"WITH locked AS (SELECT s.sku FROM {self.schema}.stock AS s WHERE s.sku IN"
+            f" (SELECT sku FROM {self.schema}.reservation_lines WHERE order_id = $1)"
+            " ORDER BY s.sku FOR UPDATE) "
+            if lock_stock
+            else ""
+        )
         row = await self.conn.fetchrow(
-            "SELECT r.reservation_id, r.status, r.reason, r.decided_at,"
+            f"{locking}SELECT r.reservation_id, r.status, r.reason, r.decided_at,"
             " l.skus, l.quantities, l.availables"
-            f" FROM {self.schema}.reservations AS r, LATERAL (SELECT"
+            + (", (SELECT count(*) FROM locked) AS locked" if lock_stock else "")
+            + f" FROM {self.schema}.reservations AS r, LATERAL (SELECT"
             " array_agg(sku ORDER BY sku) AS skus,"
             " array_agg(quantity ORDER BY sku) AS quantities,"
             " array_agg(available ORDER BY sku) AS availables"
@@ -224,14 +238,9 @@ class PostgresInventoryStore:
         ]
         if short:
             return short
-        await self.conn.execute(
-            f"UPDATE {self.schema}.stock AS s"
-            " SET available = s.available - w.qty, reserved = s.reserved + w.qty"
-            " FROM unnest($1::text[], $2::int[]) AS w(sku, qty) WHERE s.sku = w.sku",
-            list(wanted),
-            list(wanted.values()),
+        return await self._record(
+            order_id, reservation_id, "reserved", None, _lines_of(wanted), at, take_stock=True
         )
-        return await self._record(order_id, reservation_id, "reserved", None, _lines_of(wanted), at)
 
     async def _record(
         self,
@@ -241,12 +250,23 @@ class PostgresInventoryStore:
         reason: str | None,
         lines: tuple[Line, ...],
         at: datetime,
+        *,
+        take_stock: bool = False,
     ) -> Reservation:
-        # The reservation and its lines in one statement (the lines' key is checked at its end).
+        # The reservation and its lines in one statement (the lines' key is checked at its end);
+        # with ``take_stock`` (a hold, its stock rows locked already) the lines' quantities
+        # move from available to reserved in it too.
+        taking = (
+            f", taken AS (UPDATE {self.schema}.stock AS s"
+            " SET available = s.available - w.qty, reserved = s.reserved + w.qty"
+            " FROM unnest($6::text[], $7::int[]) AS w(sku, qty) WHERE s.sku = w.sku)"
+            if take_stock
+            else ""
+        )
         await self.conn.execute(
             f"WITH reservation AS (INSERT INTO {self.schema}.reservations"
             " (order_id, reservation_id, status, reason, decided_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $5))"
+            f" VALUES ($1, $2, $3, $4, $5, $5)){taking}"
             f" INSERT INTO {self.schema}.reservation_lines (order_id, sku, quantity, available)"
             " SELECT $1, l.sku, l.quantity, l.available"
             " FROM unnest($6::text[], $7::int[], $8::int[]) AS l(sku, quantity, available)",
@@ -268,7 +288,8 @@ class PostgresInventoryStore:
         return await self._record(order_id, None, "failed", reason, lines, at)
 
     async def _move(self, current: Reservation, source: str, target: str, at: datetime) -> None:
-        await self._lock_stock(sorted(line.sku for line in current.lines))
+        """Move the reservation's units from ``source`` to ``target`` (its stock rows were
+        locked when it was read: :meth:`_reservation`)."""
         status = "shipped" if target == "shipped" else "released"
         await self.conn.execute(
             f"WITH moved AS (UPDATE {self.schema}.stock AS s"
@@ -283,7 +304,7 @@ class PostgresInventoryStore:
         )
 
     async def release(self, order_id: str, at: datetime) -> Reservation:
-        current = await self.reservation(order_id)
+        current = await self._reservation(order_id, lock_stock=True)
         if current is None:
             return await self._record(order_id, None, "released", None, (), at)
         if current.status in ("reserved", "shipped"):
@@ -292,7 +313,7 @@ class PostgresInventoryStore:
         return current
 
     async def ship(self, order_id: str, at: datetime) -> bool:
-        current = await self.reservation(order_id)
+        current = await self._reservation(order_id, lock_stock=True)
         if current is None or current.status != "reserved":
             return False
         await self._move(current, "reserved", "shipped", at)

@@ -102,6 +102,20 @@ async def inventory(request, settings) -> AsyncIterator[Unit]:
         yield unit
 
 
+@pytest.fixture(params=["postgres"])
+async def postgres_inventory(request, settings) -> AsyncIterator[Unit]:
+    """Only PostgreSQL: the in-memory stores serve one task and do not lock."""
+    async with units(
+        request,
+        settings,
+        "inventory",
+        INVENTORY_DDL,
+        InMemoryInventoryStore,
+        PostgresInventoryStore,
+    ) as unit:
+        yield unit
+
+
 @pytest.fixture(params=BACKENDS)
 async def payment(request, settings) -> AsyncIterator[Unit]:
     async with units(
@@ -246,6 +260,33 @@ async def test_inventory_concurrent_orders_for_the_last_units_reserve_exactly_on
     ]
     async with inventory() as store:
         assert await store.stock_levels() == {"RARE": StockLevel("RARE", 5, 2, 3, 0)}
+
+
+async def test_inventory_a_move_reads_its_reservation_with_its_stock_rows_locked(
+    postgres_inventory,
+):
+    async with postgres_inventory() as store:
+        await store.seed({"A": 5, "B": 5, "C": 5})
+        held = await store.hold("o1", "res-1", {"A": 2, "B": 1}, utc_now())
+
+    async def lockable(store: PostgresInventoryStore, sku: str) -> bool:
+        try:
+            async with store.conn.transaction():  # a savepoint: the refusal aborts only it
+                await store.conn.execute(
+                    f"SELECT 1 FROM {store.schema}.stock WHERE sku = $1 FOR UPDATE NOWAIT", sku
+                )
+        except asyncpg.LockNotAvailableError:
+            return False
+        return True
+
+    async with postgres_inventory() as reader:
+        assert await reader.reservation("o1") == held  # a plain read locks nothing
+        async with postgres_inventory() as other:
+            assert [await lockable(other, sku) for sku in "ABC"] == [True, True, True]
+    async with postgres_inventory() as mover:
+        assert await mover._reservation("o1", lock_stock=True) == held
+        async with postgres_inventory() as other:
+            assert [await lockable(other, sku) for sku in "ABC"] == [False, False, True]
 
 
 # --------------------------------------------------------------------------- payment
