@@ -238,6 +238,13 @@ async def _move(tx: Tx, schema: str, order_id: str, source: str, target: str) ->
     )
     if found is None or found["status"] != source:
         return False
+    # Locked in sku order first, as a hold locks them (and as Choreo's inventory does): an
+    # UPDATE locks its rows in the join's order, which deadlocked against concurrent holds.
+    await _rows(
+        tx,
+        f"SELECT sku FROM {schema}.stock WHERE sku = ANY(:skus) ORDER BY sku FOR UPDATE",
+        skus=found["skus"],
+    )
     await _do(
         tx,
         f"UPDATE {schema}.stock AS s SET {source} = s.{source} - w.qty,"
