@@ -47,6 +47,9 @@ pytestmark = pytest.mark.integration
 S = TypeVar("S")
 Unit = Callable[[], AbstractAsyncContextManager[Any]]
 BACKENDS = ["memory", "postgres"]
+POSTGRES_ONLY = ["postgres"]
+"""For a test of locks: the in-memory stores serve one task and do not lock. Use it as
+``@pytest.mark.parametrize("<store fixture>", POSTGRES_ONLY, indirect=True)``."""
 DUPLICATE = (ValueError, asyncpg.UniqueViolationError, asyncpg.CheckViolationError)
 """How the two implementations refuse a second outcome for the same key."""
 
@@ -102,31 +105,8 @@ async def inventory(request, settings) -> AsyncIterator[Unit]:
         yield unit
 
 
-@pytest.fixture(params=["postgres"])
-async def postgres_inventory(request, settings) -> AsyncIterator[Unit]:
-    """Only PostgreSQL: the in-memory stores serve one task and do not lock."""
-    async with units(
-        request,
-        settings,
-        "inventory",
-        INVENTORY_DDL,
-        InMemoryInventoryStore,
-        PostgresInventoryStore,
-    ) as unit:
-        yield unit
-
-
 @pytest.fixture(params=BACKENDS)
 async def payment(request, settings) -> AsyncIterator[Unit]:
-    async with units(
-        request, settings, "payment", PAYMENT_DDL, InMemoryPaymentStore, PostgresPaymentStore
-    ) as unit:
-        yield unit
-
-
-@pytest.fixture(params=["postgres"])
-async def postgres_payment(request, settings) -> AsyncIterator[Unit]:
-    """Only PostgreSQL: the in-memory stores serve one task and do not lock."""
     async with units(
         request, settings, "payment", PAYMENT_DDL, InMemoryPaymentStore, PostgresPaymentStore
     ) as unit:
@@ -262,10 +242,9 @@ async def test_inventory_concurrent_orders_for_the_last_units_reserve_exactly_on
         assert await store.stock_levels() == {"RARE": StockLevel("RARE", 5, 2, 3, 0)}
 
 
-async def test_inventory_a_move_reads_its_reservation_with_its_stock_rows_locked(
-    postgres_inventory,
-):
-    async with postgres_inventory() as store:
+@pytest.mark.parametrize("inventory", POSTGRES_ONLY, indirect=True)
+async def test_inventory_a_move_reads_its_reservation_with_its_stock_rows_locked(inventory):
+    async with inventory() as store:
         await store.seed({"A": 5, "B": 5, "C": 5})
         held = await store.hold("o1", "res-1", {"A": 2, "B": 1}, utc_now())
 
@@ -279,13 +258,13 @@ async def test_inventory_a_move_reads_its_reservation_with_its_stock_rows_locked
             return False
         return True
 
-    async with postgres_inventory() as reader:
+    async with inventory() as reader:
         assert await reader.reservation("o1") == held  # a plain read locks nothing
-        async with postgres_inventory() as other:
+        async with inventory() as other:
             assert [await lockable(other, sku) for sku in "ABC"] == [True, True, True]
-    async with postgres_inventory() as mover:
+    async with inventory() as mover:
         assert await mover._reservation("o1", lock_stock=True) == held
-        async with postgres_inventory() as other:
+        async with inventory() as other:
             assert [await lockable(other, sku) for sku in "ABC"] == [False, False, True]
 
 
@@ -355,11 +334,12 @@ async def test_payment_and_intent_are_read_together(payment):
         assert await store.payment_and_intent("o1") == (charged, intent)
 
 
-async def test_lock_order_serializes_transactions_of_one_order_only(postgres_payment):
+@pytest.mark.parametrize("payment", POSTGRES_ONLY, indirect=True)
+async def test_lock_order_serializes_transactions_of_one_order_only(payment):
     finished: list[str] = []
 
     async def charge_slowly() -> None:
-        async with postgres_payment() as store:
+        async with payment() as store:
             await store.lock_order("o1")
             await asyncio.sleep(0.3)  # a slow gateway call, with the lock held
             await store.record_charge("o1", "pay-1", 1000, "EUR", 1, utc_now())
@@ -367,15 +347,15 @@ async def test_lock_order_serializes_transactions_of_one_order_only(postgres_pay
 
     async def refund() -> str | None:
         await asyncio.sleep(0.05)
-        async with postgres_payment() as store:
+        async with payment() as store:
             await store.lock_order("o1")
-            payment = await store.payment("o1")  # must see the charge committed meanwhile
+            charged = await store.payment("o1")  # must see the charge committed meanwhile
         finished.append("refund o1")
-        return payment.payment_id if payment else None
+        return charged.payment_id if charged else None
 
     async def other_order() -> None:
         await asyncio.sleep(0.05)
-        async with postgres_payment() as store:
+        async with payment() as store:
             await store.lock_order("o2")
         finished.append("o2")
 
