@@ -248,6 +248,16 @@ def _field(error: dict[str, Any]) -> ErrorField:
     return ErrorField(field=name, location=location, message=str(error.get("msg", "invalid")))
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> Response:
+    """A text parameter PostgreSQL cannot take (a NUL, U+0000): the client's input, not an
+    outage, whichever parameter and endpoint carried it."""
+    return _error(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        "a parameter holds a character PostgreSQL cannot store (NUL, U+0000)",
+    )
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     if isinstance(exc, asyncpg.UndefinedTableError):
         return _error(503, "not_ready", "no read models yet: is the projector running?")
@@ -350,6 +360,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     for unavailable in (StackError, asyncpg.PostgresError, OSError, KafkaError):
         app.add_exception_handler(unavailable, _unavailable)
+    # More specific than PostgresError: Starlette picks the handler of the nearest class.
+    app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/console/assets/.*")
     return app
 
