@@ -46,6 +46,7 @@ from events.settings import Settings, get_settings
 from projections import API, api_actions, api_console, api_sagas
 from projections.access import require
 from projections.api_models import (
+    STORABLE_TEXT,
     Breaker,
     ErrorBody,
     ErrorField,
@@ -84,7 +85,12 @@ def _package_version() -> str:
         return "0.0.0+unknown"
 
 
-OrderId = Annotated[str, Path(min_length=1, max_length=200, description="e.g. `ord-1a2b3c4d5e6f`")]
+OrderId = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d5e6f`"
+    ),
+]
 
 
 def _utc(moment: datetime | None) -> datetime | None:

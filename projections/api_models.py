@@ -61,6 +61,9 @@ def _known_status(value: str) -> str:
     return value
 
 
+STORABLE_TEXT = r"^[^\x00]*$"
+"""A text parameter's pattern: no NUL (U+0000), which PostgreSQL cannot store."""
+
 StatusName = Annotated[
     str, AfterValidator(_known_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})
 ]

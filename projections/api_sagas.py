@@ -14,11 +14,16 @@ from pydantic import BaseModel, Field
 
 from projections import sagas_queries
 from projections.access import require
-from projections.api_models import ErrorBody, HistoryEntry
+from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry
 from projections.backend import QueriesDep
 
-SagaType = Annotated[str, Path(min_length=1, max_length=100, description="e.g. `order`")]
-SagaKey = Annotated[str, Path(min_length=1, max_length=200, description="e.g. `ord-1a2b3c4d`")]
+SagaType = Annotated[
+    str, Path(min_length=1, max_length=100, pattern=STORABLE_TEXT, description="e.g. `order`")
+]
+SagaKey = Annotated[
+    str,
+    Path(min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d`"),
+]
 
 
 class Progress(BaseModel):
@@ -111,8 +116,12 @@ def _not_found(saga_type: str, saga_key: str) -> HTTPException:
 @router.get("/sagas")
 async def list_sagas(
     queries: QueriesDep,
-    saga_type: Annotated[str | None, Query(alias="type", description="Only this type.")] = None,
-    status: Annotated[str | None, Query(description="Only sagas in this status.")] = None,
+    saga_type: Annotated[
+        str | None, Query(alias="type", pattern=STORABLE_TEXT, description="Only this type.")
+    ] = None,
+    status: Annotated[
+        str | None, Query(pattern=STORABLE_TEXT, description="Only sagas in this status.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
 ) -> SagaList:
     """Sagas of every type, newest first, optionally of one type and status."""
