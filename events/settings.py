@@ -225,6 +225,14 @@ class Settings(BaseSettings):
         description="Orders whose logged events the projector keeps in memory to refold"
         " them without reading the log back (0: always read).",
     )
+    projector_fetch_wait_ms: int = Field(
+        default=50,
+        ge=0,
+        description="How long the broker may hold the projector's fetch to gather events:"
+        " at low load one fetch and one transaction cover the events of this long instead"
+        " of one each (the read model trails the log by up to this much more; 0: answer"
+        " each fetch as soon as one event is there).",
+    )
     rebuild_workers: int = Field(
         default=0,
         ge=0,

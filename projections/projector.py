@@ -101,6 +101,7 @@ class Projector:
             max_records=settings.consumer_batch_size * 4,
             isolation_level="read_uncommitted",
             commit_failure_level=logging.DEBUG,
+            fetch_wait_ms=settings.projector_fetch_wait_ms,
         )
         self.stats = ProjectorStats()
         self.cache = (
