@@ -226,7 +226,7 @@ class Settings(BaseSettings):
         " them without reading the log back (0: always read).",
     )
     projector_fetch_wait_ms: int = Field(
-        default=50,
+        default=100,
         ge=0,
         description="How long the broker may hold the projector's fetch to gather events:"
         " at low load one fetch and one transaction cover the events of this long instead"

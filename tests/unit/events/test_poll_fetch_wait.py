@@ -81,6 +81,6 @@ async def test_the_projector_waits_as_configured(
         await projector.close()
 
 
-def test_the_projector_waits_50_ms_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_projector_waits_100_ms_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHOREO_PROJECTOR_FETCH_WAIT_MS", raising=False)
-    assert Settings().projector_fetch_wait_ms == 50
+    assert Settings().projector_fetch_wait_ms == 100
