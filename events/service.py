@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -267,6 +268,7 @@ def run_process(
     """
     configure_logging(name, settings.log_level, settings.log_format)
     tracing.configure_tracing(name, settings)
+    tune_collector(settings)
 
     async def main() -> None:
         process = build()
@@ -277,6 +279,9 @@ def run_process(
         log.info("%s starting", name)
         try:
             await process.start()
+            # What start built (modules, schemas, models, pools) lives as long as the
+            # process: out of the collector's way, no collection traverses it again.
+            gc.freeze()
             log.info("%s ready: %s", name, ready(process))
             running = asyncio.create_task(process.run(), name=f"{name}:run")
             stopped = asyncio.create_task(stop.wait())
@@ -293,6 +298,20 @@ def run_process(
             runner.run(main())
     finally:
         tracing.shutdown_tracing()
+
+
+def tune_collector(settings: Settings) -> None:
+    """Run the cyclic garbage collector's young generation every ``gc_young_objects``
+    allocations instead of Python's 700.
+
+    A poll's records, models and spans are freed by reference counting; the collector only
+    finds cycles. At 700 it ran every few messages and traversed the batch's live objects
+    each time: 5-12% of a process's CPU under load (``py-spy --native``). Cycles are still
+    collected, later.
+    """
+    if settings.gc_young_objects > 0:
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(settings.gc_young_objects, middle, old)
 
 
 def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
