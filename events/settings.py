@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -305,3 +305,30 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
     return Settings()
+
+
+def describe_invalid_settings(error: ValidationError) -> str | None:
+    """``error`` as the environment variables to fix, when it is a settings class's (any
+    ``BaseSettings`` of Choreo's: runtime, services, coordinator, API, stack); else None.
+
+    The values are not shown: a variable may hold a secret (a password, a key).
+    """
+    settings_class = next((c for c in _settings_classes() if c.__name__ == error.title), None)
+    if settings_class is None:
+        return None
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    problems = [
+        f"  {(prefix + str(e['loc'][0])).upper() if e['loc'] else prefix + '*'}: {e['msg']}"
+        for e in error.errors()
+    ]
+    return "\n".join(["invalid configuration in the environment:", *problems])
+
+
+def _settings_classes() -> list[type[BaseSettings]]:
+    found: list[type[BaseSettings]] = []
+    pending: list[type[BaseSettings]] = [BaseSettings]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            found.append(subclass)
+            pending.append(subclass)
+    return found

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import pydantic
 import typer
 
 from choreo.cli import (
@@ -36,6 +37,7 @@ from choreo.cli import (
     tokens,
     topics,
 )
+from events.settings import describe_invalid_settings
 
 # The distributions of pyproject's `bench` extra (import names alike).
 BENCH_EXTRA = ("dbos", "matplotlib", "psutil", "temporalio")
@@ -81,4 +83,12 @@ if bench_installed():
 
 def main() -> None:
     """Entry point of the `choreo` command."""
-    app()
+    try:
+        app()
+    except pydantic.ValidationError as exc:
+        # An invalid CHOREO_* variable: name it and exit 2 (a usage error), no traceback.
+        described = describe_invalid_settings(exc)
+        if described is None:
+            raise
+        typer.echo(described, err=True)
+        raise SystemExit(2) from None
