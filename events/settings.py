@@ -316,12 +316,26 @@ def describe_invalid_settings(error: ValidationError) -> str | None:
     settings_class = next((c for c in _settings_classes() if c.__name__ == error.title), None)
     if settings_class is None:
         return None
-    prefix = str(settings_class.model_config.get("env_prefix", ""))
     problems = [
-        f"  {(prefix + str(e['loc'][0])).upper() if e['loc'] else prefix + '*'}: {e['msg']}"
+        f"  {_variables(settings_class, e['loc'])}: {e['msg']}"
         for e in error.errors()
+        # A default computed from other settings is not called once one of them is invalid.
+        if e["type"] != "default_factory_not_called"
     ]
     return "\n".join(["invalid configuration in the environment:", *problems])
+
+
+def _variables(settings_class: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable(s) a setting is read from: its name with the class's prefix,
+    or (a field with aliases, whose error names one alias) each of its aliases."""
+    name = str(loc[0]) if loc else "*"
+    if name in settings_class.model_fields:
+        return (str(settings_class.model_config.get("env_prefix", "")) + name).upper()
+    for field in settings_class.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices) and name in alias.choices:
+            return " or ".join(str(choice) for choice in alias.choices)
+    return name
 
 
 def _settings_classes() -> list[type[BaseSettings]]:

@@ -40,6 +40,22 @@ def test_a_settings_class_with_another_prefix(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
+def test_a_variable_with_aliases_is_named_by_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "BOGUS")
+    with pytest.raises(pydantic.ValidationError) as raised:
+        Settings()
+    described = describe_invalid_settings(raised.value)
+    assert described is not None
+    problems = described.splitlines()[1:]
+    # Only the invalid variable: not the settings whose defaults derive from the others.
+    assert len(problems) == 1, described
+    assert (
+        problems[0]
+        .strip()
+        .startswith("KAFKA_SASL_MECHANISM or CHOREO_KAFKA_SASL_MECHANISM: Input should be")
+    )
+
+
 def test_the_values_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHOREO_GC_YOUNG_OBJECTS", "s3cret-looking-value")
     with pytest.raises(pydantic.ValidationError) as raised:
