@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import asyncpg
 import uvicorn
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -46,13 +46,13 @@ from events.settings import Settings, get_settings
 from projections import API, api_actions, api_console, api_sagas
 from projections.access import require
 from projections.api_models import (
-    STORABLE_TEXT,
     Breaker,
     ErrorBody,
     ErrorField,
     Health,
     HistoryEntry,
     OrderHistory,
+    OrderId,
     OrderList,
     OrderStatus,
     Projections,
@@ -83,14 +83,6 @@ def _package_version() -> str:
         return version("choreo")
     except PackageNotFoundError:  # a source tree that was never installed
         return "0.0.0+unknown"
-
-
-OrderId = Annotated[
-    str,
-    Path(
-        min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d5e6f`"
-    ),
-]
 
 
 def _utc(moment: datetime | None) -> datetime | None:

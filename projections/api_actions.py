@@ -9,18 +9,18 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from events.redrive import DeadLetterEntry
 from projections.access import Operator, Viewer, authenticate, sign_in, sign_out, token_store
 from projections.api_models import (
-    STORABLE_TEXT,
     ApprovalRequest,
     DeadLetterInfo,
     DeadLetters,
     DecisionAccepted,
     ErrorBody,
     Me,
+    OrderId,
     Redriven,
     RedriveRequest,
     RejectionRequest,
@@ -29,13 +29,6 @@ from projections.api_models import (
 from projections.backend import AuditDep, OperationsDep, QueriesDep
 from projections.operations import Conflict, NotFound, Operations
 from projections.queries import Queries
-
-OrderId = Annotated[
-    str,
-    Path(
-        min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d5e6f`"
-    ),
-]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:

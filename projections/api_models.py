@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -63,6 +64,14 @@ def _known_status(value: str) -> str:
 
 STORABLE_TEXT = r"^[^\x00]*$"
 """A text parameter's pattern: no NUL (U+0000), which PostgreSQL cannot store."""
+
+OrderId = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d5e6f`"
+    ),
+]
+"""The ``order_id`` path parameter of every order endpoint."""
 
 StatusName = Annotated[
     str, AfterValidator(_known_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+from pydantic_settings import BaseSettings
 
 from events.settings import Settings, describe_invalid_settings
 from saga_coordinator.context import CoordinatorSettings
@@ -16,14 +17,19 @@ from saga_coordinator.context import CoordinatorSettings
 ROOT = Path(__file__).resolve().parents[4]
 
 
+def described(settings_class: type[BaseSettings]) -> str:
+    """What :func:`describe_invalid_settings` says of reading ``settings_class`` now."""
+    with pytest.raises(pydantic.ValidationError) as raised:
+        settings_class()
+    description = describe_invalid_settings(raised.value)
+    assert description is not None
+    return description
+
+
 def test_each_invalid_variable_is_named_with_its_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHOREO_GC_YOUNG_OBJECTS", "-5")
     monkeypatch.setenv("CHOREO_PROJECTOR_FETCH_WAIT_MS", "soon")
-    with pytest.raises(pydantic.ValidationError) as raised:
-        Settings()
-    described = describe_invalid_settings(raised.value)
-    assert described is not None
-    lines = described.splitlines()
+    lines = described(Settings).splitlines()
     assert lines[0] == "invalid configuration in the environment:"
     assert any(line.strip().startswith("CHOREO_GC_YOUNG_OBJECTS: ") for line in lines)
     assert any(line.strip().startswith("CHOREO_PROJECTOR_FETCH_WAIT_MS: ") for line in lines)
@@ -31,24 +37,17 @@ def test_each_invalid_variable_is_named_with_its_prefix(monkeypatch: pytest.Monk
 
 def test_a_settings_class_with_another_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHOREO_SAGA_TIMER_POLL_INTERVAL_MS", "1")
-    with pytest.raises(pydantic.ValidationError) as raised:
-        CoordinatorSettings()
-    described = describe_invalid_settings(raised.value)
-    assert described is not None
     assert "CHOREO_SAGA_TIMER_POLL_INTERVAL_MS: Input should be greater than or equal to 10" in (
-        described
+        described(CoordinatorSettings)
     )
 
 
 def test_a_variable_with_aliases_is_named_by_each(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_SASL_MECHANISM", "BOGUS")
-    with pytest.raises(pydantic.ValidationError) as raised:
-        Settings()
-    described = describe_invalid_settings(raised.value)
-    assert described is not None
-    problems = described.splitlines()[1:]
+    description = described(Settings)
+    problems = description.splitlines()[1:]
     # Only the invalid variable: not the settings whose defaults derive from the others.
-    assert len(problems) == 1, described
+    assert len(problems) == 1, description
     assert (
         problems[0]
         .strip()
@@ -58,9 +57,7 @@ def test_a_variable_with_aliases_is_named_by_each(monkeypatch: pytest.MonkeyPatc
 
 def test_the_values_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHOREO_GC_YOUNG_OBJECTS", "s3cret-looking-value")
-    with pytest.raises(pydantic.ValidationError) as raised:
-        Settings()
-    assert "s3cret-looking-value" not in (describe_invalid_settings(raised.value) or "")
+    assert "s3cret-looking-value" not in described(Settings)
 
 
 def test_a_validation_error_of_anything_else_is_not_a_settings_error() -> None:
