@@ -46,6 +46,7 @@ from events.settings import Settings, get_settings
 from projections import API, api_actions, api_console, api_sagas
 from projections.access import require
 from projections.api_models import (
+    PG_BIGINT_MAX,
     Breaker,
     ErrorBody,
     ErrorField,
@@ -141,7 +142,9 @@ async def list_orders(
         datetime | None, Query(description="Only orders placed at or after this ISO 8601 time.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many orders.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Skip this many matching orders (paging).")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=PG_BIGINT_MAX, description="Skip this many matching orders (paging).")
+    ] = 0,
 ) -> OrderList:
     """Orders, newest first, optionally of one status and placed since a time; a page of
     ``limit`` after ``offset``, with the total that match."""

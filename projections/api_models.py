@@ -62,6 +62,10 @@ def _known_status(value: str) -> str:
     return value
 
 
+PG_BIGINT_MAX = 2**63 - 1
+"""The largest number PostgreSQL takes for a ``bigint`` (an ``OFFSET``): a count parameter's
+bound, so that a larger one is the client's 422, not the database's refusal."""
+
 STORABLE_TEXT = r"^[^\x00]*$"
 """A text parameter's pattern: no NUL (U+0000), which PostgreSQL cannot store."""
 
