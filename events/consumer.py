@@ -37,6 +37,7 @@ from events.codec import Codec
 from events.delivery import BatchDelivery, Delivery
 from events.dispatch import ConsumerStats, Dispatcher
 from events.dlq import DeadLetterSink
+from events.fetch_pacing import ArrivalRate, FetchPacing, can_repace, repace
 from events.interceptors import DEFAULT_INTERCEPTORS, Interceptor, chain
 from events.offsets import CommitOnRevoke, OffsetCommits
 from events.producer import EventProducer
@@ -49,9 +50,6 @@ log = logging.getLogger("choreo.runtime")
 
 PollProcessor = Callable[[Poll], Awaitable[None]]
 """Processes one poll; reports what it delivered with :meth:`PollLoop.delivered`."""
-FETCH_BATCH_BYTES = 1024 * 1024
-"""The bytes a batching fetch waits for (:attr:`PollLoop.fetch_wait_ms`): about a poll's
-worth of events, so that under load a fetch is answered at once."""
 Companion = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 """A task running beside the loop; returns once the event it is given is set."""
 
@@ -72,10 +70,9 @@ class PollLoop:
         isolation_level: ``read_committed`` (the default) or ``read_uncommitted``.
         commit_failure_level: the log level of a failed commit.
         companions: tasks to run beside the loop, by name; stopped and awaited before it ends.
-        fetch_wait_ms: when not 0, the broker answers a fetch once this long has passed (or
-            a poll's worth of records is there) instead of as soon as one record is: fewer,
-            larger polls, each up to this much later. For a processor off the saga's path
-            whose every poll costs a transaction: the projector.
+        pacing: whether the broker may hold a fetch to gather records
+            (:mod:`events.fetch_pacing`): always (the projector, off the saga's path), only
+            while records arrive fast (the saga's consumers), or never (the default).
     """
 
     def __init__(
@@ -90,7 +87,7 @@ class PollLoop:
         isolation_level: str = "read_committed",
         commit_failure_level: int = logging.WARNING,
         companions: Mapping[str, Companion] | None = None,
-        fetch_wait_ms: int = 0,
+        pacing: FetchPacing | None = None,
     ) -> None:
         self.name = name
         self.group_id = group_id
@@ -100,7 +97,8 @@ class PollLoop:
         self.max_records = max_records
         self.isolation_level = isolation_level
         self.companions = dict(companions or {})
-        self.fetch_wait_ms = fetch_wait_ms
+        self.pacing = pacing or FetchPacing()
+        self.arrivals: ArrivalRate | None = None
         self.stopping = asyncio.Event()
         self._commits = OffsetCommits(
             name, settings.consumer_commit_interval_ms, failure_level=commit_failure_level
@@ -118,15 +116,9 @@ class PollLoop:
         """Join the group; idempotent."""
         if self._consumer is not None:
             return
-        batching = (
-            # The broker waits for this many bytes or fetch_max_wait_ms, whichever comes first.
-            {"fetch_max_wait_ms": self.fetch_wait_ms, "fetch_min_bytes": FETCH_BATCH_BYTES}
-            if self.fetch_wait_ms > 0
-            else {}
-        )
         consumer = AIOKafkaConsumer(
             **kafka_options(self.settings),
-            **batching,
+            **self.pacing.options(holding=self.pacing.always),
             group_id=self.group_id,
             client_id=self.name,
             enable_auto_commit=False,
@@ -150,6 +142,14 @@ class PollLoop:
             await consumer.stop()
             raise
         self._consumer = consumer
+        if self.pacing.adaptive:
+            if can_repace(consumer):
+                self.arrivals = ArrivalRate(self.pacing)
+            else:
+                log.warning(
+                    "%s: this aiokafka cannot hold fetches; each is answered at once",
+                    self.name,
+                )
         log.info("%s consuming %s as group %s", self.name, ", ".join(self.topics), self.group_id)
 
     async def __aenter__(self) -> PollLoop:
@@ -181,6 +181,8 @@ class PollLoop:
                     max_records=self.max_records,
                 )
                 await self._commits.flush(consumer)
+                if self.arrivals is not None:
+                    self._pace(consumer, sum(map(len, batch.values())))
                 if batch:
                     await self.process(batch)
         finally:
@@ -192,6 +194,16 @@ class PollLoop:
             await self._commits.flush(consumer, force=True)
             self._running = False
             self._loop_done.set()
+
+    def _pace(self, consumer: AIOKafkaConsumer, records: int) -> None:
+        assert self.arrivals is not None
+        holding = self.arrivals.observe(records)
+        if holding is not None:
+            repace(consumer, self.pacing.options(holding))
+            log.debug(
+                "%s: %s fetches (%.0f records/s)",
+                self.name, "holding" if holding else "no longer holding", self.arrivals.per_s,
+            )  # fmt: skip
 
     async def _commit_while_busy(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what is pending every interval even while a poll is being processed: one
@@ -295,6 +307,9 @@ class EventConsumer:
         self.poller = PollLoop(
             name=name, group_id=group_id, topics=self.topics, settings=settings,
             process=self.process, max_records=settings.consumer_batch_size, companions=companions,
+            pacing=FetchPacing(
+                settings.consumer_fetch_wait_ms, settings.consumer_fetch_wait_above_per_s
+            ),
         )  # fmt: skip
 
     async def start(self) -> None:

@@ -240,6 +240,19 @@ class Settings(BaseSettings):
         " of one each (the read model trails the log by up to this much more; 0: answer"
         " each fetch as soon as one event is there).",
     )
+    consumer_fetch_wait_ms: int = Field(
+        default=50,
+        ge=0,
+        description="How long the broker may hold a fetch of a service or the coordinator"
+        " while messages arrive fast (`CHOREO_CONSUMER_FETCH_WAIT_ABOVE_PER_S`): one poll and"
+        " one transaction then cover several messages instead of one each (0: never hold).",
+    )
+    consumer_fetch_wait_above_per_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Messages a second a consumer must receive before its fetches are held;"
+        " it answers at once again below half of it (0: hold always).",
+    )
     rebuild_workers: int = Field(
         default=0,
         ge=0,

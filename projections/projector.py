@@ -27,6 +27,7 @@ from events.consumer import PollLoop
 from events.database import Database
 from events.dlq import DeadLetterSink
 from events.errors import ContractError
+from events.fetch_pacing import FetchPacing
 from events.model import Event, Message
 from events.producer import EventProducer
 from events.schemas import SchemaRegistry
@@ -101,7 +102,7 @@ class Projector:
             max_records=settings.consumer_batch_size * 4,
             isolation_level="read_uncommitted",
             commit_failure_level=logging.DEBUG,
-            fetch_wait_ms=settings.projector_fetch_wait_ms,
+            pacing=FetchPacing(settings.projector_fetch_wait_ms),
         )
         self.stats = ProjectorStats()
         self.cache = (
