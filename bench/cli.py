@@ -63,6 +63,16 @@ TimeoutOpt = Annotated[
 InFlightOpt = Annotated[
     int, typer.Option("--in-flight", min=1, help="Orders published but not yet acknowledged.")
 ]
+WarmUpOpt = Annotated[
+    int,
+    typer.Option(
+        "--warm-up",
+        min=0,
+        help="Orders placed at the run's rate before the clock starts, not counted: a freshly"
+        " started broker's JIT compiles over its first minutes of traffic (the bench notes"
+        " when it did during the run).",
+    ),
+]
 PlotOpt = Annotated[
     Path | None,
     typer.Option("--plot", help="PNG to write (default: bench/results/bench-<timestamp>.png)."),
@@ -83,6 +93,7 @@ def bench(
     trace_sample: TraceSampleOpt = 1.0,
     timeout: TimeoutOpt = 900.0,
     in_flight: InFlightOpt = 1000,
+    warm_up: WarmUpOpt = 0,
     as_json: JsonFlag = False,
     plot: PlotOpt = None,
     out_dir: OutOpt = None,
@@ -92,7 +103,17 @@ def bench(
     throughput, latency, per-process cost and baselines measured in the same run."""
     if ctx.invoked_subcommand is None:
         _bench_saga(
-            orders, rate, mix, tracing, trace_sample, timeout, in_flight, as_json, plot, out_dir
+            orders,
+            rate,
+            mix,
+            tracing,
+            trace_sample,
+            timeout,
+            in_flight,
+            warm_up,
+            as_json,
+            plot,
+            out_dir,
         )
 
 
@@ -105,6 +126,7 @@ def bench_saga(
     trace_sample: TraceSampleOpt = 1.0,
     timeout: TimeoutOpt = 900.0,
     in_flight: InFlightOpt = 1000,
+    warm_up: WarmUpOpt = 0,
     as_json: JsonFlag = False,
     plot: PlotOpt = None,
     out_dir: OutOpt = None,
@@ -116,7 +138,17 @@ def bench_saga(
     and baselines measured in the same run. The processes inherit the environment, so e.g.
     CHOREO_SAGA_INVENTORY_DEADLINE_S=600 changes a deadline for the run."""
     _bench_saga(
-        orders, rate, mix, tracing, trace_sample, timeout, in_flight, as_json, plot, out_dir
+        orders,
+        rate,
+        mix,
+        tracing,
+        trace_sample,
+        timeout,
+        in_flight,
+        warm_up,
+        as_json,
+        plot,
+        out_dir,
     )
 
 
@@ -128,6 +160,7 @@ def _bench_saga(
     trace_sample: float,
     timeout: float,
     in_flight: int,
+    warm_up: int,
     as_json: bool,
     plot: Path | None,
     out_dir: Path | None,
@@ -148,6 +181,7 @@ def _bench_saga(
         tracing=tracing,
         timeout_s=timeout,
         in_flight=in_flight,
+        warm_up=warm_up,
         trace_sample=trace_sample,
     )
     stamp = timestamp()
@@ -258,8 +292,8 @@ def _print_saga_result(result: SagaResult) -> None:
             f"raw aiokafka: {k.messages:,} messages of {k.message_bytes} bytes "
             f"(value + headers) in {k.seconds:.2f} s"
         )
-    for error in result.errors:
-        out.print(f"[yellow]note:[/] {error}")
+    for line in [*result.errors, *result.notes]:
+        out.print(f"[yellow]note:[/] {line}")
     unclean = {n: c for n, c in result.exit_codes.items() if c != 0}
     if unclean:
         out.print(f"[yellow]processes that did not exit cleanly:[/] {unclean}")

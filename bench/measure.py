@@ -38,6 +38,31 @@ def cpu_seconds(pid: int, *, with_children: bool = False) -> float | None:
         return None
 
 
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+"""HotSpot's compiler threads, as ``/proc`` names them (15 characters)."""
+
+
+def jit_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds a JVM's JIT compiler threads have used (None for a process without
+    them): Kafka's broker compiles its hot paths over the first minutes of traffic, and
+    that CPU is warm-up, not the cost of the messages."""
+    ticks, found = 0, False
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+                if not comm.read().startswith(JIT_THREADS):
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
 def peak_rss_kb(pid: int) -> int | None:
     """The process's peak resident set size (``VmHWM`` in ``/proc/<pid>/status``), in kB."""
     try:
@@ -59,6 +84,8 @@ class Watched:
     with_children: bool = False
     cpu_before: float | None = None
     cpu_after: float | None = None
+    jit_before: float | None = None
+    jit_after: float | None = None
     peak_kb: int = 0
 
     def sample(self) -> None:

@@ -43,6 +43,7 @@ from bench.measure import (
     foreign_load,
     group_of,
     group_positions,
+    jit_cpu_seconds,
     projector_position,
     sample_memory,
 )
@@ -51,7 +52,7 @@ from bench.result import ProcessFigures, SagaConfig, SagaResult
 from bench.tracking import OrderRecord, OrderTracker
 from choreo import registry
 from choreo.client import ChoreoClient, new_order_id
-from choreo.mix import EXPECTED, assign_scenarios
+from choreo.mix import EXPECTED, assign_scenarios, warm_up_scenarios
 from choreo.platform import Platform, remove_deployment
 from contracts.catalog import CATALOG
 from contracts.samples import scenario_order
@@ -67,7 +68,6 @@ AMPLE_STOCK = 1_000_000_000
 SCARCE_SKUS = {"SKU-RARE-VASE"}
 """Kept at their seeded stock so that the ``out_of_stock`` scenario still runs out."""
 CODEC_SAMPLE = 20_000
-WARM_UP_TIMEOUT_S = 120.0
 Log = Callable[[str], None]
 
 
@@ -163,8 +163,9 @@ async def _load(
 ) -> None:
     """Warm up, then place the orders, follow them to the end, and take the measurements.
 
-    The warm-up places one order of each scenario of the mix and waits for them to end (not
-    counted): consumer groups have joined and code paths are warm when the clock starts.
+    The warm-up places one order of each scenario of the mix and ``config.warm_up`` more of
+    the mix, at the run's rate, and waits for them to end (not counted): consumer groups have
+    joined and code paths are warm when the clock starts (the broker's JIT, given enough).
     ``infra_pids``: the stack's processes (Kafka, PostgreSQL, Jaeger), whose CPU time is
     reported too.
     """
@@ -178,15 +179,15 @@ async def _load(
 
     async with ChoreoClient(settings) as client, Database(settings, max_size=2) as db:
         tracker = OrderTracker(settings, client, client.codec)
-        warm_up = [name for name, weight in config.mix.items() if weight > 0]
+        warm_up = warm_up_scenarios(config.mix, config.warm_up)
         tracker.reset(expected=len(warm_up))
         await tracker.start()
-        status("warming up: one order per scenario of the mix")
+        status(f"warming up: {len(warm_up)} orders, not counted")
         await _place_all(client, tracker, warm_up, config)
         try:
-            await asyncio.wait_for(tracker.all_done.wait(), WARM_UP_TIMEOUT_S)
+            await asyncio.wait_for(tracker.all_done.wait(), config.timeout_s)
         except TimeoutError:
-            result.errors.append(f"warm-up orders not all finished in {WARM_UP_TIMEOUT_S}s")
+            result.errors.append(f"warm-up orders not all finished in {config.timeout_s:.0f} s")
         tracker.reset(expected=len(scenarios))
         lap("warm_up")
         stop_sampling = asyncio.Event()
@@ -198,6 +199,7 @@ async def _load(
             projector_before, rows_before = await projector_position(db, settings)
             for w in everything:
                 w.cpu_before = cpu_seconds(w.pid, with_children=w.with_children)
+                w.jit_before = jit_cpu_seconds(w.pid)
 
             own = [proc.pid for proc in platform.procs.values()]
             result.load["start"] = foreign_load(own)
@@ -212,6 +214,7 @@ async def _load(
 
             for w in everything:
                 w.cpu_after = cpu_seconds(w.pid, with_children=w.with_children)
+                w.jit_after = jit_cpu_seconds(w.pid)
                 w.sample()
             ends_after = await end_offsets(settings, topics)
             groups_after = await group_positions(settings, list(groups.values()))
@@ -254,12 +257,27 @@ async def _load(
     consumed["projector"] = projector_after - projector_before
     result.processes = [_figures(w, consumed.get(w.name), window) for w in watched]
     result.infrastructure = [_figures(w, None, window) for w in [*infra, bench_self]]
+    result.notes.extend(warming_notes(result.infrastructure))
+
+
+def warming_notes(figures: Sequence[ProcessFigures]) -> list[str]:
+    """A note for each JVM that spent a tenth of its CPU in the run compiling: its figures,
+    and the run's, include its warm-up."""
+    return [
+        f"{p.name}'s JIT compiler used {p.jit_cpu_s_run:.1f} of its {p.cpu_s_run:.1f} CPU"
+        " seconds in the run: it was still warming up (run again, or with a longer --warm-up)"
+        for p in figures
+        if p.jit_cpu_s_run is not None and p.cpu_s_run and p.jit_cpu_s_run > 0.1 * p.cpu_s_run
+    ]
 
 
 def _figures(w: Watched, consumed: int | None, window: float) -> ProcessFigures:
     run_s = None
     if w.cpu_before is not None and w.cpu_after is not None:
         run_s = round(w.cpu_after - w.cpu_before, 2)
+    jit_s = None
+    if w.jit_before is not None and w.jit_after is not None:
+        jit_s = round(w.jit_after - w.jit_before, 2)
     return ProcessFigures(
         name=w.name,
         pid=w.pid,
@@ -267,6 +285,7 @@ def _figures(w: Watched, consumed: int | None, window: float) -> ProcessFigures:
         consumed_per_s=round(consumed / window, 1) if consumed is not None else None,
         cpu_s_total=round(w.cpu_after, 2) if w.cpu_after is not None else None,
         cpu_s_run=run_s,
+        jit_cpu_s_run=jit_s,
         peak_rss_mb=round(w.peak_kb / 1024, 1) if w.peak_kb else None,
     )
 

@@ -62,3 +62,11 @@ def assign_scenarios(mix: dict[str, int], orders: int, seed: int = 0) -> list[st
     names = [name for name, count in counts.items() for _ in range(count)]
     random.Random(seed).shuffle(names)
     return names
+
+
+def warm_up_scenarios(mix: dict[str, int], orders: int) -> list[str]:
+    """What a benchmark places before its clock starts: one order of each scenario of the
+    mix (every path's code is run), then ``orders`` more in its proportions."""
+    return [name for name, weight in mix.items() if weight > 0] + assign_scenarios(
+        mix, orders, seed=1
+    )

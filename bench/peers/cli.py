@@ -42,6 +42,15 @@ InFlightOpt = Annotated[
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for a system's orders to end.")
 ]
+WarmUpOpt = Annotated[
+    int,
+    typer.Option(
+        "--warm-up",
+        min=0,
+        help="Orders each system runs at the run's rate before its clock starts, not counted"
+        " (JITs, caches and pools reach their steady state).",
+    ),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option("--out", help="Folder for peers-<timestamp>.json (default: bench/results)."),
@@ -56,6 +65,7 @@ def peers(
     tracing: TracingOpt = False,
     in_flight: InFlightOpt = 1000,
     timeout: TimeoutOpt = 900.0,
+    warm_up: WarmUpOpt = 0,
     as_json: JsonFlag = False,
     out_dir: OutOpt = None,
 ) -> None:
@@ -77,6 +87,7 @@ def peers(
             systems=parse_systems(only),
             in_flight=in_flight,
             timeout_s=timeout,
+            warm_up=warm_up,
             tracing=tracing,
         )
     except ValueError as exc:

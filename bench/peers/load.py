@@ -24,7 +24,7 @@ import asyncpg
 import orjson
 
 from bench.peers.common import DDL, PeerOrder, peer_order, seed_stock
-from choreo.mix import assign_scenarios
+from choreo.mix import assign_scenarios, warm_up_scenarios
 from events.settings import PROJECT_ROOT
 
 READY, GO, DONE, END = "READY", "GO", "DONE", "END"
@@ -46,6 +46,8 @@ class LoadConfig:
     schema: str
     result_path: str
     temporal_address: str = ""
+    warm_up: int = 0
+    """Orders placed before the clock besides one per scenario (`choreo bench --warm-up`)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -152,12 +154,12 @@ async def run_load(
 ) -> LoadResult:
     """Warm up, hand over to the runner, place the orders, follow them, check, report."""
     result = LoadResult()
-    warm_up = [name for name, weight in config.mix.items() if weight > 0]
-    _, warm, _ = await place_all(driver, warm_up, None, config.in_flight, new_id)
+    warm_up = warm_up_scenarios(config.mix, config.warm_up)
+    _, warm, _ = await place_all(driver, warm_up, config.rate, config.in_flight, new_id)
     try:
-        await asyncio.wait_for(asyncio.gather(*warm), 120)
+        await asyncio.wait_for(asyncio.gather(*warm), config.timeout_s)
     except TimeoutError:
-        result.errors.append("warm-up orders not all finished in 120 s")
+        result.errors.append(f"warm-up orders not all finished in {config.timeout_s:.0f} s")
     say(READY)
     await wait_for(GO)
     scenarios = assign_scenarios(config.mix, config.orders)

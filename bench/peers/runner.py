@@ -67,6 +67,8 @@ class PeersConfig:
     systems: tuple[str, ...] = ("choreo", "dbos", "temporal")
     in_flight: int = 1000
     timeout_s: float = 900.0
+    warm_up: int = 0
+    """Orders each system runs before its clock starts (`choreo bench --warm-up`)."""
     tracing: bool = False
     """Choreo's tracing (the peers export no traces)."""
 
@@ -105,6 +107,7 @@ def _run_choreo(config: PeersConfig, rate: float | None, log: Log, status: Log) 
         tracing=config.tracing,
         timeout_s=config.timeout_s,
         in_flight=config.in_flight,
+        warm_up=config.warm_up,
         baselines=False,
         keep_deployment=True,  # its services' tables hold the invariants' state
     )
@@ -238,6 +241,7 @@ def _run_peer(
         mix=config.mix,
         in_flight=config.in_flight,
         timeout_s=config.timeout_s,
+        warm_up=config.warm_up,
         database_url=settings.database_url,
         schema=schema,
         result_path=str(out_dir / "result.json"),
@@ -253,7 +257,7 @@ def _run_peer(
     if server_pid is not None:
         watched.append(("temporal server", "server", server_pid, True))
     try:
-        child.expect(READY, READY_TIMEOUT_S)
+        child.expect(READY, READY_TIMEOUT_S + config.timeout_s)  # setup, then the warm-up
         before = [cpu_seconds(pid, with_children=kids) for _, _, pid, kids in watched]
         child.say(GO)
         child.expect(DONE, config.timeout_s + 60)

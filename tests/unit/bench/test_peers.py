@@ -71,7 +71,9 @@ def test_seeded_stock_is_ample_except_the_scarce_vase():
 
 
 def test_load_config_round_trips_through_json():
-    config = LoadConfig("dbos", 10, 2.5, {"happy": 1}, 5, 60.0, "postgresql://x", "s", "/r")
+    config = LoadConfig(
+        "dbos", 10, 2.5, {"happy": 1}, 5, 60.0, "postgresql://x", "s", "/r", warm_up=7
+    )
     assert LoadConfig.from_json(config.to_json()) == config
 
 

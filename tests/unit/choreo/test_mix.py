@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from choreo.mix import EXPECTED, assign_scenarios, parse_mix
+from choreo.mix import EXPECTED, assign_scenarios, parse_mix, warm_up_scenarios
 from contracts.samples import SCENARIOS
 
 
@@ -47,3 +47,11 @@ def test_remainders_go_to_the_largest_fractions():
 
 def test_every_scenario_has_an_expected_outcome():
     assert set(EXPECTED) == set(SCENARIOS)
+
+
+def test_a_warm_up_runs_every_scenario_then_the_mix_in_its_proportions():
+    mix = {"happy": 7, "large": 1, "declined": 2, "flaky": 0}
+    warm = warm_up_scenarios(mix, 300)
+    assert warm[:3] == ["happy", "large", "declined"]  # every path with a weight, first
+    assert Counter(warm[3:]) == {"happy": 210, "large": 30, "declined": 60}
+    assert warm_up_scenarios(mix, 0) == ["happy", "large", "declined"]
