@@ -175,7 +175,7 @@ def test_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHOREO_CONSUMER_FETCH_WAIT_ABOVE_PER_S", raising=False)
     settings = Settings()
     assert settings.projector_fetch_wait_ms == 100
-    assert (settings.consumer_fetch_wait_ms, settings.consumer_fetch_wait_above_per_s) == (50, 60)
+    assert (settings.consumer_fetch_wait_ms, settings.consumer_fetch_wait_above_per_s) == (50, 300)
 
 
 def test_the_saga_consumers_pace_as_configured(codec: Codec) -> None:
