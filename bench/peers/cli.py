@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -19,6 +19,9 @@ from bench.peers.report import (
 from bench.report import RESULTS_DIR, timestamp
 from choreo.cli.common import JsonFlag, console, fail, out, print_json
 from events.errors import ChoreoError
+
+if TYPE_CHECKING:
+    from bench.peers.runner import PeersConfig
 
 OrdersOpt = Annotated[int, typer.Option("--orders", min=1, help="Orders per system.")]
 RatesOpt = Annotated[
@@ -101,23 +104,32 @@ def peers(
             )
         except ChoreoError as exc:
             fail(exc)
-    settings = {
-        "orders": orders,
-        "rates": [r or "burst" for r in config.rates],
-        "mix": config.mix,
-        "systems": list(config.systems),
-        "in_flight": in_flight,
-        "choreo_tracing": tracing,
-    }
-    doc = document(runs, settings)
-    path = (out_dir or RESULTS_DIR) / f"peers-{timestamp()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
+    doc, path = _write(runs, config, out_dir)
     if as_json:
         print_json(doc)
         return
     _print(runs, orders)
     console.print(f"json: {path}")
+
+
+def _write(
+    runs: list[SystemFigures], config: PeersConfig, out_dir: Path | None
+) -> tuple[dict[str, Any], Path]:
+    """The run's JSON document, and where it was written."""
+    settings = {
+        "orders": config.orders,
+        "rates": [r or "burst" for r in config.rates],
+        "mix": config.mix,
+        "systems": list(config.systems),
+        "in_flight": config.in_flight,
+        "warm_up": config.warm_up,
+        "choreo_tracing": config.tracing,
+    }
+    doc = document(runs, settings)
+    path = (out_dir or RESULTS_DIR) / f"peers-{timestamp()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
+    return doc, path
 
 
 def _print(runs: list[SystemFigures], orders: int) -> None:
