@@ -102,19 +102,7 @@ def bench(
     topic prefix, place orders, auto-approve the large ones, follow each to its end; report
     throughput, latency, per-process cost and baselines measured in the same run."""
     if ctx.invoked_subcommand is None:
-        _bench_saga(
-            orders,
-            rate,
-            mix,
-            tracing,
-            trace_sample,
-            timeout,
-            in_flight,
-            warm_up,
-            as_json,
-            plot,
-            out_dir,
-        )
+        bench_saga(**ctx.params)  # the same options, by name
 
 
 @app.command("saga")
