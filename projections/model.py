@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sagas.order import V1 as ORDER
 
@@ -34,9 +34,12 @@ FAILURES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    """One event as the projector logged it."""
+class LoggedEvent(NamedTuple):
+    """One event as the projector logged it.
+
+    A named tuple: immutable (histories are cached and shared) and built in a third of a
+    frozen dataclass's time, once per event logged or replayed.
+    """
 
     event_id: str
     event_type: str

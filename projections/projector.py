@@ -62,10 +62,17 @@ def log_row(
         schema_version=env.schema_version,
         correlation_id=env.correlation_id,
         causation_id=env.causation_id,
-        traceparent=next((v.decode() for k, v in record.headers or () if k == "traceparent"), None),
+        traceparent=_traceparent(record.headers),
         payload=store.payload_json(payload),
         summary=summarize(env.event_type, payload),
     )
+
+
+def _traceparent(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    for key, value in headers or ():
+        if key == "traceparent":
+            return value.decode()
+    return None
 
 
 @dataclass

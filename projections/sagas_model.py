@@ -101,7 +101,7 @@ def rendered_by(
 class StepView:
     """One step or human task of a saga, as far as its events tell."""
 
-    name: str
+    step: str
     kind: str  # "step" or "human task"
     critical: bool
     state: str = PENDING
@@ -117,7 +117,7 @@ class StepView:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "step": self.name,
+            "step": self.step,
             "kind": self.kind,
             "critical": self.critical,
             "state": self.state,
@@ -234,9 +234,11 @@ class _Log:
         if on is None:
             return None
         # Asked for the same On by the captures, the steps and the tasks: once per fold.
-        if id(on) not in self._first:
-            self._first[id(on)] = next(iter(self.all(on)), None)
-        return self._first[id(on)]
+        key = id(on)
+        if key in self._first:
+            return self._first[key]
+        found = self._first[key] = next(iter(self.all(on)), None)
+        return found
 
     def first_of(self, event_type: str | None) -> LoggedEvent | None:
         return next(iter(self.by_type.get(event_type or "", [])), None)
@@ -410,20 +412,20 @@ def _conclude(d: SagaDefinition, view: SagaView, ends: dict[str, LoggedEvent | N
         view.status = COMPENSATING
     else:
         waiting = next((s for s in view.steps if s.state == AWAITING), None)
-        view.status = RUNNING if waiting is None else _waiting_status(d, waiting.name)
+        view.status = RUNNING if waiting is None else _waiting_status(d, waiting.step)
     for s in view.steps:
         if view.status in ENDED and s.state in (ACTIVE, AWAITING):
             s.state = TIMED_OUT if _timed_out(d, view, s) else ABANDONED
         if view.status in ENDED and s.state == PENDING and not s.critical:
             s.on_path = False  # an optional step the saga ended without
     milestones = [
-        m for s in view.steps if s.state == SUCCEEDED and (m := _milestone(d, s.name)) is not None
+        m for s in view.steps if s.state == SUCCEEDED and (m := _milestone(d, s.step)) is not None
     ]
     view.milestone = milestones[-1] if milestones else d.start_status
     if view.status == COMPENSATING:
         view.current_steps = ["compensation"]
     elif view.status not in ENDED:
-        view.current_steps = [s.name for s in view.steps if s.state in (ACTIVE, AWAITING)]
+        view.current_steps = [s.step for s in view.steps if s.state in (ACTIVE, AWAITING)]
     on_path = [s for s in view.steps if s.on_path]
     view.steps_expected = len(on_path)
     # Done: settled by an event (a task's timeout rejects with one; a step's deadline not).
@@ -438,11 +440,11 @@ def _cancel_reason(
     named = cancelled.payload.get("reason")
     if isinstance(named, str) and named in d.reasons:
         return named
-    first = min(failed, key=lambda s: (s.finished_at or _PROBE_AT, s.name), default=None)
+    first = min(failed, key=lambda s: (s.finished_at or _PROBE_AT, s.step), default=None)
     if first is not None:
         return first.reason
     for s in view.steps:
-        node = d.node(s.name)
+        node = d.node(s.step)
         if s.state == ACTIVE and isinstance(node, Step) and node.deadlines.reason is not None:
             return node.deadlines.reason
     return None
@@ -451,7 +453,7 @@ def _cancel_reason(
 def _timed_out(d: SagaDefinition, view: SagaView, s: StepView) -> bool:
     """Whether a step still open when the saga ended ran out of time (rather than being left
     behind by another step's failure)."""
-    node = d.node(s.name)
+    node = d.node(s.step)
     if isinstance(node, HumanTask):
         return view.reason == node.timeout_reason
     limited = node.deadlines.pick_up is not None or node.deadlines.answer is not None

@@ -95,11 +95,11 @@ def saga_of(
         except KeyError:
             return None  # a version this process does not know: its row stays as it was
     starts = _starts(registry)
-    for event in sorted(events, key=lambda e: (e.occurred_at, e.event_id)):
-        d = starts.get(event.event_type)
-        if d is not None and (
-            d.start.where is None
-            or d.start.matches(d.catalog[event.event_type].model_validate(event.payload))
+    candidates = [e for e in events if e.event_type in starts]  # sort only these: usually one
+    for event in sorted(candidates, key=lambda e: (e.occurred_at, e.event_id)):
+        d = starts[event.event_type]
+        if d.start.where is None or d.start.matches(
+            d.catalog[event.event_type].model_validate(event.payload)
         ):
             return d
     return None
@@ -130,13 +130,14 @@ def fold_all(
 
 
 def row_tuple(view: SagaView) -> tuple[Any, ...]:
-    """A saga_status row in :data:`SAGA_STATUS_COLUMNS` order."""
+    """A saga_status row in :data:`SAGA_STATUS_COLUMNS` order (orjson writes the step and
+    compensation dataclasses as their ``to_json`` does, without building the dicts)."""
     return (
         view.saga_type, view.saga_key, view.version, view.status, view.milestone, view.reason,
         view.current_steps, view.steps_done, view.steps_expected, view.started_at,
         view.updated_at, view.ended_at,
-        orjson.dumps([s.to_json() for s in view.steps]).decode(),
-        orjson.dumps([c.to_json() for c in view.compensations]).decode(), view.event_count,
+        orjson.dumps(view.steps).decode(), orjson.dumps(view.compensations).decode(),
+        view.event_count,
     )  # fmt: skip
 
 

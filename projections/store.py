@@ -20,9 +20,8 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -177,9 +176,9 @@ def ddl() -> list[str]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class LogRow:
-    """One event_log row, in :data:`EVENT_LOG_COLUMNS` order."""
+class LogRow(NamedTuple):
+    """One event_log row, in :data:`EVENT_LOG_COLUMNS` order: a named tuple, so the row is
+    its own COPY record (and immutable, built in a third of a frozen dataclass's time)."""
 
     topic: str
     partition: int
@@ -197,11 +196,7 @@ class LogRow:
     summary: str
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (
-            self.topic, self.partition, self.offset, self.event_id, self.event_type,
-            self.order_id, self.occurred_at, self.producer, self.schema_version,
-            self.correlation_id, self.causation_id, self.traceparent, self.payload, self.summary,
-        )  # fmt: skip
+        return self
 
     def logged(self, payload: dict[str, Any] | None = None) -> LoggedEvent:
         """The row as the fold reads it; ``payload``: the payload as a dict, when the caller
@@ -278,10 +273,11 @@ async def load_events(
 
 
 def status_tuple(view: OrderView) -> tuple[Any, ...]:
-    """An order_status row in :data:`ORDER_STATUS_COLUMNS` order."""
+    """An order_status row in :data:`ORDER_STATUS_COLUMNS` order (orjson writes the timeline's
+    dataclasses as their ``to_json`` does, without building the dicts)."""
     return (
         view.order_id, view.status, view.cancel_reason, view.current_step,
-        orjson.dumps([s.to_json() for s in view.timeline]).decode(), view.steps_done,
+        orjson.dumps(view.timeline).decode(), view.steps_done,
         view.steps_expected, view.compensations_done, view.trace_id, view.customer_id,
         view.total_minor, view.currency, view.placed_at, view.updated_at, view.event_count,
     )  # fmt: skip

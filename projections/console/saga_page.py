@@ -106,7 +106,7 @@ def path_states(view: SagaView) -> dict[str, str]:
     states = {"start": "done"} if view.started_at else {}
     for step in view.steps:
         if step.state in _NODE_STATE:
-            states[step.name] = _NODE_STATE[step.state]
+            states[step.step] = _NODE_STATE[step.state]
     if view.status == "completed":
         states["done"] = "done"
     for undo in view.compensations:

@@ -98,7 +98,7 @@ def _step_bar(step: StepView, y: float, scale: _Scale, end: datetime, attempts: 
         note = "not started" if step.on_path else "not on this saga's path"
         if step.state == SKIPPED:
             note = "skipped: decided without a person"
-        return Bar(step.name, kind, step.state, y, note=note)
+        return Bar(step.step, kind, step.state, y, note=note)
     finished = step.finished_at or end
     x = scale.x(began)
     note = step.state.replace("_", " ")
@@ -109,7 +109,7 @@ def _step_bar(step: StepView, y: float, scale: _Scale, end: datetime, attempts: 
     if step.state == ABANDONED:
         note = "abandoned when the saga ended"
     return Bar(
-        step.name,
+        step.step,
         kind,
         step.state,
         y,

@@ -57,11 +57,11 @@ BIG = 250_000
 
 
 def states(view: SagaView) -> dict[str, str]:
-    return {s.name: s.state for s in view.steps}
+    return {s.step: s.state for s in view.steps}
 
 
 def step(view: SagaView, name: str) -> dict[str, object]:
-    return next(s.to_json() for s in view.steps if s.name == name)
+    return next(s.to_json() for s in view.steps if s.step == name)
 
 
 def fold(run: LoggedRun) -> SagaView:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from projections.model import OrderView, fold_order
 from projections.sagas_model import CANCELLED, RUNNING, SagaView, fold_saga
+from projections.sagas_store import SAGA_STATUS_COLUMNS, row_tuple
+from projections.store import ORDER_STATUS_COLUMNS, status_tuple
 from sagas.order import V1 as ORDER
 from tests.unit.saga_coordinator.engine.test_order_equivalence import PATHS
 
@@ -66,3 +69,22 @@ def test_the_fold_depends_on_the_set_of_events_not_their_order() -> None:
         ("payment", 1, True),
         ("inventory", 1, True),
     ]
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_stored_json_columns_are_the_views_json(path: str) -> None:
+    # The rows' JSON columns are orjson's dump of the view dataclasses: their field names and
+    # datetimes must read back exactly as the views' to_json shows them.
+    run = LoggedRun(ORDER, "ord-1")
+    for action in PATHS[path]:
+        if action[0] == "send":
+            run.send(action[1](), action[2])
+        else:
+            run.wait(action[1])
+    saga, order = fold_saga(ORDER, "ord-1", run.log), fold_order("ord-1", run.log)
+    saga_row = dict(zip(SAGA_STATUS_COLUMNS, row_tuple(saga), strict=True))
+    assert orjson.loads(saga_row["timeline"]) == [s.to_json() for s in saga.steps]
+    assert orjson.loads(saga_row["compensations"]) == [c.to_json() for c in saga.compensations]
+    order_row = dict(zip(ORDER_STATUS_COLUMNS, status_tuple(order), strict=True))
+    assert orjson.loads(order_row["timeline"]) == [s.to_json() for s in order.timeline]
+    assert any(s.finished_at for s in order.timeline)
