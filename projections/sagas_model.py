@@ -233,6 +233,9 @@ class _Log:
     def first(self, on: On | None) -> LoggedEvent | None:
         if on is None:
             return None
+        if on.where is None:  # most Ons: the earliest event of the type
+            events = self.by_type.get(on.event.event_type)
+            return events[0] if events else None
         # Asked for the same On by the captures, the steps and the tasks: once per fold.
         key = id(on)
         if key in self._first:
@@ -320,8 +323,8 @@ def _step(step: Step, start: LoggedEvent | None, log: _Log) -> StepView:
         s.started_at, s.started_by = began.occurred_at, began.event_type
     succeeded = _earliest(*(log.first(on) for on in step.succeeded_on))
     failures = [(e, x) for x in step.fails if x.on is not None and (e := log.first(x.on))]
-    failed: tuple[LoggedEvent, Fails] | None = min(
-        failures, key=lambda pair: _rank(pair[0]), default=None
+    failed: tuple[LoggedEvent, Fails] | None = (
+        min(failures, key=lambda pair: _rank(pair[0])) if failures else None
     )
     if failed is not None and (succeeded is None or _rank(failed[0]) < _rank(succeeded)):
         event, how = failed
