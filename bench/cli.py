@@ -374,6 +374,11 @@ def _print_rebuild_result(result: RebuildBenchResult) -> None:
         + ", ".join(f"{t:.2f}" for t in result.rebuild_rounds_s)
         + f"; rebuild lanes: {result.workers or 'partition numbers shared over the CPUs'}"
     )
+    raw_us, rebuild_us = result.cpu_us_per_event
+    out.print(
+        f"machine CPU per event (every process, best round): raw {raw_us:.1f} µs, rebuild"
+        f" {rebuild_us:.1f} µs ({raw_us / rebuild_us if rebuild_us else 0:.2f}x)"
+    )
     out.print(
         f"rebuilt {rb.orders:,} orders ({rb.skipped} undecodable skipped); took "
         f"{result.total_s:.1f}s in all, cleanup {result.cleanup_s:.1f}s "

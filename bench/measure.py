@@ -42,6 +42,15 @@ JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 """HotSpot's compiler threads, as ``/proc`` names them (15 characters)."""
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (every CPU, every process: user, nice,
+    system and interrupts; not idle, I/O wait or a hypervisor's steal) since boot; the
+    difference over a window is that window's CPU."""
+    t = psutil.cpu_times()
+    irq = getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return float(t.user + t.nice + t.system + irq)
+
+
 def jit_cpu_seconds(pid: int) -> float | None:
     """CPU seconds a JVM's JIT compiler threads have used (None for a process without
     them): Kafka's broker compiles its hot paths over the first minutes of traffic, and

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.baselines import delete_topics
+from bench.measure import machine_busy_s
 from bench.report import Ratio, machine_info
 from contracts.catalog import CATALOG
 from contracts.samples import EXAMPLES
@@ -115,6 +116,10 @@ class RebuildBenchResult:
     workers: int = 0
     raw_rounds_s: list[float] = field(default_factory=list)
     rebuild_rounds_s: list[float] = field(default_factory=list)
+    raw_cpu_rounds_s: list[float] = field(default_factory=list)
+    rebuild_cpu_rounds_s: list[float] = field(default_factory=list)
+    """The machine's busy CPU seconds over each round (every process: the lanes, PostgreSQL,
+    the broker): steadier than the wall time on a shared host, whose speed moves by a third."""
 
     @property
     def produce_per_second(self) -> float:
@@ -123,6 +128,14 @@ class RebuildBenchResult:
     @property
     def raw_per_second(self) -> float:
         return self.raw_events / self.raw_s if self.raw_s else 0.0
+
+    @property
+    def cpu_us_per_event(self) -> tuple[float, float]:
+        """Machine CPU µs per event of the raw read and of the rebuild (best rounds)."""
+        raw = min(self.raw_cpu_rounds_s, default=0.0) / self.raw_events if self.raw_events else 0.0
+        done = self.rebuild.events
+        rebuilt = min(self.rebuild_cpu_rounds_s, default=0.0) / done if done else 0.0
+        return raw * 1e6, rebuilt * 1e6
 
     def ratios(self) -> list[Ratio]:
         """The rebuild next to the raw read + decode."""
@@ -155,6 +168,12 @@ class RebuildBenchResult:
             },
             "rebuild": self.rebuild.to_json(),
             "ratio": round(ratio, 3) if math.isfinite(ratio) else None,
+            "machine_cpu_us_per_event": {
+                "raw": round(self.cpu_us_per_event[0], 1),
+                "rebuild": round(self.cpu_us_per_event[1], 1),
+                "raw_rounds_s": [round(t, 2) for t in self.raw_cpu_rounds_s],
+                "rebuild_rounds_s": [round(t, 2) for t in self.rebuild_cpu_rounds_s],
+            },
             "targets": {
                 "ratio_at_least": 0.6,
                 "events_per_s_at_least": 100_000,
@@ -199,14 +218,19 @@ async def _run(
     await provision_topics(settings)
     raw_rounds: list[float] = []
     reports: list[RebuildReport] = []
+    raw_cpu: list[float] = []
+    rebuild_cpu: list[float] = []
     try:
         log(f"producing {count:,} events to {prefix}* topics")
         produce_s = await _produce(settings, codec, count, progress)
         for round_no in range(1, rounds + 1):
             log(f"round {round_no}/{rounds}: raw baseline (read_to_end + Codec.decode)")
+            busy = machine_busy_s()
             raw_events, raw_s = await _read_and_decode(settings, codec, count, progress)
+            raw_cpu.append(machine_busy_s() - busy)
             raw_rounds.append(raw_s)
             log(f"round {round_no}/{rounds}: projections.rebuild.rebuild")
+            busy = machine_busy_s()
             reports.append(
                 await rebuild(
                     settings,
@@ -215,6 +239,7 @@ async def _run(
                     progress=lambda done, total: progress("rebuild", done, total),
                 )
             )
+            rebuild_cpu.append(machine_busy_s() - busy)
     finally:
         cleanup_started = time.perf_counter()
         await _clean_up(settings)
@@ -231,6 +256,8 @@ async def _run(
         workers=workers or settings.rebuild_workers,
         raw_rounds_s=raw_rounds,
         rebuild_rounds_s=[r.seconds for r in reports],
+        raw_cpu_rounds_s=raw_cpu,
+        rebuild_cpu_rounds_s=rebuild_cpu,
     )
 
 

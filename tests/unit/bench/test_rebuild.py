@@ -67,3 +67,30 @@ def test_rebuild_lanes_by_default_share_the_partition_numbers_evenly_over_the_cp
     assert sizes(5) == [2, 2, 1]
     assert sizes(12) == [6, 6]
     assert sizes(1) == [1]
+
+
+def test_machine_cpu_per_event_is_the_best_rounds_over_the_events():
+    from bench.rebuild import RebuildBenchResult
+    from projections.rebuild import RebuildReport
+
+    result = RebuildBenchResult(
+        events=1000, prefix="p.", produce_s=1.0, raw_events=1000, raw_s=0.5,
+        rebuild=RebuildReport(events=1000, seconds=0.8),
+        raw_cpu_rounds_s=[0.06, 0.05], rebuild_cpu_rounds_s=[0.2, 0.1, 0.15],
+    )  # fmt: skip
+    assert result.cpu_us_per_event == (50.0, 100.0)
+    figures = result.to_json()["machine_cpu_us_per_event"]
+    assert (figures["raw"], figures["rebuild"]) == (50.0, 100.0)
+    assert figures["rebuild_rounds_s"] == [0.2, 0.1, 0.15]
+
+
+def test_the_machines_busy_cpu_counts_this_process():
+    import time
+
+    from bench.measure import machine_busy_s
+
+    busy, own = machine_busy_s(), time.process_time()
+    while time.process_time() - own < 0.3:  # burn 0.3 s of this process's CPU
+        pass
+    # The machine was busy at least while this process ran (clock ticks: 10 ms each).
+    assert machine_busy_s() - busy >= time.process_time() - own - 0.05
