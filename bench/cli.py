@@ -316,7 +316,9 @@ def bench_rebuild(
 
     Writes K events as synthetic order flows to a fresh prefix's topics, then measures
     `read_to_end` + `Codec.decode` and `projections.rebuild` (events/s each, and the ratio),
-    best of --rounds. The bench's projector schema and topics are deleted at the end."""
+    best of --rounds, with the machine's busy CPU per event over each (every process: the
+    lanes, PostgreSQL, the broker). The bench's projector schema and topics are deleted at
+    the end."""
     # asyncpg, the projector: imported here to keep `choreo --help` quick.
     from bench import rebuild
 
