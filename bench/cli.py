@@ -125,19 +125,7 @@ def bench_saga(
     stock), large ones approved at once by the bench; throughput, latency, per-process cost
     and baselines measured in the same run. The processes inherit the environment, so e.g.
     CHOREO_SAGA_INVENTORY_DEADLINE_S=600 changes a deadline for the run."""
-    _bench_saga(
-        orders,
-        rate,
-        mix,
-        tracing,
-        trace_sample,
-        timeout,
-        in_flight,
-        warm_up,
-        as_json,
-        plot,
-        out_dir,
-    )
+    _bench_saga(**locals())  # its options by name (nothing else is local yet)
 
 
 def _bench_saga(

@@ -28,6 +28,7 @@ from events.database import Database
 from events.dlq import DeadLetterSink
 from events.errors import ContractError
 from events.fetch_pacing import FetchPacing
+from events.headers import header
 from events.model import Event, Message
 from events.producer import EventProducer
 from events.schemas import SchemaRegistry
@@ -62,17 +63,10 @@ def log_row(
         schema_version=env.schema_version,
         correlation_id=env.correlation_id,
         causation_id=env.causation_id,
-        traceparent=_traceparent(record.headers),
+        traceparent=header(record.headers, "traceparent"),
         payload=store.payload_json(payload),
         summary=summarize(env.event_type, payload),
     )
-
-
-def _traceparent(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
-    for key, value in headers or ():
-        if key == "traceparent":
-            return value.decode()
-    return None
 
 
 @dataclass
