@@ -282,7 +282,11 @@ class Settings(BaseSettings):
         " relay taking what is left (false: the relay publishes everything, woken by commits).",
     )
     producer_linger_ms: int = Field(
-        default=5, ge=0, description="Producer batching delay; small keeps latency low."
+        default=0,
+        ge=0,
+        description="How long a producer holds a record to batch it with others (0: send"
+        " as soon as the broker has answered the previous request, which under load still"
+        " batches whatever arrived meanwhile). Every hop of a saga waits for it.",
     )
     handler_max_attempts: int = Field(
         default=5, ge=1, description="Attempts of a transient handler failure before the DLQ."
