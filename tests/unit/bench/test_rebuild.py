@@ -84,6 +84,24 @@ def test_machine_cpu_per_event_is_the_best_rounds_over_the_events():
     assert figures["rebuild_rounds_s"] == [0.2, 0.1, 0.15]
 
 
+def test_the_verdict_is_against_the_ratio_target():
+    from bench.rebuild import RATIO_TARGET, RebuildBenchResult
+    from projections.rebuild import RebuildReport
+
+    def targets(rebuild_s: float) -> dict[str, object]:
+        result = RebuildBenchResult(
+            events=1000, prefix="p.", produce_s=1.0, raw_events=1000, raw_s=0.5,
+            rebuild=RebuildReport(events=1000, seconds=rebuild_s),
+        )  # fmt: skip
+        return result.to_json()["targets"]
+
+    assert targets(0.5 / 0.7) == {  # 0.7x the raw read
+        "ratio_at_least": RATIO_TARGET, "events_per_s_at_least": 100_000,
+        "ratio_met": False, "rate_met": False,
+    }  # fmt: skip
+    assert targets(0.5 / 0.9)["ratio_met"] is True
+
+
 def test_the_machines_busy_cpu_counts_this_process():
     import time
 
