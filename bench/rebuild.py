@@ -156,6 +156,7 @@ class RebuildBenchResult:
 
     def to_json(self) -> dict[str, Any]:
         ratio = self.ratios()[0].ratio
+        raw_us, rebuild_us = self.cpu_us_per_event
         return {
             "benchmark": "rebuild",
             "config": {"events": self.events, "rounds": self.rounds, "workers": self.workers},
@@ -174,8 +175,8 @@ class RebuildBenchResult:
             "rebuild": self.rebuild.to_json(),
             "ratio": round(ratio, 3) if math.isfinite(ratio) else None,
             "machine_cpu_us_per_event": {
-                "raw": round(self.cpu_us_per_event[0], 1),
-                "rebuild": round(self.cpu_us_per_event[1], 1),
+                "raw": round(raw_us, 1),
+                "rebuild": round(rebuild_us, 1),
                 "raw_rounds_s": [round(t, 2) for t in self.raw_cpu_rounds_s],
                 "rebuild_rounds_s": [round(t, 2) for t in self.rebuild_cpu_rounds_s],
             },
