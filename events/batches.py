@@ -5,9 +5,11 @@ transaction per *lane*. A record's lane is a hash of its Kafka key (:func:`lane_
 order's messages share its id as key), not its partition number: producers other than
 Choreo's may partition a key differently (librdkafka's default hashes it with CRC32, Java
 clients with murmur2), so an order's messages can sit on different partition numbers in
-different topics. Each lane keeps the poll's records in offset order per partition, so an
-order's messages stay in one lane, in order, and lanes never share an order: they run
-concurrently without reordering anything. More than one lane suits handlers that touch only
+different topics. Each lane keeps the poll's records in offset order per partition, and
+merges partitions by the records' timestamps, so an order's messages stay in one lane, a
+message after the one that caused it (a fast participant's answer can share a poll with
+its cause, from another topic), and lanes never share an order: they run concurrently
+without reordering anything. More than one lane suits handlers that touch only
 their own order's rows, since transactions of different orders then never wait on each other.
 Offsets are reported only once every lane of the poll has finished.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import logging
 import time
 import zlib
@@ -49,12 +52,17 @@ def assign_lanes(
     poll: Mapping[TopicPartition, Sequence[ConsumerRecord]], lanes: int
 ) -> list[list[ConsumerRecord]]:
     """The records of ``poll`` by lane (:func:`lane_of` their key), each partition's records
-    in offset order within their lane; empty lanes left out."""
+    in offset order within their lane and the partitions merged by timestamp (Kafka orders
+    no two partitions; the producers' clocks put a cause before its effect); empty lanes
+    left out."""
     by_lane: dict[int, list[ConsumerRecord]] = {}
-    for records in poll.values():
-        for record in records:
-            by_lane.setdefault(lane_of(record.key, lanes), []).append(record)
+    for record in heapq.merge(*poll.values(), key=_timestamp):
+        by_lane.setdefault(lane_of(record.key, lanes), []).append(record)
     return list(by_lane.values())
+
+
+def _timestamp(record: ConsumerRecord) -> int:
+    return int(record.timestamp)
 
 
 class Lanes:

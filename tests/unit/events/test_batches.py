@@ -140,9 +140,11 @@ async def test_a_failure_outside_the_handlers_delivers_every_message_alone(
     assert consumer.stats.processed == 3
 
 
-def record(topic: str, partition: int, offset: int, key: bytes | None) -> ConsumerRecord:
+def record(
+    topic: str, partition: int, offset: int, key: bytes | None, timestamp: int = 0
+) -> ConsumerRecord:
     return ConsumerRecord(
-        topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0,
+        topic=topic, partition=partition, offset=offset, timestamp=timestamp, timestamp_type=0,
         key=key, value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1,
         headers=(),
     )  # fmt: skip
@@ -195,3 +197,21 @@ async def test_offsets_are_reported_per_partition_once_every_lane_finished(codec
     assert offsets == {TopicPartition("t", 0): len(orders)}
     assert len(delivery.batches) > 1  # the partition was spread over lanes
     assert sorted(o for batch in delivery.batches for o in batch) == sorted(orders)
+
+
+def test_a_lane_puts_a_message_after_its_cause_from_another_partition():
+    # One poll holds a charge and the shipment failure it caused (another topic, a later
+    # timestamp): the failure must not be handled first, whatever order the poll lists them.
+    charged = record("a.payment", 1, 3, b"ord-1", timestamp=1_070)
+    failed = record("a.shipment", 1, 1, b"ord-1", timestamp=1_082)
+    reserved = record("a.inventory", 1, 7, b"ord-1", timestamp=1_021)
+    later = record("a.payment", 1, 4, b"ord-1", timestamp=1_000)  # a clock behind: still 4th
+    poll = {
+        TopicPartition("a.shipment", 1): [failed],
+        TopicPartition("a.payment", 1): [charged, later],
+        TopicPartition("a.inventory", 1): [reserved],
+    }
+    [lane] = assign_lanes(poll, 1)
+    assert [(r.topic, r.offset) for r in lane] == [
+        ("a.inventory", 7), ("a.payment", 3), ("a.payment", 4), ("a.shipment", 1)
+    ]  # fmt: skip
