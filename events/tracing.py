@@ -35,19 +35,20 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
     if not settings.tracing_enabled or _configured:
         return
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from events.otlp_spans import ChoreoSpanExporter
+
     resource = _HashedOnce(Resource.create({"service.name": service_name}))
     endpoint = settings.otel_exporter_otlp_endpoint
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(
         BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=endpoint, insecure=True),
+            ChoreoSpanExporter(endpoint=endpoint, insecure=True),
             # Big batches: an export's fixed cost (a gRPC call, the resource's grouping) is
             # shared by more spans, and a burst's spans fit in the queue instead of dropping.
             schedule_delay_millis=1000,
