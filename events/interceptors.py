@@ -212,22 +212,21 @@ class Metrics(DeliveryInterceptor):
     ``choreo.consumer.lag``."""
 
     def retry_scheduled(self, attempt: Attempt, number: int, delay_s: float) -> None:
-        metrics.events_processed().add(1, {**self._labels(attempt), "outcome": "retry"})
+        metrics.count_processed(attempt.consumer, attempt.event_type, "retry")
         self.next.retry_scheduled(attempt, number, delay_s)
 
     def deferred(self, attempt: Attempt, deferral: ProviderDeferred) -> None:
-        metrics.events_processed().add(1, {**self._labels(attempt), "outcome": "deferred"})
+        metrics.count_processed(attempt.consumer, attempt.event_type, "deferred")
         self.next.deferred(attempt, deferral)
 
     def dead_lettered(self, attempt: Attempt, letter: DeadLetter, attempts: int) -> None:
-        metrics.events_processed().add(1, {**self._labels(attempt), "outcome": "dead_letter"})
+        metrics.count_processed(attempt.consumer, attempt.event_type, "dead_letter")
         self.next.dead_lettered(attempt, letter, attempts)
 
     def delivered(self, attempt: Attempt, fresh: bool, elapsed_ms: float) -> None:
-        labels = self._labels(attempt)
         outcome = "handled" if fresh else "duplicate"
-        metrics.events_processed().add(1, {**labels, "outcome": outcome})
-        metrics.handler_duration().record(elapsed_ms, labels)
+        metrics.count_processed(attempt.consumer, attempt.event_type, outcome)
+        metrics.handler_duration().record(elapsed_ms, self._labels(attempt))
         self.next.delivered(attempt, fresh, elapsed_ms)
 
     def consuming(self, consumer: str, lag: Lag) -> None:

@@ -17,13 +17,43 @@ from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observati
 _meter = metrics.get_meter("choreo")
 
 
+def count_processed(consumer: str, event_type: str, outcome: str, amount: int = 1) -> None:
+    """Count messages a consumer finished in ``choreo.events.processed``, by ``consumer``,
+    ``event_type`` and ``outcome`` (``handled``, ``duplicate``, ``retry``, ``deferred``,
+    ``dead_letter``)."""
+    _processed().add((consumer, event_type, outcome), amount)
+
+
+class _Tally:
+    """Counts kept in a dict, reported by an observable counter when metrics are collected.
+
+    A synchronous counter's ``add`` cost about 5 µs a message (attribute cleaning and hashing,
+    view matching) for a total read every few seconds; a dict entry costs a tenth of a µs.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def add(self, key: tuple[str, str, str], amount: int) -> None:
+        self._counts[key] = self._counts.get(key, 0) + amount
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        # A copy in one step (the collecting thread reads while the event loop counts).
+        for (consumer, event_type, outcome), count in list(self._counts.items()):
+            labels = {"consumer": consumer, "event_type": event_type, "outcome": outcome}
+            yield Observation(count, labels)
+
+
 @cache
-def events_processed() -> Counter:
-    """Messages a consumer finished, by ``event_type``, ``consumer`` and ``outcome``
-    (``handled``, ``duplicate``, ``retry``, ``dead_letter``)."""
-    return _meter.create_counter(
-        "choreo.events.processed", unit="{event}", description="Messages consumed, by outcome."
+def _processed() -> _Tally:
+    tally = _Tally()
+    _meter.create_observable_counter(
+        "choreo.events.processed",
+        callbacks=[tally.observe],
+        unit="{event}",
+        description="Messages consumed, by outcome.",
     )
+    return tally
 
 
 @cache

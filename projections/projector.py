@@ -165,8 +165,7 @@ class Projector:
         self._trace(contexts, started)
         self.stats.batches += 1
         self.stats.events += len(rows)
-        metrics.events_processed().add(len(rows), {"consumer": self.group_id, "outcome": "handled",
-                                                   "event_type": "*"})  # fmt: skip
+        metrics.count_processed(self.group_id, "*", "handled", len(rows))
         return {TopicPartition(t, p): o for (t, p), o in offsets.items()}
 
     def _trace(self, contexts: list[tuple[ConsumerRecord, Message[Event]]], started: int) -> None:
