@@ -11,12 +11,13 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from events import otlp_spans
 from events.otlp_spans import ChoreoSpanExporter, encode_request
 
 REMOTE_PARENT = {
@@ -187,7 +188,9 @@ def test_a_value_no_sdk_span_holds_is_left_out_and_logged_like_the_sdk_does(
     assert any("refused" in r.getMessage() for r in caplog.records)
 
 
-def test_the_exporter_sends_the_request_the_sdk_would() -> None:
+def test_the_exporter_sends_our_encoding_of_the_request_the_sdk_would_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     provider, exporter = recorder()
     token = otel_context.attach(TraceContextTextMapPropagator().extract(REMOTE_PARENT))
     try:
@@ -196,11 +199,27 @@ def test_the_exporter_sends_the_request_the_sdk_would() -> None:
     finally:
         otel_context.detach(token)
     spans = list(exporter.get_finished_spans())
+    encoded: list[int] = []
+
+    def counted(batch: list[ReadableSpan]) -> bytes:
+        encoded.append(len(batch))
+        return encode_request(batch)
+
+    class Collector:  # stands in for the gRPC stub: what would go over the wire
+        requests: list[ExportTraceServiceRequest] = []
+
+        def Export(self, request: ExportTraceServiceRequest, **_: object) -> None:
+            self.requests.append(request)
+
+    monkeypatch.setattr(otlp_spans, "encode_request", counted)
     sender = ChoreoSpanExporter(endpoint="http://127.0.0.1:1", insecure=True)
+    sender._client = Collector()  # type: ignore[assignment]
     try:
-        assert sender._translate_data(spans) == encode_spans(spans)
+        assert sender.export(spans) is SpanExportResult.SUCCESS
     finally:
         sender.shutdown()
+    assert encoded == [1]
+    assert Collector.requests == [encode_spans(spans)]
 
 
 def test_equal_resources_and_scopes_of_distinct_objects_share_one_group() -> None:
