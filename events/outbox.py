@@ -113,6 +113,7 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         contended_retry_s: float = 0.05,
         publish_after_commit: bool = True,
+        send_spans: bool = False,
     ) -> None:
         self.db = db
         self.schema = schema
@@ -121,6 +122,7 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.contended_retry_s = contended_retry_s
         self.publish_after_commit = publish_after_commit
+        self.send_spans = send_spans
         self.published = 0
         """Messages published: by the relay and right after their commits."""
         self.published_after_commit = 0
@@ -193,7 +195,7 @@ class OutboxRelay:
     async def flush(self, *, everything: bool = True) -> int:
         """Publish one batch (only rows an earlier flush saw, unless ``everything``); returns
         how many rows it published."""
-        # The relay's queries are housekeeping; its send span links each message's trace.
+        # The relay's queries are housekeeping; its send span (opt-in) links each message's trace.
         with tracing.housekeeping():
             return await self._flush(everything or self._newest_seen is None)
 
@@ -240,9 +242,9 @@ class OutboxRelay:
         return len(rows)
 
     async def _send(self, records: Sequence[OutgoingRecord]) -> None:
-        """Send records under one send span of a trace of its own, linked to each message's
-        creation (its order's trace)."""
-        if not tracing.active():
+        """Send records; with ``send_spans``, under one send span of a trace of its own, linked
+        to each message's creation (its order's trace)."""
+        if not self.send_spans or not tracing.active():
             await self.producer.send_records(records)
             return
         links = [

@@ -126,6 +126,7 @@ class ServiceRuntime(Generic[C]):
             self.schema,
             self.producer,
             publish_after_commit=settings.outbox_publish_after_commit,
+            send_spans=settings.tracing_send_spans,
         )
         self.delivery: TransactionalDelivery[C] = TransactionalDelivery(
             db=self.db,

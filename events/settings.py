@@ -178,6 +178,12 @@ class Settings(BaseSettings):
         " creation context, with the destination and message id); off, a message continues"
         " the span of the handler that emitted it, which the consumer's process span names.",
     )
+    tracing_send_spans: bool = Field(
+        default=False,
+        description="Also an `outbox <schema> send` span for every publish to Kafka, a trace"
+        " of its own linked to the traces of the messages it sent; off, the hop's latency"
+        " still shows in each order's trace, between a handler and the next process span.",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="The event loop of Choreo's processes: uvloop (libuv, in C; where it is"
