@@ -44,6 +44,7 @@ EVERY_ATTRIBUTE_TYPE: dict[str, AttributeValue] = {
     "ratios": (0.5, 2.0),
     "flags": (True, False),
     "nothing": (),
+    "with a gap": ("a", None, "c"),
 }
 
 
