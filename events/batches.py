@@ -28,6 +28,7 @@ import logging
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -56,13 +57,9 @@ def assign_lanes(
     no two partitions; the producers' clocks put a cause before its effect); empty lanes
     left out."""
     by_lane: dict[int, list[ConsumerRecord]] = {}
-    for record in heapq.merge(*poll.values(), key=_timestamp):
+    for record in heapq.merge(*poll.values(), key=attrgetter("timestamp")):
         by_lane.setdefault(lane_of(record.key, lanes), []).append(record)
     return list(by_lane.values())
-
-
-def _timestamp(record: ConsumerRecord) -> int:
-    return int(record.timestamp)
 
 
 class Lanes:

@@ -161,16 +161,19 @@ def _attributes(out: bytearray, tag: bytes, attributes: Any) -> None:
             out += _string_attribute(tag, key, value)
             continue
         try:
-            out += _field(tag, _key(key) + _field(b"\x12", _any_value(value)))
+            out += _key_value(tag, key, value)
         except TypeError:
             _logger.exception("Failed to encode key %s", key)
 
 
-@lru_cache(maxsize=4096)
-def _string_attribute(tag: bytes, key: str, value: str) -> bytes:
-    """A string attribute's field, cached: most of a span's attributes repeat from span to
-    span (``messaging.system``, the topic, the group, the event type, the handler)."""
-    return _field(tag, _key(key) + _field(b"\x12", _field(b"\x0a", value.encode())))
+def _key_value(tag: bytes, key: str, value: Any) -> bytes:
+    """A ``KeyValue`` as field ``tag``: its key (field 1) and its ``AnyValue`` (field 2)."""
+    return _field(tag, _key(key) + _field(b"\x12", _any_value(value)))
+
+
+# String attributes' fields, cached: most of a span's attributes repeat from span to span
+# (``messaging.system``, the topic, the group, the event type, the handler).
+_string_attribute = lru_cache(maxsize=4096)(_key_value)
 
 
 @lru_cache(maxsize=1024)

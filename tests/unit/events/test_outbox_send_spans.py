@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind
 
@@ -41,31 +42,32 @@ def created_records(codec: Codec, count: int) -> tuple[list[OutgoingRecord], lis
     return records, creators
 
 
-def relay(producer: Producer, **options: bool) -> OutboxRelay:
-    # Sending touches neither the database nor more of the producer than send_records.
-    return OutboxRelay(cast(Database, None), "payment", cast(EventProducer, producer), **options)
+async def publish(
+    codec: Codec, spans: InMemorySpanExporter, **options: bool
+) -> tuple[list[SpanContext], tuple[ReadableSpan, ...]]:
+    """Three records created in spans of their own, sent by a relay with ``options``; their
+    creators' contexts and the spans the send made. Sending touches neither the database nor
+    more of the producer than ``send_records``."""
+    records, creators = created_records(codec, 3)
+    spans.clear()
+    producer = Producer()
+    relay = OutboxRelay(cast(Database, None), "payment", cast(EventProducer, producer), **options)
+    await relay._send(records)
+    assert producer.sent == [records]
+    return creators, spans.get_finished_spans()
 
 
 async def test_by_default_a_publish_makes_no_span(
     codec: Codec, spans: InMemorySpanExporter
 ) -> None:
-    records, _ = created_records(codec, 3)
-    spans.clear()
-    producer = Producer()
-    await relay(producer)._send(records)
-    assert producer.sent == [records]
-    assert spans.get_finished_spans() == ()
+    _, made = await publish(codec, spans)
+    assert made == ()
 
 
 async def test_with_send_spans_a_publish_is_one_span_linked_to_each_message(
     codec: Codec, spans: InMemorySpanExporter
 ) -> None:
-    records, creators = created_records(codec, 3)
-    spans.clear()
-    producer = Producer()
-    await relay(producer, send_spans=True)._send(records)
-    assert producer.sent == [records]
-    (send,) = spans.get_finished_spans()
+    creators, (send,) = await publish(codec, spans, send_spans=True)
     assert send.name == "outbox payment send"
     assert send.kind is SpanKind.PRODUCER
     assert send.parent is None  # a trace of its own
