@@ -22,7 +22,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
@@ -52,6 +52,7 @@ from projections.api_models import (
     ErrorField,
     Health,
     HistoryEntry,
+    IsoTime,
     OrderHistory,
     OrderId,
     OrderList,
@@ -86,13 +87,6 @@ def _package_version() -> str:
         return "0.0.0+unknown"
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A query time; one without a zone is taken as UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def _not_found(order_id: str, as_of: datetime | None = None) -> HTTPException:
     when = f" as of {as_of.isoformat()}" if as_of is not None else ""
     return HTTPException(HTTPStatus.NOT_FOUND, f"no order {order_id}{when}")
@@ -117,7 +111,7 @@ async def get_order(
     queries: QueriesDep,
     order_id: OrderId,
     as_of: Annotated[
-        datetime | None,
+        IsoTime | None,
         Query(
             description="ISO 8601 time (UTC if it has no zone): the order's state as of then, "
             "folded from the event log."
@@ -125,7 +119,6 @@ async def get_order(
     ] = None,
 ) -> OrderStatus:
     """The status of one order, now or as of a past time (time travel)."""
-    as_of = _utc(as_of)
     found = await queries.status(order_id, as_of=as_of)
     if found is None:
         raise _not_found(order_id, as_of)
@@ -139,7 +132,7 @@ async def list_orders(
         Query(description="Only orders in this status."),
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="Only orders placed at or after this ISO 8601 time.")
+        IsoTime | None, Query(description="Only orders placed at or after this ISO 8601 time.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many orders.")] = 50,
     offset: Annotated[
@@ -148,7 +141,6 @@ async def list_orders(
 ) -> OrderList:
     """Orders, newest first, optionally of one status and placed since a time; a page of
     ``limit`` after ``offset``, with the total that match."""
-    since = _utc(since)
     rows = await queries.orders(status=status, since=since, limit=limit, offset=offset)
     total = await queries.count_orders(status=status, since=since)
     return OrderList(

@@ -7,11 +7,20 @@ shape.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from contracts.order import STATUSES
@@ -76,6 +85,25 @@ OrderId = Annotated[
     ),
 ]
 """The ``order_id`` path parameter of every order endpoint."""
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise PydanticCustomError(
+            "iso_time", "Input should be an ISO 8601 time such as 2026-12-04T21:00:00Z"
+        )
+    return value
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
+"""A time query parameter: ISO 8601, as the API's document says (pydantic alone would also
+take a number as Unix seconds), UTC when it has no zone."""
 
 StatusName = Annotated[
     str, AfterValidator(_known_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})
