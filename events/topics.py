@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.metadata import MetadataRequest
 
 from events.errors import StackError
 from events.model import Event
@@ -60,9 +61,7 @@ async def provision_topics(settings: Settings, topics: Iterable[str] | None = No
         missing = [t for t in wanted if t not in existing]
         if not missing:
             return []
-        replication = settings.topic_replication_factor or min(
-            3, len((await admin.describe_cluster())["brokers"])
-        )
+        replication = settings.topic_replication_factor or min(3, await _broker_count(admin))
         configs = {**FOREVER, "min.insync.replicas": str(min_insync(settings, replication))}
         response = await admin.create_topics(
             [
@@ -86,6 +85,20 @@ async def provision_topics(settings: Settings, topics: Iterable[str] | None = No
         return missing
     finally:
         await admin.close()
+
+
+async def _broker_count(admin: AIOKafkaAdminClient) -> int:
+    """How many brokers the cluster has: the most that any broker's own metadata lists.
+
+    Each broker serves metadata from its own copy of the cluster's log, and one that has just
+    started or caught up can list fewer brokers than the others for a moment; asking one
+    broker at random then gave a 3-node cluster's topics 2 replicas for good.
+    """
+    counts = []
+    for broker in admin._client.cluster.brokers():
+        response = await admin._send_request(MetadataRequest([]), broker.nodeId)
+        counts.append(len(response.to_object()["brokers"]))
+    return max(counts, default=1)
 
 
 async def partitions_of(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
