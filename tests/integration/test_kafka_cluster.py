@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.protocol.metadata import MetadataRequest
 
 from choreo.stack.base import StackSettings, pid_alive, port_open
 from choreo.stack.kafka import Kafka, KafkaNode
@@ -164,17 +165,21 @@ async def _new_leader(bootstrap: str, dead: KafkaNode, timeout: float = 60.0) ->
 
 
 async def _all_brokers_in(bootstrap: str, timeout: float = 60) -> None:
+    """Until every broker's own metadata lists all three (each serves its own copy)."""
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
-            brokers = len((await admin.describe_cluster())["brokers"])
+            listed = [
+                len((await admin._send_request(MetadataRequest([]), b.nodeId)).brokers)
+                for b in admin._client.cluster.brokers()
+            ]
         finally:
             await admin.close()
-        if brokers == 3:
+        if listed == [3, 3, 3]:
             return
-        assert time.monotonic() < deadline, f"{brokers} of 3 brokers registered"
+        assert time.monotonic() < deadline, f"brokers listed by each broker: {listed}"
         await asyncio.sleep(0.5)
 
 
