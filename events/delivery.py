@@ -22,8 +22,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from opentelemetry import trace
-
 from events import tracing
 from events.codec import Codec
 from events.database import Connection, Database, untraced_transaction
@@ -32,9 +30,10 @@ from events.outbox import OutboxRelay, Staged, stage
 from events.producer import EventProducer, OutgoingRecord, to_record
 from events.router import HandlerSpec, caused_messages
 from events.settings import Settings
+from events.spans import RuntimeTracer
 
 log = logging.getLogger("choreo.postgres")
-_tracer = trace.get_tracer("choreo.events")
+_tracer = RuntimeTracer("choreo.events")
 
 C = TypeVar("C")
 

@@ -28,12 +28,13 @@ from events.dispatch import Pending
 from events.dlq import DeadLetter
 from events.errors import ProviderDeferred
 from events.logs import order_context
+from events.spans import RuntimeTracer
 
 T = TypeVar("T")
 Lag = Callable[[], Iterable[tuple[str, int, int]]]
 """``lag()`` yields ``(topic, partition, messages behind)`` of a running consumer."""
 
-_tracer = trace.get_tracer("choreo.events")
+_tracer = RuntimeTracer("choreo.events")
 
 
 @dataclass(frozen=True, slots=True)

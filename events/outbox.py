@@ -32,9 +32,10 @@ from events import tracing
 from events.database import Connection, Database, lock_id
 from events.errors import TransientError
 from events.producer import EventProducer, OutgoingRecord
+from events.spans import RuntimeTracer
 
 log = logging.getLogger("choreo.postgres")
-_tracer = trace.get_tracer("choreo.events")
+_tracer = RuntimeTracer("choreo.events")
 MAX_LINKS = 128  # the SDK's default limit of links per span
 
 

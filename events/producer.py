@@ -16,9 +16,10 @@ from events.headers import envelope_headers
 from events.model import Event, Message
 from events.security import kafka_options
 from events.settings import Settings
+from events.spans import RuntimeTracer
 from events.topics import topic_for
 
-_tracer = trace.get_tracer("choreo.events")
+_tracer = RuntimeTracer("choreo.events")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,14 @@ from events.producer import EventProducer
 from events.schemas import SchemaRegistry
 from events.service import run_process
 from events.settings import Settings, get_settings
+from events.spans import RuntimeTracer
 from events.topics import event_topics, provision_topics
 from projections import PROJECTOR, store
 from projections.model import summarize
 
 NAME = PROJECTOR.name
 log = logging.getLogger("choreo.projector")
-_tracer = trace.get_tracer("choreo.projector")
+_tracer = RuntimeTracer("choreo.projector")
 
 
 def log_row(

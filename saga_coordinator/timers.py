@@ -22,13 +22,13 @@ import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
-from opentelemetry import trace
 
 from events import tracing
 from events.database import untraced_transaction
 from events.errors import ChoreoError
 from events.model import Envelope, Event, Message
 from events.service import ServiceRuntime
+from events.spans import RuntimeTracer
 from saga_coordinator import SERVICE_NAME as PRODUCER
 from saga_coordinator.context import CoordinatorContext
 from saga_coordinator.engine.state import SagaState
@@ -40,7 +40,7 @@ from saga_coordinator.store import Timer
 from sagas.definition import SagaDefinition
 
 log = logging.getLogger("choreo.saga.timers")
-_tracer = trace.get_tracer("choreo.saga")
+_tracer = RuntimeTracer("choreo.saga")
 
 RETRY_DELAY = timedelta(seconds=5)
 """How long a timer whose firing failed waits before the next try (avoids a hot loop)."""
