@@ -234,6 +234,7 @@ def test_what_the_tracing_interceptor_records_on_a_failing_delivery(
             span.set_attribute("choreo.batch.size", 3)
             span.set_attributes({"choreo.attempt": 2, "choreo.handler": "charge"})
             span.update_name("c1.payment process (retried)")
+            span.add_link(trace.SpanContext(5, 6, is_remote=True), {"why": "redelivery"})
             span.set_status(Status(StatusCode.ERROR, "gave up"))
             span.set_status(StatusCode.OK)  # OK wins over error, as the API says
             span.set_status(Status(StatusCode.ERROR, "ignored after OK"))
@@ -242,6 +243,7 @@ def test_what_the_tracing_interceptor_records_on_a_failing_delivery(
     request, _ = run_both(scenario, monkeypatch)
     [span] = _spans_of(request)
     assert [e["name"] for e in span["events"]] == ["exception", "retry_scheduled", "deferred"]
+    assert [link["spanId"] for link in span["links"]] == ["AAAAAAAAAAY="]
     assert span["status"] == {"code": "STATUS_CODE_OK"}
 
 
