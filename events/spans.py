@@ -16,7 +16,9 @@ of what tracing costs an order. :class:`RuntimeTracer` makes the same spans for 
   runtime's are) go straight into a dict, within the span limits; anything else, or more than
   the limits allow, falls back to the SDK's bounded mapping and its checks. Events and links
   get the SDK's bounded lists when the first one is added. The processors receive the span
-  itself at its end instead of a copy (it takes no changes once ended).
+  itself at its end instead of a copy (it takes no changes once ended). The SDK's own
+  self-monitoring metrics (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``, off by default) do
+  not count these spans.
 
 When the tracer provider is not the SDK's, it hands every call to that provider's tracer.
 ``tests/unit/events/test_spans.py`` holds what these spans export equal to the SDK's.
