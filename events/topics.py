@@ -8,6 +8,7 @@ that replay reads. ``<prefix>dlq`` holds what could not be processed, also forev
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -94,11 +95,16 @@ async def _broker_count(admin: AIOKafkaAdminClient) -> int:
     started or caught up can list fewer brokers than the others for a moment; asking one
     broker at random then gave a 3-node cluster's topics 2 replicas for good.
     """
-    counts = []
-    for broker in admin._client.cluster.brokers():
-        response = await admin._send_request(MetadataRequest([]), broker.nodeId)
-        counts.append(len(response.to_object()["brokers"]))
-    return max(counts, default=1)
+    brokers = admin._client.cluster.brokers()
+    answers = await asyncio.gather(
+        *(admin._send_request(MetadataRequest([]), broker.nodeId) for broker in brokers),
+        return_exceptions=True,  # a broker that just died is not fenced yet: the others count
+    )
+    counts = [len(a.to_object()["brokers"]) for a in answers if not isinstance(a, BaseException)]
+    if not counts:
+        why = f": {answers[0]!r}" if answers else ""
+        raise StackError(f"no broker answered a metadata request{why}")
+    return max(counts)
 
 
 async def partitions_of(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:

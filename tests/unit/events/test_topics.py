@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from events import topics
+from events.errors import StackError
 from events.settings import get_settings
 
 
@@ -27,6 +28,8 @@ class FakeAdmin:
 
     async def _send_request(self, request: Any, node_id: int) -> Any:
         self.asked.append(node_id)
+        if self.views[node_id] == 0:  # a broker that died and is not fenced yet
+            raise ConnectionRefusedError(f"broker {node_id} is gone")
         listed = [{"node_id": n} for n in range(1, self.views[node_id] + 1)]
         return SimpleNamespace(to_object=lambda: {"brokers": listed})
 
@@ -49,6 +52,12 @@ async def test_the_broker_count_is_the_most_any_broker_lists() -> None:
     admin = FakeAdmin({1: 2, 2: 3, 3: 3})
     assert await topics._broker_count(admin) == 3
     assert sorted(admin.asked) == [1, 2, 3]
+
+
+async def test_a_broker_that_does_not_answer_is_left_out() -> None:
+    assert await topics._broker_count(FakeAdmin({1: 0, 2: 3, 3: 3})) == 3
+    with pytest.raises(StackError, match=r"no broker answered .*broker 1 is gone"):
+        await topics._broker_count(FakeAdmin({1: 0}))
 
 
 async def test_a_lagging_broker_does_not_cut_a_topics_replicas(
