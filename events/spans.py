@@ -120,22 +120,20 @@ class RuntimeSpan(sdk_trace.Span):
         return "" not in attributes and _PLAIN.issuperset(map(type, attributes.values()))
 
     def _add_event(self, event: sdk_trace.EventBase) -> None:
-        with self._lock:
-            if self._end_time is not None:
-                _logger.warning("Tried calling _add_event on an ended span.")
-                return
-            if not self._events:
-                self._events = BoundedList(self._limits.max_events)
-            self._events.append(event)
+        self._append("_events", event, self._limits.max_events)
 
     def _add_link(self, link: Link) -> None:
+        self._append("_links", link, self._limits.max_links)
+
+    def _append(self, field: str, item: object, limit: int | None) -> None:
+        """Add to ``_events`` or ``_links``, made the SDK's bounded list on first use."""
         with self._lock:
             if self._end_time is not None:
-                _logger.warning("Tried calling _add_link on an ended span.")
+                _logger.warning("Tried calling _add%s on an ended span.", field[:-1])
                 return
-            if not self._links:
-                self._links = BoundedList(self._limits.max_links)
-            self._links.append(link)
+            if not getattr(self, field):
+                setattr(self, field, BoundedList(limit))
+            getattr(self, field).append(item)
 
     def end(self, end_time: int | None = None) -> None:
         with self._lock:

@@ -95,16 +95,22 @@ async def _broker_count(admin: AIOKafkaAdminClient) -> int:
     started or caught up can list fewer brokers than the others for a moment; asking one
     broker at random then gave a 3-node cluster's topics 2 replicas for good.
     """
+    return max(await brokers_listed(admin))
+
+
+async def brokers_listed(admin: AIOKafkaAdminClient) -> list[int]:
+    """How many brokers each broker lists in its own metadata, asked at once; a broker that
+    does not answer (dead, not fenced yet) is left out. Raises StackError if none answers."""
     brokers = admin._client.cluster.brokers()
     answers = await asyncio.gather(
         *(admin._send_request(MetadataRequest([]), broker.nodeId) for broker in brokers),
-        return_exceptions=True,  # a broker that just died is not fenced yet: the others count
+        return_exceptions=True,
     )
     counts = [len(a.to_object()["brokers"]) for a in answers if not isinstance(a, BaseException)]
     if not counts:
         why = f": {answers[0]!r}" if answers else ""
         raise StackError(f"no broker answered a metadata request{why}")
-    return max(counts)
+    return counts
 
 
 async def partitions_of(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:

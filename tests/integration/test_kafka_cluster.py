@@ -20,7 +20,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.protocol.metadata import MetadataRequest
 
 from choreo.stack.base import StackSettings, pid_alive, port_open
 from choreo.stack.kafka import Kafka, KafkaNode
@@ -30,7 +29,7 @@ from events.errors import StackError
 from events.producer import EventProducer, OutgoingRecord
 from events.security import kafka_options
 from events.settings import Settings, get_settings, local_kafka
-from events.topics import provision_topics
+from events.topics import brokers_listed, provision_topics
 
 pytestmark = pytest.mark.integration
 
@@ -171,10 +170,9 @@ async def _all_brokers_in(bootstrap: str, timeout: float = 60) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await admin.start()
-            listed = [
-                len((await admin._send_request(MetadataRequest([]), b.nodeId)).brokers)
-                for b in admin._client.cluster.brokers()
-            ]
+            listed = await brokers_listed(admin)
+        except StackError:
+            listed = []
         finally:
             await admin.close()
         if listed == [3, 3, 3]:
