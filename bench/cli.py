@@ -48,6 +48,14 @@ TracingOpt = Annotated[
         help="Export traces from the processes (--no-tracing: CHOREO_TRACING_ENABLED=false).",
     ),
 ]
+MetricsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--metrics/--no-metrics",
+        help="Export metrics from the processes, traced or not (--no-metrics:"
+        " CHOREO_METRICS_ENABLED=false; with --no-tracing, no telemetry at all).",
+    ),
+]
 TraceSampleOpt = Annotated[
     float,
     typer.Option(
@@ -90,6 +98,7 @@ def bench(
     rate: RateOpt = None,
     mix: MixOpt = "happy=70,large=10,declined=10,unshippable=10",
     tracing: TracingOpt = True,
+    metrics: MetricsOpt = True,
     trace_sample: TraceSampleOpt = 1.0,
     timeout: TimeoutOpt = 900.0,
     in_flight: InFlightOpt = 1000,
@@ -111,6 +120,7 @@ def bench_saga(
     rate: RateOpt = None,
     mix: MixOpt = "happy=70,large=10,declined=10,unshippable=10",
     tracing: TracingOpt = True,
+    metrics: MetricsOpt = True,
     trace_sample: TraceSampleOpt = 1.0,
     timeout: TimeoutOpt = 900.0,
     in_flight: InFlightOpt = 1000,
@@ -133,6 +143,7 @@ def _bench_saga(
     rate: float | None,
     mix: str,
     tracing: bool,
+    metrics: bool,
     trace_sample: float,
     timeout: float,
     in_flight: int,
@@ -155,14 +166,12 @@ def _bench_saga(
         rate=rate,
         mix=weights,
         tracing=tracing,
+        metrics=metrics,
         timeout_s=timeout,
         in_flight=in_flight,
         warm_up=warm_up,
         trace_sample=trace_sample,
     )
-    stamp = timestamp()
-    plot_path = plot or RESULTS_DIR / f"bench-{stamp}.png"
-    json_path = (out_dir or RESULTS_DIR) / f"bench-{stamp}.json"
     with console.status("starting") as spinner:
         try:
             result = saga.run(
@@ -172,6 +181,16 @@ def _bench_saga(
             )
         except ChoreoError as exc:
             fail(exc)
+    _report_saga(result, as_json, plot, out_dir)
+
+
+def _report_saga(
+    result: SagaResult, as_json: bool, plot: Path | None, out_dir: Path | None
+) -> None:
+    """Write the run's plot and JSON; print the JSON or the tables, and where the files are."""
+    stamp = timestamp()
+    plot_path = plot or RESULTS_DIR / f"bench-{stamp}.png"
+    json_path = (out_dir or RESULTS_DIR) / f"bench-{stamp}.json"
     write_plot(
         plot_path,
         result.points,
@@ -203,7 +222,7 @@ def _summary_table(result: SagaResult) -> Table:
         "figure",
         "value",
         title=f"choreo bench: {cfg.orders} orders ({mix}), rate {cfg.rate or 'max'}/s, "
-        f"tracing {_tracing_label(cfg)}",
+        f"tracing {_tracing_label(cfg)}, metrics {'on' if cfg.metrics else 'off'}",
     )
     lat = result.latency
     unexpected = ", ".join(f"{k}: {v}" for k, v in result.unexpected.items()) or "none"

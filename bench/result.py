@@ -25,6 +25,8 @@ class SagaConfig:
     rate: float | None = None
     mix: dict[str, int] = field(default_factory=lambda: parse_mix(DEFAULT_MIX))
     tracing: bool = True
+    metrics: bool = True
+    """Export the processes' metrics (``CHOREO_METRICS_ENABLED``), with or without tracing."""
     timeout_s: float = 900.0
     in_flight: int = 1000
     warm_up: int = 0

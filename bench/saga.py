@@ -81,7 +81,7 @@ def run(config: SagaConfig, log: Log, status: Log) -> SagaResult:
     try:
         result = asyncio.run(_run(config, log, status, infra))
     finally:
-        tracing.shutdown_tracing()
+        tracing.shutdown_telemetry()
     result.timings = {"stack_up": stack_s, **result.timings}
     result.timings["total"] = time.perf_counter() - started
     return result
@@ -103,6 +103,8 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
 
     await provision_topics(settings)
     env = {"CHOREO_INVENTORY_SEED_FILE": str(_ample_seed_file(log_dir))}
+    if not config.metrics:
+        env["CHOREO_METRICS_ENABLED"] = "false"
     if not config.tracing:
         env["CHOREO_TRACING_ENABLED"] = "false"
     else:
@@ -110,7 +112,7 @@ async def _run(config: SagaConfig, log: Log, status: Log, infra: dict[str, int])
         env["OTEL_TRACES_SAMPLER_ARG"] = str(config.trace_sample)
         # The bench is where orders are placed, so it opens their traces, as the CLI does.
         os.environ.update(env)
-        tracing.configure_tracing("bench", settings)
+        tracing.configure_telemetry("bench", settings)
     platform = Platform(settings, env, log_dir)
     result.env = {
         k: v

@@ -1,7 +1,7 @@
 """The metrics every Choreo process reports, through the OpenTelemetry SDK.
 
 Instruments are created from the global meter provider at first use, so they export through
-whatever :func:`events.tracing.configure_tracing` set up (and are no-ops without it). Labels
+whatever :func:`events.tracing.configure_telemetry` set up (and are no-ops without it). Labels
 never carry PII: event types, services, consumer groups and outcomes only.
 """
 

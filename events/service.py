@@ -268,7 +268,7 @@ def run_process(
         summary: appended to the stopped line, e.g. how much it did.
     """
     configure_logging(name, settings.log_level, settings.log_format)
-    tracing.configure_tracing(name, settings)
+    tracing.configure_telemetry(name, settings)
     tune_collector(settings)
 
     async def main() -> None:
@@ -298,7 +298,7 @@ def run_process(
         with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
             runner.run(main())
     finally:
-        tracing.shutdown_tracing()
+        tracing.shutdown_telemetry()
 
 
 def tune_collector(settings: Settings) -> None:

@@ -165,7 +165,13 @@ class Settings(BaseSettings):
         description="Where the collector serves Choreo's metrics (Prometheus format).",
     )
     tracing_enabled: bool = Field(
-        default=True, description="Export OpenTelemetry traces and metrics."
+        default=True,
+        description="Export OpenTelemetry traces (off: no spans, no trace context on messages).",
+    )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Export OpenTelemetry metrics (`choreo metrics`, the collector's Prometheus"
+        " endpoint), whether or not tracing is on.",
     )
     tracing_db_spans: bool = Field(
         default=False,

@@ -1,11 +1,12 @@
 """OpenTelemetry set-up and W3C trace context carried in Kafka headers.
 
-Every process calls :func:`configure_tracing` once: spans and metrics go over OTLP to the
-collector (Jaeger); with ``CHOREO_TRACING_DB_SPANS=true`` asyncpg calls also become database
-spans under the current span (off by default: a span per statement was most of a trace's
-spans and of its cost). The runtime injects ``traceparent``/``tracestate`` when a message is
-created (so a message published later, e.g. from an outbox, still continues the trace of the
-handler that made it) and extracts them when a message is consumed.
+Every process calls :func:`configure_telemetry` once: spans and metrics go over OTLP to the
+collector (Jaeger), each unless switched off (``CHOREO_TRACING_ENABLED``,
+``CHOREO_METRICS_ENABLED``); with ``CHOREO_TRACING_DB_SPANS=true`` asyncpg calls also become
+database spans under the current span (off by default: a span per statement was most of a
+trace's spans and of its cost). The runtime injects ``traceparent``/``tracestate`` when a
+message is created (so a message published later, e.g. from an outbox, still continues the
+trace of the handler that made it) and extracts them when a message is consumed.
 Handlers never touch trace context.
 """
 
@@ -26,29 +27,34 @@ Headers = list[tuple[str, bytes]]
 _configured: set[str] = set()
 
 
-def configure_tracing(service_name: str, settings: Settings) -> None:
+def configure_telemetry(service_name: str, settings: Settings) -> None:
     """Export this process's spans and metrics over OTLP as ``service.name=service_name``.
 
-    Does nothing when ``CHOREO_TRACING_ENABLED=false`` (spans are then no-ops and no trace
-    context is propagated) or when called again.
+    Spans unless ``CHOREO_TRACING_ENABLED=false`` (they are then no-ops and no trace context
+    is propagated), metrics unless ``CHOREO_METRICS_ENABLED=false``: a platform that leaves
+    tracing off for its cost still reports its metrics. Does nothing when called again.
     """
-    if not settings.tracing_enabled or _configured:
+    if _configured or not (settings.tracing_enabled or settings.metrics_enabled):
         return
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    resource = _HashedOnce(Resource.create({"service.name": service_name}))
+    if settings.tracing_enabled:
+        _export_spans(resource, settings)
+    if settings.metrics_enabled:
+        _export_metrics(resource, settings)
+    _configured.add(service_name)
+
+
+def _export_spans(resource: Resource, settings: Settings) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from events.otlp_spans import ChoreoSpanExporter
 
-    resource = _HashedOnce(Resource.create({"service.name": service_name}))
-    endpoint = settings.otel_exporter_otlp_endpoint
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(
         BatchSpanProcessor(
-            ChoreoSpanExporter(endpoint=endpoint, insecure=True),
+            ChoreoSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint, insecure=True),
             # Big batches: an export's fixed cost (a gRPC call, the resource's grouping) is
             # shared by more spans, and a burst's spans fit in the queue instead of dropping.
             schedule_delay_millis=1000,
@@ -57,14 +63,20 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
         )
     )
     trace.set_tracer_provider(provider)
+    if settings.tracing_db_spans:
+        AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+
+
+def _export_metrics(resource: Resource, settings: Settings) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
     reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=endpoint, insecure=True),
+        OTLPMetricExporter(endpoint=settings.otel_exporter_otlp_endpoint, insecure=True),
         export_interval_millis=settings.metrics_export_interval_ms,
     )
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
-    if settings.tracing_db_spans:
-        AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
-    _configured.add(service_name)
 
 
 class _HashedOnce(Resource):
@@ -93,7 +105,7 @@ def housekeeping() -> contextlib.AbstractContextManager[None]:
     return suppress_instrumentation()
 
 
-def shutdown_tracing() -> None:
+def shutdown_telemetry() -> None:
     """Flush spans and metrics still buffered; call on process exit."""
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
         shutdown = getattr(provider, "shutdown", None)
@@ -102,7 +114,7 @@ def shutdown_tracing() -> None:
 
 
 def active() -> bool:
-    """Whether a tracer provider is set (:func:`configure_tracing`, or a test's): without one
+    """Whether a tracer provider is set (:func:`configure_telemetry`, or a test's): without one
     every span is a no-op, so the per-message sites skip their spans, their attributes and
     the trace context's parsing (about a tenth of the coordinator's CPU, untraced)."""
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)

@@ -381,7 +381,7 @@ def run(settings: Settings | None = None) -> None:
     """Entry point of the API process: serve until SIGTERM/SIGINT, then finish the requests."""
     settings = settings or get_settings()
     configure_logging(NAME, settings.log_level, settings.log_format)
-    tracing.configure_tracing(NAME, settings)
+    tracing.configure_telemetry(NAME, settings)
     api = ApiSettings()
     config = uvicorn.Config(
         create_app(settings),
@@ -394,5 +394,5 @@ def run(settings: Settings | None = None) -> None:
     try:
         _Server(config).run()
     finally:
-        tracing.shutdown_tracing()
+        tracing.shutdown_telemetry()
         log.info("%s stopped", NAME)

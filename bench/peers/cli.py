@@ -37,7 +37,12 @@ OnlyOpt = Annotated[
 ]
 MixOpt = Annotated[str, typer.Option("--mix", help="Scenario weights, as for `choreo bench`.")]
 TracingOpt = Annotated[
-    bool, typer.Option("--tracing/--no-tracing", help="Trace Choreo's orders (the peers: never).")
+    bool,
+    typer.Option(
+        "--tracing/--no-tracing",
+        help="Trace Choreo's orders and export its metrics (untraced: neither, as the peers"
+        " are run: no exporter configured).",
+    ),
 ]
 InFlightOpt = Annotated[
     int, typer.Option("--in-flight", min=1, help="Order starts unanswered at once.")

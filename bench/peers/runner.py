@@ -70,7 +70,7 @@ class PeersConfig:
     warm_up: int = 0
     """Orders each system runs before its clock starts (`choreo bench --warm-up`)."""
     tracing: bool = False
-    """Choreo's tracing (the peers export no traces)."""
+    """Choreo's tracing and metrics export (the peers are run without an exporter)."""
 
 
 def run(config: PeersConfig, log: Log, status: Log) -> list[SystemFigures]:
@@ -105,6 +105,9 @@ def _run_choreo(config: PeersConfig, rate: float | None, log: Log, status: Log) 
         rate=rate,
         mix=config.mix,
         tracing=config.tracing,
+        # Untraced, no telemetry at all: the peers are run without an exporter, and so were
+        # the runs the README reports.
+        metrics=config.tracing,
         timeout_s=config.timeout_s,
         in_flight=config.in_flight,
         warm_up=config.warm_up,
@@ -121,7 +124,8 @@ def _run_choreo(config: PeersConfig, rate: float | None, log: Log, status: Log) 
 
 def choreo_figures(result: SagaResult, rate: float | None, tracing: bool) -> SystemFigures:
     """Choreo's run in the peers' terms: its processes are the application, Kafka its server,
-    the bench process its client (Jaeger counts only when tracing)."""
+    the bench process its client (Jaeger counts only when tracing: untraced, the run exports
+    no metrics either)."""
     figures = SystemFigures(
         system="choreo",
         rate=rate,

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from events.errors import ChoreoError
 from events.settings import get_settings
-from events.tracing import configure_tracing, shutdown_tracing
+from events.tracing import configure_telemetry, shutdown_telemetry
 
 if TYPE_CHECKING:
     from projections.queries import Queries
@@ -42,8 +42,8 @@ def print_json(value: object) -> None:
 def traced_cli() -> None:
     """Export the CLI's spans (service `cli`), so an order's trace starts where it is placed;
     flushed when the command exits."""
-    configure_tracing("cli", get_settings())
-    atexit.register(shutdown_tracing)
+    configure_telemetry("cli", get_settings())
+    atexit.register(shutdown_telemetry)
 
 
 def fail(exc: ChoreoError) -> NoReturn:
