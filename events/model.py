@@ -26,6 +26,12 @@ def _millis(instant: datetime) -> datetime:
     return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment``, taken as UTC when it has no zone (what a person types into a form or a
+    query string)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def utc_now() -> datetime:
     """Now, in UTC, truncated to milliseconds (the precision of Avro timestamp-millis).
 

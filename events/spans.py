@@ -95,10 +95,11 @@ class RuntimeSpan(sdk_trace.Span):
 
     def _put(self, attributes: Mapping[str, types.AnyValue]) -> None:
         held = self._attributes
-        if type(held) is dict and self._fits(held, attributes):
-            held.update(attributes)
-            return
-        if type(held) is dict:  # the SDK's mapping from here on: it checks, bounds and counts
+        if type(held) is dict:
+            if self._fits(held, attributes):
+                held.update(attributes)
+                return
+            # The SDK's mapping from here on: it checks, bounds and counts.
             held = self._attributes = BoundedAttributes(
                 self._limits.max_span_attributes,
                 held,

@@ -8,7 +8,7 @@ shape.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Path
@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from contracts.order import STATUSES
+from events.model import as_utc
 
 
 class ErrorField(BaseModel):
@@ -97,11 +98,7 @@ def _not_a_number(value: object) -> object:
     return value
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-IsoTime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
+IsoTime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(as_utc)]
 """A time query parameter: ISO 8601, as the API's document says (pydantic alone would also
 take a number as Unix seconds), UTC when it has no zone."""
 

@@ -10,7 +10,7 @@ filters keep. Times in the form are UTC, as everywhere in the console.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 
 from contracts.catalog import CancelReason
 from contracts.order import STATUSES
+from events.model import as_utc
 from projections.backend import QueriesDep
 from projections.console.pages import SignedIn, page
 from projections.queries import Cursor, OrderFilter
@@ -51,7 +52,7 @@ def form_time(text: str | None) -> datetime | None:
         moment = datetime.fromisoformat(text.strip()) if text and text.strip() else None
     except ValueError:
         return None
-    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+    return as_utc(moment) if moment is not None else None
 
 
 def _filters(
