@@ -3,7 +3,10 @@
 Processes log JSON lines (``CHOREO_LOG_FORMAT=json``, the default) carrying ``service``,
 ``trace_id``, ``span_id`` and ``order_id``; ``choreo run`` renders them readably. ``text`` is
 for running one process by hand. E-mail addresses are redacted from every message whatever
-the format: a log line must never carry a customer's address.
+the format: a log line must never carry a customer's address. A warning or error repeated word
+for word is written once per window, with how many times it came meanwhile
+(:class:`RepeatedLines`): a broker away for seconds made each process log thousands of
+aiokafka's identical reconnect errors.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -86,10 +91,49 @@ class TextFormatter(logging.Formatter):
         return redact(f"{time_level}{record.levelname:<7} {prefix}{message}")
 
 
+class RepeatedLines(logging.Filter):
+    """Writes a warning or error that repeats word for word (and with the same exception) once
+    per ``window_s``; the first one after a window carries how many were left out in it.
+
+    aiokafka logs every failed reconnect at ERROR, from each of a client's loops: a broker
+    down for 15 s made each process write about 2,000 lines, burying the few that said what
+    happened. Lines below WARNING (each order's own) always pass. Repeats that stop inside a
+    window are left out without a count (nothing is written until the line comes again).
+    """
+
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window_s = window_s
+        self.clock = clock
+        self._seen: dict[tuple[str, int, str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()  # handlers filter outside their own lock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        key = (record.name, record.levelno, record.getMessage(), repr(error))
+        now = self.clock()
+        with self._lock:
+            since, left_out = self._seen.get(key, (now - self.window_s, 0))
+            if now - since < self.window_s:
+                self._seen[key] = (since, left_out + 1)
+                return False
+            if len(self._seen) > 1000:  # forget what has not come back within its window
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
+            self._seen[key] = (now, 0)
+        if left_out:
+            record.msg = f"{key[2]} ({left_out} more like it in the last {now - since:.0f} s)"
+            record.args = None
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Send this process's logs to stderr as JSON lines or text."""
+    """Send this process's logs to stderr as JSON lines or text, repeats folded
+    (:class:`RepeatedLines`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter(service) if fmt == "json" else TextFormatter(service))
+    handler.addFilter(RepeatedLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -6,7 +6,15 @@ import logging
 
 import orjson
 
-from events.logs import JsonLineFormatter, TextFormatter, current_order_id, redact, render_json_line
+from events.logs import (
+    JsonLineFormatter,
+    RepeatedLines,
+    TextFormatter,
+    configure_logging,
+    current_order_id,
+    redact,
+    render_json_line,
+)
 
 
 def _record(msg: str) -> logging.LogRecord:
@@ -43,3 +51,62 @@ def test_json_lines_render_readably_and_other_lines_pass_through():
     ).decode()  # fmt: skip
     assert render_json_line(line) == "12:00:01 INFO    [ord-9] charged trace=abababab"
     assert render_json_line("plain text") == "plain text"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _warning(msg: str, *args: object, error: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(error), error, None) if error is not None else None
+    return logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, args, exc_info)
+
+
+def test_a_repeated_error_is_written_once_per_window_then_with_its_count():
+    clock = _Clock()
+    lines = RepeatedLines(window_s=10.0, clock=clock)
+    refused = ("Unable connect to node with id %s: %s", 1, "[Errno 111] Connection refused")
+    assert lines.filter(_warning(*refused))
+    passed = []
+    for _ in range(770):
+        clock.now += 0.01
+        passed.append(lines.filter(_warning(*refused)))
+    assert not any(passed)
+    clock.now = 110.5
+    record = _warning(*refused)
+    assert lines.filter(record)
+    assert record.getMessage() == (
+        "Unable connect to node with id 1: [Errno 111] Connection refused"
+        " (770 more like it in the last 10 s)"
+    )
+    clock.now = 121.0  # nothing left out since: written as it is
+    record = _warning(*refused)
+    assert lines.filter(record)
+    assert record.getMessage().endswith("Connection refused")
+
+
+def test_other_lines_exceptions_and_info_lines_are_not_folded():
+    lines = RepeatedLines(window_s=10.0, clock=_Clock())
+    assert lines.filter(_warning("Unable connect to node with id %s", 1))
+    assert lines.filter(_warning("Unable connect to node with id %s", 2))
+    assert lines.filter(_warning("retry loop failed", error=OSError("socket gone")))
+    assert lines.filter(_warning("retry loop failed", error=ConnectionResetError("reset")))
+    assert not lines.filter(_warning("retry loop failed", error=OSError("socket gone")))
+    info = logging.LogRecord("choreo", logging.INFO, __file__, 1, "charged", None, None)
+    assert lines.filter(info)
+    assert lines.filter(info)
+
+
+def test_configured_processes_fold_repeats():
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("crm", "INFO", "text")
+        assert any(isinstance(f, RepeatedLines) for f in root.handlers[0].filters)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
