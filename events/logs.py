@@ -96,9 +96,10 @@ class RepeatedLines(logging.Filter):
     per ``window_s``; the first one after a window carries how many were left out in it.
 
     aiokafka logs every failed reconnect at ERROR, from each of a client's loops: a broker
-    down for 15 s made each process write about 2,000 lines, burying the few that said what
-    happened. Lines below WARNING (each order's own) always pass. Repeats that stop inside a
-    window are left out without a count (nothing is written until the line comes again).
+    down for 5 s (15 s until it answered) made each process write about 1,500 lines, burying
+    the few that said what happened. Lines below WARNING (each order's own) always pass.
+    Repeats that stop inside a window are left out without a count (nothing is written until
+    the line comes again).
     """
 
     def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
