@@ -31,7 +31,7 @@ import asyncpg
 
 from events import tracing
 from events.breakers import ProviderGuards
-from events.database import Database, lock_id, schema_name
+from events.database import Database, lock_id, log_loop_failure, schema_name
 from events.settings import Settings
 
 log = logging.getLogger("choreo.breakers")
@@ -143,7 +143,7 @@ class BreakerBoard:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("publishing the circuit breakers failed; trying again")
+                    log_loop_failure(log, "publishing the circuit breakers failed; trying again")
                 changed = asyncio.create_task(self.guards.changed.wait())
                 stop = asyncio.create_task(stopping.wait())
                 await asyncio.wait(

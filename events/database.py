@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import TypeAlias
@@ -160,3 +162,28 @@ async def untraced_transaction(conn: Connection) -> AsyncIterator[None]:
 def lock_id(name: str) -> int:
     """The advisory lock id of ``name`` (stable across processes)."""
     return zlib.crc32(name.encode())
+
+
+_AWAY = (
+    OSError,  # refused, reset, or the socket file gone while the server restarts
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+)
+
+
+def unreachable(error: BaseException | None) -> bool:
+    """Whether ``error`` is a connection refused, cut or not yet accepted (PostgreSQL
+    restarting, say), not a statement or Choreo's code going wrong."""
+    return isinstance(error, _AWAY)
+
+
+def log_loop_failure(logger: logging.Logger, message: str, *args: object) -> None:
+    """Log the exception a loop that will try again is handling: one warning line for a lost
+    connection (an outage the loop rides out), else an error with its traceback."""
+    error = sys.exc_info()[1]
+    if unreachable(error):
+        logger.warning(f"{message} (connection lost: %s: %s)", *args, type(error).__name__, error)
+    else:
+        logger.exception(message, *args)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import pydantic
 from aiokafka import ConsumerRecord
 
+from events.database import log_loop_failure
 from events.delivery import Delivery
 from events.dispatch import ConsumerStats, Pending
 from events.dlq import DeadLetterSink
@@ -243,7 +244,7 @@ async def redeliver_parked(
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s: retry loop failed; trying again", name)
+            log_loop_failure(log, "%s: retry loop failed; trying again", name)
         # Claims not attempted (a stop, a failure) go back now rather than when their lease
         # ends; if the database is away, the lease hands them on.
         with contextlib.suppress(Exception):
@@ -295,7 +296,9 @@ async def _redeliver(
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("%s: redelivering a parked record failed; trying again", name)
+                    log_loop_failure(
+                        log, "%s: redelivering a parked record failed; trying again", name
+                    )
                     unattempted.extend(records[done:])
                     return
 
