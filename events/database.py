@@ -173,7 +173,7 @@ _AWAY = (
 )
 
 
-def unreachable(error: BaseException | None) -> bool:
+def connection_lost(error: BaseException | None) -> bool:
     """Whether ``error`` is a connection refused, cut or not yet accepted (PostgreSQL
     restarting, say), not a statement or Choreo's code going wrong."""
     return isinstance(error, _AWAY)
@@ -183,7 +183,7 @@ def log_loop_failure(logger: logging.Logger, message: str, *args: object) -> Non
     """Log the exception a loop that will try again is handling: one warning line for a lost
     connection (an outage the loop rides out), else an error with its traceback."""
     error = sys.exc_info()[1]
-    if unreachable(error):
+    if connection_lost(error):
         logger.warning(f"{message} (connection lost: %s: %s)", *args, type(error).__name__, error)
     else:
         logger.exception(message, *args)

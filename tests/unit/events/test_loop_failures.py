@@ -8,7 +8,7 @@ import logging
 import asyncpg
 import pytest
 
-from events.database import log_loop_failure, unreachable
+from events.database import connection_lost, log_loop_failure
 
 log = logging.getLogger("choreo.test.loop")
 
@@ -25,7 +25,7 @@ log = logging.getLogger("choreo.test.loop")
     ],
 )
 def test_a_lost_connection_is_one_warning_line(error, caplog):
-    assert unreachable(error)
+    assert connection_lost(error)
     with caplog.at_level(logging.WARNING, logger=log.name):
         try:
             raise error
@@ -48,7 +48,7 @@ def test_a_lost_connection_is_one_warning_line(error, caplog):
     ],
 )
 def test_anything_else_is_an_error_with_its_traceback(error, caplog):
-    assert not unreachable(error)
+    assert not connection_lost(error)
     with caplog.at_level(logging.WARNING, logger=log.name):
         try:
             raise error
