@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
+from bench.peers.load import WARM_UP
 from bench.peers.report import (
     SystemFigures,
     document,
@@ -56,7 +57,8 @@ WarmUpOpt = Annotated[
         "--warm-up",
         min=0,
         help="Orders each system runs at the run's rate before its clock starts, not counted"
-        " (JITs, caches and pools reach their steady state).",
+        " (JITs, caches and pools reach their steady state; a Kafka broker started minutes"
+        " ago is still compiling its hot paths).",
     ),
 ]
 OutOpt = Annotated[
@@ -73,7 +75,7 @@ def peers(
     tracing: TracingOpt = False,
     in_flight: InFlightOpt = 1000,
     timeout: TimeoutOpt = 900.0,
-    warm_up: WarmUpOpt = 0,
+    warm_up: WarmUpOpt = WARM_UP,
     as_json: JsonFlag = False,
     out_dir: OutOpt = None,
 ) -> None:
@@ -148,8 +150,8 @@ def _print(runs: list[SystemFigures], orders: int) -> None:
         if choreo is not None and others:
             out.print(ratio_table(choreo, others))
     for r in runs:
-        for error in r.errors:
-            out.print(f"[yellow]note ({r.system}, rate {r.rate or 'burst'}):[/] {error}")
+        for note in [*r.errors, *r.notes]:
+            out.print(f"[yellow]note ({r.system}, rate {r.rate or 'burst'}):[/] {note}")
         for what, count in r.unexpected.items():
             out.print(f"[yellow]unexpected ({r.system}):[/] {what}: {count}")
         bad = {k: v for k, v in r.invariants.items() if k not in ("ok", "refunds", "charges") and v}

@@ -46,6 +46,8 @@ class SystemFigures:
     processes: list[ProcessCost] = field(default_factory=list)
     invariants: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What a reader of the figures should know (not errors), e.g. Kafka's JIT still at work."""
     setup: str = ""
 
     @property
@@ -94,6 +96,7 @@ class SystemFigures:
             "processes": [asdict(p) for p in self.processes],
             "invariants": self.invariants,
             "errors": self.errors,
+            "notes": self.notes,
         }
 
 

@@ -37,6 +37,7 @@ from bench.peers.load import (
     GO,
     PROTOCOL_PREFIX,
     READY,
+    WARM_UP,
     LoadConfig,
     check_invariants,
     drop_schemas,
@@ -67,7 +68,7 @@ class PeersConfig:
     systems: tuple[str, ...] = ("choreo", "dbos", "temporal")
     in_flight: int = 1000
     timeout_s: float = 900.0
-    warm_up: int = 0
+    warm_up: int = WARM_UP
     """Orders each system runs before its clock starts (`choreo bench --warm-up`)."""
     tracing: bool = False
     """Choreo's tracing and metrics export (the peers are run without an exporter)."""
@@ -137,6 +138,7 @@ def choreo_figures(result: SagaResult, rate: float | None, tracing: bool) -> Sys
         outcomes=result.outcomes,
         unexpected=result.unexpected,
         errors=list(result.errors),
+        notes=list(result.notes),  # a broker still warming up inflates Choreo's CPU and p99
         setup=f"{len(result.processes)} processes on Kafka + PostgreSQL"
         + (", traced" if tracing else ", untraced")
         + f"; {result.events} events produced, projector lag at end {result.projector_lag}",

@@ -201,3 +201,28 @@ def test_parse_rates_zero_is_a_burst_and_the_default():
     assert parse_rates([0, 20, 20]) == (None, 20)
     with pytest.raises(ValueError, match="negative"):
         parse_rates([-1])
+
+
+def test_choreo_notes_reach_the_json_and_the_printed_report(monkeypatch, tmp_path):
+    import choreo.cli  # noqa: F401  (the entry point: it imports the bench's CLI, which is circular first)
+    from bench.peers import cli, runner
+    from bench.result import SagaConfig, SagaResult
+
+    warming = (
+        "kafka's JIT compiler used 3.1 of its 5.9 CPU seconds in the run: it was still warming"
+        " up (run again, or with a longer --warm-up)"
+    )
+    result = SagaResult(SagaConfig(orders=1), prefix="benchx.", log_dir=tmp_path, placed=1)
+    result.notes.append(warming)
+
+    async def invariants_hold(*_: object) -> dict[str, object]:
+        return {"ok": True}
+
+    monkeypatch.setattr(runner, "check_invariants", invariants_hold)
+    figures = runner.choreo_figures(result, 20.0, tracing=False)
+    assert figures.notes == [warming]
+    assert figures.to_json()["notes"] == [warming]
+    console = Console(width=400, record=True)
+    monkeypatch.setattr(cli, "out", console)
+    cli._print([figures], 1)
+    assert f"note (choreo, rate 20.0): {warming}" in console.export_text()
