@@ -129,12 +129,15 @@ class RepeatedLines(logging.Filter):
         return True
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Send this process's logs to stderr as JSON lines or text, repeats folded
-    (:class:`RepeatedLines`)."""
+def configure_logging(
+    service: str, level: str = "INFO", fmt: str = "json", repeat_window_s: float = 10.0
+) -> None:
+    """Send this process's logs to stderr as JSON lines or text, repeats folded per
+    ``repeat_window_s`` (:class:`RepeatedLines`; 0: not folded)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter(service) if fmt == "json" else TextFormatter(service))
-    handler.addFilter(RepeatedLines())
+    if repeat_window_s > 0:
+        handler.addFilter(RepeatedLines(repeat_window_s))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

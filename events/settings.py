@@ -324,6 +324,12 @@ class Settings(BaseSettings):
         description="`json` (lines with trace and order ids) or `text`; `choreo run` renders "
         "JSON lines readably.",
     )
+    log_repeat_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="A warning or error repeated word for word is written once per this many"
+        " seconds, the next one with how many were left out (0: every one is written).",
+    )
 
     @property
     def dlq_topic(self) -> str:

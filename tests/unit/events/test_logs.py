@@ -101,12 +101,18 @@ def test_other_lines_exceptions_and_info_lines_are_not_folded():
     assert lines.filter(info)
 
 
-def test_configured_processes_fold_repeats():
+def test_configured_processes_fold_repeats_unless_the_window_is_0():
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
         configure_logging("crm", "INFO", "text")
-        assert any(isinstance(f, RepeatedLines) for f in root.handlers[0].filters)
+        [folding] = [f for f in root.handlers[0].filters if isinstance(f, RepeatedLines)]
+        assert folding.window_s == 10.0
+        configure_logging("crm", "INFO", "text", repeat_window_s=2.5)
+        [folding] = [f for f in root.handlers[0].filters if isinstance(f, RepeatedLines)]
+        assert folding.window_s == 2.5
+        configure_logging("crm", "INFO", "text", repeat_window_s=0)
+        assert not any(isinstance(f, RepeatedLines) for f in root.handlers[0].filters)
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
