@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 import orjson
 from opentelemetry import trace
 
+from events.settings import Settings
+
 current_order_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "choreo_order_id", default=None
 )
@@ -129,18 +131,18 @@ class RepeatedLines(logging.Filter):
         return True
 
 
-def configure_logging(
-    service: str, level: str = "INFO", fmt: str = "json", repeat_window_s: float = 10.0
-) -> None:
-    """Send this process's logs to stderr as JSON lines or text, repeats folded per
-    ``repeat_window_s`` (:class:`RepeatedLines`; 0: not folded)."""
+def configure_logging(service: str, settings: Settings) -> None:
+    """Send this process's logs to stderr as JSON lines or text (``log_format``), at
+    ``log_level``, repeats folded per ``log_repeat_window_s`` (:class:`RepeatedLines`; 0: not
+    folded)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter(service) if fmt == "json" else TextFormatter(service))
-    if repeat_window_s > 0:
-        handler.addFilter(RepeatedLines(repeat_window_s))
+    json_lines = settings.log_format == "json"
+    handler.setFormatter(JsonLineFormatter(service) if json_lines else TextFormatter(service))
+    if settings.log_repeat_window_s > 0:
+        handler.addFilter(RepeatedLines(settings.log_repeat_window_s))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(settings.log_level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 

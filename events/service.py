@@ -267,7 +267,7 @@ def run_process(
         ready: what the process does, for the ready line.
         summary: appended to the stopped line, e.g. how much it did.
     """
-    configure_logging(name, settings.log_level, settings.log_format, settings.log_repeat_window_s)
+    configure_logging(name, settings)
     tracing.configure_telemetry(name, settings)
     tune_collector(settings)
 

@@ -380,7 +380,7 @@ class _Server(uvicorn.Server):
 def run(settings: Settings | None = None) -> None:
     """Entry point of the API process: serve until SIGTERM/SIGINT, then finish the requests."""
     settings = settings or get_settings()
-    configure_logging(NAME, settings.log_level, settings.log_format, settings.log_repeat_window_s)
+    configure_logging(NAME, settings)
     tracing.configure_telemetry(NAME, settings)
     api = ApiSettings()
     config = uvicorn.Config(

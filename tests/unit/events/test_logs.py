@@ -15,6 +15,7 @@ from events.logs import (
     redact,
     render_json_line,
 )
+from events.settings import get_settings
 
 
 def _record(msg: str) -> logging.LogRecord:
@@ -105,13 +106,14 @@ def test_configured_processes_fold_repeats_unless_the_window_is_0():
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
-        configure_logging("crm", "INFO", "text")
+        settings = get_settings().model_copy(update={"log_format": "text"})
+        configure_logging("crm", settings)
         [folding] = [f for f in root.handlers[0].filters if isinstance(f, RepeatedLines)]
         assert folding.window_s == 10.0
-        configure_logging("crm", "INFO", "text", repeat_window_s=2.5)
+        configure_logging("crm", settings.model_copy(update={"log_repeat_window_s": 2.5}))
         [folding] = [f for f in root.handlers[0].filters if isinstance(f, RepeatedLines)]
         assert folding.window_s == 2.5
-        configure_logging("crm", "INFO", "text", repeat_window_s=0)
+        configure_logging("crm", settings.model_copy(update={"log_repeat_window_s": 0}))
         assert not any(isinstance(f, RepeatedLines) for f in root.handlers[0].filters)
     finally:
         root.handlers[:], level = saved
