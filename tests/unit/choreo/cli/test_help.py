@@ -1,0 +1,71 @@
+"""`choreo --help` is an overview: every command listed once, in its panel, in the order a
+newcomer meets them, each on a summary that reads as one sentence (Typer's rich help kept a
+docstring's line breaks in the list, cutting lines mid-sentence)."""
+
+from __future__ import annotations
+
+import re
+
+import typer
+from typer.testing import CliRunner
+
+from choreo.cli import OVERVIEW, app
+
+runner = CliRunner()
+
+
+def _overview(columns: int = 100) -> str:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _listed(output: str) -> list[str]:
+    """The command names in the order the panels list them."""
+    return re.findall(r"^│ ([a-z][a-z-]*)\s{2,}", output, flags=re.MULTILINE)
+
+
+def test_every_command_is_listed_once_in_the_overviews_order():
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    listed = _listed(_overview())
+    assert sorted(listed) == sorted(group.commands)
+    assert set(group.commands) <= set(OVERVIEW), "a new command needs its place in OVERVIEW"
+    assert listed == [name for name in OVERVIEW if name in group.commands]
+
+
+def test_the_panels_come_in_the_order_a_newcomer_meets_them():
+    output = _overview()
+    panels = re.findall(r"^╭─ ([A-Za-z ]+?) ─", output, flags=re.MULTILINE)
+    assert panels == ["Options", "Run", "Sagas and orders", "Operate", "Develop and test"]
+    # `run` opens the first panel of commands, the orders open the second.
+    assert output.index("│ run ") < output.index("│ orders ") < output.index("│ dlq ")
+
+
+def _summaries(output: str) -> dict[str, list[str]]:
+    """Each listed command's summary: its line and the indented lines that continue it."""
+    found = re.findall(r"^│ ([a-z][a-z-]*)\s{2,}(.*?)\s*│\n((?:│ {3,}\S.*\n)*)", output, re.M)
+    return {
+        name: [first, *(line.strip("│ ") for line in rest.splitlines())]
+        for name, first, rest in found
+    }
+
+
+def test_no_summary_keeps_a_docstrings_line_break():
+    # 200 columns hold every summary on one line, unless a line break was kept in it.
+    summaries = _summaries(_overview(columns=200))
+    assert set(summaries) == set(_listed(_overview()))
+    for name, lines in summaries.items():
+        assert len(lines) == 1, (name, lines)
+
+
+def test_a_sub_groups_commands_read_as_one_sentence_too():
+    result = runner.invoke(app, ["orders", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    summaries = _summaries(result.output)
+    # `orders trace`'s docstring breaks its first paragraph after "the span tree".
+    assert summaries["trace"] == [
+        "The order's trace from Jaeger: its id, a link to Jaeger's UI and the span tree"
+        " (service, operation, duration)."
+    ]
+    assert all(len(lines) == 1 for lines in summaries.values()), summaries
