@@ -179,6 +179,20 @@ def connection_lost(error: BaseException | None) -> bool:
     return isinstance(error, _AWAY)
 
 
+class LostConnectionLines(logging.Filter):
+    """A library's warning about a lost PostgreSQL connection as one line with the error, as
+    :func:`log_loop_failure` writes the runtime's own: asyncpg's pool logs each failed attempt
+    to restore its floor of connections, while PostgreSQL restarts, with a full traceback.
+    Other records pass unchanged (a bug keeps its traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.levelno == logging.WARNING and connection_lost(error):
+            record.msg = f"{record.getMessage()} (connection lost: {type(error).__name__}: {error})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 def log_loop_failure(logger: logging.Logger, message: str, *args: object) -> None:
     """Log the exception a loop that will try again is handling: one warning line for a lost
     connection (an outage the loop rides out), else an error with its traceback."""

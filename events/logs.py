@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import orjson
 from opentelemetry import trace
 
+from events.database import LostConnectionLines
 from events.settings import Settings
 
 current_order_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -144,6 +145,9 @@ def configure_logging(service: str, settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    pool = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, LostConnectionLines) for f in pool.filters):
+        pool.addFilter(LostConnectionLines())
 
 
 def render_json_line(line: str) -> str:
