@@ -14,6 +14,7 @@ One module per command group (`stack`, `topics`, `schemas`, `events`, `orders`, 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import inspect
 from typing import Any
@@ -72,6 +73,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"choreo {importlib.metadata.version('choreo')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version."
+    ),
+) -> None:
+    """Choreo: event-sourced choreography on Apache Kafka."""
+
+
 app.add_typer(stack.app, name="stack", rich_help_panel=RUN)
 app.command("run", short_help="Run every Choreo process, supervised, with one log stream.",
             rich_help_panel=RUN)(processes.run)  # fmt: skip

@@ -4,6 +4,7 @@ docstring's line breaks in the list, cutting lines mid-sentence)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 
 import typer
@@ -69,3 +70,14 @@ def test_a_sub_groups_commands_read_as_one_sentence_too():
         " (service, operation, duration)."
     ]
     assert all(len(lines) == 1 for lines in summaries.values()), summaries
+
+
+def test_version_prints_the_installed_distributions_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"choreo {importlib.metadata.version('choreo')}\n"
+    # It runs before any command: with one after it, only the version is printed.
+    result = runner.invoke(app, ["--version", "stack", "status"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("choreo ")
+    assert "kafka" not in result.output.lower()
