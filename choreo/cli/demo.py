@@ -6,8 +6,9 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Group, RenderableType
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 
 from choreo.cli.common import JsonFlag, console, out, print_json, traced_cli
 from events.settings import get_settings
@@ -16,14 +17,35 @@ if TYPE_CHECKING:
     from choreo.demo import DemoSaga
 
 STATUS_COLORS = {"completed": "green", "cancelled": "yellow"}
+WIDE = 140
+"""Columns from which "what it shows" fits as a column; narrower, it follows as a legend."""
 
 
-def _table(sagas: list[DemoSaga]) -> Table:
-    table = Table("saga", "scenario", "key", "status", "reason / notes", "what it shows")
+def _view(sagas: list[DemoSaga], width: int) -> RenderableType:
+    """The sagas as a table: keys whole (to copy into `choreo orders status`), reasons wrapped
+    rather than cut; on a narrow terminal what each path shows follows the table."""
+    key_width = max((len(s.key) for s in sagas), default=3)
+    columns: list[Column | str] = [
+        "saga",
+        "scenario",
+        Column("key", no_wrap=True, min_width=key_width),
+        "status",
+        Column("reason / notes", overflow="fold"),
+    ]
+    wide = width >= WIDE
+    table = Table(*columns, *(["what it shows"] if wide else []))
     for s in sagas:
         color = STATUS_COLORS.get(s.status, "cyan")
-        table.add_row(s.saga_type, s.scenario, s.key, f"[{color}]{s.status}[/]", s.detail, s.shows)
-    return table
+        shows = [s.shows] if wide else []
+        table.add_row(s.saga_type, s.scenario, s.key, f"[{color}]{s.status}[/]", s.detail, *shows)
+    if wide or not sagas:
+        return table
+    legend = Table.grid(padding=(0, 1))
+    legend.add_column(style="bold", no_wrap=True)
+    legend.add_column()
+    for s in sagas:
+        legend.add_row(f"{s.saga_type} {s.scenario}", s.shows)
+    return Group(table, "What each path shows:", legend)
 
 
 def demo(
@@ -37,9 +59,13 @@ def demo(
     from choreo.demo import run_demo
 
     traced_cli()
-    with Live(_table([]), console=out, refresh_per_second=4, transient=as_json) as live:
+    with Live(_view([], out.width), console=out, refresh_per_second=4, transient=as_json) as live:
         sagas = asyncio.run(
-            run_demo(get_settings(), on_update=lambda o: live.update(_table(o)), timeout_s=timeout)
+            run_demo(
+                get_settings(),
+                on_update=lambda o: live.update(_view(o, out.width)),
+                timeout_s=timeout,
+            )
         )
     if as_json:
         print_json(
@@ -51,6 +77,7 @@ def demo(
                     "status": s.status,
                     "cancel_reason": s.cancel_reason,
                     "notes": s.notes,
+                    "shows": s.shows,
                 }
                 for s in sagas
             ]

@@ -1,0 +1,56 @@
+"""`choreo demo`'s table reads at 80 columns (`make run` in a terminal of that size, or piped):
+keys whole, to copy into `choreo orders status`, reasons never cut, what each path shows as a
+legend under the table; from 140 columns it is the table's last column."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from choreo.cli.demo import WIDE, _view
+from choreo.demo import DemoSaga
+
+
+def _sagas() -> list[DemoSaga]:
+    declined = DemoSaga("order", "declined", "ord-975a4932d748", "cancelled", "payment_declined")
+    bounce = DemoSaga("order", "bounce", "ord-edfd58cad5b2", "completed")
+    bounce.notes = ["confirmation email failed: the mailbox at bounce.example rejected it"]
+    unpaid = DemoSaga("return", "unpaid", "ret-7d2cd3e680ea", "cancelled", "refund_declined")
+    happy = DemoSaga("order", "happy", "ord-5c2192d9e3b8", "started")
+    return [declined, bounce, unpaid, happy]
+
+
+def _render(width: int) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(_view(_sagas(), console.width))
+    return console.export_text()
+
+
+def test_at_80_columns_keys_and_reasons_are_whole_and_paths_follow_as_a_legend():
+    text = _render(80)
+    assert "…" not in text
+    for saga in _sagas():
+        assert f" {saga.key} " in text  # on one line, whole
+    assert "payment_declined" in text
+    assert "refund_declined" in text
+    legend = text.split("What each path shows:")[1]
+    assert "order declined" in legend
+    assert "token tok_declined" in legend
+    assert "return unpaid" in legend
+    assert "what it shows" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_wide_terminals_have_what_each_path_shows_as_a_column():
+    text = _render(WIDE)
+    assert "what it shows" in text
+    assert "What each path shows:" not in text
+    assert "…" not in text
+    assert " ord-975a4932d748 " in text
+
+
+def test_before_any_saga_starts_the_table_is_empty_without_a_legend():
+    console = Console(width=80, record=True, color_system=None)
+    console.print(_view([], 80))
+    text = console.export_text()
+    assert "key" in text
+    assert "What each path shows:" not in text
