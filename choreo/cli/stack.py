@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from choreo.cli.common import JsonFlag, console, fail, out, print_json
 from events.errors import ChoreoError
@@ -18,7 +20,15 @@ app = typer.Typer(help="Start, stop and inspect the local stack (Kafka, PostgreS
 
 
 def _status_table(statuses: list[dict[str, object]]) -> Table:
-    table = Table("component", "state", "address", "pid", "log / detail")
+    """The components as a table; paths under the working directory relative to it, and
+    wrapped rather than cut on a narrow terminal."""
+    table = Table(
+        "component",
+        "state",
+        Column("address", overflow="fold"),
+        "pid",
+        Column("log / detail", overflow="fold"),
+    )
     for s in statuses:
         state = "[green]running[/]" if s["running"] else "[red]stopped[/]"
         if s["external"]:
@@ -28,9 +38,17 @@ def _status_table(statuses: list[dict[str, object]]) -> Table:
             state,
             str(s["address"]),
             str(s["pid"] or "-"),
-            f"{s['log'] or ''}\n{s['detail']}".strip(),
+            _near(f"{s['log'] or ''}\n{s['detail']}".strip()),
         )
     return table
+
+
+def _near(text: str) -> str:
+    """``text`` with the working directory's absolute path left out of the paths in it."""
+    here = Path.cwd()
+    if here == Path(here.anchor):  # at the root every path would lose its first slash
+        return text
+    return text.replace(f"{here}{os.sep}", "")
 
 
 @app.command("up")
