@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from events.errors import ChoreoError
 from events.settings import get_settings
@@ -32,6 +34,21 @@ out = Console()
 """Results (stdout)."""
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def readable(table: Table, *whole: str) -> Table:
+    """``table`` with the columns headed ``whole`` (ids and keys, to copy into the next
+    command) on one line at their longest cell's width, on a terminal of any width (80
+    columns, or piped): Rich cut them with an ellipsis first. Other columns wrap, and cut what
+    does not fit, as Rich does."""
+    for column in table.columns:
+        if column.header in whole:
+            column.no_wrap = True
+            column.min_width = max(
+                (Text.from_markup(c).cell_len for c in column.cells if isinstance(c, str)),
+                default=0,
+            )
+    return table
 
 
 def print_json(value: object) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.redrive import DeadLetterEntry
@@ -51,7 +51,7 @@ def dlq_list(
         order = (d.original_key or b"").decode(errors="replace")
         reason = d.reason if e.redriven_at is None else f"(redriven) {d.reason}"
         table.add_row(e.id, d.consumer, d.event_type or "?", order, str(d.attempts), reason[:80])
-    out.print(table)
+    out.print(readable(table, "id", "order"))
     out.print(f"{len(entries)} dead letter(s)")
 
 

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json, query, traced_cli
+from choreo.cli.common import JsonFlag, console, fail, out, print_json, query, readable, traced_cli
 from choreo.client import ChoreoClient
 from contracts.catalog import OrderPlaced
 from contracts.order import STATUSES
@@ -291,7 +291,7 @@ def orders_list(
             total,
             (r["placed_at"] or "")[:19],
         )
-    out.print(table)
+    out.print(readable(table, "order"))
 
 
 @app.command("history")

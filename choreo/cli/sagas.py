@@ -14,7 +14,7 @@ import pydantic
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, query, traced_cli
+from choreo.cli.common import JsonFlag, fail, out, print_json, query, readable, traced_cli
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.model import Event, Message
@@ -59,7 +59,7 @@ def sagas_definitions(as_json: JsonFlag = False) -> None:
     table = Table("saga type", "versions", "started by", "key")
     for d in found:
         table.add_row(d["saga_type"], ", ".join(map(str, d["versions"])), d["start"], d["key"])
-    out.print(table)
+    out.print(readable(table, "saga type"))
 
 
 def _cell(value: Any) -> str:
@@ -125,7 +125,7 @@ def sagas_show(
             _cell(row["deadlines"]),
             _cell(row["compensation"]),
         )
-    out.print(table)
+    out.print(readable(table, "step"))
     out.print("cancel reasons: " + ", ".join(d.reasons))
     out.print("\n[dim]Mermaid (paste into any Mermaid viewer):[/]")
     out.print(mermaid(d), end="", markup=False, highlight=False)
@@ -204,7 +204,7 @@ def sagas_list(
             f"{r['progress']['done']}/{r['progress']['expected']}",
             (r["started_at"] or "")[:19],
         )
-    out.print(table)
+    out.print(readable(table, "key"))
 
 
 @app.command("status")
@@ -237,7 +237,7 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
             step["finished_by"] or "",
             step["detail"] or step["reason"] or "",
         )
-    out.print(table)
+    out.print(readable(table, "step"))
     for c in row["compensations"]:
         acked = f"acknowledged {c['acknowledged_at'][11:23]}" if c["acknowledged_at"] else "open"
         out.print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, out, print_json
+from choreo.cli.common import JsonFlag, out, print_json, readable
 from events.schemas import SchemaRegistry
 from events.settings import get_settings
 
@@ -34,4 +34,4 @@ def schemas_list(as_json: JsonFlag = False) -> None:
         table.add_row(
             str(r["event_type"]), str(r["version"]), str(r["fingerprint"]), str(r["path"])
         )
-    out.print(table)
+    out.print(readable(table, "fingerprint (CRC-64-AVRO, LE)"))

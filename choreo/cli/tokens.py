@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import JsonFlag, console, fail, out, print_json, readable
 from events.errors import ChoreoError
 from events.settings import get_settings
 from projections.tokens import ApiSettings, Role, TokenFile
@@ -76,7 +76,7 @@ def tokens_list(as_json: JsonFlag = False) -> None:
     table = Table("id", "name", "role", "created")
     for r in records:
         table.add_row(r.id, r.name, r.role, r.created_at.isoformat()[:19] if r.created_at else "")
-    out.print(table)
+    out.print(readable(table, "id"))
     console.print(f"{len(records)} token(s) in {file.path}")
 
 

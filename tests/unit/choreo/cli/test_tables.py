@@ -1,0 +1,49 @@
+"""The CLI's lists keep their ids whole at 80 columns (or piped), to copy into the next
+command: Rich cut them with an ellipsis first (`ord-2d10…`)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from choreo.cli.common import readable
+
+ORDERS = [f"ord-{n:012x}" for n in (0x2D104E394F4A, 0x5AC4D5D4AF7E, 0x30D66ED88C25)]
+
+
+def _orders_list() -> Table:
+    table = Table("order", "status", "reason", "step", "progress", "total", "placed")
+    for order in ORDERS:
+        table.add_row(
+            order, "[green]completed[/]", "shipment_failed", "", "5/5", "33.99 EUR",
+            "2026-12-05T04:19:30+00:00",
+        )  # fmt: skip
+    return table
+
+
+def _render(table: Table, width: int = 80) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+def test_the_whole_columns_are_never_cut_and_the_rest_fits_the_width():
+    text = _render(readable(_orders_list(), "order"))
+    for order in ORDERS:
+        assert f"│ {order} │" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_without_it_rich_cuts_the_ids():
+    text = _render(_orders_list())
+    assert not any(order in text for order in ORDERS)
+
+
+def test_a_key_column_takes_the_width_of_its_longest_cell_markup_aside():
+    table = Table("type", "key")
+    table.add_row("order", "[bold]ord-1[/]")
+    table.add_row("payroll", "run-2026-12-a-much-longer-key")
+    [_, key] = readable(table, "key").columns
+    assert key.no_wrap
+    assert key.min_width == len("run-2026-12-a-much-longer-key")
+    assert "run-2026-12-a-much-longer-key" in _render(table, width=40)
