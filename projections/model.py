@@ -10,9 +10,10 @@ the latest event time, never from a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sagas.order import V1 as ORDER
@@ -48,6 +49,11 @@ class LoggedEvent(NamedTuple):
     producer: str
     payload: dict[str, Any]
     traceparent: str | None = None
+
+
+RANK: Callable[[LoggedEvent], tuple[datetime, str]] = itemgetter(3, 0)
+"""An event's place among its saga's: ``(occurred_at, event_id)``, the order every fold reads
+them in (read in C: the folds' hottest call)."""
 
 
 @dataclass
@@ -116,7 +122,7 @@ class OrderView:
 # Long: the fold step by step in path order; one function keeps the set-based rules together.
 def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
     """The ``order_status`` row of ``order_id`` given all of its logged events."""
-    evs = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+    evs = sorted(events, key=RANK)
     view = OrderView(order_id, event_count=len(evs))
     if not evs:
         return view
@@ -153,7 +159,7 @@ def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
     def step(name: str, start: LoggedEvent | None, *ends: tuple[LoggedEvent | None, str]) -> None:
         end = min(
             ((e, outcome) for e, outcome in ends if e is not None),
-            key=lambda pair: (pair[0].occurred_at, pair[0].event_id),
+            key=lambda pair: RANK(pair[0]),
             default=None,
         )
         if start is None and end is None:
@@ -181,7 +187,7 @@ def fold_order(order_id: str, events: Iterable[LoggedEvent]) -> OrderView:
         view.timeline[-1].attempts = int(charged.payload.get("attempt") or 1)
     step("shipping", charged, (scheduled, "scheduled"), (ship_failed, "failed"))
     step("crm", scheduled, (crm, "updated"))
-    email_end = min(confirmation, key=lambda e: (e.occurred_at, e.event_id), default=None)
+    email_end = min(confirmation, key=RANK, default=None)
     step(
         "email",
         scheduled,

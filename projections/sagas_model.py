@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events.model import Event
-from projections.model import LoggedEvent
+from projections.model import RANK, LoggedEvent
 from sagas.definition import Fails, HumanTask, On, SagaDefinition, Step
 from sagas.emit import Emit, Render, SagaData
 
@@ -200,8 +200,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _rank(event: LoggedEvent) -> tuple[datetime, str]:
-    return (event.occurred_at, event.event_id)
+_rank = RANK
 
 
 class _Log:
@@ -262,7 +261,11 @@ def _reason(event: LoggedEvent) -> str:
 
 
 def _earliest(*found: LoggedEvent | None) -> LoggedEvent | None:
-    return min((e for e in found if e is not None), key=_rank, default=None)
+    earliest = None
+    for event in found:
+        if event is not None and (earliest is None or _rank(event) < _rank(earliest)):
+            earliest = event
+    return earliest
 
 
 def _data(d: SagaDefinition, log: _Log) -> dict[str, Any]:
@@ -321,7 +324,7 @@ def _step(step: Step, start: LoggedEvent | None, log: _Log) -> StepView:
     began = signal or trigger
     if began is not None:
         s.started_at, s.started_by = began.occurred_at, began.event_type
-    succeeded = _earliest(*(log.first(on) for on in step.succeeded_on))
+    succeeded = _earliest(*map(log.first, step.succeeded_on))
     failures = [(e, x) for x in step.fails if x.on is not None and (e := log.first(x.on))]
     failed: tuple[LoggedEvent, Fails] | None = (
         min(failures, key=lambda pair: _rank(pair[0])) if failures else None

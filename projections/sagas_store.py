@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from events.database import Connection
-from projections.model import LoggedEvent
+from projections.model import RANK, LoggedEvent
 from projections.sagas_model import SagaView, fold_saga
 from sagas.definition import SagaDefinition
 from sagas.registry import SagaRegistry
@@ -96,7 +96,7 @@ def saga_of(
             return None  # a version this process does not know: its row stays as it was
     starts = _starts(registry)
     candidates = [e for e in events if e.event_type in starts]  # sort only these: usually one
-    for event in sorted(candidates, key=lambda e: (e.occurred_at, e.event_id)):
+    for event in sorted(candidates, key=RANK):
         d = starts[event.event_type]
         if d.start.where is None or d.start.matches(
             d.catalog[event.event_type].model_validate(event.payload)
