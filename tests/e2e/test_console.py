@@ -99,9 +99,12 @@ class Console:
     browser: Browser
     tokens: ApiTokens
 
-    async def signed_in(self, token: str, path: str = "/console") -> Page:
-        """A fresh browser session signed in with ``token``, at ``path``."""
-        context = await self.browser.new_context(viewport={"width": 1280, "height": 900})
+    async def signed_in(
+        self, token: str, path: str = "/console", width: int = 1280, height: int = 900
+    ) -> Page:
+        """A fresh browser session signed in with ``token``, at ``path``, in a window of
+        ``width`` by ``height`` CSS pixels."""
+        context = await self.browser.new_context(viewport={"width": width, "height": height})
         page = await context.new_page()
         await page.goto(self.url + path)
         await expect(page).to_have_url(

@@ -400,3 +400,38 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await expect(order.locator("tr[data-knob=approval_threshold_minor]")).to_contain_text("100,000")
     await screenshot(page, "definitions")
     await page.context.close()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+async def test_on_a_phone_no_page_scrolls_sideways_and_the_decision_is_in_reach(console: Console):
+    page = await console.signed_in(console.tokens.operator, "/console", **PHONE)
+    for path in (
+        "/console",
+        "/console/sagas/order",
+        "/console/sagas/order/ord-done-0",
+        "/console/approvals",
+        "/console/dead-letters",
+        "/console/definitions",
+    ):
+        await page.goto(console.url + path)
+        await expect(page.locator("main")).to_be_visible()
+        # Wide tables and drawings scroll within their cards; the page keeps the phone's width.
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (path, width)
+    # The approvals page: each order a block of its own, its buttons on screen.
+    await page.goto(console.url + "/console/approvals")
+    soon = page.locator("tr[data-order=ord-ask-soon]")
+    approve = soon.locator("button[data-action=approve]")
+    await expect(page.locator("table.approvals thead")).to_be_hidden()
+    await expect(soon.locator("td[data-label=amount]")).to_have_css("display", "block")
+    box = await approve.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"]
+    await screenshot(page, "approvals-phone")
+    await approve.click()
+    await expect(page.locator("#toast")).to_have_text("ord-ask-soon approved by test-operator")
+    await expect(soon).to_have_count(0, timeout=15_000)
+    await page.context.close()
