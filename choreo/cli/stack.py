@@ -22,22 +22,22 @@ app = typer.Typer(help="Start, stop and inspect the local stack (Kafka, PostgreS
 def _status_table(statuses: list[dict[str, object]]) -> Table:
     """The components as a table; paths under the working directory relative to it, and
     wrapped rather than cut on a narrow terminal."""
+    # No padding at the table's edges, the pid under the state: at 80 columns a log's path
+    # (what one copies) fits on its line.
     table = Table(
-        "component",
-        "state",
-        Column("address", overflow="fold"),
-        "pid",
-        Column("log / detail", overflow="fold"),
-    )
+        "component", "state", Column("address", overflow="fold"),
+        Column("log / detail", overflow="fold"), pad_edge=False,
+    )  # fmt: skip
     for s in statuses:
         state = "[green]running[/]" if s["running"] else "[red]stopped[/]"
         if s["external"]:
             state += " (external)"
+        if s["pid"]:
+            state += f"\npid {s['pid']}"
         table.add_row(
             str(s["name"]),
             state,
             str(s["address"]),
-            str(s["pid"] or "-"),
             _near(f"{s['log'] or ''}\n{s['detail']}".strip()),
         )
     return table

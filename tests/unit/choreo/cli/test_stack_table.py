@@ -1,8 +1,9 @@
-"""`choreo stack status` at 80 columns: paths under the working directory relative to it,
-every path and address whole (wrapped, never cut with an ellipsis)."""
+"""`choreo stack status` at 80 columns: paths under the working directory relative to it, a
+log's path on one line, every path and address whole (wrapped, never cut with an ellipsis)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,15 +43,18 @@ def test_paths_under_the_working_directory_are_relative_and_nothing_is_cut(
     text = _render(_statuses(tmp_path))
     assert "…" not in text
     assert str(tmp_path) not in text
-    log = _cells(text, 5)
+    log = _cells(text, 4)
     assert ".state/postgres/postgres.log" in log
     assert "datain.state/postgres/data" in log
     assert "/var/log/elsewhere/jaeger.log" in log  # elsewhere: absolute, whole
     assert "UIhttp://127.0.0.1:16686" in log
+    # A log's path on one line, what one copies; the pid under the state.
+    assert re.search(r"│ *\.state/postgres/postgres\.log *│", text), text
+    assert "pid 20331" in text
 
 
 def test_at_the_filesystems_root_paths_stay_absolute(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir("/")
-    log = _cells(_render(_statuses(Path("/srv/choreo"))), 5)
+    log = _cells(_render(_statuses(Path("/srv/choreo"))), 4)
     assert "/srv/choreo/.state/postgres/postgres.log" in log
     assert "/var/log/elsewhere/jaeger.log" in log
