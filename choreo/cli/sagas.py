@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import orjson
 import pydantic
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from choreo.cli.common import JsonFlag, fail, out, print_json, query, readable, traced_cli
 from choreo.client import ChoreoClient
@@ -226,24 +226,28 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
         f"  steps: {', '.join(row['current_steps']) or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
-    table = Table("step", "state", "started", "by", "finished", "by", "detail")
+    # Each time with the event that marks it, under it: five columns read at 80 columns.
+    table = Table("step", "state", "started", "finished", Column("detail", overflow="fold"))
     for step in row["steps"]:
         table.add_row(
             step["step"] if step["on_path"] else f"[dim]{step['step']}[/]",
             step["state"],
-            (step["started_at"] or "")[11:23],
-            step["started_by"] or "",
-            (step["finished_at"] or "")[11:23],
-            step["finished_by"] or "",
+            _when(step["started_at"], step["started_by"]),
+            _when(step["finished_at"], step["finished_by"]),
             step["detail"] or step["reason"] or "",
         )
-    out.print(readable(table, "step"))
+    out.print(readable(table, "step", "state"))
     for c in row["compensations"]:
         acked = f"acknowledged {c['acknowledged_at'][11:23]}" if c["acknowledged_at"] else "open"
         out.print(
             f"undo {c['step']}: {c['command']} sent {c['sent_at'][11:23]}"
             f" ({c['attempts']}x), {acked}"
         )
+
+
+def _when(at: str | None, by: str | None) -> str:
+    """A step's time of day and, under it, the event (or who) that marks it."""
+    return "\n".join(part for part in ((at or "")[11:23], f"[dim]{by}[/]" if by else "") if part)
 
 
 @app.command("history")

@@ -100,3 +100,17 @@ def test_an_unknown_saga_is_an_error(monkeypatch):
     result = runner.invoke(app, ["sagas", "status", "order", "ord-nope"])
     assert result.exit_code == 1
     assert "no order saga ord-nope" in result.output
+
+
+def test_status_reads_at_80_columns(monkeypatch):
+    # Seven columns cut every state and event name to a few letters; five, with each time's
+    # event under it, keep them whole.
+    monkeypatch.setattr(sagas_cli, "query", lambda call: _saga_row())
+    status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env={"COLUMNS": "80"})
+    assert status.exit_code == 0, status.output
+    lines = status.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for text in ("succeeded", "failed", "pending", "order.placed",
+                 "payment.charged", "shipment.failed"):  # fmt: skip
+        assert text in status.output, text
+    assert not any("succeed…" in line or "shipment.fa…" in line for line in lines)
