@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import orjson
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -45,7 +46,12 @@ def readable(table: Table, *whole: str) -> Table:
         if column.header in whole:
             column.no_wrap = True
             column.min_width = max(
-                (Text.from_markup(c).cell_len for c in column.cells if isinstance(c, str)),
+                (
+                    cell_len(line)
+                    for c in column.cells
+                    if isinstance(c, str)
+                    for line in Text.from_markup(c).plain.splitlines()
+                ),
                 default=0,
             )
     return table

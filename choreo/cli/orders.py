@@ -279,19 +279,21 @@ def orders_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("order", "status", "reason", "step", "progress", "total", "placed")
+    # Five columns that read at 80: the reason (or the step waited on) under the status, the
+    # placing time without its year and seconds (`--json` has it whole).
+    table = Table("order", "status", "progress", "total", "placed (UTC)")
     for r in rows:
-        total = f"{(r['total_minor'] or 0) / 100:.2f} {r['currency'] or ''}"
+        total = f"{(r['total_minor'] or 0) / 100:,.2f} {r['currency'] or ''}"
+        why = r["cancel_reason"] or r["current_step"]
+        placed = (r["placed_at"] or "")[5:16].replace("T", " ")
         table.add_row(
             r["order_id"],
-            r["status"],
-            r["cancel_reason"] or "",
-            r["current_step"] or "",
+            r["status"] + (f"\n[dim]{why}[/]" if why else ""),
             f"{r['progress']['done']}/{r['progress']['expected']}",
             total,
-            (r["placed_at"] or "")[:19],
+            placed,
         )
-    out.print(readable(table, "order"))
+    out.print(readable(table, "order", "status", "placed (UTC)"))
 
 
 @app.command("history")

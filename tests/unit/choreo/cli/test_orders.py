@@ -70,3 +70,30 @@ def test_help_explains_each_command():
     assert result.exit_code == 0
     assert "order.placed" in result.output
     assert "--sample" in result.output
+
+
+def _listed_order(order_id: str, status: str, reason: str | None, step: str | None) -> dict:
+    return {
+        "order_id": order_id, "status": status, "cancel_reason": reason, "current_step": step,
+        "progress": {"done": 2, "expected": 5}, "total_minor": 4_950_000, "currency": "EUR",
+        "placed_at": "2026-12-05T04:53:18.608000+00:00",
+    }  # fmt: skip
+
+
+def test_the_list_reads_at_80_columns(monkeypatch):
+    from choreo.cli import orders as orders_cli
+
+    rows = [
+        _listed_order("ord-e3853ed1b1e4", "cancelled", "payment_declined", None),
+        _listed_order("ord-b1b28ec18eb7", "awaiting_approval", None, "approval"),
+    ]
+    monkeypatch.setattr(orders_cli, "query", lambda call: rows)
+    result = runner.invoke(app, ["orders", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.output
+    # Ids, statuses and their reasons whole, each on its line; the time without year.
+    for text in ("ord-e3853ed1b1e4", "ord-b1b28ec18eb7", "awaiting_approval", "payment_declined",
+                 "approval", "12-05 04:53", "2/5"):  # fmt: skip
+        assert text in result.output, text

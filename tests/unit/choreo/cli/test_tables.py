@@ -47,3 +47,10 @@ def test_a_key_column_takes_the_width_of_its_longest_cell_markup_aside():
     assert key.no_wrap
     assert key.min_width == len("run-2026-12-a-much-longer-key")
     assert "run-2026-12-a-much-longer-key" in _render(table, width=40)
+
+
+def test_a_cell_of_two_lines_is_as_wide_as_its_longer_line():
+    table = Table("status")
+    table.add_row("cancelled\n[dim]payment_declined[/]")
+    [status] = readable(table, "status").columns
+    assert status.min_width == len("payment_declined")
