@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -57,22 +57,24 @@ def breakers_cmd(
     if as_json:
         print_json([row.to_json() for row in rows])
         return
+    # Six columns that read at 80: the provider under its process, since when under the
+    # state, the counts in one cell; the last error wraps.
     table = Table(
-        "process", "provider", "state", "since", "failing", "opened", "deferred", "bulkhead",
-        "fault", "last error",
+        "process", "state", Column("failing · opened · deferred", overflow="fold"), "bulkhead",
+        "fault", Column("last error", overflow="fold"),
     )  # fmt: skip
     for row in rows:
         style = STATE_STYLE.get(row.state, "")
         state = f"[{style}]{row.state}[/]" + (" (stale)" if row.stale else "")
         table.add_row(
-            row.process, row.provider, state, f"{row.since:%H:%M:%S}", str(row.failures),
-            str(row.opened), str(row.deferred), f"{row.in_use}/{row.concurrency}",
-            f"{row.fault_rate:g}" if row.fault_rate else "-", (row.last_error or "")[:60],
+            f"{row.process}\n[dim]{row.provider}[/]", f"{state}\n[dim]{row.since:%H:%M:%S}[/]",
+            f"{row.failures} · {row.opened} · {row.deferred}", f"{row.in_use}/{row.concurrency}",
+            f"{row.fault_rate:g}" if row.fault_rate else "-", (row.last_error or "")[:120],
         )  # fmt: skip
     if not rows:
         out.print("no circuit breakers published: is the platform running (`choreo run`)?")
         return
-    out.print(table)
+    out.print(readable(table, "process", "state"))
 
 
 @faults_app.command("inject")

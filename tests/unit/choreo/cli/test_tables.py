@@ -54,3 +54,29 @@ def test_a_cell_of_two_lines_is_as_wide_as_its_longer_line():
     table.add_row("cancelled\n[dim]payment_declined[/]")
     [status] = readable(table, "status").columns
     assert status.min_width == len("payment_declined")
+
+
+def test_the_breakers_table_reads_at_80_columns(monkeypatch):
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from choreo.cli import app
+    from choreo.cli import breakers as breakers_cli
+    from events.breaker_board import BreakerRow
+
+    error = "GatewayUnavailable: payment gateway unavailable (attempt 2)"
+    at = datetime(2026, 12, 5, 4, 53, 15, tzinfo=UTC)
+    rows = [
+        BreakerRow(process="payment", instance="payment-1", provider="gateway", state="closed",
+                   since=at, failures=0, opened=1, deferred=3, in_use=0, concurrency=2,
+                   fault_rate=0.0, last_error=error, updated_at=at, stale=False),
+    ]  # fmt: skip
+    monkeypatch.setattr(breakers_cli, "_with_db", lambda call: rows)
+    result = CliRunner().invoke(app, ["breakers"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "…" not in result.output
+    for text in ("payment", "gateway", "closed", "04:53:15", "0 · 1 · 3", "0/2"):
+        assert text in result.output, text
+    assert "attempt 2" in result.output  # the error wraps, whole
