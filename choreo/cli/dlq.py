@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from choreo.cli.common import JsonFlag, fail, out, print_json, readable
 from choreo.client import ChoreoClient
@@ -45,13 +45,15 @@ def dlq_list(
     if as_json:
         print_json([_letter_json(e, full=False) for e in entries])
         return
-    table = Table("id", "consumer", "event type", "order", "attempts", "reason")
+    # Five columns that read at 80: the consumer under the event type, the reason wrapped.
+    table = Table("id", "order", "event type", "attempts", Column("reason", overflow="fold"))
     for e in entries:
         d = e.letter
         order = (d.original_key or b"").decode(errors="replace")
         reason = d.reason if e.redriven_at is None else f"(redriven) {d.reason}"
-        table.add_row(e.id, d.consumer, d.event_type or "?", order, str(d.attempts), reason[:80])
-    out.print(readable(table, "id", "order"))
+        event = f"{d.event_type or '?'}\n[dim]{d.consumer}[/]"
+        table.add_row(e.id, order, event, str(d.attempts), reason[:160])
+    out.print(readable(table, "id", "order", "event type"))
     out.print(f"{len(entries)} dead letter(s)")
 
 

@@ -80,3 +80,29 @@ def test_the_breakers_table_reads_at_80_columns(monkeypatch):
     for text in ("payment", "gateway", "closed", "04:53:15", "0 · 1 · 3", "0/2"):
         assert text in result.output, text
     assert "attempt 2" in result.output  # the error wraps, whole
+
+
+def test_the_dead_letters_list_reads_at_80_columns(monkeypatch):
+    import base64
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from choreo.cli import app
+    from choreo.cli import dlq as dlq_cli
+    from events.dlq import DeadLetter
+    from events.redrive import DeadLetterEntry
+
+    letter = DeadLetter(
+        reason="the mailbox at bounce.example rejected the message (hard bounce)",
+        error_type="PermanentError", consumer="choreo.email", source_topic="choreo.shipment",
+        source_partition=0, source_offset=7, attempts=1, dead_at=datetime.now(UTC),
+        event_type="shipment.scheduled", key_b64=base64.b64encode(b"ord-552ce5c715b8").decode(),
+    )  # fmt: skip
+    monkeypatch.setattr(dlq_cli, "_dead_letters", lambda include: [DeadLetterEntry("2:0", letter)])
+    result = CliRunner().invoke(app, ["dlq", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "…" not in result.output
+    for text in ("2:0", "ord-552ce5c715b8", "shipment.scheduled", "choreo.email", "(hard"):
+        assert text in result.output, text
