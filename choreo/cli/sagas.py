@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import orjson
 import pydantic
 import typer
+from rich.console import Group
 from rich.table import Column, Table
+from rich.text import Text
 
 from choreo.cli.common import JsonFlag, fail, out, print_json, query, readable, traced_cli
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.model import Event, Message
 from saga_coordinator.context import get_coordinator_settings
+from sagas.definition import SagaDefinition
 from sagas.drawing import mermaid, rows
 from sagas.registry import SagaRegistry
 from sagas.shipped import SAGAS
@@ -111,24 +114,46 @@ def sagas_show(
         out.print(mermaid(d), end="", markup=False, highlight=False)
         return
     out.print(f"[bold]{d.saga_type}[/] v{d.version}: started by {d.start.event_type}, key {d.key}")
-    table = Table("step", "after", "triggered by", "succeeds on", "fails on", "deadlines", "undo")
-    for row in rows(d):
-        name = row["step"] if row["critical"] else f"{row['step']} (optional)"
-        if row["when"]:
-            name = f"{name}\nwhen {row['when']}"
-        table.add_row(
-            name,
-            _cell(row["after"]),
-            _cell(row["triggered_by"]),
-            _cell(row["succeeds_on"]),
-            _cell(row["fails_on"]),
-            _cell(row["deadlines"]),
-            _cell(row["compensation"]),
-        )
-    out.print(readable(table, "step"))
+    if out.width >= WIDE:
+        out.print(_steps_table(d))
+    else:  # seven columns do not read narrower: a block per step
+        for row in rows(d):
+            out.print(_steps_block(row))
+    out.print()
     out.print("cancel reasons: " + ", ".join(d.reasons))
     out.print("\n[dim]Mermaid (paste into any Mermaid viewer):[/]")
     out.print(mermaid(d), end="", markup=False, highlight=False)
+
+
+WIDE = 140
+"""Columns from which `sagas show` prints its steps as a table."""
+STEP_FIELDS = (
+    ("after", "after"), ("triggered_by", "triggered by"), ("succeeds_on", "succeeds on"),
+    ("fails_on", "fails on"), ("deadlines", "deadlines"), ("compensation", "undo"),
+)  # fmt: skip
+
+
+def _step_name(row: dict[str, Any]) -> str:
+    name = row["step"] if row["critical"] else f"{row['step']} (optional)"
+    return f"{name}\nwhen {row['when']}" if row["when"] else name
+
+
+def _steps_table(d: SagaDefinition) -> Table:
+    table = Table("step", *(title for _, title in STEP_FIELDS))
+    for row in rows(d):
+        table.add_row(_step_name(row), *(_cell(row[field]) for field, _ in STEP_FIELDS))
+    return readable(table, "step")
+
+
+def _steps_block(row: dict[str, Any]) -> Group:
+    """One step as a block: its name, then a line per field it has."""
+    fields = Table.grid(padding=(0, 1))
+    fields.add_column(style="dim", no_wrap=True)
+    fields.add_column(overflow="fold")
+    for field, title in STEP_FIELDS:
+        if row[field]:
+            fields.add_row(f"  {title}", _cell(row[field]))
+    return Group(Text(_step_name(row).replace("\n", " · "), style="bold"), fields)
 
 
 @app.command("start")
@@ -192,19 +217,19 @@ def sagas_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("type", "key", "v", "status", "reason", "steps", "progress", "started")
+    # Five columns that read at 80, as `choreo orders list`: the version under the type, the
+    # reason (or the steps waited on) under the status, the time without year and seconds.
+    table = Table("saga", "key", "status", "progress", "started (UTC)")
     for r in rows:
+        why = r["reason"] or ", ".join(r["current_steps"])
         table.add_row(
-            r["saga_type"],
+            f"{r['saga_type']}\n[dim]v{r['version']}[/]",
             r["saga_key"],
-            str(r["version"]),
-            r["status"],
-            r["reason"] or "",
-            ", ".join(r["current_steps"]),
+            r["status"] + (f"\n[dim]{why}[/]" if why else ""),
             f"{r['progress']['done']}/{r['progress']['expected']}",
-            (r["started_at"] or "")[:19],
+            (r["started_at"] or "")[5:16].replace("T", " "),
         )
-    out.print(readable(table, "key"))
+    out.print(readable(table, "saga", "key", "status", "started (UTC)"))
 
 
 @app.command("status")

@@ -36,6 +36,23 @@ def test_show_prints_steps_compensations_and_the_mermaid_flow():
         assert text in result.output, text
 
 
+def test_show_at_80_columns_is_a_block_per_step_with_nothing_cut():
+    result = runner.invoke(app, ["sagas", "show", "order"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.output
+    # The step's name on a line of its own, each of its facts on the lines under it.
+    payment = lines.index("payment")
+    assert lines[payment + 1].split() == ["after", "approval"]
+    facts = " ".join(lines[payment + 1 : payment + 7])
+    for text in ("triggered by order.approved", "succeeds on  payment.charged",
+                 "payment.declined → payment_declined", "answer 30s → payment_timeout",
+                 "payment.refund (ack payment.refunded"):  # fmt: skip
+        assert text in facts, text
+    assert "approval · when total ≥ approval threshold" in lines
+
+
 def test_show_uses_the_knobs_the_coordinator_would_run_with(monkeypatch):
     monkeypatch.setenv("CHOREO_SAGA_PAYMENT_DEADLINE_S", "60")
     result = runner.invoke(app, ["sagas", "show", "order", "--json"])
@@ -114,3 +131,18 @@ def test_status_reads_at_80_columns(monkeypatch):
                  "payment.charged", "shipment.failed"):  # fmt: skip
         assert text in status.output, text
     assert not any("succeed…" in line or "shipment.fa…" in line for line in lines)
+
+
+def test_list_reads_at_80_columns(monkeypatch):
+    row = {"saga_type": "return", "saga_key": "ret-121e9ee62e26", "version": 1,
+           "status": "cancelled", "reason": "refund_declined", "current_steps": [],
+           "progress": {"done": 3, "expected": 3},
+           "started_at": "2026-12-05T04:53:19.136000+00:00"}  # fmt: skip
+    monkeypatch.setattr(sagas_cli, "query", lambda call: [row])
+    result = runner.invoke(app, ["sagas", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "…" not in result.output
+    for text in ("return", "v1", "ret-121e9ee62e26", "cancelled", "refund_declined", "3/3",
+                 "12-05 04:53"):  # fmt: skip
+        assert text in result.output, text
