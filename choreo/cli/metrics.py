@@ -6,9 +6,9 @@ import re
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -46,8 +46,9 @@ def metrics_cmd(
     if as_json:
         print_json(rows)
         return
-    table = Table("metric", "labels", "value")
+    # The labels a line each, folded when one is longer than its column: never cut.
+    table = Table(Column("metric", overflow="fold"), Column("labels", overflow="fold"), "value")
     for r in sorted(rows, key=lambda r: (r["name"], str(r["labels"]))):
-        labels_text = " ".join(f"{k}={v}" for k, v in sorted(r["labels"].items()))
+        labels_text = "\n".join(f"{k}={v}" for k, v in sorted(r["labels"].items()))
         table.add_row(str(r["name"]), labels_text, f"{r['value']:g}")
-    out.print(table)
+    out.print(readable(table, "value"))

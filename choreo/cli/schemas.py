@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from choreo.cli.common import JsonFlag, out, print_json, readable
 from events.schemas import SchemaRegistry
@@ -29,7 +29,12 @@ def schemas_list(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("event type", "version", "fingerprint (CRC-64-AVRO, LE)", "file")
+    table = Table(
+        Column("event type", overflow="fold"),
+        "version",
+        "fingerprint (CRC-64-AVRO, LE)",
+        Column("file", overflow="fold"),
+    )
     for r in rows:
         table.add_row(
             str(r["event_type"]), str(r["version"]), str(r["fingerprint"]), str(r["path"])

@@ -106,3 +106,25 @@ def test_the_dead_letters_list_reads_at_80_columns(monkeypatch):
     assert "…" not in result.output
     for text in ("2:0", "ord-552ce5c715b8", "shipment.scheduled", "choreo.email", "(hard"):
         assert text in result.output, text
+
+
+def test_the_metrics_read_at_80_columns(monkeypatch):
+    import httpx
+    from typer.testing import CliRunner
+
+    from choreo.cli import app
+
+    exposition = (
+        'choreo_handler_duration_milliseconds_count{consumer="choreo.saga-coordinator",'
+        'event_type="inventory.reservation_failed",service_name="saga-coordinator"} 8\n'
+    )
+    monkeypatch.setattr(httpx, "get", lambda url, timeout: httpx.Response(200, text=exposition))
+    result = CliRunner().invoke(app, ["metrics"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    rows = [line.split("│") for line in result.output.splitlines() if line.startswith("│")]
+    metric = "".join(row[1].strip() for row in rows)
+    labels = "".join(row[2].strip() for row in rows)  # a label may fold over two lines
+    assert metric == "choreo_handler_duration_milliseconds_count"
+    assert "consumer=choreo.saga-coordinator" in labels
+    assert "event_type=inventory.reservation_failed" in labels
