@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable
 from choreo.eventtools import round_trip, tail_rows
 from events.errors import ChoreoError
 from events.settings import get_settings
@@ -31,18 +31,17 @@ def events_roundtrip(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([asdict(r) for r in results])
     else:
-        table = Table("event type", "topic", "partition", "offset", "bytes", "schema", "result")
+        # Reads at 80 columns: where each record landed as topic:partition@offset under its
+        # event type.
+        table = Table("event", "bytes", "schema", "result")
         for r in results:
             table.add_row(
-                r.event_type,
-                r.topic,
-                str(r.partition),
-                str(r.offset),
+                f"{r.event_type}\n[dim]{r.topic}:{r.partition}@{r.offset}[/]",
                 str(r.size),
                 f"v{r.schema_version}",
                 "[green]identical[/]" if r.equal else "[red]MISMATCH[/]",
             )
-        out.print(table)
+        out.print(readable(table, "event", "result"))
         ok = sum(r.equal for r in results)
         out.print(f"{ok}/{len(results)} events round-tripped through Kafka unchanged")
     if not all(r.equal for r in results):
