@@ -37,6 +37,11 @@ out = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+WIDE = 140
+"""Terminal columns from which the widest tables (``demo``'s, ``sagas show``'s) print with
+every column; narrower, they print their long texts under the table or as blocks."""
+
+
 def readable(table: Table, *whole: str) -> Table:
     """``table`` with the columns headed ``whole`` (ids and keys, to copy into the next
     command) on one line at their longest cell's width, on a terminal of any width (80

@@ -10,34 +10,28 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, console, out, print_json, traced_cli
+from choreo.cli.common import WIDE, JsonFlag, console, out, print_json, readable, traced_cli
 from events.settings import get_settings
 
 if TYPE_CHECKING:
     from choreo.demo import DemoSaga
 
 STATUS_COLORS = {"completed": "green", "cancelled": "yellow"}
-WIDE = 140
-"""Columns from which "what it shows" fits as a column; narrower, it follows as a legend."""
 
 
 def _view(sagas: list[DemoSaga], width: int) -> RenderableType:
     """The sagas as a table: keys whole (to copy into `choreo orders status`), reasons wrapped
     rather than cut; on a narrow terminal what each path shows follows the table."""
-    key_width = max((len(s.key) for s in sagas), default=3)
-    columns: list[Column | str] = [
-        "saga",
-        "scenario",
-        Column("key", no_wrap=True, min_width=key_width),
-        "status",
-        Column("reason / notes", overflow="fold"),
-    ]
     wide = width >= WIDE
-    table = Table(*columns, *(["what it shows"] if wide else []))
+    table = Table(
+        "saga", "scenario", "key", "status", Column("reason / notes", overflow="fold"),
+        *(["what it shows"] if wide else []),
+    )  # fmt: skip
     for s in sagas:
         color = STATUS_COLORS.get(s.status, "cyan")
         shows = [s.shows] if wide else []
         table.add_row(s.saga_type, s.scenario, s.key, f"[{color}]{s.status}[/]", s.detail, *shows)
+    readable(table, "key")
     if wide or not sagas:
         return table
     legend = Table.grid(padding=(0, 1))

@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, query, readable, traced_cli
+from choreo.cli.common import WIDE, JsonFlag, fail, out, print_json, query, readable, traced_cli
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.model import Event, Message
@@ -125,8 +125,6 @@ def sagas_show(
     out.print(mermaid(d), end="", markup=False, highlight=False)
 
 
-WIDE = 140
-"""Columns from which `sagas show` prints its steps as a table."""
 STEP_FIELDS = (
     ("after", "after"), ("triggered_by", "triggered by"), ("succeeds_on", "succeeds on"),
     ("fails_on", "fails on"), ("deadlines", "deadlines"), ("compensation", "undo"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from choreo.cli.demo import WIDE, _view
+from choreo.cli.common import WIDE
+from choreo.cli.demo import _view
 from choreo.demo import DemoSaga
 
 
