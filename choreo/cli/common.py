@@ -62,6 +62,12 @@ def readable(table: Table, *whole: str) -> Table:
     return table
 
 
+def to_the_minute(iso: str | None) -> str:
+    """``2026-12-05T04:53:18.608+00:00`` → ``12-05 04:53``: a list's time, narrow enough for
+    80 columns (``--json`` has it whole)."""
+    return (iso or "")[5:16].replace("T", " ")
+
+
 def print_json(value: object) -> None:
     """Print ``value`` as indented JSON on stdout (anything orjson cannot encode as ``str``)."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")

@@ -18,7 +18,17 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json, query, readable, traced_cli
+from choreo.cli.common import (
+    JsonFlag,
+    console,
+    fail,
+    out,
+    print_json,
+    query,
+    readable,
+    to_the_minute,
+    traced_cli,
+)
 from choreo.client import ChoreoClient
 from contracts.catalog import OrderPlaced
 from contracts.order import STATUSES
@@ -285,13 +295,12 @@ def orders_list(
     for r in rows:
         total = f"{(r['total_minor'] or 0) / 100:,.2f} {r['currency'] or ''}"
         why = r["cancel_reason"] or r["current_step"]
-        placed = (r["placed_at"] or "")[5:16].replace("T", " ")
         table.add_row(
             r["order_id"],
             r["status"] + (f"\n[dim]{why}[/]" if why else ""),
             f"{r['progress']['done']}/{r['progress']['expected']}",
             total,
-            placed,
+            to_the_minute(r["placed_at"]),
         )
     out.print(readable(table, "order", "status", "placed (UTC)"))
 

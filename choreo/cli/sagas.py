@@ -16,7 +16,17 @@ from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
-from choreo.cli.common import WIDE, JsonFlag, fail, out, print_json, query, readable, traced_cli
+from choreo.cli.common import (
+    WIDE,
+    JsonFlag,
+    fail,
+    out,
+    print_json,
+    query,
+    readable,
+    to_the_minute,
+    traced_cli,
+)
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.model import Event, Message
@@ -225,7 +235,7 @@ def sagas_list(
             r["saga_key"],
             r["status"] + (f"\n[dim]{why}[/]" if why else ""),
             f"{r['progress']['done']}/{r['progress']['expected']}",
-            (r["started_at"] or "")[5:16].replace("T", " "),
+            to_the_minute(r["started_at"]),
         )
     out.print(readable(table, "saga", "key", "status", "started (UTC)"))
 
