@@ -271,7 +271,9 @@ def orders_status(
     out.print(table)
     if row["compensations_done"]:
         out.print("compensations done: " + ", ".join(row["compensations_done"]))
-    out.print(f"trace: {row['trace_id'] or '-'}  updated: {row['updated_at']}")
+    updated = (row["updated_at"] or "")[:23].replace("T", " ")
+    out.print(f"trace    {row['trace_id'] or '-'}", highlight=False)  # a line each: 80 columns
+    out.print(f"updated  {updated} UTC" if updated else "updated  -", highlight=False)
 
 
 @app.command("list")

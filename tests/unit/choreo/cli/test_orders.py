@@ -97,3 +97,24 @@ def test_the_list_reads_at_80_columns(monkeypatch):
     for text in ("ord-e3853ed1b1e4", "ord-b1b28ec18eb7", "awaiting_approval", "payment_declined",
                  "approval", "12-05 04:53", "2/5"):  # fmt: skip
         assert text in result.output, text
+
+
+def test_status_reads_at_80_columns(monkeypatch):
+    from choreo.cli import orders as orders_cli
+
+    row = {
+        "order_id": "ord-9233be4d4bad", "status": "completed", "cancel_reason": None,
+        "current_step": None, "progress": {"done": 5, "expected": 5},
+        "timeline": [{"step": "payment", "outcome": "charged", "attempts": 3,
+                      "started_at": "2026-12-05T04:53:18.766000+00:00",
+                      "finished_at": "2026-12-05T04:53:18.950000+00:00"}],
+        "compensations_done": [], "trace_id": "a2b5b99ee891a95cac0b6561034754b5",
+        "updated_at": "2026-12-05T04:53:19.008000+00:00",
+    }  # fmt: skip
+    monkeypatch.setattr(orders_cli, "query", lambda call: row)
+    result = runner.invoke(app, ["orders", "status", "ord-9233be4d4bad"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "trace    a2b5b99ee891a95cac0b6561034754b5" in lines
+    assert "updated  2026-12-05 04:53:19.008 UTC" in lines
