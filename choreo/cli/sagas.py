@@ -270,12 +270,13 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
             step["detail"] or step["reason"] or "",
         )
     out.print(readable(table, "step", "state"))
+    if not row["compensations"]:
+        return
+    undo = Table("undo", "command", "sent", "sends", "acknowledged", title="compensations")
     for c in row["compensations"]:
-        acked = f"acknowledged {c['acknowledged_at'][11:23]}" if c["acknowledged_at"] else "open"
-        out.print(
-            f"undo {c['step']}: {c['command']} sent {c['sent_at'][11:23]}"
-            f" ({c['attempts']}x), {acked}"
-        )
+        acked = c["acknowledged_at"][11:23] if c["acknowledged_at"] else "open"
+        undo.add_row(c["step"], c["command"], c["sent_at"][11:23], str(c["attempts"]), acked)
+    out.print(readable(undo, "undo", "command", "sent", "acknowledged"))
 
 
 def _when(at: str | None, by: str | None) -> str:

@@ -98,9 +98,16 @@ def test_status_list_and_history_print_the_read_model(monkeypatch):
     status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env=env)
     assert status.exit_code == 0, status.output
     for text in ("order ord-9 v1 compensating", "steps: compensation", "progress: 3/5",
-                 "shipment.failed", "undo payment: payment.refund", "acknowledged",
-                 "undo inventory: inventory.release", "open"):  # fmt: skip
+                 "shipment.failed", "compensations", "acknowledged"):  # fmt: skip
         assert text in status.output, text
+    # A row per compensation: the step it undoes, its command, and its acknowledgement or not.
+    undo = [line.split("│")[1:6] for line in status.output.splitlines() if "│ payment " in line
+            or "│ inventory " in line]  # fmt: skip
+    cells = [[cell.strip() for cell in row] for row in undo if "." in row[1]]
+    assert [(c[0], c[1], c[4] == "open") for c in cells] == [
+        ("payment", "payment.refund", False),
+        ("inventory", "inventory.release", True),
+    ], status.output
     listed = runner.invoke(app, ["sagas", "list", "--type", "order"], env=env)
     assert listed.exit_code == 0, listed.output
     assert "ord-9" in listed.output
