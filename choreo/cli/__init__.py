@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -47,15 +48,12 @@ from events.settings import describe_invalid_settings
 # The distributions of pyproject's `bench` extra (import names alike).
 BENCH_EXTRA = ("dbos", "matplotlib", "psutil", "temporalio")
 
-# `choreo --help` lists the commands in panels, in the order a newcomer meets them. Commands
-# whose description is a paragraph get a one-line summary there (their own --help has it all).
+# `choreo --help` lists the commands in panels, in the order a newcomer meets them: the order
+# of registration (:func:`_register`). Commands whose description is a paragraph get a
+# one-line summary there (their own --help has it all).
 RUN, SAGAS, OPERATE, DEVELOP = "Run", "Sagas and orders", "Operate", "Develop and test"
-OVERVIEW = (
-    "run", "stop", "demo", "service", "stack",
-    "orders", "returns", "sagas", "customers",
-    "dlq", "projections", "replay", "metrics", "breakers", "faults", "tokens", "topics",
-    "chaos", "schemas", "events", "bench",
-)  # fmt: skip
+OVERVIEW: list[str] = []
+"""The top-level commands as `choreo --help` lists them."""
 
 
 class _Overview(TyperGroup):
@@ -90,32 +88,41 @@ def _options(
     """Choreo: event-sourced choreography on Apache Kafka."""
 
 
-app.add_typer(stack.app, name="stack", rich_help_panel=RUN)
-app.command("run", short_help="Run every Choreo process, supervised, with one log stream.",
-            rich_help_panel=RUN)(processes.run)  # fmt: skip
-app.command("stop", rich_help_panel=RUN)(processes.stop)
-app.command("demo", short_help="Start a sample saga per path of every saga; show how each ends.",
-            rich_help_panel=RUN)(demo.demo)  # fmt: skip
-app.command("service", rich_help_panel=RUN)(processes.service)
-app.add_typer(orders.app, name="orders", rich_help_panel=SAGAS)
-app.add_typer(returns.app, name="returns", rich_help_panel=SAGAS)
-app.add_typer(sagas.app, name="sagas", rich_help_panel=SAGAS)
-app.add_typer(customers.app, name="customers", rich_help_panel=SAGAS)
-app.add_typer(dlq.app, name="dlq", rich_help_panel=OPERATE)
-app.add_typer(projections.app, name="projections", rich_help_panel=OPERATE)
-app.command("replay", short_help="Rebuild a stopped process's own tables from the log.",
-            rich_help_panel=OPERATE)(replay.replay_cmd)  # fmt: skip
-app.command("metrics", short_help="Choreo's metrics as Jaeger serves them.",
-            rich_help_panel=OPERATE)(metrics.metrics_cmd)  # fmt: skip
-app.command("breakers", short_help="Every running process's circuit breakers.",
-            rich_help_panel=OPERATE)(breakers.breakers_cmd)  # fmt: skip
-app.add_typer(breakers.faults_app, name="faults", rich_help_panel=OPERATE)
-app.add_typer(tokens.app, name="tokens", rich_help_panel=OPERATE)
-app.add_typer(topics.app, name="topics", rich_help_panel=OPERATE)
-app.add_typer(schemas.app, name="schemas", rich_help_panel=DEVELOP)
-app.add_typer(events.app, name="events", rich_help_panel=DEVELOP)
-app.command("chaos", short_help="Place orders while injecting faults; check the invariants.",
-            rich_help_panel=DEVELOP)(chaos.chaos)  # fmt: skip
+def _register(
+    panel: str, name: str, target: typer.Typer | Callable[..., Any], summary: str | None = None
+) -> None:
+    """Add a command (a function) or a group of them (a Typer) to ``panel``, next in order."""
+    if isinstance(target, typer.Typer):
+        app.add_typer(target, name=name, rich_help_panel=panel)
+    else:
+        app.command(name, short_help=summary, rich_help_panel=panel)(target)
+    OVERVIEW.append(name)
+
+
+_register(RUN, "run", processes.run, "Run every Choreo process, supervised, with one log stream.")
+_register(RUN, "stop", processes.stop)
+_register(RUN, "demo", demo.demo, "Start a sample saga per path of every saga; show how each ends.")
+_register(RUN, "service", processes.service)
+_register(RUN, "stack", stack.app)
+_register(SAGAS, "orders", orders.app)
+_register(SAGAS, "returns", returns.app)
+_register(SAGAS, "sagas", sagas.app)
+_register(SAGAS, "customers", customers.app)
+_register(OPERATE, "dlq", dlq.app)
+_register(OPERATE, "projections", projections.app)
+_register(
+    OPERATE, "replay", replay.replay_cmd, "Rebuild a stopped process's own tables from the log."
+)
+_register(OPERATE, "metrics", metrics.metrics_cmd, "Choreo's metrics as Jaeger serves them.")
+_register(OPERATE, "breakers", breakers.breakers_cmd, "Every running process's circuit breakers.")
+_register(OPERATE, "faults", breakers.faults_app)
+_register(OPERATE, "tokens", tokens.app)
+_register(OPERATE, "topics", topics.app)
+_register(
+    DEVELOP, "chaos", chaos.chaos, "Place orders while injecting faults; check the invariants."
+)
+_register(DEVELOP, "schemas", schemas.app)
+_register(DEVELOP, "events", events.app)
 
 
 def bench_installed() -> bool:
@@ -127,7 +134,7 @@ if bench_installed():
     # The only import of bench from choreo, and an optional one: bench sits above choreo.
     from bench.cli import app as bench_app
 
-    app.add_typer(bench_app, name="bench", rich_help_panel=DEVELOP)
+    _register(DEVELOP, "bench", bench_app)
 
 
 def summarise_commands(group: typer.Typer) -> None:
