@@ -188,9 +188,14 @@ class LostConnectionLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if record.levelno == logging.WARNING and connection_lost(error):
-            record.msg = f"{record.getMessage()} (connection lost: {type(error).__name__}: {error})"
+            record.msg = f"{record.getMessage()} ({_lost(error)})"
             record.args, record.exc_info, record.exc_text = None, None, None
         return True
+
+
+def _lost(error: BaseException | None) -> str:
+    """How a lost connection reads in a log line (the error's type and words, no traceback)."""
+    return f"connection lost: {type(error).__name__}: {error}"
 
 
 def log_loop_failure(logger: logging.Logger, message: str, *args: object) -> None:
@@ -198,6 +203,6 @@ def log_loop_failure(logger: logging.Logger, message: str, *args: object) -> Non
     connection (an outage the loop rides out), else an error with its traceback."""
     error = sys.exc_info()[1]
     if connection_lost(error):
-        logger.warning(f"{message} (connection lost: %s: %s)", *args, type(error).__name__, error)
+        logger.warning(f"{message} (%s)", *args, _lost(error))
     else:
         logger.exception(message, *args)

@@ -200,16 +200,13 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-_rank = RANK
-
-
 class _Log:
     """A saga's events by type, each list earliest first, with typed payloads on demand."""
 
     def __init__(self, d: SagaDefinition, events: Iterable[LoggedEvent]) -> None:
         self.d = d
         self.by_type: dict[str, list[LoggedEvent]] = defaultdict(list)
-        for event in sorted(events, key=_rank):
+        for event in sorted(events, key=RANK):
             self.by_type[event.event_type].append(event)
         self._models: dict[str, Event] = {}
         self._first: dict[int, LoggedEvent | None] = {}
@@ -263,7 +260,7 @@ def _reason(event: LoggedEvent) -> str:
 def _earliest(*found: LoggedEvent | None) -> LoggedEvent | None:
     earliest = None
     for event in found:
-        if event is not None and (earliest is None or _rank(event) < _rank(earliest)):
+        if event is not None and (earliest is None or RANK(event) < RANK(earliest)):
             earliest = event
     return earliest
 
@@ -327,9 +324,9 @@ def _step(step: Step, start: LoggedEvent | None, log: _Log) -> StepView:
     succeeded = _earliest(*map(log.first, step.succeeded_on))
     failures = [(e, x) for x in step.fails if x.on is not None and (e := log.first(x.on))]
     failed: tuple[LoggedEvent, Fails] | None = (
-        min(failures, key=lambda pair: _rank(pair[0])) if failures else None
+        min(failures, key=lambda pair: RANK(pair[0])) if failures else None
     )
-    if failed is not None and (succeeded is None or _rank(failed[0]) < _rank(succeeded)):
+    if failed is not None and (succeeded is None or RANK(failed[0]) < RANK(succeeded)):
         event, how = failed
         s.state, s.reason = FAILED, how.reason
         s.detail = log.describe(how.on, event) if how.on is not None else None
