@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable, stacked
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -67,7 +67,7 @@ def breakers_cmd(
         style = STATE_STYLE.get(row.state, "")
         state = f"[{style}]{row.state}[/]" + (" (stale)" if row.stale else "")
         table.add_row(
-            f"{row.process}\n[dim]{row.provider}[/]", f"{state}\n[dim]{row.since:%H:%M:%S}[/]",
+            stacked(row.process, row.provider), stacked(state, f"{row.since:%H:%M:%S}"),
             f"{row.failures} · {row.opened} · {row.deferred}", f"{row.in_use}/{row.concurrency}",
             f"{row.fault_rate:g}" if row.fault_rate else "-", (row.last_error or "")[:120],
         )  # fmt: skip

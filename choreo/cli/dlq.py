@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable, stacked
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.redrive import DeadLetterEntry
@@ -51,7 +51,7 @@ def dlq_list(
         d = e.letter
         order = (d.original_key or b"").decode(errors="replace")
         reason = d.reason if e.redriven_at is None else f"(redriven) {d.reason}"
-        event = f"{d.event_type or '?'}\n[dim]{d.consumer}[/]"
+        event = stacked(d.event_type or "?", d.consumer)
         table.add_row(e.id, order, event, str(d.attempts), reason[:160])
     out.print(readable(table, "id", "order", "event type"))
     out.print(f"{len(entries)} dead letter(s)")

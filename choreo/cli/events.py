@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable
+from choreo.cli.common import JsonFlag, fail, out, print_json, readable, stacked
 from choreo.eventtools import round_trip, tail_rows
 from events.errors import ChoreoError
 from events.settings import get_settings
@@ -36,7 +36,7 @@ def events_roundtrip(as_json: JsonFlag = False) -> None:
         table = Table("event", "bytes", "schema", "result")
         for r in results:
             table.add_row(
-                f"{r.event_type}\n[dim]{r.topic}:{r.partition}@{r.offset}[/]",
+                stacked(r.event_type, f"{r.topic}:{r.partition}@{r.offset}"),
                 str(r.size),
                 f"v{r.schema_version}",
                 "[green]identical[/]" if r.equal else "[red]MISMATCH[/]",

@@ -26,6 +26,7 @@ from choreo.cli.common import (
     print_json,
     query,
     readable,
+    stacked,
     to_the_minute,
     traced_cli,
 )
@@ -299,7 +300,7 @@ def orders_list(
         why = r["cancel_reason"] or r["current_step"]
         table.add_row(
             r["order_id"],
-            r["status"] + (f"\n[dim]{why}[/]" if why else ""),
+            stacked(r["status"], why),
             f"{r['progress']['done']}/{r['progress']['expected']}",
             total,
             to_the_minute(r["placed_at"]),

@@ -24,6 +24,7 @@ from choreo.cli.common import (
     print_json,
     query,
     readable,
+    stacked,
     to_the_minute,
     traced_cli,
 )
@@ -231,9 +232,9 @@ def sagas_list(
     for r in rows:
         why = r["reason"] or ", ".join(r["current_steps"])
         table.add_row(
-            f"{r['saga_type']}\n[dim]v{r['version']}[/]",
+            stacked(r["saga_type"], f"v{r['version']}"),
             r["saga_key"],
-            r["status"] + (f"\n[dim]{why}[/]" if why else ""),
+            stacked(r["status"], why),
             f"{r['progress']['done']}/{r['progress']['expected']}",
             to_the_minute(r["started_at"]),
         )
