@@ -19,15 +19,15 @@ from rich.table import Table
 
 from bench.peers.cli import peers as bench_peers
 from bench.report import RESULTS_DIR, fmt, ratio_table, timestamp, write_plot
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json
 from events.errors import ChoreoError
 
 if TYPE_CHECKING:
     from bench.rebuild import RebuildBenchResult
     from bench.result import SagaConfig, SagaResult
 
-app = typer.Typer(
-    help="Benchmarks on the real stack; they report figures and never fail on them. "
+app = command_group(
+    "Benchmarks on the real stack; they report figures and never fail on them. "
     "`choreo bench [OPTIONS]` runs the saga benchmark."
 )
 
@@ -83,11 +83,11 @@ WarmUpOpt = Annotated[
 ]
 PlotOpt = Annotated[
     Path | None,
-    typer.Option("--plot", help="PNG to write (default: bench/results/bench-<timestamp>.png)."),
+    typer.Option("--plot", help="PNG to write (default: `bench/results/bench-<timestamp>.png`)."),
 ]
 OutOpt = Annotated[
     Path | None,
-    typer.Option("--out", help="Folder for bench-<timestamp>.json (default: bench/results)."),
+    typer.Option("--out", help="Folder for `bench-<timestamp>.json` (default: bench/results)."),
 ]
 
 

@@ -63,7 +63,7 @@ WarmUpOpt = Annotated[
 ]
 OutOpt = Annotated[
     Path | None,
-    typer.Option("--out", help="Folder for peers-<timestamp>.json (default: bench/results)."),
+    typer.Option("--out", help="Folder for `peers-<timestamp>.json` (default: bench/results)."),
 ]
 
 

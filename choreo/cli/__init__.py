@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +42,7 @@ from choreo.cli import (
     tokens,
     topics,
 )
+from choreo.cli.common import MARKDOWN
 from events.settings import describe_invalid_settings
 
 # The distributions of pyproject's `bench` extra (import names alike).
@@ -70,6 +70,7 @@ app = typer.Typer(
     help="Choreo: event-sourced choreography on Apache Kafka.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKDOWN,
 )
 
 
@@ -135,22 +136,6 @@ if bench_installed():
     from bench.cli import app as bench_app
 
     _register(DEVELOP, "bench", bench_app)
-
-
-def summarise_commands(group: typer.Typer) -> None:
-    """Give every command of ``group`` and its sub-groups without a ``short_help`` its
-    description's first paragraph on one line: Typer's rich help keeps a docstring's line
-    breaks in a group's list of commands, which left ragged lines mid-sentence."""
-    for command in group.registered_commands:
-        text = command.help or inspect.getdoc(command.callback) or ""
-        if command.short_help is None and text:
-            command.short_help = " ".join(text.split("\n\n")[0].split())
-    for sub in group.registered_groups:
-        if sub.typer_instance is not None:
-            summarise_commands(sub.typer_instance)
-
-
-summarise_commands(app)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable, stacked
+from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, readable, stacked
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-faults_app = typer.Typer(help="Make a provider fail for a while, or stop it failing.")
+faults_app = command_group("Make a provider fail for a while, or stop it failing.")
 
 STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 

@@ -11,7 +11,7 @@ import asyncio
 import atexit
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Final, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -35,6 +35,17 @@ out = Console()
 """Results (stdout)."""
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+MARKDOWN: Final = "markdown"
+"""How every command's help text is read: as Markdown, so a docstring's paragraphs reflow to
+the terminal and `code` is styled. Typer's default ("rich") keeps each line break of the
+source, which at 80 columns left a short line after every long one."""
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of sub-commands (``choreo orders``, ``choreo stack``, …) with help as
+    :data:`MARKDOWN`."""
+    return typer.Typer(help=help, rich_markup_mode=MARKDOWN)
 
 
 WIDE = 140

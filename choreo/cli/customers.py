@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json
 from choreo.customers import Forgotten, forget_customer
 from events.errors import ChoreoError
 from events.personal_data import ERASED
 from events.settings import get_settings
 
-app = typer.Typer(help="Customers' personal data.")
+app = command_group("Customers' personal data.")
 
 PLAIN_LEFT = 3
 """Exit code: the key is gone, but events written before sealing keep plain personal data."""

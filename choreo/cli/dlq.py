@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable, stacked
+from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, readable, stacked
 from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.redrive import DeadLetterEntry
 
-app = typer.Typer(help="Inspect and redrive dead letters.")
+app = command_group("Inspect and redrive dead letters.")
 
 
 def _dead_letters(include_redriven: bool) -> list[DeadLetterEntry]:

@@ -12,12 +12,12 @@ import orjson
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable, stacked
+from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, readable, stacked
 from choreo.eventtools import round_trip, tail_rows
 from events.errors import ChoreoError
 from events.settings import get_settings
 
-app = typer.Typer(help="Publish and read events on the topics.")
+app = command_group("Publish and read events on the topics.")
 
 
 @app.command("roundtrip")

@@ -20,6 +20,7 @@ from rich.tree import Tree
 
 from choreo.cli.common import (
     JsonFlag,
+    command_group,
     console,
     fail,
     out,
@@ -39,7 +40,7 @@ from events.model import Event, Message, utc_now
 from events.personal_data import conceal
 from events.settings import get_settings
 
-app = typer.Typer(help="Place orders and answer approvals.")
+app = command_group("Place orders and answer approvals.")
 
 # Flags of `orders place` and the order.placed fields they set, shipping address apart.
 ADDRESS_FLAGS = {

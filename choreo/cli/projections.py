@@ -10,14 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json, query
+from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json, query
 from events.errors import ChoreoError
 from events.settings import get_settings
 
 if TYPE_CHECKING:
     from projections.queries import Queries
 
-app = typer.Typer(help="Inspect and rebuild the read models.")
+app = command_group("Inspect and rebuild the read models.")
 
 READ_MODELS = {"all", "order_status", "order_history", "summary"}
 

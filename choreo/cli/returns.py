@@ -14,7 +14,7 @@ import orjson
 import pydantic
 import typer
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, traced_cli
+from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, traced_cli
 from choreo.client import ChoreoClient
 from contracts.return_samples import RETURN_SCENARIOS, scenario_return
 from contracts.returns import ReturnApproved, ReturnRejected, ReturnRequested
@@ -22,7 +22,7 @@ from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
 from events.personal_data import conceal
 
-app = typer.Typer(help="Return items of an order (the returns saga).")
+app = command_group("Return items of an order (the returns saga).")
 
 SAGA_TYPE = "return"
 

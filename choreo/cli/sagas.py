@@ -19,6 +19,7 @@ from rich.text import Text
 from choreo.cli.common import (
     WIDE,
     JsonFlag,
+    command_group,
     fail,
     out,
     print_json,
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-app = typer.Typer(
-    help="The saga definitions the coordinator runs, its sagas of every type; start one."
+app = command_group(
+    "The saga definitions the coordinator runs, its sagas of every type; start one."
 )
 SagaType = Annotated[str, typer.Argument(help="The saga type, e.g. order.")]
 SagaKey = Annotated[str, typer.Argument(help="The saga's key, e.g. an order id.")]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, out, print_json, readable
+from choreo.cli.common import JsonFlag, command_group, out, print_json, readable
 from events.schemas import SchemaRegistry
 from events.settings import get_settings
 
-app = typer.Typer(help="Inspect the Avro schemas in schemas/.")
+app = command_group("Inspect the Avro schemas in schemas/.")
 
 
 @app.command("list")

@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json
 from events.errors import ChoreoError
 from events.settings import get_settings
 from events.topics import provision_topics
 
-app = typer.Typer(help="Start, stop and inspect the local stack (Kafka, PostgreSQL, Jaeger).")
+app = command_group("Start, stop and inspect the local stack (Kafka, PostgreSQL, Jaeger).")
 
 
 def _status_table(statuses: list[dict[str, object]]) -> Table:

@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json, readable
+from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json, readable
 from events.errors import ChoreoError
 from events.settings import get_settings
 from projections.tokens import ApiSettings, Role, TokenFile
 
-app = typer.Typer(help="Create, list and revoke the HTTP API's and the console's tokens.")
+app = command_group("Create, list and revoke the HTTP API's and the console's tokens.")
 
 
 def _file() -> TokenFile:

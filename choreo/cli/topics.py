@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import typer
-
-from choreo.cli.common import JsonFlag, fail, out, print_json
+from choreo.cli.common import JsonFlag, command_group, fail, out, print_json
 from events.errors import ChoreoError
 from events.settings import get_settings
 from events.topics import all_topics, provision_topics
 
-app = typer.Typer(help="Provision and list Choreo's Kafka topics.")
+app = command_group("Provision and list Choreo's Kafka topics.")
 
 
 @app.command("create")
