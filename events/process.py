@@ -11,13 +11,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from events.database import schema_name
 from events.model import Event
-from events.service import Service
 from events.settings import Settings
-from events.topics import topic_for
+
+if TYPE_CHECKING:
+    from events.service import Service
+
+# The registry of specs is imported by every `choreo` command, `--help` included: what pulls
+# in asyncpg, aiokafka or the runtime (router, codec, breakers) is imported where it is used.
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ class ProcessSpec:
 
     def schema(self, settings: Settings) -> str:
         """The PostgreSQL schema holding its state (the API's: its redrive audit)."""
+        from events.database import schema_name
+
         return schema_name(settings, self.name)
 
     def group(self, settings: Settings) -> str:
@@ -117,6 +122,8 @@ class ProcessSpec:
 
     def topics(self, settings: Settings) -> ProcessTopics:
         """The topics it reads and writes."""
+        from events.topics import topic_for
+
         return ProcessTopics(
             consumes=sorted({topic_for(t, settings) for t in self.consumed_event_types(settings)}),
             produces=sorted({topic_for(model, settings) for model in self.produces}),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 import typer
 
-from bench.peers.load import WARM_UP
+from bench.peers import WARM_UP
 from bench.peers.report import (
     SystemFigures,
     document,

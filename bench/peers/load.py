@@ -30,10 +30,6 @@ from events.settings import PROJECT_ROOT
 READY, GO, DONE, END = "READY", "GO", "DONE", "END"
 PROTOCOL_PREFIX = "peer-bench:"
 """Marks the handshake's lines on stdout (libraries may print there too)."""
-WARM_UP = 300
-"""Orders each system runs before its clock by default: from a broker just started, 200 orders
-at 20/s without them measured Choreo's p99 at 291 ms and 77 ms of CPU an order, Kafka's JIT
-compiler taking 3.7 of the broker's 6.2 CPU seconds (bench/peers/README.md)."""
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,13 @@ import psutil
 
 from bench import saga
 from bench.measure import cpu_seconds, peak_rss_kb
+from bench.peers import WARM_UP
 from bench.peers.load import (
     DONE,
     END,
     GO,
     PROTOCOL_PREFIX,
     READY,
-    WARM_UP,
     LoadConfig,
     check_invariants,
     drop_schemas,

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, readable, stacked
-from choreo.client import ChoreoClient
+from choreo.cli.common import (
+    JsonFlag,
+    choreo_client,
+    command_group,
+    fail,
+    out,
+    print_json,
+    readable,
+    stacked,
+)
 from events.errors import ChoreoError
-from events.redrive import DeadLetterEntry
+
+if TYPE_CHECKING:
+    from events.redrive import DeadLetterEntry
 
 app = command_group("Inspect and redrive dead letters.")
 
 
 def _dead_letters(include_redriven: bool) -> list[DeadLetterEntry]:
     async def read() -> list[DeadLetterEntry]:
-        async with ChoreoClient() as client:
+        async with choreo_client() as client:
             return await client.dead_letters(include_redriven=include_redriven)
 
     return asyncio.run(read())
@@ -78,7 +88,7 @@ def dlq_redrive(
         fail(ChoreoError("name dead letter ids, or --all"))
 
     async def redrive() -> list[DeadLetterEntry]:
-        async with ChoreoClient() as client:
+        async with choreo_client() as client:
             ids = entry_ids or [e.id for e in await client.dead_letters()]
             return await client.redrive(ids) if ids else []
 

@@ -13,7 +13,6 @@ import typer
 from rich.table import Table
 
 from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, readable, stacked
-from choreo.eventtools import round_trip, tail_rows
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -24,6 +23,8 @@ app = command_group("Publish and read events on the topics.")
 def events_roundtrip(as_json: JsonFlag = False) -> None:
     """Publish one example of every catalog event for a new order, read each back from Kafka,
     decode it and compare. Exit code 1 if any event did not come back identical."""
+    from choreo.eventtools import round_trip  # aiokafka: see common
+
     try:
         results = asyncio.run(round_trip(get_settings()))
     except ChoreoError as exc:
@@ -61,6 +62,7 @@ def events_tail(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Print events as they arrive on the domain topics (Ctrl-C to stop)."""
+    from choreo.eventtools import tail_rows  # aiokafka: see common
 
     async def follow() -> None:
         async for decoded, row in tail_rows(

@@ -20,6 +20,7 @@ from rich.tree import Tree
 
 from choreo.cli.common import (
     JsonFlag,
+    choreo_client,
     command_group,
     console,
     fail,
@@ -31,7 +32,6 @@ from choreo.cli.common import (
     to_the_minute,
     traced_cli,
 )
-from choreo.client import ChoreoClient
 from contracts.catalog import OrderPlaced
 from contracts.order import STATUSES
 from contracts.samples import SCENARIOS, scenario_order
@@ -156,7 +156,7 @@ def orders_place(
         raise typer.Exit(2) from None
 
     async def place() -> Message[Event]:
-        async with ChoreoClient() as client:
+        async with choreo_client() as client:
             return await client.place_order(order, order_id)
 
     traced_cli()
@@ -193,7 +193,7 @@ def _answer_approval(order_id: str, *, approved: bool, by: str, reason: str | No
 
     async def answer() -> None:
         parent = await _order_traceparent(order_id)
-        async with ChoreoClient() as client:
+        async with choreo_client() as client:
             if approved:
                 await client.approve(order_id, by=by, reason=reason, trace_parent=parent)
             else:

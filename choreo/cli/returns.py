@@ -14,8 +14,15 @@ import orjson
 import pydantic
 import typer
 
-from choreo.cli.common import JsonFlag, command_group, fail, out, print_json, traced_cli
-from choreo.client import ChoreoClient
+from choreo.cli.common import (
+    JsonFlag,
+    choreo_client,
+    command_group,
+    fail,
+    out,
+    print_json,
+    traced_cli,
+)
 from contracts.return_samples import RETURN_SCENARIOS, scenario_return
 from contracts.returns import ReturnApproved, ReturnRejected, ReturnRequested
 from events.errors import ChoreoError
@@ -29,7 +36,7 @@ SAGA_TYPE = "return"
 
 def _publish(call: str, key: str | None, event: Event) -> Message[Event]:
     async def publish() -> Message[Event]:
-        async with ChoreoClient() as client:
+        async with choreo_client() as client:
             if call == "start":
                 return await client.start_saga(SAGA_TYPE, event, key)
             assert key is not None

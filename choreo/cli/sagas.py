@@ -19,6 +19,7 @@ from rich.text import Text
 from choreo.cli.common import (
     WIDE,
     JsonFlag,
+    choreo_client,
     command_group,
     fail,
     out,
@@ -29,7 +30,6 @@ from choreo.cli.common import (
     to_the_minute,
     traced_cli,
 )
-from choreo.client import ChoreoClient
 from events.errors import ChoreoError
 from events.model import Event, Message
 from saga_coordinator.context import get_coordinator_settings
@@ -191,7 +191,7 @@ def sagas_start(
         fail(ChoreoError(f"cannot read {file}: {exc}"))
 
     async def start() -> Message[Event]:
-        async with ChoreoClient() as client:
+        async with choreo_client() as client:
             return await client.start_saga(saga_type, event, key)
 
     traced_cli()

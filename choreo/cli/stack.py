@@ -14,7 +14,6 @@ from rich.table import Column, Table
 from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json
 from events.errors import ChoreoError
 from events.settings import get_settings
-from events.topics import provision_topics
 
 app = command_group("Start, stop and inspect the local stack (Kafka, PostgreSQL, Jaeger).")
 
@@ -78,6 +77,7 @@ def stack_up(
     and create the topics. Idempotent: running it again changes nothing."""
     # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.stack import Stack
+    from events.topics import provision_topics  # aiokafka: see common
 
     settings = get_settings()
     if secure:

@@ -7,7 +7,6 @@ import asyncio
 from choreo.cli.common import JsonFlag, command_group, fail, out, print_json
 from events.errors import ChoreoError
 from events.settings import get_settings
-from events.topics import all_topics, provision_topics
 
 app = command_group("Provision and list Choreo's Kafka topics.")
 
@@ -15,6 +14,8 @@ app = command_group("Provision and list Choreo's Kafka topics.")
 @app.command("create")
 def topics_create() -> None:
     """Create the domain topics and the dead-letter topic that do not exist yet."""
+    from events.topics import provision_topics  # aiokafka: see common
+
     try:
         created = asyncio.run(provision_topics(get_settings()))
     except ChoreoError as exc:
@@ -25,6 +26,8 @@ def topics_create() -> None:
 @app.command("list")
 def topics_list(as_json: JsonFlag = False) -> None:
     """The topics Choreo uses (event topics keep messages forever)."""
+    from events.topics import all_topics  # aiokafka: see common
+
     names = all_topics(get_settings())
     if as_json:
         print_json(names)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,3 +122,15 @@ def test_every_commands_description_fills_its_lines_at_80_columns():
             for line, following in itertools.pairwise(paragraph):
                 # Greedy filling: the next line's first word did not fit on this one.
                 assert len(line) + 1 + len(following.split()[0]) > 80 - 2, (path, line)
+
+
+def test_the_cli_starts_without_kafkas_client_the_runtime_or_the_peers_sdks():
+    # `choreo --help` imports every command module: what only some commands use is imported
+    # in them (aiokafka and the runtime cost `--help` ~0.1 s, the bench's peers ~0.3 s).
+    code = "import sys, choreo.cli; print(' '.join(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert "choreo.cli.events" in loaded  # every command module is there
+    heavy = ("aiokafka", "sqlalchemy", "dbos", "temporalio", "httpx", "events.service")
+    assert [name for name in heavy if name in loaded] == []
