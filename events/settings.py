@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,9 @@ def local_database_url(state_dir: Path) -> str:
         folder = (state_dir / POSTGRES_SOCKET_FILE).read_text().strip()
     except OSError:
         folder = ""
-    if folder and len(f"{folder}/.s.PGSQL.{port}") <= SOCKET_PATH_MAX:
+    # A relative folder (recorded by a stack started with a relative CHOREO_STATE_DIR before
+    # it was made absolute) would be taken for a host name.
+    if folder.startswith("/") and len(f"{folder}/.s.PGSQL.{port}") <= SOCKET_PATH_MAX:
         return f"postgresql://choreo:choreo@/choreo?host={quote(folder)}&port={port}"
     return f"postgresql://choreo:choreo@127.0.0.1:{port}/choreo"
 
@@ -73,7 +75,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHOREO_", extra="ignore", frozen=True)
 
-    state_dir: Path = Field(
+    # Absolute: paths derived from it are recorded for other processes, started elsewhere.
+    state_dir: Annotated[Path, AfterValidator(Path.absolute)] = Field(
         default=PROJECT_ROOT / ".state",
         description="Where `choreo stack` keeps data, logs and pid files of the local stack.",
     )

@@ -85,3 +85,19 @@ def test_an_explicit_address_wins_over_the_recorded_socket(
     record_socket(tmp_path, "/srv/choreo/postgres")
     monkeypatch.setenv("CHOREO_DATABASE_URL", "postgresql://app:pw@db.internal:5432/orders")
     assert Settings().database_url == "postgresql://app:pw@db.internal:5432/orders"
+
+
+def test_a_relative_state_dir_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # `CHOREO_STATE_DIR=.state choreo stack up` recorded the socket as ".state/postgres",
+    # which every later command took for a host name (a UnicodeError from the resolver).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHOREO_STATE_DIR", "state")
+    record_socket(tmp_path / "state", str(tmp_path / "state" / "postgres"))
+    settings = Settings()
+    assert settings.state_dir == tmp_path / "state"
+    assert f"host={tmp_path}/state/postgres&" in settings.database_url
+
+
+def test_a_relative_socket_folder_recorded_before_is_not_taken_for_a_host(tmp_path: Path):
+    record_socket(tmp_path, ".state/postgres")
+    assert Settings().database_url == "postgresql://choreo:choreo@127.0.0.1:15432/choreo"
