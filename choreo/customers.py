@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from events import personal_data
-from events.database import schema_name
-from events.errors import StackError
+from events.database import schema_name, unreachable
 from events.settings import Settings
 
 SEALING_EVENTS = ("order.placed", "return.requested")
@@ -56,7 +55,7 @@ async def forget_customer(settings: Settings, customer_id: str) -> Forgotten:
     try:
         conn = await asyncpg.connect(settings.database_url)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+        raise unreachable(settings, exc) from exc
     try:
         schema = await personal_data.create_tables(conn, settings)
         deleted = await personal_data.PostgresKeyring(conn, schema).forget(customer_id)

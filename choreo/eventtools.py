@@ -60,8 +60,8 @@ async def round_trip(settings: Settings, timeout_s: float = 30.0) -> list[RoundT
         first.caused(e, producer="cli") for t, e in EXAMPLES.items() if t != "order.placed"
     ]
     consumer = AIOKafkaConsumer(**kafka_options(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()  # in the try: a consumer that failed to start is closed too
         await _assign_at_end(consumer, settings, topics)
         async with EventProducer(settings, codec, client_id="choreo-cli") as producer:
             await producer.publish(sent)
@@ -121,9 +121,9 @@ async def tail(
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    await consumer.start()
     count = 0
     try:
+        await consumer.start()
         async for record in consumer:
             decoded: Message[Event] | ContractError
             try:

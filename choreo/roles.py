@@ -32,7 +32,7 @@ import asyncpg
 
 from choreo import registry
 from events import breaker_board, personal_data
-from events.database import lock_id, schema_name
+from events.database import lock_id, schema_name, unreachable
 from events.errors import StackError
 from events.process import ProcessSpec
 from events.security import derived_password, state_key
@@ -168,7 +168,7 @@ async def provision_roles(
     try:
         conn = await asyncpg.connect(settings.database_url)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+        raise unreachable(settings, exc) from exc
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id("choreo:roles"))

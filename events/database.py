@@ -14,12 +14,13 @@ import sys
 import zlib
 from collections.abc import AsyncIterator
 from typing import TypeAlias
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
 from events import tracing
 from events.errors import StackError
-from events.settings import Settings
+from events.settings import Settings, local_database_url
 
 Connection: TypeAlias = asyncpg.Connection
 
@@ -104,7 +105,7 @@ class Database:
                     reset=_no_session_state,
                 )
             except (OSError, asyncpg.PostgresError) as exc:
-                raise StackError(f"cannot connect to PostgreSQL: {exc}") from exc
+                raise unreachable(self.settings, exc) from exc
 
     async def stop(self) -> None:
         pool, self._pool = self._pool, None
@@ -157,6 +158,24 @@ async def untraced_transaction(conn: Connection) -> AsyncIterator[None]:
         raise
     with tracing.housekeeping():
         await transaction.commit()
+
+
+def unreachable(settings: Settings, error: OSError | asyncpg.PostgresError) -> StackError:
+    """The error of a connection to the settings' database that failed: where it went (never
+    the password), why, and, when nothing answered at the local stack's address, how that
+    stack is started."""
+    url = settings.database_url
+    parts, query = urlsplit(url), parse_qs(urlsplit(url).query)
+    folder = query.get("host", [""])[0]
+    port = query.get("port", [""])[0] or parts.port or 5432
+    where = f"{folder} (Unix socket, port {port})" if folder else f"{parts.hostname}:{port}"
+    # No socket file, or a refused connection: "[Errno 2] No such file or directory" said less.
+    silent = isinstance(error, FileNotFoundError | ConnectionRefusedError)
+    why = "nothing is listening there" if silent else str(error)
+    hint = ""
+    if isinstance(error, OSError) and url == local_database_url(settings.state_dir):
+        hint = " Is it running? `choreo stack up` starts the local stack."
+    return StackError(f"cannot connect to PostgreSQL at {where}: {why}.{hint}")
 
 
 def lock_id(name: str) -> int:

@@ -80,20 +80,36 @@ class EventProducer:
     def __init__(self, settings: Settings, codec: Codec, *, client_id: str = "choreo") -> None:
         self.settings = settings
         self.codec = codec
-        self._producer = AIOKafkaProducer(
-            **kafka_options(settings),
-            client_id=client_id,
+        self.client_id = client_id
+        self._producer = self._client()
+        self._started = False
+        self._failed = False
+
+    def _client(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **kafka_options(self.settings),
+            client_id=self.client_id,
             enable_idempotence=True,
             acks="all",
-            linger_ms=settings.producer_linger_ms,
+            linger_ms=self.settings.producer_linger_ms,
             max_batch_size=256 * 1024,
         )
-        self._started = False
 
     async def start(self) -> None:
-        if not self._started:
+        """Connect; a failed start may be tried again (the API's first request that publishes
+        starts it, and the next one retries)."""
+        if self._started:
+            return
+        if self._failed:  # closed: a closed client cannot start again
+            self._producer, self._failed = self._client(), False
+        try:
             await self._producer.start()
-            self._started = True
+        except BaseException:
+            # Closed, or aiokafka warns "Unclosed AIOKafkaProducer" when it is collected.
+            await self._producer.stop()
+            self._failed = True
+            raise
+        self._started = True
 
     async def stop(self) -> None:
         """Flush and close; safe to call twice, and on a producer that never started (a

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ from choreo.cli import (
     topics,
 )
 from choreo.cli.common import MARKDOWN
-from events.settings import describe_invalid_settings
+from events.settings import describe_invalid_settings, get_settings, local_kafka
 
 # The distributions of pyproject's `bench` extra (import names alike).
 BENCH_EXTRA = ("dbos", "matplotlib", "psutil", "temporalio")
@@ -138,6 +139,19 @@ if bench_installed():
     _register(DEVELOP, "bench", bench_app)
 
 
+def kafka_unreachable(error: BaseException) -> str | None:
+    """What to say when ``error`` is aiokafka's failure to reach any broker, else None
+    (aiokafka is not imported for this: a command that never loaded it cannot raise it)."""
+    errors = sys.modules.get("aiokafka.errors")
+    if errors is None or not isinstance(error, errors.KafkaConnectionError):
+        return None
+    settings = get_settings()
+    hint = ""
+    if settings.kafka_bootstrap_servers == local_kafka(settings.state_dir):
+        hint = " Is it running? `choreo stack up` starts the local stack."
+    return f"error: cannot reach Kafka at {settings.kafka_bootstrap_servers}.{hint}"
+
+
 def main() -> None:
     """Entry point of the `choreo` command."""
     try:
@@ -149,3 +163,10 @@ def main() -> None:
             raise
         typer.echo(described, err=True)
         raise SystemExit(2) from None
+    except Exception as exc:
+        # No traceback when the broker is down, whichever command found it.
+        unreachable = kafka_unreachable(exc)
+        if unreachable is None:
+            raise
+        typer.echo(unreachable, err=True)
+        raise SystemExit(1) from None
