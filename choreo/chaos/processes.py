@@ -50,11 +50,21 @@ def _deployment(pid_dir: Path, command: list[str]) -> tuple[str, Path | None] | 
     )
     state = env.get("CHOREO_STATE_DIR")
     if state is not None:
-        state_dir: Path | None = Path(state)
+        # A relative folder is the process's own working directory's (as its Settings read it).
+        state_dir: Path | None = _cwd(pid_dir) / state
     else:  # Settings' default: the checkout's .state; the checkout holds the interpreter's venv
         venv = Path(command[0]).parent.parent if command else None
         state_dir = venv.parent / ".state" if venv is not None and venv.name == ".venv" else None
     return env.get("CHOREO_TOPIC_PREFIX", DEFAULT_PREFIX), state_dir
+
+
+def _cwd(pid_dir: Path) -> Path:
+    """The process's working directory (this one's when unreadable: an absolute folder is
+    read the same either way)."""
+    try:
+        return (pid_dir / "cwd").resolve(strict=True)
+    except OSError:
+        return Path.cwd()
 
 
 def service_name(command: list[str]) -> str | None:

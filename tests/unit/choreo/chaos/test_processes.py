@@ -47,7 +47,13 @@ async def test_processes_are_found_by_name_topic_prefix_and_state_folder(
     # No CHOREO_* at all: the default prefix, and the .state of the checkout of its venv.
     fake_process(proc, 60, ["/srv/a/.venv/bin/python", *service[1:], "email"], {"HOME": "/"})
     fake_process(proc, 61, ["/usr/bin/python3", *service[1:], "email"], {"HOME": "/"})
+    # A relative CHOREO_STATE_DIR: the folder under the process's own working directory.
+    fake_process(proc, 90, [*service, "shipping"], {**mine, "CHOREO_STATE_DIR": ".state"})
+    (proc / "90" / "cwd").symlink_to(tmp_path / "srv-a", target_is_directory=True)
+    (tmp_path / "srv-a").mkdir()
     (proc / "self").mkdir()
+    found = platform_processes("e2e1.", tmp_path / "srv-a" / ".state")
+    assert found == {"shipping": [90]}
     assert platform_processes("e2e1.", Path("/srv/a/.state")) == {"payment": [30, 40]}
     assert platform_processes("choreo.", Path("/srv/a/.state")) == {"email": [60]}
     assert platform_processes("choreo.", Path("/srv/b/.state")) == {}
