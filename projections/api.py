@@ -40,6 +40,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from events import tracing
 from events.breaker_board import read_breakers
+from events.database import connection_lost
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
@@ -221,8 +222,17 @@ def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-    response = _error(exc.status_code, code, str(exc.detail))
+    phrase = HTTPStatus(exc.status_code).phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    response: Response
+    if exc.status_code >= 400 and console.wants_page(request):
+        detail = str(exc.detail)
+        if detail == phrase:  # Starlette's own (no such route): say what was not found
+            detail = f"There is no page at {request.url.path}."
+        title = phrase.capitalize()
+        response = console.error_page(request, exc.status_code, code, title, detail, None)
+    else:
+        response = _error(exc.status_code, code, str(exc.detail))
     response.headers.update(exc.headers or {})
     return response
 
@@ -251,11 +261,37 @@ async def _unstorable_text(request: Request, exc: Exception) -> Response:
     )
 
 
+RETRY_AFTER_S = 5
+"""What a 503 asks a client to wait before trying again (``Retry-After``; a console page
+loads itself again after it)."""
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     if isinstance(exc, asyncpg.UndefinedTableError):
-        return _error(503, "not_ready", "no read models yet: is the projector running?")
-    log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return _error(503, "unavailable", f"{type(exc).__name__}: {exc}")
+        error, title = "not_ready", "No read models yet"
+        detail = "no read models yet: is the projector running?"
+    else:
+        log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        error, title, detail = "unavailable", "Not available right now", _outage(exc)
+    response: Response
+    if console.wants_page(request):
+        response = console.error_page(request, 503, error, title, detail, RETRY_AFTER_S)
+    else:
+        response = _error(503, error, detail)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def _outage(exc: Exception) -> str:
+    """What is down, in words ("FileNotFoundError: [Errno 2] ..." alone named no server)."""
+    if isinstance(exc, StackError):
+        return str(exc)
+    what = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KafkaError):
+        return f"Kafka is not answering ({what})"
+    if connection_lost(exc):
+        return f"PostgreSQL, which holds the read models, is not answering ({what})"
+    return what
 
 
 # --- the application ---------------------------------------------------------------------------

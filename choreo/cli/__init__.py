@@ -43,7 +43,8 @@ from choreo.cli import (
     tokens,
     topics,
 )
-from choreo.cli.common import MARKDOWN
+from choreo.cli.common import MARKDOWN, console
+from events.errors import ChoreoError
 from events.settings import describe_invalid_settings, get_settings, local_kafka
 
 # The distributions of pyproject's `bench` extra (import names alike).
@@ -163,6 +164,10 @@ def main() -> None:
             raise
         typer.echo(described, err=True)
         raise SystemExit(2) from None
+    except ChoreoError as exc:
+        # One a command left uncaught (PostgreSQL down when `choreo run` starts, say): a line.
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
     except Exception as exc:
         # No traceback when the broker is down, whichever command found it.
         unreachable = kafka_unreachable(exc)

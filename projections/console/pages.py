@@ -75,6 +75,32 @@ def page(request: Request, name: str, user: Principal | None, **context: Any) ->
     return templates.TemplateResponse(request, name, context)
 
 
+def wants_page(request: Request) -> bool:
+    """A console page a browser navigated to: its errors are pages too. The fragments a page
+    fetches (which keep their last content and mark it stale) and the API get JSON."""
+    accept = request.headers.get("accept", "")
+    return request.url.path.startswith("/console") and "text/html" in accept
+
+
+def error_page(
+    request: Request, status: int, error: str, title: str, detail: str, retry_s: int | None
+) -> HTMLResponse:
+    """An error as a console page (in the console's frame when signed in); with ``retry_s``
+    the browser loads the page again that often (an outage ends without a click)."""
+    response = page(
+        request,
+        "error.html",
+        session_principal(request),
+        status=status,
+        error=error,
+        title=title,
+        detail=detail,
+        retry_s=retry_s,
+    )
+    response.status_code = status
+    return response
+
+
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a console path only (no open redirect)."""
     return target if target and target.startswith("/console") else "/console"

@@ -275,3 +275,22 @@ async def test_unavailable_without_read_models_or_database(
         response = await client.get("/summary")
         assert response.status_code == 503
         assert response.json()["error"] == "unavailable"
+        assert response.json()["detail"] == (
+            "cannot connect to PostgreSQL at 127.0.0.1:1: nothing is listening there."
+        )
+        assert response.headers["retry-after"] == "5"
+
+    # A console page a browser opens: the same outage as a page that loads itself again.
+    async with serve(create_app(down, api_tokens.api)) as browser:
+        signed = await browser.post("/console/sign-in", data={"token": api_tokens.viewer})
+        assert signed.status_code == 303, signed.text
+        page = await browser.get("/console/sagas/order", headers={"Accept": "text/html"})
+        assert page.status_code == 503
+        assert page.headers["retry-after"] == "5"
+        assert '<meta http-equiv="refresh" content="5">' in page.text
+        assert "<h1>Not available right now</h1>" in page.text
+        assert "cannot connect to PostgreSQL at 127.0.0.1:1: nothing is listening" in page.text
+        assert 'href="/console/approvals"' in page.text  # in the console's frame
+        # What a page fetches to refresh a region stays JSON (the region is marked stale).
+        fragment = await browser.get("/console/live/overview", headers={"Accept": "*/*"})
+        assert (fragment.status_code, fragment.json()["error"]) == (503, "unavailable")

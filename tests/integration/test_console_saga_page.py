@@ -122,6 +122,17 @@ async def test_a_key_alone_finds_its_saga_and_an_unknown_one_is_not_found(
     assert (await console.get("/console/saga/ord-nothing")).status_code == 404
     assert (await console.get("/console/sagas/order/ord-nothing")).status_code == 404
     assert (await console.get("/console/sagas/return/ord-failed")).status_code == 404
+    # A browser opening one gets a page saying so, in the console's frame.
+    page = await console.get("/console/saga/ord-nothing", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert "<h1>Not found</h1>" in page.text
+    assert "no saga ord-nothing" in page.text
+    assert 'href="/console/approvals"' in page.text
+    nowhere = await console.get("/console/nowhere", headers={"Accept": "text/html"})
+    assert (nowhere.status_code, "There is no page at /console/nowhere." in nowhere.text) == (
+        404,
+        True,
+    )
 
 
 async def test_a_return_saga_has_its_page_too(console: httpx.AsyncClient):
