@@ -46,6 +46,7 @@ from events.logs import configure_logging
 from events.settings import Settings, get_settings
 from projections import API, api_actions, api_console, api_sagas
 from projections.access import require
+from projections.api_docs import mount_docs
 from projections.api_models import (
     PG_BIGINT_MAX,
     Breaker,
@@ -331,6 +332,8 @@ def create_app(
         "operator's actions (approve, reject, redrive). Every endpoint but `/health` needs a "
         "bearer token (`choreo tokens create`) or a console session; acting needs `operator`.",
         lifespan=lifespan,
+        docs_url=None,  # served by mount_docs, without a CDN
+        redoc_url=None,
     )
     app.state.backend = backend
     app.state.operations = operations
@@ -378,6 +381,7 @@ def create_app(
     app.include_router(definitions.router)
     app.include_router(saga_page.router)  # after orders: /console/sagas/order/live is the list's
     console.mount_assets(app)
+    mount_docs(app)
     app.add_api_route(
         "/health",
         get_health,
@@ -391,7 +395,9 @@ def create_app(
         app.add_exception_handler(unavailable, _unavailable)
     # More specific than PostgresError: Starlette picks the handler of the nearest class.
     app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health,/console/assets/.*")
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="/health,/console/assets/.*,/docs/assets/.*"
+    )
     return app
 
 

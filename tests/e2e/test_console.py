@@ -235,3 +235,17 @@ async def test_a_viewer_sees_no_operator_buttons_and_is_refused_the_api(console:
     await page.goto(console.url + "/console")
     await expect(page.locator("#token")).to_be_visible()
     await page.context.close()
+
+
+async def test_the_api_docs_render_from_the_api_alone(console: Console):
+    # FastAPI's default /docs loads Swagger UI from cdn.jsdelivr.net: a blank page on a
+    # machine without internet access, as this one is.
+    page = await (await console.browser.new_context()).new_page()
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    await page.goto(console.url + "/docs")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Choreo API")
+    await expect(page.locator('.opblock-summary-path[data-path="/orders"]')).to_have_count(1)
+    assert fetched, "the page fetched nothing"
+    assert [url for url in fetched if not url.startswith(console.url)] == []
+    await page.context.close()
