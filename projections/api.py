@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -341,10 +340,9 @@ def create_app(
     app.state.lag = lag
     app.state.definitions = sagas
     app.state.tokens = TokenStore(api.tokens, TokenFile(api.token_file(settings)))
-    secret = api.session_secret.get_secret_value() if api.session_secret else None
     app.add_middleware(
         SessionMiddleware,
-        secret_key=secret or secrets.token_urlsafe(32),
+        secret_key=api.session_key(settings),
         session_cookie=SESSION_COOKIE,
         max_age=api.session_max_age_s,
         same_site="lax",

@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.errors import ChoreoError
 from events.model import utc_now
+from events.security import state_key
 from events.settings import Settings
 
 Role: TypeAlias = Literal["viewer", "operator"]
@@ -41,6 +42,7 @@ ROLES: dict[Role, int] = {"viewer": 0, "operator": 1}
 
 PREFIX = "choreo"
 FILE_NAME = "api-tokens.json"
+SESSION_KEY_FILE = "console-session.key"
 
 _hasher = PasswordHasher()
 
@@ -75,8 +77,8 @@ class ApiSettings(BaseSettings):
     )
     session_secret: SecretStr | None = Field(
         default=None,
-        description="Key that signs console session cookies (default: random per API start, "
-        "so a restart signs everyone out).",
+        description="Key that signs console session cookies (default: a random key kept in "
+        "<state dir>/console-session.key, so a restart of the API keeps everyone signed in).",
     )
     session_max_age_s: int = Field(
         default=12 * 3600, ge=60, description="How long a console sign-in lasts."
@@ -88,6 +90,14 @@ class ApiSettings(BaseSettings):
     def token_file(self, settings: Settings) -> Path:
         """The token file: ``tokens_file``, or ``api-tokens.json`` in the state dir."""
         return self.tokens_file or settings.state_dir / FILE_NAME
+
+    def session_key(self, settings: Settings) -> str:
+        """The key signing console sessions: ``session_secret``, else the state dir's (made
+        once, mode 0600). A key drawn per start signed every user out at each restart of the
+        API, such as the supervisor's after a crash."""
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value()
+        return state_key(settings.state_dir / SESSION_KEY_FILE).decode()
 
 
 class Principal(BaseModel):

@@ -294,3 +294,19 @@ async def test_unavailable_without_read_models_or_database(
         # What a page fetches to refresh a region stays JSON (the region is marked stale).
         fragment = await browser.get("/console/live/overview", headers={"Accept": "*/*"})
         assert (fragment.status_code, fragment.json()["error"]) == (503, "unavailable")
+
+
+async def test_a_console_session_outlives_a_restart_of_the_api(
+    settings: Settings, api_tokens: ApiTokens
+):
+    # Two apps over the same state folder, one after the other: a restart by the supervisor.
+    # With a key drawn per start, the second refused the first's cookie (401).
+    async with serve(create_app(settings, api_tokens.api)) as browser:
+        signed = await browser.post("/console/sign-in", data={"token": api_tokens.viewer})
+        assert signed.status_code == 303, signed.text
+        cookies = browser.cookies
+    async with serve(create_app(settings, api_tokens.api)) as again:
+        again.cookies = cookies
+        me = await again.get("/auth/me")
+        assert me.status_code == 200, me.text
+        assert me.json()["name"] == "test-viewer"

@@ -10,7 +10,15 @@ from typer.testing import CliRunner
 
 from choreo.cli import app
 from events.errors import ChoreoError
-from projections.tokens import Principal, TokenFile, TokenStore, new_token
+from events.settings import Settings
+from projections.tokens import (
+    SESSION_KEY_FILE,
+    ApiSettings,
+    Principal,
+    TokenFile,
+    TokenStore,
+    new_token,
+)
 
 
 def test_a_token_is_stored_only_as_its_hash(tmp_path):
@@ -77,3 +85,16 @@ def test_cli_creates_lists_and_revokes(tmp_path):
     assert orjson.loads(runner.invoke(app, ["tokens", "list", "--json"], env=env).stdout) == []
     bad = runner.invoke(app, ["tokens", "create", "--role", "admin"], env=env)
     assert bad.exit_code != 0
+
+
+def test_the_session_key_is_kept_in_the_state_dir_unless_configured(tmp_path, monkeypatch):
+    # A key drawn per API start signed every console user out at each restart.
+    monkeypatch.delenv("CHOREO_API_SESSION_SECRET", raising=False)
+    settings = Settings(state_dir=tmp_path)
+    first = ApiSettings().session_key(settings)
+    assert ApiSettings().session_key(settings) == first  # the next start's
+    assert len(first) == 64
+    assert stat.S_IMODE((tmp_path / SESSION_KEY_FILE).stat().st_mode) == 0o600
+    assert ApiSettings().session_key(Settings(state_dir=tmp_path / "other")) != first
+    configured = ApiSettings(session_secret="from-the-environment")
+    assert configured.session_key(settings) == "from-the-environment"
