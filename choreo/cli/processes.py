@@ -80,6 +80,7 @@ def run(
     if detach:
         _detach(names, counts)
         return
+    _refuse_a_taken_api_port(names)
 
     def echo(name: str, color: str, line: str) -> None:
         out.print(f"[{color}]{name:>18}[/] | {line}", markup=True, highlight=False, soft_wrap=True)
@@ -92,6 +93,7 @@ def _detach(names: list[str], counts: dict[str, int]) -> None:
     if pid_file.exists() and _alive(int(pid_file.read_text())):
         out.print(f"already running (pid {pid_file.read_text().strip()}); `choreo stop` first")
         return
+    _refuse_a_taken_api_port(names)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     log_path = pid_file.with_name("run.log")
     args = [sys.executable, "-m", "choreo", "run"]
@@ -113,6 +115,24 @@ def _detach(names: list[str], counts: dict[str, int]) -> None:
     _wait_ready({n: counts.get(n, 1) for n in names}, log_path, start, proc)
     out.print(f"choreo running in the background (pid {proc.pid}); logs: {log_path}")
     out.print("stop it with: choreo stop")
+
+
+def _refuse_a_taken_api_port(names: list[str]) -> None:
+    """Fail at once when the API is to run and its port is taken: it would restart every 30 s
+    without ever binding, and `--detach` wait two minutes for it."""
+    from choreo.stack.base import port_open
+    from projections.tokens import ApiSettings
+
+    api = ApiSettings()
+    host = "127.0.0.1" if api.host in ("0.0.0.0", "::", "") else api.host
+    if "api" in names and api.port != 0 and port_open(api.port, host):
+        fail(
+            ChoreoError(
+                f"port {api.port} of the API is taken, by another `choreo run` (`choreo stop`"
+                " there) or another program; CHOREO_API_PORT moves the API, `--only` leaves"
+                " it out"
+            )
+        )
 
 
 def _wait_ready(

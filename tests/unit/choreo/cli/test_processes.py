@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from choreo.cli import app
+from choreo.cli.processes import _refuse_a_taken_api_port
 from events.settings import get_settings
 
 runner = CliRunner()
@@ -32,3 +36,27 @@ def test_bad_replicas_fail_before_any_process_starts(
     result = runner.invoke(app, ["run", *args], env={"COLUMNS": "200", **env})
     assert result.exit_code == 1, result.output
     assert error in result.output
+
+
+@pytest.mark.parametrize("detach", [[], ["--detach"]])
+def test_a_taken_api_port_fails_at_once(tmp_path, detach: list[str]):
+    # The API restarted every 30 s without binding, and `--detach` waited two minutes.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"COLUMNS": "200", "CHOREO_API_PORT": str(port), "CHOREO_STATE_DIR": str(tmp_path)}
+        result = runner.invoke(app, ["run", *detach], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"port {port} of the API is taken" in result.output
+    assert not (tmp_path / "run.pid").exists()  # nothing started
+
+
+def test_a_taken_api_port_is_no_ones_business_without_the_api(monkeypatch: pytest.MonkeyPatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("CHOREO_API_PORT", str(taken.getsockname()[1]))
+        _refuse_a_taken_api_port(["payment", "projector"])  # returns: nothing to refuse
+        with pytest.raises(typer.Exit):
+            _refuse_a_taken_api_port(["payment", "api"])
