@@ -19,7 +19,15 @@ from rich.table import Table
 
 from bench.peers.cli import peers as bench_peers
 from bench.report import RESULTS_DIR, fmt, ratio_table, timestamp, write_plot
-from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json
+from choreo.cli.common import (
+    JsonFlag,
+    command_group,
+    console,
+    fail,
+    out,
+    print_json,
+    readable,
+)
 from events.errors import ChoreoError
 
 if TYPE_CHECKING:
@@ -249,15 +257,16 @@ def _summary_table(result: SagaResult) -> Table:
 
 
 def _process_table(result: SagaResult) -> Table:
+    # Headers of short words, which wrap instead of being cut at 80 columns.
     procs = Table(
         "process",
-        "consumed",
-        "consumed/s",
-        "CPU s (run)",
-        "CPU % (run)",
-        "CPU s (total)",
+        "events in",
+        "events in/s",
+        "CPU s run",
+        "CPU % run",
+        "CPU s all",
         "peak RSS MB",
-        title="per process (CPU % of one core over the run window)",
+        title="per process (run: the run window; CPU %: of one core)",
     )
     for group, rows in (("", result.processes), ("[dim]", result.infrastructure)):
         for p in rows:
@@ -271,7 +280,7 @@ def _process_table(result: SagaResult) -> Table:
                 fmt(p.cpu_s_total),
                 fmt(p.peak_rss_mb),
             )
-    return procs
+    return readable(procs, "process")  # whole names at 80 columns ("saga-co…" before)
 
 
 def _print_saga_result(result: SagaResult) -> None:

@@ -90,3 +90,36 @@ def test_plot_is_written_as_png(tmp_path):
 def test_plot_of_a_run_where_nothing_finished_is_still_written(tmp_path):
     path = write_plot(tmp_path / "empty.png", [], [])
     assert path.exists()
+
+
+def test_the_per_process_table_reads_at_80_columns(tmp_path):
+    # Names and headers were cut with an ellipsis there ("saga-co…", "consume…").
+    import choreo.cli  # noqa: F401 - bench.cli is imported through the CLI, which mounts it
+    from bench.cli import _process_table
+    from bench.result import ProcessFigures, SagaConfig, SagaResult
+
+    result = SagaResult(
+        SagaConfig(orders=200),
+        prefix="benchx.",
+        log_dir=tmp_path,
+        window_s=1.45,
+        processes=[
+            ProcessFigures(
+                "saga-coordinator",
+                1,
+                consumed=1_680,
+                consumed_per_s=1_158.0,
+                cpu_s_total=1.6,
+                cpu_s_run=0.4,
+                peak_rss_mb=99.8,
+            )
+        ],
+        infrastructure=[ProcessFigures("bench (this process)", 2, cpu_s_run=0.1)],
+    )
+    console = Console(width=80, record=True)
+    console.print(_process_table(result))
+    text = console.export_text()
+    assert "…" not in text
+    assert "saga-coordinator" in text
+    assert "bench (this process)" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
