@@ -31,7 +31,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.errors import ChoreoError
 from events.model import utc_now
-from events.security import state_key
 from events.settings import Settings
 
 Role: TypeAlias = Literal["viewer", "operator"]
@@ -97,6 +96,9 @@ class ApiSettings(BaseSettings):
         API, such as the supervisor's after a crash."""
         if self.session_secret is not None:
             return self.session_secret.get_secret_value()
+        # Here: events.security imports aiokafka, and every `choreo` command imports this module.
+        from events.security import state_key
+
         return state_key(settings.state_dir / SESSION_KEY_FILE).decode()
 
 
