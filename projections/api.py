@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import uvicorn
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -272,7 +272,8 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
         detail = "no read models yet: is the projector running?"
     else:
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        error, title, detail = "unavailable", "Not available right now", _outage(exc)
+        kafka = request.app.state.operations.settings.kafka_bootstrap_servers
+        error, title, detail = "unavailable", "Not available right now", _outage(exc, kafka)
     response: Response
     if console.wants_page(request):
         response = console.error_page(request, 503, error, title, detail, RETRY_AFTER_S)
@@ -282,13 +283,17 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return response
 
 
-def _outage(exc: Exception) -> str:
-    """What is down, in words ("FileNotFoundError: [Errno 2] ..." alone named no server)."""
+def _outage(exc: Exception, kafka: str) -> str:
+    """What is down, in words ("FileNotFoundError: [Errno 2] ..." alone named no server);
+    ``kafka``: the bootstrap servers."""
     if isinstance(exc, StackError):
         return str(exc)
-    what = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KafkaError):
-        return f"Kafka is not answering ({what})"
+        # aiokafka's words start with the error's name already; a failed bootstrap's list of
+        # (host, port, family) tuples says less than the servers.
+        why = type(exc).__name__ if isinstance(exc, KafkaConnectionError) else str(exc)
+        return f"Kafka at {kafka} is not answering ({why})"
+    what = f"{type(exc).__name__}: {exc}"
     if connection_lost(exc):
         return f"PostgreSQL, which holds the read models, is not answering ({what})"
     return what
