@@ -18,6 +18,7 @@ from choreo.cli.common import console, fail, out
 from choreo.registry import NAMES
 from events.errors import ChoreoError
 from events.settings import get_settings
+from projections.tokens import ApiSettings
 
 
 def service(
@@ -120,8 +121,7 @@ def _detach(names: list[str], counts: dict[str, int]) -> None:
 def _refuse_a_taken_api_port(names: list[str]) -> None:
     """Fail at once when the API is to run and its port is taken: it would restart every 30 s
     without ever binding, and `--detach` wait two minutes for it."""
-    from choreo.stack.base import port_open
-    from projections.tokens import ApiSettings
+    from choreo.stack.base import port_open  # its package imports aiokafka: see common
 
     api = ApiSettings()
     host = "127.0.0.1" if api.host in ("0.0.0.0", "::", "") else api.host
