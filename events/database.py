@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from events import tracing
-from events.errors import StackError
+from events.errors import START_THE_LOCAL_STACK, StackError
 from events.settings import Settings, local_database_url
 
 Connection: TypeAlias = asyncpg.Connection
@@ -165,16 +165,16 @@ def unreachable(settings: Settings, error: OSError | asyncpg.PostgresError) -> S
     the password), why, and, when nothing answered at the local stack's address, how that
     stack is started."""
     url = settings.database_url
-    parts, query = urlsplit(url), parse_qs(urlsplit(url).query)
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
     folder = query.get("host", [""])[0]
     port = query.get("port", [""])[0] or parts.port or 5432
     where = f"{folder} (Unix socket, port {port})" if folder else f"{parts.hostname}:{port}"
     # No socket file, or a refused connection: "[Errno 2] No such file or directory" said less.
     silent = isinstance(error, FileNotFoundError | ConnectionRefusedError)
     why = "nothing is listening there" if silent else str(error)
-    hint = ""
-    if isinstance(error, OSError) and url == local_database_url(settings.state_dir):
-        hint = " Is it running? `choreo stack up` starts the local stack."
+    local = isinstance(error, OSError) and url == local_database_url(settings.state_dir)
+    hint = START_THE_LOCAL_STACK if local else ""
     return StackError(f"cannot connect to PostgreSQL at {where}: {why}.{hint}")
 
 

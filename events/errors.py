@@ -77,3 +77,7 @@ class PermanentError(HandlerError):
 
 class StackError(ChoreoError):
     """The local infrastructure could not be installed, started or reached."""
+
+
+START_THE_LOCAL_STACK = " Is it running? `choreo stack up` starts the local stack."
+"""What an error about the local stack's own Kafka or PostgreSQL not answering ends with."""

@@ -43,9 +43,8 @@ from events.database import connection_lost
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
-from projections import API, api_actions, api_console, api_sagas
+from projections import API, api_actions, api_console, api_docs, api_sagas
 from projections.access import require
-from projections.api_docs import mount_docs
 from projections.api_models import (
     PG_BIGINT_MAX,
     Breaker,
@@ -224,15 +223,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     code = phrase.lower().replace(" ", "_").replace("-", "_")
+    detail = str(exc.detail)
     response: Response
     if exc.status_code >= 400 and console.wants_page(request):
-        detail = str(exc.detail)
         if detail == phrase:  # Starlette's own (no such route): say what was not found
             detail = f"There is no page at {request.url.path}."
         title = phrase.capitalize()
         response = console.error_page(request, exc.status_code, code, title, detail, None)
     else:
-        response = _error(exc.status_code, code, str(exc.detail))
+        response = _error(exc.status_code, code, detail)
     response.headers.update(exc.headers or {})
     return response
 
@@ -384,7 +383,7 @@ def create_app(
     app.include_router(definitions.router)
     app.include_router(saga_page.router)  # after orders: /console/sagas/order/live is the list's
     console.mount_assets(app)
-    mount_docs(app)
+    api_docs.mount_docs(app)
     app.add_api_route(
         "/health",
         get_health,
@@ -399,7 +398,7 @@ def create_app(
     # More specific than PostgresError: Starlette picks the handler of the nearest class.
     app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="/health,/console/assets/.*,/docs/assets/.*"
+        app, excluded_urls=f"/health,/console/assets/.*,{api_docs.ASSETS}/.*"
     )
     return app
 

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 DOCS = "/docs"
-ASSETS = "/docs/assets"
+ASSETS = f"{DOCS}/assets"
 
 
 def mount_docs(app: FastAPI) -> None:

@@ -43,8 +43,8 @@ from choreo.cli import (
     tokens,
     topics,
 )
-from choreo.cli.common import MARKDOWN, console
-from events.errors import ChoreoError
+from choreo.cli.common import MARKDOWN, print_error
+from events.errors import START_THE_LOCAL_STACK, ChoreoError, StackError
 from events.settings import describe_invalid_settings, get_settings, local_kafka
 
 # The distributions of pyproject's `bench` extra (import names alike).
@@ -140,17 +140,15 @@ if bench_installed():
     _register(DEVELOP, "bench", bench_app)
 
 
-def kafka_unreachable(error: BaseException) -> str | None:
-    """What to say when ``error`` is aiokafka's failure to reach any broker, else None
+def kafka_unreachable(error: BaseException) -> StackError | None:
+    """``error`` as Choreo's when it is aiokafka's failure to reach any broker, else None
     (aiokafka is not imported for this: a command that never loaded it cannot raise it)."""
     errors = sys.modules.get("aiokafka.errors")
     if errors is None or not isinstance(error, errors.KafkaConnectionError):
         return None
-    settings = get_settings()
-    hint = ""
-    if settings.kafka_bootstrap_servers == local_kafka(settings.state_dir):
-        hint = " Is it running? `choreo stack up` starts the local stack."
-    return f"error: cannot reach Kafka at {settings.kafka_bootstrap_servers}.{hint}"
+    servers = get_settings().kafka_bootstrap_servers
+    local = servers == local_kafka(get_settings().state_dir)
+    return StackError(f"cannot reach Kafka at {servers}.{START_THE_LOCAL_STACK if local else ''}")
 
 
 def main() -> None:
@@ -164,14 +162,11 @@ def main() -> None:
             raise
         typer.echo(described, err=True)
         raise SystemExit(2) from None
-    except ChoreoError as exc:
-        # One a command left uncaught (PostgreSQL down when `choreo run` starts, say): a line.
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise SystemExit(1) from None
     except Exception as exc:
-        # No traceback when the broker is down, whichever command found it.
-        unreachable = kafka_unreachable(exc)
-        if unreachable is None:
+        # One line, no traceback, for a ChoreoError a command left uncaught (PostgreSQL down
+        # when `choreo run` starts, say) and for the broker down, whichever command found it.
+        error = exc if isinstance(exc, ChoreoError) else kafka_unreachable(exc)
+        if error is None:
             raise
-        typer.echo(unreachable, err=True)
+        print_error(error)
         raise SystemExit(1) from None

@@ -108,9 +108,14 @@ def choreo_client() -> ChoreoClient:
     return ChoreoClient()
 
 
+def print_error(exc: ChoreoError) -> None:
+    """``error: <exc>`` on stderr."""
+    console.print(f"[bold red]error:[/] {exc}")
+
+
 def fail(exc: ChoreoError) -> NoReturn:
     """Print ``exc`` as an error and exit with code 1."""
-    console.print(f"[bold red]error:[/] {exc}")
+    print_error(exc)
     raise typer.Exit(1)
 
 
