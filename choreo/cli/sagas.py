@@ -169,24 +169,50 @@ def _steps_block(row: dict[str, Any]) -> Group:
 @app.command("start")
 def sagas_start(
     saga_type: Annotated[str, typer.Argument(help="The saga type, e.g. `return`.")],
-    file: Annotated[Path, typer.Option("--file", "-f", help="The start event's fields as JSON.")],
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="The start event's fields as JSON.")
+    ] = None,
     key: Annotated[str | None, typer.Option(help="The saga's key (default: generated).")] = None,
+    example: Annotated[
+        bool,
+        typer.Option(
+            "--example", help="Print an example of the file for SAGA_TYPE instead of starting one."
+        ),
+    ] = False,
 ) -> None:
     """Start a saga of any type: publish its start event from `--file` and print its key.
 
     The file holds the fields of the event that starts SAGA_TYPE (`choreo sagas show TYPE`
-    names it); they are checked against its schema before anything is published.
+    names it, `choreo schemas show EVENT` lists its fields); they are checked against its
+    schema before anything is published. `--example` prints a file to start from:
+    `choreo sagas start return --example > return.json`.
     """
     try:
         model = _running().current(saga_type).start.event
-        event = model.model_validate(orjson.loads(file.read_bytes()))
     except KeyError as exc:
         fail(ChoreoError(str(exc.args[0])))
+    if example:
+        _print_example(model.event_type)
+        return
+    if file is None:
+        fail(
+            ChoreoError(
+                f"--file is required: the fields of {model.event_type} as JSON "
+                f"(`choreo sagas start {saga_type} --example` prints one to start from)"
+            )
+        )
+    try:
+        event = model.model_validate(orjson.loads(file.read_bytes()))
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in exc.errors()
         )
-        fail(ChoreoError(f"invalid {model.event_type}: {problems}"))
+        fail(
+            ChoreoError(
+                f"invalid {model.event_type}: {problems}. Its fields: `choreo schemas show "
+                f"{model.event_type}`; an example: `choreo sagas start {saga_type} --example`"
+            )
+        )
     except (OSError, orjson.JSONDecodeError) as exc:
         fail(ChoreoError(f"cannot read {file}: {exc}"))
 
@@ -199,6 +225,21 @@ def sagas_start(
         out.print(asyncio.run(start()).saga_key)
     except ChoreoError as exc:
         fail(exc)
+
+
+def _print_example(event_type: str) -> None:
+    """The catalog's sample of a start event as the JSON `--file` takes, on stdout alone."""
+    from choreo.cli.schemas import example_of
+
+    sample = example_of(event_type)
+    if sample is None:
+        fail(
+            ChoreoError(
+                f"the catalog has no sample of {event_type} (contracts/samples.py); "
+                f"`choreo schemas show {event_type}` lists its fields"
+            )
+        )
+    print(orjson.dumps(sample, option=orjson.OPT_INDENT_2).decode())
 
 
 def _read(call: Callable[[Queries], Awaitable[T]]) -> T:
