@@ -302,15 +302,17 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
         f"  steps: {', '.join(row['current_steps']) or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
-    # Each time with the event that marks it, under it: five columns read at 80 columns.
-    table = Table("step", "state", "started", "finished", Column("detail", overflow="fold"))
+    # Each time with the event that marks it under it, the detail under the state: four
+    # columns that keep an event's name whole at 80 columns (folded where it must be).
+    table = Table(
+        "step", "state", Column("started", overflow="fold"), Column("finished", overflow="fold")
+    )
     for step in row["steps"]:
         table.add_row(
             step["step"] if step["on_path"] else f"[dim]{step['step']}[/]",
-            step["state"],
+            stacked(step["state"], step["detail"] or step["reason"]),
             _when(step["started_at"], step["started_by"]),
             _when(step["finished_at"], step["finished_by"]),
-            step["detail"] or step["reason"] or "",
         )
     out.print(readable(table, "step", "state"))
     if not row["compensations"]:

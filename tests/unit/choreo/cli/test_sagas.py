@@ -140,6 +140,22 @@ def test_status_reads_at_80_columns(monkeypatch):
     assert not any("succeed…" in line or "shipment.fa…" in line for line in lines)
 
 
+def test_status_at_80_columns_cuts_no_event_name_and_shows_the_detail(monkeypatch):
+    # The returns saga's longest answer, and a detail: it was "payment.return_re…" in a fifth
+    # column beside an empty "detail" one.
+    row = _saga_row()
+    failed = next(step for step in row["steps"] if step["state"] == "failed")
+    failed.update(finished_by="payment.return_refund_declined", detail="no_charge")
+    monkeypatch.setattr(sagas_cli, "query", lambda call: row)
+    status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env={"COLUMNS": "80"})
+    assert status.exit_code == 0, status.output
+    assert max(len(line) for line in status.output.splitlines()) <= 80
+    assert "…" not in status.output
+    assert "payment.return_refund_decline" in status.output
+    cells = [line.split("│")[2].strip() for line in status.output.splitlines() if "│" in line]
+    assert cells[cells.index("failed") + 1] == "no_charge"  # under the state
+
+
 def test_list_reads_at_80_columns(monkeypatch):
     row = {"saga_type": "return", "saga_key": "ret-121e9ee62e26", "version": 1,
            "status": "cancelled", "reason": "refund_declined", "current_steps": [],
