@@ -12,12 +12,13 @@ import asyncio
 import atexit
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 import orjson
 import typer
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -78,6 +79,18 @@ def stacked(fact: str, under: str | None) -> str:
     """A cell of two lines, ``under`` dimmed below ``fact`` (just ``fact`` without it): how the
     tables keep to fewer columns at 80 (see :func:`readable`)."""
     return f"{fact}\n[dim]{under}[/]" if under else fact
+
+
+def history_table(rows: list[dict[str, Any]]) -> Table:
+    """An audit trail (`orders history`, `sagas history`): each event's time, its type whole
+    with its producer under it, and its summary without the type it may repeat."""
+    table = Table("time", "event", "summary")
+    for r in rows:
+        event_type, summary = r["event_type"], r["summary"] or ""
+        if summary.startswith(event_type):  # the summary of a type without one of its own
+            summary = summary[len(event_type) :].removeprefix(":").strip()
+        table.add_row(r["occurred_at"][11:23], stacked(event_type, r["producer"]), escape(summary))
+    return readable(table, "time", "event")
 
 
 def to_the_minute(iso: str | None) -> str:

@@ -24,6 +24,7 @@ from choreo.cli.common import (
     command_group,
     console,
     fail,
+    history_table,
     out,
     print_json,
     query,
@@ -321,10 +322,7 @@ def orders_history(
     if as_json:
         print_json(rows)
         return
-    table = Table("time", "event", "producer", "summary")
-    for r in rows:
-        table.add_row(r["occurred_at"][11:23], r["event_type"], r["producer"], r["summary"])
-    out.print(table)
+    out.print(history_table(rows))
 
 
 @app.command("trace")

@@ -22,6 +22,7 @@ from choreo.cli.common import (
     choreo_client,
     command_group,
     fail,
+    history_table,
     out,
     print_json,
     query,
@@ -340,7 +341,4 @@ def sagas_history(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fa
     if as_json:
         print_json(rows)
         return
-    table = Table("time", "event", "producer", "summary")
-    for r in rows:
-        table.add_row(r["occurred_at"][11:23], r["event_type"], r["producer"], r["summary"])
-    out.print(table)
+    out.print(history_table(rows))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from choreo.cli.common import readable
+from choreo.cli.common import history_table, readable
 
 ORDERS = [f"ord-{n:012x}" for n in (0x2D104E394F4A, 0x5AC4D5D4AF7E, 0x30D66ED88C25)]
 
@@ -128,3 +128,26 @@ def test_the_metrics_read_at_80_columns(monkeypatch):
     assert metric == "choreo_handler_duration_milliseconds_count"
     assert "consumer=choreo.saga-coordinator" in labels
     assert "event_type=inventory.reservation_failed" in labels
+
+
+def test_an_audit_trail_keeps_event_types_whole_and_does_not_repeat_them():
+    rows = [
+        {"occurred_at": "2026-12-05T08:58:12.857+00:00",
+         "event_type": "payment.return_refund_declined", "producer": "payment",
+         "summary": "payment.return_refund_declined: no_charge"},
+        {"occurred_at": "2026-12-05T08:58:12.908+00:00", "event_type": "pickup.cancelled",
+         "producer": "shipping", "summary": "pickup.cancelled"},
+        {"occurred_at": "2026-12-05T07:47:28.755+00:00", "event_type": "order.placed",
+         "producer": "cli", "summary": "1 item(s), total 25.00 [EUR], ship to DE"},
+    ]  # fmt: skip
+    lines = _render(history_table(rows)).splitlines()
+    cells = [[c.strip() for c in line.split("│")[1:4]] for line in lines if "│" in line]
+    assert cells == [
+        ["08:58:12.857", "payment.return_refund_declined", "no_charge"],
+        ["", "payment", ""],
+        ["08:58:12.908", "pickup.cancelled", ""],
+        ["", "shipping", ""],
+        ["07:47:28.755", "order.placed", "1 item(s), total 25.00"],
+        ["", "cli", "[EUR], ship to DE"],
+    ]
+    assert max(len(line) for line in lines) <= 80

@@ -33,6 +33,8 @@ def stack_down(tmp_path: Path) -> dict[str, str]:
     (tmp_path / BOOTSTRAP_FILE).write_text(f"127.0.0.1:{closed_port()}\n")
     env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k and "KAFKA" not in k}
     env |= {"CHOREO_STATE_DIR": str(tmp_path), "CHOREO_POSTGRES_PORT": str(closed_port())}
+    # A free API port: `choreo run` refuses a taken one first (a platform running beside).
+    env |= {"CHOREO_API_PORT": str(closed_port())}
     return env | {"CHOREO_TRACING_ENABLED": "false", "COLUMNS": "200"}
 
 
