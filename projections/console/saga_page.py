@@ -26,7 +26,7 @@ from events.personal_data import forgotten_customers, keys_schema
 from projections import sagas_queries
 from projections.backend import QueriesDep
 from projections.console import timeline, waterfall
-from projections.console.flow import Flow
+from projections.console.flow import DETAIL_CHAR, PAD, Flow
 from projections.console.flow import layout as flow_layout
 from projections.console.orders import form_time
 from projections.console.pages import SignedIn, page
@@ -114,6 +114,19 @@ def path_states(view: SagaView) -> dict[str, str]:
     return states
 
 
+def path_details(view: SagaView, flow: Flow) -> dict[str, str]:
+    """The second line of a failed or timed-out step's box: how it failed (``✗ no_charge``)
+    instead of the event that would have ended it well, cut to the box's width."""
+    widths = {n.id: n.w for n in flow.nodes}
+    details = {}
+    for step in view.steps:
+        if _NODE_STATE.get(step.state) == "failed" and step.step in widths:
+            text = f"✗ {step.detail or step.reason or step.state}"
+            fits = int((widths[step.step] - 2 * PAD) / DETAIL_CHAR)
+            details[step.step] = text if len(text) <= fits else text[: fits - 1] + "…"
+    return details
+
+
 def taken_edges(flow: Flow, states: dict[str, str]) -> set[tuple[str, str]]:
     """The curves this saga travelled: from a box it passed to one it reached, and from a
     step to its compensation once sent."""
@@ -160,6 +173,7 @@ async def _saga(
         "saga": view,
         "flow": drawing,
         "states": states,
+        "details": path_details(view, drawing),
         "taken": taken_edges(drawing, states),
         "timeline": timeline.layout(view, events, end or now),
         "audit": [

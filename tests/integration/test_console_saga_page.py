@@ -143,6 +143,11 @@ async def test_a_return_saga_has_its_page_too(console: httpx.AsyncClient):
     assert 'data-testid="saga-reason">inspection failed<' in html
     assert _state(html, "pickup") == "done"
     assert _state(html, "inspection") == "failed"
+    # The failed box tells how (the refused restock's reason), not the event that passes it.
+    box = html[html.index('data-node="inspection"') :]
+    detail = re.search(r'class="detail">([^<]*)<', box[: box.index("</g>")])
+    assert detail is not None
+    assert detail.group(1) == "✗ damaged: SKU-1"  # the refusal's reason and SKUs
     assert _state(html, "undo_pickup") == "done"
     assert _state(html, "refund") == ""
     assert 'data-row="undo: pickup.cancel"' in html

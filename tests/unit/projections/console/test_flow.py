@@ -1,15 +1,18 @@
-"""The order saga's flow as the definitions page lays it out."""
+"""The saga's flows as the definitions page lays them out."""
 
 from __future__ import annotations
 
-from projections.console.flow import COLUMN, layout
+import pytest
+
+from projections.console.flow import DETAIL_CHAR, LABEL_CHAR, NAME_CHAR, PAD, layout
 from sagas.shipped import SAGAS
 
 
 def test_the_order_saga_is_laid_out_in_columns_with_compensations_below():
     flow = layout(SAGAS.current("order"))
     boxes = {n.id: n for n in flow.nodes}
-    column = {name: round((box.x - boxes["start"].x) / COLUMN) for name, box in boxes.items()}
+    lefts = sorted({box.x for box in boxes.values()})
+    column = {name: lefts.index(box.x) for name, box in boxes.items()}
     assert column == {
         "start": 0,
         "inventory": 1,
@@ -34,3 +37,22 @@ def test_the_order_saga_is_laid_out_in_columns_with_compensations_below():
     assert len([e for e in flow.edges if e.kind == "flow"]) == 8
     assert len([e for e in flow.edges if e.kind == "undo"]) == 3
     assert all(b.x + b.w <= flow.width and b.y + b.h <= flow.height for b in flow.nodes)
+
+
+@pytest.mark.parametrize("saga_type", SAGAS.types)
+def test_every_text_fits_its_box_and_every_label_its_curve(saga_type: str):
+    # The return saga's "payment.return_refunded" ran under the boxes at each end of its
+    # curve, and "refund ≥ approval threshold" out of its box, in a layout of fixed widths.
+    flow = layout(SAGAS.current(saga_type))
+    boxes = {n.id: n for n in flow.nodes}
+    for box in flow.nodes:
+        assert len(box.label) * NAME_CHAR + 2 * PAD <= box.w, box.label
+        assert len(box.detail) * DETAIL_CHAR + 2 * PAD <= box.w, box.detail
+    for edge in flow.edges:
+        if edge.label:
+            source, target = boxes[edge.source], boxes[edge.target]
+            room = target.x - (source.x + source.w)
+            assert len(edge.label) * LABEL_CHAR + 2 * PAD <= room, edge.label
+            assert source.x + source.w < edge.lx < target.x
+    same_column = [n for n in flow.nodes if n.x == boxes["start"].x]
+    assert {n.w for n in same_column} == {boxes["start"].w}

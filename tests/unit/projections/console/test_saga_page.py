@@ -3,11 +3,12 @@ definition, the timeline's rows and the trace waterfall's rows."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from projections.console import timeline, waterfall
-from projections.console.flow import layout
-from projections.console.saga_page import path_states, taken_edges
+from projections.console.flow import DETAIL_CHAR, PAD, layout
+from projections.console.saga_page import path_details, path_states, taken_edges
 from projections.sagas_model import fold_saga
 from projections.traces import build_tree
 from sagas.order import V1 as ORDER
@@ -41,6 +42,17 @@ def test_a_failed_shipment_is_drawn_through_its_compensations() -> None:
     assert ("shipping", "undo_shipping") not in taken
     assert ("payment", "undo_payment") in taken
     assert not any(target == "done" for _, target in taken)
+
+
+def test_a_failed_steps_box_says_how_it_failed() -> None:
+    view = fold_saga(ORDER, "ord-1", _run("shipment failed").log)
+    flow = layout(ORDER)
+    details = path_details(view, flow)
+    shipping = next(s for s in view.steps if s.step == "shipping")
+    assert details == {"shipping": f"✗ {shipping.detail or shipping.reason}"}
+    cut = path_details(view, replace(flow, nodes=[replace(n, w=60) for n in flow.nodes]))
+    assert cut["shipping"].endswith("…")
+    assert len(cut["shipping"]) == int((60 - 2 * PAD) / DETAIL_CHAR)
 
 
 def test_the_step_a_running_saga_waits_on_is_current() -> None:
