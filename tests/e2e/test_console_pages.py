@@ -34,6 +34,7 @@ from events.topics import partitions_of, provision_topics, topic_for
 from projections import API
 from projections.api import create_app
 from projections.projector import Projector
+from sagas.shipped import SAGAS
 from tests.conftest import ApiTokens
 from tests.e2e.test_console import ROOT, Console, _free_port, chromium, spaced
 from tests.integration.test_api import drop_schema
@@ -399,6 +400,36 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await expect(flow.locator("path.edge.undo")).to_have_count(3)
     await expect(order.locator("tr[data-knob=approval_threshold_minor]")).to_contain_text("100,000")
     await screenshot(page, "definitions")
+    await page.context.close()
+
+
+OVERLAPS = """svg => {
+  const inside = (a, b) => a.x >= b.x && a.y >= b.y && a.x + a.width <= b.x + b.width
+    && a.y + a.height <= b.y + b.height;
+  const meets = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width
+    && a.y < b.y + b.height && b.y < a.y + a.height;
+  const boxes = [...svg.querySelectorAll("g.node")]
+    .map((g) => [g, g.querySelector("rect").getBBox()]);
+  const out = [];
+  for (const [g, rect] of boxes)
+    for (const text of g.querySelectorAll("text"))
+      if (!inside(text.getBBox(), rect)) out.push(`${text.textContent} leaves its box`);
+  for (const label of svg.querySelectorAll("text.edge-label"))
+    for (const [g, rect] of boxes)
+      if (meets(label.getBBox(), rect))
+        out.push(`${label.textContent} runs under ${g.dataset.node}`);
+  return out;
+}"""
+
+
+async def test_every_flows_text_stays_in_its_box_and_off_the_other_boxes(console: Console):
+    # Measured in Chromium with the console's fonts: the layout sizes columns from estimates
+    # of text widths, which this holds to what the browser draws.
+    page = await console.signed_in(console.tokens.viewer, "/console/definitions")
+    flows = page.get_by_test_id("flow")
+    await expect(flows).to_have_count(len(SAGAS.types))
+    for index in range(len(SAGAS.types)):
+        assert await flows.nth(index).evaluate(OVERLAPS) == []
     await page.context.close()
 
 
