@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from choreo.chaos.plan import DEFAULT_FAULTS, FAULT_KINDS, ChaosConfig, parse_faults
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import JsonFlag, console, fail, fail_under, out, print_json
 from choreo.mix import parse_mix
 from events.errors import ChoreoError
 from events.settings import get_settings
@@ -152,7 +152,7 @@ def chaos(
         try:
             report = asyncio.run(run_chaos(settings, config, ProgressDisplay(bar, orders)))
         except ChoreoError as exc:
-            fail(exc)
+            fail_under(bar, exc)
     if as_json:
         print_json(report.to_json())
     else:

@@ -19,6 +19,7 @@ import typer
 from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -130,6 +131,13 @@ def fail(exc: ChoreoError) -> NoReturn:
     """Print ``exc`` as an error and exit with code 1."""
     print_error(exc)
     raise typer.Exit(1)
+
+
+def fail_under(bar: Progress, exc: ChoreoError) -> NoReturn:
+    """:func:`fail` from inside a progress bar: the bar goes with the error instead of staying
+    under it (``replaying crm ━━━ 0/?`` after ``error: crm is running``)."""
+    bar.live.transient = True
+    fail(exc)
 
 
 def query(call: Callable[[Queries], Awaitable[T]]) -> T:

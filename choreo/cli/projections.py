@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json, query
+from choreo.cli.common import JsonFlag, command_group, console, fail_under, out, print_json, query
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -92,7 +92,7 @@ def projections_rebuild(
             settings = as_process(get_settings(), "projector")
             report = asyncio.run(rebuild(settings, verify=verify, progress=progress))
         except ChoreoError as exc:
-            fail(exc)
+            fail_under(bar, exc)
     if as_json:
         print_json(report.to_json())
     else:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import JsonFlag, console, fail_under, out, print_json
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -50,7 +50,7 @@ def replay_cmd(
             if settings.database_roles:  # the schema was made anew by the administrator
                 asyncio.run(provision_roles(settings))
         except ChoreoError as exc:
-            fail(exc)
+            fail_under(bar, exc)
     if as_json:
         print_json(report.to_json())
     else:
