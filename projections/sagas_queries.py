@@ -38,6 +38,15 @@ async def saga(queries: Queries, saga_type: str, saga_key: str) -> dict[str, Any
     return None if row is None else row_json(row)
 
 
+async def key_owner(queries: Queries, saga_key: str) -> tuple[str, str] | None:
+    """The type and status of the saga keyed ``saga_key`` (of any type), if there is one."""
+    row = await queries.db.pool.fetchrow(
+        f"SELECT saga_type, status FROM {queries.schema}.saga_status WHERE saga_key = $1 LIMIT 1",
+        saga_key,
+    )
+    return None if row is None else (row["saga_type"], row["status"])
+
+
 async def history(queries: Queries, saga_type: str, saga_key: str) -> list[dict[str, Any]] | None:
     """The saga's events in log order (the audit trail of its key); ``None`` if there is no
     such saga."""

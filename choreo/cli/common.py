@@ -82,6 +82,41 @@ def stacked(fact: str, under: str | None) -> str:
     return f"{fact}\n[dim]{under}[/]" if under else fact
 
 
+def refuse_a_used_key(saga_type: str, key: str) -> None:
+    """Fail when the read model has a saga under ``key`` already: the coordinator starts a
+    key's saga once and ignores another start of its type (a start of another type under it
+    is dead-lettered), so a second ``--key`` would print the key and start nothing. Best
+    effort: without the read model (no projector yet, PostgreSQL down) the start goes ahead."""
+    # asyncpg: imported here to keep `choreo --help` quick (see the module docstring).
+    import asyncpg
+
+    from events.database import Database
+    from projections import sagas_queries
+    from projections.queries import Queries
+
+    async def owner() -> tuple[str, str] | None:
+        settings = get_settings()
+        async with Database(settings, max_size=1) as db:
+            queries = Queries(db, settings)
+            if not await queries.ready():
+                return None
+            return await sagas_queries.key_owner(queries, key)
+
+    try:
+        found = asyncio.run(owner())
+    except (ChoreoError, OSError, asyncpg.PostgresError):
+        return
+    if found is not None:
+        other, status = found
+        fail(
+            ChoreoError(
+                f"{key} is the key of a {other} saga already ({status}): a key starts one saga,"
+                f" and the coordinator would {'ignore' if other == saga_type else 'dead-letter'}"
+                f" this start; `choreo sagas status {other} {key}` shows that saga"
+            )
+        )
+
+
 def history_table(rows: list[dict[str, Any]]) -> Table:
     """An audit trail (`orders history`, `sagas history`): each event's time, its type whole
     with its producer under it, and its summary without the type it may repeat."""

@@ -29,6 +29,7 @@ from choreo.cli.common import (
     print_json,
     query,
     readable,
+    refuse_a_used_key,
     stacked,
     to_the_minute,
     traced_cli,
@@ -155,6 +156,9 @@ def orders_place(
     except (KeyError, OSError, orjson.JSONDecodeError) as exc:
         console.print(f"[bold red]invalid order:[/] {exc}")
         raise typer.Exit(2) from None
+
+    if order_id is not None:
+        refuse_a_used_key("order", order_id)
 
     async def place() -> Message[Event]:
         async with choreo_client() as client:

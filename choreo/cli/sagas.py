@@ -27,6 +27,7 @@ from choreo.cli.common import (
     print_json,
     query,
     readable,
+    refuse_a_used_key,
     stacked,
     to_the_minute,
     traced_cli,
@@ -216,6 +217,9 @@ def sagas_start(
         )
     except (OSError, orjson.JSONDecodeError) as exc:
         fail(ChoreoError(f"cannot read {file}: {exc}"))
+
+    if key is not None:
+        refuse_a_used_key(saga_type, key)
 
     async def start() -> Message[Event]:
         async with choreo_client() as client:
