@@ -124,7 +124,10 @@ def orders_place(
     city: Annotated[str | None, typer.Option(help="Ship to: city.")] = None,
     postal_code: Annotated[str | None, typer.Option(help="Ship to: postal code.")] = None,
     country: Annotated[str | None, typer.Option(help="Ship to: ISO country code.")] = None,
-    order_id: Annotated[str | None, typer.Option(help="Order id (default: generated).")] = None,
+    order_id: Annotated[
+        str | None,
+        typer.Option(help="Order id (default: generated); one a saga has already is refused."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the placed event.")] = False,
 ) -> None:
     """Publish an `order.placed` event and print the order id.

@@ -174,7 +174,12 @@ def sagas_start(
     file: Annotated[
         Path | None, typer.Option("--file", "-f", help="The start event's fields as JSON.")
     ] = None,
-    key: Annotated[str | None, typer.Option(help="The saga's key (default: generated).")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="The saga's key (default: generated); one a saga has already is refused."
+        ),
+    ] = None,
     example: Annotated[
         bool,
         typer.Option(
@@ -196,28 +201,7 @@ def sagas_start(
     if example:
         _print_example(model.event_type)
         return
-    if file is None:
-        fail(
-            ChoreoError(
-                f"--file is required: the fields of {model.event_type} as JSON "
-                f"(`choreo sagas start {saga_type} --example` prints one to start from)"
-            )
-        )
-    try:
-        event = model.model_validate(orjson.loads(file.read_bytes()))
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in exc.errors()
-        )
-        fail(
-            ChoreoError(
-                f"invalid {model.event_type}: {problems}. Its fields: `choreo schemas show "
-                f"{model.event_type}`; an example: `choreo sagas start {saga_type} --example`"
-            )
-        )
-    except (OSError, orjson.JSONDecodeError) as exc:
-        fail(ChoreoError(f"cannot read {file}: {exc}"))
-
+    event = _start_event(saga_type, model, file)
     if key is not None:
         refuse_a_used_key(saga_type, key)
 
@@ -230,6 +214,32 @@ def sagas_start(
         out.print(asyncio.run(start()).saga_key)
     except ChoreoError as exc:
         fail(exc)
+
+
+def _start_event(saga_type: str, model: type[Event], file: Path | None) -> Event:
+    """The start event read from ``file`` and checked against its model, or a failure that
+    says where its fields and an example are."""
+    if file is None:
+        fail(
+            ChoreoError(
+                f"--file is required: the fields of {model.event_type} as JSON "
+                f"(`choreo sagas start {saga_type} --example` prints one to start from)"
+            )
+        )
+    try:
+        return model.model_validate(orjson.loads(file.read_bytes()))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in exc.errors()
+        )
+        fail(
+            ChoreoError(
+                f"invalid {model.event_type}: {problems}. Its fields: `choreo schemas show "
+                f"{model.event_type}`; an example: `choreo sagas start {saga_type} --example`"
+            )
+        )
+    except (OSError, orjson.JSONDecodeError) as exc:
+        fail(ChoreoError(f"cannot read {file}: {exc}"))
 
 
 def _print_example(event_type: str) -> None:
