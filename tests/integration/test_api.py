@@ -52,6 +52,27 @@ async def drop_schema(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
+async def read_models_of(
+    settings: Settings, codec: Codec, producer: EventProducer, messages: list[Message[Event]]
+) -> AsyncIterator[Settings]:
+    """The read models the real projector makes of ``messages`` (published first), in the
+    schema of ``settings``, which is dropped afterwards."""
+    projector = Projector(settings, codec)
+    try:
+        await producer.publish(messages)
+        task = asyncio.create_task(projector.run())
+        try:
+            await eventually(lambda: projector.stats.events == len(messages), what="projected")
+        finally:
+            await projector.stop()
+            await task
+        yield settings
+    finally:
+        await projector.close()
+        await drop_schema(settings)
+
+
+@contextlib.asynccontextmanager
 async def serve(app: FastAPI, token: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """A client of ``app`` in process, with the app's lifespan (database pool) around it,
     sending ``token`` as its bearer token."""
@@ -72,21 +93,11 @@ async def api(
     ``ord-failed`` (placed a minute later, cancelled: shipment failed)."""
     happy = timed(flow("ord-happy", HAPPY), T0)
     failed = timed(flow("ord-failed", SHIPMENT_FAILED), T0 + timedelta(minutes=1))
-    projector = Projector(settings, codec)
-    try:
-        await producer.publish(happy + failed)
-        task = asyncio.create_task(projector.run())
-        try:
-            total = len(happy) + len(failed)
-            await eventually(lambda: projector.stats.events == total, what="projected")
-        finally:
-            await projector.stop()
-            await task
-        async with serve(create_app(settings, api_tokens.api), api_tokens.viewer) as client:
-            yield client
-    finally:
-        await projector.close()
-        await drop_schema(settings)
+    async with (
+        read_models_of(settings, codec, producer, happy + failed),
+        serve(create_app(settings, api_tokens.api), api_tokens.viewer) as client,
+    ):
+        yield client
 
 
 async def test_order_status_now_and_as_of_a_past_time(api: httpx.AsyncClient):

@@ -3,7 +3,6 @@ on the real database and broker."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,11 +14,10 @@ from events.producer import EventProducer
 from events.settings import Settings
 from events.topics import topic_for
 from projections.api import create_app
-from projections.projector import Projector
 from projections.tokens import ApiSettings, TokenFile
 from tests.conftest import ApiTokens
-from tests.integration.kafka_helpers import eventually, read_records
-from tests.integration.test_api import drop_schema, serve
+from tests.integration.kafka_helpers import read_records
+from tests.integration.test_api import read_models_of, serve
 from tests.integration.test_projector import HAPPY, flow
 
 pytestmark = pytest.mark.integration
@@ -33,19 +31,8 @@ async def app_settings(
 ) -> AsyncIterator[Settings]:
     """Read models with ``ord-wait`` (awaiting approval) and ``ord-done`` (completed)."""
     messages = flow("ord-wait", WAITING) + flow("ord-done", HAPPY)
-    projector = Projector(settings, codec)
-    try:
-        await producer.publish(messages)
-        task = asyncio.create_task(projector.run())
-        try:
-            await eventually(lambda: projector.stats.events == len(messages), what="projected")
-        finally:
-            await projector.stop()
-            await task
+    async with read_models_of(settings, codec, producer, messages):
         yield settings
-    finally:
-        await projector.close()
-        await drop_schema(settings)
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -32,10 +32,8 @@ from events.codec import Codec
 from events.producer import EventProducer
 from events.settings import Settings
 from projections.api import create_app
-from projections.projector import Projector
 from tests.conftest import ApiTokens
-from tests.integration.kafka_helpers import eventually
-from tests.integration.test_api import drop_schema
+from tests.integration.test_api import read_models_of
 from tests.integration.test_projector import HAPPY, flow
 
 pytestmark = pytest.mark.integration
@@ -54,19 +52,8 @@ async def read_models(
 ) -> AsyncIterator[Settings]:
     """Read models with ``ord-wait`` (awaiting approval) and ``ord-done`` (completed)."""
     messages = flow("ord-wait", WAITING) + flow("ord-done", HAPPY)
-    projector = Projector(settings, codec)
-    try:
-        await producer.publish(messages)
-        task = asyncio.create_task(projector.run())
-        try:
-            await eventually(lambda: projector.stats.events == len(messages), what="projected")
-        finally:
-            await projector.stop()
-            await task
+    async with read_models_of(settings, codec, producer, messages):
         yield settings
-    finally:
-        await projector.close()
-        await drop_schema(settings)
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ from choreo.cli import app
 from events.codec import Codec
 from events.producer import EventProducer
 from events.settings import Settings, get_settings
-from projections.projector import Projector
-from tests.integration.kafka_helpers import eventually
-from tests.integration.test_api import drop_schema
+from tests.integration.test_api import read_models_of
 from tests.integration.test_console_saga_page import return_flow
 
 pytestmark = pytest.mark.integration
@@ -28,23 +26,13 @@ async def projected(
     settings: Settings, codec: Codec, producer: EventProducer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Settings]:
     """``ret-used``, a cancelled return, in this test's read models; the CLI set to them."""
-    messages = return_flow("ret-used")
-    projector = Projector(settings, codec)
-    try:
-        await producer.publish(messages)
-        task = asyncio.create_task(projector.run())
-        try:
-            await eventually(lambda: projector.stats.events == len(messages), what="projected")
-        finally:
-            await projector.stop()
-            await task
+    async with read_models_of(settings, codec, producer, return_flow("ret-used")):
         monkeypatch.setenv("CHOREO_TOPIC_PREFIX", settings.topic_prefix)
         get_settings.cache_clear()
-        yield settings
-    finally:
-        get_settings.cache_clear()
-        await projector.close()
-        await drop_schema(settings)
+        try:
+            yield settings
+        finally:
+            get_settings.cache_clear()
 
 
 async def _choreo(*args: str) -> Result:

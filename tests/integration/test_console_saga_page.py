@@ -5,7 +5,6 @@ key alone, and what the page says when there is no trace."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -19,10 +18,8 @@ from events.model import Event, Message
 from events.producer import EventProducer
 from events.settings import Settings
 from projections.api import create_app
-from projections.projector import Projector
 from tests.conftest import ApiTokens
-from tests.integration.kafka_helpers import eventually
-from tests.integration.test_api import T0, drop_schema, serve, timed
+from tests.integration.test_api import T0, read_models_of, serve, timed
 from tests.integration.test_projector import SHIPMENT_FAILED, flow
 
 pytestmark = pytest.mark.integration
@@ -56,22 +53,13 @@ async def console(
     """A signed-in console over ``ord-failed`` (shipment failed; events a second apart from
     T0), with no Jaeger trace of it, and ``ret-failed`` (a return whose inspection failed)."""
     failed = timed(flow("ord-failed", SHIPMENT_FAILED), T0) + timed(return_flow("ret-failed"), T0)
-    projector = Projector(settings, codec)
-    try:
-        await producer.publish(failed)
-        task = asyncio.create_task(projector.run())
-        try:
-            await eventually(lambda: projector.stats.events == len(failed), what="projected")
-        finally:
-            await projector.stop()
-            await task
-        async with serve(create_app(settings, api_tokens.api)) as client:
-            signed = await client.post("/console/sign-in", data={"token": api_tokens.viewer})
-            assert signed.status_code == 303, signed.text
-            yield client
-    finally:
-        await projector.close()
-        await drop_schema(settings)
+    async with (
+        read_models_of(settings, codec, producer, failed),
+        serve(create_app(settings, api_tokens.api)) as client,
+    ):
+        signed = await client.post("/console/sign-in", data={"token": api_tokens.viewer})
+        assert signed.status_code == 303, signed.text
+        yield client
 
 
 def _state(html: str, node: str) -> str:
