@@ -19,8 +19,8 @@ from choreo.cli.common import (
     readable,
     stacked,
 )
-from choreo.schema_fields import payload_fields
 from events.errors import ChoreoError
+from events.schema_fields import payload_fields
 from events.schemas import SchemaRegistry, SchemaVersion
 from events.settings import get_settings
 

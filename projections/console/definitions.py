@@ -3,8 +3,9 @@
 For each definition (:data:`sagas.shipped.SAGAS`, or the registry the app was built with):
 its flow drawn as SVG on the server (:mod:`projections.console.flow`), a table of its steps
 (trigger, success and failure events, deadlines, compensation; :func:`sagas.drawing.rows`,
-the rows ``choreo sagas show`` prints), its knobs with their values, and its Mermaid text
-(:func:`sagas.drawing.mermaid`) to paste elsewhere. The values are the definition's as the
+the rows ``choreo sagas show`` prints), its knobs with their values, its start event's fields
+(as ``choreo schemas show`` lists them) with the commands that start one, and its Mermaid
+text (:func:`sagas.drawing.mermaid`) to paste elsewhere. The values are the definition's as the
 API process knows them: the coordinator's ``CHOREO_SAGA_*`` settings override knobs in the
 coordinator's process.
 """
@@ -17,6 +18,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from events.schema_fields import payload_fields
+from events.schemas import SchemaRegistry
 from projections.console.flow import layout
 from projections.console.pages import SignedIn, page
 from sagas.definition import SagaDefinition
@@ -33,14 +36,17 @@ def _knob_value(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def described(d: SagaDefinition) -> dict[str, Any]:
+def described(d: SagaDefinition, schemas: SchemaRegistry) -> dict[str, Any]:
     """One definition as the page shows it."""
     values = d.knob_values()
+    start = schemas.latest(d.start.event_type)
     return {
         "saga_type": d.saga_type,
         "version": d.version,
         "key": d.key,
         "start": d.start.event_type,
+        "start_version": start.version,
+        "start_fields": payload_fields(start.raw),
         "reasons": list(d.reasons),
         "rows": rows(d),
         "flow": layout(d),
@@ -56,11 +62,12 @@ def described(d: SagaDefinition) -> dict[str, Any]:
 async def definitions_page(request: Request, user: SignedIn) -> HTMLResponse:
     """Every saga definition, newest version of each type first."""
     registry: SagaRegistry = request.app.state.definitions
+    schemas: SchemaRegistry = request.app.state.operations.codec.registry
     shown = sorted(registry, key=lambda d: (d.saga_type, -d.version))
     return page(
         request,
         "definitions.html",
         user,
         section="definitions",
-        definitions=[described(d) for d in shown],
+        definitions=[described(d, schemas) for d in shown],
     )

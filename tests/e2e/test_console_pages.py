@@ -399,6 +399,14 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     )
     await expect(flow.locator("path.edge.undo")).to_have_count(3)
     await expect(order.locator("tr[data-knob=approval_threshold_minor]")).to_contain_text("100,000")
+    # How to start one: the start event's fields, from its newest schema.
+    start = order.get_by_test_id("start-event")
+    await expect(start.locator("summary")).to_have_text("Start one: order.placed v4, 20 fields")
+    await start.locator("summary").click()
+    await expect(start).to_contain_text("choreo sagas start order --example > order.json")
+    line2 = start.locator("tr[data-field='shipping_address.line2']")
+    await expect(line2).to_contain_text("string or null")
+    await expect(line2).to_contain_text("Optional, default null.")
     await screenshot(page, "definitions")
     await page.context.close()
 

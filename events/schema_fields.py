@@ -1,9 +1,10 @@
 """An event schema's fields as a reader wants them: one line per field, nested ones by path.
 
-What `choreo schemas show` prints and what a user writes the JSON of an event from (the
-payload of `choreo sagas start --file`): the fields after the shared envelope, which the
-runtime fills in, with readable types (``array of LineItem``, ``timestamp (ms)``, ``string or
-null``), whether a writer must give them, their defaults and the schema's own docs.
+What `choreo schemas show` prints, the console's definitions page lists for a saga's start
+event, and a user writes the JSON of an event from (`choreo sagas start --file`): the fields
+after the shared envelope, which the runtime fills in, with readable types (``array of
+LineItem``, ``timestamp (ms)``, ``string or null``), whether a writer must give them, their
+defaults and the schema's own docs.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.schema_fields import payload_fields, type_name
+from events.schema_fields import payload_fields, type_name
 from events.schemas import SchemaRegistry
 
 SCHEMAS = SchemaRegistry.load(Path(__file__).resolve().parents[3] / "schemas")
