@@ -108,12 +108,14 @@ class Queries:
             )
         return None if row is None else store.view_from_row(row).to_json()
 
-    async def traceparent(self, order_id: str) -> str | None:
-        """The W3C ``traceparent`` ``order.placed`` was published with: the order's trace."""
+    async def traceparent(self, order_id: str, start: str = "order.placed") -> str | None:
+        """The W3C ``traceparent`` the saga's start event (``order.placed`` for an order) was
+        published with: the saga's trace."""
         value: str | None = await self.db.pool.fetchval(
             f"SELECT traceparent FROM {self.schema}.event_log"
-            " WHERE order_id = $1 AND event_type = 'order.placed' ORDER BY position LIMIT 1",
+            " WHERE order_id = $1 AND event_type = $2 ORDER BY position LIMIT 1",
             order_id,
+            start,
         )
         return value
 

@@ -82,30 +82,35 @@ def stacked(fact: str, under: str | None) -> str:
     return f"{fact}\n[dim]{under}[/]" if under else fact
 
 
-def refuse_a_used_key(saga_type: str, key: str) -> None:
-    """Fail when the read model has a saga under ``key`` already: the coordinator starts a
-    key's saga once and ignores another start of its type (a start of another type under it
-    is dead-lettered), so a second ``--key`` would print the key and start nothing. Best
-    effort: without the read model (no projector yet, PostgreSQL down) the start goes ahead."""
+def look_up(call: Callable[[Queries], Awaitable[T]]) -> T | None:
+    """``call`` on the read models, or None when they cannot be read (no projector yet,
+    PostgreSQL down): for the checks a command makes before it publishes, which then let it
+    go ahead as it did before it checked."""
     # asyncpg: imported here to keep `choreo --help` quick (see the module docstring).
     import asyncpg
 
     from events.database import Database
-    from projections import sagas_queries
     from projections.queries import Queries
 
-    async def owner() -> tuple[str, str] | None:
+    async def run() -> T | None:
         settings = get_settings()
         async with Database(settings, max_size=1) as db:
             queries = Queries(db, settings)
-            if not await queries.ready():
-                return None
-            return await sagas_queries.key_owner(queries, key)
+            return await call(queries) if await queries.ready() else None
 
     try:
-        found = asyncio.run(owner())
+        return asyncio.run(run())
     except (ChoreoError, OSError, asyncpg.PostgresError):
-        return
+        return None
+
+
+def refuse_a_used_key(saga_type: str, key: str) -> None:
+    """Fail when the read model has a saga under ``key`` already: the coordinator starts a
+    key's saga once and ignores another start of its type (a start of another type under it
+    is dead-lettered), so a second ``--key`` would print the key and start nothing."""
+    from projections import sagas_queries  # asyncpg: see look_up
+
+    found = look_up(lambda q: sagas_queries.key_owner(q, key))
     if found is not None:
         other, status = found
         fail(
@@ -115,6 +120,49 @@ def refuse_a_used_key(saga_type: str, key: str) -> None:
                 f" this start; `choreo sagas status {other} {key}` shows that saga"
             )
         )
+
+
+def refuse_an_unknown_saga(saga_type: str, key: str) -> None:
+    """Fail when the read models are there and have no ``saga_type`` saga ``key``."""
+    found = look_up(lambda q: _known(q, saga_type, key))
+    if found is False:
+        fail(ChoreoError(f"no {saga_type} {key}"))
+
+
+async def _known(queries: Queries, saga_type: str, key: str) -> bool:
+    from projections import sagas_queries
+
+    return await sagas_queries.saga(queries, saga_type, key) is not None
+
+
+def waiting_for_an_answer(saga_type: str, key: str, start: str) -> str | None:
+    """The trace context of the saga ``key`` (its ``start`` event's ``traceparent``), so an
+    answer joins its trace; fails when the read models have no such saga or it waits for no
+    one's answer (the coordinator would ignore the answer while the command said it was
+    given). None, and no check, when the read models cannot be read."""
+    found = look_up(lambda q: _waiting(q, saga_type, key, start))
+    if found is None:
+        return None
+    status, parent = found
+    if status is None:
+        fail(ChoreoError(f"no {saga_type} {key}"))
+    if status:
+        fail(ChoreoError(f"{saga_type} {key} is {status}: it waits for no one's answer"))
+    return parent
+
+
+async def _waiting(
+    queries: Queries, saga_type: str, key: str, start: str
+) -> tuple[str | None, str | None]:
+    """(None: no such saga, its status when no step awaits a person, or "" when one does;
+    the start event's ``traceparent``)."""
+    from projections import sagas_queries
+
+    row = await sagas_queries.saga(queries, saga_type, key)
+    if row is None:
+        return None, None
+    awaits = any(step["state"] == "awaiting" for step in row["steps"])
+    return ("" if awaits else row["status"]), await queries.traceparent(key, start)
 
 
 def history_table(rows: list[dict[str, Any]]) -> Table:

@@ -33,6 +33,7 @@ from choreo.cli.common import (
     stacked,
     to_the_minute,
     traced_cli,
+    waiting_for_an_answer,
 )
 from contracts.catalog import OrderPlaced
 from contracts.order import STATUSES
@@ -180,27 +181,12 @@ def orders_place(
         out.print(message.saga_key)
 
 
-async def _order_traceparent(order_id: str) -> str | None:
-    """The order's trace context from the event log, so an answer joins the order's trace
-    (None when the read models are not there: the answer then starts a trace of its own)."""
-    # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
-    from events.database import Database
-    from projections.queries import Queries
-
-    settings = get_settings()
-    try:
-        async with Database(settings, max_size=1) as db:
-            queries = Queries(db, settings)
-            return await queries.traceparent(order_id) if await queries.ready() else None
-    except ChoreoError:
-        return None
-
-
 def _answer_approval(order_id: str, *, approved: bool, by: str, reason: str | None) -> None:
     """Publish the answer to an approval request, in the order's trace."""
 
+    parent = waiting_for_an_answer("order", order_id, "order.placed")
+
     async def answer() -> None:
-        parent = await _order_traceparent(order_id)
         async with choreo_client() as client:
             if approved:
                 await client.approve(order_id, by=by, reason=reason, trace_parent=parent)

@@ -21,7 +21,10 @@ from choreo.cli.common import (
     fail,
     out,
     print_json,
+    refuse_a_used_key,
+    refuse_an_unknown_saga,
     traced_cli,
+    waiting_for_an_answer,
 )
 from contracts.return_samples import RETURN_SCENARIOS, scenario_return
 from contracts.returns import ReturnApproved, ReturnRejected, ReturnRequested
@@ -35,12 +38,21 @@ SAGA_TYPE = "return"
 
 
 def _publish(call: str, key: str | None, event: Event) -> Message[Event]:
+    """Start a return (``call`` "start") or answer its approval ("answer"), after checking
+    what the read models say about it."""
+    parent = None
+    if call == "start" and key is not None:
+        refuse_a_used_key(SAGA_TYPE, key)
+    elif call == "answer":
+        assert key is not None
+        parent = waiting_for_an_answer(SAGA_TYPE, key, ReturnRequested.event_type)
+
     async def publish() -> Message[Event]:
         async with choreo_client() as client:
             if call == "start":
                 return await client.start_saga(SAGA_TYPE, event, key)
             assert key is not None
-            return await client.answer(SAGA_TYPE, key, event)
+            return await client.answer(SAGA_TYPE, key, event, trace_parent=parent)
 
     traced_cli()
     try:
@@ -58,7 +70,10 @@ def returns_request(
     sample: Annotated[
         str, typer.Option(help="A sample return: " + ", ".join(RETURN_SCENARIOS))
     ] = "happy",
-    return_id: Annotated[str | None, typer.Option(help="Return id (default: generated).")] = None,
+    return_id: Annotated[
+        str | None,
+        typer.Option(help="Return id (default: generated); one a saga has already is refused."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Publish `return.requested` for ORDER_ID and print the return id.
@@ -80,6 +95,7 @@ def returns_request(
     except (KeyError, OSError, orjson.JSONDecodeError) as exc:
         out.print(f"[bold red]invalid return:[/] {exc}")
         raise typer.Exit(2) from None
+    refuse_an_unknown_saga("order", order_id)
     message = _publish("start", return_id, requested)
     if as_json:
         print_json(

@@ -1,6 +1,8 @@
-"""`choreo sagas start --key` and `choreo orders place --order-id` refuse a key the read model
-already has: the coordinator would ignore the start (same type) or dead-letter it (another
-type), and the command used to print the key and exit 0 all the same."""
+"""What the CLI checks in the read models before it publishes, where the coordinator would
+ignore or dead-letter the message while the command printed success and exited 0: a start
+under a key a saga has already (`sagas start --key`, `orders place --order-id`), an answer
+to a saga that waits for none or does not exist (`orders approve`, `returns approve`), a
+return of an order that does not exist (`returns request`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from events.codec import Codec
 from events.producer import EventProducer
 from events.settings import Settings, get_settings
 from tests.integration.test_api import read_models_of
+from tests.integration.test_api_auth import WAITING
 from tests.integration.test_console_saga_page import return_flow
+from tests.integration.test_projector import flow
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +29,14 @@ pytestmark = pytest.mark.integration
 async def projected(
     settings: Settings, codec: Codec, producer: EventProducer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Settings]:
-    """``ret-used``, a cancelled return, in this test's read models; the CLI set to them."""
-    async with read_models_of(settings, codec, producer, return_flow("ret-used")):
+    """``ret-used``, a cancelled return, and ``ord-wait``, an order waiting for approval, in
+    this test's read models; the CLI set to them."""
+    messages = return_flow("ret-used") + flow("ord-wait", WAITING)
+    async with read_models_of(settings, codec, producer, messages):
         monkeypatch.setenv("CHOREO_TOPIC_PREFIX", settings.topic_prefix)
+        # No tracer or meter provider set in the test session by the commands' traced_cli().
+        monkeypatch.setenv("CHOREO_TRACING_ENABLED", "false")
+        monkeypatch.setenv("CHOREO_METRICS_ENABLED", "false")
         get_settings.cache_clear()
         try:
             yield settings
@@ -58,3 +67,27 @@ async def test_a_used_key_is_refused_and_a_new_one_starts(projected: Settings, t
     fresh = await _choreo("sagas", "start", "return", "--file", str(file), "--key", "ret-new")
     assert fresh.exit_code == 0, fresh.output
     assert fresh.stdout.strip() == "ret-new"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["orders", "approve", "ord-nope", "--by", "ann"], "error: no order ord-nope"),
+        (["orders", "reject", "ord-nope", "--by", "ann", "--reason", "no"], "no order ord-nope"),
+        (["returns", "approve", "ret-used", "--by", "ann"],
+         "error: return ret-used is cancelled: it waits for no one's answer"),
+        (["returns", "request", "ord-nope"], "error: no order ord-nope"),
+    ],
+)  # fmt: skip
+async def test_an_answer_nobody_waits_for_is_refused(
+    projected: Settings, args: list[str], words: str
+):
+    result = await _choreo(*args)
+    assert result.exit_code == 1
+    assert words in result.output
+
+
+async def test_an_order_that_waits_is_answered(projected: Settings):
+    result = await _choreo("orders", "approve", "ord-wait", "--by", "ann")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "approved ord-wait"
