@@ -216,6 +216,22 @@ def fail(exc: ChoreoError) -> NoReturn:
     raise typer.Exit(1)
 
 
+def fail_invalid(what: str, exc: Exception) -> NoReturn:
+    """Say why the input for ``what`` (an order, a return) is invalid, on stderr, and exit 2:
+    each field a pydantic error names on a line of its own, else the error's message."""
+    import pydantic  # the models' library, loaded by every command that reads one anyway
+
+    if isinstance(exc, pydantic.ValidationError):
+        console.print(f"[bold red]invalid {what}:[/]")
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or f"({what})"
+            console.print(f"  {where}: {escape(err['msg'])}", highlight=False)
+    else:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        console.print(f"[bold red]invalid {what}:[/] {escape(str(message))}", highlight=False)
+    raise typer.Exit(2)
+
+
 def fail_under(bar: Progress, exc: ChoreoError) -> NoReturn:
     """:func:`fail` from inside a progress bar: the bar goes with the error instead of staying
     under it (``replaying crm ━━━ 0/?`` after ``error: crm is running``)."""

@@ -22,8 +22,8 @@ from choreo.cli.common import (
     JsonFlag,
     choreo_client,
     command_group,
-    console,
     fail,
+    fail_invalid,
     history_table,
     out,
     print_json,
@@ -151,15 +151,8 @@ def orders_place(
     }
     try:
         order = _order_from_input(file, sample, fields)
-    except pydantic.ValidationError as exc:
-        console.print("[bold red]invalid order:[/]")
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(order)"
-            console.print(f"  {where}: {err['msg']}")
-        raise typer.Exit(2) from None
-    except (KeyError, OSError, orjson.JSONDecodeError) as exc:
-        console.print(f"[bold red]invalid order:[/] {exc}")
-        raise typer.Exit(2) from None
+    except (pydantic.ValidationError, KeyError, OSError, orjson.JSONDecodeError) as exc:
+        fail_invalid("order", exc)
 
     if order_id is not None:
         refuse_a_used_key("order", order_id)

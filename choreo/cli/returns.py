@@ -19,6 +19,7 @@ from choreo.cli.common import (
     choreo_client,
     command_group,
     fail,
+    fail_invalid,
     out,
     print_json,
     refuse_a_used_key,
@@ -87,14 +88,8 @@ def returns_request(
             requested = ReturnRequested.model_validate(fields)
         else:
             requested = scenario_return(sample, order_id)
-    except pydantic.ValidationError as exc:
-        out.print("[bold red]invalid return:[/]")
-        for err in exc.errors():
-            out.print(f"  {'.'.join(str(p) for p in err['loc']) or '(return)'}: {err['msg']}")
-        raise typer.Exit(2) from None
-    except (KeyError, OSError, orjson.JSONDecodeError) as exc:
-        out.print(f"[bold red]invalid return:[/] {exc}")
-        raise typer.Exit(2) from None
+    except (pydantic.ValidationError, KeyError, OSError, orjson.JSONDecodeError) as exc:
+        fail_invalid("return", exc)
     refuse_an_unknown_saga("order", order_id)
     message = _publish("start", return_id, requested)
     if as_json:

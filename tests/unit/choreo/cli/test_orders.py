@@ -60,6 +60,23 @@ def test_invalid_fields_are_named_and_exit_with_code_2():
     assert "shipping_address.country_code" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["orders", "place", "--sample", "nope"],
+         "invalid order: unknown scenario 'nope'; one of: happy,"),
+        (["returns", "request", "ord-1", "--sample", "nope"],
+         "invalid return: unknown return scenario 'nope'; one of: happy,"),
+    ],
+)  # fmt: skip
+def test_an_unknown_sample_is_named_on_stderr(args: list[str], said: str):
+    # The message was the KeyError's repr, in quotes; a return's went to stdout.
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert said in result.stderr
+
+
 def test_every_scenario_is_a_valid_order():
     for name in SCENARIOS:
         assert scenario_order(name).total_minor > 0
