@@ -1,4 +1,5 @@
-"""The API's endpoints that act or concern the caller: approvals, dead letters, sessions.
+"""The API's endpoints that act or concern the caller: approvals (an order's, or any saga's
+human task), dead letters, sessions.
 
 Reading dead letters needs ``viewer``; approving, rejecting and redriving need ``operator``
 (:mod:`projections.access`). The work itself is :class:`~projections.operations.Operations`.
@@ -24,8 +25,10 @@ from projections.api_models import (
     Redriven,
     RedriveRequest,
     RejectionRequest,
+    SagaDecisionAccepted,
     SignInRequest,
 )
+from projections.api_sagas import SagaKey, SagaType
 from projections.backend import AuditDep, OperationsDep, QueriesDep
 from projections.operations import Conflict, NotFound, Operations
 from projections.queries import Queries
@@ -36,8 +39,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "The body is not UTF-8 text (read before the credentials are checked).",
         401: "No valid token or session.",
         403: "The token's role may not do this.",
-        404: "No such order or dead letter.",
-        409: "The order does not wait for approval.",
+        404: "No such order, saga or dead letter.",
+        409: "The order or saga waits for no answer.",
         422: "A parameter is invalid.",
         503: "PostgreSQL or Kafka unavailable.",
     }
@@ -102,6 +105,77 @@ async def _decide(
         order_id=order_id,
         decision="approved" if approve else "rejected",
         by=by,
+        event_id=str(message.envelope.event_id),
+    )
+
+
+@router.post(
+    "/sagas/{saga_type}/{saga_key}/approve",
+    status_code=HTTPStatus.ACCEPTED,
+    responses=_errors(400, 401, 403, 404, 409, 422, 503),
+    tags=["sagas"],
+)
+async def approve_saga(
+    request: Request,
+    saga_type: SagaType,
+    saga_key: SagaKey,
+    caller: Operator,
+    operations: OperationsDep,
+    queries: QueriesDep,
+    body: ApprovalRequest | None = None,
+) -> SagaDecisionAccepted:
+    """Approve the human task a saga of any type waits on (operator): the event is the one
+    its definition builds (`order.approved`, `return.approved`), recorded under the token's
+    name, in the saga's trace."""
+    reason = body.reason if body else None
+    return await _answer(request, operations, queries, (saga_type, saga_key), caller.name, reason)
+
+
+@router.post(
+    "/sagas/{saga_type}/{saga_key}/reject",
+    status_code=HTTPStatus.ACCEPTED,
+    responses=_errors(400, 401, 403, 404, 409, 422, 503),
+    tags=["sagas"],
+)
+async def reject_saga(
+    request: Request,
+    saga_type: SagaType,
+    saga_key: SagaKey,
+    body: RejectionRequest,
+    caller: Operator,
+    operations: OperationsDep,
+    queries: QueriesDep,
+) -> SagaDecisionAccepted:
+    """Reject the human task a saga of any type waits on, with a reason (operator): the saga
+    is compensated as its definition says."""
+    saga = (saga_type, saga_key)
+    return await _answer(request, operations, queries, saga, caller.name, body.reason, no=True)
+
+
+async def _answer(
+    request: Request,
+    operations: Operations,
+    queries: Queries,
+    saga: tuple[str, str],
+    by: str,
+    reason: str | None,
+    *,
+    no: bool = False,
+) -> SagaDecisionAccepted:
+    try:
+        message = await operations.answer(
+            queries, request.app.state.definitions, saga, approve=not no, by=by, reason=reason
+        )
+    except NotFound as exc:
+        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
+    return SagaDecisionAccepted(
+        saga_type=saga[0],
+        saga_key=saga[1],
+        decision="rejected" if no else "approved",
+        by=by,
+        event_type=message.envelope.event_type,
         event_id=str(message.envelope.event_id),
     )
 

@@ -274,6 +274,17 @@ class DecisionAccepted(BaseModel):
     event_id: str = Field(description="The published event's id (in the audit trail).")
 
 
+class SagaDecisionAccepted(BaseModel):
+    """An answer to a saga's human task published: it resumes when the coordinator reads it."""
+
+    saga_type: str
+    saga_key: str
+    decision: str = Field(description="`approved` or `rejected`.")
+    by: str = Field(description="The name of the token that decided.")
+    event_type: str = Field(description="The published event's type (its definition's).")
+    event_id: str = Field(description="The published event's id (in the audit trail).")
+
+
 class DeadLetterInfo(BaseModel):
     """One dead letter: where it came from, why it failed, and whether it was redriven."""
 

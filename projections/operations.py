@@ -1,4 +1,5 @@
-"""What the API does besides reading: answer approvals and redrive dead letters.
+"""What the API does besides reading: answer approvals (an order's, or any saga's human task)
+and redrive dead letters.
 
 The read side may not import the CLI's client (``choreo`` sits above ``projections``), so the
 API composes the same building blocks the client does, from the layers below both:
@@ -25,8 +26,11 @@ from events.producer import EventProducer, publish_first
 from events.redrive import DeadLetterEntry, DeadLetterQueue
 from events.schemas import SchemaRegistry
 from events.settings import Settings
-from projections import API
+from projections import API, sagas_queries
 from projections.queries import Queries
+from projections.sagas_model import AWAITING
+from sagas.definition import HumanTask
+from sagas.registry import SagaRegistry
 
 AWAITING_APPROVAL = "awaiting_approval"
 DEAD_LETTERS_TTL_S = 5.0
@@ -90,6 +94,43 @@ class Operations:
             saga_key=order_id,
             by=API.name,
             trace_parent=await queries.traceparent(order_id),
+        )
+
+    async def answer(
+        self,
+        queries: Queries,
+        definitions: SagaRegistry,
+        saga: tuple[str, str],
+        *,
+        approve: bool,
+        by: str,
+        reason: str | None,
+    ) -> Message[Event]:
+        """Answer the human task the saga ``saga`` (type, key) waits on, as ``by``, in the
+        saga's trace, with the event its definition's task builds.
+
+        Raises:
+            NotFound: no such saga.
+            Conflict: it waits for no answer, or its task builds none (``HumanTask.answer``).
+        """
+        saga_type, key = saga
+        row = await sagas_queries.saga(queries, saga_type, key)
+        if row is None:
+            raise NotFound(f"no {saga_type} saga {key}")
+        waiting = next((s["step"] for s in row["steps"] if s["state"] == AWAITING), None)
+        if waiting is None:
+            raise Conflict(f"{saga_type} {key} is {row['status']}: it waits for no one's answer")
+        definition = definitions.get(saga_type, row["version"])
+        task = definition.node(waiting)
+        if not isinstance(task, HumanTask) or task.answer is None:
+            raise Conflict(f"{saga_type} v{row['version']}'s {waiting} takes no answer here")
+        return await publish_first(
+            await self._started(),
+            task.answer(approve, by, reason),
+            saga_type=saga_type,
+            saga_key=key,
+            by=API.name,
+            trace_parent=await queries.traceparent(key, definition.start.event_type),
         )
 
     async def dead_letters(self, *, include_redriven: bool = False) -> list[DeadLetterEntry]:

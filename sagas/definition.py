@@ -203,6 +203,10 @@ class HumanTask:
         on_timeout: ``reject`` (then ``timeout_event`` is emitted, with ``timeout_reason``)
             or ``escalate`` (the saga needs attention and keeps waiting).
         waiting_status: The saga's status while it waits.
+        answer: Builds a person's answer, ``answer(approve, by, reason)``: the ``approve_on``
+            event for a yes, the ``reject_on`` one for a no (a no has a reason). What the API
+            publishes for ``POST /sagas/{type}/{key}/approve|reject``; without it the task is
+            answered only by publishing its events some other way.
     """
 
     name: str
@@ -217,6 +221,11 @@ class HumanTask:
     timeout_event: Render
     timeout_reason: str
     waiting_status: str = "awaiting_approval"
+    answer: Answer | None = None
+
+
+Answer: TypeAlias = Callable[[bool, str, str | None], Event]
+"""``answer(approve, by, reason)``: a person's yes or no to a :class:`HumanTask` as its event."""
 
 
 Node: TypeAlias = Step | HumanTask

@@ -39,6 +39,8 @@ from contracts.catalog import (
     ShipmentFailed,
     ShipmentScheduled,
 )
+from contracts.decisions import approval as approval_by
+from contracts.decisions import rejection
 from events.model import Event
 from sagas.definition import (
     Compensation,
@@ -109,6 +111,13 @@ inventory = Step(
     ),
     milestone="reserved",
 )
+
+
+def _answer(approve: bool, by: str, reason: str | None) -> Event:
+    """A person's answer to the approval, as the CLI and the API publish it."""
+    return approval_by(by=by, reason=reason) if approve else rejection(by=by, reason=reason or "")
+
+
 approval = HumanTask(
     "approval",
     after=["inventory"],
@@ -134,6 +143,7 @@ approval = HumanTask(
         rejected_by=COORDINATOR, reason=APPROVAL_TIMEOUT, rejected_at=e.at
     ),
     timeout_reason="approval_timeout",
+    answer=_answer,
 )
 payment = Step(
     "payment",

@@ -35,7 +35,7 @@ from contracts.returns import (
     ReturnRejected,
     ReturnRequested,
 )
-from events.model import Event
+from events.model import Event, utc_now
 from sagas.definition import (
     Compensation,
     Condition,
@@ -83,6 +83,13 @@ def _confirmation(event: EmailSent | EmailFailed) -> bool:
     return event.template == CONFIRMATION
 
 
+def _answer(approve: bool, by: str, reason: str | None) -> Event:
+    """A person's answer to the approval, as the CLI and the API publish it."""
+    if approve:
+        return ReturnApproved(approved_by=by, reason=reason, approved_at=utc_now())
+    return ReturnRejected(rejected_by=by, reason=reason or "", rejected_at=utc_now())
+
+
 approval = HumanTask(
     "approval",
     after=[],
@@ -108,6 +115,7 @@ approval = HumanTask(
         rejected_by=COORDINATOR, reason="approval_timeout", rejected_at=e.at
     ),
     timeout_reason="approval_timeout",
+    answer=_answer,
 )
 pickup = Step(
     "pickup",

@@ -41,6 +41,7 @@ from sagas.definition import (
 from sagas.emit import Emit, Endings
 from sagas.order import V1 as ORDER
 from sagas.registry import SagaRegistry
+from sagas.shipped import SAGAS
 
 
 def _never(e: Emit) -> Event:
@@ -237,3 +238,18 @@ def test_a_participant_names_a_process():
         transfer(nodes=[HOLD, dataclasses.replace(PAY, participant="pay ments")])
     named = dataclasses.replace(PAY, participant="saga-payment")
     assert transfer(nodes=[HOLD, named]).node("pay") is named
+
+
+@pytest.mark.parametrize("saga_type", SAGAS.types)
+def test_every_shipped_human_task_builds_its_own_answers(saga_type: str):
+    # What the API publishes for POST /sagas/{type}/{key}/approve|reject.
+    tasks = SAGAS.current(saga_type).tasks
+    assert tasks
+    for task in tasks:
+        assert task.answer is not None
+        yes = task.answer(True, "ann", None)
+        no = task.answer(False, "ann", "too much")
+        assert task.approve_on.matches(yes)
+        assert task.reject_on.on is not None
+        assert task.reject_on.on.matches(no)
+        assert getattr(no, "reason", None) == "too much"
