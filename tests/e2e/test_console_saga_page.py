@@ -1,7 +1,8 @@
 """One saga's console page in a real headless Chromium, over the whole platform running:
 an order reaching ``completed`` live on its page, a failed shipment's refund before its release
 in the timeline and in Jaeger's trace waterfall, an approval from the approvals page resuming
-its saga, and a redriven dead letter (one, by its own button) starting the saga it held.
+its saga, a return's approval answered on its own page, and a redriven dead letter (one, by
+its own button) starting the saga it held.
 
 The platform's processes (services, coordinator, projector) run as in ``choreo run`` on this
 module's topics, with tracing to the stack's Jaeger; the API the browser talks to runs in this
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from contracts.catalog import OrderPlaced
+from contracts.return_samples import scenario_return
 from contracts.samples import sample_order_placed, scenario_order
 from events.codec import Codec
 from events.dlq import dead_letter
@@ -231,6 +233,33 @@ async def test_an_approval_from_the_approvals_page_resumes_its_saga(ui: SagaCons
     await expect(approved).to_contain_text("api")  # the decision's producer
     state = await ui.deployment.wait_for(order_id)
     assert state.approved_by == "test-operator"
+    await page.context.close()
+
+
+async def test_a_returns_approval_is_answered_on_its_page(ui: SagaConsole):
+    # The approvals page lists orders; a return waiting for a person is answered on its own
+    # page, through POST /sagas/return/{key}/reject (a rejection: no pickup, no restock).
+    return_id = f"ret-{uuid.uuid4().hex[:12]}"
+    await ui.deployment.client.start_saga("return", scenario_return("large", "ord-e2e"), return_id)
+    path = f"/console/sagas/return/{return_id}"
+    viewer = await ui.console.signed_in(ui.console.tokens.viewer)
+    await ui.open(viewer, path)
+    await expect(viewer.get_by_test_id("saga-status")).to_have_text(
+        "awaiting approval", timeout=15_000
+    )
+    await expect(viewer.get_by_test_id("decision")).to_have_count(0)  # an operator's
+    await viewer.context.close()
+    page = await ui.console.signed_in(ui.console.tokens.operator)
+    await ui.open(page, path)
+    decision = page.get_by_test_id("decision")
+    await decision.locator("input.reason").fill("worn, not unopened")
+    await decision.locator("button[data-action=reject]").click()
+    await expect(page.locator("#toast")).to_have_text(f"{return_id} rejected by test-operator")
+    await expect(page.get_by_test_id("saga-status")).to_have_text("cancelled", timeout=30_000)
+    await expect(page.get_by_test_id("saga-reason")).to_have_text("approval rejected")
+    await expect(page.get_by_test_id("decision")).to_have_count(0)
+    rejected = page.locator("table.audit-trail tr[data-event='return.rejected']")
+    await expect(rejected).to_contain_text("api")  # the answer's producer
     await page.context.close()
 
 

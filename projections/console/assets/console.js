@@ -63,20 +63,25 @@ function live(region) {
   const timer = setInterval(refresh, every);
 }
 
+// An answer to an order's approval (data-order="ID", the approvals page) or to the human
+// task any saga waits on (data-saga-type and data-saga-key, its page).
 async function act(button) {
-  const order = button.dataset.order;
+  const { sagaType, sagaKey } = button.dataset;
+  const target = sagaKey ?? button.dataset.order;
+  const path = sagaKey
+    ? `/sagas/${encodeURIComponent(sagaType)}/${encodeURIComponent(sagaKey)}`
+    : `/orders/${encodeURIComponent(target)}`;
   const action = button.dataset.action;
-  // A reason typed beside the buttons (the approvals page) goes with the decision; a
-  // rejection without one asks for it.
-  const typed = document.querySelector(`input[data-reason-for="${CSS.escape(order)}"]`)?.value.trim();
+  // A reason typed beside the buttons goes with the decision; a rejection without one asks.
+  const typed = document.querySelector(`input[data-reason-for="${CSS.escape(target)}"]`)?.value.trim();
   let body = typed ? { reason: typed } : {};
   if (action === "reject" && !typed) {
-    const reason = window.prompt(`Why reject ${order}?`);
+    const reason = window.prompt(`Why reject ${target}?`);
     if (!reason) return;
     body = { reason };
   }
   button.disabled = true;
-  const response = await fetch(`/orders/${encodeURIComponent(order)}/${action}`, {
+  const response = await fetch(`${path}/${action}`, {
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json", "X-Choreo-CSRF": csrf() },
@@ -84,7 +89,7 @@ async function act(button) {
   });
   const answer = await response.json().catch(() => ({}));
   if (response.ok) {
-    toast(`${order} ${answer.decision} by ${answer.by}`);
+    toast(`${target} ${answer.decision} by ${answer.by}`);
   } else {
     button.disabled = false;
     toast(answer.detail || `${action} failed (${response.status})`, true);
