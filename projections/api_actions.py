@@ -7,6 +7,8 @@ Reading dead letters needs ``viewer``; approving, rejecting and redriving need `
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -48,6 +50,17 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 router = APIRouter()
+
+
+@contextlib.contextmanager
+def _http_errors() -> Iterator[None]:
+    """What :class:`Operations` refuses, as HTTP: no such thing 404, a conflicting state 409."""
+    try:
+        yield
+    except NotFound as exc:
+        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
 
 
 @router.post(
@@ -95,12 +108,8 @@ async def _decide(
     approve: bool,
     reason: str | None,
 ) -> DecisionAccepted:
-    try:
+    with _http_errors():
         message = await operations.decide(queries, order_id, approve=approve, by=by, reason=reason)
-    except NotFound as exc:
-        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
-    except Conflict as exc:
-        raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
     return DecisionAccepted(
         order_id=order_id,
         decision="approved" if approve else "rejected",
@@ -162,14 +171,10 @@ async def _answer(
     *,
     no: bool = False,
 ) -> SagaDecisionAccepted:
-    try:
+    with _http_errors():
         message = await operations.answer(
             queries, request.app.state.definitions, saga, approve=not no, by=by, reason=reason
         )
-    except NotFound as exc:
-        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
-    except Conflict as exc:
-        raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
     return SagaDecisionAccepted(
         saga_type=saga[0],
         saga_key=saga[1],
@@ -219,10 +224,8 @@ async def redrive_dead_letters(
     """Publish dead-lettered messages again, unchanged, to their source topics (operator);
     each redrive is marked in the dead-letter topic with the token's name and recorded in the
     redrive audit (``GET /dead-letters/redrives``)."""
-    try:
+    with _http_errors():
         done = await operations.redrive(body.ids, every_pending=body.all, by=caller.name)
-    except NotFound as exc:
-        raise HTTPException(HTTPStatus.NOT_FOUND, str(exc)) from exc
     audited = await audit.record(caller, done) if done else None
     return Redriven(
         ids=[e.id for e in done], by=caller.name, audit_id=audited["id"] if audited else None

@@ -28,7 +28,6 @@ from events.schemas import SchemaRegistry
 from events.settings import Settings
 from projections import API, sagas_queries
 from projections.queries import Queries
-from projections.sagas_model import AWAITING
 from sagas.definition import HumanTask
 from sagas.registry import SagaRegistry
 
@@ -117,7 +116,7 @@ class Operations:
         row = await sagas_queries.saga(queries, saga_type, key)
         if row is None:
             raise NotFound(f"no {saga_type} saga {key}")
-        waiting = next((s["step"] for s in row["steps"] if s["state"] == AWAITING), None)
+        waiting = sagas_queries.waiting_on(row)
         if waiting is None:
             raise Conflict(f"{saga_type} {key} is {row['status']}: it waits for no one's answer")
         definition = definitions.get(saga_type, row["version"])

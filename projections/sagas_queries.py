@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from projections.queries import Queries
+from projections.sagas_model import AWAITING
 from projections.sagas_store import row_json
 
 
@@ -36,6 +37,12 @@ async def saga(queries: Queries, saga_type: str, saga_key: str) -> dict[str, Any
         saga_key,
     )
     return None if row is None else row_json(row)
+
+
+def waiting_on(row: dict[str, Any]) -> str | None:
+    """The human task a saga's row (as :func:`saga` returns it) waits on for a person's
+    answer, if any."""
+    return next((s["step"] for s in row["steps"] if s["state"] == AWAITING), None)
 
 
 async def key_owner(queries: Queries, saga_key: str) -> tuple[str, str] | None:

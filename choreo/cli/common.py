@@ -140,29 +140,27 @@ def waiting_for_an_answer(saga_type: str, key: str, start: str) -> str | None:
     answer joins its trace; fails when the read models have no such saga or it waits for no
     one's answer (the coordinator would ignore the answer while the command said it was
     given). None, and no check, when the read models cannot be read."""
-    found = look_up(lambda q: _waiting(q, saga_type, key, start))
+    found = look_up(lambda q: _saga_and_trace(q, saga_type, key, start))
     if found is None:
         return None
-    status, parent = found
-    if status is None:
+    from projections import sagas_queries  # loaded by look_up's call already
+
+    row, parent = found
+    if row is None:
         fail(ChoreoError(f"no {saga_type} {key}"))
-    if status:
-        fail(ChoreoError(f"{saga_type} {key} is {status}: it waits for no one's answer"))
+    if sagas_queries.waiting_on(row) is None:
+        fail(ChoreoError(f"{saga_type} {key} is {row['status']}: it waits for no one's answer"))
     return parent
 
 
-async def _waiting(
+async def _saga_and_trace(
     queries: Queries, saga_type: str, key: str, start: str
-) -> tuple[str | None, str | None]:
-    """(None: no such saga, its status when no step awaits a person, or "" when one does;
-    the start event's ``traceparent``)."""
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The saga's row (None: no such saga) and its ``start`` event's ``traceparent``."""
     from projections import sagas_queries
 
     row = await sagas_queries.saga(queries, saga_type, key)
-    if row is None:
-        return None, None
-    awaits = any(step["state"] == "awaiting" for step in row["steps"])
-    return ("" if awaits else row["status"]), await queries.traceparent(key, start)
+    return row, (await queries.traceparent(key, start) if row is not None else None)
 
 
 def history_table(rows: list[dict[str, Any]]) -> Table:

@@ -28,10 +28,11 @@ from choreo.cli.common import (
     waiting_for_an_answer,
 )
 from contracts.return_samples import RETURN_SCENARIOS, scenario_return
-from contracts.returns import ReturnApproved, ReturnRejected, ReturnRequested
+from contracts.returns import ReturnRequested
 from events.errors import ChoreoError
-from events.model import Event, Message, utc_now
+from events.model import Event, Message
 from events.personal_data import conceal
+from sagas.returns import approval
 
 app = command_group("Return items of an order (the returns saga).")
 
@@ -112,9 +113,7 @@ def returns_approve(
     """Approve a return that waits for approval (publishes `return.approved`)."""
     if not by.strip():
         fail(ChoreoError("approve needs the approver's name (--by)"))
-    _publish(
-        "answer", return_id, ReturnApproved(approved_by=by, reason=reason, approved_at=utc_now())
-    )
+    _publish("answer", return_id, _answer(True, by, reason))
     out.print(f"approved {return_id}")
 
 
@@ -127,7 +126,11 @@ def returns_reject(
     """Reject a return that waits for approval (publishes `return.rejected`)."""
     if not by.strip() or not reason.strip():
         fail(ChoreoError("reject needs the approver's name (--by) and a --reason"))
-    _publish(
-        "answer", return_id, ReturnRejected(rejected_by=by, reason=reason, rejected_at=utc_now())
-    )
+    _publish("answer", return_id, _answer(False, by, reason))
     out.print(f"rejected {return_id}")
+
+
+def _answer(approve: bool, by: str, reason: str | None) -> Event:
+    """The answer's event as the returns saga's definition builds it (the API's too)."""
+    assert approval.answer is not None  # the returns definition gives one
+    return approval.answer(approve, by, reason)
