@@ -1,7 +1,8 @@
-"""The HTTP API over the generic saga read model: ``/sagas`` (list), ``/sagas/{type}/{key}``
-(status, steps with their timeline, compensations, progress) and ``/sagas/{type}/{key}/history``
-(its events). Reads, so the ``viewer`` role; answers are what :mod:`projections.sagas_queries`
-returns, as the CLI's `choreo sagas ... --json` prints them."""
+"""The HTTP API over the generic saga read model: ``/sagas`` (list), ``/sagas/waiting`` (the
+sagas a person's answer is awaited by), ``/sagas/{type}/{key}`` (status, steps with their
+timeline, compensations, progress) and ``/sagas/{type}/{key}/history`` (its events). Reads,
+so the ``viewer`` role; answers are what :mod:`projections.sagas_queries` and
+:mod:`projections.waiting` return, as the CLI's `choreo sagas ... --json` prints them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from projections import sagas_queries
+from projections import sagas_queries, waiting
 from projections.access import require
 from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry
 from projections.backend import QueriesDep
@@ -93,6 +94,33 @@ class SagaList(BaseModel):
     count: int
 
 
+class Amount(BaseModel):
+    """An amount a human task's request names, in minor units."""
+
+    name: str = Field(description="The request's field without `_minor`: `total`, `threshold`.")
+    minor: int
+    currency: str | None
+
+
+class WaitingSaga(BaseModel):
+    """A saga waiting for a person's answer to one of its human tasks."""
+
+    saga: SagaStatus
+    task: str = Field(description="The human task it waits on (e.g. `approval`).")
+    requested_at: datetime | None = Field(description="When the answer was asked for.")
+    expires_at: datetime | None = Field(
+        description="When the request times out: its `expires_at`, else asked + the timeout."
+    )
+    on_timeout: str = Field(description="What the definition does then: `reject`, `escalate`.")
+    amounts: list[Amount] = Field(description="The amounts the request names.")
+
+
+class WaitingSagas(BaseModel):
+    waiting: list[WaitingSaga]
+    count: int
+    total: int = Field(description="How many sagas wait in all (beyond `limit` too).")
+
+
 class SagaHistory(BaseModel):
     saga_type: str
     saga_key: str
@@ -127,6 +155,26 @@ async def list_sagas(
     """Sagas of every type, newest first, optionally of one type and status."""
     rows = await sagas_queries.sagas(queries, saga_type=saga_type, status=status, limit=limit)
     return SagaList(sagas=[SagaStatus.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/sagas/waiting")
+async def list_waiting(
+    request: Request,
+    queries: QueriesDep,
+    saga_type: Annotated[
+        str | None, Query(alias="type", pattern=STORABLE_TEXT, description="Only this type.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 200,
+) -> WaitingSagas:
+    """Sagas of every type waiting for a person's answer, the soonest to expire first: the
+    task, when it was asked and expires, what happens then, the amounts asked about. Answer
+    one with `POST /sagas/{type}/{key}/approve|reject`."""
+    entries, total = await waiting.waiting(
+        queries, request.app.state.definitions, saga_type=saga_type, limit=limit
+    )
+    return WaitingSagas(
+        waiting=[WaitingSaga.model_validate(e) for e in entries], count=len(entries), total=total
+    )
 
 
 @router.get("/sagas/{saga_type}/{saga_key}")

@@ -138,11 +138,20 @@ async def _known(queries: Queries, saga_type: str, key: str) -> bool:
 def waiting_for_an_answer(saga_type: str, key: str, start: str) -> str | None:
     """The trace context of the saga ``key`` (its ``start`` event's ``traceparent``), so an
     answer joins its trace; fails when the read models have no such saga or it waits for no
-    one's answer (the coordinator would ignore the answer while the command said it was
-    given). None, and no check, when the read models cannot be read."""
+    one's answer (see :func:`awaiting_an_answer`)."""
+    return awaiting_an_answer(saga_type, key, start)[1]
+
+
+def awaiting_an_answer(
+    saga_type: str, key: str, start: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The row of the saga ``key`` and its ``start`` event's ``traceparent``; fails when the
+    read models have no such saga or it waits for no one's answer (the coordinator would
+    ignore the answer while the command said it was given). ``(None, None)``, and no check,
+    when the read models cannot be read."""
     found = look_up(lambda q: _saga_and_trace(q, saga_type, key, start))
     if found is None:
-        return None
+        return None, None
     from projections import sagas_queries  # loaded by look_up's call already
 
     row, parent = found
@@ -150,7 +159,7 @@ def waiting_for_an_answer(saga_type: str, key: str, start: str) -> str | None:
         fail(ChoreoError(f"no {saga_type} {key}"))
     if sagas_queries.waiting_on(row) is None:
         fail(ChoreoError(f"{saga_type} {key} is {row['status']}: it waits for no one's answer"))
-    return parent
+    return row, parent
 
 
 async def _saga_and_trace(

@@ -22,6 +22,8 @@ from aiokafka import AIOKafkaConsumer
 from playwright.async_api import Page, async_playwright, expect
 
 from contracts.catalog import OrderApprovalRequested
+from contracts.return_samples import scenario_return
+from contracts.returns import ReturnApprovalRequested
 from events.codec import Codec
 from events.database import Database
 from events.dlq import dead_letter
@@ -60,6 +62,24 @@ def waiting(order_id: str, placed: datetime, expires_in: timedelta) -> list[Mess
     return [*messages[:-1], dataclasses.replace(request, event=event)]
 
 
+def waiting_return(return_id: str, now: datetime, expires_in: timedelta) -> list[Message[Event]]:
+    """A return of 2,500.00 EUR waiting for approval since 10 minutes, expiring ``expires_in``
+    from ``now``."""
+    first: Message[Event] = Message.first(
+        scenario_return("large", "ord-done-0"), saga_type="return", saga_key=return_id,
+        producer="e2e",
+    )  # fmt: skip
+    asked = now - timedelta(minutes=10)
+    request = ReturnApprovalRequested(
+        refund_minor=250_000,
+        currency="EUR",
+        threshold_minor=100_000,
+        requested_at=asked,
+        expires_at=now + expires_in,
+    )
+    return [first, first.caused(request, producer="e2e")]
+
+
 def customer(messages: list[Message[Event]], customer_id: str) -> list[Message[Event]]:
     """The flow with ``order.placed`` naming ``customer_id``."""
     return [
@@ -72,7 +92,7 @@ def customer(messages: list[Message[Event]], customer_id: str) -> list[Message[E
 
 def sample_orders(now: datetime) -> list[Message[Event]]:
     """Completed and shipment-failed orders over the last 20 minutes (one of each placed by
-    ``cust-vip``), and three waiting for approval."""
+    ``cust-vip``), three waiting for approval, and a return waiting for approval too."""
     messages = []
     for n in range(6):
         done = spaced(flow(f"ord-done-{n}", HAPPY), now - timedelta(minutes=3 * n + 1), n)
@@ -85,6 +105,7 @@ def sample_orders(now: datetime) -> list[Message[Event]]:
     messages += waiting("ord-ask-soon", now - timedelta(minutes=30), timedelta(minutes=40))
     messages += waiting("ord-ask-late", now - timedelta(minutes=5), timedelta(days=1))
     messages += waiting("ord-ask-over", now - timedelta(hours=2), timedelta(hours=1))
+    messages += waiting_return("ret-ask", now, timedelta(hours=2))
     return messages
 
 
@@ -185,39 +206,51 @@ async def console(stack: None, codec: Codec, api_tokens: ApiTokens) -> AsyncIter
                 await db.pool.execute(f"DROP SCHEMA IF EXISTS {API.schema(settings)} CASCADE")
 
 
-async def test_an_operator_approves_from_the_approvals_page(console: Console):
+async def test_an_operator_answers_sagas_of_every_type_from_the_approvals_page(console: Console):
     page = await console.signed_in(console.tokens.operator, "/console/approvals")
     rows = page.locator("table.approvals tbody tr")
-    await expect(rows).to_have_count(3)
-    # The soonest to expire first; the overdue one says so.
-    await expect(rows.nth(0)).to_have_attribute("data-order", "ord-ask-over")
+    await expect(rows).to_have_count(4)
+    await expect(page.get_by_test_id("approvals-count")).to_contain_text("(3 orders, 1 return)")
+    # The soonest to expire first, whatever the saga's type; the overdue one says so.
+    await expect(rows.nth(0)).to_have_attribute("data-saga-key", "ord-ask-over")
     await expect(rows.nth(0).get_by_test_id("time-left")).to_contain_text("overdue")
-    await expect(rows.nth(1)).to_have_attribute("data-order", "ord-ask-soon")
+    await expect(rows.nth(1)).to_have_attribute("data-saga-key", "ord-ask-soon")
     await expect(rows.nth(1).get_by_test_id("time-left")).to_contain_text("min")
     await expect(rows.nth(1).get_by_test_id("time-left")).to_contain_text("then reject")
-    late = page.locator("tr[data-order=ord-ask-late]")
+    ret = rows.nth(2)
+    await expect(ret).to_have_attribute("data-saga-type", "return")
+    await expect(ret).to_have_attribute("data-saga-key", "ret-ask")
+    await expect(ret.locator("td[data-label=amount]")).to_contain_text("2,500.00 EUR")
+    await expect(ret.locator("td[data-label=amount]")).to_contain_text("threshold 1,000.00 EUR")
+    await expect(ret.get_by_test_id("time-left")).to_contain_text("1 h 59 min")
+    late = page.locator("tr[data-saga-key=ord-ask-late]")
     await expect(late).to_contain_text("25.99 EUR")
-    await expect(late).to_contain_text("cust-1")
     await expect(late.get_by_test_id("time-left")).to_contain_text("23 h")
 
     await screenshot(page, "approvals")
     await late.locator("input.reason").fill("known customer")
     await late.locator("button[data-action=approve]").click()
     await expect(page.locator("#toast")).to_have_text("ord-ask-late approved by test-operator")
-    # The projector reads the approval; the live list drops the order.
+    await ret.locator("input.reason").fill("worn")
+    await ret.locator("button[data-action=reject]").click()
+    await expect(page.locator("#toast")).to_have_text("ret-ask rejected by test-operator")
+    # The projector reads the answers; the live list drops both sagas.
     await expect(late).to_have_count(0, timeout=15_000)
+    await expect(page.locator("tr[data-saga-key=ret-ask]")).to_have_count(0, timeout=15_000)
     await expect(rows).to_have_count(2)
-    history = await page.evaluate(
-        "async () => (await (await fetch('/orders/ord-ask-late/history')).json()).events"
-    )
-    approved = [e for e in history if e["event_type"] == "order.approved"]
-    assert [e["producer"] for e in approved] == ["api"], history
+    for path, answer_type in (
+        ("/orders/ord-ask-late/history", "order.approved"),
+        ("/sagas/return/ret-ask/history", "return.rejected"),
+    ):
+        history = await page.evaluate(f"async () => (await (await fetch('{path}')).json()).events")
+        answered = [e for e in history if e["event_type"] == answer_type]
+        assert [e["producer"] for e in answered] == ["api"], history
     await page.context.close()
 
 
 async def test_a_viewer_sees_the_approvals_read_only(console: Console):
     page = await console.signed_in(console.tokens.viewer, "/console/approvals")
-    await expect(page.locator("tr[data-order=ord-ask-soon]")).to_have_count(1)
+    await expect(page.locator("tr[data-saga-key=ord-ask-soon]")).to_have_count(1)
     await expect(page.locator("button[data-action], input.reason")).to_have_count(0)
     # The JSON the page's list mirrors: the soonest to expire first, with the request's times.
     answer = await page.evaluate("async () => (await fetch('/approvals')).json()")
@@ -226,6 +259,9 @@ async def test_a_viewer_sees_the_approvals_read_only(console: Console):
     assert answer["total"] == len(waiting)
     assert answer["approvals"][0]["threshold_minor"] == 1_000
     assert answer["approvals"][0]["expires_at"] < answer["approvals"][1]["expires_at"]
+    every = await page.evaluate("async () => (await fetch('/sagas/waiting')).json()")
+    orders = [w["saga"]["saga_key"] for w in every["waiting"] if w["saga"]["saga_type"] == "order"]
+    assert orders == waiting, every
     await page.context.close()
 
 
@@ -461,7 +497,7 @@ async def test_on_a_phone_no_page_scrolls_sideways_and_the_decision_is_in_reach(
         assert width <= PHONE["width"], (path, width)
     # The approvals page: each order a block of its own, its buttons on screen.
     await page.goto(console.url + "/console/approvals")
-    soon = page.locator("tr[data-order=ord-ask-soon]")
+    soon = page.locator("tr[data-saga-key=ord-ask-soon]")
     approve = soon.locator("button[data-action=approve]")
     await expect(page.locator("table.approvals thead")).to_be_hidden()
     await expect(soon.locator("td[data-label=amount]")).to_have_css("display", "block")

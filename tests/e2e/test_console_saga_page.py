@@ -213,7 +213,7 @@ async def test_an_approval_from_the_approvals_page_resumes_its_saga(ui: SagaCons
     order_id = await _place(ui, scenario_order("large"))
     await ui.deployment.wait_for(order_id, "awaiting_approval")
     page = await ui.console.signed_in(ui.console.tokens.operator, "/console/approvals")
-    row = page.locator(f"tr[data-order={order_id}]")
+    row = page.locator(f"tr[data-saga-key={order_id}]")
     await expect(row).to_have_count(1, timeout=15_000)
     # Its page first: waiting on a person.
     await row.get_by_test_id("saga-link").click()

@@ -63,8 +63,8 @@ function live(region) {
   const timer = setInterval(refresh, every);
 }
 
-// An answer to an order's approval (data-order="ID", the approvals page) or to the human
-// task any saga waits on (data-saga-type and data-saga-key, its page).
+// An answer to an order's approval (data-order="ID", the orders list) or to the human task
+// any saga waits on (data-saga-type and data-saga-key: the approvals page, a saga's page).
 async function act(button) {
   const { sagaType, sagaKey } = button.dataset;
   const target = sagaKey ?? button.dataset.order;

@@ -1,73 +1,50 @@
-"""What the approvals page computes from a waiting order's row and its approval request."""
+"""What the approvals page computes from a waiting saga's entry."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from projections.console.approvals import timeout_action, waiting
+from projections.console.approvals import waiting
 from projections.console.charts import span
-from sagas.shipped import SAGAS
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
-def _row(request: dict[str, object] | None, started: datetime | None = None) -> dict[str, object]:
+def _entry(asked: datetime | None, expires: datetime | None) -> dict[str, object]:
+    """A waiting saga as :func:`projections.waiting.waiting` lists it."""
     return {
-        "order_id": "ord-1",
-        "total_minor": 250_000,
-        "currency": "EUR",
-        "timeline": [
-            {"step": "inventory", "started_at": None},
-            {"step": "approval", "started_at": started.isoformat() if started else None},
+        "saga": {"saga_type": "return", "saga_key": "ret-1"},
+        "task": "approval",
+        "requested_at": asked.isoformat() if asked else None,
+        "expires_at": expires.isoformat() if expires else None,
+        "on_timeout": "reject",
+        "amounts": [
+            {"name": "refund", "minor": 250_000, "currency": "EUR"},
+            {"name": "threshold", "minor": 100_000, "currency": "EUR"},
         ],
-        "request": request,
     }
 
 
 def test_waiting_counts_from_the_request_to_its_expiry():
     asked = NOW - timedelta(minutes=5)
-    row = waiting(
-        _row(
-            {
-                "requested_at": asked.isoformat(),
-                "expires_at": (asked + timedelta(hours=1)).isoformat(),
-                "threshold_minor": 100_000,
-            }
-        ),
-        NOW,
-    )
-    assert row["waiting_since"] == asked.isoformat()
+    row = waiting(_entry(asked, asked + timedelta(hours=1)), NOW)
     assert row["waited_s"] == 300
     assert row["left_s"] == 3300
-    assert row["amount_minor"] == 250_000
-    assert row["threshold_minor"] == 100_000
+    assert (row["saga_type"], row["key"]) == ("return", "ret-1")
+    assert row["amount"] == {"name": "refund", "minor": 250_000, "currency": "EUR"}
+    assert [a["name"] for a in row["other_amounts"]] == ["threshold"]
 
 
 def test_an_overdue_request_has_negative_time_left():
-    asked = NOW - timedelta(hours=2)
-    row = waiting(
-        _row(
-            {
-                "requested_at": asked.isoformat(),
-                "expires_at": (NOW - timedelta(hours=1)).isoformat(),
-            }
-        ),
-        NOW,
-    )
+    row = waiting(_entry(NOW - timedelta(hours=2), NOW - timedelta(hours=1)), NOW)
     assert row["left_s"] == -3600
 
 
-def test_without_a_request_the_approval_step_tells_since_when_and_nothing_expires():
-    row = waiting(_row(None, started=NOW - timedelta(seconds=42)), NOW)
-    assert row["waited_s"] == 42
+def test_without_times_nothing_is_counted():
+    row = waiting({**_entry(None, None), "amounts": []}, NOW)
+    assert row["waited_s"] is None
     assert row["left_s"] is None
-    assert row["expires_at"] is None
-
-
-def test_the_order_saga_rejects_when_an_approval_times_out():
-    assert timeout_action(SAGAS, "order") == "reject"
-    escalating = SAGAS.with_knobs({"approval_timeout_action": "escalate"})
-    assert timeout_action(escalating, "order") == "escalate"
+    assert row["amount"] is None
 
 
 def test_spans_read_as_people_say_them():

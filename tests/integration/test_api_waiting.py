@@ -1,0 +1,80 @@
+"""`GET /sagas/waiting`: the sagas of every type a person's answer is awaited by, from the
+read models the real projector makes, the soonest to expire first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contracts.samples import EXAMPLES
+from events.codec import Codec
+from events.model import Event, Message
+from events.producer import EventProducer
+from events.settings import Settings
+from projections.api import create_app
+from tests.conftest import ApiTokens
+from tests.integration.test_api import read_models_of, serve
+from tests.integration.test_api_saga_answers import waiting_return
+from tests.integration.test_console_saga_page import return_flow
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+
+
+def waiting_order(order_id: str, expires_in: timedelta) -> list[Message[Event]]:
+    """An order over the approval threshold, its request expiring ``expires_in`` from now."""
+    first: Message[Event] = Message.first(
+        EXAMPLES["order.placed"], saga_type="order", saga_key=order_id, producer="test"
+    )
+    request = EXAMPLES["order.approval_requested"].model_copy(
+        update={"requested_at": NOW - timedelta(minutes=5), "expires_at": NOW + expires_in}
+    )
+    return [first, first.caused(request, producer="test")]
+
+
+@pytest.fixture
+async def inbox(
+    settings: Settings, codec: Codec, producer: EventProducer
+) -> AsyncIterator[Settings]:
+    """Two orders (expiring in an hour and in a minute) and a return (expired in 2025) that
+    wait for a person, and a return that ended."""
+    messages = (
+        waiting_order("ord-late", timedelta(hours=1))
+        + waiting_order("ord-soon", timedelta(minutes=1))
+        + waiting_return("ret-wait")
+        + return_flow("ret-done")
+    )
+    async with read_models_of(settings, codec, producer, messages):
+        yield settings
+
+
+async def test_every_saga_waiting_for_a_person_soonest_to_expire_first(
+    inbox: Settings, api_tokens: ApiTokens
+):
+    async with serve(create_app(inbox, api_tokens.api), api_tokens.viewer) as api:
+        response = await api.get("/sagas/waiting")
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        keys = [(w["saga"]["saga_type"], w["saga"]["saga_key"]) for w in answer["waiting"]]
+        assert keys == [("return", "ret-wait"), ("order", "ord-soon"), ("order", "ord-late")]
+        assert (answer["count"], answer["total"]) == (3, 3)
+        ret = answer["waiting"][0]
+        assert ret["task"] == "approval"
+        assert ret["saga"]["status"] == "awaiting_approval"
+        assert ret["on_timeout"] == "reject"
+        assert ret["expires_at"].startswith("2025-03-20T15:02:07.250")
+        assert ret["amounts"] == [
+            {"name": "refund", "minor": 250_000, "currency": "EUR"},
+            {"name": "threshold", "minor": 100_000, "currency": "EUR"},
+        ]
+        soon = answer["waiting"][1]
+        assert datetime.fromisoformat(soon["requested_at"]) < NOW
+        assert soon["amounts"][0] == {"name": "total", "minor": 250_000, "currency": "EUR"}
+
+        only = (await api.get("/sagas/waiting", params={"type": "order", "limit": 1})).json()
+        assert [w["saga"]["saga_key"] for w in only["waiting"]] == ["ord-soon"]
+        assert (only["count"], only["total"]) == (1, 2)
+        assert (await api.get("/sagas/waiting", params={"limit": 0})).status_code == 422
