@@ -71,7 +71,8 @@ def _amounts(amounts: list[dict[str, Any]]) -> str:
     if not amounts:
         return "—"
     first, *others = amounts
-    lines = [f"[dim]{a['name']} {money(a['minor'], a['currency'])}[/]" for a in others]
+    # The others in the first's currency, which they share: `threshold 1,000.00` fits at 80.
+    lines = [f"[dim]{a['name']} {money(a['minor'], None)}[/]" for a in others]
     return "\n".join([money(first["minor"], first["currency"]), *lines])
 
 
