@@ -64,7 +64,14 @@ from projections.api_models import (
 )
 from projections.audit import RedriveAudit
 from projections.backend import Backend, BackendDep, QueriesDep
-from projections.console import approvals, dead_letters, definitions, orders, saga_page
+from projections.console import (
+    approvals,
+    dead_letters,
+    definitions,
+    orders,
+    saga_page,
+    sagas_list,
+)
 from projections.console import pages as console
 from projections.lag import ConsumerLag
 from projections.operations import Operations
@@ -382,6 +389,7 @@ def create_app(
     app.include_router(dead_letters.router)
     app.include_router(definitions.router)
     app.include_router(saga_page.router)  # after orders: /console/sagas/order/live is the list's
+    app.include_router(sagas_list.router)  # after orders: /console/sagas/order is the orders'
     console.mount_assets(app)
     api_docs.mount_docs(app)
     app.add_api_route(

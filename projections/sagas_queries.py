@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
+from projections import sagas_store
 from projections.queries import Queries
 from projections.sagas_model import AWAITING
 from projections.sagas_store import row_json
@@ -60,3 +62,82 @@ async def history(queries: Queries, saga_type: str, saga_key: str) -> list[dict[
     if await saga(queries, saga_type, saga_key) is None:
         return None
     return await queries.history(saga_key)
+
+
+SagaCursor = tuple[datetime | None, str]
+"""A position in one type's newest-first list: a row's ``started_at`` and ``saga_key``."""
+
+# As the orders list's keyset (projections.queries): each bound on the sort's first column apart
+# from the tie on the key, so that it is an index condition (sagas_store.TYPE_LIST_KEY).
+_STARTED = sagas_store.STARTED
+_OLDER = f"""
+    CASE WHEN $4::timestamptz IS NULL THEN {_STARTED} = '-infinity' AND saga_key > $5
+    ELSE {_STARTED} <= $4 AND ({_STARTED} < $4 OR saga_key > $5) END
+"""
+_NEWER = f"""
+    CASE WHEN $4::timestamptz IS NULL THEN {_STARTED} > '-infinity' OR saga_key < $5
+    ELSE {_STARTED} >= $4 AND ({_STARTED} > $4 OR saga_key < $5) END
+"""
+_TYPE_FILTER = (
+    "saga_type = $1 AND ($2::text IS NULL OR status = $2)"
+    " AND ($3::text IS NULL OR strpos(saga_key, $3) > 0)"
+)
+
+
+async def saga_page(
+    queries: Queries,
+    saga_type: str,
+    *,
+    status: str | None = None,
+    search: str | None = None,
+    cursor: SagaCursor | None = None,
+    direction: Literal["older", "newer"] = "older",
+    limit: int = 25,
+) -> list[dict[str, Any]]:
+    """A page of one type's sagas (in ``status``, their key containing ``search``), newest
+    first, by keyset: the ``limit`` rows just older than ``cursor`` (or just newer, with
+    ``direction="newer"``); the newest without one. No OFFSET."""
+    keyset, order = "$4::timestamptz IS NULL", f"{_STARTED} DESC, saga_key"
+    if cursor is not None:
+        keyset = _OLDER if direction == "older" else _NEWER
+        if direction == "newer":
+            order = f"{_STARTED} ASC, saga_key DESC"
+    rows = await queries.db.pool.fetch(
+        f"SELECT * FROM {queries.schema}.saga_status"
+        f" WHERE {_TYPE_FILTER} AND ($5::text IS NULL OR {keyset})"
+        f" ORDER BY saga_type, {order} LIMIT $6",
+        saga_type,
+        status,
+        search,
+        cursor[0] if cursor else None,
+        cursor[1] if cursor else None,
+        limit,
+    )
+    views = [row_json(r) for r in rows]
+    return views[::-1] if cursor is not None and direction == "newer" else views
+
+
+async def count_by_status(
+    queries: Queries, saga_type: str, *, search: str | None = None
+) -> dict[str, int]:
+    """How many sagas of ``saga_type`` (their key containing ``search``) are in each status."""
+    rows = await queries.db.pool.fetch(
+        f"SELECT status, count(*) AS n FROM {queries.schema}.saga_status"
+        f" WHERE {_TYPE_FILTER} GROUP BY status",
+        saga_type,
+        None,
+        search,
+    )
+    return {r["status"]: int(r["n"]) for r in rows}
+
+
+async def count_by_type(queries: Queries) -> dict[str, dict[str, int]]:
+    """How many sagas of each type are in each status."""
+    rows = await queries.db.pool.fetch(
+        f"SELECT saga_type, status, count(*) AS n FROM {queries.schema}.saga_status"
+        " GROUP BY saga_type, status"
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts.setdefault(r["saga_type"], {})[r["status"]] = int(r["n"])
+    return counts

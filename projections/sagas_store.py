@@ -77,7 +77,30 @@ def index_ddl(schema: str, suffix: str = "") -> list[str]:
         f"CREATE INDEX ON {table} (saga_key)",
         f"CREATE INDEX ON {table} (status)",
         f"CREATE INDEX ON {table} (started_at)",
+        f"CREATE INDEX ON {table} ({TYPE_LIST_KEY})",
     ]
+
+
+STARTED = "coalesce(started_at, '-infinity'::timestamptz)"
+"""When a saga started, for sorting: a row without a start time sorts as the oldest."""
+TYPE_LIST_KEY = f"saga_type, {STARTED} DESC, saga_key"
+"""The index of one type's list, newest first (the console's `/console/sagas/{type}`, keyset
+paged): without it a rare type's page walked the whole table's start times."""
+
+
+def list_index_ddl(schema: str) -> str:
+    """:data:`TYPE_LIST_KEY`'s index on a live ``saga_status`` created before it existed (found
+    by what it indexes, its name being PostgreSQL's)."""
+    return f"""
+        DO $$ BEGIN
+        IF to_regclass('{schema}.saga_status') IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = 'saga_status'
+            AND indexdef LIKE '%(saga_type, COALESCE(started_at, %) DESC, saga_key)'
+        ) THEN
+            CREATE INDEX ON {schema}.saga_status ({TYPE_LIST_KEY});
+        END IF;
+        END $$;
+        """
 
 
 def saga_of(

@@ -165,6 +165,7 @@ def ddl() -> list[str]:
     return [
         *table_ddl("{schema}"),
         list_index_ddl("{schema}"),
+        sagas_store.list_index_ddl("{schema}"),
         """
         CREATE TABLE IF NOT EXISTS {schema}.projector_offsets (
             topic       text   NOT NULL,

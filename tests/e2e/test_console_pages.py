@@ -489,6 +489,8 @@ async def test_on_a_phone_no_page_scrolls_sideways_and_the_decision_is_in_reach(
         "/console/approvals",
         "/console/dead-letters",
         "/console/definitions",
+        "/console/sagas",
+        "/console/sagas/return",
     ):
         await page.goto(console.url + path)
         await expect(page.locator("main")).to_be_visible()

@@ -1,0 +1,74 @@
+"""One saga type's list index: created with the tables, added once to a live ``saga_status``
+made before it existed, and what a rare type's keyset page starts from among many sagas of
+another type."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events.database import Database
+from events.settings import Settings
+from projections import PROJECTOR, sagas_queries, sagas_store, store
+from projections.queries import Queries
+from tests.integration.test_api import drop_schema
+
+pytestmark = pytest.mark.integration
+
+TYPE_INDEXES = """
+    SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saga_status'
+    AND indexdef LIKE '%(saga_type, COALESCE(started_at, %) DESC, saga_key)'
+"""
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def test_the_type_index_is_added_once_and_serves_a_rare_types_page(settings: Settings):
+    schema = PROJECTOR.schema(settings)
+    try:
+        async with Database(settings) as db:
+            await db.migrate(schema, *store.ddl())
+            assert await db.pool.fetchval(TYPE_INDEXES, schema) == 1
+            # A table from before the index: the next start adds it, and only once.
+            await db.pool.execute(
+                f"DROP INDEX {schema}."
+                + await db.pool.fetchval(TYPE_INDEXES.replace("count(*)", "indexname"), schema)
+            )
+            await db.migrate(schema, *store.ddl())
+            await db.migrate(schema, *store.ddl())
+            assert await db.pool.fetchval(TYPE_INDEXES, schema) == 1
+
+            await db.pool.execute(
+                f"INSERT INTO {schema}.saga_status (saga_type, saga_key, version, status,"
+                " current_steps, steps_done, steps_expected, started_at, timeline,"
+                " compensations, event_count)"
+                " SELECT CASE WHEN n % 200 = 0 THEN 'return' ELSE 'order' END,"
+                " 'k-' || lpad(n::text, 5, '0'), 1, 'completed', '{}', 4, 4,"
+                " $1::timestamptz + n * interval '1 second', '[]', '[]', 8"
+                " FROM generate_series(1, 4000) n",
+                T0,
+            )
+            await db.pool.execute(f"ANALYZE {schema}.saga_status")
+            queries = Queries(db, settings)
+            newest = await sagas_queries.saga_page(queries, "return", limit=3)
+            assert [s["saga_key"] for s in newest] == ["k-04000", "k-03800", "k-03600"]
+            cursor = (T0 + timedelta(seconds=3600), "k-03600")
+            page = await sagas_queries.saga_page(queries, "return", cursor=cursor, limit=2)
+            assert [s["saga_key"] for s in page] == ["k-03400", "k-03200"]
+            newer = await sagas_queries.saga_page(
+                queries, "return", cursor=cursor, direction="newer", limit=5
+            )
+            assert [s["saga_key"] for s in newer] == ["k-04000", "k-03800"]
+            async with db.pool.acquire() as conn:
+                await conn.execute("SET enable_seqscan = off")  # the plan, not the table's size
+                rows = await conn.fetch(
+                    f"EXPLAIN SELECT saga_key FROM {schema}.saga_status"
+                    f" WHERE saga_type = 'return' AND {sagas_store.STARTED} <= $1"
+                    f" ORDER BY {sagas_store.TYPE_LIST_KEY} LIMIT 25",
+                    cursor[0],
+                )
+            plan = "\n".join(r[0] for r in rows)
+            # The type and the cursor's bound start the index scan.
+            assert "Index Cond: ((saga_type = 'return'::text) AND" in plan, plan
+    finally:
+        await drop_schema(settings)
