@@ -14,7 +14,8 @@ times HTTP GETs through it (httpx over ASGI: the whole request path, no network)
 once cold (the first request of its kind) and the median of ``--repeat`` warm requests. The
 pages: the orders list (first page, a deep page by its keyset cursor, filtered by status, by
 cancel reason, searched by a part of an id), one saga's page (the newest, and one from the
-middle), the approvals page, the overview and ``GET /summary``. Finally it drops the bench's
+middle), the approvals page, the sagas index and a type's list (returns: none among the
+orders), the overview and ``GET /summary``. Finally it drops the bench's
 schemas and topics.
 """
 
@@ -237,6 +238,8 @@ async def _pages(db: Database, schema: str) -> list[tuple[str, str]]:
         ("saga page, newest", f"/console/sagas/order/{newest}"),
         ("saga page, middle", f"/console/sagas/order/{middle['order_id']}"),
         ("approvals page", "/console/approvals"),
+        ("sagas index (every type by status)", "/console/sagas"),
+        ("returns list (none among the orders)", "/console/sagas/return"),
         ("overview page", "/console"),
         ("GET /summary (JSON)", "/summary"),
     ]
