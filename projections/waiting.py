@@ -42,7 +42,7 @@ async def waiting(
     its definition's timeout, so they are sorted here, not in SQL), then the whole rows of
     the ``limit`` soonest to expire.
     """
-    statuses = sorted({t.waiting_status for d in definitions for t in d.tasks})
+    statuses = waiting_statuses(definitions)
     s = queries.schema
     waiting_with_requests = f"""
         FROM {s}.saga_status AS s
@@ -85,6 +85,20 @@ async def waiting(
         if (key := (r["saga_type"], r["saga_key"])) in by_saga  # not answered meanwhile
     ]
     return entries, len(every)
+
+
+def waiting_statuses(definitions: SagaRegistry) -> list[str]:
+    """The statuses of a saga waiting for a person: its human tasks' waiting statuses."""
+    return sorted({t.waiting_status for d in definitions for t in d.tasks})
+
+
+async def count(queries: Queries, definitions: SagaRegistry) -> int:
+    """How many sagas of every type wait for a person's answer (the status index answers)."""
+    found: int = await queries.db.pool.fetchval(
+        f"SELECT count(*) FROM {queries.schema}.saga_status WHERE status = ANY($1::text[])",
+        waiting_statuses(definitions),
+    )
+    return found
 
 
 class RequestTimes(NamedTuple):

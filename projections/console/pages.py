@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from contracts.order import STATUSES
 from events.errors import StackError
+from projections import waiting as inbox
 from projections.access import (
     authenticate,
     csrf_value,
@@ -160,16 +161,20 @@ async def _lag(lag: LagDep) -> list[dict[str, Any]] | None:
         return None
 
 
-async def _overview(queries: QueriesDep, operations: OperationsDep, lag: LagDep) -> dict[str, Any]:
+async def _overview(
+    request: Request, queries: QueriesDep, operations: OperationsDep, lag: LagDep
+) -> dict[str, Any]:
     # At once: the page takes as long as its slowest part, not as all of them.
-    summary, series, latency, dead, groups = await asyncio.gather(
+    summary, series, latency, dead, groups, waiting = await asyncio.gather(
         queries.summary(),
         queries.orders_per_minute(minutes=30),
         queries.latency_per_minute(minutes=30),
         _dead_letters(operations),
         _lag(lag),
+        inbox.count(queries, request.app.state.definitions),
     )
     return {
+        "waiting": waiting,
         "summary": summary,
         "series": series,
         "latency": latency,

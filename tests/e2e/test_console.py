@@ -167,7 +167,7 @@ async def test_an_operator_signs_in_and_the_overview_updates_live(console: Conso
     await expect(page.get_by_test_id("orders-total")).to_have_text(str(ORDERS))
     await expect(page.get_by_test_id("count-completed")).to_have_text(str(HAPPY_ORDERS))
     await expect(page.get_by_test_id("count-cancelled")).to_have_text(str(FAILED_ORDERS))
-    await expect(page.get_by_test_id("count-awaiting_approval")).to_have_text("2")
+    await expect(page.get_by_test_id("count-waiting")).to_have_text("2")
     await expect(page.get_by_test_id("dead-letters")).to_have_text("0")
     reason = page.locator("tr[data-reason=shipment_failed] td.n")
     await expect(reason).to_have_text(str(FAILED_ORDERS))

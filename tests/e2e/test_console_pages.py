@@ -444,6 +444,10 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await expect(line2).to_contain_text("string or null")
     await expect(line2).to_contain_text("Optional, default null.")
     await screenshot(page, "definitions")
+    # From a definition to its sagas: the returns list has this module's return.
+    await page.locator("section[data-definition=return]").get_by_test_id("sagas-of-type").click()
+    await expect(page).to_have_url(console.url + "/console/sagas/return")
+    await expect(page.locator("tr[data-saga-key=ret-ask]")).to_have_count(1)
     await page.context.close()
 
 
