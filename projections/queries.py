@@ -62,19 +62,28 @@ asking every 2 s), and a recent sample is what an operator watches anyway."""
 Cursor = tuple[datetime | None, str]
 """A position in the newest-first order list: a row's ``placed_at`` and ``order_id``."""
 
-# Rows after a cursor (older) or before it (newer) in :data:`store.ORDER_LIST_KEY` order: newest
-# placed first, orders not placed yet (no order.placed projected: placed_at NULL, sorted as
-# -infinity) last. Each bound on the sort's first column is written apart from the tie on the
-# order id, so that it is an index condition: a deep page costs what the first does.
+
+def keyset(moment: str, key: str, at: str, at_key: str) -> tuple[str, str]:
+    """The conditions for the rows after a cursor (older) and before it (newer) in a list
+    sorted by ``moment DESC, key`` (``moment`` an expression that is ``-infinity`` for a row
+    without a time; ``at``, ``at_key`` the cursor's parameters). Each bound on the sort's
+    first column is written apart from the tie on the key, so that it is an index condition:
+    a deep page costs what the first does."""
+    older = f"""
+        CASE WHEN {at}::timestamptz IS NULL THEN {moment} = '-infinity' AND {key} > {at_key}
+        ELSE {moment} <= {at} AND ({moment} < {at} OR {key} > {at_key}) END
+    """
+    newer = f"""
+        CASE WHEN {at}::timestamptz IS NULL THEN {moment} > '-infinity' OR {key} < {at_key}
+        ELSE {moment} >= {at} AND ({moment} > {at} OR {key} < {at_key}) END
+    """
+    return older, newer
+
+
+# Newest placed first, orders not placed yet (no order.placed projected: placed_at NULL,
+# sorted as -infinity) last.
 _PLACED = store.PLACED
-_OLDER = f"""
-    CASE WHEN $6::timestamptz IS NULL THEN {_PLACED} = '-infinity' AND order_id > $7
-    ELSE {_PLACED} <= $6 AND ({_PLACED} < $6 OR order_id > $7) END
-"""
-_NEWER = f"""
-    CASE WHEN $6::timestamptz IS NULL THEN {_PLACED} > '-infinity' OR order_id < $7
-    ELSE {_PLACED} >= $6 AND ({_PLACED} > $6 OR order_id < $7) END
-"""
+_OLDER, _NEWER = keyset(_PLACED, "order_id", "$6", "$7")
 
 
 class Queries:

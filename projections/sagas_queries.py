@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from projections import sagas_store
-from projections.queries import Queries
+from projections.queries import Queries, keyset
 from projections.sagas_model import AWAITING
 from projections.sagas_store import row_json
 
@@ -67,17 +67,8 @@ async def history(queries: Queries, saga_type: str, saga_key: str) -> list[dict[
 SagaCursor = tuple[datetime | None, str]
 """A position in one type's newest-first list: a row's ``started_at`` and ``saga_key``."""
 
-# As the orders list's keyset (projections.queries): each bound on the sort's first column apart
-# from the tie on the key, so that it is an index condition (sagas_store.TYPE_LIST_KEY).
 _STARTED = sagas_store.STARTED
-_OLDER = f"""
-    CASE WHEN $4::timestamptz IS NULL THEN {_STARTED} = '-infinity' AND saga_key > $5
-    ELSE {_STARTED} <= $4 AND ({_STARTED} < $4 OR saga_key > $5) END
-"""
-_NEWER = f"""
-    CASE WHEN $4::timestamptz IS NULL THEN {_STARTED} > '-infinity' OR saga_key < $5
-    ELSE {_STARTED} >= $4 AND ({_STARTED} > $4 OR saga_key < $5) END
-"""
+_OLDER, _NEWER = keyset(_STARTED, "saga_key", "$4", "$5")
 _TYPE_FILTER = (
     "saga_type = $1 AND ($2::text IS NULL OR status = $2)"
     " AND ($3::text IS NULL OR strpos(saga_key, $3) > 0)"

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from events.database import Connection
+from projections.indexes import added_once
 from projections.model import RANK, LoggedEvent
 from projections.sagas_model import SagaView, fold_saga
 from sagas.definition import SagaDefinition
@@ -89,18 +90,10 @@ paged): without it a rare type's page walked the whole table's start times."""
 
 
 def list_index_ddl(schema: str) -> str:
-    """:data:`TYPE_LIST_KEY`'s index on a live ``saga_status`` created before it existed (found
-    by what it indexes, its name being PostgreSQL's)."""
-    return f"""
-        DO $$ BEGIN
-        IF to_regclass('{schema}.saga_status') IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = 'saga_status'
-            AND indexdef LIKE '%(saga_type, COALESCE(started_at, %) DESC, saga_key)'
-        ) THEN
-            CREATE INDEX ON {schema}.saga_status ({TYPE_LIST_KEY});
-        END IF;
-        END $$;
-        """
+    """:data:`TYPE_LIST_KEY`'s index on a live ``saga_status`` created before it existed."""
+    return added_once(
+        schema, "saga_status", TYPE_LIST_KEY, "%(saga_type, COALESCE(started_at, %) DESC, saga_key)"
+    )
 
 
 def saga_of(

@@ -27,6 +27,7 @@ import orjson
 
 from events.database import Connection
 from projections import sagas_store
+from projections.indexes import added_once
 from projections.model import LoggedEvent, OrderView, StepView, fold_order
 
 PROJECTOR_LOCK = zlib.crc32(b"choreo:projector")
@@ -132,18 +133,10 @@ def index_ddl(schema: str, suffix: str = "") -> tuple[str, str]:
 
 
 def list_index_ddl(schema: str) -> str:
-    """The orders list's index on a live ``order_status`` created before it existed (its name
-    is PostgreSQL's, as for every index here, so it is found by what it indexes)."""
-    return f"""
-        DO $$ BEGIN
-        IF NOT EXISTS (
-            SELECT 1 FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = 'order_status'
-            AND indexdef LIKE '%(COALESCE(placed_at, %) DESC, order_id)'
-        ) THEN
-            CREATE INDEX ON {schema}.order_status ({ORDER_LIST_KEY});
-        END IF;
-        END $$;
-        """
+    """The orders list's index on a live ``order_status`` created before it existed."""
+    return added_once(
+        schema, "order_status", ORDER_LIST_KEY, "%(COALESCE(placed_at, %) DESC, order_id)"
+    )
 
 
 def status_key_ddl(schema: str, suffix: str = "") -> str:

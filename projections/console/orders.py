@@ -11,7 +11,7 @@ filters keep. Times in the form are UTC, as everywhere in the console.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -20,8 +20,9 @@ from contracts.catalog import CancelReason
 from contracts.order import STATUSES
 from events.model import as_utc
 from projections.backend import QueriesDep
+from projections.console import paging
 from projections.console.pages import SignedIn, page
-from projections.queries import Cursor, OrderFilter
+from projections.queries import OrderFilter
 
 PAGE_SIZE = 25
 REASONS: tuple[str, ...] = get_args(CancelReason)
@@ -30,19 +31,8 @@ router = APIRouter(include_in_schema=False)
 
 
 def cursor_text(row: dict[str, Any]) -> str:
-    """A row's position as a URL value: ``<placed_at ISO>|<order_id>`` (empty time: none)."""
-    return f"{row['placed_at'] or ''}|{row['order_id']}"
-
-
-def parse_cursor(text: str | None) -> Cursor | None:
-    """A position from :func:`cursor_text`; ``None`` if absent or malformed."""
-    if not text or "|" not in text:
-        return None
-    moment, order_id = text.split("|", 1)
-    try:
-        return (datetime.fromisoformat(moment) if moment else None, order_id)
-    except ValueError:
-        return None
+    """An order row's position as a URL value (:func:`projections.console.paging.cursor_text`)."""
+    return paging.cursor_text(row["placed_at"], row["order_id"])
 
 
 def form_time(text: str | None) -> datetime | None:
@@ -68,7 +58,6 @@ def _filters(
     }
 
 
-# Long: reads every filter and the cursor, then works out the page's links.
 async def _orders(
     queries: QueriesDep,
     status: Annotated[str | None, Query()] = None,
@@ -88,41 +77,20 @@ async def _orders(
         until=form_time(given["until"]),
         search=given["q"] or None,
     )
-    position = parse_cursor(after) or parse_cursor(before)
-    direction: Literal["older", "newer"] = (
-        "newer" if position and parse_cursor(after) is None else "older"
+    at = paging.Position.of(after, before, page)
+    rows = await queries.order_page(
+        where, cursor=at.cursor, direction=at.direction, limit=PAGE_SIZE
     )
-    if position is None:
-        page = 1
-    rows = await queries.order_page(where, cursor=position, direction=direction, limit=PAGE_SIZE)
     by_status = await queries.count_by_status(where)
     everything = sum(by_status.values())
     total = by_status.get(where.status, 0) if where.status else everything
-    pages = max(1, -(-total // PAGE_SIZE))
-    first = (page - 1) * PAGE_SIZE + 1 if rows else 0
     query = {k: v for k, v in given.items() if v}
-    newer = older = None
-    if rows and page > 1:
-        newer = query | (
-            {"before": cursor_text(rows[0]), "page": str(page - 1)} if page > 2 else {}
-        )
-    if rows and page < pages:
-        older = query | {"after": cursor_text(rows[-1]), "page": str(page + 1)}
     others = {k: v for k, v in query.items() if k != "status"}
-    here = query | ({"after": after} if after else {"before": before} if before else {})
     return {
         "orders": rows,
-        "total": total,
-        "page": page,
-        "pages": pages,
-        "first": first,
-        "last": first + len(rows) - 1 if rows else 0,
+        **at.links(rows, total, query, cursor_text, PAGE_SIZE),
         "status": given["status"],
         "filters": given,
-        "query": query,
-        "here": here | ({"page": str(page)} if page > 1 else {}),
-        "newer": newer,
-        "older": older,
         "statuses": STATUSES,
         "status_links": {s: others | {"status": s} for s in STATUSES},
         "all_statuses": others,

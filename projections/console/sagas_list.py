@@ -11,14 +11,14 @@ from the generic read model (``saga_status``), as the definitions describe it.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from projections import sagas_queries
 from projections.backend import QueriesDep
-from projections.console.orders import parse_cursor
+from projections.console import paging
 from projections.console.pages import SignedIn, page
 from projections.sagas_model import CANCELLED, COMPENSATING, COMPLETED, NEEDS_ATTENTION, RUNNING
 from sagas.registry import SagaRegistry
@@ -76,11 +76,10 @@ SagaType = Annotated[str, Path(min_length=1, max_length=100)]
 
 
 def _cursor_text(row: dict[str, Any]) -> str:
-    """A row's position as a URL value: ``<started_at ISO>|<saga_key>``."""
-    return f"{row['started_at'] or ''}|{row['saga_key']}"
+    """A saga row's position as a URL value (:func:`projections.console.paging.cursor_text`)."""
+    return paging.cursor_text(row["started_at"], row["saga_key"])
 
 
-# Long: reads the filters and the cursor, then works out the page's links.
 async def _list(
     request: Request,
     queries: QueriesDep,
@@ -98,46 +97,23 @@ async def _list(
     by_status = await sagas_queries.count_by_status(queries, saga_type, search=search or None)
     known = statuses(definitions, saga_type, by_status)
     status = status if status in known else None
-    position = parse_cursor(after) or parse_cursor(before)
-    direction: Literal["older", "newer"] = (
-        "newer" if position and parse_cursor(after) is None else "older"
-    )
-    if position is None:
-        page = 1
+    at = paging.Position.of(after, before, page)
     rows = await sagas_queries.saga_page(
-        queries, saga_type, status=status, search=search or None, cursor=position,
-        direction=direction, limit=PAGE_SIZE,
+        queries, saga_type, status=status, search=search or None, cursor=at.cursor,
+        direction=at.direction, limit=PAGE_SIZE,
     )  # fmt: skip
-    everything = sum(by_status.values())
-    total = by_status.get(status, 0) if status else everything
-    pages = max(1, -(-total // PAGE_SIZE))
-    first = (page - 1) * PAGE_SIZE + 1 if rows else 0
-    query = {k: v for k, v in (("status", status), ("q", search)) if v}
-    newer = older = None
-    if rows and page > 1:
-        newer = query | (
-            {"before": _cursor_text(rows[0]), "page": str(page - 1)} if page > 2 else {}
-        )
-    if rows and page < pages:
-        older = query | {"after": _cursor_text(rows[-1]), "page": str(page + 1)}
-    others = {k: v for k, v in query.items() if k != "status"}
-    here = query | ({"after": after} if after else {"before": before} if before else {})
     for row in rows:
         row["waiting_on"] = sagas_queries.waiting_on(row)
+    everything = sum(by_status.values())
+    total = by_status.get(status, 0) if status else everything
+    query = {k: v for k, v in (("status", status), ("q", search)) if v}
+    others = {k: v for k, v in query.items() if k != "status"}
     return {
         "saga_type": saga_type,
         "sagas": rows,
-        "total": total,
-        "page": page,
-        "pages": pages,
-        "first": first,
-        "last": first + len(rows) - 1 if rows else 0,
+        **at.links(rows, total, query, _cursor_text, PAGE_SIZE),
         "status": status or "",
         "q": search,
-        "query": query,
-        "here": here | ({"page": str(page)} if page > 1 else {}),
-        "newer": newer,
-        "older": older,
         "statuses": known,
         "status_links": {s: others | {"status": s} for s in known},
         "all_statuses": others,

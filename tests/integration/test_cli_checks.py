@@ -7,7 +7,8 @@ return of an order that does not exist (`returns request`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,22 @@ async def projected(
     this test's read models; the CLI set to them."""
     messages = return_flow("ret-used") + flow("ord-wait", WAITING)
     async with read_models_of(settings, codec, producer, messages):
-        monkeypatch.setenv("CHOREO_TOPIC_PREFIX", settings.topic_prefix)
-        # No tracer or meter provider set in the test session by the commands' traced_cli().
-        monkeypatch.setenv("CHOREO_TRACING_ENABLED", "false")
-        monkeypatch.setenv("CHOREO_METRICS_ENABLED", "false")
-        get_settings.cache_clear()
-        try:
+        with cli_on(settings, monkeypatch):
             yield settings
-        finally:
-            get_settings.cache_clear()
+
+
+@contextlib.contextmanager
+def cli_on(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI's commands set to the deployment of ``settings`` meanwhile."""
+    monkeypatch.setenv("CHOREO_TOPIC_PREFIX", settings.topic_prefix)
+    # No tracer or meter provider set in the test session by the commands' traced_cli().
+    monkeypatch.setenv("CHOREO_TRACING_ENABLED", "false")
+    monkeypatch.setenv("CHOREO_METRICS_ENABLED", "false")
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        get_settings.cache_clear()
 
 
 async def _choreo(*args: str) -> Result:

@@ -12,13 +12,13 @@ from contracts.catalog import OrderRejected
 from contracts.returns import ReturnApproved
 from events.codec import Codec
 from events.producer import EventProducer
-from events.settings import Settings, get_settings
+from events.settings import Settings
 from events.topics import topic_for
 from tests.integration.kafka_helpers import read_records
 from tests.integration.test_api import read_models_of
 from tests.integration.test_api_auth import WAITING
 from tests.integration.test_api_saga_answers import waiting_return
-from tests.integration.test_cli_checks import _choreo
+from tests.integration.test_cli_checks import _choreo, cli_on
 from tests.integration.test_console_saga_page import return_flow
 from tests.integration.test_projector import flow
 
@@ -34,14 +34,8 @@ async def inbox(
     these read models."""
     messages = waiting_return("ret-wait") + flow("ord-wait", WAITING) + return_flow("ret-used")
     async with read_models_of(settings, codec, producer, messages):
-        monkeypatch.setenv("CHOREO_TOPIC_PREFIX", settings.topic_prefix)
-        monkeypatch.setenv("CHOREO_TRACING_ENABLED", "false")
-        monkeypatch.setenv("CHOREO_METRICS_ENABLED", "false")
-        get_settings.cache_clear()
-        try:
+        with cli_on(settings, monkeypatch):
             yield settings
-        finally:
-            get_settings.cache_clear()
 
 
 async def test_the_inbox_lists_every_type_soonest_to_expire_first(inbox: Settings):

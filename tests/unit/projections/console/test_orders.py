@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from projections.console.orders import cursor_text, form_time, parse_cursor
+from projections.console.orders import cursor_text, form_time
+from projections.console.paging import parse_cursor
 
 T = datetime(2026, 11, 21, 12, 0, 5, 123_456, tzinfo=UTC)
 
