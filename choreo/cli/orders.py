@@ -16,7 +16,6 @@ import orjson
 import pydantic
 import typer
 from rich.table import Table
-from rich.tree import Tree
 
 from choreo.cli.common import (
     JsonFlag,
@@ -35,6 +34,7 @@ from choreo.cli.common import (
     traced_cli,
     waiting_for_an_answer,
 )
+from choreo.cli.trace_view import show_trace
 from contracts.catalog import OrderPlaced
 from contracts.order import STATUSES
 from contracts.samples import SCENARIOS, scenario_order
@@ -321,44 +321,11 @@ def orders_trace(
     """The order's trace from Jaeger: its id, a link to Jaeger's UI and the span tree
     (service, operation, duration)."""
     # httpx: imported here to keep `choreo --help` quick (see choreo.cli.common).
-    from projections.traces import SpanNode, fetch_order_trace
+    from projections.traces import fetch_order_trace
 
     settings = get_settings()
     try:
         found = asyncio.run(fetch_order_trace(settings, order_id))
     except ChoreoError as exc:
         fail(exc)
-    link = f"{settings.jaeger_query_url.rstrip('/')}/trace/{found.trace_id}"
-    if as_json:
-        print_json(
-            {
-                "order_id": order_id,
-                "trace_id": found.trace_id,
-                "link": link,
-                "services": sorted(found.services),
-                "spans": [s.to_json() for s in found.spans],
-                "other_traces": found.other_traces,
-            }
-        )
-        return
-    out.print(f"trace [bold]{found.trace_id}[/] ({len(found.spans)} spans) {link}")
-    origin = found.spans[0].start_us if found.spans else 0
-
-    def add(tree: Tree, node: SpanNode) -> None:
-        offset = (node.start_us - origin) / 1000
-        label = (
-            f"[cyan]{node.service}[/] {node.name} "
-            f"[dim]+{offset:.1f} ms, {node.duration_us / 1000:.1f} ms[/]"
-        )
-        if node.events:
-            label += f" [yellow]{', '.join(node.events)}[/]"
-        branch = tree.add(label)
-        for child in node.children:
-            add(branch, child)
-
-    root = Tree(f"order {order_id}")
-    for node in found.roots:
-        add(root, node)
-    out.print(root)
-    if found.other_traces:
-        out.print(f"also in other traces: {', '.join(found.other_traces)}")
+    show_trace(settings, found, f"order {order_id}", {"order_id": order_id}, as_json=as_json)

@@ -32,8 +32,10 @@ from choreo.cli.common import (
     to_the_minute,
     traced_cli,
 )
+from choreo.cli.trace_view import show_trace
 from events.errors import ChoreoError
 from events.model import Event, Message
+from events.settings import get_settings
 from saga_coordinator.context import get_coordinator_settings
 from sagas.definition import SagaDefinition
 from sagas.drawing import mermaid, rows
@@ -356,3 +358,44 @@ def sagas_history(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fa
         print_json(rows)
         return
     out.print(history_table(rows))
+
+
+@app.command("trace")
+def sagas_trace(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = False) -> None:
+    """The saga's trace from Jaeger: its id, a link to Jaeger's UI and the span tree (service,
+    operation, duration). Found by the trace context its start event was logged with."""
+    # httpx, asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
+    from projections import sagas_queries
+    from projections.traces import fetch_order_trace, fetch_trace
+
+    try:
+        start = _running().current(saga_type).start.event_type
+    except KeyError as exc:
+        fail(ChoreoError(str(exc.args[0])))
+
+    async def saga_and_trace(q: Queries) -> tuple[dict[str, Any] | None, str | None]:
+        row = await sagas_queries.saga(q, saga_type, saga_key)
+        return row, (await q.traceparent(saga_key, start) if row is not None else None)
+
+    row, parent = _read(saga_and_trace)
+    if row is None:
+        fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
+    settings = get_settings()
+    try:
+        if parent is None:  # logged without trace context (tracing was off): search its tag
+            found = asyncio.run(fetch_order_trace(settings, saga_key))
+        else:
+            trace_id = parent.split("-")[1]
+            loaded = asyncio.run(fetch_trace(settings, trace_id, timeout=10))
+            if loaded is None:
+                fail(
+                    ChoreoError(
+                        f"Jaeger has no trace {trace_id} of {saga_type} {saga_key}: not sampled,"
+                        " not exported yet, or past its retention"
+                    )
+                )
+            found = loaded
+    except ChoreoError as exc:
+        fail(exc)
+    about = {"saga_type": saga_type, "saga_key": saga_key}
+    show_trace(settings, found, f"{saga_type} {saga_key}", about, as_json=as_json)

@@ -12,12 +12,17 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from typer.testing import CliRunner
 
+from choreo.cli import app
 from contracts.samples import sample_order_placed, scenario_order
 from events.errors import ChoreoError
 from projections.queries import Queries
 from projections.traces import OrderTrace, fetch_order_trace
+from sagas.returns import V1 as RETURN
 from tests.e2e.conftest import Deployment, start_deployment
+from tests.e2e.test_return_paths import request, wait_return
+from tests.integration.test_cli_checks import cli_on
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +226,36 @@ async def test_a_human_approval_joins_the_order_trace(checked: Deployment):
     approval = next(s for s in found.spans if s.name == "order.approved publish")
     assert approval.service == "cli"
     assert ("payment", "handle order.approved") in {(s.service, s.name) for s in found.spans}
+
+
+async def test_a_returns_trace_is_found_by_its_start_event(
+    checked: Deployment, monkeypatch: pytest.MonkeyPatch
+):
+    return_id = await request(checked, "happy")
+    assert (await wait_return(checked, return_id)).status(RETURN) == "completed"
+    queries = Queries(checked.db, checked.settings)
+    parent = await queries.traceparent(return_id, "return.requested")
+    assert parent is not None
+    trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+    participants = {"saga-coordinator", "shipping", "inventory", "payment", "email", "projector"}
+    deadline = time.monotonic() + 30
+    with cli_on(checked.settings, monkeypatch):
+        while True:
+            result = await asyncio.to_thread(
+                CliRunner().invoke, app, ["sagas", "trace", "return", return_id, "--json"]
+            )
+            assert result.exit_code == 0, result.output
+            found = orjson.loads(result.stdout)
+            if participants <= set(found["services"]) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        missing = await asyncio.to_thread(
+            CliRunner().invoke, app, ["sagas", "trace", "return", "ret-nope"]
+        )
+    assert participants <= set(found["services"]), found["services"]
+    assert found["trace_id"] == parent.split("-")[1]
+    assert found["saga_key"] == return_id
+    keys = {s["attributes"].get("choreo.order_id") for s in found["spans"]} - {None}
+    assert keys == {return_id}
+    assert missing.exit_code == 1
+    assert "no return saga ret-nope" in missing.output
