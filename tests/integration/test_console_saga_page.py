@@ -74,6 +74,7 @@ async def test_the_page_draws_the_path_timeline_and_audit_trail(console: httpx.A
     html = response.text
     assert 'data-testid="saga-status">cancelled<' in html
     assert 'data-testid="saga-reason">shipment failed<' in html
+    assert 'href="/console/sagas/order" title="Every order saga" data-testid="type-list"' in html
     assert _state(html, "payment") == "done"
     assert _state(html, "shipping") == "failed"
     assert _state(html, "undo_payment") == "done"
