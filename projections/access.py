@@ -115,6 +115,26 @@ def require(role: Role) -> Any:  # what Depends() is typed as
     return Depends(dependency)
 
 
+def may_answer(caller: Principal, saga_type: str) -> None:
+    """403 unless ``caller`` may answer the human tasks of ``saga_type`` (an operator of it)."""
+    if not caller.may_answer(saga_type):
+        raise HTTPException(
+            HTTPStatus.FORBIDDEN,
+            f"{caller.name} may answer sagas of {caller.scope}, not {saga_type}",
+        )
+
+
+def may_redrive(caller: Principal) -> None:
+    """403 unless ``caller`` is an operator of every saga type: a dead letter's saga type is
+    not known before it is redriven."""
+    if not caller.unscoped_operator:
+        raise HTTPException(
+            HTTPStatus.FORBIDDEN,
+            f"{caller.name} may answer sagas of {caller.scope} only; redriving dead letters"
+            " needs an operator of every saga type",
+        )
+
+
 Viewer = Annotated[Principal, require("viewer")]
 """An endpoint parameter: the caller, who may read."""
 

@@ -15,7 +15,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from events.redrive import DeadLetterEntry
-from projections.access import Operator, Viewer, authenticate, sign_in, sign_out, token_store
+from projections.access import (
+    Operator,
+    Viewer,
+    authenticate,
+    may_answer,
+    may_redrive,
+    sign_in,
+    sign_out,
+    token_store,
+)
 from projections.api_models import (
     ApprovalRequest,
     DeadLetterInfo,
@@ -34,6 +43,7 @@ from projections.api_sagas import SagaKey, SagaType
 from projections.backend import AuditDep, OperationsDep, QueriesDep
 from projections.operations import Conflict, NotFound, Operations
 from projections.queries import Queries
+from projections.sagas_store import ORDER_SAGA
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -77,6 +87,7 @@ async def approve_order(
 ) -> DecisionAccepted:
     """Approve an order that waits for approval (operator). The decision is recorded under the
     token's name and joins the order's trace; the saga resumes when the coordinator reads it."""
+    may_answer(caller, ORDER_SAGA)
     reason = body.reason if body else None
     return await _decide(operations, queries, order_id, caller.name, approve=True, reason=reason)
 
@@ -94,6 +105,7 @@ async def reject_order(
     queries: QueriesDep,
 ) -> DecisionAccepted:
     """Reject an order that waits for approval, with a reason (operator): it is compensated."""
+    may_answer(caller, ORDER_SAGA)
     return await _decide(
         operations, queries, order_id, caller.name, approve=False, reason=body.reason
     )
@@ -136,6 +148,7 @@ async def approve_saga(
     """Approve the human task a saga of any type waits on (operator): the event is the one
     its definition builds (`order.approved`, `return.approved`), recorded under the token's
     name, in the saga's trace."""
+    may_answer(caller, saga_type)
     reason = body.reason if body else None
     return await _answer(request, operations, queries, (saga_type, saga_key), caller.name, reason)
 
@@ -157,6 +170,7 @@ async def reject_saga(
 ) -> SagaDecisionAccepted:
     """Reject the human task a saga of any type waits on, with a reason (operator): the saga
     is compensated as its definition says."""
+    may_answer(caller, saga_type)
     saga = (saga_type, saga_key)
     return await _answer(request, operations, queries, saga, caller.name, body.reason, no=True)
 
@@ -223,7 +237,9 @@ async def redrive_dead_letters(
 ) -> Redriven:
     """Publish dead-lettered messages again, unchanged, to their source topics (operator);
     each redrive is marked in the dead-letter topic with the token's name and recorded in the
-    redrive audit (``GET /dead-letters/redrives``)."""
+    redrive audit (``GET /dead-letters/redrives``). Not for an operator scoped to some saga
+    types: a dead letter's saga type is not known before it is redriven."""
+    may_redrive(caller)
     with _http_errors():
         done = await operations.redrive(body.ids, every_pending=body.all, by=caller.name)
     audited = await audit.record(caller, done) if done else None
@@ -235,7 +251,7 @@ async def redrive_dead_letters(
 @router.get("/auth/me", responses=_errors(401))
 async def me(caller: Viewer) -> Me:
     """Who the caller is: the token's name and role."""
-    return Me(name=caller.name, role=caller.role, token_id=caller.token_id)
+    return Me.of(caller)
 
 
 @router.post("/auth/session", responses=_errors(400, 401, 422))
@@ -247,7 +263,7 @@ async def start_session(request: Request, body: SignInRequest) -> Me:
             HTTPStatus.UNAUTHORIZED, "invalid or revoked token", {"WWW-Authenticate": "Bearer"}
         )
     sign_in(request, found)
-    return Me(name=found.name, role=found.role, token_id=found.token_id)
+    return Me.of(found)
 
 
 @router.delete("/auth/session", status_code=HTTPStatus.NO_CONTENT)

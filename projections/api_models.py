@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from contracts.order import STATUSES
 from events.model import as_utc
+from projections.tokens import Principal
 
 
 class ErrorField(BaseModel):
@@ -376,6 +377,14 @@ class Me(BaseModel):
     name: str
     role: str
     token_id: str
+    saga_types: list[str] | None = Field(
+        default=None, description="An operator's scope: the saga types it answers (none: all)."
+    )
+
+    @classmethod
+    def of(cls, caller: Principal) -> Me:
+        scope = list(caller.saga_types) if caller.saga_types is not None else None
+        return cls(name=caller.name, role=caller.role, token_id=caller.token_id, saga_types=scope)
 
 
 class SignInRequest(BaseModel):

@@ -4,7 +4,8 @@ A token is ``choreo_<id>_<secret>``, shown once when it is created; only its Arg
 kept (argon2-cffi, the library's recommended parameters), beside its id, a name and a role:
 
 * ``viewer`` reads (orders, summaries, dead letters);
-* ``operator`` also acts (approve, reject, redrive).
+* ``operator`` also acts (approve, reject, redrive); scoped to some saga types
+  (``saga_types``), it answers only their human tasks and redrives nothing.
 
 Tokens come from ``CHOREO_API_TOKENS`` (a JSON list of records, for deployments that configure
 by environment) and the file ``CHOREO_API_TOKENS_FILE`` (default ``<state dir>/api-tokens.json``,
@@ -54,6 +55,17 @@ class TokenRecord(BaseModel):
     role: Role
     hash: str = Field(description="Argon2id hash of the whole token.")
     created_at: datetime | None = None
+    saga_types: list[str] | None = Field(
+        default=None,
+        description="An operator token's scope: the saga types whose human tasks it may "
+        "answer (none: every type). A scoped operator does not redrive dead letters, whose "
+        "saga types are not known.",
+    )
+
+    def principal(self) -> Principal:
+        """Who this token's requests come from."""
+        scope = tuple(self.saga_types) if self.saga_types is not None else None
+        return Principal(token_id=self.id, name=self.name, role=self.role, saga_types=scope)
 
 
 class ApiSettings(BaseSettings):
@@ -103,23 +115,46 @@ class ApiSettings(BaseSettings):
 
 
 class Principal(BaseModel):
-    """Who a request comes from: a token's name and role."""
+    """Who a request comes from: a token's name, role and scope."""
 
     token_id: str
     name: str
     role: Role
+    saga_types: tuple[str, ...] | None = None
 
     def may(self, role: Role) -> bool:
         """Whether this principal has ``role`` or a higher one."""
         return ROLES[self.role] >= ROLES[role]
 
+    def may_answer(self, saga_type: str) -> bool:
+        """Whether this principal may answer the human tasks of sagas of ``saga_type``."""
+        return self.may("operator") and (self.saga_types is None or saga_type in self.saga_types)
 
-def new_token(name: str, role: Role) -> tuple[str, TokenRecord]:
-    """A fresh token and the record to store for it (its hash)."""
+    @property
+    def unscoped_operator(self) -> bool:
+        """An operator of every saga type (who may also redrive dead letters)."""
+        return self.may("operator") and self.saga_types is None
+
+    @property
+    def scope(self) -> str:
+        """The saga types it may answer, in words."""
+        return "every saga type" if self.saga_types is None else ", ".join(self.saga_types)
+
+
+def new_token(
+    name: str, role: Role, saga_types: list[str] | None = None
+) -> tuple[str, TokenRecord]:
+    """A fresh token and the record to store for it (its hash); ``saga_types`` scopes an
+    operator to those types' human tasks."""
     token_id = secrets.token_hex(4)
     token = f"{PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
     record = TokenRecord(
-        id=token_id, name=name, role=role, hash=_hasher.hash(token), created_at=utc_now()
+        id=token_id,
+        name=name,
+        role=role,
+        hash=_hasher.hash(token),
+        created_at=utc_now(),
+        saga_types=saga_types,
     )
     return token, record
 
@@ -156,9 +191,11 @@ class TokenFile:
             out.write(orjson.dumps(body, option=orjson.OPT_INDENT_2))
         os.replace(temporary, self.path)
 
-    def create(self, name: str, role: Role) -> tuple[str, TokenRecord]:
+    def create(
+        self, name: str, role: Role, saga_types: list[str] | None = None
+    ) -> tuple[str, TokenRecord]:
         """Create a token, store its hash, and return the token (shown once) and its record."""
-        token, record = new_token(name, role)
+        token, record = new_token(name, role, saga_types)
         self.write([*self.read(), record])
         return token, record
 
@@ -215,13 +252,9 @@ class TokenStore:
             except (VerificationError, InvalidHashError):
                 return None
             self._verified[digest] = record.hash
-        return Principal(token_id=record.id, name=record.name, role=record.role)
+        return record.principal()
 
     def principal(self, token_id: str) -> Principal | None:
         """The principal of a token id a session names, if that token still exists."""
         record = self.records().get(token_id)
-        return (
-            None
-            if record is None
-            else Principal(token_id=record.id, name=record.name, role=record.role)
-        )
+        return None if record is None else record.principal()

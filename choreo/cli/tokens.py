@@ -35,9 +35,18 @@ def tokens_create(
         bool,
         typer.Option("--unless-exists", help="Do nothing if a token of this name and role exists."),
     ] = False,
+    saga_types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--saga-type",
+            help="An operator answers only these saga types' human tasks (repeat the option for"
+            " more; default: every type) and redrives no dead letters.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a token and print it (once: only its hash is stored)."""
+    scope = _scope(role, saga_types)
     file = _file()
     name = name or f"{role}-{len(file.read()) + 1}"
     try:
@@ -49,17 +58,32 @@ def tokens_create(
                 else f"a {role} token named {name!r} exists in {file.path}"
             )
             return
-        token, record = file.create(name, role)
+        token, record = file.create(name, role, scope)
     except ChoreoError as exc:
         fail(exc)
     if as_json:
         print_json({"token": token, "record": record.model_dump(mode="json")})
         return
     out.print(token, soft_wrap=True, highlight=False)
+    scoped = f", answering {', '.join(scope)} sagas only" if scope else ""
     console.print(
-        f"{role} token {record.id} ({name}) stored as a hash in {file.path};"
+        f"{role} token {record.id} ({name}{scoped}) stored as a hash in {file.path};"
         " this is the only time it is shown."
     )
+
+
+def _scope(role: Role, saga_types: list[str] | None) -> list[str] | None:
+    """The saga types an operator token is scoped to, checked against the saga definitions."""
+    if not saga_types:
+        return None
+    if role != "operator":
+        fail(ChoreoError("--saga-type scopes an operator's answers; a viewer answers nothing"))
+    from sagas.shipped import SAGAS
+
+    unknown = sorted(set(saga_types) - set(SAGAS.types))
+    if unknown:
+        fail(ChoreoError(f"no saga type {', '.join(unknown)}; known: {', '.join(SAGAS.types)}"))
+    return sorted(set(saga_types))
 
 
 @app.command("list")
@@ -75,7 +99,8 @@ def tokens_list(as_json: JsonFlag = False) -> None:
         return
     table = Table("id", "name", "role", "created")
     for r in records:
-        table.add_row(r.id, r.name, r.role, r.created_at.isoformat()[:19] if r.created_at else "")
+        role = r.role if r.saga_types is None else f"{r.role}\n[dim]{', '.join(r.saga_types)}[/]"
+        table.add_row(r.id, r.name, role, r.created_at.isoformat()[:19] if r.created_at else "")
     out.print(readable(table, "id"))
     console.print(f"{len(records)} token(s) in {file.path}")
 

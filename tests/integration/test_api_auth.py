@@ -77,6 +77,7 @@ async def test_a_viewer_reads_but_may_not_act(app_settings: Settings, api_tokens
             "name": "test-viewer",
             "role": "viewer",
             "token_id": api_tokens.viewer.split("_")[1],
+            "saga_types": None,
         }
         assert (await api.get("/dead-letters")).json() == {"dead_letters": [], "count": 0}
         for path, body in [

@@ -98,3 +98,23 @@ def test_the_session_key_is_kept_in_the_state_dir_unless_configured(tmp_path, mo
     assert ApiSettings().session_key(Settings(state_dir=tmp_path / "other")) != first
     configured = ApiSettings(session_secret="from-the-environment")
     assert configured.session_key(settings) == "from-the-environment"
+
+
+def test_cli_scopes_an_operator_to_saga_types(tmp_path):
+    env = {"CHOREO_API_TOKENS_FILE": str(tmp_path / "t.json"), "COLUMNS": "120"}
+    runner = CliRunner()
+    args = ["tokens", "create", "--role", "operator", "--name", "ann"]
+    created = runner.invoke(app, [*args, "--saga-type", "return", "--saga-type", "return"], env=env)
+    assert created.exit_code == 0, created.output
+    assert "answering return sagas only" in created.stderr
+    records = orjson.loads(runner.invoke(app, ["tokens", "list", "--json"], env=env).stdout)
+    assert records[0]["saga_types"] == ["return"]
+    assert "return" in runner.invoke(app, ["tokens", "list"], env=env).stdout
+    unknown = runner.invoke(app, [*args, "--saga-type", "trip"], env=env)
+    assert unknown.exit_code == 1
+    assert "no saga type trip; known: order, return" in unknown.output
+    viewer = runner.invoke(
+        app, ["tokens", "create", "--role", "viewer", "--saga-type", "order"], env=env
+    )
+    assert viewer.exit_code == 1
+    assert "a viewer answers nothing" in viewer.output
