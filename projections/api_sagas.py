@@ -17,6 +17,7 @@ from projections import sagas_queries, waiting
 from projections.access import require
 from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry
 from projections.backend import QueriesDep
+from projections.console.paging import cursor_text, parse_cursor
 
 SagaType = Annotated[
     str, Path(min_length=1, max_length=100, pattern=STORABLE_TEXT, description="e.g. `order`")
@@ -92,6 +93,9 @@ class SagaStatus(BaseModel):
 class SagaList(BaseModel):
     sagas: list[SagaStatus]
     count: int
+    next: str | None = Field(
+        default=None, description="Pass as `after` for the next page; null on the last one."
+    )
 
 
 class Amount(BaseModel):
@@ -150,11 +154,30 @@ async def list_sagas(
     status: Annotated[
         str | None, Query(pattern=STORABLE_TEXT, description="Only sagas in this status.")
     ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Only sagas whose key contains this.")
+    ] = None,
+    after: Annotated[
+        str | None, Query(max_length=300, description="The previous page's `next`.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
 ) -> SagaList:
-    """Sagas of every type, newest first, optionally of one type and status."""
-    rows = await sagas_queries.sagas(queries, saga_type=saga_type, status=status, limit=limit)
-    return SagaList(sagas=[SagaStatus.model_validate(r) for r in rows], count=len(rows))
+    """Sagas of every type, newest first, optionally of one type and status or with a part of
+    the key; paged by keyset (`next`, then `after`), so a deep page costs what the first does
+    for one type (every type's sorts what the filters keep)."""
+    cursor = parse_cursor(after)
+    if after is not None and cursor is None:
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, "after: not a page's `next`")
+    rows = await sagas_queries.saga_page(
+        queries, saga_type, status=status, search=q or None, cursor=cursor, limit=limit + 1
+    )
+    shown = rows[:limit]
+    more = len(rows) > limit
+    return SagaList(
+        sagas=[SagaStatus.model_validate(r) for r in shown],
+        count=len(shown),
+        next=cursor_text(shown[-1]["started_at"], shown[-1]["saga_key"]) if more else None,
+    )
 
 
 @router.get("/sagas/waiting")

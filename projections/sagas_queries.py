@@ -12,25 +12,6 @@ from projections.sagas_model import AWAITING
 from projections.sagas_store import row_json
 
 
-async def sagas(
-    queries: Queries,
-    *,
-    saga_type: str | None = None,
-    status: str | None = None,
-    limit: int = 50,
-) -> list[dict[str, Any]]:
-    """Sagas, newest first, optionally of one type and one status."""
-    rows = await queries.db.pool.fetch(
-        f"SELECT * FROM {queries.schema}.saga_status"
-        " WHERE ($1::text IS NULL OR saga_type = $1) AND ($2::text IS NULL OR status = $2)"
-        " ORDER BY started_at DESC NULLS LAST, saga_type, saga_key LIMIT $3",
-        saga_type,
-        status,
-        limit,
-    )
-    return [row_json(r) for r in rows]
-
-
 async def saga(queries: Queries, saga_type: str, saga_key: str) -> dict[str, Any] | None:
     """One saga's row: status, steps with their timeline, compensations, progress."""
     row = await queries.db.pool.fetchrow(
@@ -77,7 +58,7 @@ _TYPE_FILTER = (
 
 async def saga_page(
     queries: Queries,
-    saga_type: str,
+    saga_type: str | None,
     *,
     status: str | None = None,
     search: str | None = None,
@@ -85,18 +66,22 @@ async def saga_page(
     direction: Literal["older", "newer"] = "older",
     limit: int = 25,
 ) -> list[dict[str, Any]]:
-    """A page of one type's sagas (in ``status``, their key containing ``search``), newest
-    first, by keyset: the ``limit`` rows just older than ``cursor`` (or just newer, with
-    ``direction="newer"``); the newest without one. No OFFSET."""
+    """A page of one type's sagas (``None``: of every type; in ``status``, their key
+    containing ``search``), newest first, by keyset: the ``limit`` rows just older than
+    ``cursor`` (or just newer, with ``direction="newer"``); the newest without one. No
+    OFFSET: one type's page starts from its index; every type's sorts what the filters keep."""
     keyset, order = "$4::timestamptz IS NULL", f"{_STARTED} DESC, saga_key"
     if cursor is not None:
         keyset = _OLDER if direction == "older" else _NEWER
         if direction == "newer":
             order = f"{_STARTED} ASC, saga_key DESC"
+    where, sort = _TYPE_FILTER, f"saga_type, {order}"
+    if saga_type is None:  # no type: the same parameters, $1 NULL
+        where, sort = _TYPE_FILTER.replace("saga_type = $1", "$1::text IS NULL"), order
     rows = await queries.db.pool.fetch(
         f"SELECT * FROM {queries.schema}.saga_status"
-        f" WHERE {_TYPE_FILTER} AND ($5::text IS NULL OR {keyset})"
-        f" ORDER BY saga_type, {order} LIMIT $6",
+        f" WHERE {where} AND ($5::text IS NULL OR {keyset})"
+        f" ORDER BY {sort} LIMIT $6",
         saga_type,
         status,
         search,

@@ -5,6 +5,7 @@ sagas of every type as the generic read model (``saga_status``) has them: `list`
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -21,6 +22,7 @@ from choreo.cli.common import (
     JsonFlag,
     choreo_client,
     command_group,
+    console,
     fail,
     history_table,
     out,
@@ -274,14 +276,27 @@ def _read(call: Callable[[Queries], Awaitable[T]]) -> T:
 def sagas_list(
     saga_type: Annotated[str | None, typer.Option("--type", help="Only this type.")] = None,
     status: Annotated[str | None, typer.Option(help="Only sagas in this status.")] = None,
+    search: Annotated[str | None, typer.Option(help="Only sagas whose key contains this.")] = None,
+    after: Annotated[
+        str | None, typer.Option(help="Start after this cursor (the previous list's last line).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """Sagas of every type, newest first: status, current steps, progress."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from projections import sagas_queries
+    from projections.console.paging import cursor_text, parse_cursor
 
-    rows = _read(lambda q: sagas_queries.sagas(q, saga_type=saga_type, status=status, limit=limit))
+    cursor = parse_cursor(after)
+    if after is not None and cursor is None:
+        fail(ChoreoError(f"--after {after!r} is not a cursor a list printed"))
+    found = _read(
+        lambda q: sagas_queries.saga_page(
+            q, saga_type, status=status, search=search, cursor=cursor, limit=limit + 1
+        )
+    )
+    rows, more = found[:limit], len(found) > limit
     if as_json:
         print_json(rows)
         return
@@ -298,6 +313,16 @@ def sagas_list(
             to_the_minute(r["started_at"]),
         )
     out.print(readable(table, "saga", "key", "status", "started (UTC)"))
+    if more:
+        next_page = cursor_text(rows[-1]["started_at"], rows[-1]["saga_key"])
+        given = {"--type": saga_type, "--status": status, "--search": search}
+        again = " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
+        again += f" --limit {limit}" if limit != 50 else ""
+        console.print(
+            f"more: choreo sagas list{' ' + again if again else ''} --after"
+            f" {shlex.quote(next_page)}",
+            highlight=False,
+        )
 
 
 @app.command("status")

@@ -1,15 +1,17 @@
 """The console's sagas of every type over read models the real projector wrote, through HTTP in
 process: the index of saga types with their counts by status, and one type's list (newest
 first, filtered by status, searched, paged by keyset, an operator's buttons on a saga that
-waits for a person)."""
+waits for a person); and the API's and the CLI's lists, paged by the same keyset."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
+import orjson
 import pytest
 
 from events.codec import Codec
@@ -19,6 +21,7 @@ from projections.api import create_app
 from tests.conftest import ApiTokens
 from tests.integration.test_api import T0, read_models_of, serve, timed
 from tests.integration.test_api_saga_answers import waiting_return
+from tests.integration.test_cli_checks import _choreo, cli_on
 from tests.integration.test_console_saga_page import return_flow
 from tests.integration.test_projector import HAPPY, flow
 
@@ -106,3 +109,35 @@ async def test_a_types_list_filters_searches_and_offers_answers(console: httpx.A
     assert (await console.get("/console/sagas/nope")).status_code == 404
     orders = await console.get("/console/sagas/order")
     assert "<title>Orders" in orders.text
+
+
+async def test_the_api_and_the_cli_page_the_sagas_by_cursor(
+    console: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    first = (await console.get("/sagas", params={"type": "return", "limit": 25})).json()
+    keys = [s["saga_key"] for s in first["sagas"]]
+    assert keys == ["ret-wait", *[f"ret-{n:02}" for n in range(RETURNS - 1, RETURNS - 25, -1)]]
+    assert first["next"] is not None
+    rest = (await console.get("/sagas", params={"type": "return", "after": first["next"]})).json()
+    assert [s["saga_key"] for s in rest["sagas"]] == [f"ret-{n:02}" for n in range(5, -1, -1)]
+    assert rest["next"] is None
+    every = (await console.get("/sagas", params={"limit": 1000})).json()
+    assert every["count"] == RETURNS + 2  # and the order
+    assert every["next"] is None
+    found = (await console.get("/sagas", params={"q": "ret-1"})).json()
+    assert [s["saga_key"] for s in found["sagas"]] == [f"ret-{n}" for n in range(19, 9, -1)]
+    assert (await console.get("/sagas", params={"after": "nope"})).status_code == 422
+
+    with cli_on(settings, monkeypatch):
+        listed = await _choreo("sagas", "list", "--type", "return", "--limit", "25")
+        assert listed.exit_code == 0, listed.output
+        more = listed.stderr.strip().splitlines()[-1]
+        assert more.startswith("more: choreo sagas list --type return --limit 25 --after ")
+        again = await _choreo(*shlex.split(more.removeprefix("more: choreo ")), "--json")
+        assert again.exit_code == 0, again.output
+        assert [s["saga_key"] for s in orjson.loads(again.stdout)] == [
+            f"ret-{n:02}" for n in range(5, -1, -1)
+        ]
+        bad = await _choreo("sagas", "list", "--after", "nope")
+        assert bad.exit_code == 1
+        assert "is not a cursor a list printed" in bad.output
