@@ -110,6 +110,9 @@ class WaitingSaga(BaseModel):
     """A saga waiting for a person's answer to one of its human tasks."""
 
     saga: SagaStatus
+    escalated: bool = Field(
+        description="Its request timed out and was escalated: it needs attention, and waits on."
+    )
     task: str = Field(description="The human task it waits on (e.g. `approval`).")
     requested_at: datetime | None = Field(description="When the answer was asked for.")
     expires_at: datetime | None = Field(

@@ -1,12 +1,14 @@
 """The inbox of human tasks: sagas of every type waiting for a person's answer.
 
 A saga waits for a person while one of its human tasks is ``awaiting`` (its status is then
-the task's ``waiting_status``). Each entry is the saga's row (as
-:func:`projections.sagas_queries.saga` returns it) with what the front ends show beside it:
-the task, when it was asked and when it expires, what its definition does then, and the
-amounts the request names. The request is the task's latest request event in the log (the
-event its step was started by); its expiry is the request's ``expires_at`` where it has one
-(both shipped tasks publish it), else the request's time plus the task's timeout.
+the task's ``waiting_status``, or ``needs_attention`` once a timeout that escalates passed:
+such a task keeps waiting, and is the one most in need of an answer). Each entry is the
+saga's row (as :func:`projections.sagas_queries.saga` returns it) with what the front ends
+show beside it: the task, when it was asked and when it expires, what its definition does
+then, and the amounts the request names. The request is the task's latest request event in
+the log (the event its step was started by); its expiry is the request's ``expires_at``
+where it has one (both shipped tasks publish it), else the request's time plus the task's
+timeout.
 
 Only amounts (the request's ``*_minor`` integers, with its ``currency``) are shown of the
 request: they say what is asked without showing a team's fields that may be personal.
@@ -22,7 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from projections.queries import Queries
-from projections.sagas_model import AWAITING
+from projections.sagas_model import AWAITING, NEEDS_ATTENTION
 from projections.sagas_store import row_json
 from sagas.definition import HumanTask
 from sagas.registry import SagaRegistry
@@ -46,10 +48,7 @@ async def waiting(
     s = queries.schema
     waiting_with_requests = f"""
         FROM {s}.saga_status AS s
-        CROSS JOIN LATERAL (
-            SELECT step FROM jsonb_array_elements(s.timeline) AS step
-            WHERE step->>'state' = '{AWAITING}' LIMIT 1
-        ) AS t
+        CROSS JOIN LATERAL ({_AWAITED}) AS t
         LEFT JOIN LATERAL (
             SELECT e.payload, e.occurred_at FROM {s}.event_log AS e
             WHERE e.order_id = s.saga_key AND e.event_type = t.step->>'started_by'
@@ -88,15 +87,26 @@ async def waiting(
 
 
 def waiting_statuses(definitions: SagaRegistry) -> list[str]:
-    """The statuses of a saga waiting for a person: its human tasks' waiting statuses."""
-    return sorted({t.waiting_status for d in definitions for t in d.tasks})
+    """The statuses of a saga waiting for a person: its human tasks' waiting statuses, and
+    needing attention (a task whose timeout escalates keeps waiting for its answer then)."""
+    return sorted({t.waiting_status for d in definitions for t in d.tasks} | {NEEDS_ATTENTION})
+
+
+_AWAITED = f"""
+    SELECT step FROM jsonb_array_elements(s.timeline) AS step
+    WHERE step->>'state' = '{AWAITING}' LIMIT 1
+"""
+"""A saga row's (``s``) step that waits for a person's answer."""
 
 
 async def count(queries: Queries, definitions: SagaRegistry) -> int:
-    """How many sagas of every type wait for a person's answer (the status index answers)."""
+    """How many sagas of every type wait for a person's answer (the status index finds them;
+    of those needing attention, the ones with a task still waiting)."""
     found: int = await queries.db.pool.fetchval(
-        f"SELECT count(*) FROM {queries.schema}.saga_status WHERE status = ANY($1::text[])",
+        f"SELECT count(*) FROM {queries.schema}.saga_status AS s"
+        f" WHERE status = ANY($1::text[]) AND (status <> $2 OR EXISTS ({_AWAITED}))",
         waiting_statuses(definitions),
+        NEEDS_ATTENTION,
     )
     return found
 
@@ -138,6 +148,7 @@ def entry(definitions: SagaRegistry, row: Any, times: RequestTimes) -> dict[str,
         on_timeout = str(d.value(task.on_timeout))
     return {
         "saga": saga,
+        "escalated": saga["status"] == NEEDS_ATTENTION,
         "task": row["task"],
         "requested_at": times.asked.isoformat() if times.asked else None,
         "expires_at": times.expires.isoformat() if times.expires else None,

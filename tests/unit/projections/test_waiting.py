@@ -54,6 +54,7 @@ def test_an_entry_is_the_sagas_row_with_its_task_times_action_and_amounts():
     e = entry(escalating, _row(), times)
     assert (e["saga"]["saga_key"], e["saga"]["status"]) == ("ord-1", "awaiting_approval")
     assert (e["task"], e["on_timeout"]) == ("approval", "escalate")
+    assert e["escalated"] is False
     assert e["requested_at"] == ASKED.isoformat()
     assert e["expires_at"] == (ASKED + timedelta(hours=1)).isoformat()
     assert e["amounts"] == [{"name": "total", "minor": 2599, "currency": "EUR"}]
