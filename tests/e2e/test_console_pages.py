@@ -39,6 +39,7 @@ from projections.projector import Projector
 from sagas.shipped import SAGAS
 from tests.conftest import ApiTokens
 from tests.e2e.test_console import ROOT, Console, _free_port, chromium, spaced
+from tests.integration.kafka_helpers import eventually
 from tests.integration.test_api import drop_schema
 from tests.integration.test_projector import HAPPY, SHIPMENT_FAILED, flow
 
@@ -183,12 +184,15 @@ async def console(stack: None, codec: Codec, api_tokens: ApiTokens) -> AsyncIter
         )
     )
     async with EventProducer(settings, codec, client_id="e2e-console-pages") as producer:
-        await producer.publish(sample_orders(datetime.now(UTC)))
+        samples = sample_orders(datetime.now(UTC))
+        await producer.publish(samples)
         await producer.send_records(dead_letters(settings, codec))
         projecting = asyncio.create_task(projector.run())
         serving = asyncio.create_task(server.serve())
         playwright = await async_playwright().start()
         try:
+            # Every sample in the read models before a page is looked at.
+            await eventually(lambda: projector.stats.events >= len(samples), what="projected")
             browser = await playwright.chromium.launch(executable_path=chromium())
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
                 await asyncio.sleep(0.05)
