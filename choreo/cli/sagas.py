@@ -56,7 +56,7 @@ SagaType = Annotated[str, typer.Argument(help="The saga type, e.g. order.")]
 SagaKey = Annotated[str, typer.Argument(help="The saga's key, e.g. an order id.")]
 
 
-def _running() -> SagaRegistry:
+def running_definitions() -> SagaRegistry:
     """The definitions with the knobs the coordinator would run them with (CHOREO_SAGA_*)."""
     return SAGAS.with_knobs(get_coordinator_settings().definition_overrides())
 
@@ -64,7 +64,7 @@ def _running() -> SagaRegistry:
 @app.command("definitions")
 def sagas_definitions(as_json: JsonFlag = False) -> None:
     """Every saga type with its versions; new sagas start on the highest."""
-    registry = _running()
+    registry = running_definitions()
     found: list[dict[str, Any]] = [
         {
             "saga_type": saga_type,
@@ -109,7 +109,7 @@ def sagas_show(
 ) -> None:
     """A definition: its steps, what starts and ends each, branches and joins, deadlines and
     compensations (with the knobs in force), then its flow as a Mermaid diagram."""
-    registry = _running()
+    registry = running_definitions()
     try:
         d = registry.current(saga_type) if version is None else registry.get(saga_type, version)
     except KeyError as exc:
@@ -199,7 +199,7 @@ def sagas_start(
     `choreo sagas start return --example > return.json`.
     """
     try:
-        model = _running().current(saga_type).start.event
+        model = running_definitions().current(saga_type).start.event
     except KeyError as exc:
         fail(ChoreoError(str(exc.args[0])))
     if example:
@@ -261,7 +261,7 @@ def _print_example(event_type: str) -> None:
     print(orjson.dumps(sample, option=orjson.OPT_INDENT_2).decode())
 
 
-def _read(call: Callable[[Queries], Awaitable[T]]) -> T:
+def read_sagas(call: Callable[[Queries], Awaitable[T]]) -> T:
     """:func:`query` over ``saga_status``, which a projector older than the table lacks."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     import asyncpg
@@ -291,7 +291,7 @@ def sagas_list(
     cursor = parse_cursor(after)
     if after is not None and cursor is None:
         fail(ChoreoError(f"--after {after!r} is not a cursor a list printed"))
-    found = _read(
+    found = read_sagas(
         lambda q: sagas_queries.saga_page(
             q, saga_type, status=status, search=search, cursor=cursor, limit=limit + 1
         )
@@ -331,7 +331,7 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
     compensations (sent, acknowledged)."""
     from projections import sagas_queries  # asyncpg: see sagas_list
 
-    row = _read(lambda q: sagas_queries.saga(q, saga_type, saga_key))
+    row = read_sagas(lambda q: sagas_queries.saga(q, saga_type, saga_key))
     if row is None:
         fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
     if as_json:
@@ -376,7 +376,7 @@ def sagas_history(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fa
     """The saga's events in log order, with who produced them."""
     from projections import sagas_queries  # asyncpg: see sagas_list
 
-    rows = _read(lambda q: sagas_queries.history(q, saga_type, saga_key))
+    rows = read_sagas(lambda q: sagas_queries.history(q, saga_type, saga_key))
     if rows is None:
         fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
     if as_json:
@@ -394,7 +394,7 @@ def sagas_trace(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fals
     from projections.traces import fetch_order_trace, fetch_trace
 
     try:
-        start = _running().current(saga_type).start.event_type
+        start = running_definitions().current(saga_type).start.event_type
     except KeyError as exc:
         fail(ChoreoError(str(exc.args[0])))
 
@@ -402,7 +402,7 @@ def sagas_trace(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fals
         row = await sagas_queries.saga(q, saga_type, saga_key)
         return row, (await q.traceparent(saga_key, start) if row is not None else None)
 
-    row, parent = _read(saga_and_trace)
+    row, parent = read_sagas(saga_and_trace)
     if row is None:
         fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
     settings = get_settings()

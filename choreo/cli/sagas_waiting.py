@@ -26,7 +26,7 @@ from choreo.cli.common import (
     to_the_minute,
     traced_cli,
 )
-from choreo.cli.sagas import SagaKey, SagaType, _read, _running, app
+from choreo.cli.sagas import SagaKey, SagaType, app, read_sagas, running_definitions
 from events.errors import ChoreoError
 from projections.console.charts import money, span
 from sagas.definition import Answer, HumanTask, SagaDefinition
@@ -44,8 +44,10 @@ def sagas_waiting(
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from projections import waiting
 
-    registry = _running()
-    entries, total = _read(lambda q: waiting.waiting(q, registry, saga_type=saga_type, limit=limit))
+    registry = running_definitions()
+    entries, total = read_sagas(
+        lambda q: waiting.waiting(q, registry, saga_type=saga_type, limit=limit)
+    )
     if as_json:
         print_json({"waiting": entries, "count": len(entries), "total": total})
         return
@@ -114,7 +116,7 @@ def sagas_reject(
 
 
 def _answer(saga_type: str, key: str, *, approve: bool, by: str, reason: str | None) -> None:
-    registry = _running()
+    registry = running_definitions()
     try:
         current = registry.current(saga_type)
     except KeyError as exc:
