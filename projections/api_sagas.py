@@ -17,7 +17,6 @@ from projections import sagas_queries, waiting
 from projections.access import require
 from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry
 from projections.backend import QueriesDep
-from projections.console.paging import cursor_text, parse_cursor
 
 SagaType = Annotated[
     str, Path(min_length=1, max_length=100, pattern=STORABLE_TEXT, description="e.g. `order`")
@@ -94,7 +93,8 @@ class SagaList(BaseModel):
     sagas: list[SagaStatus]
     count: int
     next: str | None = Field(
-        default=None, description="Pass as `after` for the next page; null on the last one."
+        default=None,
+        description="The last saga's key: pass it as `after` for the next page; null on the last.",
     )
 
 
@@ -161,16 +161,23 @@ async def list_sagas(
         str | None, Query(max_length=200, description="Only sagas whose key contains this.")
     ] = None,
     after: Annotated[
-        str | None, Query(max_length=300, description="The previous page's `next`.")
+        str | None,
+        Query(
+            max_length=200,
+            pattern=STORABLE_TEXT,
+            description="The key the previous page ended with (its `next`).",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
 ) -> SagaList:
     """Sagas of every type, newest first, optionally of one type and status or with a part of
     the key; paged by keyset (`next`, then `after`), so a deep page costs what the first does
     for one type (every type's sorts what the filters keep)."""
-    cursor = parse_cursor(after)
-    if after is not None and cursor is None:
-        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, "after: not a page's `next`")
+    cursor = None
+    if after is not None:
+        cursor = await sagas_queries.position_of(queries, after, saga_type)
+        if cursor is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND, f"no saga {after} to list after")
     rows = await sagas_queries.saga_page(
         queries, saga_type, status=status, search=q or None, cursor=cursor, limit=limit + 1
     )
@@ -179,7 +186,7 @@ async def list_sagas(
     return SagaList(
         sagas=[SagaStatus.model_validate(r) for r in shown],
         count=len(shown),
-        next=cursor_text(shown[-1]["started_at"], shown[-1]["saga_key"]) if more else None,
+        next=shown[-1]["saga_key"] if more else None,
     )
 
 

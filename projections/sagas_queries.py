@@ -93,6 +93,20 @@ async def saga_page(
     return views[::-1] if cursor is not None and direction == "newer" else views
 
 
+async def position_of(
+    queries: Queries, saga_key: str, saga_type: str | None = None
+) -> SagaCursor | None:
+    """Where the saga ``saga_key`` (of ``saga_type``, if given) is in a newest-first list: the
+    cursor a page after it starts from; None if there is no such saga."""
+    row = await queries.db.pool.fetchrow(
+        f"SELECT started_at, saga_key FROM {queries.schema}.saga_status"
+        " WHERE saga_key = $1 AND ($2::text IS NULL OR saga_type = $2) LIMIT 1",
+        saga_key,
+        saga_type,
+    )
+    return None if row is None else (row["started_at"], row["saga_key"])
+
+
 async def count_by_status(
     queries: Queries, saga_type: str, *, search: str | None = None
 ) -> dict[str, int]:

@@ -278,7 +278,7 @@ def sagas_list(
     status: Annotated[str | None, typer.Option(help="Only sagas in this status.")] = None,
     search: Annotated[str | None, typer.Option(help="Only sagas whose key contains this.")] = None,
     after: Annotated[
-        str | None, typer.Option(help="Start after this cursor (the previous list's last line).")
+        str | None, typer.Option(help="List the sagas after this one (a key), as a page's end.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 50,
     as_json: JsonFlag = False,
@@ -286,16 +286,18 @@ def sagas_list(
     """Sagas of every type, newest first: status, current steps, progress."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from projections import sagas_queries
-    from projections.console.paging import cursor_text, parse_cursor
 
-    cursor = parse_cursor(after)
-    if after is not None and cursor is None:
-        fail(ChoreoError(f"--after {after!r} is not a cursor a list printed"))
-    found = read_sagas(
-        lambda q: sagas_queries.saga_page(
+    async def page(q: Queries) -> list[dict[str, Any]] | None:
+        cursor = await sagas_queries.position_of(q, after, saga_type) if after else None
+        if after and cursor is None:
+            return None
+        return await sagas_queries.saga_page(
             q, saga_type, status=status, search=search, cursor=cursor, limit=limit + 1
         )
-    )
+
+    found = read_sagas(page)
+    if found is None:
+        fail(ChoreoError(f"no saga {after} to list after"))
     rows, more = found[:limit], len(found) > limit
     if as_json:
         print_json(rows)
@@ -314,7 +316,7 @@ def sagas_list(
         )
     out.print(readable(table, "saga", "key", "status", "started (UTC)"))
     if more:
-        next_page = cursor_text(rows[-1]["started_at"], rows[-1]["saga_key"])
+        next_page = rows[-1]["saga_key"]
         given = {"--type": saga_type, "--status": status, "--search": search}
         again = " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
         again += f" --limit {limit}" if limit != 50 else ""

@@ -126,7 +126,10 @@ async def test_the_api_and_the_cli_page_the_sagas_by_cursor(
     assert every["next"] is None
     found = (await console.get("/sagas", params={"q": "ret-1"})).json()
     assert [s["saga_key"] for s in found["sagas"]] == [f"ret-{n}" for n in range(19, 9, -1)]
-    assert (await console.get("/sagas", params={"after": "nope"})).status_code == 422
+    assert first["next"] == keys[-1] == "ret-06"  # a page's next is its last key
+    nowhere = await console.get("/sagas", params={"after": "nope"})
+    assert nowhere.status_code == 404
+    assert nowhere.json()["detail"] == "no saga nope to list after"
 
     with cli_on(settings, monkeypatch):
         listed = await _choreo("sagas", "list", "--type", "return", "--limit", "25")
@@ -140,4 +143,4 @@ async def test_the_api_and_the_cli_page_the_sagas_by_cursor(
         ]
         bad = await _choreo("sagas", "list", "--after", "nope")
         assert bad.exit_code == 1
-        assert "is not a cursor a list printed" in bad.output
+        assert "no saga nope to list after" in bad.output
