@@ -158,7 +158,10 @@ async def list_sagas(
         str | None, Query(pattern=STORABLE_TEXT, description="Only sagas in this status.")
     ] = None,
     q: Annotated[
-        str | None, Query(max_length=200, description="Only sagas whose key contains this.")
+        str | None,
+        Query(
+            max_length=200, pattern=STORABLE_TEXT, description="Only sagas whose key contains this."
+        ),
     ] = None,
     after: Annotated[
         str | None,

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from contracts.catalog import CancelReason
 from contracts.order import STATUSES
 from events.model import as_utc
+from projections.api_models import STORABLE_TEXT
 from projections.backend import QueriesDep
 from projections.console import paging
 from projections.console.pages import SignedIn, page
@@ -64,7 +65,7 @@ async def _orders(
     reason: Annotated[str | None, Query()] = None,
     since: Annotated[str, Query(max_length=40)] = "",
     until: Annotated[str, Query(max_length=40)] = "",
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=200, pattern=STORABLE_TEXT)] = "",
     after: Annotated[str | None, Query(max_length=300)] = None,
     before: Annotated[str | None, Query(max_length=300)] = None,
     page: Annotated[int, Query(ge=1)] = 1,

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from projections import sagas_queries
+from projections.api_models import STORABLE_TEXT
 from projections.backend import QueriesDep
 from projections.console import paging
 from projections.console.pages import SignedIn, page
@@ -85,7 +86,7 @@ async def _list(
     queries: QueriesDep,
     saga_type: SagaType,
     status: Annotated[str | None, Query(max_length=100)] = None,
-    q: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=200, pattern=STORABLE_TEXT)] = "",
     after: Annotated[str | None, Query(max_length=300)] = None,
     before: Annotated[str | None, Query(max_length=300)] = None,
     page: Annotated[int, Query(ge=1)] = 1,

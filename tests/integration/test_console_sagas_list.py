@@ -127,6 +127,8 @@ async def test_the_api_and_the_cli_page_the_sagas_by_cursor(
     found = (await console.get("/sagas", params={"q": "ret-1"})).json()
     assert [s["saga_key"] for s in found["sagas"]] == [f"ret-{n}" for n in range(19, 9, -1)]
     assert first["next"] == keys[-1] == "ret-06"  # a page's next is its last key
+    assert (await console.get("/sagas", params={"q": "ret\x00"})).status_code == 422
+    assert (await console.get("/console/sagas/return", params={"q": "ret\x00"})).status_code == 422
     nowhere = await console.get("/sagas", params={"after": "nope"})
     assert nowhere.status_code == 404
     assert nowhere.json()["detail"] == "no saga nope to list after"
