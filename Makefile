@@ -45,8 +45,9 @@ run: up ## Run the platform end to end: stack, all processes (background), sampl
 	@echo "  console    http://127.0.0.1:8080/console (sign in with the token above; more tokens:"
 	@echo "             uv run choreo tokens create --role viewer|operator --name NAME)"
 	@echo "  HTTP API   http://127.0.0.1:8080/orders with 'Authorization: Bearer TOKEN' (docs at /docs)"
-	@echo "  traces     uv run choreo orders trace ORDER_ID (Jaeger query API on :16686)"
-	@echo "  more       uv run choreo orders place --sample happy | choreo orders list | --help"
+	@echo "  traces     uv run choreo sagas trace TYPE KEY (Jaeger query API on :16686)"
+	@echo "  answers    uv run choreo sagas waiting, then choreo sagas approve|reject TYPE KEY --by NAME"
+	@echo "  more       uv run choreo orders place --sample happy | choreo sagas list | --help"
 	@echo "Stop it with 'make stop' (processes) and 'make down' (stack)."
 
 stop: venv ## Stop the processes started by `make run`
