@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 import orjson
@@ -202,6 +202,16 @@ def traced_cli() -> None:
 
     configure_telemetry("cli", get_settings())
     atexit.register(shutdown_telemetry)
+
+
+def publish_traced(publish: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's ``publish()`` with the CLI's spans exported (:func:`traced_cli`); its
+    ChoreoError (a broker down, say) is the command's error."""
+    traced_cli()
+    try:
+        return asyncio.run(publish())
+    except ChoreoError as exc:
+        fail(exc)
 
 
 def choreo_client() -> ChoreoClient:

@@ -26,6 +26,7 @@ from choreo.cli.common import (
     history_table,
     out,
     print_json,
+    publish_traced,
     query,
     readable,
     refuse_a_used_key,
@@ -186,11 +187,7 @@ def _answer_approval(order_id: str, *, approved: bool, by: str, reason: str | No
             else:
                 await client.reject(order_id, by=by, reason=reason or "", trace_parent=parent)
 
-    traced_cli()
-    try:
-        asyncio.run(answer())
-    except ChoreoError as exc:
-        fail(exc)
+    publish_traced(answer)
     out.print(f"{'approved' if approved else 'rejected'} {order_id}")
 
 

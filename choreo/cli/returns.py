@@ -6,7 +6,6 @@ only publish its events. Follow a return with `choreo sagas status return RETURN
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -22,9 +21,9 @@ from choreo.cli.common import (
     fail_invalid,
     out,
     print_json,
+    publish_traced,
     refuse_a_used_key,
     refuse_an_unknown_saga,
-    traced_cli,
     waiting_for_an_answer,
 )
 from contracts.return_samples import RETURN_SCENARIOS, scenario_return
@@ -56,11 +55,7 @@ def _publish(call: str, key: str | None, event: Event) -> Message[Event]:
             assert key is not None
             return await client.answer(SAGA_TYPE, key, event, trace_parent=parent)
 
-    traced_cli()
-    try:
-        return asyncio.run(publish())
-    except ChoreoError as exc:
-        fail(exc)
+    return publish_traced(publish)
 
 
 @app.command("request")

@@ -27,12 +27,12 @@ from choreo.cli.common import (
     history_table,
     out,
     print_json,
+    publish_traced,
     query,
     readable,
     refuse_a_used_key,
     stacked,
     to_the_minute,
-    traced_cli,
 )
 from choreo.cli.trace_view import show_trace
 from events.errors import ChoreoError
@@ -213,11 +213,7 @@ def sagas_start(
         async with choreo_client() as client:
             return await client.start_saga(saga_type, event, key)
 
-    traced_cli()
-    try:
-        out.print(asyncio.run(start()).saga_key)
-    except ChoreoError as exc:
-        fail(exc)
+    out.print(publish_traced(start).saga_key)
 
 
 def _start_event(saga_type: str, model: type[Event], file: Path | None) -> Event:

@@ -7,7 +7,6 @@ builds it, published into the saga's trace.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,10 +20,10 @@ from choreo.cli.common import (
     fail,
     out,
     print_json,
+    publish_traced,
     readable,
     stacked,
     to_the_minute,
-    traced_cli,
 )
 from choreo.cli.sagas import SagaKey, SagaType, app, read_sagas, running_definitions
 from events.errors import ChoreoError
@@ -133,11 +132,7 @@ def _answer(saga_type: str, key: str, *, approve: bool, by: str, reason: str | N
         async with choreo_client() as client:
             await client.answer(saga_type, key, event, trace_parent=parent)
 
-    traced_cli()
-    try:
-        asyncio.run(publish())
-    except ChoreoError as exc:
-        fail(exc)
+    publish_traced(publish)
     out.print(f"{'approved' if approve else 'rejected'} {saga_type} {key} ({event.event_type})")
 
 
