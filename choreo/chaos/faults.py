@@ -24,6 +24,7 @@ from choreo.chaos import infra
 from choreo.chaos.orders import PlacedOrder
 from choreo.chaos.plan import ChaosConfig, ScheduledFault
 from choreo.chaos.processes import pick, platform_processes, send, wait_replaced
+from choreo.chaos.returns import PlacedReturn
 from choreo.client import ChoreoClient
 from contracts.samples import scenario_order
 from events.security import kafka_options
@@ -65,6 +66,8 @@ class FaultInjector:
     client: ChoreoClient
     placed: list[PlacedOrder]
     log: Log
+    returns: list[PlacedReturn] = field(default_factory=list)
+    """The run's returns so far (the follower asks for them as their orders settle)."""
     injected: list[Injected] = field(default_factory=list)
     results: list[FaultResult] = field(default_factory=list)
     resent: int = 0
@@ -121,9 +124,9 @@ class FaultInjector:
         return f"pid {pid} stopped for {self.config.stop_s:.0f}s"
 
     async def resend(self) -> str:
-        """Publish some logged records of this run's orders again, byte for byte to the same
-        partition, and place some orders again under the same id with a new event id."""
-        ours = {order.order_id for order in self.placed}
+        """Publish some logged records of this run's orders and returns again, byte for byte to
+        the same partition, and place some orders again under the same id with a new event id."""
+        ours = {order.order_id for order in self.placed} | {r.return_id for r in self.returns}
         logged = [
             record
             async for record in read_to_end(self.settings, event_topics(self.settings))

@@ -7,7 +7,7 @@ A deadline judges a participant. The simulated participants all answer except th
 gateway for ``tok_timeout`` (see the README's deterministic triggers), and the run's approver
 answers every approval. So an order cancelled with any step or task timed out is blamed
 wrongly unless the step is ``payment`` and its card token (from the payment service's own
-``intents``) is ``tok_timeout``.
+``intents``) is ``tok_timeout``; a return cancelled by any deadline is blamed wrongly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from choreo.chaos.snapshot import OrderView, Snapshot
+from choreo.chaos.snapshot import OrderView, ReturnView, Snapshot
 
 TERMINAL = ("completed", "cancelled")
 SHOWN = 10
@@ -44,11 +44,14 @@ class Check:
 
 
 def sagas_terminal(snap: Snapshot) -> Check:
-    """Every saga of the run completed or cancelled."""
-    check = Check("every saga terminal", len(snap.orders))
+    """Every saga of the run (orders and returns) completed or cancelled."""
+    check = Check("every saga terminal", len(snap.orders) + len(snap.returns))
     for order in snap.orders:
         if order.status not in TERMINAL:
             check.fail(f"{order.order_id} is {order.status}")
+    for ret in snap.returns:
+        if ret.status not in TERMINAL:
+            check.fail(f"return {ret.return_id} is {ret.status}")
     return check
 
 
@@ -112,6 +115,57 @@ def stock_conserved(snap: Snapshot) -> Check:
     return check
 
 
+def _ended_returns(snap: Snapshot) -> list[ReturnView]:
+    return [r for r in snap.returns if r.status in TERMINAL]
+
+
+def return_refunds(snap: Snapshot) -> Check:
+    """A completed return refunded (its one ``return_refunds`` row), a cancelled one not."""
+    ended = _ended_returns(snap)
+    check = Check("a completed return refunded, a cancelled one not", len(ended))
+    for ret in ended:
+        refunded = snap.refunds.get(ret.return_id) == "refunded"
+        if refunded != (ret.status == "completed"):
+            state = "refunded" if refunded else f"not refunded ({snap.refunds.get(ret.return_id)})"
+            check.fail(f"return {ret.return_id} {ret.status} but {state}")
+    return check
+
+
+def return_restocks(snap: Snapshot) -> Check:
+    """A completed return's units restocked and kept, a cancelled one's not left in stock."""
+    ended = _ended_returns(snap)
+    check = Check("a completed return restocked, a cancelled one's units taken out", len(ended))
+    for ret in ended:
+        restock = snap.restocks.get(ret.return_id)
+        in_stock = restock is not None and restock.outcome == "restocked" and not restock.unstocked
+        if in_stock != (ret.status == "completed"):
+            check.fail(f"return {ret.return_id} {ret.status}, restock {restock}")
+    return check
+
+
+def return_pickups(snap: Snapshot) -> Check:
+    """A completed return's pickup scheduled, a cancelled one's not left scheduled."""
+    ended = _ended_returns(snap)
+    check = Check("a completed return's pickup kept, a cancelled one's cancelled", len(ended))
+    for ret in ended:
+        pickup = snap.pickups.get(ret.return_id)
+        live = pickup is not None and pickup.outcome == "scheduled" and not pickup.cancelled
+        if live != (ret.status == "completed"):
+            check.fail(f"return {ret.return_id} {ret.status}, pickup {pickup}")
+    return check
+
+
+def one_return_confirmation(snap: Snapshot) -> Check:
+    """Exactly one confirmation mail per completed return."""
+    completed = [r for r in snap.returns if r.status == "completed"]
+    check = Check("one confirmation per completed return", len(completed))
+    for ret in completed:
+        sent = snap.return_confirmations.get(ret.return_id, 0)
+        if sent != 1:
+            check.fail(f"return {ret.return_id}: {sent} confirmation(s)")
+    return check
+
+
 def malformed_dead_lettered(snap: Snapshot) -> Check:
     """Every injected malformed value is in the DLQ, with a reason."""
     check = Check("every malformed value in the DLQ with a reason", len(snap.injected))
@@ -141,10 +195,13 @@ def blamed_by_deadline(order: OrderView, tokens: dict[str, str]) -> list[str]:
 
 
 def no_wrong_deadline(snap: Snapshot) -> Check:
-    """No order cancelled by a deadline whose participant would have answered."""
+    """No saga cancelled by a deadline whose participant would have answered (every return's
+    participant answers)."""
     by_deadline = [o for o in snap.orders if o.status == "cancelled" and o.timed_out]
+    returns = [r for r in snap.returns if r.status == "cancelled" and r.timed_out]
     check = Check(
-        "no order cancelled by a deadline whose participant would answer", len(by_deadline)
+        "no saga cancelled by a deadline whose participant would answer",
+        len(by_deadline) + len(returns),
     )
     for order in by_deadline:
         wrong = blamed_by_deadline(order, snap.tokens)
@@ -153,6 +210,8 @@ def no_wrong_deadline(snap: Snapshot) -> Check:
             check.fail(
                 f"{order.order_id} ({order.scenario}, token {token}): {', '.join(wrong)} timed out"
             )
+    for ret in returns:
+        check.fail(f"return {ret.return_id} ({ret.scenario}): {', '.join(ret.timed_out)} timed out")
     return check
 
 
@@ -163,6 +222,10 @@ CHECKS: tuple[Callable[[Snapshot], Check], ...] = (
     no_live_shipment_on_cancelled,
     one_confirmation,
     stock_conserved,
+    return_refunds,
+    return_restocks,
+    return_pickups,
+    one_return_confirmation,
     malformed_dead_lettered,
     projections_rebuilt,
     no_wrong_deadline,
@@ -175,5 +238,6 @@ def check_all(snap: Snapshot) -> list[Check]:
 
 
 def cancelled_by_deadline(snap: Snapshot) -> int:
-    """Orders cancelled with a step or task timed out (rightly or not)."""
-    return sum(1 for o in snap.orders if o.status == "cancelled" and o.timed_out)
+    """Orders and returns cancelled with a step or task timed out (rightly or not)."""
+    sagas: list[OrderView | ReturnView] = [*snap.orders, *snap.returns]
+    return sum(1 for saga in sagas if saga.status == "cancelled" and saga.timed_out)

@@ -47,6 +47,8 @@ class ChaosConfig:
         resend: Logged messages a ``resend`` fault publishes again byte for byte (as many
             orders again are placed as client retries, at most a tenth of the orders).
         quiet_timeout_s: How long to wait for quiescence once every order is placed.
+        returns: Percent of the orders whose customer sends items back once the order
+            settled (see :mod:`choreo.chaos.returns`); 0: no returns.
         verify_projections: Rebuild the read models from the log and compare with the live ones.
     """
 
@@ -60,6 +62,7 @@ class ChaosConfig:
     resend: int = 20
     quiet_timeout_s: float = 300.0
     verify_projections: bool = True
+    returns: int = 30
 
     @property
     def placing_s(self) -> float:

@@ -15,15 +15,26 @@ from rich.table import Table
 from choreo.chaos.faults import FaultResult
 from choreo.chaos.invariants import Check
 from choreo.chaos.plan import ChaosConfig
-from choreo.chaos.snapshot import OrderView
+from choreo.chaos.returns import EXPECTED as RETURN_EXPECTED
+from choreo.chaos.snapshot import OrderView, ReturnView
 from choreo.mix import EXPECTED
 
+RETURN = "return "
+"""How the outcomes name a return scenario (``return happy``) beside the order scenarios."""
 
-def outcome(order: OrderView) -> str:
+
+def outcome(saga: OrderView | ReturnView) -> str:
     """``completed``, ``cancelled:<reason>``, or the status of a saga that did not end."""
-    if order.status == "cancelled":
-        return f"cancelled:{order.cancel_reason}"
-    return order.status
+    if saga.status == "cancelled":
+        return f"cancelled:{saga.cancel_reason}"
+    return saga.status
+
+
+def expected(scenario: str) -> str | None:
+    """How a saga of ``scenario`` (an order's, or ``return <name>``) ends."""
+    if scenario.startswith(RETURN):
+        return RETURN_EXPECTED.get(scenario.removeprefix(RETURN))
+    return EXPECTED.get(scenario)
 
 
 @dataclass
@@ -34,6 +45,8 @@ class ChaosReport:
     started_at: str
     seconds: float = 0.0
     placed: int = 0
+    returned: int = 0
+    """Returns the run asked for."""
     quiet: bool = False
     approved: int = 0
     resent: int = 0
@@ -58,13 +71,18 @@ class ChaosReport:
         self.phases[phase] = now - since
         return now
 
-    def count_outcomes(self, orders: list[OrderView]) -> None:
-        """Fill ``outcomes`` (per scenario) and ``unexpected`` (not the scenario's ending)."""
+    def count_outcomes(
+        self, orders: list[OrderView], returns: list[ReturnView] | None = None
+    ) -> None:
+        """Fill ``outcomes`` (per scenario; a return's as ``return <scenario>``) and
+        ``unexpected`` (not the scenario's ending)."""
         by_scenario: dict[str, Counter[str]] = {}
-        for order in orders:
-            ending = outcome(order)
-            by_scenario.setdefault(order.scenario, Counter())[ending] += 1
-            if ending != EXPECTED.get(order.scenario):
+        sagas: list[tuple[str, OrderView | ReturnView]] = [(o.scenario, o) for o in orders]
+        sagas += [(RETURN + r.scenario, r) for r in returns or []]
+        for scenario, saga in sagas:
+            ending = outcome(saga)
+            by_scenario.setdefault(scenario, Counter())[ending] += 1
+            if ending != expected(scenario):
                 self.unexpected += 1
         self.outcomes = {name: dict(counts) for name, counts in sorted(by_scenario.items())}
 
@@ -75,6 +93,7 @@ class ChaosReport:
             "seconds": round(self.seconds, 1),
             "config": {**asdict(self.config), "faults": list(self.config.faults)},
             "placed": self.placed,
+            "returned": self.returned,
             "quiet": self.quiet,
             "approved": self.approved,
             "resent": self.resent,
@@ -99,12 +118,12 @@ def tables(report: ChaosReport) -> list[Table]:
             f"{fault.at_s:.1f}", fault.kind, fault.target, f"{fault.seconds:.1f}", result
         )
     outcomes = Table(title="outcomes", title_justify="left")
-    for column in ("scenario", "ending", "orders", "expected"):
+    for column in ("scenario", "ending", "sagas", "expected"):
         outcomes.add_column(column)
     for scenario, counts in report.outcomes.items():
         for ending, count in sorted(counts.items()):
-            expected = "yes" if EXPECTED.get(scenario) == ending else "[yellow]no[/]"
-            outcomes.add_row(scenario, ending, str(count), expected)
+            as_expected = "yes" if expected(scenario) == ending else "[yellow]no[/]"
+            outcomes.add_row(scenario, ending, str(count), as_expected)
     checks = Table(title="invariants", title_justify="left")
     for column in ("invariant", "checked", "violations", "examples"):
         checks.add_column(column)

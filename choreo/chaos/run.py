@@ -1,7 +1,7 @@
 """A chaos run: place the orders while the faults are injected, wait for quiescence, check.
 
-Quiescence is read cheaply and often: every order of the run has had its terminal (or
-needs-attention) event on the order topic (the follower of :mod:`choreo.chaos.orders` sees
+Quiescence is read cheaply and often: every order and return of the run has had its terminal
+(or needs-attention) event on its topic (the follower of :mod:`choreo.chaos.orders` sees
 them; also the progress display), no service has an outbox row left to publish, and the
 projector has read every event topic to its end; twice in a row, a second apart. The verdict
 is then taken from the services' own tables (:mod:`choreo.chaos.snapshot`), never from the
@@ -25,6 +25,7 @@ from choreo.chaos.orders import OrderFollower, PlacedOrder, place_all
 from choreo.chaos.plan import ChaosConfig, schedule
 from choreo.chaos.processes import platform_processes
 from choreo.chaos.report import ChaosReport
+from choreo.chaos.returns import ReturnPlan
 from choreo.chaos.snapshot import Snapshot, read_dead_letters, take
 from choreo.client import ChoreoClient
 from choreo.mix import assign_scenarios
@@ -78,8 +79,10 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
     started = time.monotonic()
     placed: list[PlacedOrder] = []
     async with ChoreoClient(settings) as client:
-        follower = OrderFollower(settings, client)
-        injector = FaultInjector(settings, config, client, placed, display.note)
+        follower = OrderFollower(settings, client, ReturnPlan(config.returns))
+        injector = FaultInjector(
+            settings, config, client, placed, display.note, returns=follower.returns
+        )
         await follower.start()
         watcher = asyncio.create_task(_watch_ended(follower, display))
         try:
@@ -92,12 +95,10 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
             # Connected only now: a fault may have restarted PostgreSQL meanwhile.
             async with Database(settings, max_size=4) as db:
                 display.phase("waiting for quiescence")
-                report.quiet = await wait_quiet(
-                    settings, db, follower, placed, config.quiet_timeout_s
-                )
+                report.quiet = await wait_quiet(settings, db, follower, config.quiet_timeout_s)
                 lap = report.lap("quiescence", lap)
                 display.phase("checking invariants")
-                snap = await take(settings, db, client, placed)
+                snap = await take(settings, db, client, placed, follower.returns)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,9 +113,10 @@ async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -
         snap.rebuild_differences = rebuilt.differences
         report.lap("rebuild", lap)
     report.placed, report.approved = len(placed), follower.approved
+    report.returned = len(follower.returns)
     report.resent, report.retried = injector.resent, injector.retried
     report.faults = injector.results
-    report.count_outcomes(snap.orders)
+    report.count_outcomes(snap.orders, snap.returns)
     report.cancelled_by_deadline = cancelled_by_deadline(snap)
     report.checks = check_all(snap)
     report.seconds = time.monotonic() - started
@@ -165,12 +167,10 @@ async def _projector_behind(settings: Settings, db: Database) -> int:
     return sum(max(0, end - done.get((tp.topic, tp.partition), 0)) for tp, end in ends.items())
 
 
-async def quiet_now(
-    settings: Settings, db: Database, follower: OrderFollower, placed: list[PlacedOrder]
-) -> bool:
-    """Every order settled (its terminal or needs-attention event seen), outboxes empty, the
-    projector at the log's end."""
-    if any(order.order_id not in follower.ended for order in placed):
+async def quiet_now(settings: Settings, db: Database, follower: OrderFollower) -> bool:
+    """Every order and return settled (its terminal or needs-attention event seen), outboxes
+    empty, the projector at the log's end."""
+    if not follower.settled():
         return False
     return await _outbox_rows(settings, db) == 0 and await _projector_behind(settings, db) == 0
 
@@ -179,7 +179,6 @@ async def wait_quiet(
     settings: Settings,
     db: Database,
     follower: OrderFollower,
-    placed: list[PlacedOrder],
     timeout_s: float,
 ) -> bool:
     """Wait until :func:`quiet_now` holds twice in a row; False if not within ``timeout_s``."""
@@ -187,7 +186,7 @@ async def wait_quiet(
     streak = 0
     while time.monotonic() < deadline:
         try:
-            streak = streak + 1 if await quiet_now(settings, db, follower, placed) else 0
+            streak = streak + 1 if await quiet_now(settings, db, follower) else 0
         except Exception:  # a restart still settling: not quiet yet
             streak = 0
         if streak >= 2:

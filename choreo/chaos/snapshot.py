@@ -1,9 +1,10 @@
 """The state the invariants judge, read from the services' own tables once the platform is quiet.
 
 Each service's schema is read as it is (payments and intents, reservations and stock,
-shipments, sent mails and recipients), each order's saga is folded from the coordinator's own
-log, as the coordinator folds it, and the dead letters are read from the DLQ topic. The read
-model is not read, except by the rebuild that compares it with the log.
+shipments, sent mails and recipients; return refunds, restocks and pickups), each order's and
+return's saga is folded from the coordinator's own log, as the coordinator folds it, and the
+dead letters are read from the DLQ topic. The read model is not read, except by the rebuild
+that compares it with the log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from choreo.chaos.faults import Injected
 from choreo.chaos.orders import PlacedOrder
+from choreo.chaos.returns import PlacedReturn
 from choreo.client import ChoreoClient
 from events.database import Connection, Database, schema_name
 from events.personal_data import PostgresKeyring, keys_schema, open_value
@@ -22,7 +24,10 @@ from saga_coordinator import legacy
 from saga_coordinator.engine.facts import Fact, StepFailed, TaskDecided
 from saga_coordinator.engine.state import fold
 from saga_coordinator.store import PostgresSagaStore
+from sagas.definition import SagaDefinition
 from sagas.order import V1 as ORDER
+from sagas.returns import CONFIRMATION as RETURN_CONFIRMATION
+from sagas.returns import V1 as RETURN
 from sagas.shipped import SAGAS
 
 
@@ -40,6 +45,27 @@ class OrderView:
     status: str
     cancel_reason: str | None = None
     timed_out: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReturnView:
+    """A return's saga as its coordinator's log says it ended (as :class:`OrderView`)."""
+
+    return_id: str
+    order_id: str
+    scenario: str
+    status: str
+    cancel_reason: str | None = None
+    timed_out: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Restock:
+    """A return's row in the inventory's ``restocks``: ``restocked``, ``refused`` or ``none``,
+    and whether its units were taken out again."""
+
+    outcome: str
+    unstocked: bool
 
 
 @dataclass(frozen=True)
@@ -62,7 +88,7 @@ class Stock:
 
 @dataclass(frozen=True)
 class Shipment:
-    """An order's row in the shipping service's ``shipments``."""
+    """An order's row in the shipping service's ``shipments`` (or a return's in ``pickups``)."""
 
     outcome: str
     cancelled: bool
@@ -80,6 +106,12 @@ class Snapshot:
     shipments: dict[str, Shipment] = field(default_factory=dict)
     confirmations: dict[str, int] = field(default_factory=dict)
     recipients: dict[str, str] = field(default_factory=dict)
+    returns: list[ReturnView] = field(default_factory=list)
+    refunds: dict[str, str | None] = field(default_factory=dict)
+    """A return's refund outcome (``refunded``, ``declined``; ``None``: not decided)."""
+    restocks: dict[str, Restock] = field(default_factory=dict)
+    pickups: dict[str, Shipment] = field(default_factory=dict)
+    return_confirmations: dict[str, int] = field(default_factory=dict)
     injected: list[Injected] = field(default_factory=list)
     dead_letters: dict[tuple[str, int, int], list[str]] = field(default_factory=dict)
     rebuild_differences: list[str] | None = None
@@ -94,29 +126,70 @@ def deadlines_passed(facts: Sequence[Fact]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def ending(key: str, facts: Sequence[Fact], definition: SagaDefinition) -> tuple[str, str | None]:
+    """A saga's status and cancel reason, folded from its facts as the coordinator folds it."""
+    state = fold(key, facts)
+    return state.status(definition), state.cancel_reason
+
+
 def order_view(order: PlacedOrder, facts: Sequence[Fact]) -> OrderView:
-    """What the invariants need of one saga: its ending, folded as the coordinator folds it,
-    and the deadlines that passed."""
-    state = fold(order.order_id, facts)
-    return OrderView(
-        order.order_id,
-        order.scenario,
-        state.status(ORDER),
-        state.cancel_reason,
-        deadlines_passed(facts),
+    """What the invariants need of one saga: its ending and the deadlines that passed."""
+    status, reason = ending(order.order_id, facts, ORDER)
+    return OrderView(order.order_id, order.scenario, status, reason, deadlines_passed(facts))
+
+
+def return_view(placed: PlacedReturn, facts: Sequence[Fact]) -> ReturnView:
+    """What the invariants need of one return's saga (as :func:`order_view`)."""
+    status, reason = ending(placed.return_id, facts, RETURN)
+    return ReturnView(
+        placed.return_id, placed.order_id, placed.scenario, status, reason, deadlines_passed(facts)
     )
 
 
-async def read_orders(
-    conn: Connection, settings: Settings, placed: list[PlacedOrder]
-) -> list[OrderView]:
-    """Each placed order's saga, folded from the coordinator's log."""
+async def read_sagas(
+    conn: Connection, settings: Settings, placed: list[PlacedOrder], returns: list[PlacedReturn]
+) -> tuple[list[OrderView], list[ReturnView]]:
+    """Each placed order's and return's saga, folded from the coordinator's log."""
     store = PostgresSagaStore(conn, schema_name(settings, "saga_coordinator"))
-    views = []
-    for order in placed:
-        facts = legacy.read(await store.load(order.order_id), SAGAS)
-        views.append(order_view(order, facts))
-    return views
+
+    async def facts(key: str) -> list[Fact]:
+        return legacy.read(await store.load(key), SAGAS)
+
+    orders = [order_view(order, await facts(order.order_id)) for order in placed]
+    return orders, [return_view(r, await facts(r.return_id)) for r in returns]
+
+
+async def read_returns(
+    conn: Connection, settings: Settings, ids: list[str], snap: Snapshot
+) -> None:
+    """The rows of the run's returns in the payment, inventory, shipping and email schemas."""
+    payment = schema_name(settings, "payment")
+    rows = await conn.fetch(
+        f"SELECT return_id, outcome FROM {payment}.return_refunds WHERE return_id = ANY($1)", ids
+    )
+    snap.refunds = {r["return_id"]: r["outcome"] for r in rows}
+    inventory = schema_name(settings, "inventory")
+    rows = await conn.fetch(
+        f"SELECT return_id, outcome, unstocked_at IS NOT NULL AS unstocked"
+        f" FROM {inventory}.restocks WHERE return_id = ANY($1)",
+        ids,
+    )
+    snap.restocks = {r["return_id"]: Restock(r["outcome"], r["unstocked"]) for r in rows}
+    shipping = schema_name(settings, "shipping")
+    rows = await conn.fetch(
+        f"SELECT return_id, outcome, cancelled_at IS NOT NULL AS cancelled"
+        f" FROM {shipping}.pickups WHERE return_id = ANY($1)",
+        ids,
+    )
+    snap.pickups = {r["return_id"]: Shipment(r["outcome"], r["cancelled"]) for r in rows}
+    email = schema_name(settings, "email")
+    rows = await conn.fetch(
+        f"SELECT order_id, count(*) AS n FROM {email}.sent_emails"
+        " WHERE order_id = ANY($1) AND template = $2 GROUP BY order_id",
+        ids,
+        RETURN_CONFIRMATION,
+    )
+    snap.return_confirmations = {r["order_id"]: r["n"] for r in rows}
 
 
 async def read_services(
@@ -179,12 +252,17 @@ async def read_dead_letters(client: ChoreoClient) -> dict[tuple[str, int, int], 
 
 
 async def take(
-    settings: Settings, db: Database, client: ChoreoClient, placed: list[PlacedOrder]
+    settings: Settings,
+    db: Database,
+    client: ChoreoClient,
+    placed: list[PlacedOrder],
+    returns: list[PlacedReturn],
 ) -> Snapshot:
     """Read the snapshot of a quiet platform (the rebuild is added by the caller)."""
     snap = Snapshot()
     async with db.pool.acquire() as conn:
-        snap.orders = await read_orders(conn, settings, placed)
+        snap.orders, snap.returns = await read_sagas(conn, settings, placed, returns)
         await read_services(conn, settings, [order.order_id for order in placed], snap)
+        await read_returns(conn, settings, [r.return_id for r in returns], snap)
     snap.dead_letters = await read_dead_letters(client)
     return snap

@@ -108,6 +108,16 @@ def chaos(
             " outbox to empty and the projector to reach the log's end.",
         ),
     ] = 300.0,
+    returns: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=100,
+            envvar="CHOREO_CHAOS_RETURNS",
+            help="Percent of the orders whose customer sends items back once the order is"
+            " delivered (or declined), each path of the returns saga in turn; 0: no returns.",
+        ),
+    ] = 30,
     verify_projections: Annotated[
         bool,
         typer.Option(
@@ -118,13 +128,15 @@ def chaos(
     ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Place orders against the running platform (`choreo run`) while injecting faults, wait
-    for quiescence, and check the invariants from the services' own tables: every saga
-    terminal; at most one charge and exactly one refund per charged cancelled order; no
-    reservation held; no live shipment on a cancelled order; one confirmation per completed
-    order; stock conserved; every malformed value in the DLQ with a reason; projections equal
-    to a rebuild; no order cancelled by a deadline whose participant would have answered.
-    Exits 1 on any violation (or a fault that could not be injected)."""
+    """Place orders (and returns of some) against the running platform (`choreo run`) while
+    injecting faults, wait for quiescence, and check the invariants from the services' own
+    tables: every saga terminal; at most one charge and exactly one refund per charged
+    cancelled order; no reservation held; no live shipment on a cancelled order; one
+    confirmation per completed order; stock conserved (restocks included); a completed
+    return refunded, restocked and confirmed once, a cancelled one neither refunded nor
+    restocked, its pickup cancelled; every malformed value in the DLQ with a reason;
+    projections equal to a rebuild; no saga cancelled by a deadline whose participant would
+    have answered. Exits 1 on any violation (or a fault that could not be injected)."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.chaos.report import tables
     from choreo.chaos.run import run_chaos
@@ -142,6 +154,7 @@ def chaos(
             resend=resend,
             quiet_timeout_s=quiet_timeout,
             verify_projections=verify_projections,
+            returns=returns,
         )
     except ValueError as exc:
         fail(ChoreoError(str(exc)))
@@ -159,7 +172,8 @@ def chaos(
         for table in tables(report):
             out.print(table)
         out.print(
-            f"{report.placed} orders in {report.seconds:.0f}s; {report.unexpected} ended"
+            f"{report.placed} orders and {report.returned} returns in {report.seconds:.0f}s;"
+            f" {report.unexpected} ended"
             f" otherwise than their scenario; {report.cancelled_by_deadline} cancelled by a"
             f" deadline; quiet: {'yes' if report.quiet else 'no'}"
         )

@@ -2,7 +2,8 @@
 
 The platform runs as `make run` runs it, under `choreo run`'s supervisor (which restarts what
 the chaos kills), with a topic prefix of its own; the chaos run is the real command, its
-report read from ``--json``. Faults: a SIGKILL of every kind of process, a SIGSTOP past the
+report read from ``--json``; a third of its orders get a return once they settle (the returns
+saga under the same faults). Faults: a SIGKILL of every kind of process, a SIGSTOP past the
 session timeout, re-sends (byte for byte and as client retries) and malformed values on every
 topic. Broker and PostgreSQL restarts are left out here: the e2e tests share one stack, and
 restarting it would fail the tests beside it (`choreo chaos --faults all` on a stack of its
@@ -35,7 +36,7 @@ from tests.e2e.platform import _free_port
 pytestmark = pytest.mark.integration
 
 ORDERS = 40
-DEADLINE_CHECK = "no order cancelled by a deadline whose participant would answer"
+DEADLINE_CHECK = "no saga cancelled by a deadline whose participant would answer"
 # Deadlines judge the participant: payment, stopped first (while the orders come in) for longer
 # than every step's deadline (20-30 s in BASE_ENV), has no order cancelled by deadline, since
 # the time its group had no live member is not charged to it (with deadlines at their due time,
@@ -96,7 +97,7 @@ def test_chaos_run_keeps_every_invariant(platform: dict[str, str]):
         sys.executable, "-m", "choreo", "chaos", "--orders", str(ORDERS), "--rate", "8",
         "--mix", "happy=5,large=1,declined=1,flaky=1,unshippable=1,bounce=1",
         "--faults", "stop,kill,resend,malformed", "--resend", "10", "--quiet-timeout", "150",
-        "--stop-seconds", str(STOP_S),
+        "--stop-seconds", str(STOP_S), "--returns", "35",
         "--json",
     ]  # fmt: skip
     done = subprocess.run(args, env=platform, capture_output=True, timeout=400, check=False)
@@ -110,6 +111,8 @@ def test_chaos_run_keeps_every_invariant(platform: dict[str, str]):
     assert report["held"] is True
     assert report["quiet"] is True
     assert report["placed"] == ORDERS
+    returns = {s: n for s, n in report["outcomes"].items() if s.startswith("return ")}
+    assert sum(sum(endings.values()) for endings in returns.values()) == report["returned"] > 0
     killed = {f["target"] for f in report["faults"] if f["kind"] == "kill"}
     assert killed == set(NAMES)
     kinds = {f["kind"] for f in report["faults"]}

@@ -12,15 +12,29 @@ from choreo.chaos.invariants import (
     no_reservation_held,
     no_wrong_deadline,
     one_confirmation,
+    one_return_confirmation,
     projections_rebuilt,
+    return_pickups,
+    return_refunds,
+    return_restocks,
     sagas_terminal,
     stock_conserved,
 )
-from choreo.chaos.snapshot import OrderView, Payment, Shipment, Snapshot, Stock
+from choreo.chaos.snapshot import (
+    OrderView,
+    Payment,
+    Restock,
+    ReturnView,
+    Shipment,
+    Snapshot,
+    Stock,
+)
 
 
 def healthy() -> Snapshot:
-    """A run of four orders where everything held: happy, declined, unshippable, timeout."""
+    """A run of four orders where everything held (happy, declined, unshippable, timeout)
+    and three returns: a mug back refunded, a damaged one refused at inspection, a mug of the
+    declined order restocked, not refunded, then taken out again."""
     return Snapshot(
         orders=[
             OrderView("ord-happy", "happy", "completed"),
@@ -45,13 +59,30 @@ def healthy() -> Snapshot:
             "ord-aq": "released",
             "ord-timeout": "released",
         },
-        stock={"SKU-RED-MUG": Stock(1000, 998, 0, 2)},
+        stock={"SKU-RED-MUG": Stock(1001, 999, 0, 2)},  # one restocked by the happy return
         shipments={"ord-happy": Shipment("scheduled", False), "ord-aq": Shipment("failed", False)},
         confirmations={"ord-happy": 1},
         recipients={"ord-happy": "ada@example.com"},
         injected=[Injected("choreo.order", 0, 7)],
         dead_letters={("choreo.order", 0, 7): ["not single-object Avro"]},
         rebuild_differences=[],
+        returns=[
+            ReturnView("ret-happy", "ord-happy", "happy", "completed"),
+            ReturnView("ret-damaged", "ord-happy", "damaged", "cancelled", "inspection_failed"),
+            ReturnView("ret-unpaid", "ord-declined", "unpaid", "cancelled", "refund_declined"),
+        ],
+        refunds={"ret-happy": "refunded", "ret-unpaid": "declined"},
+        restocks={
+            "ret-happy": Restock("restocked", False),
+            "ret-damaged": Restock("refused", False),
+            "ret-unpaid": Restock("restocked", True),
+        },
+        pickups={
+            "ret-happy": Shipment("scheduled", False),
+            "ret-damaged": Shipment("scheduled", True),
+            "ret-unpaid": Shipment("scheduled", True),
+        },
+        return_confirmations={"ret-happy": 1},
     )
 
 
@@ -65,8 +96,53 @@ def test_a_healthy_run_holds_every_invariant():
 def test_a_saga_left_running_is_a_violation():
     snap = healthy()
     snap.orders.append(OrderView("ord-stuck", "happy", "payment_pending"))
+    snap.returns.append(ReturnView("ret-stuck", "ord-happy", "happy", "needs_attention"))
     check = sagas_terminal(snap)
-    assert (check.violations, check.examples) == (1, ["ord-stuck is payment_pending"])
+    assert check.checked == 9
+    assert (check.violations, check.examples) == (
+        2,
+        ["ord-stuck is payment_pending", "return ret-stuck is needs_attention"],
+    )
+
+
+def test_a_completed_return_not_refunded_or_a_cancelled_one_refunded_is_a_violation():
+    snap = healthy()
+    assert return_refunds(snap).checked == 3
+    snap.refunds["ret-unpaid"] = "refunded"
+    del snap.refunds["ret-happy"]
+    check = return_refunds(snap)
+    assert check.examples == [
+        "return ret-happy completed but not refunded (None)",
+        "return ret-unpaid cancelled but refunded",
+    ]
+
+
+def test_a_completed_return_not_restocked_or_a_cancelled_ones_units_kept_is_a_violation():
+    snap = healthy()
+    snap.restocks["ret-unpaid"] = Restock("restocked", False)  # the unstock never happened
+    snap.restocks["ret-happy"] = Restock("restocked", True)  # taken out of a completed return
+    check = return_restocks(snap)
+    assert check.violations == 2
+    assert check.examples[0].startswith("return ret-happy completed, restock Restock(")
+
+
+def test_a_live_pickup_of_a_cancelled_return_or_none_for_a_completed_one_is_a_violation():
+    snap = healthy()
+    snap.pickups["ret-damaged"] = Shipment("scheduled", False)
+    del snap.pickups["ret-happy"]
+    check = return_pickups(snap)
+    assert check.violations == 2
+    assert check.examples == [
+        "return ret-happy completed, pickup None",
+        "return ret-damaged cancelled, pickup Shipment(outcome='scheduled', cancelled=False)",
+    ]
+
+
+def test_a_completed_return_without_exactly_one_confirmation_is_a_violation():
+    snap = healthy()
+    assert one_return_confirmation(snap).held
+    snap.return_confirmations["ret-happy"] = 0
+    assert one_return_confirmation(snap).examples == ["return ret-happy: 0 confirmation(s)"]
 
 
 def test_a_cancelled_charge_refunded_twice_or_never_is_a_violation():
@@ -147,11 +223,16 @@ def test_an_order_cancelled_by_a_deadline_whose_participant_would_answer_is_a_vi
     snap.orders.append(
         OrderView("ord-big", "large", "cancelled", "approval_timeout", ("approval",))
     )
+    # Every participant of a return answers: any deadline that cancels one is wrong.
+    snap.returns.append(
+        ReturnView("ret-late", "ord-happy", "happy", "cancelled", "refund_timeout", ("refund",))
+    )
     check = no_wrong_deadline(snap)
-    assert check.checked == 5
-    assert check.violations == 4
+    assert check.checked == 6
+    assert check.violations == 5
     assert check.examples[0] == "ord-late (happy, token tok_visa): payment timed out"
-    assert cancelled_by_deadline(snap) == 5
+    assert check.examples[-1] == "return ret-late (happy): refund timed out"
+    assert cancelled_by_deadline(snap) == 6
 
 
 def test_a_completed_order_whose_email_timed_out_is_not_a_deadline_cancellation():

@@ -8,7 +8,7 @@ from choreo.chaos.faults import FaultResult
 from choreo.chaos.invariants import Check
 from choreo.chaos.plan import ChaosConfig
 from choreo.chaos.report import ChaosReport, tables
-from choreo.chaos.snapshot import OrderView
+from choreo.chaos.snapshot import OrderView, ReturnView
 
 
 def report() -> ChaosReport:
@@ -19,7 +19,12 @@ def report() -> ChaosReport:
             OrderView("ord-1", "happy", "completed"),
             OrderView("ord-2", "happy", "cancelled", "payment_timeout", ("payment",)),
             OrderView("ord-3", "declined", "cancelled", "payment_declined"),
-        ]
+        ],
+        [
+            ReturnView("ret-1", "ord-1", "happy", "completed"),
+            ReturnView("ret-2", "ord-1", "damaged", "cancelled", "inspection_failed"),
+            ReturnView("ret-3", "ord-3", "unpaid", "completed"),
+        ],
     )
     result.faults = [FaultResult("kill", "payment", 1.0, 1.2, "pid 7 killed")]
     result.checks = [Check("every saga terminal", 3)]
@@ -31,8 +36,12 @@ def test_endings_are_counted_per_scenario_and_unexpected_ones_told():
     assert result.outcomes == {
         "declined": {"cancelled:payment_declined": 1},
         "happy": {"completed": 1, "cancelled:payment_timeout": 1},
+        "return damaged": {"cancelled:inspection_failed": 1},
+        "return happy": {"completed": 1},
+        "return unpaid": {"completed": 1},
     }
-    assert result.unexpected == 1
+    # The timed-out payment, and a return of a declined order refunded from nothing.
+    assert result.unexpected == 2
 
 
 def test_a_violation_or_a_fault_not_injected_fails_the_run():
