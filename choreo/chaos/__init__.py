@@ -1,9 +1,9 @@
 """`choreo chaos`: orders and faults against a running platform, then invariants.
 
 A chaos run places orders of a mix at a rate against a running platform (`choreo run`, whose
-supervisor restarts what is killed), asks for returns of some as they settle, injects faults on a schedule (or at random with a seed),
-waits for quiescence and checks what must hold from the services' own tables, not from the
-read model. One part per module:
+supervisor restarts what is killed), asks for returns of some as they settle, injects faults
+on a schedule (or at random with a seed), waits for quiescence and checks what must hold
+from the services' own tables, not from the read model. One part per module:
 
 - :mod:`choreo.chaos.plan`: the run's configuration, the fault kinds and their schedule.
 - :mod:`choreo.chaos.processes`: the platform's processes as the operating system sees them.

@@ -22,17 +22,18 @@ from choreo.chaos import infra
 from choreo.chaos.faults import FaultInjector
 from choreo.chaos.invariants import cancelled_by_deadline, check_all
 from choreo.chaos.orders import OrderFollower, PlacedOrder, place_all
-from choreo.chaos.plan import ChaosConfig, schedule
+from choreo.chaos.plan import STOPPABLE, ChaosConfig, schedule
 from choreo.chaos.processes import platform_processes
 from choreo.chaos.report import ChaosReport
 from choreo.chaos.returns import ReturnPlan
 from choreo.chaos.snapshot import Snapshot, read_dead_letters, take
 from choreo.client import ChoreoClient
 from choreo.mix import assign_scenarios
-from choreo.registry import NAMES
+from choreo.registry import NAMES, PROCESSES
 from choreo.roles import as_process
 from events.database import Database, schema_name
 from events.errors import ChoreoError
+from events.replay.engine import consumer_group_members
 from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
@@ -53,11 +54,12 @@ class Display(Protocol):
     def note(self, text: str) -> None: ...
 
 
-def preflight(settings: Settings, config: ChaosConfig) -> None:
-    """Refuse a run that cannot inject its faults: no platform of this topic prefix running.
+async def preflight(settings: Settings, config: ChaosConfig) -> None:
+    """Refuse a run with no platform of this topic prefix to act on.
 
     Raises:
-        ChoreoError: a process the faults act on is not running.
+        ChoreoError: a process the faults act on is not running here, or a consuming
+            process's consumer group has no member (see :func:`consumers_missing`).
     """
     running = platform_processes(settings.topic_prefix, settings.state_dir)
     missing = [name for name in NAMES if name not in running]
@@ -67,11 +69,31 @@ def preflight(settings: Settings, config: ChaosConfig) -> None:
             f" and state folder {settings.state_dir}:"
             " start the platform with `choreo run` (or `make run`) first"
         )
+    missing = await consumers_missing(settings)
+    if missing:
+        raise ChoreoError(
+            f"nothing consumes topic prefix {settings.topic_prefix!r} as {', '.join(missing)}"
+            " (their consumer groups have no member): start the platform with `choreo run`"
+            " (or `make run`) first"
+        )
+
+
+async def consumers_missing(settings: Settings) -> list[str]:
+    """The platform's consuming processes whose consumer group of this topic prefix has no
+    member: wherever the platform runs (this machine or another), nothing would handle the
+    run's orders, which would then wait out the quiet timeout and fail every invariant."""
+    consumers = [spec for spec in PROCESSES if spec.name in STOPPABLE]
+    counts = [await consumer_group_members(settings, spec.group(settings)) for spec in consumers]
+    return [spec.name for spec, members in zip(consumers, counts, strict=True) if not members]
 
 
 async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -> ChaosReport:
-    """Run the whole chaos (see the module docstring) and return its report."""
-    preflight(settings, config)
+    """Run the whole chaos (see the module docstring) and return its report.
+
+    Raises:
+        ChoreoError: the platform is not running (see :func:`preflight`).
+    """
+    await preflight(settings, config)
     report = ChaosReport(config, datetime.now(UTC).isoformat(timespec="seconds"))
     brokers = infra.broker_count(settings) if "broker" in config.faults else 1
     faults = schedule(config, brokers)

@@ -17,6 +17,7 @@ from choreo.chaos.plan import DEFAULT_FAULTS, FAULT_KINDS, ChaosConfig, parse_fa
 from choreo.cli.common import JsonFlag, console, fail, fail_under, out, print_json
 from choreo.mix import parse_mix
 from events.errors import ChoreoError
+from events.logs import configure_logging
 from events.settings import get_settings
 
 DEFAULT_CHAOS_MIX = "happy=65,large=5,declined=10,flaky=10,unshippable=10"
@@ -162,6 +163,11 @@ def chaos(
         fail(exc)
     columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=as_json) as bar:
+        # Inside the bar, whose stderr it writes through. The run's own clients lose their
+        # broker and database to the faults it injects: each repeated reconnect error once
+        # per window, as the platform's processes log them (a run with every fault wrote
+        # about a thousand such lines). As text: read on a terminal, not collected.
+        configure_logging("chaos", settings.model_copy(update={"log_format": "text"}))
         try:
             report = asyncio.run(run_chaos(settings, config, ProgressDisplay(bar, orders)))
         except ChoreoError as exc:
