@@ -12,11 +12,13 @@ wrongly unless the step is ``payment`` and its card token (from the payment serv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from choreo.chaos.snapshot import OrderView, ReturnView, Snapshot
 
+T = TypeVar("T")
 TERMINAL = ("completed", "cancelled")
 SHOWN = 10
 NEVER_ANSWERS = {"payment": "tok_timeout"}
@@ -115,44 +117,51 @@ def stock_conserved(snap: Snapshot) -> Check:
     return check
 
 
-def _ended_returns(snap: Snapshot) -> list[ReturnView]:
-    return [r for r in snap.returns if r.status in TERMINAL]
+def _kept_only_if_completed(
+    snap: Snapshot, name: str, what: str, rows: Mapping[str, T], kept: Callable[[T], bool]
+) -> Check:
+    """Per ended return: its row in ``rows`` is ``kept`` exactly when the return completed
+    (a cancelled return's effect undone or never made)."""
+    ended = [r for r in snap.returns if r.status in TERMINAL]
+    check = Check(name, len(ended))
+    for ret in ended:
+        row = rows.get(ret.return_id)
+        if (row is not None and kept(row)) != (ret.status == "completed"):
+            check.fail(f"return {ret.return_id} {ret.status}, {what} {row}")
+    return check
 
 
 def return_refunds(snap: Snapshot) -> Check:
     """A completed return refunded (its one ``return_refunds`` row), a cancelled one not."""
-    ended = _ended_returns(snap)
-    check = Check("a completed return refunded, a cancelled one not", len(ended))
-    for ret in ended:
-        refunded = snap.refunds.get(ret.return_id) == "refunded"
-        if refunded != (ret.status == "completed"):
-            state = "refunded" if refunded else f"not refunded ({snap.refunds.get(ret.return_id)})"
-            check.fail(f"return {ret.return_id} {ret.status} but {state}")
-    return check
+    return _kept_only_if_completed(
+        snap,
+        "a completed return refunded, a cancelled one not",
+        "refund",
+        snap.refunds,
+        lambda outcome: outcome == "refunded",
+    )
 
 
 def return_restocks(snap: Snapshot) -> Check:
     """A completed return's units restocked and kept, a cancelled one's not left in stock."""
-    ended = _ended_returns(snap)
-    check = Check("a completed return restocked, a cancelled one's units taken out", len(ended))
-    for ret in ended:
-        restock = snap.restocks.get(ret.return_id)
-        in_stock = restock is not None and restock.outcome == "restocked" and not restock.unstocked
-        if in_stock != (ret.status == "completed"):
-            check.fail(f"return {ret.return_id} {ret.status}, restock {restock}")
-    return check
+    return _kept_only_if_completed(
+        snap,
+        "a completed return restocked, a cancelled one's units taken out",
+        "restock",
+        snap.restocks,
+        lambda restock: restock.outcome == "restocked" and not restock.unstocked,
+    )
 
 
 def return_pickups(snap: Snapshot) -> Check:
     """A completed return's pickup scheduled, a cancelled one's not left scheduled."""
-    ended = _ended_returns(snap)
-    check = Check("a completed return's pickup kept, a cancelled one's cancelled", len(ended))
-    for ret in ended:
-        pickup = snap.pickups.get(ret.return_id)
-        live = pickup is not None and pickup.outcome == "scheduled" and not pickup.cancelled
-        if live != (ret.status == "completed"):
-            check.fail(f"return {ret.return_id} {ret.status}, pickup {pickup}")
-    return check
+    return _kept_only_if_completed(
+        snap,
+        "a completed return's pickup kept, a cancelled one's cancelled",
+        "pickup",
+        snap.pickups,
+        lambda pickup: pickup.outcome == "scheduled" and not pickup.cancelled,
+    )
 
 
 def one_return_confirmation(snap: Snapshot) -> Check:

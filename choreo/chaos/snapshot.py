@@ -25,6 +25,7 @@ from saga_coordinator.engine.facts import Fact, StepFailed, TaskDecided
 from saga_coordinator.engine.state import fold
 from saga_coordinator.store import PostgresSagaStore
 from sagas.definition import SagaDefinition
+from sagas.order import CONFIRMATION as ORDER_CONFIRMATION
 from sagas.order import V1 as ORDER
 from sagas.returns import CONFIRMATION as RETURN_CONFIRMATION
 from sagas.returns import V1 as RETURN
@@ -175,21 +176,33 @@ async def read_returns(
         ids,
     )
     snap.restocks = {r["return_id"]: Restock(r["outcome"], r["unstocked"]) for r in rows}
-    shipping = schema_name(settings, "shipping")
+    snap.pickups = await _bookings(conn, settings, "pickups", "return_id", ids)
+    snap.return_confirmations = await _mails(conn, settings, RETURN_CONFIRMATION, ids)
+
+
+async def _bookings(
+    conn: Connection, settings: Settings, table: str, key: str, ids: list[str]
+) -> dict[str, Shipment]:
+    """Shipping's rows of ``ids`` in ``table`` (``shipments``, ``pickups``) by ``key``."""
     rows = await conn.fetch(
-        f"SELECT return_id, outcome, cancelled_at IS NOT NULL AS cancelled"
-        f" FROM {shipping}.pickups WHERE return_id = ANY($1)",
+        f"SELECT {key} AS key, outcome, cancelled_at IS NOT NULL AS cancelled"
+        f" FROM {schema_name(settings, 'shipping')}.{table} WHERE {key} = ANY($1)",
         ids,
     )
-    snap.pickups = {r["return_id"]: Shipment(r["outcome"], r["cancelled"]) for r in rows}
-    email = schema_name(settings, "email")
+    return {r["key"]: Shipment(r["outcome"], r["cancelled"]) for r in rows}
+
+
+async def _mails(
+    conn: Connection, settings: Settings, template: str, ids: list[str]
+) -> dict[str, int]:
+    """How many mails of ``template`` email sent for each saga of ``ids``."""
     rows = await conn.fetch(
-        f"SELECT order_id, count(*) AS n FROM {email}.sent_emails"
+        f"SELECT order_id, count(*) AS n FROM {schema_name(settings, 'email')}.sent_emails"
         " WHERE order_id = ANY($1) AND template = $2 GROUP BY order_id",
         ids,
-        RETURN_CONFIRMATION,
+        template,
     )
-    snap.return_confirmations = {r["order_id"]: r["n"] for r in rows}
+    return {r["order_id"]: r["n"] for r in rows}
 
 
 async def read_services(
@@ -217,20 +230,9 @@ async def read_services(
     snap.stock = {
         r["sku"]: Stock(r["seeded"], r["available"], r["reserved"], r["shipped"]) for r in rows
     }
-    shipping = schema_name(settings, "shipping")
-    rows = await conn.fetch(
-        f"SELECT order_id, outcome, cancelled_at IS NOT NULL AS cancelled"
-        f" FROM {shipping}.shipments WHERE order_id = ANY($1)",
-        ids,
-    )
-    snap.shipments = {r["order_id"]: Shipment(r["outcome"], r["cancelled"]) for r in rows}
+    snap.shipments = await _bookings(conn, settings, "shipments", "order_id", ids)
+    snap.confirmations = await _mails(conn, settings, ORDER_CONFIRMATION, ids)
     email = schema_name(settings, "email")
-    rows = await conn.fetch(
-        f"SELECT order_id, count(*) AS n FROM {email}.sent_emails"
-        " WHERE order_id = ANY($1) AND template = 'order_confirmation' GROUP BY order_id",
-        ids,
-    )
-    snap.confirmations = {r["order_id"]: r["n"] for r in rows}
     rows = await conn.fetch(
         f"SELECT order_id, email FROM {email}.recipients WHERE order_id = ANY($1)", ids
     )

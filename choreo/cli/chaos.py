@@ -25,12 +25,14 @@ FAULTS_HELP = "; ".join(f"{name}: {what}" for name, what in FAULT_KINDS.items())
 
 
 class ProgressDisplay:
-    """The run's progress as two bars (placed, ended) and a line per phase and fault."""
+    """The run's progress as bars (orders placed and ended, returns ended of those asked
+    for) and a line per phase and fault."""
 
-    def __init__(self, progress: Progress, orders: int) -> None:
+    def __init__(self, progress: Progress, orders: int, returns: bool) -> None:
         self.progress = progress
         self.placed_task = progress.add_task("placed", total=orders)
         self.ended_task = progress.add_task("ended", total=orders)
+        self.returns_task = progress.add_task("returns", total=0, visible=returns)
 
     def phase(self, text: str) -> None:
         self.progress.console.print(f"[bold]{text}[/]")
@@ -40,6 +42,9 @@ class ProgressDisplay:
 
     def ended(self, count: int) -> None:
         self.progress.update(self.ended_task, completed=count)
+
+    def returns(self, ended: int, asked: int) -> None:
+        self.progress.update(self.returns_task, completed=ended, total=asked)
 
     def note(self, text: str) -> None:
         self.progress.console.print(f"  {text}")
@@ -168,8 +173,9 @@ def chaos(
         # per window, as the platform's processes log them (a run with every fault wrote
         # about a thousand such lines). As text: read on a terminal, not collected.
         configure_logging("chaos", settings.model_copy(update={"log_format": "text"}))
+        display = ProgressDisplay(bar, orders, returns > 0)
         try:
-            report = asyncio.run(run_chaos(settings, config, ProgressDisplay(bar, orders)))
+            report = asyncio.run(run_chaos(settings, config, display))
         except ChoreoError as exc:
             fail_under(bar, exc)
     if as_json:

@@ -112,8 +112,8 @@ def test_a_completed_return_not_refunded_or_a_cancelled_one_refunded_is_a_violat
     del snap.refunds["ret-happy"]
     check = return_refunds(snap)
     assert check.examples == [
-        "return ret-happy completed but not refunded (None)",
-        "return ret-unpaid cancelled but refunded",
+        "return ret-happy completed, refund None",
+        "return ret-unpaid cancelled, refund refunded",
     ]
 
 
