@@ -106,11 +106,11 @@ async def rebuild(
         async with db.pool.acquire() as conn:
             split = await _drop_partial_rows(conn, schema)
         await _index_shadows(db, schema)
+        report.orders -= sum(split.values())
         async with db.pool.acquire() as conn:
             ids = sorted(split)
             for at in range(0, len(ids), BATCH):  # bounded memory when most orders were split
-                await store.refold(conn, schema, ids[at : at + BATCH], SHADOW)
-        report.orders -= sum(split.values()) - len(split)
+                report.orders += len(await store.refold(conn, schema, ids[at : at + BATCH], SHADOW))
         await _swap(settings, codec, db, schema, partitions, ends, report, verify)
     report.seconds = time.perf_counter() - started
     return report
@@ -154,13 +154,19 @@ async def _index_shadows(db: Database, schema: str) -> None:
 
 
 async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
-    """Delete the shadow rows of orders that more than one lane saw (each folded part of the
-    order), their sagas' rows too; returns those orders and how many rows each had."""
+    """Delete the shadow rows of sagas that more than one lane saw (each folded part of it),
+    their ``saga_status`` rows too; returns those keys and how many order rows each had.
+
+    An order seen by two lanes has two order rows. A saga of another type has an order row
+    only from a lane that saw none of its start events (see :func:`store.drop_status`).
+    """
+    order_status, saga_status = f"{schema}.order_status{SHADOW}", f"{schema}.saga_status{SHADOW}"
     rows = await conn.fetch(
-        f"DELETE FROM {schema}.order_status{SHADOW} WHERE order_id IN"
-        f" (SELECT order_id FROM {schema}.order_status{SHADOW}"
-        "  GROUP BY order_id HAVING count(*) > 1)"
-        " RETURNING order_id"
+        f"DELETE FROM {order_status} WHERE order_id IN"
+        f" (SELECT order_id FROM {order_status} GROUP BY order_id HAVING count(*) > 1"
+        f"  UNION SELECT saga_key FROM {saga_status} WHERE saga_type <> $1)"
+        " RETURNING order_id",
+        sagas_store.ORDER_SAGA,
     )
     split: dict[str, int] = defaultdict(int)
     for row in rows:

@@ -311,9 +311,24 @@ async def refold(
     ids = sorted(set(order_ids))
     events = await load_events(conn, schema, ids, suffix=suffix)
     others = sagas_store.not_orders(await sagas_store.refold(conn, schema, events, suffix))
+    await drop_status(conn, schema, others, suffix)
     views = [fold_order(key, events.get(key, [])) for key in ids if key not in others]
     await upsert_status(conn, schema, views, suffix)
     return views
+
+
+async def drop_status(conn: Connection, schema: str, keys: Iterable[str], suffix: str = "") -> None:
+    """Delete the ``order_status`` rows of ``keys``, sagas of another type.
+
+    Such a row was written while none of the key's events folded yet named its saga type
+    (its start event projected after others of its events, from another topic): with no
+    type known, a key's events are the order model's, as before the saga read models.
+    """
+    stale = sorted(keys)
+    if stale:
+        await conn.execute(
+            f"DELETE FROM {schema}.order_status{suffix} WHERE order_id = ANY($1::text[])", stale
+        )
 
 
 async def save_offsets(conn: Connection, schema: str, offsets: dict[tuple[str, int], int]) -> None:
@@ -393,20 +408,19 @@ async def refold_cached(
     for row in rows:
         new[row.order_id].append(row.logged())
     ids = sorted(new)
-    counts: dict[str, int] = {
-        r["order_id"]: r["event_count"]
-        for r in await conn.fetch(
-            # A join on unnest plans as one index probe per key; `= ANY($1)` took a bitmap
-            # heap scan that cost 30 times as much. A key's count is in its order_status row,
-            # or (a saga of another type) its saga_status row.
-            f"SELECT i.order_id, coalesce(o.event_count, s.event_count) AS event_count"
-            f" FROM unnest($1::text[]) AS i(order_id)"
-            f" LEFT JOIN {schema}.order_status AS o USING (order_id)"
-            f" LEFT JOIN {schema}.saga_status AS s ON s.saga_key = i.order_id"
-            f" WHERE o.order_id IS NOT NULL OR s.saga_key IS NOT NULL",
-            ids,
-        )
-    }
+    found = await conn.fetch(
+        # A join on unnest plans as one index probe per key; `= ANY($1)` took a bitmap
+        # heap scan that cost 30 times as much. A key's count is in its order_status row,
+        # or (a saga of another type) its saga_status row.
+        f"SELECT i.order_id, coalesce(o.event_count, s.event_count) AS event_count,"
+        f" o.order_id IS NOT NULL AS order_row"
+        f" FROM unnest($1::text[]) AS i(order_id)"
+        f" LEFT JOIN {schema}.order_status AS o USING (order_id)"
+        f" LEFT JOIN {schema}.saga_status AS s ON s.saga_key = i.order_id"
+        f" WHERE o.order_id IS NOT NULL OR s.saga_key IS NOT NULL",
+        ids,
+    )
+    counts: dict[str, int] = {r["order_id"]: r["event_count"] for r in found}
     histories: dict[str, list[LoggedEvent]] = {}
     unknown: list[str] = []
     for order_id in ids:
@@ -422,6 +436,7 @@ async def refold_cached(
     if unknown:  # read back from the log, which already holds this batch's rows
         histories.update(await load_events(conn, schema, unknown))
     others = sagas_store.not_orders(await sagas_store.refold(conn, schema, histories))
+    await drop_status(conn, schema, others & {r["order_id"] for r in found if r["order_row"]})
     views = [fold_order(key, histories[key]) for key in ids if key not in others]
     await upsert_status(conn, schema, views)
     for order_id in ids:

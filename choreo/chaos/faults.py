@@ -24,8 +24,9 @@ from choreo.chaos import infra
 from choreo.chaos.orders import PlacedOrder
 from choreo.chaos.plan import ChaosConfig, ScheduledFault
 from choreo.chaos.processes import pick, platform_processes, send, wait_replaced
-from choreo.chaos.returns import PlacedReturn
+from choreo.chaos.returns import RETURN_SAGA, PlacedReturn
 from choreo.client import ChoreoClient
+from contracts.return_samples import scenario_return
 from contracts.samples import scenario_order
 from events.security import kafka_options
 from events.settings import Settings
@@ -125,7 +126,8 @@ class FaultInjector:
 
     async def resend(self) -> str:
         """Publish some logged records of this run's orders and returns again, byte for byte to
-        the same partition, and place some orders again under the same id with a new event id."""
+        the same partition, and place some orders (and ask for some returns) again under the
+        same key with a new event id, as a client's retry."""
         ours = {order.order_id for order in self.placed} | {r.return_id for r in self.returns}
         logged = [
             record
@@ -153,8 +155,16 @@ class FaultInjector:
         )
         for order in retries:
             await self.client.place_order(scenario_order(order.scenario), order.order_id)
-        self.retried += len(retries)
-        return f"{len(chosen)} records re-sent byte for byte, {len(retries)} orders placed again"
+        asked = list(self.returns)  # the follower appends meanwhile
+        again = rng.sample(asked, min(self.config.resend, len(asked) // 10))
+        for ret in again:
+            requested = scenario_return(ret.scenario, ret.order_id)
+            await self.client.start_saga(RETURN_SAGA, requested, ret.return_id)
+        self.retried += len(retries) + len(again)
+        return (
+            f"{len(chosen)} records re-sent byte for byte, {len(retries)} orders placed and"
+            f" {len(again)} return(s) asked for again"
+        )
 
     async def malformed(self) -> str:
         """On every domain topic: a value that is not single-object Avro, and one that names

@@ -20,7 +20,7 @@ from projections.api import create_app
 from tests.conftest import ApiTokens
 from tests.integration.kafka_helpers import read_records
 from tests.integration.test_api import read_models_of, serve
-from tests.integration.test_console_saga_page import return_flow
+from tests.integration.test_projector import return_flow
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,7 @@ from sagas.shipped import SAGAS
 from tests.conftest import ApiTokens
 from tests.integration.test_api import read_models_of, serve
 from tests.integration.test_api_saga_answers import waiting_return
-from tests.integration.test_console_saga_page import return_flow
-from tests.integration.test_projector import flow
+from tests.integration.test_projector import flow, return_flow
 
 pytestmark = pytest.mark.integration
 

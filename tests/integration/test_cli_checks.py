@@ -20,8 +20,7 @@ from events.producer import EventProducer
 from events.settings import Settings, get_settings
 from tests.integration.test_api import read_models_of
 from tests.integration.test_api_auth import WAITING
-from tests.integration.test_console_saga_page import return_flow
-from tests.integration.test_projector import flow
+from tests.integration.test_projector import flow, return_flow
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,7 @@ from tests.integration.test_api import read_models_of
 from tests.integration.test_api_auth import WAITING
 from tests.integration.test_api_saga_answers import waiting_return
 from tests.integration.test_cli_checks import _choreo, cli_on
-from tests.integration.test_console_saga_page import return_flow
-from tests.integration.test_projector import flow
+from tests.integration.test_projector import flow, return_flow
 
 pytestmark = pytest.mark.integration
 

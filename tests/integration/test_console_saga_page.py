@@ -12,38 +12,17 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from contracts.samples import EXAMPLES
 from events.codec import Codec
-from events.model import Event, Message
 from events.producer import EventProducer
 from events.settings import Settings
 from projections.api import create_app
 from tests.conftest import ApiTokens
 from tests.integration.test_api import T0, read_models_of, serve, timed
-from tests.integration.test_projector import SHIPMENT_FAILED, flow
+from tests.integration.test_projector import INSPECTION_FAILED, SHIPMENT_FAILED, flow, return_flow
 
 pytestmark = pytest.mark.integration
 
 PAGE = "/console/sagas/order/ord-failed"
-INSPECTION_FAILED = [
-    "return.requested", "return.approved", "pickup.scheduled", "inventory.restock_refused",
-    "pickup.cancel", "pickup.cancelled", "return.cancelled",
-]  # fmt: skip
-
-
-def return_flow(return_id: str) -> list[Message[Event]]:
-    """A return whose inspection failed: its pickup cancelled, the return cancelled."""
-    messages: list[Message[Event]] = [
-        Message.first(
-            EXAMPLES[INSPECTION_FAILED[0]], saga_type="return", saga_key=return_id, producer="test"
-        )
-    ]
-    for event_type in INSPECTION_FAILED[1:]:
-        event = EXAMPLES[event_type]
-        if event_type == "return.cancelled":
-            event = event.model_copy(update={"reason": "inspection_failed"})
-        messages.append(messages[-1].caused(event, producer="test"))
-    return messages
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from tests.conftest import ApiTokens
 from tests.integration.test_api import T0, read_models_of, serve, timed
 from tests.integration.test_api_saga_answers import waiting_return
 from tests.integration.test_cli_checks import _choreo, cli_on
-from tests.integration.test_console_saga_page import return_flow
-from tests.integration.test_projector import HAPPY, flow
+from tests.integration.test_projector import HAPPY, flow, return_flow
 
 pytestmark = pytest.mark.integration
 

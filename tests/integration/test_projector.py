@@ -46,6 +46,27 @@ def flow(order_id: str, types: list[str]) -> list[Message[Event]]:
     return messages
 
 
+INSPECTION_FAILED = [
+    "return.requested", "return.approved", "pickup.scheduled", "inventory.restock_refused",
+    "pickup.cancel", "pickup.cancelled", "return.cancelled",
+]  # fmt: skip
+
+
+def return_flow(return_id: str) -> list[Message[Event]]:
+    """A return whose inspection failed: its pickup cancelled, the return cancelled."""
+    messages: list[Message[Event]] = [
+        Message.first(
+            EXAMPLES[INSPECTION_FAILED[0]], saga_type="return", saga_key=return_id, producer="test"
+        )
+    ]
+    for event_type in INSPECTION_FAILED[1:]:
+        event = EXAMPLES[event_type]
+        if event_type == "return.cancelled":
+            event = event.model_copy(update={"reason": "inspection_failed"})
+        messages.append(messages[-1].caused(event, producer="test"))
+    return messages
+
+
 @pytest.fixture
 async def projector(
     settings: Settings, codec: Codec, topics: list[str]
@@ -172,11 +193,14 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
     projector: Projector, settings: Settings, codec: Codec
 ):
     """Each message on another partition number (as when a client's partitioner differs from
-    Choreo's): every lane sees part of every order; the rebuild still verifies clean."""
+    Choreo's): every lane sees part of every order and return; the rebuild still verifies
+    clean."""
     orders = [flow(f"ord-split-{i}", HAPPY if i % 2 else SHIPMENT_FAILED) for i in range(6)]
+    # And sagas of another type: a lane without a return's start event folds it as an order.
+    returns = [return_flow(f"ret-split-{i}") for i in range(3)]
     records = [
         (record, position % settings.topic_partitions)
-        for messages in orders
+        for messages in orders + returns
         for position, message in enumerate(messages)
         for record in [to_record(message, codec, settings)]
     ]
@@ -236,3 +260,35 @@ async def test_sagas_are_projected_beside_orders_and_rebuilt_alike(
     async with projector.db as db:
         rebuilt = [sagas_store.row_json(r) for r in await db.pool.fetch(query)]
     assert rebuilt == live
+
+
+async def test_a_saga_of_another_type_projected_before_its_start_keeps_no_order_row(
+    projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
+):
+    """A return's later events projected before its ``return.requested`` (they come from other
+    topics, which the projector may read first): until the start names its type the key is the
+    order model's, and then its order row goes. It once stayed, a `placed` order named
+    `ret-…` in the orders list, and a rebuild (which sees the start) differed."""
+    late = return_flow("ret-late-start")
+    task = asyncio.create_task(projector.run())
+    try:
+        await producer.publish(late[1:])
+        await eventually(lambda: projector.stats.events == len(late) - 1, what="the rest")
+        query = f"SELECT order_id, status FROM {projector.schema}.order_status"
+        async with projector.db.pool.acquire() as conn:
+            assert [tuple(r) for r in await conn.fetch(query)] == [("ret-late-start", "placed")]
+        await producer.publish(late[:1])
+        await eventually(lambda: projector.stats.events == len(late), what="the start")
+    finally:
+        await projector.stop()
+        await task
+    async with projector.db.pool.acquire() as conn:
+        assert await conn.fetch(query) == []
+        saga = await conn.fetchrow(
+            f"SELECT saga_type, status FROM {projector.schema}.saga_status"
+            " WHERE saga_key = 'ret-late-start'"
+        )
+    assert tuple(saga) == ("return", "cancelled")
+    report = await rebuild(settings, codec=codec, verify=True)
+    assert report.differences == []
+    assert report.orders == 0
