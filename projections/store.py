@@ -153,12 +153,21 @@ def log_key_ddl(schema: str, suffix: str = "") -> str:
     )
 
 
+STRAY_ORDER_ROWS = (
+    "DELETE FROM {schema}.order_status AS o USING {schema}.saga_status AS s"
+    f" WHERE s.saga_key = o.order_id AND s.saga_type <> '{sagas_store.ORDER_SAGA}'"
+)
+"""Order rows of sagas of another type, which projectors before :func:`drop_status` kept
+(see there): gone at the next start, so the orders list no longer shows them."""
+
+
 def ddl() -> list[str]:
     """The live tables and the checkpoint table (``{schema}`` placeholder for migrate)."""
     return [
         *table_ddl("{schema}"),
         list_index_ddl("{schema}"),
         sagas_store.list_index_ddl("{schema}"),
+        STRAY_ORDER_ROWS,
         """
         CREATE TABLE IF NOT EXISTS {schema}.projector_offsets (
             topic       text   NOT NULL,

@@ -292,3 +292,28 @@ async def test_a_saga_of_another_type_projected_before_its_start_keeps_no_order_
     report = await rebuild(settings, codec=codec, verify=True)
     assert report.differences == []
     assert report.orders == 0
+
+
+async def test_order_rows_an_older_projector_kept_for_other_sagas_go_at_the_next_start(
+    projector: Projector, producer: EventProducer
+):
+    messages = return_flow("ret-stray") + flow("ord-kept", HAPPY)
+    await producer.publish(messages)
+    task = asyncio.create_task(projector.run())
+    try:
+        await eventually(lambda: projector.stats.events == len(messages), what="all")
+    finally:
+        await projector.stop()
+        await task
+    status = f"{projector.schema}.order_status"
+    async with projector.db.pool.acquire() as conn:
+        # What a projector before the fix left: the return's row as a `placed` order.
+        await conn.execute(
+            f"INSERT INTO {status} SELECT 'ret-stray', status, cancel_reason, current_step,"
+            " timeline, steps_done, steps_expected, compensations_done, trace_id, customer_id,"
+            f" total_minor, currency, placed_at, updated_at, 1 FROM {status}"
+        )
+        assert await conn.fetchval(f"SELECT count(*) FROM {status}") == 2
+    await projector.db.migrate(projector.schema, *store.ddl())
+    async with projector.db.pool.acquire() as conn:
+        assert [r[0] for r in await conn.fetch(f"SELECT order_id FROM {status}")] == ["ord-kept"]
