@@ -61,9 +61,8 @@ async def place_all(
     in_flight: int = 200,
 ) -> None:
     """Place one order per scenario at ``rate`` per second, appending each to ``placed``
-    once acknowledged (and its id and scenario to ``ours`` before it is published: the
-    approver's);
-    at most ``in_flight`` publishes wait at once."""
+    once acknowledged (and its id and scenario to ``ours`` before it is published, for the
+    follower); at most ``in_flight`` publishes wait at once."""
     gate = asyncio.Semaphore(in_flight)
     started = time.monotonic()
 
