@@ -79,6 +79,7 @@ def _http_errors() -> Iterator[None]:
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
 async def approve_order(
+    request: Request,
     order_id: OrderId,
     caller: Operator,
     operations: OperationsDep,
@@ -86,10 +87,12 @@ async def approve_order(
     body: ApprovalRequest | None = None,
 ) -> DecisionAccepted:
     """Approve an order that waits for approval (operator). The decision is recorded under the
-    token's name and joins the order's trace; the saga resumes when the coordinator reads it."""
+    token's name and joins the order's trace; the saga resumes when the coordinator reads it.
+    The same as `POST /sagas/order/{order_id}/approve`, answered as the order's."""
     may_answer(caller, ORDER_SAGA)
     reason = body.reason if body else None
-    return await _decide(operations, queries, order_id, caller.name, approve=True, reason=reason)
+    saga = (ORDER_SAGA, order_id)
+    return _as_order(await _answer(request, operations, queries, saga, caller.name, reason))
 
 
 @router.post(
@@ -98,35 +101,29 @@ async def approve_order(
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
 async def reject_order(
+    request: Request,
     order_id: OrderId,
     body: RejectionRequest,
     caller: Operator,
     operations: OperationsDep,
     queries: QueriesDep,
 ) -> DecisionAccepted:
-    """Reject an order that waits for approval, with a reason (operator): it is compensated."""
+    """Reject an order that waits for approval, with a reason (operator): it is compensated.
+    The same as `POST /sagas/order/{order_id}/reject`, answered as the order's."""
     may_answer(caller, ORDER_SAGA)
-    return await _decide(
-        operations, queries, order_id, caller.name, approve=False, reason=body.reason
+    saga = (ORDER_SAGA, order_id)
+    return _as_order(
+        await _answer(request, operations, queries, saga, caller.name, body.reason, no=True)
     )
 
 
-async def _decide(
-    operations: Operations,
-    queries: Queries,
-    order_id: str,
-    by: str,
-    *,
-    approve: bool,
-    reason: str | None,
-) -> DecisionAccepted:
-    with _http_errors():
-        message = await operations.decide(queries, order_id, approve=approve, by=by, reason=reason)
+def _as_order(answered: SagaDecisionAccepted) -> DecisionAccepted:
+    """A saga's answer as the order endpoints have always told it."""
     return DecisionAccepted(
-        order_id=order_id,
-        decision="approved" if approve else "rejected",
-        by=by,
-        event_id=str(message.envelope.event_id),
+        order_id=answered.saga_key,
+        decision=answered.decision,
+        by=answered.by,
+        event_id=answered.event_id,
     )
 
 

@@ -1,9 +1,9 @@
-"""What the API does besides reading: answer approvals (an order's, or any saga's human task)
-and redrive dead letters.
+"""What the API does besides reading: answer the human task a saga of any type waits on (an
+order's approval too) and redrive dead letters.
 
 The read side may not import the CLI's client (``choreo`` sits above ``projections``), so the
 API composes the same building blocks the client does, from the layers below both:
-:mod:`contracts.decisions` (the decision events and their rules),
+:class:`~sagas.definition.HumanTask`'s ``answer`` (the event a person's answer is),
 :func:`events.producer.publish_first` (published under a span that joins the order's trace) and
 :class:`events.redrive.DeadLetterQueue`. Decisions are recorded under the caller's token name,
 with ``api`` as the envelope's producer. The Kafka producer starts on first use, so the API
@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 
 from contracts.catalog import CATALOG
-from contracts.decisions import approval, rejection
 from events.codec import Codec
 from events.errors import ChoreoError
 from events.model import Event, Message
@@ -31,13 +30,12 @@ from projections.queries import Queries
 from sagas.definition import HumanTask
 from sagas.registry import SagaRegistry
 
-AWAITING_APPROVAL = "awaiting_approval"
 DEAD_LETTERS_TTL_S = 5.0
 """How long a read of the dead-letter topic is reused (the console polls; each read scans)."""
 
 
 class NotFound(ChoreoError):
-    """No such order or dead letter."""
+    """No such saga or dead letter."""
 
 
 class Conflict(ChoreoError):
@@ -70,30 +68,6 @@ class Operations:
         """Stop the producer, if it was started (idempotent)."""
         if self._producer is not None:
             await self._producer.stop()
-
-    async def decide(
-        self, queries: Queries, order_id: str, *, approve: bool, by: str, reason: str | None
-    ) -> Message[Event]:
-        """Approve or reject an order that waits for approval, as ``by``, in its trace.
-
-        Raises:
-            NotFound: no such order.
-            Conflict: the order does not wait for approval.
-        """
-        order = await queries.status(order_id)
-        if order is None:
-            raise NotFound(f"no order {order_id}")
-        if order["status"] != AWAITING_APPROVAL:
-            raise Conflict(f"order {order_id} is {order['status']}, not {AWAITING_APPROVAL}")
-        event = approval(by=by, reason=reason) if approve else rejection(by=by, reason=reason or "")
-        return await publish_first(
-            await self._started(),
-            event,
-            saga_type="order",
-            saga_key=order_id,
-            by=API.name,
-            trace_parent=await queries.traceparent(order_id),
-        )
 
     async def answer(
         self,

@@ -101,9 +101,10 @@ async def test_an_operator_approves_in_the_orders_trace(
         assert response.status_code == 409
         assert response.json() == {
             "error": "conflict",
-            "detail": "order ord-done is completed, not awaiting_approval",
+            "detail": "order ord-done is completed: it waits for no one's answer",
         }
-        assert (await api.post("/orders/ord-none/approve")).status_code == 404
+        response = await api.post("/orders/ord-none/approve")
+        assert (response.status_code, response.json()["detail"]) == (404, "no order saga ord-none")
         response = await api.post("/orders/ord-wait/reject", json={})
         assert response.status_code == 422
         assert response.json()["fields"][0]["field"] == "reason"
