@@ -37,6 +37,7 @@ from events.settings import Settings, get_settings
 from events.spans import RuntimeTracer
 from events.topics import event_topics, provision_topics
 from projections import PROJECTOR, store
+from projections.history_cache import OrderHistoryCache
 from projections.model import summarize
 
 NAME = PROJECTOR.name
@@ -108,7 +109,7 @@ class Projector:
         )
         self.stats = ProjectorStats()
         self.cache = (
-            store.OrderHistoryCache(settings.projector_cache_orders)
+            OrderHistoryCache(settings.projector_cache_orders)
             if settings.projector_cache_orders > 0
             else None
         )

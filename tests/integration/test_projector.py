@@ -33,17 +33,25 @@ SHIPMENT_FAILED = [
 ]  # fmt: skip
 
 
-def flow(order_id: str, types: list[str]) -> list[Message[Event]]:
-    """The messages of one order's flow, each caused by the one before."""
+def saga_flow(
+    saga_type: str, key: str, types: list[str], cancel_reason: str
+) -> list[Message[Event]]:
+    """The messages of one saga's flow, each caused by the one before (its ending, if
+    ``<type>.cancelled``, with ``cancel_reason``)."""
     messages: list[Message[Event]] = [
-        Message.first(EXAMPLES[types[0]], saga_type="order", saga_key=order_id, producer="test")
+        Message.first(EXAMPLES[types[0]], saga_type=saga_type, saga_key=key, producer="test")
     ]
     for event_type in types[1:]:
         event = EXAMPLES[event_type]
-        if event_type == "order.cancelled":
-            event = event.model_copy(update={"reason": "shipment_failed"})
+        if event_type == f"{saga_type}.cancelled":
+            event = event.model_copy(update={"reason": cancel_reason})
         messages.append(messages[-1].caused(event, producer="test"))
     return messages
+
+
+def flow(order_id: str, types: list[str]) -> list[Message[Event]]:
+    """The messages of one order's flow (cancelled as ``shipment_failed``)."""
+    return saga_flow("order", order_id, types, "shipment_failed")
 
 
 INSPECTION_FAILED = [
@@ -54,17 +62,17 @@ INSPECTION_FAILED = [
 
 def return_flow(return_id: str) -> list[Message[Event]]:
     """A return whose inspection failed: its pickup cancelled, the return cancelled."""
-    messages: list[Message[Event]] = [
-        Message.first(
-            EXAMPLES[INSPECTION_FAILED[0]], saga_type="return", saga_key=return_id, producer="test"
-        )
-    ]
-    for event_type in INSPECTION_FAILED[1:]:
-        event = EXAMPLES[event_type]
-        if event_type == "return.cancelled":
-            event = event.model_copy(update={"reason": "inspection_failed"})
-        messages.append(messages[-1].caused(event, producer="test"))
-    return messages
+    return saga_flow("return", return_id, INSPECTION_FAILED, "inspection_failed")
+
+
+async def project_until(projector: Projector, total: int) -> None:
+    """Run ``projector`` until it has projected ``total`` events, then stop it."""
+    task = asyncio.create_task(projector.run())
+    try:
+        await eventually(lambda: projector.stats.events == total, what=f"{total} events")
+    finally:
+        await projector.stop()
+        await task
 
 
 @pytest.fixture
@@ -81,12 +89,7 @@ async def projector(
 async def test_orders_are_logged_and_projected(projector: Projector, producer: EventProducer):
     happy, failed = flow("ord-happy", HAPPY), flow("ord-failed", SHIPMENT_FAILED)
     await producer.publish(happy + failed)
-    task = asyncio.create_task(projector.run())
-    try:
-        await eventually(lambda: projector.stats.events == len(happy) + len(failed), what="all")
-    finally:
-        await projector.stop()
-        await task
+    await project_until(projector, len(happy) + len(failed))
     async with projector.db.pool.acquire() as conn:
         rows = {
             r["order_id"]: store.view_from_row(r)
@@ -210,12 +213,7 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
                 record.topic, record.value, key=record.key, partition=partition,
                 headers=list(record.headers),
             )  # fmt: skip
-    task = asyncio.create_task(projector.run())
-    try:
-        await eventually(lambda: projector.stats.events == len(records), what="all")
-    finally:
-        await projector.stop()
-        await task
+    await project_until(projector, len(records))
     report = await rebuild(settings, codec=codec, verify=True, workers=3)
     assert report.differences == []
     assert (report.events, report.orders) == (len(records), len(orders))
@@ -229,13 +227,7 @@ async def test_sagas_are_projected_beside_orders_and_rebuilt_alike(
     happy, failed = flow("ord-s-happy", HAPPY), flow("ord-s-failed", SHIPMENT_FAILED)
     orphan = flow("ord-s-orphan", HAPPY[1:3])  # no order.placed: no saga known for this key
     await producer.publish(happy + failed + orphan)
-    task = asyncio.create_task(projector.run())
-    try:
-        total = len(happy) + len(failed) + len(orphan)
-        await eventually(lambda: projector.stats.events == total, what="all")
-    finally:
-        await projector.stop()
-        await task
+    await project_until(projector, len(happy) + len(failed) + len(orphan))
     query = f"SELECT * FROM {projector.schema}.saga_status ORDER BY saga_key"
     async with projector.db.pool.acquire() as conn:
         live = [sagas_store.row_json(r) for r in await conn.fetch(query)]
@@ -299,12 +291,7 @@ async def test_order_rows_an_older_projector_kept_for_other_sagas_go_at_the_next
 ):
     messages = return_flow("ret-stray") + flow("ord-kept", HAPPY)
     await producer.publish(messages)
-    task = asyncio.create_task(projector.run())
-    try:
-        await eventually(lambda: projector.stats.events == len(messages), what="all")
-    finally:
-        await projector.stop()
-        await task
+    await project_until(projector, len(messages))
     status = f"{projector.schema}.order_status"
     async with projector.db.pool.acquire() as conn:
         # What a projector before the fix left: the return's row as a `placed` order.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from projections.history_cache import OrderHistoryCache
 from projections.model import LoggedEvent
-from projections.store import OrderHistoryCache
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
