@@ -225,6 +225,7 @@ async def _pages(db: Database, schema: str) -> list[tuple[str, str]]:
         f"SELECT order_id, placed_at FROM {schema}.order_status ORDER BY placed_at DESC"
         " OFFSET (SELECT count(*) / 2 FROM " + f"{schema}.order_status) LIMIT 1"
     )
+    after = httpx.QueryParams({"after": middle["order_id"]})
     cursor = httpx.QueryParams(
         {"after": f"{middle['placed_at'].isoformat()}|{middle['order_id']}", "page": "2000"}
     )
@@ -242,6 +243,9 @@ async def _pages(db: Database, schema: str) -> list[tuple[str, str]]:
         ("returns list (none among the orders)", "/console/sagas/return"),
         ("overview page", "/console"),
         ("GET /summary (JSON)", "/summary"),
+        ("GET /sagas, every type, first page", "/sagas?limit=50"),
+        ("GET /sagas, every type, after a middle key", f"/sagas?limit=50&{after}"),
+        ("GET /sagas?type=order, after a middle key", f"/sagas?type=order&limit=50&{after}"),
     ]
 
 

@@ -69,7 +69,8 @@ async def saga_page(
     """A page of one type's sagas (``None``: of every type; in ``status``, their key
     containing ``search``), newest first, by keyset: the ``limit`` rows just older than
     ``cursor`` (or just newer, with ``direction="newer"``); the newest without one. No
-    OFFSET: one type's page starts from its index; every type's sorts what the filters keep."""
+    OFFSET: one type's page starts from its index (``sagas_store.TYPE_LIST_KEY``), every
+    type's from another (``sagas_store.LIST_KEY``)."""
     keyset, order = "$4::timestamptz IS NULL", f"{_STARTED} DESC, saga_key"
     if cursor is not None:
         keyset = _OLDER if direction == "older" else _NEWER

@@ -79,6 +79,7 @@ def index_ddl(schema: str, suffix: str = "") -> list[str]:
         f"CREATE INDEX ON {table} (status)",
         f"CREATE INDEX ON {table} (started_at)",
         f"CREATE INDEX ON {table} ({TYPE_LIST_KEY})",
+        f"CREATE INDEX ON {table} ({LIST_KEY})",
     ]
 
 
@@ -89,11 +90,24 @@ TYPE_LIST_KEY = f"saga_type, {STARTED} DESC, saga_key"
 paged): without it a rare type's page walked the whole table's start times."""
 
 
-def list_index_ddl(schema: str) -> str:
-    """:data:`TYPE_LIST_KEY`'s index on a live ``saga_status`` created before it existed."""
-    return added_once(
-        schema, "saga_status", TYPE_LIST_KEY, "%(saga_type, COALESCE(started_at, %) DESC, saga_key)"
-    )
+LIST_KEY = f"{STARTED} DESC, saga_key"
+"""The index of every type's list, newest first (`GET /sagas`, `choreo sagas list` without a
+type): without it each page sorted every saga's start time (64 ms warm at 100,000 sagas,
+against 3 ms for one type's page from its index)."""
+
+
+def list_index_ddl(schema: str) -> list[str]:
+    """The list indexes (:data:`TYPE_LIST_KEY`, :data:`LIST_KEY`) on a live ``saga_status``
+    created before they existed."""
+    return [
+        added_once(
+            schema,
+            "saga_status",
+            TYPE_LIST_KEY,
+            "%(saga_type, COALESCE(started_at, %) DESC, saga_key)",
+        ),
+        added_once(schema, "saga_status", LIST_KEY, "%(COALESCE(started_at, %) DESC, saga_key)"),
+    ]
 
 
 def saga_of(

@@ -167,7 +167,7 @@ def ddl() -> list[str]:
     return [
         *table_ddl("{schema}"),
         list_index_ddl("{schema}"),
-        sagas_store.list_index_ddl("{schema}"),
+        *sagas_store.list_index_ddl("{schema}"),
         STRAY_ORDER_ROWS,
         """
         CREATE TABLE IF NOT EXISTS {schema}.projector_offsets (

@@ -1,6 +1,5 @@
-"""One saga type's list index: created with the tables, added once to a live ``saga_status``
-made before it existed, and what a rare type's keyset page starts from among many sagas of
-another type."""
+"""The list indexes of ``saga_status`` (one type's, every type's): created with the tables,
+added once to a live table made before they existed, and what a keyset page starts from."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ TYPE_INDEXES = """
     SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saga_status'
     AND indexdef LIKE '%(saga_type, COALESCE(started_at, %) DESC, saga_key)'
 """
+ALL_INDEXES = TYPE_INDEXES.replace("%(saga_type, COALESCE", "%(COALESCE")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -28,15 +28,16 @@ async def test_the_type_index_is_added_once_and_serves_a_rare_types_page(setting
     try:
         async with Database(settings) as db:
             await db.migrate(schema, *store.ddl())
-            assert await db.pool.fetchval(TYPE_INDEXES, schema) == 1
-            # A table from before the index: the next start adds it, and only once.
-            await db.pool.execute(
-                f"DROP INDEX {schema}."
-                + await db.pool.fetchval(TYPE_INDEXES.replace("count(*)", "indexname"), schema)
-            )
+            for indexes in (TYPE_INDEXES, ALL_INDEXES):
+                assert await db.pool.fetchval(indexes, schema) == 1
+            # A table from before the indexes: the next start adds them, and only once.
+            for indexes in (TYPE_INDEXES, ALL_INDEXES):
+                name = await db.pool.fetchval(indexes.replace("count(*)", "indexname"), schema)
+                await db.pool.execute(f"DROP INDEX {schema}.{name}")
             await db.migrate(schema, *store.ddl())
             await db.migrate(schema, *store.ddl())
-            assert await db.pool.fetchval(TYPE_INDEXES, schema) == 1
+            for indexes in (TYPE_INDEXES, ALL_INDEXES):
+                assert await db.pool.fetchval(indexes, schema) == 1
 
             await db.pool.execute(
                 f"INSERT INTO {schema}.saga_status (saga_type, saga_key, version, status,"
@@ -67,8 +68,18 @@ async def test_the_type_index_is_added_once_and_serves_a_rare_types_page(setting
                     f" ORDER BY {sagas_store.TYPE_LIST_KEY} LIMIT 25",
                     cursor[0],
                 )
+                every = await conn.fetch(
+                    f"EXPLAIN SELECT saga_key FROM {schema}.saga_status"
+                    f" WHERE {sagas_store.STARTED} <= $1"
+                    f" ORDER BY {sagas_store.LIST_KEY} LIMIT 25",
+                    cursor[0],
+                )
             plan = "\n".join(r[0] for r in rows)
             # The type and the cursor's bound start the index scan.
             assert "Index Cond: ((saga_type = 'return'::text) AND" in plan, plan
+            # Every type's page: the cursor's bound starts the other index's scan, no sort.
+            plan = "\n".join(r[0] for r in every)
+            assert "Index Cond: (COALESCE(started_at" in plan, plan
+            assert "Sort" not in plan, plan
     finally:
         await drop_schema(settings)
