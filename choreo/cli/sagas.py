@@ -314,8 +314,9 @@ def sagas_list(
     if more:
         next_page = rows[-1]["saga_key"]
         given = {"--type": saga_type, "--status": status, "--search": search}
-        again = " ".join(f"{k} {shlex.quote(v)}" for k, v in given.items() if v)
-        again += f" --limit {limit}" if limit != 50 else ""
+        options = [f"{k} {shlex.quote(v)}" for k, v in given.items() if v]
+        options += [f"--limit {limit}"] if limit != 50 else []
+        again = " ".join(options)
         console.print(
             f"more: choreo sagas list{' ' + again if again else ''} --after"
             f" {shlex.quote(next_page)}",

@@ -142,6 +142,9 @@ async def test_the_api_and_the_cli_page_the_sagas_by_cursor(
         assert [s["saga_key"] for s in orjson.loads(again.stdout)] == [
             f"ret-{n:02}" for n in range(5, -1, -1)
         ]
+        every_type = await _choreo("sagas", "list", "--limit", "25")
+        more = every_type.stderr.strip().splitlines()[-1]
+        assert more.startswith("more: choreo sagas list --limit 25 --after "), more
         bad = await _choreo("sagas", "list", "--after", "nope")
         assert bad.exit_code == 1
         assert "no saga nope to list after" in bad.output
