@@ -33,7 +33,7 @@ from choreo.registry import NAMES, PROCESSES
 from choreo.roles import as_process
 from events.database import Database, schema_name
 from events.errors import ChoreoError
-from events.replay.engine import consumer_group_members
+from events.replay.engine import consumer_group_sizes
 from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
@@ -83,9 +83,9 @@ async def consumers_missing(settings: Settings) -> list[str]:
     """The platform's consuming processes whose consumer group of this topic prefix has no
     member: wherever the platform runs (this machine or another), nothing would handle the
     run's orders, which would then wait out the quiet timeout and fail every invariant."""
-    consumers = [spec for spec in PROCESSES if spec.name in STOPPABLE]
-    counts = [await consumer_group_members(settings, spec.group(settings)) for spec in consumers]
-    return [spec.name for spec, members in zip(consumers, counts, strict=True) if not members]
+    groups = {spec.group(settings): spec.name for spec in PROCESSES if spec.name in STOPPABLE}
+    sizes = await consumer_group_sizes(settings, list(groups))
+    return [name for group, name in groups.items() if not sizes[group]]
 
 
 async def run_chaos(settings: Settings, config: ChaosConfig, display: Display) -> ChaosReport:

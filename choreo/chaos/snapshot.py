@@ -53,7 +53,6 @@ class ReturnView:
     """A return's saga as its coordinator's log says it ended (as :class:`OrderView`)."""
 
     return_id: str
-    order_id: str
     scenario: str
     status: str
     cancel_reason: str | None = None
@@ -142,9 +141,7 @@ def order_view(order: PlacedOrder, facts: Sequence[Fact]) -> OrderView:
 def return_view(placed: PlacedReturn, facts: Sequence[Fact]) -> ReturnView:
     """What the invariants need of one return's saga (as :func:`order_view`)."""
     status, reason = ending(placed.return_id, facts, RETURN)
-    return ReturnView(
-        placed.return_id, placed.order_id, placed.scenario, status, reason, deadlines_passed(facts)
-    )
+    return ReturnView(placed.return_id, placed.scenario, status, reason, deadlines_passed(facts))
 
 
 async def read_sagas(

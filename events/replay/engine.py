@@ -172,14 +172,26 @@ class ReplayReport:
 async def consumer_group_members(settings: Settings, group: str) -> int:
     """How many consumers are in consumer group ``group`` (0: its process is not running; a
     killed process stays a member until its session times out)."""
+    return (await consumer_group_sizes(settings, [group]))[group]
+
+
+async def consumer_group_sizes(settings: Settings, groups: list[str]) -> dict[str, int]:
+    """:func:`consumer_group_members` of each of ``groups``, over one admin connection.
+
+    A group per request: aiokafka failed to decode one response describing several groups
+    ("Buffer underrun decoding string").
+    """
     admin = AIOKafkaAdminClient(**kafka_options(settings))
     await admin.start()
     try:
-        responses = await admin.describe_consumer_groups([group])
+        sizes = {}
+        for group in groups:
+            responses = await admin.describe_consumer_groups([group])
+            # DescribeGroups: groups = [(error_code, group_id, state, protocol, ..., members)]
+            sizes[group] = sum(len(g[5]) for response in responses for g in response.groups)
     finally:
         await admin.close()
-    # DescribeGroups: groups = [(error_code, group_id, state, protocol_type, protocol, members)]
-    return sum(len(group[5]) for response in responses for group in response.groups)
+    return sizes
 
 
 async def replay_service(

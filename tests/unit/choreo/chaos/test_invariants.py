@@ -67,9 +67,9 @@ def healthy() -> Snapshot:
         dead_letters={("choreo.order", 0, 7): ["not single-object Avro"]},
         rebuild_differences=[],
         returns=[
-            ReturnView("ret-happy", "ord-happy", "happy", "completed"),
-            ReturnView("ret-damaged", "ord-happy", "damaged", "cancelled", "inspection_failed"),
-            ReturnView("ret-unpaid", "ord-declined", "unpaid", "cancelled", "refund_declined"),
+            ReturnView("ret-happy", "happy", "completed"),
+            ReturnView("ret-damaged", "damaged", "cancelled", "inspection_failed"),
+            ReturnView("ret-unpaid", "unpaid", "cancelled", "refund_declined"),
         ],
         refunds={"ret-happy": "refunded", "ret-unpaid": "declined"},
         restocks={
@@ -96,7 +96,7 @@ def test_a_healthy_run_holds_every_invariant():
 def test_a_saga_left_running_is_a_violation():
     snap = healthy()
     snap.orders.append(OrderView("ord-stuck", "happy", "payment_pending"))
-    snap.returns.append(ReturnView("ret-stuck", "ord-happy", "happy", "needs_attention"))
+    snap.returns.append(ReturnView("ret-stuck", "happy", "needs_attention"))
     check = sagas_terminal(snap)
     assert check.checked == 9
     assert (check.violations, check.examples) == (
@@ -224,9 +224,7 @@ def test_an_order_cancelled_by_a_deadline_whose_participant_would_answer_is_a_vi
         OrderView("ord-big", "large", "cancelled", "approval_timeout", ("approval",))
     )
     # Every participant of a return answers: any deadline that cancels one is wrong.
-    snap.returns.append(
-        ReturnView("ret-late", "ord-happy", "happy", "cancelled", "refund_timeout", ("refund",))
-    )
+    snap.returns.append(ReturnView("ret-late", "happy", "cancelled", "refund_timeout", ("refund",)))
     check = no_wrong_deadline(snap)
     assert check.checked == 6
     assert check.violations == 5

@@ -21,9 +21,9 @@ def report() -> ChaosReport:
             OrderView("ord-3", "declined", "cancelled", "payment_declined"),
         ],
         [
-            ReturnView("ret-1", "ord-1", "happy", "completed"),
-            ReturnView("ret-2", "ord-1", "damaged", "cancelled", "inspection_failed"),
-            ReturnView("ret-3", "ord-3", "unpaid", "completed"),
+            ReturnView("ret-1", "happy", "completed"),
+            ReturnView("ret-2", "damaged", "cancelled", "inspection_failed"),
+            ReturnView("ret-3", "unpaid", "completed"),
         ],
     )
     result.faults = [FaultResult("kill", "payment", 1.0, 1.2, "pid 7 killed")]
