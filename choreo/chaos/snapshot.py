@@ -102,6 +102,9 @@ class Snapshot:
     tokens: dict[str, str] = field(default_factory=dict)
     payments: dict[str, Payment] = field(default_factory=dict)
     reservations: dict[str, str] = field(default_factory=dict)
+    held_elsewhere: dict[str, int] = field(default_factory=dict)
+    """Units per SKU that reservations of orders outside the run hold (one waiting for a
+    person's approval since before the run, say)."""
     stock: dict[str, Stock] = field(default_factory=dict)
     shipments: dict[str, Shipment] = field(default_factory=dict)
     confirmations: dict[str, int] = field(default_factory=dict)
@@ -227,6 +230,13 @@ async def read_services(
     snap.stock = {
         r["sku"]: Stock(r["seeded"], r["available"], r["reserved"], r["shipped"]) for r in rows
     }
+    rows = await conn.fetch(
+        f"SELECT l.sku, sum(l.quantity) AS units FROM {inventory}.reservations AS r"
+        f" JOIN {inventory}.reservation_lines AS l USING (order_id)"
+        " WHERE r.status = 'reserved' AND NOT r.order_id = ANY($1) GROUP BY l.sku",
+        ids,
+    )
+    snap.held_elsewhere = {r["sku"]: r["units"] for r in rows}
     snap.shipments = await _bookings(conn, settings, "shipments", "order_id", ids)
     snap.confirmations = await _mails(conn, settings, ORDER_CONFIRMATION, ids)
     email = schema_name(settings, "email")
