@@ -244,14 +244,15 @@ async def test_a_returns_trace_is_found_by_its_start_event(
             result = await asyncio.to_thread(
                 CliRunner().invoke, app, ["sagas", "trace", "return", return_id, "--json"]
             )
-            assert result.exit_code == 0, result.output
-            found = orjson.loads(result.stdout)
+            # Export is batched per process: the trace may not be in Jaeger yet (exit 1).
+            found = orjson.loads(result.stdout) if result.exit_code == 0 else {"services": []}
             if participants <= set(found["services"]) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
         missing = await asyncio.to_thread(
             CliRunner().invoke, app, ["sagas", "trace", "return", "ret-nope"]
         )
+    assert result.exit_code == 0, result.output
     assert participants <= set(found["services"]), found["services"]
     assert found["trace_id"] == parent.split("-")[1]
     assert found["saga_key"] == return_id
