@@ -103,24 +103,22 @@ class Columns:
 
 
 def columns(
-    series: Sequence[dict[str, Any]], *, width: float = 1000, height: float = 120
+    series: Sequence[dict[str, Any]],
+    key: str = "orders",
+    *,
+    width: float = 1000,
+    height: float = 120,
 ) -> Columns:
-    """Orders per minute (``{"minute", "orders"}``) as columns, the scale rounded up."""
-    top = _nice(max((p["orders"] for p in series), default=0))
+    """A count per minute (``{"minute", key}``: orders placed, sagas started) as columns, the
+    scale rounded up."""
+    top = _nice(max((p[key] for p in series), default=0))
     step = width / max(1, len(series))
     bars = []
     for i, point in enumerate(series):
-        h = height * point["orders"] / top
+        h = height * point[key] / top
         minute = datetime.fromisoformat(point["minute"]).strftime("%H:%M")
         bars.append(
-            Bar(
-                i * step + 1,
-                height - h,
-                step - 2,
-                h,
-                point["orders"],
-                f"{minute}: {point['orders']}",
-            )
+            Bar(i * step + 1, height - h, step - 2, h, point[key], f"{minute}: {point[key]}")
         )
     first = datetime.fromisoformat(series[0]["minute"]).strftime("%H:%M") if series else ""
     last = datetime.fromisoformat(series[-1]["minute"]).strftime("%H:%M") if series else ""

@@ -1,7 +1,9 @@
 """The sagas of every type: an index of the types the coordinator runs with their sagas'
 counts by status (``/console/sagas``), and one type's list (``/console/sagas/{type}``): its
 sagas newest first, filtered by status, searched by a part of the key, paged on the server
-by keyset, live, with an operator's answer on the ones waiting for a person.
+by keyset, live, with an operator's answer on the ones waiting for a person, under how the
+type is doing (:mod:`projections.sagas_activity`: started and latency per minute, each step's
+latency, cancel reasons).
 
 The order saga keeps its own, richer list (``/console/sagas/order``, from ``order_status``:
 customers, totals, cancel reasons); every other type, shipped or a team's own, is listed here
@@ -10,13 +12,14 @@ from the generic read model (``saga_status``), as the definitions describe it.
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
-from projections import sagas_queries
+from projections import sagas_activity, sagas_queries
 from projections.api_models import STORABLE_TEXT
 from projections.backend import QueriesDep
 from projections.console import paging
@@ -38,6 +41,16 @@ def statuses(definitions: SagaRegistry, saga_type: str, counted: dict[str, int])
     known = [RUNNING, *waiting, COMPENSATING, NEEDS_ATTENTION, COMPLETED, CANCELLED]
     known = list(dict.fromkeys(known))
     return known + sorted(set(counted) - set(known))
+
+
+def in_path_order(
+    definitions: SagaRegistry, saga_type: str, steps: dict[str, Any]
+) -> dict[str, Any]:
+    """``steps`` (by step name) in the order the type's definitions draw them (any other
+    name, of a retired version, after)."""
+    names = [n.name for d in definitions if d.saga_type == saga_type for n in d.nodes]
+    ranked = {name: rank for rank, name in enumerate(dict.fromkeys(names))}
+    return dict(sorted(steps.items(), key=lambda kv: (ranked.get(kv[0], len(ranked)), kv[0])))
 
 
 def list_path(saga_type: str) -> str:
@@ -95,7 +108,11 @@ async def _list(
     if saga_type not in definitions.types:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"no saga type {saga_type}")
     search = q.strip()
-    by_status = await sagas_queries.count_by_status(queries, saga_type, search=search or None)
+    by_status, activity = await asyncio.gather(
+        sagas_queries.count_by_status(queries, saga_type, search=search or None),
+        sagas_activity.activity(queries, saga_type),
+    )
+    activity["steps"] = in_path_order(definitions, saga_type, activity["steps"])
     known = statuses(definitions, saga_type, by_status)
     status = status if status in known else None
     at = paging.Position.of(after, before, page)
@@ -121,6 +138,7 @@ async def _list(
         "by_status": by_status,
         "all_sagas": everything,
         "path": list_path(saga_type),
+        "activity": activity,
     }
 
 

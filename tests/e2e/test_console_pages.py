@@ -452,6 +452,16 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await page.locator("section[data-definition=return]").get_by_test_id("sagas-of-type").click()
     await expect(page).to_have_url(console.url + "/console/sagas/return")
     await expect(page.locator("tr[data-saga-key=ret-ask]")).to_have_count(1)
+    # Under the list, how the type is doing: ret-ask started within the chart's 30 minutes.
+    activity = page.get_by_test_id("activity")
+    await expect(activity.get_by_test_id("started-chart").locator("rect")).to_have_count(30)
+    await expect(
+        activity.get_by_test_id("started-chart").locator("rect[data-n='1']")
+    ).to_have_count(1)
+    await expect(activity.locator("h2")).to_have_text(
+        ["Started per minute last 30 minutes", re.compile("^Latency"), re.compile("^Step latency"),
+         "Cancel reasons"]
+    )  # fmt: skip
     await page.context.close()
 
 

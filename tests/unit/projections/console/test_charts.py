@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from projections.console.charts import lines
+from projections.console.charts import columns, lines
 
 T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -33,3 +33,17 @@ def test_no_data_no_points():
     chart = lines([_minute(0, None, None), _minute(1, None, None)])
     assert chart.points == []
     assert chart.p50 == []
+
+
+def test_columns_count_the_key_they_are_given():
+    minute = datetime(2026, 12, 5, 16, 40, tzinfo=UTC)
+    series = [
+        {"minute": (minute + timedelta(minutes=i)).isoformat(), "started": n}
+        for i, n in enumerate((0, 3, 7))
+    ]
+    chart = columns(series, "started")
+    assert [bar.value for bar in chart.bars] == [0, 3, 7]
+    assert chart.top == 10
+    assert chart.bars[2].title == "16:42: 7"
+    assert chart.bars[0].height == 0
+    assert chart.bars[2].height == chart.height * 0.7

@@ -1,0 +1,138 @@
+"""How one saga type's sagas are doing, from the generic read model (``saga_status``): sagas
+started per minute, latency (start → end) per minute, each step's latency and the reasons
+sagas were cancelled for. What the overview shows for orders, for any type the coordinator
+runs: a team's own saga included. The console draws it above each type's list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from projections.queries import Queries
+from projections.sagas_model import CANCELLED, ENDED
+from projections.sagas_store import STARTED, TYPE_LIST_KEY
+
+MINUTES = 30
+"""The charts' window."""
+STEP_SAMPLE = 2_000
+"""Step latency is over the type's latest this many sagas: their timelines are read on each
+refresh of the page (every 3 s), 2,000 in 16 ms at 100,000 sagas of the type, 10,000 (the
+overview's sample of orders) in 80 ms; p50 and p95 of 2,000 are as telling."""
+
+_MINUTES = """
+    generate_series(
+        date_trunc('minute', now()) - make_interval(mins => $2 - 1),
+        date_trunc('minute', now()), interval '1 minute'
+    ) AS minute
+"""
+
+
+async def activity(queries: Queries, saga_type: str, *, minutes: int = MINUTES) -> dict[str, Any]:
+    """``started`` and ``latency`` per minute over the last ``minutes`` (oldest first, empty
+    minutes too), ``steps`` (p50/p95 ms and count of each step's duration over the type's
+    latest :data:`STEP_SAMPLE` sagas) and ``reasons`` (cancelled sagas
+    per reason)."""
+    started, latency, steps, reasons = await asyncio.gather(
+        started_per_minute(queries, saga_type, minutes=minutes),
+        latency_per_minute(queries, saga_type, minutes=minutes),
+        step_durations(queries, saga_type),
+        cancel_reasons(queries, saga_type),
+    )
+    return {"started": started, "latency": latency, "steps": steps, "reasons": reasons}
+
+
+async def started_per_minute(
+    queries: Queries, saga_type: str, *, minutes: int = MINUTES
+) -> list[dict[str, Any]]:
+    """Sagas of ``saga_type`` started in each of the last ``minutes`` minutes (``{"minute",
+    "started"}``), each minute a range of a list index."""
+    rows = await queries.db.pool.fetch(
+        f"""
+        SELECT minute, count(s.saga_key) AS n FROM {_MINUTES}
+        LEFT JOIN {queries.schema}.saga_status AS s
+            ON s.saga_type = $1 AND {STARTED} >= minute AND {STARTED} < minute + interval '1 minute'
+        GROUP BY minute ORDER BY minute
+        """,
+        saga_type,
+        minutes,
+    )
+    return [{"minute": r["minute"].isoformat(), "started": int(r["n"])} for r in rows]
+
+
+async def latency_per_minute(
+    queries: Queries, saga_type: str, *, minutes: int = MINUTES
+) -> list[dict[str, Any]]:
+    """Start → end of the sagas of ``saga_type`` that ended in each of the last ``minutes``
+    minutes: ``n``, ``p50`` and ``p95`` in ms (``None`` in a minute where none ended)."""
+    rows = await queries.db.pool.fetch(
+        f"""
+        WITH ended AS (
+            SELECT date_trunc('minute', ended_at) AS minute,
+                   1000 * extract(epoch FROM ended_at - started_at) AS ms
+            FROM {queries.schema}.saga_status
+            WHERE saga_type = $1 AND status = ANY($3::text[]) AND started_at IS NOT NULL
+              AND ended_at >= date_trunc('minute', now()) - make_interval(mins => $2 - 1)
+        ), per_minute AS (
+            SELECT minute, count(*) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+            FROM ended GROUP BY minute
+        )
+        SELECT minute, coalesce(p.n, 0) AS n, p.p50, p.p95 FROM {_MINUTES}
+        LEFT JOIN per_minute AS p USING (minute)
+        ORDER BY minute
+        """,
+        saga_type,
+        minutes,
+        sorted(ENDED),
+    )
+    return [
+        {
+            "minute": r["minute"].isoformat(),
+            "n": int(r["n"]),
+            "p50": None if r["p50"] is None else round(float(r["p50"]), 1),
+            "p95": None if r["p95"] is None else round(float(r["p95"]), 1),
+        }
+        for r in rows
+    ]
+
+
+async def step_durations(queries: Queries, saga_type: str) -> dict[str, dict[str, float]]:
+    """Each step's (and human task's) start → finish over the type's latest
+    :data:`STEP_SAMPLE` sagas: ``{step: {"count", "p50", "p95"}}``."""
+    rows = await queries.db.pool.fetch(
+        f"""
+        SELECT step->>'step' AS step, count(*) AS n,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+        FROM (
+            SELECT step, 1000 * extract(epoch FROM
+                (step->>'finished_at')::timestamptz - (step->>'started_at')::timestamptz
+            ) AS ms
+            FROM (
+                SELECT timeline FROM {queries.schema}.saga_status
+                WHERE saga_type = $1 ORDER BY {TYPE_LIST_KEY} LIMIT $2
+            ) AS latest, jsonb_array_elements(timeline) AS step
+            WHERE step->>'finished_at' IS NOT NULL AND step->>'started_at' IS NOT NULL
+        ) AS durations
+        GROUP BY 1
+        """,
+        saga_type,
+        STEP_SAMPLE,
+    )
+    return {
+        r["step"]: {"count": int(r["n"]), "p50": round(r["p50"], 1), "p95": round(r["p95"], 1)}
+        for r in rows
+    }
+
+
+async def cancel_reasons(queries: Queries, saga_type: str) -> dict[str, int]:
+    """How many sagas of ``saga_type`` were cancelled for each reason."""
+    rows = await queries.db.pool.fetch(
+        f"SELECT reason, count(*) AS n FROM {queries.schema}.saga_status"
+        " WHERE saga_type = $1 AND status = $2 GROUP BY reason",
+        saga_type,
+        CANCELLED,
+    )
+    return {r["reason"] or "unknown": int(r["n"]) for r in rows}
