@@ -16,7 +16,7 @@ from events.database import Database
 from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
-from projections import PROJECTOR, store
+from projections import PROJECTOR, stats_sql, store
 from projections.model import fold_order
 
 
@@ -215,11 +215,7 @@ class Queries:
         """Orders placed in each of the last ``minutes`` minutes, oldest first (zeros too)."""
         rows = await self.db.pool.fetch(
             f"""
-            SELECT minute, count(o.order_id) AS n
-            FROM generate_series(
-                date_trunc('minute', now()) - make_interval(mins => $1 - 1),
-                date_trunc('minute', now()), interval '1 minute'
-            ) AS minute
+            SELECT minute, count(o.order_id) AS n FROM {stats_sql.minutes("$1")}
             LEFT JOIN {self.schema}.order_status AS o
                 ON {store.PLACED} >= minute AND {store.PLACED} < minute + interval '1 minute'
             GROUP BY minute ORDER BY minute
@@ -259,39 +255,15 @@ class Queries:
         """Saga latency (placed → the latest event of a completed or cancelled order) of the
         sagas that finished in each of the last ``minutes`` minutes: ``n``, ``p50`` and
         ``p95`` in ms (``None`` in a minute where none finished), oldest first."""
-        rows = await self.db.pool.fetch(
-            f"""
-            WITH finished AS (
-                SELECT date_trunc('minute', updated_at) AS minute,
-                       1000 * extract(epoch FROM updated_at - placed_at) AS ms
-                FROM {self.schema}.order_status
-                WHERE status IN ('completed', 'cancelled') AND placed_at IS NOT NULL
-                  AND updated_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
-            ), per_minute AS (
-                SELECT minute, count(*) AS n,
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
-                       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
-                FROM finished GROUP BY minute
-            )
-            SELECT m AS minute, coalesce(p.n, 0) AS n, p.p50, p.p95
-            FROM generate_series(
-                date_trunc('minute', now()) - make_interval(mins => $1 - 1),
-                date_trunc('minute', now()), interval '1 minute'
-            ) AS m
-            LEFT JOIN per_minute AS p ON p.minute = m
-            ORDER BY m
-            """,
-            minutes,
-        )
-        return [
-            {
-                "minute": r["minute"].isoformat(),
-                "n": int(r["n"]),
-                "p50": None if r["p50"] is None else round(float(r["p50"]), 1),
-                "p95": None if r["p95"] is None else round(float(r["p95"]), 1),
-            }
-            for r in rows
-        ]
+        ended = f"""
+            SELECT date_trunc('minute', updated_at) AS minute,
+                   1000 * extract(epoch FROM updated_at - placed_at) AS ms
+            FROM {self.schema}.order_status
+            WHERE status IN ('completed', 'cancelled') AND placed_at IS NOT NULL
+              AND updated_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+        """
+        rows = await self.db.pool.fetch(stats_sql.latency_per_minute(ended, "$1"), minutes)
+        return stats_sql.latency_points(rows)
 
     async def history(self, order_id: str) -> list[dict[str, Any]]:
         """The audit trail: every event of the order, in log order, summarized without PII."""
@@ -327,22 +299,10 @@ class Queries:
                 " WHERE cancel_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
             )
             steps = await conn.fetch(
-                f"""
-                SELECT step->>'step' AS step, count(*) AS n,
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
-                       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
-                FROM (
-                    SELECT step, 1000 * extract(epoch FROM
-                        (step->>'finished_at')::timestamptz - (step->>'started_at')::timestamptz
-                    ) AS ms
-                    FROM (
-                        SELECT timeline FROM {s}.order_status
-                        ORDER BY {store.ORDER_LIST_KEY} LIMIT $1
-                    ) AS latest, jsonb_array_elements(timeline) AS step
-                    WHERE step->>'finished_at' IS NOT NULL AND step->>'started_at' IS NOT NULL
-                ) AS durations
-                GROUP BY 1 ORDER BY 1
-                """,
+                stats_sql.step_durations(
+                    f"SELECT timeline FROM {s}.order_status"
+                    f" ORDER BY {store.ORDER_LIST_KEY} LIMIT $1"
+                ),
                 STEP_SAMPLE,
             )
             recent = await conn.fetchval(
@@ -354,10 +314,7 @@ class Queries:
             "orders": sum(r["n"] for r in by_status),
             "by_status": {r["status"]: r["n"] for r in by_status},
             "by_cancel_reason": {r["cancel_reason"]: r["n"] for r in by_reason},
-            "step_duration_ms": {
-                r["step"]: {"count": r["n"], "p50": round(r["p50"], 1), "p95": round(r["p95"], 1)}
-                for r in steps
-            },
+            "step_duration_ms": stats_sql.step_stats(steps),
             "orders_per_minute": round(int(recent) / window_minutes, 2),
         }
 

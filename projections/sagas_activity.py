@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from projections import stats_sql
 from projections.queries import Queries
 from projections.sagas_model import CANCELLED, ENDED
 from projections.sagas_store import STARTED, TYPE_LIST_KEY
@@ -19,13 +20,6 @@ STEP_SAMPLE = 2_000
 """Step latency is over the type's latest this many sagas: their timelines are read on each
 refresh of the page (every 3 s), 2,000 in 16 ms at 100,000 sagas of the type, 10,000 (the
 overview's sample of orders) in 80 ms; p50 and p95 of 2,000 are as telling."""
-
-_MINUTES = """
-    generate_series(
-        date_trunc('minute', now()) - make_interval(mins => $2 - 1),
-        date_trunc('minute', now()), interval '1 minute'
-    ) AS minute
-"""
 
 
 async def activity(queries: Queries, saga_type: str, *, minutes: int = MINUTES) -> dict[str, Any]:
@@ -49,7 +43,7 @@ async def started_per_minute(
     "started"}``), each minute a range of a list index."""
     rows = await queries.db.pool.fetch(
         f"""
-        SELECT minute, count(s.saga_key) AS n FROM {_MINUTES}
+        SELECT minute, count(s.saga_key) AS n FROM {stats_sql.minutes("$2")}
         LEFT JOIN {queries.schema}.saga_status AS s
             ON s.saga_type = $1 AND {STARTED} >= minute AND {STARTED} < minute + interval '1 minute'
         GROUP BY minute ORDER BY minute
@@ -65,66 +59,31 @@ async def latency_per_minute(
 ) -> list[dict[str, Any]]:
     """Start → end of the sagas of ``saga_type`` that ended in each of the last ``minutes``
     minutes: ``n``, ``p50`` and ``p95`` in ms (``None`` in a minute where none ended)."""
+    ended = f"""
+        SELECT date_trunc('minute', ended_at) AS minute,
+               1000 * extract(epoch FROM ended_at - started_at) AS ms
+        FROM {queries.schema}.saga_status
+        WHERE saga_type = $2 AND status = ANY($3::text[]) AND started_at IS NOT NULL
+          AND ended_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+    """
     rows = await queries.db.pool.fetch(
-        f"""
-        WITH ended AS (
-            SELECT date_trunc('minute', ended_at) AS minute,
-                   1000 * extract(epoch FROM ended_at - started_at) AS ms
-            FROM {queries.schema}.saga_status
-            WHERE saga_type = $1 AND status = ANY($3::text[]) AND started_at IS NOT NULL
-              AND ended_at >= date_trunc('minute', now()) - make_interval(mins => $2 - 1)
-        ), per_minute AS (
-            SELECT minute, count(*) AS n,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
-                   percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
-            FROM ended GROUP BY minute
-        )
-        SELECT minute, coalesce(p.n, 0) AS n, p.p50, p.p95 FROM {_MINUTES}
-        LEFT JOIN per_minute AS p USING (minute)
-        ORDER BY minute
-        """,
-        saga_type,
-        minutes,
-        sorted(ENDED),
+        stats_sql.latency_per_minute(ended, "$1"), minutes, saga_type, sorted(ENDED)
     )
-    return [
-        {
-            "minute": r["minute"].isoformat(),
-            "n": int(r["n"]),
-            "p50": None if r["p50"] is None else round(float(r["p50"]), 1),
-            "p95": None if r["p95"] is None else round(float(r["p95"]), 1),
-        }
-        for r in rows
-    ]
+    return stats_sql.latency_points(rows)
 
 
 async def step_durations(queries: Queries, saga_type: str) -> dict[str, dict[str, float]]:
     """Each step's (and human task's) start → finish over the type's latest
     :data:`STEP_SAMPLE` sagas: ``{step: {"count", "p50", "p95"}}``."""
     rows = await queries.db.pool.fetch(
-        f"""
-        SELECT step->>'step' AS step, count(*) AS n,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
-        FROM (
-            SELECT step, 1000 * extract(epoch FROM
-                (step->>'finished_at')::timestamptz - (step->>'started_at')::timestamptz
-            ) AS ms
-            FROM (
-                SELECT timeline FROM {queries.schema}.saga_status
-                WHERE saga_type = $1 ORDER BY {TYPE_LIST_KEY} LIMIT $2
-            ) AS latest, jsonb_array_elements(timeline) AS step
-            WHERE step->>'finished_at' IS NOT NULL AND step->>'started_at' IS NOT NULL
-        ) AS durations
-        GROUP BY 1
-        """,
+        stats_sql.step_durations(
+            f"SELECT timeline FROM {queries.schema}.saga_status"
+            f" WHERE saga_type = $1 ORDER BY {TYPE_LIST_KEY} LIMIT $2"
+        ),
         saga_type,
         STEP_SAMPLE,
     )
-    return {
-        r["step"]: {"count": int(r["n"]), "p50": round(r["p50"], 1), "p95": round(r["p95"], 1)}
-        for r in rows
-    }
+    return stats_sql.step_stats(rows)
 
 
 async def cancel_reasons(queries: Queries, saga_type: str) -> dict[str, int]:

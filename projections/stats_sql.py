@@ -1,0 +1,73 @@
+"""The statistics both the orders' overview (:mod:`projections.queries`) and each saga type's
+activity (:mod:`projections.sagas_activity`) compute, as SQL over the rows either selects:
+minutes of a window, latency per minute, step latency from the timelines' jsonb."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def minutes(count: str) -> str:
+    """The window's minutes as ``minute``, oldest first (``count``: a parameter, e.g. ``$1``)."""
+    return f"""
+        generate_series(
+            date_trunc('minute', now()) - make_interval(mins => {count} - 1),
+            date_trunc('minute', now()), interval '1 minute'
+        ) AS minute
+    """
+
+
+def latency_per_minute(ended: str, count: str) -> str:
+    """``minute, n, p50, p95`` for each minute of the window of ``count`` minutes, of the rows
+    ``ended`` selects as ``minute`` (when each ended) and ``ms`` (how long it took)."""
+    return f"""
+        WITH ended AS ({ended}), per_minute AS (
+            SELECT minute, count(*) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+            FROM ended GROUP BY minute
+        )
+        SELECT minute, coalesce(p.n, 0) AS n, p.p50, p.p95 FROM {minutes(count)}
+        LEFT JOIN per_minute AS p USING (minute)
+        ORDER BY minute
+    """
+
+
+def latency_points(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows of :func:`latency_per_minute` as JSON (``None`` in a minute where none ended)."""
+    return [
+        {
+            "minute": r["minute"].isoformat(),
+            "n": int(r["n"]),
+            "p50": None if r["p50"] is None else round(float(r["p50"]), 1),
+            "p95": None if r["p95"] is None else round(float(r["p95"]), 1),
+        }
+        for r in rows
+    ]
+
+
+def step_durations(timelines: str) -> str:
+    """``step, n, p50, p95`` (ms, start → finish) of every finished step in the ``timeline``
+    jsonb arrays the query ``timelines`` selects."""
+    return f"""
+        SELECT step->>'step' AS step, count(*) AS n,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
+        FROM (
+            SELECT step, 1000 * extract(epoch FROM
+                (step->>'finished_at')::timestamptz - (step->>'started_at')::timestamptz
+            ) AS ms
+            FROM ({timelines}) AS latest, jsonb_array_elements(timeline) AS step
+            WHERE step->>'finished_at' IS NOT NULL AND step->>'started_at' IS NOT NULL
+        ) AS durations
+        GROUP BY 1 ORDER BY 1
+    """
+
+
+def step_stats(rows: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """The rows of :func:`step_durations` as ``{step: {"count", "p50", "p95"}}``."""
+    return {
+        r["step"]: {"count": int(r["n"]), "p50": round(r["p50"], 1), "p95": round(r["p95"], 1)}
+        for r in rows
+    }
