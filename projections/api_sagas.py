@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from projections import sagas_queries, waiting
+from projections import sagas_activity, sagas_queries, waiting
 from projections.access import require
 from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry
 from projections.backend import QueriesDep
@@ -122,6 +122,39 @@ class WaitingSaga(BaseModel):
     amounts: list[Amount] = Field(description="The amounts the request names.")
 
 
+class StartedMinute(BaseModel):
+    minute: datetime
+    started: int = Field(description="Sagas of the type started in this minute.")
+
+
+class LatencyMinute(BaseModel):
+    minute: datetime
+    n: int = Field(description="Sagas of the type that ended (completed or cancelled) in it.")
+    p50: float | None = Field(description="Their start → end, ms; null when none ended.")
+    p95: float | None
+
+
+class StepLatency(BaseModel):
+    """One step's or human task's start → finish (ms)."""
+
+    count: int
+    p50: float
+    p95: float
+
+
+class SagaActivity(BaseModel):
+    """How one saga type is doing."""
+
+    saga_type: str
+    minutes: int = Field(description="The window of `started` and `latency`, oldest first.")
+    started: list[StartedMinute]
+    latency: list[LatencyMinute]
+    steps: dict[str, StepLatency] = Field(
+        description="Over the type's latest 2,000 sagas, in the order its definition draws them."
+    )
+    reasons: dict[str, int] = Field(description="Cancelled sagas per reason.")
+
+
 class WaitingSagas(BaseModel):
     waiting: list[WaitingSaga]
     count: int
@@ -211,6 +244,27 @@ async def list_waiting(
     return WaitingSagas(
         waiting=[WaitingSaga.model_validate(e) for e in entries], count=len(entries), total=total
     )
+
+
+@router.get("/sagas/activity")
+async def get_activity(
+    request: Request,
+    queries: QueriesDep,
+    saga_type: Annotated[
+        str, Query(alias="type", pattern=STORABLE_TEXT, description="The saga type.")
+    ],
+    minutes: Annotated[
+        int, Query(ge=1, le=1440, description="Minutes of `started` and `latency`.")
+    ] = sagas_activity.MINUTES,
+) -> SagaActivity:
+    """How one saga type is doing (the console draws it under the type's list): sagas
+    started and latency (start → end, p50/p95) per minute, each step's latency over the
+    type's latest 2,000 sagas, and the reasons its sagas were cancelled for."""
+    definitions = request.app.state.definitions
+    if saga_type not in definitions.types:
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"no saga type {saga_type}")
+    found = await sagas_activity.activity(queries, definitions, saga_type, minutes=minutes)
+    return SagaActivity.model_validate({"saga_type": saga_type, "minutes": minutes, **found})
 
 
 @router.get("/sagas/{saga_type}/{saga_key}")

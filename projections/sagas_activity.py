@@ -13,6 +13,7 @@ from projections import stats_sql
 from projections.queries import Queries
 from projections.sagas_model import CANCELLED, ENDED
 from projections.sagas_store import STARTED, TYPE_LIST_KEY
+from sagas.registry import SagaRegistry
 
 MINUTES = 30
 """The charts' window."""
@@ -22,18 +23,31 @@ refresh of the page (every 3 s), 2,000 in 16 ms at 100,000 sagas of the type, 10
 overview's sample of orders) in 80 ms; p50 and p95 of 2,000 are as telling."""
 
 
-async def activity(queries: Queries, saga_type: str, *, minutes: int = MINUTES) -> dict[str, Any]:
+async def activity(
+    queries: Queries, definitions: SagaRegistry, saga_type: str, *, minutes: int = MINUTES
+) -> dict[str, Any]:
     """``started`` and ``latency`` per minute over the last ``minutes`` (oldest first, empty
     minutes too), ``steps`` (p50/p95 ms and count of each step's duration over the type's
-    latest :data:`STEP_SAMPLE` sagas) and ``reasons`` (cancelled sagas
-    per reason)."""
+    latest :data:`STEP_SAMPLE` sagas, in the order ``definitions`` draw them) and ``reasons``
+    (cancelled sagas per reason)."""
     started, latency, steps, reasons = await asyncio.gather(
         started_per_minute(queries, saga_type, minutes=minutes),
         latency_per_minute(queries, saga_type, minutes=minutes),
         step_durations(queries, saga_type),
         cancel_reasons(queries, saga_type),
     )
+    steps = in_path_order(definitions, saga_type, steps)
     return {"started": started, "latency": latency, "steps": steps, "reasons": reasons}
+
+
+def in_path_order(
+    definitions: SagaRegistry, saga_type: str, steps: dict[str, Any]
+) -> dict[str, Any]:
+    """``steps`` (by step name) in the order the type's definitions draw them (any other
+    name, of a retired version, after)."""
+    names = [n.name for d in definitions if d.saga_type == saga_type for n in d.nodes]
+    ranked = {name: rank for rank, name in enumerate(dict.fromkeys(names))}
+    return dict(sorted(steps.items(), key=lambda kv: (ranked.get(kv[0], len(ranked)), kv[0])))
 
 
 async def started_per_minute(

@@ -38,6 +38,7 @@ from choreo.cli import (
     replay,
     returns,
     sagas,
+    sagas_activity,  # noqa: F401 - its command joins `choreo sagas`
     sagas_waiting,  # noqa: F401 - its commands join `choreo sagas`
     schemas,
     stack,

@@ -43,16 +43,6 @@ def statuses(definitions: SagaRegistry, saga_type: str, counted: dict[str, int])
     return known + sorted(set(counted) - set(known))
 
 
-def in_path_order(
-    definitions: SagaRegistry, saga_type: str, steps: dict[str, Any]
-) -> dict[str, Any]:
-    """``steps`` (by step name) in the order the type's definitions draw them (any other
-    name, of a retired version, after)."""
-    names = [n.name for d in definitions if d.saga_type == saga_type for n in d.nodes]
-    ranked = {name: rank for rank, name in enumerate(dict.fromkeys(names))}
-    return dict(sorted(steps.items(), key=lambda kv: (ranked.get(kv[0], len(ranked)), kv[0])))
-
-
 def list_path(saga_type: str) -> str:
     """Where a type's sagas are listed."""
     return f"/console/sagas/{saga_type}"
@@ -110,9 +100,8 @@ async def _list(
     search = q.strip()
     by_status, activity = await asyncio.gather(
         sagas_queries.count_by_status(queries, saga_type, search=search or None),
-        sagas_activity.activity(queries, saga_type),
+        sagas_activity.activity(queries, definitions, saga_type),
     )
-    activity["steps"] = in_path_order(definitions, saga_type, activity["steps"])
     known = statuses(definitions, saga_type, by_status)
     status = status if status in known else None
     at = paging.Position.of(after, before, page)

@@ -3,7 +3,8 @@ step latency under its list) are shown in."""
 
 from __future__ import annotations
 
-from projections.console.sagas_list import in_path_order, statuses
+from projections.console.sagas_list import statuses
+from projections.sagas_activity import in_path_order
 from sagas.shipped import SAGAS
 
 
