@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from events import metrics, tracing
@@ -153,6 +154,13 @@ class Tracing(DeliveryInterceptor):
         if not tracing.active():
             return await self.next.deliver(attempt, call)
         record, envelope = attempt.item.record, attempt.item.message.envelope
+        parent = tracing.extract(record.headers)
+        if _tracer.dropped(parent):  # an order not sampled: its context on, nothing recorded
+            token = otel_context.attach(parent)
+            try:
+                return await self.next.deliver(attempt, call)
+            finally:
+                otel_context.detach(token)
         attributes: dict[str, str | int] = {
             **tracing.consumer_attributes(
                 record.topic,
@@ -170,7 +178,7 @@ class Tracing(DeliveryInterceptor):
             attributes["choreo.batch.size"] = attempt.batch_size
         with _tracer.start_as_current_span(
             f"{record.topic} process",
-            context=tracing.extract(record.headers),
+            context=parent,
             kind=trace.SpanKind.CONSUMER,
             attributes=attributes,
         ):

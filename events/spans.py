@@ -37,7 +37,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
@@ -182,13 +182,25 @@ class RuntimeTracer:
         self._given = provider
         self._provider: object = None
         self._tracer: trace.Tracer = trace.NoOpTracer()
+        self._drops_unsampled = False
 
     def _current(self) -> trace.Tracer:
         provider = self._given or trace.get_tracer_provider()
         if provider is not self._provider:
             self._tracer = provider.get_tracer(self.name)
             self._provider = provider
+            self._drops_unsampled = _drops_unsampled(self._tracer)
         return self._tracer
+
+    def dropped(self, context: context_api.Context | None = None) -> bool:
+        """Whether a span started under ``context`` records nothing because its parent was not
+        sampled (and the sampler follows the parent, as the SDK's default does): the caller
+        may then skip the span's attributes, and the span itself is its parent's context."""
+        self._current()
+        if not self._drops_unsampled:
+            return False
+        parent = trace.get_current_span(context).get_span_context()
+        return parent.is_valid and not parent.trace_flags.sampled
 
     def start_as_current_span(
         self,
@@ -214,7 +226,12 @@ class RuntimeTracer:
         if links or not isinstance(tracer, sdk_trace.Tracer) or not tracer._is_enabled():
             return tracer.start_span(name, context, kind, attributes, links, start_time)
         # As the SDK's Tracer.start_span, from here to the span.
-        parent: SpanContext | None = trace.get_current_span(context).get_span_context()
+        carried = trace.get_current_span(context).get_span_context()
+        if self._drops_unsampled and carried.is_valid and not carried.trace_flags.sampled:
+            # What the sampler would drop: its parent's context stands for it (no new span
+            # id, no sampling result, nothing recorded), and is what the next hop inherits.
+            return trace.NonRecordingSpan(carried)
+        parent: SpanContext | None = carried
         ids = tracer.id_generator
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
@@ -252,3 +269,26 @@ class RuntimeTracer:
             span._put(sampled.attributes)
         tracer.span_processor.on_start(span, parent_context=context)
         return span
+
+
+_UNSAMPLED = [
+    SpanContext(trace_id, 1, is_remote=remote, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    for trace_id in (1, (1 << 128) - 1)
+    for remote in (True, False)
+]
+
+
+def _drops_unsampled(tracer: trace.Tracer) -> bool:
+    """Whether ``tracer``'s sampler drops every span whose parent (remote or local) was not
+    sampled, as the SDK's parent-based samplers do by default (``parentbased_always_on``,
+    ``parentbased_traceidratio``): probed with unsampled parents of the lowest and highest
+    trace ids, not read from the sampler's internals."""
+    if not isinstance(tracer, sdk_trace.Tracer) or not isinstance(tracer.sampler, ParentBased):
+        return False
+    return all(
+        tracer.sampler.should_sample(
+            trace.set_span_in_context(trace.NonRecordingSpan(parent)), parent.trace_id, "probe"
+        ).decision
+        is Decision.DROP
+        for parent in _UNSAMPLED
+    )

@@ -175,9 +175,12 @@ class Projector:
         if not tracing.active():
             return
         for record, message in contexts:
+            parent = tracing.extract(record.headers)
+            if _tracer.dropped(parent):  # not sampled: no span to make
+                continue
             span = _tracer.start_span(
                 f"{record.topic} project",
-                context=tracing.extract(record.headers),
+                context=parent,
                 kind=trace.SpanKind.CONSUMER,
                 start_time=started,
                 attributes=tracing.consumer_attributes(

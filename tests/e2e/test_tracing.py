@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -15,10 +16,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from typer.testing import CliRunner
 
 from choreo.cli import app
+from choreo.client import new_order_id
 from contracts.samples import sample_order_placed, scenario_order
 from events.errors import ChoreoError
+from events.producer import publish_first
 from projections.queries import Queries
-from projections.traces import OrderTrace, fetch_order_trace
+from projections.traces import OrderTrace, fetch_order_trace, fetch_trace
 from sagas.returns import V1 as RETURN
 from tests.e2e.conftest import Deployment, start_deployment
 from tests.e2e.test_return_paths import request, wait_return
@@ -120,6 +123,30 @@ async def test_a_completed_order_is_one_trace_across_every_service(checked: Depl
     db_spans = [s for s in found.spans if "db.system" in s.attributes]
     assert db_spans, "asyncpg spans nest under the handlers"
     _assert_no_pii(found)
+
+
+async def test_an_order_not_sampled_completes_and_no_process_records_a_span(
+    checked: Deployment,
+):
+    # Placed under a parent that was not sampled (as with OTEL_TRACES_SAMPLER_ARG=0.1, nine
+    # orders in ten): every process follows that decision and passes the context on.
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    unsampled = f"00-{trace_id}-{parent_id}-00"
+    placed = await publish_first(
+        checked.client.producer, await checked.client.sealed(ORDER), saga_type="order",
+        saga_key=new_order_id(), by="cli", trace_parent=unsampled,
+    )  # fmt: skip
+    order_id = placed.saga_key
+    checked.orders.append(order_id)
+    assert (await checked.wait_for(order_id)).status == "completed"
+    # Its first event was logged with the context it was placed under, unsampled.
+    assert await Queries(checked.db, checked.settings).traceparent(order_id) == unsampled
+    # A sampled order placed after it, whole in Jaeger: each process exported what it had.
+    sampled = (await checked.client.place_order(ORDER)).saga_key
+    checked.orders.append(sampled)
+    assert (await checked.wait_for(sampled)).status == "completed"
+    await _trace_with(checked, sampled, FLOW_SERVICES)
+    assert await fetch_trace(checked.settings, trace_id) is None
 
 
 async def test_batch_and_polling_statements_make_no_traces_of_their_own(checked: Deployment):

@@ -346,7 +346,7 @@ def test_unsampled_spans_are_not_recorded_but_their_context_travels_on(
 ) -> None:
     def scenario(tracer: Tracer, provider: TracerProvider) -> object:
         carriers = []
-        for parent in (UNSAMPLED_PARENT, SAMPLED_PARENT, {}):
+        for parent in (SAMPLED_PARENT, {}):
             with tracer.start_as_current_span("hop", context=PROPAGATOR.extract(parent)) as span:
                 carrier: dict[str, str] = {}
                 PROPAGATOR.inject(carrier)
@@ -356,6 +356,46 @@ def test_unsampled_spans_are_not_recorded_but_their_context_travels_on(
     request, _ = run_both(scenario, monkeypatch, sampler=ParentBased(TraceIdRatioBased(0.0)))
     [span] = _spans_of(request)  # only the child of the sampled parent
     assert span["parentSpanId"]
+
+
+@pytest.mark.parametrize("sampler", [DEFAULT_SAMPLER, ParentBased(TraceIdRatioBased(0.1))])
+def test_a_hop_of_an_unsampled_trace_is_its_parents_context(sampler: Sampler) -> None:
+    """Where the sampler follows an unsampled parent (the SDK's parent-based samplers), the
+    runtime makes no span at all, unlike the SDK's dropped span with an id of its own: the
+    parent's context goes on, unsampled, to what the hop publishes."""
+    provider = TracerProvider(sampler=sampler)
+    ended = Ended()
+    provider.add_span_processor(ended)
+    tracer = RuntimeTracer("choreo.events", provider)
+    unsampled = PROPAGATOR.extract(UNSAMPLED_PARENT)
+    assert tracer.dropped(unsampled)
+    assert not tracer.dropped(PROPAGATOR.extract(SAMPLED_PARENT))
+    assert not tracer.dropped(PROPAGATOR.extract({}))  # a root: the sampler decides
+    carrier: dict[str, str] = {}
+    with (
+        tracer.start_as_current_span("hop", context=unsampled) as span,
+        tracer.start_as_current_span("handle") as inner,
+    ):
+        PROPAGATOR.inject(carrier)
+    assert not span.is_recording()
+    assert not inner.is_recording()
+    assert carrier == UNSAMPLED_PARENT
+    assert ended.spans == []
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON), TraceIdRatioBased(1.0)],
+)
+def test_a_sampler_that_may_sample_under_an_unsampled_parent_still_decides(
+    sampler: Sampler,
+) -> None:
+    provider = TracerProvider(sampler=sampler)
+    tracer = RuntimeTracer("choreo.events", provider)
+    unsampled = PROPAGATOR.extract(UNSAMPLED_PARENT)
+    assert not tracer.dropped(unsampled)
+    with tracer.start_as_current_span("hop", context=unsampled) as span:
+        assert span.is_recording()
 
 
 class RecordOnly(Sampler):
