@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -62,15 +62,20 @@ async def _insert(
     )
 
 
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
-MINUTE_AGO = NOW - timedelta(minutes=1)
+class Returns(NamedTuple):
+    db: Database
+    minute_ago: datetime
+    """The start of the minute before the fixture's, when the returns started."""
 
 
 @pytest.fixture
-async def returns(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Database]:
+async def returns(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Returns]:
     """Three returns started a minute ago: two ended (2 s and 4 s), one still running; one
     cancelled hours ago; and an order, which is not the returns'. The CLI set to them."""
     schema = PROJECTOR.schema(settings)
+    # Now, not when the module was collected: the window is the last 30 minutes of the query.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    minute_ago = now - timedelta(minutes=1)
     try:
         async with Database(settings) as db:
             await db.migrate(schema, *store.ddl())
@@ -79,33 +84,35 @@ async def returns(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncI
                 ("ret-2", 4.0, "cancelled", "pickup_failed"),
                 ("ret-3", None, "running", None),
             ):
-                steps = [_step("refund", MINUTE_AGO, took), _step("pickup", MINUTE_AGO, 1.5)]
+                steps = [_step("refund", minute_ago, took), _step("pickup", minute_ago, 1.5)]
                 if key == "ret-1":
-                    steps.append(_step("email", MINUTE_AGO, 0.5))
+                    steps.append(_step("email", minute_ago, 0.5))
                 await _insert(
-                    db, schema, "return", key, status, MINUTE_AGO,
+                    db, schema, "return", key, status, minute_ago,
                     took_s=took, reason=reason, steps=steps,
                 )  # fmt: skip
             await _insert(
-                db, schema, "return", "ret-old", "cancelled", NOW - timedelta(hours=3),
+                db, schema, "return", "ret-old", "cancelled", now - timedelta(hours=3),
                 took_s=60.0, reason="pickup_failed",
             )  # fmt: skip
             await _insert(
-                db, schema, "order", "ord-1", "cancelled", MINUTE_AGO, took_s=9.0,
-                reason="payment_declined", steps=[_step("pickup", MINUTE_AGO, 99.0)],
+                db, schema, "order", "ord-1", "cancelled", minute_ago, took_s=9.0,
+                reason="payment_declined", steps=[_step("pickup", minute_ago, 99.0)],
             )  # fmt: skip
             with cli_on(settings, monkeypatch):
-                yield db
+                yield Returns(db, minute_ago)
     finally:
         await drop_schema(settings)
 
 
-async def test_a_types_activity_counts_its_own_sagas_only(returns: Database, settings: Settings):
-    found = await sagas_activity.activity(Queries(returns, settings), SAGAS, "return")
+async def test_a_types_activity_counts_its_own_sagas_only(returns: Returns, settings: Settings):
+    found = await sagas_activity.activity(Queries(returns.db, settings), SAGAS, "return")
     started = found["started"]
     assert len(started) == sagas_activity.MINUTES
-    assert [p["started"] for p in started if p["started"]] == [3]
-    assert started[-2]["minute"] == MINUTE_AGO.isoformat()
+    # (Read by minute: the window may have moved on by a minute since the rows were written.)
+    by_minute = {p["minute"]: p["started"] for p in started}
+    assert by_minute[returns.minute_ago.isoformat()] == 3
+    assert sum(by_minute.values()) == 3
     ended = [p for p in found["latency"] if p["n"]]
     assert [p["n"] for p in ended] == [2], found["latency"]
     assert ended[0]["p50"] == 3000.0  # 2 s and 4 s; the order's 9 s is not a return's
@@ -116,7 +123,7 @@ async def test_a_types_activity_counts_its_own_sagas_only(returns: Database, set
 
     # Each minute is a range of a list index (the type's, or every type's with the type
     # filtered, as the planner prefers), not a scan of the table.
-    async with returns.pool.acquire() as conn:
+    async with returns.db.pool.acquire() as conn:
         await conn.execute("SET enable_seqscan = off")
         plan = "\n".join(
             r[0]
@@ -124,8 +131,8 @@ async def test_a_types_activity_counts_its_own_sagas_only(returns: Database, set
                 f"EXPLAIN SELECT count(*) FROM {PROJECTOR.schema(settings)}.saga_status"
                 f" WHERE saga_type = 'return' AND {sagas_store.STARTED} >= $1"
                 f" AND {sagas_store.STARTED} < $2",
-                MINUTE_AGO,
-                NOW,
+                returns.minute_ago,
+                returns.minute_ago + timedelta(minutes=1),
             )
         )
     bound = "COALESCE(started_at, '-infinity'::timestamp with time zone) >="
@@ -134,7 +141,7 @@ async def test_a_types_activity_counts_its_own_sagas_only(returns: Database, set
 
 
 async def test_the_api_and_the_cli_give_the_same_activity(
-    returns: Database, settings: Settings, api_tokens: ApiTokens
+    returns: Returns, settings: Settings, api_tokens: ApiTokens
 ):
     async with serve(create_app(settings, api_tokens.api), api_tokens.viewer) as api:
         response = await api.get("/sagas/activity", params={"type": "return", "minutes": 5})
@@ -155,7 +162,7 @@ async def test_the_api_and_the_cli_give_the_same_activity(
     table = await _choreo("sagas", "activity", "return")
     assert table.exit_code == 0, table.output
     assert "last 30 minutes: 3 started, 2 ended" in table.stdout
-    assert MINUTE_AGO.strftime("%H:%M") in table.stdout
+    assert returns.minute_ago.strftime("%H:%M") in table.stdout
     assert "cancelled: pickup failed 2" in table.stdout
     unknown_cli = await _choreo("sagas", "activity", "nope")
     assert unknown_cli.exit_code == 1
