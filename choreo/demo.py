@@ -40,6 +40,8 @@ class DemoSaga:
     status: str = "started"
     cancel_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    approved: bool = False
+    """Whether the demo answered it (a large order or return waits for a person)."""
 
     @property
     def done(self) -> bool:
@@ -54,7 +56,7 @@ class DemoSaga:
     def shows(self) -> str:
         """What the path shows (the README's words)."""
         scenarios = SCENARIOS if self.saga_type == "order" else RETURN_SCENARIOS
-        return scenarios[self.scenario]
+        return scenarios[self.scenario] + ("; the demo approved it" if self.approved else "")
 
     def update(self, status: str, reason: str | None, notes: list[str]) -> None:
         self.status, self.cancel_reason, self.notes = status, reason, notes
@@ -87,7 +89,6 @@ class _Demo:
     def __init__(self, client: ChoreoClient, queries: Queries) -> None:
         self.client, self.queries = client, queries
         self.sagas: list[DemoSaga] = []
-        self.approved: set[str] = set()
         self.returns_requested: set[str] = set()
 
     @property
@@ -113,14 +114,14 @@ class _Demo:
         if row is not None:
             notes = await self.queries.completion_notes(order.key)
             order.update(row["status"], row["cancel_reason"], notes)
-        if order.status == "awaiting_approval" and order.key not in self.approved:
+        if order.status == "awaiting_approval" and not order.approved:
             await self.client.approve(
                 order.key,
                 by="demo",
                 reason="demo approval",
                 trace_parent=await self.queries.traceparent(order.key),
             )
-            self.approved.add(order.key)
+            order.approved = True
         if order.done:
             await self._request_returns_of(order)
 
@@ -135,7 +136,7 @@ class _Demo:
         row: dict[str, Any] | None = await sagas_queries.saga(self.queries, "return", saga.key)
         if row is not None:
             saga.update(row["status"], row.get("reason"), [])
-        if saga.status == "awaiting_approval" and saga.key not in self.approved:
+        if saga.status == "awaiting_approval" and not saga.approved:
             approval = ReturnApproved(approved_by="demo", reason="demo", approved_at=utc_now())
             await self.client.answer("return", saga.key, approval)
-            self.approved.add(saga.key)
+            saga.approved = True

@@ -55,3 +55,10 @@ def test_before_any_saga_starts_the_table_is_empty_without_a_legend():
     text = console.export_text()
     assert "key" in text
     assert "What each path shows:" not in text
+
+
+def test_a_saga_the_demo_approved_says_so_beside_its_waiting():
+    large = DemoSaga("order", "large", "ord-1f2dd1b6f389", "completed")
+    assert large.shows.endswith("waits for `choreo orders approve|reject`")
+    large.approved = True
+    assert large.shows.endswith("waits for `choreo orders approve|reject`; the demo approved it")
