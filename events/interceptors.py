@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from events import metrics, tracing
@@ -146,6 +145,27 @@ class OrderLogs(DeliveryInterceptor):
             return await self.next.deliver(attempt, call)
 
 
+def _consumer_attributes(attempt: Attempt) -> dict[str, str | int]:
+    """The consumer span's attributes of ``attempt``."""
+    record, envelope = attempt.item.record, attempt.item.message.envelope
+    attributes: dict[str, str | int] = {
+        **tracing.consumer_attributes(
+            record.topic,
+            record.partition,
+            record.offset,
+            attempt.consumer,
+            envelope.event_type,
+            attempt.item.message.saga_key,
+        ),
+        "messaging.message.id": str(envelope.event_id),
+        "choreo.handler": attempt.item.handler.name,
+        "choreo.attempt": attempt.number,
+    }
+    if attempt.batch_size is not None:
+        attributes["choreo.batch.size"] = attempt.batch_size
+    return attributes
+
+
 class Tracing(DeliveryInterceptor):
     """The ``"{topic} process"`` consumer span of each attempt, a child of the producer's
     context, with the failures, retries and dead letter recorded on it."""
@@ -153,34 +173,15 @@ class Tracing(DeliveryInterceptor):
     async def deliver(self, attempt: Attempt, call: Callable[[], Awaitable[T]]) -> T:
         if not tracing.active():
             return await self.next.deliver(attempt, call)
-        record, envelope = attempt.item.record, attempt.item.message.envelope
+        record = attempt.item.record
         parent = tracing.extract(record.headers)
-        if _tracer.dropped(parent):  # an order not sampled: its context on, nothing recorded
-            token = otel_context.attach(parent)
-            try:
-                return await self.next.deliver(attempt, call)
-            finally:
-                otel_context.detach(token)
-        attributes: dict[str, str | int] = {
-            **tracing.consumer_attributes(
-                record.topic,
-                record.partition,
-                record.offset,
-                attempt.consumer,
-                envelope.event_type,
-                attempt.item.message.saga_key,
-            ),
-            "messaging.message.id": str(envelope.event_id),
-            "choreo.handler": attempt.item.handler.name,
-            "choreo.attempt": attempt.number,
-        }
-        if attempt.batch_size is not None:
-            attributes["choreo.batch.size"] = attempt.batch_size
+        # An order not sampled: the span is its parent's context (events/spans.py), so its
+        # attributes are not even built.
         with _tracer.start_as_current_span(
             f"{record.topic} process",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
-            attributes=attributes,
+            attributes=None if _tracer.dropped(parent) else _consumer_attributes(attempt),
         ):
             return await self.next.deliver(attempt, call)
 
