@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
@@ -54,6 +54,7 @@ from sagas.shipped import SAGAS
 WAITING = "waiting"
 KINDS = (*MIX, WAITING)
 """The mix: :data:`bench.rebuild.MIX` and one in twelve still waiting for approval."""
+T = TypeVar("T")
 SPACING = timedelta(seconds=2)
 """Between two sagas' placing: 100,000 sagas span about two days."""
 STEP = timedelta(milliseconds=150)
@@ -207,14 +208,8 @@ async def _copy(
 
 
 async def _time(client: httpx.AsyncClient, name: str, path: str, repeat: int) -> Timing:
-    started = time.perf_counter()
-    response = await client.get(path)
-    timing = Timing(name, path, 1000 * (time.perf_counter() - started), [], response.status_code)
-    timing.size = len(response.content)
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await client.get(path)
-        timing.warm_ms.append(1000 * (time.perf_counter() - started))
+    timing, response = await _time_call(name, path, lambda: client.get(path), repeat)
+    timing.status, timing.size = response.status_code, len(response.content)
     return timing
 
 
@@ -283,7 +278,7 @@ async def _measure(
     async with Database(settings) as db:
         queries = Queries(db, settings)
         name = "a type's activity (every saga of the type)"
-        timing = await _time_call(
+        timing, _ = await _time_call(
             name, "sagas_activity.activity('order')",
             lambda: sagas_activity.activity(queries, SAGAS, ORDER.saga_type), repeat,
         )  # fmt: skip
@@ -293,16 +288,17 @@ async def _measure(
 
 
 async def _time_call(
-    name: str, label: str, call: Callable[[], Awaitable[object]], repeat: int
-) -> Timing:
+    name: str, label: str, call: Callable[[], Awaitable[T]], repeat: int
+) -> tuple[Timing, T]:
+    """``call``'s first (cold) time and ``repeat`` more (warm), with what the first returned."""
     started = time.perf_counter()
-    await call()
+    first = await call()
     timing = Timing(name, label, 1000 * (time.perf_counter() - started))
     for _ in range(repeat):
         started = time.perf_counter()
         await call()
         timing.warm_ms.append(1000 * (time.perf_counter() - started))
-    return timing
+    return timing, first
 
 
 async def run_async(count: int, repeat: int, log: Log, keep: bool = False) -> ConsoleBenchResult:

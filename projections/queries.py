@@ -213,15 +213,10 @@ class Queries:
 
     async def orders_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
         """Orders placed in each of the last ``minutes`` minutes, oldest first (zeros too)."""
-        rows = await self.db.pool.fetch(
-            f"""
-            SELECT minute, count(o.order_id) AS n FROM {stats_sql.minutes("$1")}
-            LEFT JOIN {self.schema}.order_status AS o
-                ON {store.PLACED} >= minute AND {store.PLACED} < minute + interval '1 minute'
-            GROUP BY minute ORDER BY minute
-            """,
-            minutes,
+        counts = stats_sql.counts_per_minute(
+            f"{self.schema}.order_status", store.PLACED, "order_id", "$1"
         )
+        rows = await self.db.pool.fetch(counts, minutes)
         return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
 
     async def approvals(self, *, limit: int = 200) -> list[dict[str, Any]]:
@@ -260,7 +255,7 @@ class Queries:
                    1000 * extract(epoch FROM updated_at - placed_at) AS ms
             FROM {self.schema}.order_status
             WHERE status IN ('completed', 'cancelled') AND placed_at IS NOT NULL
-              AND updated_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+              AND updated_at >= {stats_sql.window_start("$1")}
         """
         rows = await self.db.pool.fetch(stats_sql.latency_per_minute(ended, "$1"), minutes)
         return stats_sql.latency_points(rows)

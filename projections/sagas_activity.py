@@ -55,16 +55,10 @@ async def started_per_minute(
 ) -> list[dict[str, Any]]:
     """Sagas of ``saga_type`` started in each of the last ``minutes`` minutes (``{"minute",
     "started"}``), each minute a range of a list index."""
-    rows = await queries.db.pool.fetch(
-        f"""
-        SELECT minute, count(s.saga_key) AS n FROM {stats_sql.minutes("$2")}
-        LEFT JOIN {queries.schema}.saga_status AS s
-            ON s.saga_type = $1 AND {STARTED} >= minute AND {STARTED} < minute + interval '1 minute'
-        GROUP BY minute ORDER BY minute
-        """,
-        saga_type,
-        minutes,
+    counts = stats_sql.counts_per_minute(
+        f"{queries.schema}.saga_status", STARTED, "saga_key", "$2", where="t.saga_type = $1"
     )
+    rows = await queries.db.pool.fetch(counts, saga_type, minutes)
     return [{"minute": r["minute"].isoformat(), "started": int(r["n"])} for r in rows]
 
 
@@ -78,7 +72,7 @@ async def latency_per_minute(
                1000 * extract(epoch FROM ended_at - started_at) AS ms
         FROM {queries.schema}.saga_status
         WHERE saga_type = $2 AND status = ANY($3::text[]) AND started_at IS NOT NULL
-          AND ended_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+          AND ended_at >= {stats_sql.window_start("$1")}
     """
     rows = await queries.db.pool.fetch(
         stats_sql.latency_per_minute(ended, "$1"), minutes, saga_type, sorted(ENDED)

@@ -8,13 +8,31 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def window_start(count: str) -> str:
+    """When the window of the last ``count`` minutes (a parameter, e.g. ``$1``) begins: the
+    start of its first minute."""
+    return f"date_trunc('minute', now()) - make_interval(mins => {count} - 1)"
+
+
 def minutes(count: str) -> str:
     """The window's minutes as ``minute``, oldest first (``count``: a parameter, e.g. ``$1``)."""
     return f"""
         generate_series(
-            date_trunc('minute', now()) - make_interval(mins => {count} - 1),
-            date_trunc('minute', now()), interval '1 minute'
+            {window_start(count)}, date_trunc('minute', now()), interval '1 minute'
         ) AS minute
+    """
+
+
+def counts_per_minute(table: str, at: str, key: str, count: str, where: str = "true") -> str:
+    """``minute, n``: how many rows of ``table`` (``where`` holds) have their time ``at`` in
+    each minute of the window, its empty minutes too. ``at`` is compared as written, so a
+    time an index is on (e.g. ``coalesce(placed_at, '-infinity')``) makes each minute a range
+    of that index; ``key`` is a column never null in a row."""
+    return f"""
+        SELECT minute, count(t.{key}) AS n FROM {minutes(count)}
+        LEFT JOIN {table} AS t
+            ON {where} AND {at} >= minute AND {at} < minute + interval '1 minute'
+        GROUP BY minute ORDER BY minute
     """
 
 
