@@ -398,7 +398,7 @@ def _print_rebuild_result(result: RebuildBenchResult) -> None:
         f" {rebuild_us:.1f} µs ({raw_us / rebuild_us if rebuild_us else 0:.2f}x)"
     )
     out.print(
-        f"rebuilt {rb.orders:,} orders ({rb.skipped} undecodable skipped); took "
+        f"rebuilt {rb.sagas:,} sagas ({rb.skipped} undecodable skipped); took "
         f"{result.total_s:.1f}s in all, cleanup {result.cleanup_s:.1f}s "
         f"(schema and topics of {result.prefix} deleted)"
     )
@@ -419,8 +419,8 @@ def bench_console(
 ) -> None:
     """Time to render the console's pages over N sagas in the read models.
 
-    Loads N sagas (events, order_status and saga_status rows, folded by the read models' own
-    functions) with COPY into a fresh prefix's projector schema, builds the API in this
+    Loads N sagas (events and saga_status rows, folded by the read model's own
+    function) with COPY into a fresh prefix's projector schema, builds the API in this
     process and times GETs of the orders list (first page, a deep page, filters, search), one
     saga's page, the approvals page, the overview and /summary: the first request of each and
     the median of --repeat more. The bench's schemas and topics are deleted at the end

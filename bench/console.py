@@ -3,8 +3,8 @@
 Fills a fresh deployment's read models (its own topic prefix, so its own projector schema)
 with N sagas, 100,000 by default, written straight to PostgreSQL with ``COPY`` (not through
 Kafka: what is measured is the pages, not the projector): each saga's events in
-``event_log`` and its ``order_status`` and ``saga_status`` rows, folded by the read models' own
-functions (:func:`projections.model.fold_order`, :func:`projections.sagas_model.fold_saga`)
+``event_log`` and its ``saga_status`` row, folded by the read model's own function
+(:func:`projections.sagas_model.fold_saga`)
 from synthetic flows of :mod:`bench.rebuild` (completed, approved, declined, shipment failed,
 out of stock, and some still waiting for approval), placed a few seconds apart over days.
 The tables get the projector's own keys and indexes after the load, then ``ANALYZE``.
@@ -44,7 +44,7 @@ from events.settings import Settings, get_settings
 from events.topics import provision_topics
 from projections import PROJECTOR, sagas_activity, sagas_store, store
 from projections.api import create_app
-from projections.model import LoggedEvent, fold_order, summarize
+from projections.model import LoggedEvent, summarize
 from projections.queries import Queries
 from projections.sagas_model import fold_saga
 from projections.tokens import ApiSettings, new_token
@@ -161,7 +161,7 @@ async def fill(db: Database, schema: str, count: int, log: Log) -> tuple[int, fl
     Returns (events written, load seconds, index seconds)."""
     await db.migrate(schema, *(s.replace("{schema}", schema) for s in store.ddl()))
     async with db.pool.acquire() as conn:
-        for table in ("event_log", "order_status", "saga_status"):
+        for table in ("event_log", "saga_status"):
             await conn.execute(f"DROP TABLE {schema}.{table}")
         for statement in store.table_ddl(schema, indexes=False):
             await conn.execute(statement)
@@ -177,28 +177,24 @@ async def fill(db: Database, schema: str, count: int, log: Log) -> tuple[int, fl
         events += await _copy(db, schema, chunk, events)
     loaded = time.perf_counter()
     async with db.pool.acquire() as conn:
-        keys = (store.log_key_ddl(schema), store.status_key_ddl(schema))
-        for statement in (*keys, *store.index_ddl(schema), *sagas_store.index_ddl(schema)):
+        keys = (store.log_key_ddl(schema), store.index_ddl(schema))
+        for statement in (*keys, *sagas_store.index_ddl(schema)):
             await conn.execute(statement)
-        await conn.execute(
-            f"ANALYZE {schema}.event_log, {schema}.order_status, {schema}.saga_status"
-        )
+        await conn.execute(f"ANALYZE {schema}.event_log, {schema}.saga_status")
     return events, loaded - started, time.perf_counter() - loaded
 
 
 async def _copy(
     db: Database, schema: str, chunk: Sequence[tuple[str, list[LoggedEvent]]], offset: int
 ) -> int:
-    """COPY one chunk of sagas (their events and both status rows); the events written."""
+    """COPY one chunk of sagas (their events and status rows); the events written."""
     log_rows = [
         _log_row(e, offset + n) for n, e in enumerate(e for _, history in chunk for e in history)
     ]
-    orders = [store.status_tuple(fold_order(key, history)) for key, history in chunk]
     views = [sagas_store.row_tuple(fold_saga(ORDER, key, history)) for key, history in chunk]
     async with db.pool.acquire() as conn:
         for table, columns, records in (
             ("event_log", store.EVENT_LOG_COLUMNS, log_rows),
-            ("order_status", store.ORDER_STATUS_COLUMNS, orders),
             ("saga_status", sagas_store.SAGA_STATUS_COLUMNS, views),
         ):
             await conn.copy_records_to_table(
@@ -216,11 +212,12 @@ async def _time(client: httpx.AsyncClient, name: str, path: str, repeat: int) ->
 async def _pages(db: Database, schema: str) -> list[tuple[str, str]]:
     """The pages to time: names and paths (the saga keys and cursor from the loaded rows)."""
     newest = await db.pool.fetchval(
-        f"SELECT order_id FROM {schema}.order_status ORDER BY placed_at DESC LIMIT 1"
+        f"SELECT saga_key FROM {schema}.saga_status ORDER BY started_at DESC LIMIT 1"
     )
     middle = await db.pool.fetchrow(
-        f"SELECT order_id, placed_at FROM {schema}.order_status ORDER BY placed_at DESC"
-        " OFFSET (SELECT count(*) / 2 FROM " + f"{schema}.order_status) LIMIT 1"
+        f"SELECT saga_key AS order_id, started_at AS placed_at FROM {schema}.saga_status"
+        " ORDER BY started_at DESC"
+        " OFFSET (SELECT count(*) / 2 FROM " + f"{schema}.saga_status) LIMIT 1"
     )
     after = httpx.QueryParams({"after": middle["order_id"]})
     cursor = httpx.QueryParams(

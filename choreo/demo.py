@@ -3,7 +3,7 @@
 It places one order per order-saga path, approves the large one, and once an order has ended,
 requests the returns of its items that the returns saga's paths need (approving the large
 one too). It follows every saga through the public read models (the projector's
-``order_status`` and ``saga_status``, as `choreo orders|sagas status` do), never through a
+``saga_status``, as `choreo orders|sagas status` do), never through a
 process's private tables.
 """
 

@@ -42,8 +42,7 @@ from projections.api_models import (
 from projections.api_sagas import SagaKey, SagaType
 from projections.backend import AuditDep, OperationsDep, QueriesDep
 from projections.operations import Conflict, NotFound, Operations
-from projections.queries import Queries
-from projections.sagas_store import ORDER_SAGA
+from projections.queries import ORDER_TYPE, Queries
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -89,9 +88,9 @@ async def approve_order(
     """Approve an order that waits for approval (operator). The decision is recorded under the
     token's name and joins the order's trace; the saga resumes when the coordinator reads it.
     The same as `POST /sagas/order/{order_id}/approve`, answered as the order's."""
-    may_answer(caller, ORDER_SAGA)
+    may_answer(caller, ORDER_TYPE)
     reason = body.reason if body else None
-    saga = (ORDER_SAGA, order_id)
+    saga = (ORDER_TYPE, order_id)
     return _as_order(await _answer(request, operations, queries, saga, caller.name, reason))
 
 
@@ -110,8 +109,8 @@ async def reject_order(
 ) -> DecisionAccepted:
     """Reject an order that waits for approval, with a reason (operator): it is compensated.
     The same as `POST /sagas/order/{order_id}/reject`, answered as the order's."""
-    may_answer(caller, ORDER_SAGA)
-    saga = (ORDER_SAGA, order_id)
+    may_answer(caller, ORDER_TYPE)
+    saga = (ORDER_TYPE, order_id)
     return _as_order(
         await _answer(request, operations, queries, saga, caller.name, body.reason, no=True)
     )

@@ -46,14 +46,25 @@ class ErrorBody(BaseModel):
     )
 
 
-class Step(BaseModel):
-    """One step of an order's path."""
+class SagaStep(BaseModel):
+    """One step or human task: its state and when and by which event it moved."""
 
-    step: str = Field(description="inventory, approval, payment, shipping, crm or email.")
-    outcome: str | None = Field(description="How it ended (`charged`, ...); null while running.")
+    step: str
+    kind: str = Field(description="`step` or `human task`.")
+    critical: bool
+    state: str = Field(
+        description="pending, running, awaiting, succeeded, failed, timed_out, skipped "
+        "(a task whose condition did not hold), abandoned (left open when the saga ended)."
+    )
+    on_path: bool = Field(description="Whether it counts in the progress.")
+    triggered_at: datetime | None
+    triggered_by: str | None
     started_at: datetime | None
+    started_by: str | None
     finished_at: datetime | None
-    attempts: int = Field(description="Attempts the step took (payment reports its retries).")
+    finished_by: str | None
+    reason: str | None
+    detail: str | None
 
 
 class Progress(BaseModel):
@@ -110,20 +121,21 @@ StatusName = Annotated[
 
 
 class OrderStatus(BaseModel):
-    """An order's state: a row of the ``order_status`` read model, or its state at a past time."""
+    """An order's state: its saga's row of the ``saga_status`` read model, or its state at a
+    past time."""
 
     order_id: str
     status: StatusName
     cancel_reason: str | None = Field(description="Why a cancelled order was cancelled.")
     current_step: str | None = Field(description="The step in progress; null when finished.")
-    timeline: list[Step]
+    timeline: list[SagaStep] = Field(description="Each step and human task, as for any saga.")
     progress: Progress
     compensations_done: list[str] = Field(description="Compensating commands acknowledged.")
     trace_id: str | None = Field(description="The order's trace (look it up in Jaeger).")
     customer_id: str | None
     total_minor: int | None = Field(description="Order total in minor units of `currency`.")
     currency: str | None
-    placed_at: datetime | None
+    placed_at: datetime | None = Field(description="When its `order.placed` occurred.")
     updated_at: datetime | None = Field(description="Time of the order's latest event.")
     event_count: int
     as_of: datetime | None = Field(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from projections import sagas_activity, sagas_queries, waiting
 from projections.access import require
-from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry
+from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry, SagaStep
 from projections.backend import QueriesDep
 
 SagaType = Annotated[
@@ -32,27 +32,6 @@ class Progress(BaseModel):
 
     done: int
     expected: int
-
-
-class SagaStep(BaseModel):
-    """One step or human task: its state and when and by which event it moved."""
-
-    step: str
-    kind: str = Field(description="`step` or `human task`.")
-    critical: bool
-    state: str = Field(
-        description="pending, running, awaiting, succeeded, failed, timed_out, skipped "
-        "(a task whose condition did not hold), abandoned (left open when the saga ended)."
-    )
-    on_path: bool = Field(description="Whether it counts in the progress.")
-    triggered_at: datetime | None
-    triggered_by: str | None
-    started_at: datetime | None
-    started_by: str | None
-    finished_at: datetime | None
-    finished_by: str | None
-    reason: str | None
-    detail: str | None
 
 
 class SagaCompensation(BaseModel):
@@ -87,6 +66,11 @@ class SagaStatus(BaseModel):
     steps: list[SagaStep]
     compensations: list[SagaCompensation]
     event_count: int
+    trace_id: str | None = Field(description="The saga's trace (look it up in Jaeger).")
+    attributes: dict[str, Any] = Field(
+        description="What the saga's start event gave that its definition captures "
+        "(an order's `customer_id`, `total_minor`, `currency`)."
+    )
 
 
 class SagaList(BaseModel):

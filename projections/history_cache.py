@@ -12,8 +12,8 @@ class OrderHistoryCache:
     memory instead of reading its whole history back from the log (which was most of the
     projector's database time).
 
-    An entry is used only when its length equals the order's ``event_count`` in
-    ``order_status`` (written in the same transaction as the log rows): the log is
+    An entry is used only when its length equals the saga's ``event_count`` in
+    ``saga_status`` (written in the same transaction as the log rows): the log is
     append-only and never holds a record twice, so equal counts mean the same rows, whoever
     wrote them (another replica, a rebuild's swap). Entries change only when the batch that
     produced them commits (:meth:`commit`; :meth:`discard` on a rollback). Least recently

@@ -2,6 +2,10 @@
 
 All functions take a :class:`~events.database.Database` and return plain JSON-ready data
 (``dict``/``list``), so every front end shows the same fields.
+
+The order endpoints are the order saga's sagas in the generic read model (``saga_status``),
+in the orders API's words (:func:`order_json`): the model knows no saga by name; this façade
+knows the one type whose sagas the orders API, CLI and console list.
 """
 
 from __future__ import annotations
@@ -16,8 +20,46 @@ from events.database import Database
 from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
-from projections import PROJECTOR, stats_sql, store
-from projections.model import fold_order
+from projections import PROJECTOR, sagas_store, stats_sql, store
+from projections.sagas_model import RUNNING, fold_saga
+from projections.sagas_store import STAGE, STARTED
+from sagas.order import V1 as ORDER_SAGA
+
+ORDER_TYPE = ORDER_SAGA.saga_type
+"""The saga type the orders API, CLI and console pages show."""
+ORDERS = f"saga_type = '{ORDER_TYPE}'"
+"""The ``saga_status`` rows the order endpoints read."""
+ORDER_LIST_KEY = sagas_store.TYPE_LIST_KEY
+"""The orders list's sort, newest started first: one type's list index serves it."""
+
+
+def order_json(saga: dict[str, Any]) -> dict[str, Any]:
+    """A saga of the order type (as :meth:`SagaView.to_json` shows it) in the orders API's
+    words: its stage as ``status``, the start event's captures as the order's fields."""
+    captured = saga["attributes"]
+    status = saga["milestone"] if saga["status"] == RUNNING else saga["status"]
+    return {
+        "order_id": saga["saga_key"],
+        "status": status,
+        "cancel_reason": saga["reason"],
+        "current_step": next(iter(saga["current_steps"]), None),
+        "timeline": saga["steps"],
+        "progress": saga["progress"],
+        "compensations_done": sorted(
+            c["command"] for c in saga["compensations"] if c["acknowledged_at"] is not None
+        ),
+        "trace_id": saga["trace_id"],
+        "customer_id": captured.get("customer_id"),
+        "total_minor": captured.get("total_minor"),
+        "currency": captured.get("currency"),
+        "placed_at": saga["started_at"],
+        "updated_at": saga["updated_at"],
+        "event_count": saga["event_count"],
+    }
+
+
+def _order(row: Any) -> dict[str, Any]:
+    return order_json(sagas_store.row_json(row))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +85,15 @@ class OrderFilter:
         return (self.status, self.reason, self.since, self.until, self.search)
 
 
-# Times compare through store.PLACED, the expression the orders list's index is on (an order
-# not placed yet, sorted as -infinity, is before no time).
+# Times compare through STARTED, the expression the list index is on (a saga without a start
+# time, sorted as -infinity, is before no time).
 ORDER_FILTER_SQL = f"""
-    ($1::text IS NULL OR status = $1)
-    AND ($2::text IS NULL OR cancel_reason = $2)
-    AND ($3::timestamptz IS NULL OR {store.PLACED} >= $3)
-    AND ($4::timestamptz IS NULL OR {store.PLACED} < $4 AND placed_at IS NOT NULL)
-    AND ($5::text IS NULL OR strpos(order_id, $5) > 0 OR customer_id = $5)
+    {ORDERS}
+    AND ($1::text IS NULL OR {STAGE} = $1)
+    AND ($2::text IS NULL OR reason = $2)
+    AND ($3::timestamptz IS NULL OR {STARTED} >= $3)
+    AND ($4::timestamptz IS NULL OR {STARTED} < $4 AND started_at IS NOT NULL)
+    AND ($5::text IS NULL OR strpos(saga_key, $5) > 0 OR attributes->>'customer_id' = $5)
 """
 """The ``WHERE`` of an :class:`OrderFilter` (parameters ``$1`` to ``$5``)."""
 
@@ -80,10 +123,12 @@ def keyset(moment: str, key: str, at: str, at_key: str) -> tuple[str, str]:
     return older, newer
 
 
-# Newest placed first, orders not placed yet (no order.placed projected: placed_at NULL,
-# sorted as -infinity) last.
-_PLACED = store.PLACED
-_OLDER, _NEWER = keyset(_PLACED, "order_id", "$6", "$7")
+# Newest started first, orders without a start time last.
+_OLDER, _NEWER = keyset(STARTED, "saga_key", "$6", "$7")
+_STATUS_SINCE = f"""
+    {ORDERS} AND ($1::text IS NULL OR {STAGE} = $1)
+    AND ($2::timestamptz IS NULL OR {STARTED} >= $2)
+"""
 
 
 class Queries:
@@ -97,25 +142,30 @@ class Queries:
     async def ready(self) -> bool:
         """Whether the projector has created its tables yet."""
         found = await self.db.pool.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.order_status"
+            "SELECT to_regclass($1) IS NOT NULL", f"{self.schema}.saga_status"
         )
         return bool(found)
 
     async def status(
         self, order_id: str, *, as_of: datetime | None = None
     ) -> dict[str, Any] | None:
-        """The order_status row of an order, or its state as of a time, folded from the log."""
+        """An order's state, or its state as of a time, folded from the log."""
         async with self.db.pool.acquire() as conn:
             if as_of is not None:
                 events = await store.load_events(conn, self.schema, [order_id], as_of=as_of)
                 if not events.get(order_id):
+                    return None  # not there yet
+                known = await sagas_store.known(conn, self.schema, [order_id])
+                d = sagas_store.saga_of(events[order_id], known.get(order_id))
+                if d is None or d.saga_type != ORDER_TYPE:
                     return None
-                view = fold_order(order_id, events[order_id])
-                return {**view.to_json(), "as_of": as_of.isoformat()}
+                view = fold_saga(d, order_id, events[order_id])
+                return {**order_json(view.to_json()), "as_of": as_of.isoformat()}
             row = await conn.fetchrow(
-                f"SELECT * FROM {self.schema}.order_status WHERE order_id = $1", order_id
+                f"SELECT * FROM {self.schema}.saga_status WHERE {ORDERS} AND saga_key = $1",
+                order_id,
             )
-        return None if row is None else store.view_from_row(row).to_json()
+        return None if row is None else _order(row)
 
     async def traceparent(self, order_id: str, start: str = "order.placed") -> str | None:
         """The W3C ``traceparent`` the saga's start event (``order.placed`` for an order) was
@@ -148,27 +198,21 @@ class Queries:
         """Orders, newest first, optionally of one status and placed since a time; the page
         of ``limit`` after the first ``offset``."""
         rows = await self.db.pool.fetch(
-            f"SELECT * FROM {self.schema}.order_status"
-            " WHERE ($1::text IS NULL OR status = $1)"
-            f" AND ($2::timestamptz IS NULL OR {store.PLACED} >= $2)"
-            f" ORDER BY {store.ORDER_LIST_KEY} LIMIT $3 OFFSET $4",
+            f"SELECT * FROM {self.schema}.saga_status WHERE {_STATUS_SINCE}"
+            f" ORDER BY {ORDER_LIST_KEY} LIMIT $3 OFFSET $4",
             status,
             since,
             limit,
             offset,
         )
-        return [store.view_from_row(r).to_json() for r in rows]
+        return [_order(r) for r in rows]
 
     async def count_orders(
         self, *, status: str | None = None, since: datetime | None = None
     ) -> int:
         """How many orders :meth:`orders` pages through with these filters."""
         found = await self.db.pool.fetchval(
-            f"SELECT count(*) FROM {self.schema}.order_status"
-            " WHERE ($1::text IS NULL OR status = $1)"
-            f" AND ($2::timestamptz IS NULL OR {store.PLACED} >= $2)",
-            status,
-            since,
+            f"SELECT count(*) FROM {self.schema}.saga_status WHERE {_STATUS_SINCE}", status, since
         )
         return int(found)
 
@@ -184,13 +228,13 @@ class Queries:
         just older than ``cursor`` (or just newer, with ``direction="newer"``); the newest
         without one. No OFFSET: a deep page costs what the first does."""
         # Without a cursor $6 and $7 are NULL (and $6 must still appear, typed).
-        keyset, order = "$6::timestamptz IS NULL", store.ORDER_LIST_KEY
+        keyset, order = "$6::timestamptz IS NULL", ORDER_LIST_KEY
         if cursor is not None:
             keyset = _OLDER if direction == "older" else _NEWER
             if direction == "newer":
-                order = f"{_PLACED} ASC, order_id DESC"
+                order = f"saga_type, {STARTED} ASC, saga_key DESC"
         rows = await self.db.pool.fetch(
-            f"SELECT * FROM {self.schema}.order_status"
+            f"SELECT * FROM {self.schema}.saga_status"
             f" WHERE {ORDER_FILTER_SQL} AND ($7::text IS NULL OR {keyset})"
             f" ORDER BY {order} LIMIT $8",
             *where.params(),
@@ -198,14 +242,14 @@ class Queries:
             cursor[1] if cursor else None,
             limit,
         )
-        views = [store.view_from_row(r).to_json() for r in rows]
+        views = [_order(r) for r in rows]
         return views[::-1] if cursor is not None and direction == "newer" else views
 
     async def count_by_status(self, where: OrderFilter) -> dict[str, int]:
         """How many orders ``where`` keeps in each status (its own status ignored)."""
         rows = await self.db.pool.fetch(
-            f"SELECT status, count(*) AS n FROM {self.schema}.order_status"
-            f" WHERE {ORDER_FILTER_SQL} GROUP BY status",
+            f"SELECT {STAGE} AS status, count(*) AS n FROM {self.schema}.saga_status"
+            f" WHERE {ORDER_FILTER_SQL} GROUP BY 1",
             None,
             *where.params()[1:],
         )
@@ -214,7 +258,7 @@ class Queries:
     async def orders_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
         """Orders placed in each of the last ``minutes`` minutes, oldest first (zeros too)."""
         counts = stats_sql.counts_per_minute(
-            f"{self.schema}.order_status", store.PLACED, "order_id", "$1"
+            f"{self.schema}.saga_status", STARTED, "saga_key", "$1", where=f"t.{ORDERS}"
         )
         rows = await self.db.pool.fetch(counts, minutes)
         return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
@@ -226,21 +270,21 @@ class Queries:
         rows = await self.db.pool.fetch(
             f"""
             SELECT o.*, r.payload AS request
-            FROM {self.schema}.order_status AS o
+            FROM {self.schema}.saga_status AS o
             LEFT JOIN LATERAL (
                 SELECT payload FROM {self.schema}.event_log AS e
-                WHERE e.order_id = o.order_id AND e.event_type = 'order.approval_requested'
+                WHERE e.order_id = o.saga_key AND e.event_type = 'order.approval_requested'
                 ORDER BY e.position DESC LIMIT 1
             ) AS r ON true
-            WHERE o.status = 'awaiting_approval'
-            ORDER BY (r.payload->>'expires_at')::timestamptz NULLS LAST, o.order_id
+            WHERE o.{ORDERS} AND o.status = 'awaiting_approval'
+            ORDER BY (r.payload->>'expires_at')::timestamptz NULLS LAST, o.saga_key
             LIMIT $1
             """,
             limit,
         )
         return [
             {
-                **store.view_from_row(r).to_json(),
+                **_order(r),
                 "request": orjson.loads(r["request"]) if r["request"] else None,
             }
             for r in rows
@@ -251,11 +295,11 @@ class Queries:
         sagas that finished in each of the last ``minutes`` minutes: ``n``, ``p50`` and
         ``p95`` in ms (``None`` in a minute where none finished), oldest first."""
         ended = f"""
-            SELECT date_trunc('minute', updated_at) AS minute,
-                   1000 * extract(epoch FROM updated_at - placed_at) AS ms
-            FROM {self.schema}.order_status
-            WHERE status IN ('completed', 'cancelled') AND placed_at IS NOT NULL
-              AND updated_at >= {stats_sql.window_start("$1")}
+            SELECT date_trunc('minute', ended_at) AS minute,
+                   1000 * extract(epoch FROM ended_at - started_at) AS ms
+            FROM {self.schema}.saga_status
+            WHERE {ORDERS} AND status IN ('completed', 'cancelled') AND started_at IS NOT NULL
+              AND ended_at >= {stats_sql.window_start("$1")}
         """
         rows = await self.db.pool.fetch(stats_sql.latency_per_minute(ended, "$1"), minutes)
         return stats_sql.latency_points(rows)
@@ -287,28 +331,29 @@ class Queries:
         s = self.schema
         async with self.db.pool.acquire() as conn:
             by_status = await conn.fetch(
-                f"SELECT status, count(*) AS n FROM {s}.order_status GROUP BY status ORDER BY 1"
+                f"SELECT {STAGE} AS status, count(*) AS n FROM {s}.saga_status"
+                f" WHERE {ORDERS} GROUP BY 1 ORDER BY 1"
             )
             by_reason = await conn.fetch(
-                f"SELECT cancel_reason, count(*) AS n FROM {s}.order_status"
-                " WHERE cancel_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+                f"SELECT reason, count(*) AS n FROM {s}.saga_status"
+                f" WHERE {ORDERS} AND reason IS NOT NULL GROUP BY 1 ORDER BY 1"
             )
             steps = await conn.fetch(
                 stats_sql.step_durations(
-                    f"SELECT timeline FROM {s}.order_status"
-                    f" ORDER BY {store.ORDER_LIST_KEY} LIMIT $1"
+                    f"SELECT timeline FROM {s}.saga_status"
+                    f" WHERE {ORDERS} ORDER BY {ORDER_LIST_KEY} LIMIT $1"
                 ),
                 STEP_SAMPLE,
             )
             recent = await conn.fetchval(
-                f"SELECT count(*) FROM {s}.order_status"
-                f" WHERE {store.PLACED} >= now() - make_interval(mins => $1)",
+                f"SELECT count(*) FROM {s}.saga_status"
+                f" WHERE {ORDERS} AND {STARTED} >= now() - make_interval(mins => $1)",
                 window_minutes,
             )
         return {
             "orders": sum(r["n"] for r in by_status),
             "by_status": {r["status"]: r["n"] for r in by_status},
-            "by_cancel_reason": {r["cancel_reason"]: r["n"] for r in by_reason},
+            "by_cancel_reason": {r["reason"]: r["n"] for r in by_reason},
             "step_duration_ms": stats_sql.step_stats(steps),
             "orders_per_minute": round(int(recent) / window_minutes, 2),
         }
@@ -343,7 +388,7 @@ class Queries:
             for tp, end in sorted(ends.items(), key=lambda kv: (kv[0].topic, kv[0].partition))
         ]
         return {
-            "projection": "order_status, order_history (event_log), summary",
+            "projection": "saga_status (orders), order_history (event_log), summary",
             "events": int(total),
             "lag": lag,
             "total_lag": sum(p["lag"] for p in lag),

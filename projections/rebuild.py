@@ -1,8 +1,7 @@
 """Zero-downtime rebuild of the read models from the log, with an optional verification.
 
 1. Replay every domain topic from offset 0 up to its end *as of the start* into shadow tables
-   (``event_log_rebuild``, ``order_status_rebuild``, ``saga_status_rebuild``): batch decode,
-   COPY, one fold per order (and per saga).
+   (``event_log_rebuild``, ``saga_status_rebuild``): batch decode, COPY, one fold per saga.
    Live queries keep reading the live tables meanwhile.
 2. Swap under the projector's lock (live batches wait for it, briefly): catch the shadow up to
    the live checkpoints if the live projector went further meanwhile, compare shadow and live
@@ -32,7 +31,7 @@ from projections import PROJECTOR, sagas_store, store
 from projections.model import LoggedEvent
 from projections.rebuild_lanes import BATCH, SHADOW, Progress, replay, run_lanes
 
-TABLES = ("event_log", "order_status", "saga_status")
+TABLES = ("event_log", "saga_status")
 
 
 @dataclass
@@ -41,7 +40,7 @@ class RebuildReport:
 
     events: int = 0
     skipped: int = 0
-    orders: int = 0
+    sagas: int = 0
     caught_up: int = 0
     seconds: float = 0.0
     differences: list[str] = field(default_factory=list)
@@ -55,7 +54,7 @@ class RebuildReport:
         return {
             "events": self.events,
             "skipped_undecodable": self.skipped,
-            "orders": self.orders,
+            "sagas": self.sagas,
             "caught_up_during_swap": self.caught_up,
             "seconds": round(self.seconds, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -72,17 +71,17 @@ async def rebuild(
     codec: Codec | None = None,
     workers: int | None = None,
 ) -> RebuildReport:
-    """Rebuild ``event_log``, ``order_status`` and ``saga_status`` from the topics and swap
-    them in.
+    """Rebuild ``event_log`` and ``saga_status`` from the topics and swap them in.
 
     The replay runs in ``workers`` lanes (default: ``settings.rebuild_workers``; 0: see
     :func:`_lanes`), this process and the others in worker processes, each taking the partitions
-    of some partition numbers across all topics; each folds the orders it saw and writes their
-    ``order_status`` rows itself. Choreo's producers place an order's messages on one partition
-    number in every topic, so a lane usually holds whole orders and the lanes never meet.
+    of some partition numbers across all topics; each folds the sagas it saw and writes their
+    ``saga_status`` rows itself. Choreo's producers place a saga's messages on one partition
+    number in every topic, so a lane usually holds whole sagas and the lanes never meet.
     Another producer's partitioner (librdkafka's CRC32, say), or topics with unequal partition
-    counts, can spread an order over lanes: each then wrote a partial row for it, so such orders
-    (those with more than one row) are folded again from the whole shadow log before the swap.
+    counts, can spread a saga over lanes: the lane with its start event wrote a partial row, the
+    others none (they report the key as unclaimed), so every unclaimed key is folded again from
+    the whole shadow log before the swap.
     Worker processes build their codec from ``settings.schemas_dir``.
     """
     codec = codec or Codec(SchemaRegistry.load(settings.schemas_dir), CATALOG)
@@ -99,18 +98,19 @@ async def rebuild(
         partitions = await partitions_of(settings, event_topics(settings))
         ends = await _end_offsets(settings, partitions)
         lanes = _lanes(partitions, workers or settings.rebuild_workers)
+        unclaimed: set[str] = set()
         for lane in await run_lanes(settings, codec, schema, lanes, ends, progress):
             report.events += lane.events
             report.skipped += lane.skipped
-            report.orders += lane.orders
+            report.sagas += lane.sagas
+            unclaimed.update(lane.unclaimed)
         async with db.pool.acquire() as conn:
-            split = await _drop_partial_rows(conn, schema)
+            report.sagas -= await _drop_partial_rows(conn, schema, unclaimed)
         await _index_shadows(db, schema)
-        report.orders -= sum(split.values())
         async with db.pool.acquire() as conn:
-            ids = sorted(split)
-            for at in range(0, len(ids), BATCH):  # bounded memory when most orders were split
-                report.orders += len(await store.refold(conn, schema, ids[at : at + BATCH], SHADOW))
+            ids = sorted(unclaimed)
+            for at in range(0, len(ids), BATCH):  # bounded memory when most sagas were split
+                report.sagas += len(await store.refold(conn, schema, ids[at : at + BATCH], SHADOW))
         await _swap(settings, codec, db, schema, partitions, ends, report, verify)
     report.seconds = time.perf_counter() - started
     return report
@@ -134,12 +134,10 @@ def _lanes(partitions: list[TopicPartition], workers: int) -> list[list[TopicPar
 
 
 async def _index_shadows(db: Database, schema: str) -> None:
-    """Build the shadows' keys and indexes: the three tables side by side, each on a
-    connection of its own (a statement locks only its own table)."""
-    log_indexes, status_indexes = store.index_ddl(schema, SHADOW)
+    """Build the shadows' keys and indexes: the tables side by side, each on a connection of
+    its own (a statement locks only its own table)."""
     by_table = (
-        (store.log_key_ddl(schema, SHADOW), log_indexes),
-        (store.status_key_ddl(schema, SHADOW), status_indexes),
+        (store.log_key_ddl(schema, SHADOW), store.index_ddl(schema, SHADOW)),
         tuple(sagas_store.index_ddl(schema, SHADOW)),
     )
 
@@ -153,28 +151,15 @@ async def _index_shadows(db: Database, schema: str) -> None:
     await asyncio.gather(*(build(statements) for statements in by_table))
 
 
-async def _drop_partial_rows(conn: Connection, schema: str) -> dict[str, int]:
-    """Delete the shadow rows of sagas that more than one lane saw (each folded part of it),
-    their ``saga_status`` rows too; returns those keys and how many order rows each had.
-
-    An order seen by two lanes has two order rows. A saga of another type has an order row
-    only from a lane that saw none of its start events (see :func:`store.drop_status`).
-    """
-    order_status, saga_status = f"{schema}.order_status{SHADOW}", f"{schema}.saga_status{SHADOW}"
-    rows = await conn.fetch(
-        f"DELETE FROM {order_status} WHERE order_id IN"
-        f" (SELECT order_id FROM {order_status} GROUP BY order_id HAVING count(*) > 1"
-        f"  UNION SELECT saga_key FROM {saga_status} WHERE saga_type <> $1)"
-        " RETURNING order_id",
-        sagas_store.ORDER_SAGA,
+async def _drop_partial_rows(conn: Connection, schema: str, keys: set[str]) -> int:
+    """Delete the shadow rows of ``keys`` (one lane wrote a row of a saga another lane holds
+    events of); returns how many."""
+    deleted = await conn.fetch(
+        f"DELETE FROM {schema}.saga_status{SHADOW} WHERE saga_key = ANY($1::text[])"
+        " RETURNING saga_key",
+        sorted(keys),
     )
-    split: dict[str, int] = defaultdict(int)
-    for row in rows:
-        split[row["order_id"]] += 1
-    await conn.execute(
-        f"DELETE FROM {schema}.saga_status{SHADOW} WHERE saga_key = ANY($1::text[])", list(split)
-    )
-    return split
+    return len(deleted)
 
 
 async def _end_offsets(
@@ -246,7 +231,6 @@ LOG_COMPARED = (
 async def compare(conn: Connection, schema: str, limit: int = 50) -> list[str]:
     """Row-by-row differences between the live tables and the shadows (at most ``limit``)."""
     log_cols = ", ".join(LOG_COMPARED)
-    status_cols = ", ".join(store.ORDER_STATUS_COLUMNS)
     saga_cols = ", ".join(sagas_store.SAGA_STATUS_COLUMNS)
     differences: list[str] = []
     for label, live_sql, shadow_sql, key in (
@@ -255,12 +239,6 @@ async def compare(conn: Connection, schema: str, limit: int = 50) -> list[str]:
             f'SELECT topic, partition, "offset", {log_cols} FROM {schema}.event_log',
             f'SELECT topic, partition, "offset", {log_cols} FROM {schema}.event_log{SHADOW}',
             "topic || '/' || partition || '@' || \"offset\"",
-        ),
-        (
-            "order_status",
-            f"SELECT {status_cols} FROM {schema}.order_status",
-            f"SELECT {status_cols} FROM {schema}.order_status{SHADOW}",
-            "order_id",
         ),
         (
             "saga_status",

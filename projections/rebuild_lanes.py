@@ -1,5 +1,5 @@
 """A rebuild's replay lanes: the worker processes, and the replay of partitions into the shadow
-log (batch decode, background COPY) with one fold per order and per saga at the end.
+log (batch decode, background COPY) with one fold per saga at the end.
 
 See :func:`projections.rebuild.rebuild` for how partitions are grouped into lanes.
 """
@@ -26,7 +26,7 @@ from events.schemas import SchemaRegistry
 from events.security import kafka_options
 from events.settings import Settings
 from projections import sagas_store, store
-from projections.model import LoggedEvent, fold_order
+from projections.model import LoggedEvent
 from projections.projector import log_row
 
 SHADOW = "_rebuild"
@@ -45,7 +45,10 @@ class LaneResult:
 
     events: int
     skipped: int
-    orders: int
+    sagas: int
+    unclaimed: tuple[str, ...] = ()
+    """Keys of events no saga claimed in this lane (none of its start events were among
+    them): orphans, or sagas another lane holds part of."""
 
 
 @dataclass
@@ -159,7 +162,7 @@ async def _rebuild_lane(
     progress: Progress | None,
 ) -> LaneResult:
     """Replay ``partitions`` up to ``ends`` into the shadow log, fold their orders and sagas
-    and write their shadow ``order_status`` and ``saga_status`` rows."""
+    and write their shadow ``saga_status`` rows."""
     events_by_order: dict[str, list[LoggedEvent]] = defaultdict(list)
     with _collector_paused():
         async with Database(settings, max_size=2) as db:
@@ -168,28 +171,13 @@ async def _rebuild_lane(
                 until={tp: ends[tp] for tp in partitions},
             )  # fmt: skip
             async with db.pool.acquire() as conn:
-                orders = await _fold(conn, schema, events_by_order)
+                sagas = await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
         # Freed while the collector is still off: enabled first, its next run would traverse
         # every one of these objects once more before they go (3% of a lane's CPU).
+        claimed = {v.saga_key for v in sagas}
+        unclaimed = tuple(key for key in events_by_order if key not in claimed)
         events_by_order.clear()
-    return LaneResult(replayed.events, replayed.skipped, orders)
-
-
-async def _fold(
-    conn: Connection, schema: str, events_by_order: dict[str, list[LoggedEvent]]
-) -> int:
-    """Fold the sagas and orders of ``events_by_order`` and COPY their shadow rows; returns
-    how many ``order_status`` rows that was."""
-    sagas = await sagas_store.copy_rows(conn, schema, events_by_order, SHADOW)
-    others = sagas_store.not_orders(sagas)
-    views = [fold_order(o, evs) for o, evs in events_by_order.items() if o not in others]
-    await conn.copy_records_to_table(
-        f"order_status{SHADOW}",
-        schema_name=schema,
-        columns=store.ORDER_STATUS_COLUMNS,
-        records=[store.status_tuple(v) for v in views],
-    )
-    return len(views)
+    return LaneResult(replayed.events, replayed.skipped, len(sagas), unclaimed)
 
 
 async def replay(

@@ -176,6 +176,8 @@ class SagaView:
     steps: list[StepView] = field(default_factory=list)
     compensations: list[CompensationView] = field(default_factory=list)
     event_count: int = 0
+    trace_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +195,8 @@ class SagaView:
             "steps": [s.to_json() for s in self.steps],
             "compensations": [c.to_json() for c in self.compensations],
             "event_count": self.event_count,
+            "trace_id": self.trace_id,
+            "attributes": self.attributes,
         }
 
 
@@ -292,7 +296,12 @@ def fold_saga(d: SagaDefinition, saga_key: str, events: Iterable[LoggedEvent]) -
         return view
     log = _Log(d, evs)
     start = log.first(d.start)
-    view.started_at = start.occurred_at if start else None
+    if start is not None:
+        view.started_at = start.occurred_at
+        # A saga's trace is its start event's; its attributes what the start captured (the
+        # order's customer and total): what a list of the type shows and filters on.
+        view.trace_id = start.traceparent.split("-")[1] if start.traceparent else None
+        view.attributes = {name: start.payload.get(src) for name, src in d.start.capture.items()}
     view.updated_at = max(e.occurred_at for e in evs)
     ends = {
         role: log.first_of(emitted_type(d, role, render, log.data))

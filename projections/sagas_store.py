@@ -1,9 +1,9 @@
-"""The ``saga_status`` table: one row per saga of any type, beside ``order_status``.
+"""The ``saga_status`` table: one row per saga of any type.
 
 Each row is :func:`projections.sagas_model.fold_saga` of the saga's logged events with the
-definition the saga runs on. The projector writes it in the same transaction, for the same
-keys and from the same histories as ``order_status`` (see :func:`projections.store.refold`),
-and a rebuild writes its shadow the same way, so live rows and rebuilt rows agree.
+definition the saga runs on. The projector writes it in the transaction that logs the events
+(see :func:`projections.store.refold`), and a rebuild writes its shadow the same way, so live
+rows and rebuilt rows agree.
 
 Which saga a key belongs to is decided in one place, :func:`saga_of`: until the envelope
 carries the saga type, the start event names it (the registry's type whose start event it is,
@@ -30,17 +30,15 @@ from sagas.shipped import SAGAS
 SAGA_STATUS_COLUMNS = (
     "saga_type", "saga_key", "version", "status", "milestone", "reason", "current_steps",
     "steps_done", "steps_expected", "started_at", "updated_at", "ended_at", "timeline",
-    "compensations", "event_count",
+    "compensations", "event_count", "trace_id", "attributes",
 )  # fmt: skip
-ORDER_SAGA = "order"
-"""The saga type ``order_status`` folds (:mod:`projections.model`)."""
 Known = Mapping[str, tuple[str, int]]
 """Saga key → (saga type, version) of its ``saga_status`` row."""
 
 
 def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[str]:
     """``saga_status`` (or its ``suffix`` shadow), created once; without ``indexes`` its key
-    and indexes come later (:func:`index_ddl`), as for ``order_status``."""
+    and indexes come later (:func:`index_ddl`), as for ``event_log``."""
     table = f"{schema}.saga_status{suffix}"
     return [
         f"""
@@ -61,7 +59,9 @@ def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[st
                 ended_at       timestamptz,
                 timeline       jsonb       NOT NULL,
                 compensations  jsonb       NOT NULL,
-                event_count    int         NOT NULL
+                event_count    int         NOT NULL,
+                trace_id       text,
+                attributes     jsonb       NOT NULL DEFAULT jsonb_build_object()
             );
             {"".join(f"{statement};" for statement in index_ddl(schema, suffix)) if indexes else ""}
         END IF;
@@ -85,6 +85,9 @@ def index_ddl(schema: str, suffix: str = "") -> list[str]:
 
 STARTED = "coalesce(started_at, '-infinity'::timestamptz)"
 """When a saga started, for sorting: a row without a start time sorts as the oldest."""
+STAGE = "CASE WHEN status = 'running' THEN milestone ELSE status END"
+"""A saga's status in one word: its milestone while it runs (an order's ``paid``), else its
+status (``awaiting_approval``, ``compensating``, ``completed``, ...)."""
 TYPE_LIST_KEY = f"saga_type, {STARTED} DESC, saga_key"
 """The index of one type's list, newest first (the console's `/console/sagas/{type}`, keyset
 paged): without it a rare type's page walked the whole table's start times."""
@@ -108,6 +111,15 @@ def list_index_ddl(schema: str) -> list[str]:
         ),
         added_once(schema, "saga_status", LIST_KEY, "%(COALESCE(started_at, %) DESC, saga_key)"),
     ]
+
+
+def columns_ddl(schema: str) -> str:
+    """The columns a live ``saga_status`` created before them lacks. Its rows get their
+    values when their saga next moves, or all at once from a rebuild."""
+    return (
+        f"ALTER TABLE IF EXISTS {schema}.saga_status ADD COLUMN IF NOT EXISTS trace_id text,"
+        " ADD COLUMN IF NOT EXISTS attributes jsonb NOT NULL DEFAULT jsonb_build_object()"
+    )
 
 
 def saga_of(
@@ -167,7 +179,7 @@ def row_tuple(view: SagaView) -> tuple[Any, ...]:
         view.current_steps, view.steps_done, view.steps_expected, view.started_at,
         view.updated_at, view.ended_at,
         orjson.dumps(view.steps).decode(), orjson.dumps(view.compensations).decode(),
-        view.event_count,
+        view.event_count, view.trace_id, orjson.dumps(view.attributes).decode(),
     )  # fmt: skip
 
 
@@ -184,12 +196,6 @@ async def copy_rows(
         records=[row_tuple(v) for v in views],
     )
     return views
-
-
-def not_orders(views: Iterable[SagaView]) -> set[str]:
-    """The keys of sagas of another type than the order saga: ``order_status`` has no row
-    of them (it is the order saga's own read model)."""
-    return {v.saga_key for v in views if v.saga_type != ORDER_SAGA}
 
 
 async def known(conn: Connection, schema: str, keys: Iterable[str], suffix: str = "") -> Known:
@@ -215,11 +221,12 @@ async def upsert(
         f"""
         INSERT INTO {schema}.saga_status{suffix} ({", ".join(SAGA_STATUS_COLUMNS)})
         SELECT ty, ke, ve, st, mi, re, ARRAY(SELECT jsonb_array_elements_text(cs::jsonb)),
-               sd, se, sa, ua, ea, tl::jsonb, co::jsonb, ec
+               sd, se, sa, ua, ea, tl::jsonb, co::jsonb, ec, ti, at::jsonb
         FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::int[], $9::int[], $10::timestamptz[], $11::timestamptz[],
-                    $12::timestamptz[], $13::text[], $14::text[], $15::int[])
-             AS u(ty, ke, ve, st, mi, re, cs, sd, se, sa, ua, ea, tl, co, ec)
+                    $12::timestamptz[], $13::text[], $14::text[], $15::int[], $16::text[],
+                    $17::text[])
+             AS u(ty, ke, ve, st, mi, re, cs, sd, se, sa, ua, ea, tl, co, ec, ti, at)
         ON CONFLICT (saga_type, saga_key) DO UPDATE SET {updates}
         """,
         *columns,
@@ -252,6 +259,8 @@ def row_json(row: Any) -> dict[str, Any]:
         "steps": orjson.loads(row["timeline"]),
         "compensations": orjson.loads(row["compensations"]),
         "event_count": row["event_count"],
+        "trace_id": row["trace_id"],
+        "attributes": orjson.loads(row["attributes"]),
     }
 
 

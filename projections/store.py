@@ -1,17 +1,16 @@
-"""The projector's tables: the append-only event log, the order read model, checkpoints.
+"""The projector's tables: the append-only event log, the saga read model, checkpoints.
 
 Everything lives in the projector's schema (``<prefix>_projector``):
 
 - ``event_log``: every event of every domain topic, once (unique by topic/partition/offset),
   with its envelope, payload (jsonb) and a PII-free summary. It is the audit trail
   (``order_history``) and the source of time travel.
-- ``order_status``: one row per order, :func:`projections.model.fold_order` of its events.
-- ``saga_status``: one row per saga of any type, written beside ``order_status`` from the same
-  histories (:mod:`projections.sagas_store`).
+- ``saga_status``: one row per saga of any type, folded from its events
+  (:mod:`projections.sagas_store`); the orders API reads the order saga's rows.
 - ``projector_offsets``: the next offset per partition, written in the same transaction as
   the rows above, so a restart resumes exactly where the last committed batch ended.
 
-``summary`` is computed by queries over ``order_status`` (see :mod:`projections.queries`).
+``summary`` is computed by queries over ``saga_status`` (see :mod:`projections.queries`).
 Rebuilds write ``*_rebuild`` shadow tables and swap them in (see :mod:`projections.rebuild`).
 """
 
@@ -28,8 +27,8 @@ import orjson
 from events.database import Connection
 from projections import sagas_store
 from projections.history_cache import OrderHistoryCache
-from projections.indexes import added_once
-from projections.model import LoggedEvent, OrderView, StepView, fold_order
+from projections.model import LoggedEvent
+from projections.sagas_model import SagaView
 
 PROJECTOR_LOCK = zlib.crc32(b"choreo:projector")
 """Advisory lock held by each projector batch and by a rebuild's swap: they never interleave."""
@@ -39,29 +38,20 @@ EVENT_LOG_COLUMNS = (
     "producer", "schema_version", "correlation_id", "causation_id", "traceparent", "payload",
     "summary",
 )  # fmt: skip
-ORDER_STATUS_COLUMNS = (
-    "order_id", "status", "cancel_reason", "current_step", "timeline", "steps_done",
-    "steps_expected", "compensations_done", "trace_id", "customer_id", "total_minor",
-    "currency", "placed_at", "updated_at", "event_count",
-)  # fmt: skip
 
 
-# Long: the tables' DDL as PostgreSQL reads it, in one statement per table.
 def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[str]:
-    """``event_log``, ``order_status`` and ``saga_status`` (or their ``suffix`` shadows),
-    created once.
+    """``event_log`` and ``saga_status`` (or their ``suffix`` shadows), created once.
 
     Index names are left to PostgreSQL so that a shadow's indexes never clash with the live
     table's after a swap; hence the existence check instead of ``IF NOT EXISTS``. Without
     ``indexes`` the tables have no keys or indexes, for a bulk load that adds
-    :func:`log_key_ddl`, :func:`status_key_ddl` and :func:`index_ddl` after (building an index
-    once is cheaper than maintaining it row by row: a COPY into the keyed log took 1.6 times
-    as long as into the bare one plus its keys; and a rebuild may load an order's row twice
-    before the key).
+    :func:`log_key_ddl` and :func:`index_ddl` after (building an index once is cheaper than
+    maintaining it row by row: a COPY into the keyed log took 1.6 times as long as into the
+    bare one plus its keys; and a rebuild may load a saga's row twice before the key).
     """
-    log, status = f"{schema}.event_log{suffix}", f"{schema}.order_status{suffix}"
-    log_indexes, status_indexes = index_ddl(schema, suffix) if indexes else ("", "")
-    status_key = "PRIMARY KEY" if indexes else "NOT NULL"
+    log = f"{schema}.event_log{suffix}"
+    log_indexes = index_ddl(schema, suffix) if indexes else ""
     log_key = "PRIMARY KEY" if indexes else ""
     log_unique = ',\n                UNIQUE (topic, partition, "offset")' if indexes else ""
     return [
@@ -88,61 +78,16 @@ def table_ddl(schema: str, suffix: str = "", *, indexes: bool = True) -> list[st
             );
             {log_indexes}
         END IF;
-        IF to_regclass('{status}') IS NULL THEN
-            CREATE TABLE {status} (
-                order_id           text        {status_key},
-                status             text        NOT NULL,
-                cancel_reason      text,
-                current_step       text,
-                timeline           jsonb       NOT NULL,
-                steps_done         int         NOT NULL,
-                steps_expected     int         NOT NULL,
-                compensations_done text[]      NOT NULL,
-                trace_id           text,
-                customer_id        text,
-                total_minor        bigint,
-                currency           text,
-                placed_at          timestamptz,
-                updated_at         timestamptz,
-                event_count        int         NOT NULL
-            );
-            {status_indexes}
-        END IF;
         END $$;
         """,
         *sagas_store.table_ddl(schema, suffix, indexes=indexes),
     ]
 
 
-PLACED = "coalesce(placed_at, '-infinity'::timestamptz)"
-"""When an order was placed, for sorting: not placed yet (``NULL``) sorts as the oldest."""
-ORDER_LIST_KEY = f"{PLACED} DESC, order_id"
-"""The orders list's sort (newest placed first; keyset paging walks it), which an index
-serves: at 100,000 orders a page sorted without it took 0.25 s, a page half-way down by its
-keyset 0.06 s; with it, under a millisecond each. (``placed_at DESC NULLS LAST`` sorts the
-same, but a keyset bound on it has to admit ``OR placed_at IS NULL``, which no index scan can
-start from.)"""
-
-
-def index_ddl(schema: str, suffix: str = "") -> tuple[str, str]:
-    """The secondary indexes of ``event_log`` and of ``order_status`` (or their shadows)."""
-    log, status = f"{schema}.event_log{suffix}", f"{schema}.order_status{suffix}"
-    return (
-        f"CREATE INDEX ON {log} (order_id, occurred_at); CREATE INDEX ON {log} (logged_at);",
-        f"CREATE INDEX ON {status} (status); CREATE INDEX ON {status} ({ORDER_LIST_KEY});",
-    )
-
-
-def list_index_ddl(schema: str) -> str:
-    """The orders list's index on a live ``order_status`` created before it existed."""
-    return added_once(
-        schema, "order_status", ORDER_LIST_KEY, "%(COALESCE(placed_at, %) DESC, order_id)"
-    )
-
-
-def status_key_ddl(schema: str, suffix: str = "") -> str:
-    """The primary key of an ``order_status`` created without indexes."""
-    return f"ALTER TABLE {schema}.order_status{suffix} ADD PRIMARY KEY (order_id)"
+def index_ddl(schema: str, suffix: str = "") -> str:
+    """The secondary indexes of ``event_log`` (or its shadow)."""
+    log = f"{schema}.event_log{suffix}"
+    return f"CREATE INDEX ON {log} (order_id, occurred_at); CREATE INDEX ON {log} (logged_at);"
 
 
 def log_key_ddl(schema: str, suffix: str = "") -> str:
@@ -154,21 +99,32 @@ def log_key_ddl(schema: str, suffix: str = "") -> str:
     )
 
 
-STRAY_ORDER_ROWS = (
-    "DELETE FROM {schema}.order_status AS o USING {schema}.saga_status AS s"
-    f" WHERE s.saga_key = o.order_id AND s.saga_type <> '{sagas_store.ORDER_SAGA}'"
-)
-"""Order rows of sagas of another type, which projectors before :func:`drop_status` kept
-(see there): gone at the next start, so the orders list no longer shows them."""
+ORDER_ROWS_MOVED = """
+    DO $$ BEGIN
+    IF to_regclass('{schema}.order_status') IS NOT NULL THEN
+        UPDATE {schema}.saga_status AS s
+        SET trace_id = o.trace_id, attributes = jsonb_build_object(
+            'customer_id', o.customer_id, 'total_minor', o.total_minor, 'currency', o.currency)
+        FROM {schema}.order_status AS o
+        WHERE s.saga_key = o.order_id AND s.saga_type = 'order'
+          AND s.attributes = jsonb_build_object();
+        DROP TABLE {schema}.order_status;
+    END IF;
+    END $$;
+"""
+"""The order read model's table of projectors before the orders API read ``saga_status``:
+what only it held of each order (its trace, customer and total, which ``saga_status`` rows
+written before those columns lack) moved to the order saga's rows, then dropped. A rebuild
+gives the same from the log."""
 
 
 def ddl() -> list[str]:
     """The live tables and the checkpoint table (``{schema}`` placeholder for migrate)."""
     return [
         *table_ddl("{schema}"),
-        list_index_ddl("{schema}"),
         *sagas_store.list_index_ddl("{schema}"),
-        STRAY_ORDER_ROWS,
+        sagas_store.columns_ddl("{schema}"),
+        ORDER_ROWS_MOVED,
         """
         CREATE TABLE IF NOT EXISTS {schema}.projector_offsets (
             topic       text   NOT NULL,
@@ -276,69 +232,12 @@ async def load_events(
     return grouped
 
 
-def status_tuple(view: OrderView) -> tuple[Any, ...]:
-    """An order_status row in :data:`ORDER_STATUS_COLUMNS` order (orjson writes the timeline's
-    dataclasses as their ``to_json`` does, without building the dicts)."""
-    return (
-        view.order_id, view.status, view.cancel_reason, view.current_step,
-        orjson.dumps(view.timeline).decode(), view.steps_done,
-        view.steps_expected, view.compensations_done, view.trace_id, view.customer_id,
-        view.total_minor, view.currency, view.placed_at, view.updated_at, view.event_count,
-    )  # fmt: skip
-
-
-async def upsert_status(
-    conn: Connection, schema: str, views: Sequence[OrderView], suffix: str = ""
-) -> None:
-    """Write the rows of ``views``, replacing the orders' previous rows."""
-    if not views:
-        return
-    columns = list(zip(*(status_tuple(v) for v in views), strict=True))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_STATUS_COLUMNS[1:])
-    await conn.execute(
-        f"""
-        INSERT INTO {schema}.order_status{suffix} ({", ".join(ORDER_STATUS_COLUMNS)})
-        SELECT oi, st, cr, cs, tl::jsonb, sd, se, string_to_array(cd, ','), ti, cu, tm, cy,
-               pa, ua, ec
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                    $7::int[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[],
-                    $13::timestamptz[], $14::timestamptz[], $15::int[])
-             AS u(oi, st, cr, cs, tl, sd, se, cd, ti, cu, tm, cy, pa, ua, ec)
-        ON CONFLICT (order_id) DO UPDATE SET {updates}
-        """,
-        *[
-            list(c) if i != 7 else [",".join(v) for v in c]  # text[] of text[] via a join
-            for i, c in enumerate(columns)
-        ],
-    )
-
-
 async def refold(
-    conn: Connection, schema: str, order_ids: Iterable[str], suffix: str = ""
-) -> list[OrderView]:
-    """Recompute and store the order_status and saga_status rows of ``order_ids`` from the
-    event log."""
-    ids = sorted(set(order_ids))
-    events = await load_events(conn, schema, ids, suffix=suffix)
-    others = sagas_store.not_orders(await sagas_store.refold(conn, schema, events, suffix))
-    await drop_status(conn, schema, others, suffix)
-    views = [fold_order(key, events.get(key, [])) for key in ids if key not in others]
-    await upsert_status(conn, schema, views, suffix)
-    return views
-
-
-async def drop_status(conn: Connection, schema: str, keys: Iterable[str], suffix: str = "") -> None:
-    """Delete the ``order_status`` rows of ``keys``, sagas of another type.
-
-    Such a row was written while none of the key's events folded yet named its saga type
-    (its start event projected after others of its events, from another topic): with no
-    type known, a key's events are the order model's, as before the saga read models.
-    """
-    stale = sorted(keys)
-    if stale:
-        await conn.execute(
-            f"DELETE FROM {schema}.order_status{suffix} WHERE order_id = ANY($1::text[])", stale
-        )
+    conn: Connection, schema: str, keys: Iterable[str], suffix: str = ""
+) -> list[SagaView]:
+    """Recompute and store the saga_status rows of ``keys`` from the event log."""
+    events = await load_events(conn, schema, sorted(set(keys)), suffix=suffix)
+    return await sagas_store.refold(conn, schema, events, suffix)
 
 
 async def save_offsets(conn: Connection, schema: str, offsets: dict[tuple[str, int], int]) -> None:
@@ -366,8 +265,8 @@ async def load_offsets(conn: Connection, schema: str) -> dict[tuple[str, int], i
 
 async def refold_cached(
     conn: Connection, schema: str, rows: Sequence[LogRow], cache: OrderHistoryCache
-) -> list[OrderView]:
-    """:func:`refold` for the orders of ``rows`` (just logged in this transaction), taking
+) -> list[SagaView]:
+    """:func:`refold` for the sagas of ``rows`` (just logged in this transaction), taking
     their earlier history from ``cache`` where it is complete."""
     new: dict[str, list[LoggedEvent]] = defaultdict(list)
     for row in rows:
@@ -375,35 +274,26 @@ async def refold_cached(
     ids = sorted(new)
     found = await conn.fetch(
         # A join on unnest plans as one index probe per key; `= ANY($1)` took a bitmap
-        # heap scan that cost 30 times as much. A key's count is in its order_status row,
-        # or (a saga of another type) its saga_status row.
-        f"SELECT i.order_id, coalesce(o.event_count, s.event_count) AS event_count,"
-        f" o.order_id IS NOT NULL AS order_row"
-        f" FROM unnest($1::text[]) AS i(order_id)"
-        f" LEFT JOIN {schema}.order_status AS o USING (order_id)"
-        f" LEFT JOIN {schema}.saga_status AS s ON s.saga_key = i.order_id"
-        f" WHERE o.order_id IS NOT NULL OR s.saga_key IS NOT NULL",
+        # heap scan that cost 30 times as much.
+        f"SELECT i.order_id, s.event_count FROM unnest($1::text[]) AS i(order_id)"
+        f" JOIN {schema}.saga_status AS s ON s.saga_key = i.order_id",
         ids,
     )
     counts: dict[str, int] = {r["order_id"]: r["event_count"] for r in found}
     histories: dict[str, list[LoggedEvent]] = {}
     unknown: list[str] = []
     for order_id in ids:
-        # No row means no logged event: every key's events have a row in one of the two
-        # tables, written in their transaction (an order_status row unless another saga type
-        # claims the key, and then its saga_status row).
-        count = counts.get(order_id, 0)
-        known = [] if count == 0 else cache.history(order_id, count)
+        # A key without a row has logged events of no saga yet (its start event not projected)
+        # or none before this batch: only the log tells which.
+        count = counts.get(order_id)
+        known = None if count is None else cache.history(order_id, count)
         if known is None:
             unknown.append(order_id)
         else:
             histories[order_id] = [*known, *new[order_id]]
     if unknown:  # read back from the log, which already holds this batch's rows
         histories.update(await load_events(conn, schema, unknown))
-    others = sagas_store.not_orders(await sagas_store.refold(conn, schema, histories))
-    await drop_status(conn, schema, others & {r["order_id"] for r in found if r["order_row"]})
-    views = [fold_order(key, histories[key]) for key in ids if key not in others]
-    await upsert_status(conn, schema, views)
+    views = await sagas_store.refold(conn, schema, histories)
     for order_id in ids:
         cache.stage(order_id, histories[order_id])
     return views
@@ -411,8 +301,8 @@ async def refold_cached(
 
 async def apply_batch(conn: Connection, schema: str, rows: Sequence[LogRow],
                       offsets: dict[tuple[str, int], int],
-                      cache: OrderHistoryCache | None = None) -> list[OrderView]:  # fmt: skip
-    """One projector batch, in the caller's transaction: log the events, refold the orders
+                      cache: OrderHistoryCache | None = None) -> list[SagaView]:  # fmt: skip
+    """One projector batch, in the caller's transaction: log the events, refold the sagas
     they touch (with ``cache``: see :class:`OrderHistoryCache`), move the checkpoints.
 
     Records below the stored checkpoint are already projected (a rebuild may have moved the
@@ -428,34 +318,3 @@ async def apply_batch(conn: Connection, schema: str, rows: Sequence[LogRow],
         views = await refold_cached(conn, schema, fresh, cache)
     await save_offsets(conn, schema, offsets)
     return views
-
-
-def view_from_row(row: Any) -> OrderView:
-    """An order_status row back as an :class:`OrderView`."""
-    timeline = [
-        StepView(
-            s["step"],
-            s["outcome"],
-            datetime.fromisoformat(s["started_at"]) if s["started_at"] else None,
-            datetime.fromisoformat(s["finished_at"]) if s["finished_at"] else None,
-            s["attempts"],
-        )
-        for s in orjson.loads(row["timeline"])
-    ]
-    return OrderView(
-        order_id=row["order_id"],
-        status=row["status"],
-        cancel_reason=row["cancel_reason"],
-        current_step=row["current_step"],
-        timeline=timeline,
-        steps_done=row["steps_done"],
-        steps_expected=row["steps_expected"],
-        compensations_done=list(row["compensations_done"]),
-        trace_id=row["trace_id"],
-        customer_id=row["customer_id"],
-        total_minor=row["total_minor"],
-        currency=row["currency"],
-        placed_at=row["placed_at"],
-        updated_at=row["updated_at"],
-        event_count=row["event_count"],
-    )

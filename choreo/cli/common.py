@@ -20,7 +20,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from events.errors import ChoreoError
@@ -80,6 +80,28 @@ def stacked(fact: str, under: str | None) -> str:
     """A cell of two lines, ``under`` dimmed below ``fact`` (just ``fact`` without it): how the
     tables keep to fewer columns at 80 (see :func:`readable`)."""
     return f"{fact}\n[dim]{under}[/]" if under else fact
+
+
+def steps_table(steps: list[dict[str, Any]]) -> Table:
+    """A saga's steps: state, and each time with the event that marks it under it, the detail
+    under the state: four columns that keep an event's name whole at 80 columns (folded where
+    it must be)."""
+    table = Table(
+        "step", "state", Column("started", overflow="fold"), Column("finished", overflow="fold")
+    )
+    for step in steps:
+        table.add_row(
+            step["step"] if step["on_path"] else f"[dim]{step['step']}[/]",
+            stacked(step["state"], step["detail"] or step["reason"]),
+            _when(step["started_at"], step["started_by"]),
+            _when(step["finished_at"], step["finished_by"]),
+        )
+    return readable(table, "step", "state")
+
+
+def _when(at: str | None, by: str | None) -> str:
+    """A step's time of day and, under it, the event (or who) that marks it."""
+    return "\n".join(part for part in ((at or "")[11:23], f"[dim]{by}[/]" if by else "") if part)
 
 
 def look_up(call: Callable[[Queries], Awaitable[T]]) -> T | None:

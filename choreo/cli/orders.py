@@ -31,6 +31,7 @@ from choreo.cli.common import (
     readable,
     refuse_a_used_key,
     stacked,
+    steps_table,
     to_the_minute,
     traced_cli,
     waiting_for_an_answer,
@@ -228,7 +229,7 @@ def orders_status(
         str | None,
         typer.Option("--as-of", help="ISO time: the order's state then, folded from the log."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="The order_status row as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The order's state as JSON.")] = False,
 ) -> None:
     """Where an order is: status, reason, current step, timeline and progress."""
     when = _when(as_of, "--as-of")
@@ -245,16 +246,7 @@ def orders_status(
         f"  step: {row['current_step'] or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
-    table = Table("step", "outcome", "started", "finished", "attempts")
-    for step in row["timeline"]:
-        table.add_row(
-            step["step"],
-            step["outcome"] or "…",
-            (step["started_at"] or "")[11:23],
-            (step["finished_at"] or "")[11:23],
-            str(step["attempts"] or ""),
-        )
-    out.print(table)
+    out.print(steps_table(row["timeline"]))
     if row["compensations_done"]:
         out.print("compensations done: " + ", ".join(row["compensations_done"]))
     updated = (row["updated_at"] or "")[:23].replace("T", " ")

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 app = command_group("Inspect and rebuild the read models.")
 
-READ_MODELS = {"all", "order_status", "order_history", "summary"}
+READ_MODELS = {"all", "saga_status", "order_history", "summary"}
+"""What a rebuild may be asked for: it rebuilds them all (they come from one log)."""
 
 
 @app.command("status")
@@ -56,7 +57,11 @@ def projections_status(as_json: JsonFlag = False) -> None:
 @app.command("rebuild")
 def projections_rebuild(
     name: Annotated[
-        str, typer.Argument(help="order_status (with order_history and summary) or all.")
+        str,
+        typer.Argument(
+            help="saga_status (every saga: the orders too), order_history, summary or all;"
+            " one log feeds them, so each rebuilds them all."
+        ),
     ] = "all",
     verify: Annotated[
         bool, typer.Option("--verify", help="Compare rebuilt and live rows; exit 1 if any differ.")
@@ -70,7 +75,7 @@ def projections_rebuild(
     from projections.rebuild import rebuild
 
     if name not in READ_MODELS:
-        raise typer.BadParameter("NAME is order_status, order_history, summary or all")
+        raise typer.BadParameter("NAME is saga_status, order_history, summary or all")
     started = time.monotonic()
     with Progress(
         TextColumn("replaying the log"),
@@ -97,7 +102,7 @@ def projections_rebuild(
         print_json(report.to_json())
     else:
         out.print(
-            f"rebuilt {report.orders} orders from {report.events} events in "
+            f"rebuilt {report.sagas} sagas from {report.events} events in "
             f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s); "
             f"{report.caught_up} caught up during the swap"
         )

@@ -14,7 +14,7 @@ import orjson
 import pydantic
 import typer
 from rich.console import Group
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
 from choreo.cli.common import (
@@ -32,6 +32,7 @@ from choreo.cli.common import (
     readable,
     refuse_a_used_key,
     stacked,
+    steps_table,
     to_the_minute,
 )
 from choreo.cli.trace_view import show_trace
@@ -343,19 +344,7 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
         f"  steps: {', '.join(row['current_steps']) or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
-    # Each time with the event that marks it under it, the detail under the state: four
-    # columns that keep an event's name whole at 80 columns (folded where it must be).
-    table = Table(
-        "step", "state", Column("started", overflow="fold"), Column("finished", overflow="fold")
-    )
-    for step in row["steps"]:
-        table.add_row(
-            step["step"] if step["on_path"] else f"[dim]{step['step']}[/]",
-            stacked(step["state"], step["detail"] or step["reason"]),
-            _when(step["started_at"], step["started_by"]),
-            _when(step["finished_at"], step["finished_by"]),
-        )
-    out.print(readable(table, "step", "state"))
+    out.print(steps_table(row["steps"]))
     if not row["compensations"]:
         return
     undo = Table("undo", "command", "sent", "sends", "acknowledged", title="compensations")
@@ -363,11 +352,6 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
         acked = c["acknowledged_at"][11:23] if c["acknowledged_at"] else "open"
         undo.add_row(c["step"], c["command"], c["sent_at"][11:23], str(c["attempts"]), acked)
     out.print(readable(undo, "undo", "command", "sent", "acknowledged"))
-
-
-def _when(at: str | None, by: str | None) -> str:
-    """A step's time of day and, under it, the event (or who) that marks it."""
-    return "\n".join(part for part in ((at or "")[11:23], f"[dim]{by}[/]" if by else "") if part)
 
 
 @app.command("history")

@@ -5,9 +5,10 @@ by keyset, live, with an operator's answer on the ones waiting for a person, und
 type is doing (:mod:`projections.sagas_activity`: started and latency per minute, each step's
 latency, cancel reasons).
 
-The order saga keeps its own, richer list (``/console/sagas/order``, from ``order_status``:
-customers, totals, cancel reasons); every other type, shipped or a team's own, is listed here
-from the generic read model (``saga_status``), as the definitions describe it.
+The order saga keeps its own, richer list (``/console/sagas/order``: customers, totals,
+cancel reasons, from the order saga's ``saga_status`` rows, :mod:`projections.console.orders`);
+every other type, shipped or a team's own, is listed here from the same read model, as the
+definitions describe it.
 """
 
 from __future__ import annotations

@@ -98,4 +98,4 @@ async def test_orders_from_librdkafka_complete_and_rebuild_verifies(checked: Dep
     assert one_lane.differences == []
     lanes = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=3)
     assert lanes.differences == []
-    assert (lanes.events, lanes.orders) == (one_lane.events, one_lane.orders)
+    assert (lanes.events, lanes.sagas) == (one_lane.events, one_lane.sagas)

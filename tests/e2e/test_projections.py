@@ -60,10 +60,10 @@ async def test_live_projection_equals_a_rebuild(checked: Deployment):
     # In one lane, then in three (this process and two workers, a partition number each).
     one_lane = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=1)
     assert one_lane.differences == []
-    assert one_lane.orders >= len(orders)
+    assert one_lane.sagas >= len(orders)
     lanes = await rebuild(as_process(checked.settings, "projector"), verify=True, workers=3)
     assert lanes.differences == []
-    assert (lanes.events, lanes.orders) == (one_lane.events, one_lane.orders)
+    assert (lanes.events, lanes.sagas) == (one_lane.events, one_lane.sagas)
     history = await queries.history(orders[0])
     assert history[0]["event_type"] == "order.placed"
     assert history[-1]["event_type"] == "order.completed"

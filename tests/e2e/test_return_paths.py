@@ -174,7 +174,7 @@ async def test_read_models_show_returns_as_sagas_and_rebuild_clean_with_both_typ
         row = await sagas_queries.saga(queries, "return", return_id)
         assert row is not None, scenario
         assert (row["status"], row["reason"]) == (state.status(RETURN), state.cancel_reason)
-        assert await queries.status(return_id) is None  # order_status is the order saga's
+        assert await queries.status(return_id) is None  # the orders API shows orders only
         history = await sagas_queries.history(queries, "return", return_id)
         assert history is not None
         assert history[0]["event_type"] == "return.requested"

@@ -1,5 +1,6 @@
 """The orders list's keyset paging and filters on the real database: every order exactly
-once, in the newest-first order, forwards and back, orders not placed yet last."""
+once, in the newest-first order, forwards and back, orders without a start time last, the
+sagas of another type never."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from events.database import Database
 from events.settings import Settings
-from projections import PROJECTOR, store
-from projections.model import OrderView
+from projections import PROJECTOR, sagas_store, store
 from projections.queries import OrderFilter, Queries
+from projections.sagas_model import CANCELLED, COMPLETED, SagaView
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,8 @@ T = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def queries(settings: Settings) -> AsyncIterator[Queries]:
-    """Read models with nine orders: three placed at one instant, two not placed yet."""
+    """Read models with nine orders (three placed at one instant, two without a start time)
+    and a return started at the newest order's instant, by the same customer."""
     schema = PROJECTOR.schema(settings)
     placed = {
         "ord-a": T,
@@ -35,22 +37,27 @@ async def queries(settings: Settings) -> AsyncIterator[Queries]:
         "ord-y": None,
     }
     views = [
-        OrderView(
+        SagaView(
+            "order",
             order_id,
-            status="cancelled" if order_id in {"ord-c", "ord-f"} else "completed",
-            cancel_reason="shipment_failed" if order_id in {"ord-c", "ord-f"} else None,
-            customer_id="cust-vip" if order_id == "ord-e" else "cust-1",
-            placed_at=at,
+            1,
+            status=CANCELLED if order_id in {"ord-c", "ord-f"} else COMPLETED,
+            reason="shipment_failed" if order_id in {"ord-c", "ord-f"} else None,
+            attributes={"customer_id": "cust-vip" if order_id == "ord-e" else "cust-1"},
+            started_at=at,
         )
         for order_id, at in placed.items()
     ]
+    views.append(
+        SagaView("return", "ord-z-return", 1, started_at=T, attributes={"customer_id": "cust-vip"})
+    )
     async with Database(settings) as db:
         await db.pool.execute(f"CREATE SCHEMA {schema}")
         try:
             async with db.pool.acquire() as conn:
                 for ddl in store.table_ddl(schema):
                     await conn.execute(ddl)
-                await store.upsert_status(conn, schema, views)
+                await sagas_store.upsert(conn, schema, views)
             yield Queries(db, settings)
         finally:
             await db.pool.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -17,10 +18,14 @@ from events.security import kafka_options
 from events.settings import Settings
 from projections import sagas_store, store
 from projections.projector import Projector
+from projections.queries import order_json
 from projections.rebuild import rebuild
 from tests.integration.kafka_helpers import eventually
 
 pytestmark = pytest.mark.integration
+CAPTURED = ("customer_id", "total_minor", "currency")
+
+ORDERS = "SELECT * FROM {schema}.saga_status WHERE saga_type = 'order' ORDER BY saga_key"
 
 HAPPY = [
     "order.placed", "inventory.reserved", "order.approved", "payment.charged",
@@ -92,25 +97,29 @@ async def test_orders_are_logged_and_projected(projector: Projector, producer: E
     await project_until(projector, len(happy) + len(failed))
     async with projector.db.pool.acquire() as conn:
         rows = {
-            r["order_id"]: store.view_from_row(r)
-            for r in await conn.fetch(f"SELECT * FROM {projector.schema}.order_status")
+            r["saga_key"]: order_json(sagas_store.row_json(r))
+            for r in await conn.fetch(ORDERS.format(schema=projector.schema))
         }
         history = await conn.fetch(
             f"SELECT event_type, summary FROM {projector.schema}.event_log"
             " WHERE order_id = 'ord-failed' ORDER BY occurred_at, position"
         )
     done = rows["ord-happy"]
-    assert done.status == "completed"
-    assert done.progress == "5/5"
-    assert [s.step for s in done.timeline] == ["inventory", "payment", "shipping", "crm", "email"]
-    assert all(s.finished_at is not None for s in done.timeline)
-    assert done.timeline[1].attempts == 3  # payment.charged example says attempt 3
-    assert done.trace_id is not None
-    assert len(done.trace_id) == 32
+    assert done["status"] == "completed"
+    assert done["progress"] == {"done": 5, "expected": 5}  # the approval skipped: not counted
+    assert [(s["step"], s["state"]) for s in done["timeline"]] == [
+        ("inventory", "succeeded"), ("approval", "skipped"), ("payment", "succeeded"),
+        ("shipping", "succeeded"), ("crm", "succeeded"), ("email", "succeeded"),
+    ]  # fmt: skip
+    assert all(s["finished_at"] is not None for s in done["timeline"])
+    assert done["trace_id"] is not None
+    assert len(done["trace_id"]) == 32
+    placed = EXAMPLES["order.placed"].model_dump()
+    assert [done[k] for k in CAPTURED] == [placed[k] for k in CAPTURED]
     cancelled = rows["ord-failed"]
-    assert (cancelled.status, cancelled.cancel_reason) == ("cancelled", "shipment_failed")
-    assert cancelled.compensations_done == ["inventory.release", "payment.refund"]
-    assert cancelled.current_step is None
+    assert (cancelled["status"], cancelled["cancel_reason"]) == ("cancelled", "shipment_failed")
+    assert cancelled["compensations_done"] == ["inventory.release", "payment.refund"]
+    assert cancelled["current_step"] is None
     assert {h["event_type"] for h in history} == set(SHIPMENT_FAILED)
     assert all("@" not in h["summary"] for h in history)  # no e-mail in the audit trail
 
@@ -142,7 +151,7 @@ async def test_restart_resumes_at_the_checkpoint_without_gap_or_duplicate(
     async with projector.db as db:
         total = await db.pool.fetchval(f"SELECT count(*) FROM {projector.schema}.event_log")
         completed = await db.pool.fetchval(
-            f"SELECT count(*) FROM {projector.schema}.order_status WHERE status = 'completed'"
+            f"SELECT count(*) FROM {projector.schema}.saga_status WHERE status = 'completed'"
         )
     assert total == len(first) + len(second)
     assert completed == 40
@@ -180,14 +189,14 @@ async def test_the_history_cache_folds_as_the_log_does_and_notices_other_writers
         await task
     assert projector.cache.misses == 1  # ord-c0, read back from the log once
     assert projector.cache.hits >= 4
-    query = f"SELECT * FROM {projector.schema}.order_status ORDER BY order_id"
+    query = ORDERS.format(schema=projector.schema)
     async with projector.db.pool.acquire() as conn:
-        live = [store.view_from_row(r) for r in await conn.fetch(query)]
+        live = [sagas_store.row_json(r) for r in await conn.fetch(query)]
         async with conn.transaction():  # the same orders folded from the log alone
             await store.refold(conn, projector.schema, flows)
-            from_log = [store.view_from_row(r) for r in await conn.fetch(query)]
+            from_log = [sagas_store.row_json(r) for r in await conn.fetch(query)]
     assert live == from_log
-    assert [(v.order_id, v.status, v.event_count) for v in live] == [
+    assert [(v["saga_key"], v["status"], v["event_count"]) for v in live] == [
         (oid, "completed", len(HAPPY)) for oid in sorted(flows)
     ]
 
@@ -196,10 +205,11 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
     projector: Projector, settings: Settings, codec: Codec
 ):
     """Each message on another partition number (as when a client's partitioner differs from
-    Choreo's): every lane sees part of every order and return; the rebuild still verifies
-    clean."""
+    Choreo's): every lane sees part of every order and return; the lanes without a saga's
+    start report its key, it is folded again from the whole log, and the rebuild still
+    verifies clean."""
     orders = [flow(f"ord-split-{i}", HAPPY if i % 2 else SHIPMENT_FAILED) for i in range(6)]
-    # And sagas of another type: a lane without a return's start event folds it as an order.
+    # And sagas of another type.
     returns = [return_flow(f"ret-split-{i}") for i in range(3)]
     records = [
         (record, position % settings.topic_partitions)
@@ -216,10 +226,10 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
     await project_until(projector, len(records))
     report = await rebuild(settings, codec=codec, verify=True, workers=3)
     assert report.differences == []
-    assert (report.events, report.orders) == (len(records), len(orders))
+    assert (report.events, report.sagas) == (len(records), len(orders) + len(returns))
 
 
-async def test_sagas_are_projected_beside_orders_and_rebuilt_alike(
+async def test_sagas_are_projected_and_rebuilt_alike(
     projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
 ):
     """saga_status: one row per saga, in the batch's transaction; none for a key whose saga
@@ -231,8 +241,6 @@ async def test_sagas_are_projected_beside_orders_and_rebuilt_alike(
     query = f"SELECT * FROM {projector.schema}.saga_status ORDER BY saga_key"
     async with projector.db.pool.acquire() as conn:
         live = [sagas_store.row_json(r) for r in await conn.fetch(query)]
-        orders = await conn.fetchval(f"SELECT count(*) FROM {projector.schema}.order_status")
-    assert orders == 3  # the order model keeps the orphan's row as before
     assert [(s["saga_type"], s["saga_key"], s["version"]) for s in live] == [
         ("order", "ord-s-failed", 1),
         ("order", "ord-s-happy", 1),
@@ -254,53 +262,64 @@ async def test_sagas_are_projected_beside_orders_and_rebuilt_alike(
     assert rebuilt == live
 
 
-async def test_a_saga_of_another_type_projected_before_its_start_keeps_no_order_row(
+async def test_a_saga_projected_before_its_start_is_folded_whole_when_it_comes(
     projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
 ):
     """A return's later events projected before its ``return.requested`` (they come from other
-    topics, which the projector may read first): until the start names its type the key is the
-    order model's, and then its order row goes. It once stayed, a `placed` order named
-    `ret-…` in the orders list, and a rebuild (which sees the start) differed."""
+    topics, which the projector may read first): no saga claims them (no row; the orders list
+    does not show them as an order, as it once did), and when the start comes the row is
+    folded from all of them, the earlier ones read back from the log."""
     late = return_flow("ret-late-start")
+    query = f"SELECT saga_type, status, event_count FROM {projector.schema}.saga_status"
     task = asyncio.create_task(projector.run())
     try:
         await producer.publish(late[1:])
         await eventually(lambda: projector.stats.events == len(late) - 1, what="the rest")
-        query = f"SELECT order_id, status FROM {projector.schema}.order_status"
         async with projector.db.pool.acquire() as conn:
-            assert [tuple(r) for r in await conn.fetch(query)] == [("ret-late-start", "placed")]
+            assert await conn.fetch(query) == []
         await producer.publish(late[:1])
         await eventually(lambda: projector.stats.events == len(late), what="the start")
     finally:
         await projector.stop()
         await task
     async with projector.db.pool.acquire() as conn:
-        assert await conn.fetch(query) == []
-        saga = await conn.fetchrow(
-            f"SELECT saga_type, status FROM {projector.schema}.saga_status"
-            " WHERE saga_key = 'ret-late-start'"
-        )
-    assert tuple(saga) == ("return", "cancelled")
+        assert [tuple(r) for r in await conn.fetch(query)] == [("return", "cancelled", len(late))]
     report = await rebuild(settings, codec=codec, verify=True)
     assert report.differences == []
-    assert report.orders == 0
+    assert report.sagas == 1
 
 
-async def test_order_rows_an_older_projector_kept_for_other_sagas_go_at_the_next_start(
+async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows(
     projector: Projector, producer: EventProducer
 ):
-    messages = return_flow("ret-stray") + flow("ord-kept", HAPPY)
+    """Projectors before the orders API read ``saga_status`` kept the order's trace, customer
+    and total in ``order_status`` only: the next start moves them into the order saga's rows
+    (which lacked those columns) and drops the old table."""
+    messages = flow("ord-kept", HAPPY) + return_flow("ret-kept")
     await producer.publish(messages)
     await project_until(projector, len(messages))
-    status = f"{projector.schema}.order_status"
+    sagas = f"{projector.schema}.saga_status"
+    query = f"SELECT saga_key, trace_id, attributes::text FROM {sagas} ORDER BY saga_key"
     async with projector.db.pool.acquire() as conn:
-        # What a projector before the fix left: the return's row as a `placed` order.
+        folded = [tuple(r) for r in await conn.fetch(query)]
+        (order,) = [r for r in folded if r[0] == "ord-kept"]
+        customer, total, currency = (orjson.loads(order[2])[k] for k in CAPTURED)
+        # The layout an older projector left.
+        await conn.execute(f"ALTER TABLE {sagas} DROP COLUMN trace_id, DROP COLUMN attributes")
         await conn.execute(
-            f"INSERT INTO {status} SELECT 'ret-stray', status, cancel_reason, current_step,"
-            " timeline, steps_done, steps_expected, compensations_done, trace_id, customer_id,"
-            f" total_minor, currency, placed_at, updated_at, 1 FROM {status}"
+            f"CREATE TABLE {projector.schema}.order_status (order_id text PRIMARY KEY,"
+            " trace_id text, customer_id text, total_minor bigint, currency text)"
         )
-        assert await conn.fetchval(f"SELECT count(*) FROM {status}") == 2
+        await conn.execute(
+            f"INSERT INTO {projector.schema}.order_status VALUES ($1, $2, $3, $4, $5)",
+            "ord-kept", order[1], customer, total, currency,
+        )  # fmt: skip
     await projector.db.migrate(projector.schema, *store.ddl())
     async with projector.db.pool.acquire() as conn:
-        assert [r[0] for r in await conn.fetch(f"SELECT order_id FROM {status}")] == ["ord-kept"]
+        moved = [tuple(r) for r in await conn.fetch(query)]
+        assert (
+            await conn.fetchval("SELECT to_regclass($1)", f"{projector.schema}.order_status")
+            is None
+        )
+    assert moved == [("ord-kept", order[1], order[2]), ("ret-kept", None, "{}")]
+    await projector.db.migrate(projector.schema, *store.ddl())  # and once moved, nothing more

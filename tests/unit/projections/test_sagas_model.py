@@ -81,6 +81,18 @@ def test_a_new_saga_runs_its_first_step() -> None:
     assert view.ended_at is None
 
 
+def test_a_saga_keeps_what_its_start_captured_and_its_start_events_trace() -> None:
+    run = LoggedRun(TRIP).send(placed(total=4_200)).send(reserved())
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    run.log[0] = run.log[0]._replace(traceparent=traceparent)
+    view = fold(run)
+    # TRIP's start captures the total as `total` and the currency; nothing else of the event.
+    assert view.attributes == {"total": 4_200, "currency": "EUR"}
+    assert view.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert view.to_json()["attributes"] == view.attributes
+    assert fold(LoggedRun(TRIP).send(reserved())).attributes == {}  # no start event: nothing
+
+
 def test_parallel_steps_run_together_and_the_saga_completes_when_both_are_settled() -> None:
     run = small_paid()
     view = fold(run)

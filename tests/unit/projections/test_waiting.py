@@ -69,7 +69,7 @@ def _row() -> dict[str, object]:
         "milestone": "reserved", "reason": None, "current_steps": ["approval"],
         "steps_done": 1, "steps_expected": 6, "started_at": ASKED, "updated_at": ASKED,
         "ended_at": None, "timeline": orjson.dumps([step]).decode(), "compensations": "[]",
-        "event_count": 3, "task": "approval",
+        "event_count": 3, "trace_id": None, "attributes": "{}", "task": "approval",
         "request": orjson.dumps({"total_minor": 2599, "currency": "EUR"}).decode(),
     }  # fmt: skip
 

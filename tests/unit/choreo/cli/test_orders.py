@@ -122,9 +122,12 @@ def test_status_reads_at_80_columns(monkeypatch):
     row = {
         "order_id": "ord-9233be4d4bad", "status": "completed", "cancel_reason": None,
         "current_step": None, "progress": {"done": 5, "expected": 5},
-        "timeline": [{"step": "payment", "outcome": "charged", "attempts": 3,
+        "timeline": [{"step": "payment", "kind": "step", "critical": True,
+                      "state": "succeeded", "on_path": True, "reason": None, "detail": None,
                       "started_at": "2026-12-05T04:53:18.766000+00:00",
-                      "finished_at": "2026-12-05T04:53:18.950000+00:00"}],
+                      "started_by": "order.approved",
+                      "finished_at": "2026-12-05T04:53:18.950000+00:00",
+                      "finished_by": "payment.charged"}],
         "compensations_done": [], "trace_id": "a2b5b99ee891a95cac0b6561034754b5",
         "updated_at": "2026-12-05T04:53:19.008000+00:00",
     }  # fmt: skip
@@ -135,3 +138,4 @@ def test_status_reads_at_80_columns(monkeypatch):
     assert max(len(line) for line in lines) <= 80
     assert "trace    a2b5b99ee891a95cac0b6561034754b5" in lines
     assert "updated  2026-12-05 04:53:19.008 UTC" in lines
+    assert "payment.charged" in result.output  # what settled the step, under its time
