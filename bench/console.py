@@ -39,12 +39,13 @@ from fastapi import FastAPI
 from bench.rebuild import FLOWS, MIX, flow
 from bench.report import machine_info
 from choreo.platform import remove_deployment
+from contracts.catalog import CATALOG
 from events.database import Database
 from events.settings import Settings, get_settings
 from events.topics import provision_topics
 from projections import PROJECTOR, sagas_activity, sagas_store, store
 from projections.api import create_app
-from projections.model import LoggedEvent, summarize
+from projections.model import LoggedEvent
 from projections.queries import Queries
 from projections.sagas_model import fold_saga
 from projections.tokens import ApiSettings, new_token
@@ -152,7 +153,8 @@ def _log_row(event: LoggedEvent, offset: int) -> tuple[Any, ...]:
     return store.LogRow(
         "bench", 0, offset, uuid.UUID(event.event_id), event.event_type, event.order_id,
         event.occurred_at, event.producer, 1, event.order_id, None, None,
-        store.payload_json(event.payload), summarize(event.event_type, event.payload),
+        store.payload_json(event.payload),
+        CATALOG[event.event_type].model_validate(event.payload).summary(),
     ).as_tuple()  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from contracts.parts import (
     LineItem,
     ReservedItem,
     Shortage,
+    money,
 )
 from contracts.personal import EMAIL_OR_SEALED_PATTERN, PersonalData, check_personal_data
 from contracts.returns import RETURN_EVENTS
@@ -80,6 +81,11 @@ class OrderPlaced(Event):
         )
         return self
 
+    def summary(self) -> str:
+        items = sum(item.quantity for item in self.items)
+        total = money(self.total_minor, self.currency)
+        return f"{items} item(s), total {total}, ship to {self.shipping_address.country_code}"
+
 
 class OrderApprovalRequested(Event):
     """The order total is above the auto-approval threshold; a human must approve it."""
@@ -99,6 +105,9 @@ class OrderApprovalRequested(Event):
             raise ValueError("expires_at must be after requested_at")
         return self
 
+    def summary(self) -> str:
+        return f"total {money(self.total_minor, self.currency)} needs approval"
+
 
 class OrderApproved(Event):
     """A human approved an order that needed approval."""
@@ -109,6 +118,9 @@ class OrderApproved(Event):
     approved_by: str = Field(min_length=1)
     reason: str | None = None
     approved_at: datetime
+
+    def summary(self) -> str:
+        return f"approved by {self.approved_by}"
 
 
 class OrderRejected(Event):
@@ -123,6 +135,9 @@ class OrderRejected(Event):
     )
     rejected_at: datetime
 
+    def summary(self) -> str:
+        return f"rejected by {self.rejected_by}: {self.reason}"
+
 
 class OrderCompleted(Event):
     """Every step of the order saga succeeded. Ends the saga."""
@@ -132,6 +147,9 @@ class OrderCompleted(Event):
 
     completed_at: datetime
     notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        return "completed" + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
 
 class OrderCancelled(Event):
@@ -144,6 +162,9 @@ class OrderCancelled(Event):
     detail: str | None = None
     cancelled_at: datetime
 
+    def summary(self) -> str:
+        return f"cancelled: {self.reason}"
+
 
 class OrderNeedsAttention(Event):
     """The saga is stuck (e.g. a compensation keeps failing); an operator must step in."""
@@ -154,6 +175,9 @@ class OrderNeedsAttention(Event):
     step: str = Field(min_length=1, description="The saga step that is stuck.")
     reason: str = Field(min_length=1)
     detected_at: datetime
+
+    def summary(self) -> str:
+        return f"needs attention at {self.step}: {self.reason}"
 
 
 # --------------------------------------------------------------------------- inventory
@@ -169,6 +193,9 @@ class InventoryReserved(Event):
     items: tuple[ReservedItem, ...] = Field(min_length=1)
     reserved_at: datetime
 
+    def summary(self) -> str:
+        return f"reserved {sum(item.quantity for item in self.items)} unit(s)"
+
 
 class InventoryReservationFailed(Event):
     """Stock could not be reserved; nothing is held."""
@@ -178,6 +205,9 @@ class InventoryReservationFailed(Event):
 
     reason: str = Field(min_length=1)
     unavailable: tuple[Shortage, ...]
+
+    def summary(self) -> str:
+        return f"not reserved: {self.reason}"
 
 
 class InventoryRelease(Event):
@@ -217,6 +247,9 @@ class PaymentCharged(Event):
     charged_at: datetime
     attempt: int = Field(default=1, ge=1, description="Which attempt succeeded, from 1.")
 
+    def summary(self) -> str:
+        return f"charged {money(self.amount_minor, self.currency)} (attempt {self.attempt})"
+
 
 class PaymentDeclined(Event):
     """The payment provider refused the charge."""
@@ -226,6 +259,9 @@ class PaymentDeclined(Event):
 
     reason: str = Field(min_length=1)
     declined_at: datetime
+
+    def summary(self) -> str:
+        return f"failed: {self.reason}"
 
 
 class PaymentRefund(Event):
@@ -252,6 +288,9 @@ class PaymentRefunded(Event):
     currency: str = Field(pattern=CURRENCY_PATTERN)
     refunded_at: datetime
 
+    def summary(self) -> str:
+        return f"refunded {money(self.amount_minor, self.currency)}"
+
 
 # --------------------------------------------------------------------------- shipment
 
@@ -268,6 +307,9 @@ class ShipmentScheduled(Event):
     estimated_delivery: datetime | None = None
     scheduled_at: datetime
 
+    def summary(self) -> str:
+        return f"scheduled with {self.carrier} to {self.country_code}"
+
 
 class ShipmentFailed(Event):
     """No carrier could be booked (e.g. the country is not served)."""
@@ -278,6 +320,9 @@ class ShipmentFailed(Event):
     reason: str = Field(min_length=1)
     country_code: str = Field(pattern=COUNTRY_PATTERN)
     failed_at: datetime
+
+    def summary(self) -> str:
+        return f"failed: {self.reason}"
 
 
 class ShipmentCancel(Event):
@@ -316,6 +361,9 @@ class CrmCustomerUpdated(Event):
     currency: str = Field(pattern=CURRENCY_PATTERN)
     updated_at: datetime
 
+    def summary(self) -> str:
+        return f"customer now has {self.orders_count} order(s)"
+
 
 # --------------------------------------------------------------------------- email
 
@@ -330,6 +378,9 @@ class EmailSent(Event):
     message_id: str = Field(min_length=1, description="The provider's id of the message.")
     sent_at: datetime
 
+    def summary(self) -> str:
+        return f"sent {self.template}"
+
 
 class EmailFailed(Event):
     """An email could not be sent."""
@@ -341,6 +392,9 @@ class EmailFailed(Event):
     reason: str = Field(min_length=1)
     permanent: bool = Field(description="True when retrying cannot help (e.g. bad address).")
     failed_at: datetime
+
+    def summary(self) -> str:
+        return f"failed: {self.reason}"
 
 
 CATALOG = Catalog(

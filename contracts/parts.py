@@ -56,3 +56,8 @@ class Address(Part):
     city: str = Field(min_length=1)
     postal_code: str = Field(min_length=1)
     country_code: str = Field(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-2.")
+
+
+def money(minor: int, currency: str) -> str:
+    """An amount in minor units as the audit trail writes it: ``12.50 EUR``."""
+    return f"{minor // 100}.{minor % 100:02d} {currency}".rstrip()

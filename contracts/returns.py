@@ -21,6 +21,7 @@ from contracts.parts import (
     Address,
     Part,
     ReservedItem,
+    money,
 )
 from contracts.personal import EMAIL_OR_SEALED_PATTERN, PersonalData, check_personal_data
 from events.model import Event
@@ -81,6 +82,11 @@ class ReturnRequested(Event):
         )
         return self
 
+    def summary(self) -> str:  # not the reason: the customer's own words
+        items = sum(item.quantity for item in self.items)
+        refund, country = money(self.refund_minor, self.currency), self.pickup_address.country_code
+        return f"{items} item(s) to return, refund {refund}, pick up in {country}"
+
 
 class ReturnApprovalRequested(Event):
     """The refund is above the auto-approval threshold; a person must approve the return."""
@@ -93,6 +99,9 @@ class ReturnApprovalRequested(Event):
     requested_at: datetime
     expires_at: datetime = Field(description="Unanswered by then, the return is rejected.")
 
+    def summary(self) -> str:
+        return f"refund {money(self.refund_minor, self.currency)} needs approval"
+
 
 class ReturnApproved(Event):
     """The return may go ahead (a person, or the policy below the threshold)."""
@@ -102,6 +111,9 @@ class ReturnApproved(Event):
     approved_by: str = Field(min_length=1, description="A person, or `policy:auto`.")
     reason: str | None = None
     approved_at: datetime
+
+    def summary(self) -> str:
+        return f"approved by {self.approved_by}"
 
 
 class ReturnRejected(Event):
@@ -113,6 +125,9 @@ class ReturnRejected(Event):
     reason: str = Field(min_length=1)
     rejected_at: datetime
 
+    def summary(self) -> str:
+        return f"rejected by {self.rejected_by}: {self.reason}"
+
 
 class ReturnCompleted(Event):
     """The items are back in stock and the customer refunded."""
@@ -121,6 +136,9 @@ class ReturnCompleted(Event):
 
     completed_at: datetime
     notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        return "completed" + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
 
 class ReturnCancelled(Event):
@@ -155,6 +173,9 @@ class PickupScheduled(Event):
     carrier: str = Field(min_length=1)
     country_code: str = Field(pattern=COUNTRY_PATTERN)
     scheduled_at: datetime
+
+    def summary(self) -> str:
+        return f"pickup by {self.carrier} in {self.country_code}"
 
 
 class PickupFailed(Event):
@@ -198,6 +219,9 @@ class InventoryRestocked(Event):
     items: tuple[ReservedItem, ...] = Field(min_length=1)
     restocked_at: datetime
 
+    def summary(self) -> str:
+        return f"restocked {sum(item.quantity for item in self.items)} unit(s)"
+
 
 class InventoryRestockRefused(Event):
     """Inspection refused the returned items (e.g. damaged); nothing was restocked."""
@@ -240,6 +264,9 @@ class PaymentReturnRefunded(Event):
     amount_minor: int = Field(ge=0)
     currency: str = Field(pattern=CURRENCY_PATTERN)
     refunded_at: datetime
+
+    def summary(self) -> str:
+        return f"refunded {money(self.amount_minor, self.currency)}"
 
 
 class PaymentReturnRefundDeclined(Event):

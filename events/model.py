@@ -99,6 +99,12 @@ class Event(BaseModel):
         """The part of the event type before the dot; names the topic the event lives on."""
         return cls.event_type.split(".", 1)[0]
 
+    def summary(self) -> str:
+        """One line for the audit trail, without personal data: the event type and its
+        ``reason`` if it has one. An event that can say more in a line overrides it."""
+        reason = getattr(self, "reason", None)
+        return self.event_type + (f": {reason}" if reason else "")
+
 
 E = TypeVar("E", bound=Event, covariant=True)
 T = TypeVar("T", bound=Event)

@@ -38,7 +38,6 @@ from events.spans import RuntimeTracer
 from events.topics import event_topics, provision_topics
 from projections import PROJECTOR, store
 from projections.history_cache import OrderHistoryCache
-from projections.model import summarize
 
 NAME = PROJECTOR.name
 log = logging.getLogger("choreo.projector")
@@ -67,7 +66,7 @@ def log_row(
         causation_id=env.causation_id,
         traceparent=header(record.headers, "traceparent"),
         payload=store.payload_json(payload),
-        summary=summarize(env.event_type, payload),
+        summary=message.event.summary(),
     )
 
 
