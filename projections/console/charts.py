@@ -44,6 +44,23 @@ def money(minor: int | None, currency: str | None) -> str:
     return "—" if minor is None else f"{minor / 100:,.2f} {currency or ''}".strip()
 
 
+def captured(attributes: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a saga's start captured, for a list: ``(name, value)`` pairs, an amount in minor
+    units (``refund_minor``) as money in the captured ``currency`` under its name without the
+    suffix (``refund``), the currency then not again, a missing value left out."""
+    currency = attributes.get("currency")
+    amounts = {k for k, v in attributes.items() if k.endswith("_minor") and isinstance(v, int)}
+    pairs = []
+    for name, value in attributes.items():
+        if value is None or (name == "currency" and amounts):
+            continue
+        if name in amounts:
+            pairs.append((label(name.removesuffix("_minor")), money(value, currency)))
+        else:
+            pairs.append((label(name), str(value)))
+    return pairs
+
+
 def clock(value: str | None) -> str:
     """``2026-11-21 12:00:05`` from an ISO time (UTC as stored)."""
     if not value:
@@ -210,4 +227,5 @@ GLOBALS: dict[str, Callable[..., Any]] = {
     "latency_scale": latency_scale,
     "share": share,
     "money": money,
+    "captured": captured,
 }

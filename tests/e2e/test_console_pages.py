@@ -452,6 +452,10 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await page.locator("section[data-definition=return]").get_by_test_id("sagas-of-type").click()
     await expect(page).to_have_url(console.url + "/console/sagas/return")
     await expect(page.locator("tr[data-saga-key=ret-ask]")).to_have_count(1)
+    # What each return started with: its order and refund, from what the start captured.
+    started_with = page.locator("tr[data-saga-key=ret-ask]").get_by_test_id("captured")
+    await expect(started_with).to_contain_text("order id ord-done-0")
+    await expect(started_with).to_contain_text("refund 2,500.00 EUR")
     # Under the list, how the type is doing: ret-ask started within the chart's 30 minutes.
     activity = page.get_by_test_id("activity")
     await expect(activity.get_by_test_id("started-chart").locator("rect")).to_have_count(30)

@@ -162,13 +162,17 @@ async def test_an_order_reaches_completed_live_on_its_page(ui: SagaConsole):
 # Long: one story from the list to the saga's timeline and its trace; the screenshot is taken
 # once the waterfall is in.
 async def test_a_failed_shipment_shows_the_refund_before_the_release(ui: SagaConsole):
-    order_id = await _place(ui, scenario_order("unshippable"))
+    placed = scenario_order("unshippable")
+    order_id = await _place(ui, placed)
     await ui.deployment.wait_for(order_id)
     page = await ui.console.signed_in(ui.console.tokens.viewer, "/console/sagas/order")
     await page.click(f"tr[data-order={order_id}] a[data-testid=saga-link]")
     await expect(page).to_have_url(f"{ui.console.url}/console/sagas/order/{order_id}")
     await expect(page.get_by_test_id("saga-status")).to_have_text("cancelled")
     await expect(page.get_by_test_id("saga-reason")).to_have_text("shipment failed")
+    started_with = page.get_by_test_id("captured")
+    await expect(started_with).to_contain_text(f"customer id {placed.customer_id}")
+    await expect(started_with).to_contain_text(f"total {placed.total_minor / 100:,.2f} EUR")
     flow = page.get_by_test_id("flow")
     await expect(flow.locator("g.node[data-node=shipping]")).to_have_attribute(
         "data-state", "failed"

@@ -47,3 +47,13 @@ def test_columns_count_the_key_they_are_given():
     assert chart.bars[2].title == "16:42: 7"
     assert chart.bars[0].height == 0
     assert chart.bars[2].height == chart.height * 0.7
+
+
+def test_what_a_saga_started_with_reads_as_names_and_money() -> None:
+    from projections.console.charts import captured
+
+    start = {"order_id": "ord-1", "customer_id": None, "refund_minor": 1_250, "currency": "EUR"}
+    assert captured(start) == [("order id", "ord-1"), ("refund", "12.50 EUR")]
+    # Without an amount the currency is a field like any other.
+    assert captured({"currency": "EUR", "count": 3}) == [("currency", "EUR"), ("count", "3")]
+    assert captured({}) == []
