@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from projections import waiting
 from projections.access import Viewer
 from projections.api_models import (
     Approval,
@@ -21,6 +22,7 @@ from projections.api_models import (
     RedriveRecord,
 )
 from projections.backend import AuditDep, QueriesDep
+from projections.queries import ORDER_TYPE, order_json
 
 router = APIRouter()
 
@@ -34,24 +36,27 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("/approvals", responses=_ERRORS)
 async def list_approvals(
     _: Viewer,
+    request: Request,
     queries: QueriesDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 200,
 ) -> Approvals:
     """Orders waiting for a person's decision, the soonest to expire first, each with its
-    approval request's times (as the coordinator published them) and threshold."""
-    rows = await queries.approvals(limit=limit)
-    total = await queries.count_orders(status="awaiting_approval")
-    approvals = []
-    for row in rows:
-        request = row.pop("request") or {}
-        approvals.append(
-            Approval(
-                order=OrderStatus.model_validate(row),
-                requested_at=request.get("requested_at"),
-                expires_at=request.get("expires_at"),
-                threshold_minor=request.get("threshold_minor"),
-            )
+    approval request's times and threshold: the order sagas of the inbox of every type's
+    (``GET /sagas/waiting?type=order``), an order whose timeout escalated included."""
+    entries, total = await waiting.waiting(
+        queries, request.app.state.definitions, saga_type=ORDER_TYPE, limit=limit
+    )
+    approvals = [
+        Approval(
+            order=OrderStatus.model_validate(order_json(entry["saga"])),
+            requested_at=entry["requested_at"],
+            expires_at=entry["expires_at"],
+            threshold_minor=next(
+                (a["minor"] for a in entry["amounts"] if a["name"] == "threshold"), None
+            ),
         )
+        for entry in entries
+    ]
     return Approvals(approvals=approvals, count=len(approvals), total=total)
 
 

@@ -263,33 +263,6 @@ class Queries:
         rows = await self.db.pool.fetch(counts, minutes)
         return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
 
-    async def approvals(self, *, limit: int = 200) -> list[dict[str, Any]]:
-        """Orders waiting for a person's decision, the soonest to expire first: each order's
-        row with its latest approval request (``request``: total, threshold, requested and
-        expiry times, as the coordinator published them)."""
-        rows = await self.db.pool.fetch(
-            f"""
-            SELECT o.*, r.payload AS request
-            FROM {self.schema}.saga_status AS o
-            LEFT JOIN LATERAL (
-                SELECT payload FROM {self.schema}.event_log AS e
-                WHERE e.order_id = o.saga_key AND e.event_type = 'order.approval_requested'
-                ORDER BY e.position DESC LIMIT 1
-            ) AS r ON true
-            WHERE o.{ORDERS} AND o.status = 'awaiting_approval'
-            ORDER BY (r.payload->>'expires_at')::timestamptz NULLS LAST, o.saga_key
-            LIMIT $1
-            """,
-            limit,
-        )
-        return [
-            {
-                **_order(r),
-                "request": orjson.loads(r["request"]) if r["request"] else None,
-            }
-            for r in rows
-        ]
-
     async def latency_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
         """Saga latency (placed → the latest event of a completed or cancelled order) of the
         sagas that finished in each of the last ``minutes`` minutes: ``n``, ``p50`` and

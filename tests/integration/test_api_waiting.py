@@ -122,6 +122,29 @@ async def test_every_saga_waiting_for_a_person_soonest_to_expire_first(
         assert (await api.get("/sagas/waiting", params={"limit": 0})).status_code == 422
 
 
+async def test_the_orders_approvals_are_the_inboxs_orders(inbox: Settings, api_tokens: ApiTokens):
+    async with serve(create_app(inbox, api_tokens.api), api_tokens.viewer) as api:
+        response = await api.get("/approvals")
+        assert response.status_code == 200, response.text
+        answer = response.json()
+    orders = [a["order"] for a in answer["approvals"]]
+    # The soonest to expire first, the escalated order too; the return is not an order.
+    assert [o["order_id"] for o in orders] == ["ord-esc", "ord-soon", "ord-late"]
+    assert (answer["count"], answer["total"]) == (3, 3)
+    assert [o["status"] for o in orders] == ["needs_attention", *["awaiting_approval"] * 2]
+    soon = answer["approvals"][1]
+    assert (
+        soon["threshold_minor"]
+        == EXAMPLES["order.approval_requested"].model_dump()["threshold_minor"]
+    )
+    assert (
+        datetime.fromisoformat(soon["requested_at"])
+        < NOW
+        < datetime.fromisoformat(soon["expires_at"])
+    )
+    assert orders[1]["total_minor"] == EXAMPLES["order.placed"].model_dump()["total_minor"]
+
+
 async def test_the_approvals_page_marks_an_escalated_request(
     inbox: Settings, api_tokens: ApiTokens
 ):
