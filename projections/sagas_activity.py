@@ -67,17 +67,25 @@ async def latency_per_minute(
 ) -> list[dict[str, Any]]:
     """Start → end of the sagas of ``saga_type`` that ended in each of the last ``minutes``
     minutes: ``n``, ``p50`` and ``p95`` in ms (``None`` in a minute where none ended)."""
-    ended = f"""
+    rows = await queries.db.pool.fetch(
+        stats_sql.latency_per_minute(ended_sql(queries.schema), "$1"),
+        minutes,
+        saga_type,
+        sorted(ENDED),
+    )
+    return stats_sql.latency_points(rows)
+
+
+def ended_sql(schema: str) -> str:
+    """``minute, ms``: when each saga of type ``$2`` in a status of ``$3`` ended in the window
+    of ``$1`` minutes, and how long it took (a range of the ended sagas' index)."""
+    return f"""
         SELECT date_trunc('minute', ended_at) AS minute,
                1000 * extract(epoch FROM ended_at - started_at) AS ms
-        FROM {queries.schema}.saga_status
+        FROM {schema}.saga_status
         WHERE saga_type = $2 AND status = ANY($3::text[]) AND started_at IS NOT NULL
           AND ended_at >= {stats_sql.window_start("$1")}
     """
-    rows = await queries.db.pool.fetch(
-        stats_sql.latency_per_minute(ended, "$1"), minutes, saga_type, sorted(ENDED)
-    )
-    return stats_sql.latency_points(rows)
 
 
 async def step_durations(queries: Queries, saga_type: str) -> dict[str, dict[str, float]]:

@@ -80,6 +80,7 @@ def index_ddl(schema: str, suffix: str = "") -> list[str]:
         f"CREATE INDEX ON {table} (started_at)",
         f"CREATE INDEX ON {table} ({TYPE_LIST_KEY})",
         f"CREATE INDEX ON {table} ({LIST_KEY})",
+        f"CREATE INDEX ON {table} ({ENDED_KEY}) WHERE {ENDED}",
     ]
 
 
@@ -99,10 +100,23 @@ type): without it each page sorted every saga's start time (64 ms warm at 100,00
 against 3 ms for one type's page from its index)."""
 
 
+ENDED_KEY, ENDED = "saga_type, ended_at", "ended_at IS NOT NULL"
+"""The index of one type's sagas by when they ended (ended ones only): a type's latency per
+minute reads the sagas that ended in its window from it, not from a scan of the type's rows
+(38 to 41 ms at 100,000 sagas of a type)."""
+
+
 def list_index_ddl(schema: str) -> list[str]:
-    """The list indexes (:data:`TYPE_LIST_KEY`, :data:`LIST_KEY`) on a live ``saga_status``
-    created before they existed."""
+    """The list indexes (:data:`TYPE_LIST_KEY`, :data:`LIST_KEY`) and the ended sagas'
+    (:data:`ENDED_KEY`) on a live ``saga_status`` created before they existed."""
     return [
+        added_once(
+            schema,
+            "saga_status",
+            ENDED_KEY,
+            "%(saga_type, ended_at) WHERE (ended_at IS NOT NULL)",
+            where=ENDED,
+        ),
         added_once(
             schema,
             "saga_status",

@@ -330,6 +330,7 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
     """Where a saga is: status, reason, current steps, progress, each step's timeline and the
     compensations (sent, acknowledged)."""
     from projections import sagas_queries  # asyncpg: see sagas_list
+    from projections.console.charts import captured
 
     row = read_sagas(lambda q: sagas_queries.saga(q, saga_type, saga_key))
     if row is None:
@@ -344,6 +345,9 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
         f"  steps: {', '.join(row['current_steps']) or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
+    started_with = ", ".join(f"{name} {value}" for name, value in captured(row["attributes"]))
+    if started_with:
+        out.print(f"started with: {started_with}", highlight=False)
     out.print(steps_table(row["steps"]))
     if not row["compensations"]:
         return

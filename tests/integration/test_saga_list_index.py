@@ -9,7 +9,7 @@ import pytest
 
 from events.database import Database
 from events.settings import Settings
-from projections import PROJECTOR, sagas_queries, sagas_store, store
+from projections import PROJECTOR, sagas_activity, sagas_queries, sagas_store, store
 from projections.queries import Queries
 from tests.integration.test_api import drop_schema
 
@@ -81,5 +81,53 @@ async def test_the_type_index_is_added_once_and_serves_a_rare_types_page(setting
             plan = "\n".join(r[0] for r in every)
             assert "Index Cond: (COALESCE(started_at" in plan, plan
             assert "Sort" not in plan, plan
+    finally:
+        await drop_schema(settings)
+
+
+ENDED_INDEXES = """
+    SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = 'saga_status'
+    AND indexdef LIKE '%(saga_type, ended_at) WHERE (ended_at IS NOT NULL)'
+"""
+
+
+async def test_a_types_latency_per_minute_reads_the_ended_sagas_index(settings: Settings):
+    schema = PROJECTOR.schema(settings)
+    try:
+        async with Database(settings) as db:
+            await db.migrate(schema, *store.ddl())
+            assert await db.pool.fetchval(ENDED_INDEXES, schema) == 1
+            name = await db.pool.fetchval(ENDED_INDEXES.replace("count(*)", "indexname"), schema)
+            await db.pool.execute(f"DROP INDEX {schema}.{name}")
+            await db.migrate(schema, *store.ddl())  # a table from before it: added, once
+            await db.migrate(schema, *store.ddl())
+            assert await db.pool.fetchval(ENDED_INDEXES, schema) == 1
+
+            now = datetime.now(UTC)
+            await db.pool.execute(
+                f"INSERT INTO {schema}.saga_status (saga_type, saga_key, version, status,"
+                " current_steps, steps_done, steps_expected, started_at, ended_at, timeline,"
+                " compensations, event_count)"
+                " SELECT 'order', 'k-' || lpad(n::text, 5, '0'), 1, 'completed', '{}', 4, 4,"
+                " $1::timestamptz - n * interval '1 minute',"
+                " $1::timestamptz - n * interval '1 minute' + interval '2 seconds', '[]', '[]', 8"
+                " FROM generate_series(1, 4000) n",
+                now,
+            )
+            await db.pool.execute(f"ANALYZE {schema}.saga_status")
+            queries = Queries(db, settings)
+            latency = await sagas_activity.latency_per_minute(queries, "order", minutes=30)
+            # One saga ended in each of the window's minutes but the current one, in 2 s.
+            assert [m["n"] for m in latency] == [1] * 29 + [0]
+            assert {m["p50"] for m in latency if m["n"]} == {2000.0}
+            async with db.pool.acquire() as conn:
+                await conn.execute("SET enable_seqscan = off")  # the plan, not the table's size
+                plan = "\n".join(
+                    r[0]
+                    for r in await conn.fetch(
+                        "EXPLAIN " + sagas_activity.ended_sql(schema), 30, "order", ["completed"]
+                    )
+                )
+            assert "Index Cond: ((saga_type = 'order'::text) AND (ended_at >=" in plan, plan
     finally:
         await drop_schema(settings)

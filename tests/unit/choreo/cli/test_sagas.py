@@ -98,7 +98,8 @@ def test_status_list_and_history_print_the_read_model(monkeypatch):
     status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env=env)
     assert status.exit_code == 0, status.output
     for text in ("order ord-9 v1 compensating", "steps: compensation", "progress: 3/5",
-                 "shipment.failed", "compensations", "acknowledged"):  # fmt: skip
+                 "shipment.failed", "compensations", "acknowledged",
+                 "started with: customer id cust-", "total 25.99 EUR"):  # fmt: skip
         assert text in status.output, text
     # A row per compensation: the step it undoes, its command, and its acknowledgement or not.
     undo = [line.split("│")[1:6] for line in status.output.splitlines() if "│ payment " in line
