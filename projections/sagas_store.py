@@ -129,11 +129,20 @@ def list_index_ddl(schema: str) -> list[str]:
 
 def columns_ddl(schema: str) -> str:
     """The columns a live ``saga_status`` created before them lacks. Its rows get their
-    values when their saga next moves, or all at once from a rebuild."""
-    return (
-        f"ALTER TABLE IF EXISTS {schema}.saga_status ADD COLUMN IF NOT EXISTS trace_id text,"
-        " ADD COLUMN IF NOT EXISTS attributes jsonb NOT NULL DEFAULT jsonb_build_object()"
-    )
+    values when their saga next moves, or all at once from a rebuild. Looked up first: an
+    ``ALTER TABLE`` locks the table against every reader even when it has nothing to add,
+    and every process start runs this."""
+    return f"""
+        DO $$ BEGIN
+        IF to_regclass('{schema}.saga_status') IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM information_schema.columns WHERE table_schema = '{schema}'
+            AND table_name = 'saga_status' AND column_name = 'attributes'
+        ) THEN
+            ALTER TABLE {schema}.saga_status ADD COLUMN IF NOT EXISTS trace_id text,
+                ADD COLUMN attributes jsonb NOT NULL DEFAULT jsonb_build_object();
+        END IF;
+        END $$;
+        """
 
 
 def saga_of(
