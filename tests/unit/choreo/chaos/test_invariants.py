@@ -210,7 +210,7 @@ def test_a_malformed_value_missing_from_the_dlq_or_without_reason_is_a_violation
 
 def test_read_models_that_differ_from_a_rebuild_are_a_violation():
     snap = healthy()
-    snap.rebuild_differences = ["order_status ord-happy: only in live"]
+    snap.rebuild_differences = ["saga_status order/ord-happy: only in live"]
     assert projections_rebuilt(snap).violations == 1
     snap.rebuild_differences = None  # not verified: nothing checked, nothing violated
     assert (projections_rebuilt(snap).checked, projections_rebuilt(snap).held) == (0, True)
