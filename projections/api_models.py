@@ -192,7 +192,7 @@ class OrderHistory(BaseModel):
 
 
 class StepDuration(BaseModel):
-    """Durations of one step over the latest 10,000 orders (milliseconds)."""
+    """Durations of one step over the latest 2,000 orders (milliseconds)."""
 
     count: int
     p50: float

@@ -97,11 +97,6 @@ ORDER_FILTER_SQL = f"""
 """
 """The ``WHERE`` of an :class:`OrderFilter` (parameters ``$1`` to ``$5``)."""
 
-STEP_SAMPLE = 10_000
-"""Step durations are the latest this many orders' (newest placed first): over every order
-they cost a scan and a sort of every timeline (2-4 s at 100,000 orders, with the overview
-asking every 2 s), and a recent sample is what an operator watches anyway."""
-
 Cursor = tuple[datetime | None, str]
 """A position in the newest-first order list: a row's ``placed_at`` and ``order_id``."""
 
@@ -300,7 +295,7 @@ class Queries:
 
     async def summary(self, *, window_minutes: int = 10) -> dict[str, Any]:
         """Counts per status and cancel reason, step durations (p50/p95, ms) of the latest
-        :data:`STEP_SAMPLE` orders, orders/minute."""
+        :data:`~projections.stats_sql.STEP_SAMPLE` orders, orders/minute."""
         s = self.schema
         async with self.db.pool.acquire() as conn:
             by_status = await conn.fetch(
@@ -316,7 +311,7 @@ class Queries:
                     f"SELECT timeline FROM {s}.saga_status"
                     f" WHERE {ORDERS} ORDER BY {ORDER_LIST_KEY} LIMIT $1"
                 ),
-                STEP_SAMPLE,
+                stats_sql.STEP_SAMPLE,
             )
             recent = await conn.fetchval(
                 f"SELECT count(*) FROM {s}.saga_status"

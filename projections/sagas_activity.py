@@ -17,10 +17,6 @@ from sagas.registry import SagaRegistry
 
 MINUTES = 30
 """The charts' window."""
-STEP_SAMPLE = 2_000
-"""Step latency is over the type's latest this many sagas: their timelines are read on each
-refresh of the page (every 3 s), 2,000 in 16 ms at 100,000 sagas of the type, 10,000 (the
-overview's sample of orders) in 80 ms; p50 and p95 of 2,000 are as telling."""
 
 
 async def activity(
@@ -28,8 +24,8 @@ async def activity(
 ) -> dict[str, Any]:
     """``started`` and ``latency`` per minute over the last ``minutes`` (oldest first, empty
     minutes too), ``steps`` (p50/p95 ms and count of each step's duration over the type's
-    latest :data:`STEP_SAMPLE` sagas, in the order ``definitions`` draw them) and ``reasons``
-    (cancelled sagas per reason)."""
+    latest :data:`~projections.stats_sql.STEP_SAMPLE` sagas, in the order ``definitions``
+    draw them) and ``reasons`` (cancelled sagas per reason)."""
     started, latency, steps, reasons = await asyncio.gather(
         started_per_minute(queries, saga_type, minutes=minutes),
         latency_per_minute(queries, saga_type, minutes=minutes),
@@ -90,14 +86,14 @@ def ended_sql(schema: str) -> str:
 
 async def step_durations(queries: Queries, saga_type: str) -> dict[str, dict[str, float]]:
     """Each step's (and human task's) start → finish over the type's latest
-    :data:`STEP_SAMPLE` sagas: ``{step: {"count", "p50", "p95"}}``."""
+    :data:`~projections.stats_sql.STEP_SAMPLE` sagas: ``{step: {"count", "p50", "p95"}}``."""
     rows = await queries.db.pool.fetch(
         stats_sql.step_durations(
             f"SELECT timeline FROM {queries.schema}.saga_status"
             f" WHERE saga_type = $1 ORDER BY {TYPE_LIST_KEY} LIMIT $2"
         ),
         saga_type,
-        STEP_SAMPLE,
+        stats_sql.STEP_SAMPLE,
     )
     return stats_sql.step_stats(rows)
 

@@ -7,6 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+STEP_SAMPLE = 2_000
+"""Step latency is over the latest this many sagas (of a type, or orders on the overview):
+their timelines are read on every refresh of a page (every 2 to 3 s), 2,000 in 16 ms at
+100,000 sagas, 10,000 in 80 ms; p50 and p95 of 2,000 are as telling, and recent sagas are what
+an operator watches."""
+
 
 def window_start(count: str) -> str:
     """When the window of the last ``count`` minutes (a parameter, e.g. ``$1``) begins: the
