@@ -1,4 +1,4 @@
-"""The read side: the projector (domain topics → event log + order read model) and the HTTP
+"""The read side: the projector (domain topics → event log + saga read model) and the HTTP
 API and console over it.
 
 This module holds only the two processes' specs, as ``choreo.registry`` lists them: importing

@@ -82,17 +82,18 @@ def stacked(fact: str, under: str | None) -> str:
     return f"{fact}\n[dim]{under}[/]" if under else fact
 
 
-def steps_table(steps: list[dict[str, Any]]) -> Table:
+def steps_table(steps: list[dict[str, Any]], *, ended: bool = False) -> Table:
     """A saga's steps: state, and each time with the event that marks it under it, the detail
     under the state: four columns that keep an event's name whole at 80 columns (folded where
-    it must be)."""
+    it must be). A step still pending when the saga ``ended`` is one it never started."""
     table = Table(
         "step", "state", Column("started", overflow="fold"), Column("finished", overflow="fold")
     )
     for step in steps:
+        state = "not started" if ended and step["state"] == "pending" else step["state"]
         table.add_row(
             step["step"] if step["on_path"] else f"[dim]{step['step']}[/]",
-            stacked(step["state"], step["detail"] or step["reason"]),
+            stacked(state, step["detail"] or step["reason"]),
             _when(step["started_at"], step["started_by"]),
             _when(step["finished_at"], step["finished_by"]),
         )

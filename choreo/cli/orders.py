@@ -44,6 +44,7 @@ from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
 from events.personal_data import conceal
 from events.settings import get_settings
+from projections.sagas_model import ENDED
 
 app = command_group("Place orders and answer approvals.")
 
@@ -246,7 +247,7 @@ def orders_status(
         f"  step: {row['current_step'] or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
-    out.print(steps_table(row["timeline"]))
+    out.print(steps_table(row["timeline"], ended=row["status"] in ENDED))
     if row["compensations_done"]:
         out.print("compensations done: " + ", ".join(row["compensations_done"]))
     updated = (row["updated_at"] or "")[:23].replace("T", " ")

@@ -39,6 +39,7 @@ from choreo.cli.trace_view import show_trace
 from events.errors import ChoreoError
 from events.model import Event, Message
 from events.settings import get_settings
+from projections.sagas_model import ENDED
 from saga_coordinator.context import get_coordinator_settings
 from sagas.definition import SagaDefinition
 from sagas.drawing import mermaid, rows
@@ -348,7 +349,7 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
     started_with = ", ".join(f"{name} {value}" for name, value in captured(row["attributes"]))
     if started_with:
         out.print(f"started with: {started_with}", highlight=False)
-    out.print(steps_table(row["steps"]))
+    out.print(steps_table(row["steps"], ended=row["status"] in ENDED))
     if not row["compensations"]:
         return
     undo = Table("undo", "command", "sent", "sends", "acknowledged", title="compensations")

@@ -15,7 +15,14 @@ from projections.sagas_model import fold_saga
 from saga_coordinator.context import get_coordinator_settings
 from sagas.order import V1 as ORDER
 from tests.unit.projections.saga_log import LoggedRun
-from tests.unit.saga_coordinator.flow import charged, placed, refunded, reserved, shipment_failed
+from tests.unit.saga_coordinator.flow import (
+    charged,
+    out_of_stock,
+    placed,
+    refunded,
+    reserved,
+    shipment_failed,
+)
 
 runner = CliRunner()
 
@@ -118,6 +125,18 @@ def test_status_list_and_history_print_the_read_model(monkeypatch):
     assert "order.placed" in told.output
     as_json = runner.invoke(app, ["sagas", "status", "order", "ord-9", "--json"])
     assert orjson.loads(as_json.stdout) == row
+
+
+def test_a_step_an_ended_saga_never_started_says_so(monkeypatch):
+    ended = LoggedRun(ORDER, "ord-8").send(placed()).send(out_of_stock())
+    row = fold_saga(ORDER, "ord-8", ended.log).to_json()
+    assert row["status"] == "cancelled"
+    monkeypatch.setattr(sagas_cli, "query", lambda call: row)
+    status = runner.invoke(app, ["sagas", "status", "order", "ord-8"], env={"COLUMNS": "200"})
+    assert status.exit_code == 0, status.output
+    payment = next(line for line in status.output.splitlines() if "│ payment" in line)
+    assert "not started" in payment
+    assert "pending" not in status.output
 
 
 def test_an_unknown_saga_is_an_error(monkeypatch):
