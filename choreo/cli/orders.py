@@ -247,6 +247,10 @@ def orders_status(
         f"  step: {row['current_step'] or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
+    if row["customer_id"] is not None:
+        total = row["total_minor"]
+        amount = f"{total / 100:,.2f} {row['currency']}" if total is not None else "-"
+        out.print(f"customer {row['customer_id']}, total {amount}", highlight=False)
     out.print(steps_table(row["timeline"], ended=row["status"] in ENDED))
     if row["compensations_done"]:
         out.print("compensations done: " + ", ".join(row["compensations_done"]))

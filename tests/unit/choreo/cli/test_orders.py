@@ -129,7 +129,8 @@ def test_status_reads_at_80_columns(monkeypatch):
                       "finished_at": "2026-12-05T04:53:18.950000+00:00",
                       "finished_by": "payment.charged"}],
         "compensations_done": [], "trace_id": "a2b5b99ee891a95cac0b6561034754b5",
-        "updated_at": "2026-12-05T04:53:19.008000+00:00",
+        "updated_at": "2026-12-05T04:53:19.008000+00:00", "customer_id": "cust-0001",
+        "total_minor": 123_456, "currency": "EUR",
     }  # fmt: skip
     monkeypatch.setattr(orders_cli, "query", lambda call: row)
     result = runner.invoke(app, ["orders", "status", "ord-9233be4d4bad"], env={"COLUMNS": "80"})
@@ -139,3 +140,4 @@ def test_status_reads_at_80_columns(monkeypatch):
     assert "trace    a2b5b99ee891a95cac0b6561034754b5" in lines
     assert "updated  2026-12-05 04:53:19.008 UTC" in lines
     assert "payment.charged" in result.output  # what settled the step, under its time
+    assert "customer cust-0001, total 1,234.56 EUR" in lines
