@@ -250,28 +250,6 @@ class Queries:
         )
         return {r["status"]: int(r["n"]) for r in rows}
 
-    async def orders_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
-        """Orders placed in each of the last ``minutes`` minutes, oldest first (zeros too)."""
-        counts = stats_sql.counts_per_minute(
-            f"{self.schema}.saga_status", STARTED, "saga_key", "$1", where=f"t.{ORDERS}"
-        )
-        rows = await self.db.pool.fetch(counts, minutes)
-        return [{"minute": r["minute"].isoformat(), "orders": int(r["n"])} for r in rows]
-
-    async def latency_per_minute(self, *, minutes: int = 30) -> list[dict[str, Any]]:
-        """Saga latency (placed → the latest event of a completed or cancelled order) of the
-        sagas that finished in each of the last ``minutes`` minutes: ``n``, ``p50`` and
-        ``p95`` in ms (``None`` in a minute where none finished), oldest first."""
-        ended = f"""
-            SELECT date_trunc('minute', ended_at) AS minute,
-                   1000 * extract(epoch FROM ended_at - started_at) AS ms
-            FROM {self.schema}.saga_status
-            WHERE {ORDERS} AND status IN ('completed', 'cancelled') AND started_at IS NOT NULL
-              AND ended_at >= {stats_sql.window_start("$1")}
-        """
-        rows = await self.db.pool.fetch(stats_sql.latency_per_minute(ended, "$1"), minutes)
-        return stats_sql.latency_points(rows)
-
     async def history(self, order_id: str) -> list[dict[str, Any]]:
         """The audit trail: every event of the order, in log order, summarized without PII."""
         rows = await self.db.pool.fetch(

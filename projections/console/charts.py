@@ -121,7 +121,7 @@ class Columns:
 
 def columns(
     series: Sequence[dict[str, Any]],
-    key: str = "orders",
+    key: str = "started",
     *,
     width: float = 1000,
     height: float = 120,

@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from contracts.order import STATUSES
 from events.errors import StackError
+from projections import sagas_activity
 from projections import waiting as inbox
 from projections.access import (
     authenticate,
@@ -36,6 +37,7 @@ from projections.access import (
 )
 from projections.backend import LagDep, OperationsDep, QueriesDep
 from projections.console import charts
+from projections.queries import ORDER_TYPE
 from projections.tokens import Principal
 
 HERE = Path(__file__).parent
@@ -167,8 +169,8 @@ async def _overview(
     # At once: the page takes as long as its slowest part, not as all of them.
     summary, series, latency, dead, groups, waiting = await asyncio.gather(
         queries.summary(),
-        queries.orders_per_minute(minutes=30),
-        queries.latency_per_minute(minutes=30),
+        sagas_activity.started_per_minute(queries, ORDER_TYPE),
+        sagas_activity.latency_per_minute(queries, ORDER_TYPE),
         _dead_letters(operations),
         _lag(lag),
         inbox.count(queries, request.app.state.definitions),
