@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from projections.amounts import amounts
 from projections.queries import Queries
 from projections.sagas_model import AWAITING, NEEDS_ATTENTION
 from projections.sagas_store import row_json
@@ -164,17 +165,6 @@ def _task(definitions: SagaRegistry, saga_type: str, version: int, name: str) ->
     except KeyError:
         return None
     return node if isinstance(node, HumanTask) else None
-
-
-def amounts(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The amounts a request names: each ``*_minor`` integer field with the request's
-    currency, in the log's key order (``total`` or ``refund``, then ``threshold``)."""
-    currency = request.get("currency")
-    return [
-        {"name": key.removesuffix("_minor"), "minor": value, "currency": currency}
-        for key, value in request.items()
-        if key.endswith("_minor") and isinstance(value, int) and not isinstance(value, bool)
-    ]
 
 
 def _moment(value: Any) -> datetime | None:

@@ -44,6 +44,7 @@ from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
 from events.personal_data import conceal
 from events.settings import get_settings
+from projections.console.charts import money
 from projections.sagas_model import ENDED
 
 app = command_group("Place orders and answer approvals.")
@@ -248,9 +249,8 @@ def orders_status(
         f"  progress: {progress['done']}/{progress['expected']}"
     )
     if row["customer_id"] is not None:
-        total = row["total_minor"]
-        amount = f"{total / 100:,.2f} {row['currency']}" if total is not None else "-"
-        out.print(f"customer {row['customer_id']}, total {amount}", highlight=False)
+        total = money(row["total_minor"], row["currency"])
+        out.print(f"customer {row['customer_id']}, total {total}", highlight=False)
     out.print(steps_table(row["timeline"], ended=row["status"] in ENDED))
     if row["compensations_done"]:
         out.print("compensations done: " + ", ".join(row["compensations_done"]))

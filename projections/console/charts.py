@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from projections.amounts import amounts
+
 STATUS_TONES = {
     "completed": "ok",
     "cancelled": "warn",
@@ -45,17 +47,17 @@ def money(minor: int | None, currency: str | None) -> str:
 
 
 def captured(attributes: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a saga's start captured, for a list: ``(name, value)`` pairs, an amount in minor
-    units (``refund_minor``) as money in the captured ``currency`` under its name without the
-    suffix (``refund``), the currency then not again, a missing value left out."""
-    currency = attributes.get("currency")
-    amounts = {k for k, v in attributes.items() if k.endswith("_minor") and isinstance(v, int)}
+    """What a saga's start captured, for a list: ``(name, value)`` pairs, an amount
+    (:func:`projections.amounts.amounts`: ``refund_minor``) as money under its name without
+    the suffix (``refund``), the currency then not again, a missing value left out."""
+    found = {f"{a['name']}_minor": a for a in amounts(attributes)}
     pairs = []
     for name, value in attributes.items():
-        if value is None or (name == "currency" and amounts):
+        if value is None or (name == "currency" and found):
             continue
-        if name in amounts:
-            pairs.append((label(name.removesuffix("_minor")), money(value, currency)))
+        amount = found.get(name)
+        if amount is not None:
+            pairs.append((label(amount["name"]), money(amount["minor"], amount["currency"])))
         else:
             pairs.append((label(name), str(value)))
     return pairs

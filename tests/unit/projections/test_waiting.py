@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from projections.waiting import RequestTimes, amounts, entry
+from projections.amounts import amounts
+from projections.waiting import RequestTimes, entry
 from sagas.shipped import SAGAS
 
 ASKED = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
