@@ -21,7 +21,7 @@ from events.security import kafka_options
 from events.settings import Settings
 from events.topics import event_topics, partitions_of
 from projections import PROJECTOR, sagas_store, stats_sql, store
-from projections.sagas_model import RUNNING, fold_saga
+from projections.sagas_model import fold_saga, stage
 from projections.sagas_store import STAGE, STARTED
 from sagas.order import V1 as ORDER_SAGA
 
@@ -37,10 +37,9 @@ def order_json(saga: dict[str, Any]) -> dict[str, Any]:
     """A saga of the order type (as :meth:`SagaView.to_json` shows it) in the orders API's
     words: its stage as ``status``, the start event's captures as the order's fields."""
     captured = saga["attributes"]
-    status = saga["milestone"] if saga["status"] == RUNNING else saga["status"]
     return {
         "order_id": saga["saga_key"],
-        "status": status,
+        "status": stage(saga["status"], saga["milestone"]),
         "cancel_reason": saga["reason"],
         "current_step": next(iter(saga["current_steps"]), None),
         "timeline": saga["steps"],

@@ -44,6 +44,13 @@ COMPLETED = "completed"
 CANCELLED = "cancelled"
 ENDED = frozenset({COMPLETED, CANCELLED})
 
+
+def stage(status: str, milestone: str | None) -> str:
+    """A saga's status in one word: its milestone while it runs (an order's ``paid``), else its
+    status (``awaiting_approval``, ``compensating``, ``completed``, ...)."""
+    return milestone if status == RUNNING and milestone is not None else status
+
+
 # A step's state in the timeline.
 PENDING, ACTIVE, AWAITING = "pending", "running", "awaiting"
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"

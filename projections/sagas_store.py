@@ -22,7 +22,7 @@ import orjson
 from events.database import Connection
 from projections.indexes import added_once
 from projections.model import RANK, LoggedEvent
-from projections.sagas_model import SagaView, fold_saga
+from projections.sagas_model import RUNNING, SagaView, fold_saga
 from sagas.definition import SagaDefinition
 from sagas.registry import SagaRegistry
 from sagas.shipped import SAGAS
@@ -86,9 +86,8 @@ def index_ddl(schema: str, suffix: str = "") -> list[str]:
 
 STARTED = "coalesce(started_at, '-infinity'::timestamptz)"
 """When a saga started, for sorting: a row without a start time sorts as the oldest."""
-STAGE = "CASE WHEN status = 'running' THEN milestone ELSE status END"
-"""A saga's status in one word: its milestone while it runs (an order's ``paid``), else its
-status (``awaiting_approval``, ``compensating``, ``completed``, ...)."""
+STAGE = f"CASE WHEN status = '{RUNNING}' THEN coalesce(milestone, status) ELSE status END"
+""":func:`projections.sagas_model.stage` of a row, in SQL (to filter and count by it)."""
 TYPE_LIST_KEY = f"saga_type, {STARTED} DESC, saga_key"
 """The index of one type's list, newest first (the console's `/console/sagas/{type}`, keyset
 paged): without it a rare type's page walked the whole table's start times."""
