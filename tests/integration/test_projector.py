@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,12 +15,14 @@ from events.codec import Codec
 from events.database import schema_name
 from events.model import Event, Message
 from events.producer import EventProducer, to_record
+from events.schemas import event_types_in
 from events.security import kafka_options
 from events.settings import Settings
 from projections import sagas_store, store
 from projections.projector import Projector
 from projections.queries import order_json
 from projections.rebuild import rebuild
+from projections.rebuild_lanes import RebuildError
 from tests.integration.kafka_helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -227,6 +230,36 @@ async def test_a_rebuild_in_lanes_folds_orders_another_partitioner_spread_over_t
     report = await rebuild(settings, codec=codec, verify=True, workers=3)
     assert report.differences == []
     assert (report.events, report.sagas) == (len(records), len(orders) + len(returns))
+
+
+async def test_a_lane_that_fails_fails_the_rebuild_and_leaves_the_live_tables(
+    projector: Projector,
+    producer: EventProducer,
+    settings: Settings,
+    codec: Codec,
+    tmp_path: Path,
+):
+    """A worker lane that cannot start (a misnamed schema file where its settings say) fails
+    the rebuild with the lane's reason while the other lane finishes: nothing hangs, the live
+    tables are as they were, and the next rebuild swaps."""
+    messages = flow("ord-lane-fails", HAPPY) + flow("ord-lane-fails-2", SHIPMENT_FAILED)
+    await producer.publish(messages)
+    await project_until(projector, len(messages))
+    query = f"SELECT * FROM {projector.schema}.saga_status ORDER BY saga_key"
+    log = f'SELECT topic, partition, "offset" FROM {projector.schema}.event_log ORDER BY 1, 2, 3'
+    async with projector.db.pool.acquire() as conn:
+        before = ([tuple(r) for r in await conn.fetch(query)], await conn.fetch(log))
+    for event_type in event_types_in(settings.schemas_dir):  # the same topics, no schemas
+        (tmp_path / event_type).mkdir()
+        (tmp_path / event_type / "latest.avsc").write_text("{}")
+    broken = settings.model_copy(update={"schemas_dir": tmp_path})
+    with pytest.raises(RebuildError, match=r"schema files are named v<N>\.avsc"):
+        await asyncio.wait_for(rebuild(broken, codec=codec, workers=2), timeout=60)
+    async with projector.db.pool.acquire() as conn:
+        after = ([tuple(r) for r in await conn.fetch(query)], await conn.fetch(log))
+    assert after == before
+    report = await rebuild(settings, codec=codec, verify=True, workers=2)
+    assert (report.differences, report.events) == ([], len(messages))
 
 
 async def test_sagas_are_projected_and_rebuilt_alike(
