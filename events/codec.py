@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -26,6 +27,7 @@ from events.schemas import SchemaRegistry
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 CONTENT_TYPE = "application/vnd.apache.avro+binary; encoding=single-object"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Codec:
@@ -82,7 +84,7 @@ class Codec:
         body.seek(HEADER_SIZE)
         try:
             record = schemaless_reader(
-                body, writer.parsed, None if reader is writer else reader.parsed
+                body, writer.reading, None if reader is writer else reader.reading
             )
         except Exception as exc:  # fastavro raises many types on corrupt input
             raise DecodeError(
@@ -96,8 +98,18 @@ class Codec:
             )
         if not isinstance(record, dict):
             raise DecodeError(f"{writer.event_type} decoded to {type(record).__name__}")
+        meta = record.pop("envelope")
         try:
-            envelope = Envelope.model_validate(record.pop("envelope"))
+            # The envelope's timestamp-millis, read as its long (SchemaVersion.reading), as
+            # fastavro would convert it (a timedelta: exact, unlike a float of seconds).
+            meta["occurred_at"] = EPOCH + timedelta(milliseconds=meta["occurred_at"])
+        except (KeyError, TypeError, OverflowError) as exc:
+            raise DecodeError(
+                f"{writer.event_type} envelope without a valid occurred_at: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            envelope = Envelope.model_validate(meta)
             event = model.model_validate(record)
         except pydantic.ValidationError as exc:
             raise ValidationError(_describe(writer.event_type, exc)) from exc

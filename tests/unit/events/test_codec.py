@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
+from datetime import timedelta
 
 import pytest
-from fastavro import schemaless_writer
+from fastavro import parse_schema, schemaless_writer
+from fastavro.schema import to_parsing_canonical_form
 
 from contracts.catalog import OrderPlaced
 from contracts.samples import sample_order_placed
 from events.codec import HEADER_SIZE, MAGIC, Codec
 from events.errors import DecodeError, UnknownSchemaError, ValidationError
 from events.model import Message
-from events.schemas import SchemaRegistry, load_version
+from events.schemas import SchemaRegistry, load_version, plain_envelope
 
 
 def _placed() -> Message:
@@ -120,3 +123,53 @@ def test_event_written_with_v1_reads_through_the_current_schema(
     assert decoded.event.personal_data == "plain"  # v4 default: written before sealing
     assert decoded.event.items == message.event.items
     assert decoded.event.total_minor == message.event.total_minor
+    assert (decoded.envelope.event_id, decoded.envelope.occurred_at) == (
+        message.envelope.event_id, message.envelope.occurred_at
+    )  # fmt: skip
+
+
+def test_the_reading_schemas_are_the_files_without_the_envelopes_logical_types(
+    registry: SchemaRegistry,
+):
+    """The codec reads the envelope's UUID and timestamp as their string and long: the same
+    bytes (logical types are not in the canonical form, so the same fingerprint)."""
+    for event_type in registry.event_types:
+        for sv in registry.versions(event_type):
+            plain = plain_envelope(sv.raw)
+            assert to_parsing_canonical_form(plain) == to_parsing_canonical_form(sv.raw)
+            envelope = next(f["type"] for f in plain["fields"] if f["name"] == "envelope")
+            assert [f["name"] for f in envelope["fields"] if "logicalType" in str(f)] == []
+
+
+def test_the_envelope_reads_as_the_message_was_written(codec: Codec):
+    """UTC, to the millisecond, as fastavro's logical types gave it."""
+    message = _placed()
+    decoded = codec.decode(codec.encode(message))
+    assert isinstance(decoded.envelope.event_id, uuid.UUID)
+    assert decoded.envelope.occurred_at.tzinfo is not None
+    assert decoded.envelope.occurred_at.utcoffset() == timedelta(0)
+    assert decoded.envelope.occurred_at == message.envelope.occurred_at
+
+
+def _with_plain_envelope(registry: SchemaRegistry, **envelope: object) -> bytes:
+    """order.placed bytes whose envelope fields ``envelope`` are written as they are."""
+    sv = registry.latest("order.placed")
+    record = _record(_placed())
+    written = record["envelope"]
+    written["event_id"] = str(written["event_id"])
+    written["occurred_at"] = int(written["occurred_at"].timestamp() * 1000)
+    written.update(envelope)
+    buf = io.BytesIO()
+    buf.write(MAGIC + sv.fingerprint)
+    schemaless_writer(buf, parse_schema(plain_envelope(sv.raw)), record)
+    return buf.getvalue()
+
+
+def test_an_envelope_id_that_is_no_uuid_names_the_field(codec: Codec, registry: SchemaRegistry):
+    with pytest.raises(ValidationError, match=r"invalid order\.placed: event_id: .*UUID"):
+        codec.decode(_with_plain_envelope(registry, event_id="not-a-uuid"))
+
+
+def test_an_envelope_time_out_of_range_is_a_decode_error(codec: Codec, registry: SchemaRegistry):
+    with pytest.raises(DecodeError, match=r"order\.placed envelope without a valid occurred_at"):
+        codec.decode(_with_plain_envelope(registry, occurred_at=2**62))
