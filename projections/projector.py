@@ -120,6 +120,9 @@ class Projector:
         await provision_topics(self.settings)
         await self.db.start()
         await self.db.migrate(self.schema, *store.ddl())
+        async with self.db.pool.acquire() as conn:
+            if folded := await store.backfill(conn, self.schema):
+                log.info("folded %d saga rows of an older projector again from the log", folded)
         await self.producer.start()
         await self.poller.start()
 

@@ -126,11 +126,16 @@ def list_index_ddl(schema: str) -> list[str]:
     ]
 
 
+BACKFILL = "saga_status_backfill"
+"""The keys of the rows written before ``saga_status`` had the columns :func:`columns_ddl`
+adds, queued to be folded again from the log (:func:`projections.store.backfill`)."""
+
+
 def columns_ddl(schema: str) -> str:
-    """The columns a live ``saga_status`` created before them lacks. Its rows get their
-    values when their saga next moves, or all at once from a rebuild. Looked up first: an
-    ``ALTER TABLE`` locks the table against every reader even when it has nothing to add,
-    and every process start runs this."""
+    """The columns a live ``saga_status`` created before them lacks, and its rows' keys
+    queued in :data:`BACKFILL` for their values. Looked up first: an ``ALTER TABLE`` locks
+    the table against every reader even when it has nothing to add, and every process start
+    runs this."""
     return f"""
         DO $$ BEGIN
         IF to_regclass('{schema}.saga_status') IS NOT NULL AND NOT EXISTS (
@@ -139,6 +144,8 @@ def columns_ddl(schema: str) -> str:
         ) THEN
             ALTER TABLE {schema}.saga_status ADD COLUMN IF NOT EXISTS trace_id text,
                 ADD COLUMN attributes jsonb NOT NULL DEFAULT jsonb_build_object();
+            CREATE TABLE {schema}.{BACKFILL} (saga_key text PRIMARY KEY);
+            INSERT INTO {schema}.{BACKFILL} SELECT DISTINCT saga_key FROM {schema}.saga_status;
         END IF;
         END $$;
         """

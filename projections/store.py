@@ -240,6 +240,29 @@ async def refold(
     return await sagas_store.refold(conn, schema, events, suffix)
 
 
+async def backfill(conn: Connection, schema: str, batch: int = 1000) -> int:
+    """Fold again from the log the saga rows an upgrade queued (written before their table had
+    each saga's trace and start captures: :func:`sagas_store.columns_ddl`), a batch a
+    transaction under the projector's lock, each batch leaving the queue with its commit (a
+    restart goes on where this stopped); the queue is dropped once empty. Returns how many
+    rows were folded."""
+    queue = f"{schema}.{sagas_store.BACKFILL}"
+    folded = 0
+    while await conn.fetchval("SELECT to_regclass($1)", queue) is not None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", PROJECTOR_LOCK)
+            keys = await conn.fetch(
+                f"DELETE FROM {queue} WHERE saga_key IN"
+                f" (SELECT saga_key FROM {queue} ORDER BY saga_key LIMIT {batch})"
+                " RETURNING saga_key"
+            )
+            if keys:
+                folded += len(await refold(conn, schema, [k["saga_key"] for k in keys]))
+            else:
+                await conn.execute(f"DROP TABLE {queue}")
+    return folded
+
+
 async def save_offsets(conn: Connection, schema: str, offsets: dict[tuple[str, int], int]) -> None:
     """Move checkpoints forward (never back: a stale writer cannot rewind them)."""
     if not offsets:

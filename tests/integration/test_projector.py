@@ -327,7 +327,8 @@ async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows
 ):
     """Projectors before the orders API read ``saga_status`` kept the order's trace, customer
     and total in ``order_status`` only: the next start moves them into the order saga's rows
-    (which lacked those columns) and drops the old table."""
+    (which lacked those columns) and drops the old table; every older row (a return's too)
+    is folded again from the log for its trace and start captures."""
     messages = flow("ord-kept", HAPPY) + return_flow("ret-kept")
     await producer.publish(messages)
     await project_until(projector, len(messages))
@@ -355,4 +356,9 @@ async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows
             is None
         )
     assert moved == [("ord-kept", order[1], order[2]), ("ret-kept", None, "{}")]
+    await projector.start()  # the start folds the queued rows again
+    async with projector.db.pool.acquire() as conn:
+        assert [tuple(r) for r in await conn.fetch(query)] == folded
+        assert await conn.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
+        assert await store.backfill(conn, projector.schema) == 0  # nothing queued any more
     await projector.db.migrate(projector.schema, *store.ddl())  # and once moved, nothing more
