@@ -98,7 +98,7 @@ class Codec:
             )
         if not isinstance(record, dict):
             raise DecodeError(f"{writer.event_type} decoded to {type(record).__name__}")
-        meta = record.pop("envelope")
+        meta = record.pop("envelope", None)
         try:
             # The envelope's timestamp-millis, read as its long (SchemaVersion.reading), as
             # fastavro would convert it (a timedelta: exact, unlike a float of seconds).
