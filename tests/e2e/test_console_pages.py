@@ -429,6 +429,9 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await expect(payment.get_by_test_id("deadlines")).to_have_text("answer 30s → payment_timeout")
     await expect(payment).to_contain_text("payment.refund")
     await expect(order.locator("tr[data-step=approval]")).to_contain_text("timeout 24h → reject")
+    # At a laptop's width the steps table fits its card: the compensation column in sight.
+    card = order.locator("div.card:has(> table.steps)")
+    assert await card.evaluate("c => c.scrollWidth <= c.clientWidth"), "the steps table scrolls"
     # The flow, drawn on the server: start, six steps, the end and three compensations.
     flow = order.get_by_test_id("flow")
     await expect(flow.locator("g.node")).to_have_count(11)
