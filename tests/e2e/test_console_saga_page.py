@@ -173,6 +173,17 @@ async def test_a_failed_shipment_shows_the_refund_before_the_release(ui: SagaCon
     started_with = page.get_by_test_id("captured")
     await expect(started_with).to_contain_text(f"customer id {placed.customer_id}")
     await expect(started_with).to_contain_text(f"total {placed.total_minor / 100:,.2f} EUR")
+    # Its tile two columns wide, each value whole on one line (an id unbroken at its hyphen),
+    # and the seven tiles on one row at a laptop's 1280 px.
+    values = started_with.locator(".value")
+    await expect(values).to_have_count(2)
+    assert await values.evaluate_all("vs => vs.every((v) => v.getClientRects().length === 1)")
+    tiles = await page.locator(".saga-tiles > .tile").evaluate_all(
+        "ts => ts.map((t) => [t.getBoundingClientRect().top, t.getBoundingClientRect().width])"
+    )
+    assert len({top for top, _ in tiles}) == 1, tiles
+    status_width, captured_width = tiles[0][1], tiles[5][1]
+    assert captured_width > 1.9 * status_width, tiles
     flow = page.get_by_test_id("flow")
     await expect(flow.locator("g.node[data-node=shipping]")).to_have_attribute(
         "data-state", "failed"
