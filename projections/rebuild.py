@@ -215,6 +215,8 @@ async def _swap(
             await conn.execute(f"ALTER TABLE {schema}.{table} RENAME TO {table}_old")
             await conn.execute(f"ALTER TABLE {schema}.{table}{SHADOW} RENAME TO {table}")
             await conn.execute(f"DROP TABLE {schema}.{table}_old")
+        # Every row is folded from the log now: an upgrade's queue of rows to fold is done.
+        await conn.execute(f"DROP TABLE IF EXISTS {schema}.{sagas_store.BACKFILL}")
         await store.save_offsets(
             conn,
             schema,

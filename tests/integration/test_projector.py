@@ -362,3 +362,23 @@ async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows
         assert await conn.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
         assert await store.backfill(conn, projector.schema) == 0  # nothing queued any more
     await projector.db.migrate(projector.schema, *store.ddl())  # and once moved, nothing more
+
+
+async def test_a_rebuild_after_an_upgrade_leaves_no_rows_to_fold_again(
+    projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
+):
+    """The migration queues an older projector's rows to be folded again at the next start;
+    a rebuild before that start folds every row from the log itself, and drops the queue."""
+    messages = flow("ord-upgraded", HAPPY) + return_flow("ret-upgraded")
+    await producer.publish(messages)
+    await project_until(projector, len(messages))
+    sagas = f"{projector.schema}.saga_status"
+    query = f"SELECT saga_key, trace_id, attributes::text FROM {sagas} ORDER BY saga_key"
+    async with projector.db.pool.acquire() as conn:
+        folded = [tuple(r) for r in await conn.fetch(query)]
+        await conn.execute(f"ALTER TABLE {sagas} DROP COLUMN trace_id, DROP COLUMN attributes")
+    report = await rebuild(settings, codec=codec)
+    assert report.sagas == 2
+    async with projector.db.pool.acquire() as conn:
+        assert [tuple(r) for r in await conn.fetch(query)] == folded
+        assert await conn.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
