@@ -62,6 +62,8 @@ def _step_row(d: SagaDefinition, step: Step) -> dict[str, Any]:
         deadlines.append(f"answer {_seconds(answer)}")
     if deadlines and limits.reason:
         deadlines.append(f"→ {limits.reason}")
+        if limits.explain:  # why that reason, where the step's own name does not say
+            deadlines.append(f"({limits.explain})")
     comp = step.compensation
     return {
         "step": step.name,

@@ -11,6 +11,8 @@ def test_rows_tell_each_steps_trigger_outcomes_deadlines_and_compensation():
     assert list(by_step) == ["inventory", "approval", "payment", "shipping", "crm", "email"]
     assert by_step["inventory"]["triggered_by"] == "order.placed"
     assert by_step["inventory"]["deadlines"] == "answer 30s → out_of_stock"
+    # The CRM's silence cancels the shipment: the reason says so, and the words why.
+    assert by_step["crm"]["deadlines"] == "answer 30s → shipment_failed (shipment cancelled)"
     assert by_step["inventory"]["participant"] == "inventory"
     assert by_step["approval"]["participant"] is None
     assert by_step["inventory"]["compensation"] == {
