@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import asyncpg
 import orjson
 
 from events.database import Connection
@@ -249,17 +250,25 @@ async def backfill(conn: Connection, schema: str, batch: int = 1000) -> int:
     queue = f"{schema}.{sagas_store.BACKFILL}"
     folded = 0
     while await conn.fetchval("SELECT to_regclass($1)", queue) is not None:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", PROJECTOR_LOCK)
-            keys = await conn.fetch(
-                f"DELETE FROM {queue} WHERE saga_key IN"
-                f" (SELECT saga_key FROM {queue} ORDER BY saga_key LIMIT {batch})"
-                " RETURNING saga_key"
-            )
-            if keys:
-                folded += len(await refold(conn, schema, [k["saga_key"] for k in keys]))
-            else:
-                await conn.execute(f"DROP TABLE {queue}")
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", PROJECTOR_LOCK)
+                keys = await conn.fetch(
+                    f"DELETE FROM {queue} WHERE saga_key IN"
+                    f" (SELECT saga_key FROM {queue} ORDER BY saga_key LIMIT {batch})"
+                    " RETURNING saga_key"
+                )
+                if keys:
+                    folded += len(await refold(conn, schema, [k["saga_key"] for k in keys]))
+                else:
+                    await conn.execute(f"DROP TABLE {queue}")
+        except asyncpg.UndefinedTableError as exc:
+            # Another projector starting beside this one emptied and dropped the queue while
+            # this one waited for the lock (a check before the DELETE would read the catalog
+            # as it was when the wait began).
+            if sagas_store.BACKFILL not in str(exc):
+                raise
+            break
     return folded
 
 

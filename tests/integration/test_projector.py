@@ -382,3 +382,29 @@ async def test_a_rebuild_after_an_upgrade_leaves_no_rows_to_fold_again(
     async with projector.db.pool.acquire() as conn:
         assert [tuple(r) for r in await conn.fetch(query)] == folded
         assert await conn.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
+
+
+async def test_two_projectors_starting_together_fold_the_queue_once_between_them(
+    projector: Projector, producer: EventProducer
+):
+    """Replicas of the projector may start at once after an upgrade: they share the queue
+    batch by batch under the projector's lock, and whichever finds it empty last finds it
+    gone without an error."""
+    messages = [m for i in range(3) for m in flow(f"ord-both-{i}", HAPPY)]
+    messages += [m for i in range(2) for m in return_flow(f"ret-both-{i}")]
+    await producer.publish(messages)
+    await project_until(projector, len(messages))
+    sagas = f"{projector.schema}.saga_status"
+    query = f"SELECT saga_key, trace_id, attributes::text FROM {sagas} ORDER BY saga_key"
+    async with projector.db.pool.acquire() as conn:
+        folded = [tuple(r) for r in await conn.fetch(query)]
+        await conn.execute(f"ALTER TABLE {sagas} DROP COLUMN trace_id, DROP COLUMN attributes")
+    await projector.db.migrate(projector.schema, *store.ddl())
+    async with projector.db.pool.acquire() as one, projector.db.pool.acquire() as other:
+        counts = await asyncio.gather(
+            store.backfill(one, projector.schema, batch=1),
+            store.backfill(other, projector.schema, batch=1),
+        )
+        assert sum(counts) == len(folded) == 5
+        assert [tuple(r) for r in await one.fetch(query)] == folded
+        assert await one.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
