@@ -148,8 +148,12 @@ async def start_deployment(
         codes = await platform.stop()
         await db.stop()
         await remove_deployment(settings)
-    # A graceful stop drains and exits 0: SIGTERM handling is part of what is tested.
-    assert all(code == 0 for code in codes.values()), codes
+    # A graceful stop drains and exits 0: SIGTERM handling is part of what is tested. None: it
+    # did not exit within the grace period and was killed.
+    unclean = {name: code for name, code in codes.items() if code != 0}
+    assert not unclean, f"not stopped cleanly (exit codes): {unclean}\n" + "\n".join(
+        f"--- {name}, its last lines:\n{platform.tail(name, 15)}" for name in unclean
+    )
 
 
 @pytest.fixture
