@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.samples import EXAMPLES
 from events.codec import Codec
-from events.database import schema_name
+from events.database import Connection, schema_name
 from events.model import Event, Message
 from events.producer import EventProducer, to_record
 from events.schemas import event_types_in
@@ -322,6 +322,33 @@ async def test_a_saga_projected_before_its_start_is_folded_whole_when_it_comes(
     assert report.sagas == 1
 
 
+SAGA_ROWS = "SELECT saga_key, trace_id, attributes::text FROM {schema}.saga_status ORDER BY 1"
+
+
+async def older_layout(
+    projector: Projector, producer: EventProducer, messages: list[Message[Event]]
+) -> tuple[str, list[tuple[object, ...]]]:
+    """Project ``messages``, then leave ``saga_status`` as a projector before its trace and
+    captures did (those columns gone). Returns the query of the rows' key, trace and captures,
+    and those rows as the projector had folded them."""
+    await producer.publish(messages)
+    await project_until(projector, len(messages))
+    query = SAGA_ROWS.format(schema=projector.schema)
+    async with projector.db.pool.acquire() as conn:
+        folded = [tuple(r) for r in await conn.fetch(query)]
+        await conn.execute(
+            f"ALTER TABLE {projector.schema}.saga_status DROP COLUMN trace_id,"
+            " DROP COLUMN attributes"
+        )
+    return query, folded
+
+
+async def queued(conn: Connection, projector: Projector) -> bool:
+    """Whether an upgrade's queue of rows to fold again is there."""
+    queue = f"{projector.schema}.{sagas_store.BACKFILL}"
+    return await conn.fetchval("SELECT to_regclass($1)", queue) is not None
+
+
 async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows(
     projector: Projector, producer: EventProducer
 ):
@@ -330,16 +357,11 @@ async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows
     (which lacked those columns) and drops the old table; every older row (a return's too)
     is folded again from the log for its trace and start captures."""
     messages = flow("ord-kept", HAPPY) + return_flow("ret-kept")
-    await producer.publish(messages)
-    await project_until(projector, len(messages))
-    sagas = f"{projector.schema}.saga_status"
-    query = f"SELECT saga_key, trace_id, attributes::text FROM {sagas} ORDER BY saga_key"
+    query, folded = await older_layout(projector, producer, messages)
+    (order,) = [r for r in folded if r[0] == "ord-kept"]
+    customer, total, currency = (orjson.loads(str(order[2]))[k] for k in CAPTURED)
     async with projector.db.pool.acquire() as conn:
-        folded = [tuple(r) for r in await conn.fetch(query)]
-        (order,) = [r for r in folded if r[0] == "ord-kept"]
-        customer, total, currency = (orjson.loads(order[2])[k] for k in CAPTURED)
-        # The layout an older projector left.
-        await conn.execute(f"ALTER TABLE {sagas} DROP COLUMN trace_id, DROP COLUMN attributes")
+        # And the order read model it kept beside.
         await conn.execute(
             f"CREATE TABLE {projector.schema}.order_status (order_id text PRIMARY KEY,"
             " trace_id text, customer_id text, total_minor bigint, currency text)"
@@ -359,7 +381,7 @@ async def test_the_order_read_model_of_older_projectors_moves_into_the_saga_rows
     await projector.start()  # the start folds the queued rows again
     async with projector.db.pool.acquire() as conn:
         assert [tuple(r) for r in await conn.fetch(query)] == folded
-        assert await conn.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
+        assert not await queued(conn, projector)
         assert await store.backfill(conn, projector.schema) == 0  # nothing queued any more
     await projector.db.migrate(projector.schema, *store.ddl())  # and once moved, nothing more
 
@@ -370,18 +392,12 @@ async def test_a_rebuild_after_an_upgrade_leaves_no_rows_to_fold_again(
     """The migration queues an older projector's rows to be folded again at the next start;
     a rebuild before that start folds every row from the log itself, and drops the queue."""
     messages = flow("ord-upgraded", HAPPY) + return_flow("ret-upgraded")
-    await producer.publish(messages)
-    await project_until(projector, len(messages))
-    sagas = f"{projector.schema}.saga_status"
-    query = f"SELECT saga_key, trace_id, attributes::text FROM {sagas} ORDER BY saga_key"
-    async with projector.db.pool.acquire() as conn:
-        folded = [tuple(r) for r in await conn.fetch(query)]
-        await conn.execute(f"ALTER TABLE {sagas} DROP COLUMN trace_id, DROP COLUMN attributes")
+    query, folded = await older_layout(projector, producer, messages)
     report = await rebuild(settings, codec=codec)
     assert report.sagas == 2
     async with projector.db.pool.acquire() as conn:
         assert [tuple(r) for r in await conn.fetch(query)] == folded
-        assert await conn.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
+        assert not await queued(conn, projector)
 
 
 async def test_two_projectors_starting_together_fold_the_queue_once_between_them(
@@ -392,13 +408,7 @@ async def test_two_projectors_starting_together_fold_the_queue_once_between_them
     gone without an error."""
     messages = [m for i in range(3) for m in flow(f"ord-both-{i}", HAPPY)]
     messages += [m for i in range(2) for m in return_flow(f"ret-both-{i}")]
-    await producer.publish(messages)
-    await project_until(projector, len(messages))
-    sagas = f"{projector.schema}.saga_status"
-    query = f"SELECT saga_key, trace_id, attributes::text FROM {sagas} ORDER BY saga_key"
-    async with projector.db.pool.acquire() as conn:
-        folded = [tuple(r) for r in await conn.fetch(query)]
-        await conn.execute(f"ALTER TABLE {sagas} DROP COLUMN trace_id, DROP COLUMN attributes")
+    query, folded = await older_layout(projector, producer, messages)
     await projector.db.migrate(projector.schema, *store.ddl())
     async with projector.db.pool.acquire() as one, projector.db.pool.acquire() as other:
         counts = await asyncio.gather(
@@ -407,4 +417,4 @@ async def test_two_projectors_starting_together_fold_the_queue_once_between_them
         )
         assert sum(counts) == len(folded) == 5
         assert [tuple(r) for r in await one.fetch(query)] == folded
-        assert await one.fetchval("SELECT to_regclass($1)", f"{sagas}_backfill") is None
+        assert not await queued(one, projector)
