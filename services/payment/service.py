@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from events.locks import saga_keys_locked_first
 from events.service import Service, ServiceRuntime
 from events.settings import Settings
 from services.payment import SERVICE_NAME
@@ -44,9 +45,13 @@ def build(
         ),
         ddl=(DDL, GATEWAY_CALLS_DDL),
         on_start=attach_gateway_calls,
-        # Handlers touch only their own order's rows; a return's refund locks its order too, so
-        # a lane may wait for another one's order, holding no lock the other needs.
+        # Handlers touch only their own order's rows. A return's refund locks its order too, so
+        # a lane may wait for another lane's order; two lanes that each wait for the other (two
+        # returns of crossed orders) are a deadlock PostgreSQL breaks, and the records of the
+        # transaction it fails are delivered again (events/batches.py).
         lanes=settings.topic_partitions,
+        # A batch's keys locked in one statement, not one statement per charge or refund.
+        batch_scope=saga_keys_locked_first(lambda ctx, keys: ctx.store.lock_orders(keys)),
     )
 
 

@@ -8,6 +8,7 @@ delivery's transaction; :class:`InMemoryPaymentStore` backs the unit tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
@@ -116,6 +117,9 @@ class PaymentStore(Protocol):
     async def lock_order(self, order_id: str) -> None:
         """Serialize the rest of this transaction with every other one on the same order."""
 
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        """:meth:`lock_order` each of ``order_ids``, at once (a batch's, before its handlers)."""
+
     async def save_intent(self, intent: Intent) -> bool:
         """Remember the intent; False (and nothing changed) when one was already there."""
 
@@ -193,6 +197,9 @@ class PostgresPaymentStore:
 
     async def lock_order(self, order_id: str) -> None:
         await self.locks.lock(order_id)
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        await self.locks.lock_all(order_ids)
 
     async def save_intent(self, intent: Intent) -> bool:
         inserted = await self.conn.fetchval(
@@ -366,6 +373,9 @@ class InMemoryPaymentStore:
 
     async def lock_order(self, order_id: str) -> None:
         # One task at a time touches the dictionaries; there is nothing to serialize.
+        return None
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
         return None
 
     async def save_intent(self, intent: Intent) -> bool:
