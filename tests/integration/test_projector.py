@@ -295,12 +295,14 @@ async def test_sagas_are_projected_and_rebuilt_alike(
     assert rebuilt == live
 
 
-COMPRESSION = """
-    SELECT attname, attcompression::text FROM pg_attribute
-    WHERE attrelid = to_regclass($1) AND attname IN ('timeline', 'compensations')
-    ORDER BY attname
-"""
-TIMELINES = "SELECT DISTINCT pg_column_compression(timeline) FROM {schema}.saga_status"
+async def compressions(conn: Connection, table: str) -> list[tuple[object, ...]]:
+    """How ``table`` compresses its timeline and compensations: ``(column, method)``."""
+    rows = await conn.fetch(
+        "SELECT attname, attcompression::text FROM pg_attribute WHERE attrelid ="
+        " to_regclass($1) AND attname IN ('timeline', 'compensations') ORDER BY attname",
+        table,
+    )
+    return [tuple(r) for r in rows]
 
 
 async def test_saga_rows_keep_their_timelines_lz4_compressed(
@@ -313,21 +315,22 @@ async def test_saga_rows_keep_their_timelines_lz4_compressed(
     await producer.publish(messages)
     await project_until(projector, len(messages))
     table = f"{projector.schema}.saga_status"
+    timelines = f"SELECT DISTINCT pg_column_compression(timeline) FROM {table}"
     lz4 = [("compensations", "l"), ("timeline", "l")]
     async with projector.db.pool.acquire() as conn:
-        assert [tuple(r) for r in await conn.fetch(COMPRESSION, table)] == lz4
-        assert await conn.fetch(TIMELINES.format(schema=projector.schema)) == [("lz4",)]
+        assert await compressions(conn, table) == lz4
+        assert await conn.fetch(timelines) == [("lz4",)]
         await conn.execute(
             f"ALTER TABLE {table} ALTER COLUMN timeline SET COMPRESSION pglz,"
             " ALTER COLUMN compensations SET COMPRESSION pglz"
         )
     await projector.db.migrate(projector.schema, *store.ddl())
     async with projector.db.pool.acquire() as conn:
-        assert [tuple(r) for r in await conn.fetch(COMPRESSION, table)] == lz4
+        assert await compressions(conn, table) == lz4
     await rebuild(settings, codec=codec)
     async with projector.db.pool.acquire() as conn:
-        assert [tuple(r) for r in await conn.fetch(COMPRESSION, table)] == lz4
-        assert await conn.fetch(TIMELINES.format(schema=projector.schema)) == [("lz4",)]
+        assert await compressions(conn, table) == lz4
+        assert await conn.fetch(timelines) == [("lz4",)]
 
 
 async def test_a_saga_projected_before_its_start_is_folded_whole_when_it_comes(
