@@ -191,7 +191,9 @@ class PollLoop:
                 for task in companions:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            await self._commits.flush(consumer, force=True)
+            await self._within_close_timeout(
+                self._commits.flush(consumer, force=True), "the last offset commit"
+            )
             self._running = False
             self._loop_done.set()
 
@@ -222,7 +224,17 @@ class PollLoop:
             await self._loop_done.wait()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await self._within_close_timeout(consumer.stop(), "leaving the group")
+
+    async def _within_close_timeout(self, step: Awaitable[None], what: str) -> None:
+        """Await a step of the stop that waits on the broker, for at most the close timeout: a
+        broker that does not answer must not keep the process from exiting (its supervisor
+        would kill it mid-stop). What is skipped is safe to skip (see the setting)."""
+        timeout_s = self.settings.consumer_close_timeout_ms / 1000
+        try:
+            await asyncio.wait_for(step, timeout_s)
+        except TimeoutError:
+            log.warning("%s: %s took over %g s; stopping without it", self.name, what, timeout_s)
 
     async def delivered(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Record that everything before ``offsets`` is delivered; committed to Kafka at most

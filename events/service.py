@@ -43,6 +43,7 @@ from events.retry_queue import PostgresRetryQueue
 from events.router import Router
 from events.schemas import SchemaRegistry
 from events.settings import Settings
+from events.stopping import watch_stop
 from events.topics import provision_topics
 
 log = logging.getLogger("choreo.service")
@@ -278,6 +279,7 @@ def run_process(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("%s starting", name)
+        reporting: asyncio.Task[None] | None = None
         try:
             await process.start()
             # What start built (modules, schemas, models, pools) lives as long as the
@@ -288,10 +290,15 @@ def run_process(
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
+            reporting = watch_stop(name, settings.stop_report_s, signalled=stop.is_set())
             await process.stop()
             await running  # raises what made it end early, if anything
         finally:
-            await process.close()
+            try:
+                await process.close()
+            finally:
+                if reporting is not None:
+                    reporting.cancel()
             log.info("%s stopped%s", name, f" {summary(process)}" if summary else "")
 
     try:

@@ -291,6 +291,14 @@ class Settings(BaseSettings):
         description="How long a silent group member keeps its partitions (a crashed process's "
         "partitions move after this).",
     )
+    consumer_close_timeout_ms: int = Field(
+        default=10_000,
+        ge=100,
+        description="How long a stopping consumer waits for its last offset commit, and then"
+        " for leaving its group, before it goes on without (as Kafka's own consumer's"
+        " close(timeout) does): the group re-reads from its last commit, the inbox drops what"
+        " was delivered, and the broker drops the member after its session timeout.",
+    )
     outbox_publish_after_commit: bool = Field(
         default=True,
         description="A delivery publishes what it staged right after its commit, the outbox"
@@ -332,6 +340,12 @@ class Settings(BaseSettings):
         ge=0,
         description="A warning or error repeated word for word is written once per this many"
         " seconds, the next one with how many were left out (0: every one is written).",
+    )
+    stop_report_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="While a process stops (SIGTERM), every this many seconds it logs what it is"
+        " still waiting on, so a stop that hangs says where (0: never).",
     )
 
     @property

@@ -1,0 +1,97 @@
+"""A stopping consumer whose broker does not answer its last commit or its LeaveGroup goes on
+without them after the close timeout, saying so, instead of outliving its grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from events import consumer as consumer_module
+from events.batches import Poll
+from events.consumer import PollLoop
+from events.settings import Settings
+
+
+class UnansweredConsumer:
+    """A consumer whose broker never answers the calls named in ``hangs``."""
+
+    def __init__(self, hangs: set[str]) -> None:
+        self.hangs = hangs
+        self.calls: list[str] = []
+
+    async def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.hangs:
+            await asyncio.Event().wait()
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def getmany(self, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.001)
+        return {}
+
+    async def commit(self, offsets: Any) -> None:
+        await self._call("commit")
+
+    async def stop(self) -> None:
+        await self._call("stop")
+
+
+async def stop_a_running_loop(
+    monkeypatch: pytest.MonkeyPatch, hangs: set[str]
+) -> tuple[UnansweredConsumer, float]:
+    """Run a poll loop with an offset pending, stop it; the consumer and the stop's seconds."""
+    made = UnansweredConsumer(hangs)
+    monkeypatch.setattr(consumer_module, "AIOKafkaConsumer", lambda **_: made)
+
+    async def process(poll: Poll) -> None:
+        raise AssertionError("never polled here")
+
+    settings = Settings(consumer_close_timeout_ms=200, consumer_commit_interval_ms=60_000)
+    poller = PollLoop(
+        name="crm", group_id="g", topics=["t"], settings=settings, process=process,
+        max_records=10,
+    )  # fmt: skip
+    await poller.start()
+    running = asyncio.create_task(poller.run())
+    await poller.delivered({TopicPartition("t", 0): 7})  # pending: the interval is long
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(poller.stop(), 5)
+    await running
+    return made, loop.time() - started
+
+
+@pytest.mark.parametrize(
+    ("hangs", "skipped"),
+    [({"commit"}, "the last offset commit"), ({"stop"}, "leaving the group")],
+)
+async def test_an_unanswered_step_is_given_up_after_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    hangs: set[str],
+    skipped: str,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
+        made, took_s = await stop_a_running_loop(monkeypatch, hangs)
+    assert made.calls == ["commit", "stop"]  # the other step still ran
+    assert 0.2 <= took_s < 2
+    [warning] = [r.getMessage() for r in caplog.records if "stopping without it" in r.getMessage()]
+    assert warning == f"crm: {skipped} took over 0.2 s; stopping without it"
+
+
+async def test_an_answered_stop_commits_and_leaves_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
+        made, _ = await stop_a_running_loop(monkeypatch, set())
+    assert made.calls == ["commit", "stop"]
+    assert "stopping without it" not in caplog.text
