@@ -73,6 +73,23 @@ class SagaStatus(BaseModel):
     )
 
 
+class SagaRef(BaseModel):
+    """Another saga, by type and key, with its status."""
+
+    saga_type: str
+    saga_key: str
+    status: str
+
+
+class SagaDetail(SagaStatus):
+    """One saga's row, with the sagas that name it."""
+
+    named_by: list[SagaRef] = Field(
+        description="The newest 20 sagas of other types whose start captured this saga's key"
+        " under its name (an order's returns, by their `order_id`), newest first."
+    )
+
+
 class SagaList(BaseModel):
     sagas: list[SagaStatus]
     count: int
@@ -252,12 +269,17 @@ async def get_activity(
 
 
 @router.get("/sagas/{saga_type}/{saga_key}")
-async def get_saga(queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey) -> SagaStatus:
-    """One saga: status, current steps, progress, each step's timeline, compensations."""
+async def get_saga(
+    request: Request, queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
+) -> SagaDetail:
+    """One saga: status, current steps, progress, each step's timeline, compensations, and
+    the sagas that name it (an order's returns)."""
     found = await sagas_queries.saga(queries, saga_type, saga_key)
     if found is None:
         raise _not_found(saga_type, saga_key)
-    return SagaStatus.model_validate(found)
+    registry = request.app.state.definitions
+    named_by = await sagas_queries.named_by(queries, registry, saga_type, saga_key)
+    return SagaDetail.model_validate({**found, "named_by": named_by})
 
 
 @router.get("/sagas/{saga_type}/{saga_key}/history")

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from projections import sagas_store
 from projections.queries import Queries, keyset
 from projections.sagas_model import AWAITING
-from projections.sagas_store import row_json
+from projections.sagas_store import STARTED, row_json
+from sagas.registry import SagaRegistry
 
 
 async def saga(queries: Queries, saga_type: str, saga_key: str) -> dict[str, Any] | None:
@@ -20,6 +21,28 @@ async def saga(queries: Queries, saga_type: str, saga_key: str) -> dict[str, Any
         saga_key,
     )
     return None if row is None else row_json(row)
+
+
+async def named_by(
+    queries: Queries, registry: SagaRegistry, saga_type: str, saga_key: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` sagas of the types whose start captures a ``saga_type`` saga's key
+    under its name (:meth:`SagaRegistry.naming`: an order's returns) that captured
+    ``saga_key``: type, key, status. Their type's list index narrows the rows to those
+    types; only theirs are read."""
+    saga_types = registry.naming(saga_type)
+    if not saga_types:
+        return []
+    rows = await queries.db.pool.fetch(
+        f"SELECT saga_type, saga_key, status FROM {queries.schema}.saga_status"
+        f" WHERE saga_type = ANY($1::text[]) AND attributes ->> $2 = $3"
+        f" ORDER BY {STARTED} DESC, saga_key LIMIT $4",
+        saga_types,
+        registry.current(saga_type).key,
+        saga_key,
+        limit,
+    )
+    return [dict(row) for row in rows]
 
 
 def waiting_on(row: dict[str, Any]) -> str | None:

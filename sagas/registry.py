@@ -55,6 +55,26 @@ class SagaRegistry:
         naming = [d for d in current if d.names(event)]
         return naming[0] if len(naming) == 1 else None
 
+    @property
+    def keyed_by(self) -> dict[str, str]:
+        """Saga type by the name of its key (``order_id`` → ``order``), for the key names
+        one type alone uses: a saga's data under such a name is another saga's key, which
+        pages link to (a return's ``order_id``)."""
+        types_by_key: dict[str, set[str]] = {}
+        for d in self:
+            types_by_key.setdefault(d.key, set()).add(d.saga_type)
+        return {key: types.pop() for key, types in types_by_key.items() if len(types) == 1}
+
+    def naming(self, saga_type: str) -> list[str]:
+        """The other saga types whose start captures a ``saga_type`` saga's key under its
+        name (returns capture their ``order_id``): a saga's page lists theirs that name it."""
+        key = self.current(saga_type).key
+        if self.keyed_by.get(key) != saga_type:
+            return []
+        return sorted(
+            {d.saga_type for d in self if d.saga_type != saga_type and key in d.start.capture}
+        )
+
     def with_knobs(self, overrides: Mapping[str, Any]) -> SagaRegistry:
         """Every definition with the overrides of the knobs it has (operators tune by name)."""
         return SagaRegistry(

@@ -328,12 +328,19 @@ def sagas_list(
 
 @app.command("status")
 def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = False) -> None:
-    """Where a saga is: status, reason, current steps, progress, each step's timeline and the
-    compensations (sent, acknowledged)."""
+    """Where a saga is: status, reason, current steps, progress, each step's timeline, the
+    compensations (sent, acknowledged) and the sagas that name it (an order's returns)."""
     from projections import sagas_queries  # asyncpg: see sagas_list
     from projections.console.charts import captured
 
-    row = read_sagas(lambda q: sagas_queries.saga(q, saga_type, saga_key))
+    async def read(q: Queries) -> dict[str, Any] | None:
+        found = await sagas_queries.saga(q, saga_type, saga_key)
+        if found is not None:
+            registry = running_definitions()
+            found["named_by"] = await sagas_queries.named_by(q, registry, saga_type, saga_key)
+        return found
+
+    row = read_sagas(read)
     if row is None:
         fail(ChoreoError(f"no {saga_type} saga {saga_key}"))
     if as_json:
@@ -346,9 +353,14 @@ def sagas_status(saga_type: SagaType, saga_key: SagaKey, as_json: JsonFlag = Fal
         f"  steps: {', '.join(row['current_steps']) or '-'}"
         f"  progress: {progress['done']}/{progress['expected']}"
     )
-    started_with = ", ".join(f"{name} {value}" for name, value in captured(row["attributes"]))
+    started_with = ", ".join(f"{name} {value}" for name, value, _ in captured(row["attributes"]))
     if started_with:
         out.print(f"started with: {started_with}", highlight=False)
+    named_by = ", ".join(
+        f"{n['saga_type']} {n['saga_key']} ({n['status']})" for n in row["named_by"]
+    )
+    if named_by:
+        out.print(f"named by: {named_by}", highlight=False)
     out.print(steps_table(row["steps"], ended=row["status"] in ENDED))
     if not row["compensations"]:
         return

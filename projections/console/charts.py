@@ -6,10 +6,11 @@ library and renders the same without its script.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from projections.amounts import amounts
 
@@ -46,20 +47,29 @@ def money(minor: int | None, currency: str | None) -> str:
     return "—" if minor is None else f"{minor / 100:,.2f} {currency or ''}".strip()
 
 
-def captured(attributes: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a saga's start captured, for a list: ``(name, value)`` pairs, an amount
+def captured(
+    attributes: dict[str, Any], keyed_by: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str | None]]:
+    """What a saga's start captured, for a list: ``(name, value, link)``: an amount
     (:func:`projections.amounts.amounts`: ``refund_minor``) as money under its name without
-    the suffix (``refund``), the currency then not again, a missing value left out."""
+    the suffix (``refund``), the currency then not again, a missing value left out. ``link``:
+    the page of the saga whose key the value is, when ``keyed_by`` (saga type by key name,
+    :attr:`sagas.registry.SagaRegistry.keyed_by`) names it, else None."""
     found = {f"{a['name']}_minor": a for a in amounts(attributes)}
-    pairs = []
+    links = keyed_by or {}
+    pairs: list[tuple[str, str, str | None]] = []
     for name, value in attributes.items():
         if value is None or (name == "currency" and found):
             continue
         amount = found.get(name)
         if amount is not None:
-            pairs.append((label(amount["name"]), money(amount["minor"], amount["currency"])))
+            shown = money(amount["minor"], amount["currency"])
+            pairs.append((label(amount["name"]), shown, None))
+        elif name in links:
+            link = f"/console/sagas/{links[name]}/{quote(str(value), safe='')}"
+            pairs.append((label(name), str(value), link))
         else:
-            pairs.append((label(name), str(value)))
+            pairs.append((label(name), str(value), None))
     return pairs
 
 

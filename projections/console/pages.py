@@ -73,8 +73,14 @@ SignedIn = Annotated[Principal, Depends(_signed_in)]
 
 
 def page(request: Request, name: str, user: Principal | None, **context: Any) -> HTMLResponse:
-    """The template ``name`` rendered for ``user``, with the session's CSRF value."""
-    context |= {"user": user, "csrf": csrf_value(request) if user else ""}
+    """The template ``name`` rendered for ``user``, with the session's CSRF value and the
+    saga types by their key's name (``keyed_by``: a saga's data that is another's key links)."""
+    registry = getattr(request.app.state, "definitions", None)
+    context |= {
+        "user": user,
+        "csrf": csrf_value(request) if user else "",
+        "keyed_by": registry.keyed_by if registry is not None else {},
+    }
     return templates.TemplateResponse(request, name, context)
 
 

@@ -153,7 +153,9 @@ async def _saga(
     row = await sagas_queries.saga(queries, saga_type, saga_key)
     if row is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"no {saga_type} saga {saga_key}")
-    d = _definition(request.app.state.definitions, saga_type, row["version"])
+    registry: SagaRegistry = request.app.state.definitions
+    d = _definition(registry, saga_type, row["version"])
+    named_by = await sagas_queries.named_by(queries, registry, saga_type, saga_key)
     entries = await saga_events(queries, saga_key)
     instant = form_time(as_of)
     shown = [e for e in entries if instant is None or e.event.occurred_at <= instant]
@@ -193,6 +195,7 @@ async def _saga(
             "marks": [int(e.event.occurred_at.timestamp() * 1000) for e in entries],
         },
         "events_total": len(entries),
+        "named_by": named_by,
         "traceparent": next((e.event.traceparent for e in entries if e.event.traceparent), None),
         "undo_commands": sorted(
             s.compensation.command.event_type for s in d.steps if s.compensation is not None

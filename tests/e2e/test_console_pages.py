@@ -459,6 +459,9 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     started_with = page.locator("tr[data-saga-key=ret-ask]").get_by_test_id("captured")
     await expect(started_with).to_contain_text("order id ord-done-0")
     await expect(started_with).to_contain_text("refund 2,500.00 EUR")
+    await expect(started_with.get_by_test_id("captured-link")).to_have_attribute(
+        "href", "/console/sagas/order/ord-done-0"
+    )
     # Under the list, how the type is doing: ret-ask started within the chart's 30 minutes.
     activity = page.get_by_test_id("activity")
     await expect(activity.get_by_test_id("started-chart").locator("rect")).to_have_count(30)
@@ -469,6 +472,18 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
         ["Started per minute last 30 minutes", re.compile("^Latency"), re.compile("^Step latency"),
          "Cancel reasons"]
     )  # fmt: skip
+    # The order id a return started with is the order saga's key: it links to that order.
+    await page.goto(console.url + "/console/sagas/return/ret-ask")
+    order_link = page.get_by_test_id("captured").get_by_test_id("captured-link")
+    await expect(order_link).to_have_text("ord-done-0")
+    await order_link.click()
+    await expect(page).to_have_url(console.url + "/console/sagas/order/ord-done-0")
+    await expect(page.get_by_test_id("saga-status")).to_have_text("completed")
+    # And back: the order's page lists the sagas that name it, this return among them.
+    named_by = page.get_by_test_id("named-by")
+    await expect(named_by).to_contain_text("return ret-ask")
+    await named_by.get_by_test_id("named-by-link").click()
+    await expect(page).to_have_url(console.url + "/console/sagas/return/ret-ask")
     await page.context.close()
 
 

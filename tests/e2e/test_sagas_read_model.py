@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from contracts.return_samples import scenario_return
 from projections import sagas_queries
 from projections.api import create_app
 from projections.queries import Queries
@@ -30,15 +31,17 @@ async def deployment(stack: None) -> AsyncIterator[Deployment]:
         yield d
 
 
-async def _ended(api: httpx.AsyncClient, order_id: str, timeout: float = 60) -> dict[str, Any]:
+async def _ended(
+    api: httpx.AsyncClient, saga_key: str, saga_type: str = "order", timeout: float = 60
+) -> dict[str, Any]:
     """The saga's row once the projector has its ending."""
     deadline = time.monotonic() + timeout
     while True:
-        response = await api.get(f"/sagas/order/{order_id}")
+        response = await api.get(f"/sagas/{saga_type}/{saga_key}")
         if response.status_code == 200 and response.json()["ended_at"] is not None:
             found: dict[str, Any] = response.json()
             return found
-        assert time.monotonic() < deadline, f"{order_id}: {response.status_code} {response.text}"
+        assert time.monotonic() < deadline, f"{saga_key}: {response.status_code} {response.text}"
         await asyncio.sleep(0.2)
 
 
@@ -60,8 +63,11 @@ async def test_a_happy_and_a_failed_shipment_order_as_sagas(
     unshippable = await checked.place("unshippable")
     for order_id in (happy, unshippable):
         await checked.wait_for(order_id)
+    # A return of the happy order starts with its order_id: the order's row is named by it.
+    returned = (await checked.client.start_saga("return", scenario_return("happy", happy))).saga_key
     app = create_app(checked.settings, api_tokens.api)
     async with serve(app, api_tokens.viewer) as api:
+        ret = await _ended(api, returned, "return")
         done = await _ended(api, happy)
         failed = await _ended(api, unshippable)
         listed = (await api.get("/sagas", params={"type": "order", "status": "cancelled"})).json()
@@ -71,6 +77,11 @@ async def test_a_happy_and_a_failed_shipment_order_as_sagas(
         "completed", {"done": 5, "expected": 5}, []
     )  # fmt: skip
     assert done["compensations"] == []
+    assert ret["status"] == "completed"
+    assert done["named_by"] == [
+        {"saga_type": "return", "saga_key": returned, "status": "completed"}
+    ]
+    assert failed["named_by"] == []
     assert (failed["status"], failed["reason"]) == ("cancelled", "shipment_failed")
     shipping = next(s for s in failed["steps"] if s["step"] == "shipping")
     assert (shipping["state"], shipping["finished_by"]) == ("failed", "shipment.failed")
@@ -92,7 +103,10 @@ async def test_a_happy_and_a_failed_shipment_order_as_sagas(
     assert (order["status"], order["cancel_reason"]) == (failed["status"], failed["reason"])
     # The CLI reads the same rows (the API writes its times with a Z).
     by_cli = await _cli(checked, "status", "order", unshippable)
-    assert by_cli == await sagas_queries.saga(queries, "order", unshippable)
+    row = await sagas_queries.saga(queries, "order", unshippable)
+    assert row is not None
+    assert by_cli == {**row, "named_by": []}
+    assert (await _cli(checked, "status", "order", happy))["named_by"] == done["named_by"]
     assert (by_cli["status"], by_cli["progress"]) == (failed["status"], failed["progress"])
     listed_by_cli = await _cli(checked, "list", "--type", "order")
     assert {happy, unshippable} <= {s["saga_key"] for s in listed_by_cli}

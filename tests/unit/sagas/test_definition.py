@@ -253,3 +253,19 @@ def test_every_shipped_human_task_builds_its_own_answers(saga_type: str):
         assert task.reject_on.on is not None
         assert task.reject_on.on.matches(no)
         assert getattr(no, "reason", None) == "too much"
+
+
+def test_a_saga_type_is_found_by_its_keys_name_unless_two_share_it():
+    # What a console page links a saga's data to (a return's order_id → the order's page).
+    assert SAGAS.keyed_by == {"order_id": "order", "return_id": "return"}
+    twin = dataclasses.replace(ORDER, saga_type="preorder")  # keyed by order_id too
+    shared = SagaRegistry([*SAGAS, twin])
+    assert shared.keyed_by == {"return_id": "return"}
+
+
+def test_a_saga_is_named_by_the_types_whose_start_captures_its_key():
+    # A return starts with its order's order_id: an order's page lists its returns.
+    assert SAGAS.naming("order") == ["return"]
+    assert SAGAS.naming("return") == []
+    twin = dataclasses.replace(ORDER, saga_type="preorder")  # order_id: no longer one type's
+    assert SagaRegistry([*SAGAS, twin]).naming("order") == []

@@ -97,16 +97,22 @@ def _saga_row() -> dict[str, Any]:
 
 def test_status_list_and_history_print_the_read_model(monkeypatch):
     row = _saga_row()
+    # What `status` reads: the row, and the sagas that name it (a return of the order).
+    named = {
+        **row,
+        "named_by": [{"saga_type": "return", "saga_key": "ret-1", "status": "completed"}],
+    }
     history = [{"occurred_at": "2026-12-02T12:00:00.000+00:00", "event_type": "order.placed",
                 "producer": "cli", "summary": "1 item(s)"}]  # fmt: skip
-    answers = iter([row, [row], history, row])
+    answers = iter([named, [row], history, named])
     monkeypatch.setattr(sagas_cli, "query", lambda call: next(answers))
     env = {"COLUMNS": "200"}
     status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env=env)
     assert status.exit_code == 0, status.output
     for text in ("order ord-9 v1 compensating", "steps: compensation", "progress: 3/5",
                  "shipment.failed", "compensations", "acknowledged",
-                 "started with: customer id cust-", "total 25.99 EUR"):  # fmt: skip
+                 "started with: customer id cust-", "total 25.99 EUR",
+                 "named by: return ret-1 (completed)"):  # fmt: skip
         assert text in status.output, text
     # A row per compensation: the step it undoes, its command, and its acknowledgement or not.
     undo = [line.split("│")[1:6] for line in status.output.splitlines() if "│ payment " in line
@@ -124,12 +130,12 @@ def test_status_list_and_history_print_the_read_model(monkeypatch):
     assert told.exit_code == 0, told.output
     assert "order.placed" in told.output
     as_json = runner.invoke(app, ["sagas", "status", "order", "ord-9", "--json"])
-    assert orjson.loads(as_json.stdout) == row
+    assert orjson.loads(as_json.stdout) == named
 
 
 def test_a_step_an_ended_saga_never_started_says_so(monkeypatch):
     ended = LoggedRun(ORDER, "ord-8").send(placed()).send(out_of_stock())
-    row = fold_saga(ORDER, "ord-8", ended.log).to_json()
+    row = {**fold_saga(ORDER, "ord-8", ended.log).to_json(), "named_by": []}
     assert row["status"] == "cancelled"
     monkeypatch.setattr(sagas_cli, "query", lambda call: row)
     status = runner.invoke(app, ["sagas", "status", "order", "ord-8"], env={"COLUMNS": "200"})
@@ -149,7 +155,7 @@ def test_an_unknown_saga_is_an_error(monkeypatch):
 def test_status_reads_at_80_columns(monkeypatch):
     # Seven columns cut every state and event name to a few letters; five, with each time's
     # event under it, keep them whole.
-    monkeypatch.setattr(sagas_cli, "query", lambda call: _saga_row())
+    monkeypatch.setattr(sagas_cli, "query", lambda call: {**_saga_row(), "named_by": []})
     status = runner.invoke(app, ["sagas", "status", "order", "ord-9"], env={"COLUMNS": "80"})
     assert status.exit_code == 0, status.output
     lines = status.output.splitlines()
@@ -163,7 +169,7 @@ def test_status_reads_at_80_columns(monkeypatch):
 def test_status_at_80_columns_cuts_no_event_name_and_shows_the_detail(monkeypatch):
     # The returns saga's longest answer, and a detail: it was "payment.return_re…" in a fifth
     # column beside an empty "detail" one.
-    row = _saga_row()
+    row = {**_saga_row(), "named_by": []}
     failed = next(step for step in row["steps"] if step["state"] == "failed")
     failed.update(finished_by="payment.return_refund_declined", detail="no_charge")
     monkeypatch.setattr(sagas_cli, "query", lambda call: row)

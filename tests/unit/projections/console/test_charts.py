@@ -53,7 +53,22 @@ def test_what_a_saga_started_with_reads_as_names_and_money() -> None:
     from projections.console.charts import captured
 
     start = {"order_id": "ord-1", "customer_id": None, "refund_minor": 1_250, "currency": "EUR"}
-    assert captured(start) == [("order id", "ord-1"), ("refund", "12.50 EUR")]
+    assert captured(start) == [("order id", "ord-1", None), ("refund", "12.50 EUR", None)]
     # Without an amount the currency is a field like any other.
-    assert captured({"currency": "EUR", "count": 3}) == [("currency", "EUR"), ("count", "3")]
+    assert captured({"currency": "EUR", "count": 3}) == [
+        ("currency", "EUR", None),
+        ("count", "3", None),
+    ]
     assert captured({}) == []
+
+
+def test_another_sagas_key_links_to_its_page() -> None:
+    from projections.console.charts import captured
+
+    start = {"order_id": "ord 1/a", "customer_id": "c-1", "refund_minor": 100, "currency": "EUR"}
+    keyed_by = {"order_id": "order", "return_id": "return"}
+    assert captured(start, keyed_by) == [
+        ("order id", "ord 1/a", "/console/sagas/order/ord%201%2Fa"),  # the key, escaped
+        ("customer id", "c-1", None),
+        ("refund", "1.00 EUR", None),  # an amount is never a key
+    ]
