@@ -11,15 +11,17 @@ filters keep. Times in the form are UTC, as everywhere in the console.
 from __future__ import annotations
 
 from datetime import datetime
+from http import HTTPStatus
 from typing import Annotated, Any, get_args
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from contracts.catalog import CancelReason
 from contracts.order import STATUSES
 from events.model import as_utc
-from projections.api_models import STORABLE_TEXT
+from projections.api_models import STORABLE_TEXT, OrderId
 from projections.backend import QueriesDep
 from projections.console import paging
 from projections.console.pages import SignedIn, page
@@ -114,3 +116,18 @@ async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLRes
 async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
     """The orders list's changing part."""
     return page(request, "_orders.html", user, **data)
+
+
+@router.get("/console/orders")
+async def orders_by_menu_name(request: Request) -> RedirectResponse:
+    """The orders list at the name its menu entry has (a typed or remembered address)."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/console/sagas/order{query}", HTTPStatus.TEMPORARY_REDIRECT)
+
+
+@router.get("/console/orders/{order_id}")
+async def order_by_menu_name(order_id: OrderId) -> RedirectResponse:
+    """An order's page at ``/console/orders/{id}``, as the orders API's ``/orders/{id}``."""
+    return RedirectResponse(
+        f"/console/sagas/order/{quote(order_id, safe='')}", HTTPStatus.TEMPORARY_REDIRECT
+    )

@@ -103,6 +103,22 @@ async def test_a_key_alone_finds_its_saga_and_an_unknown_one_is_not_found(
     )
 
 
+async def test_the_orders_menu_name_leads_to_the_orders_list_and_pages(
+    console: httpx.AsyncClient,
+):
+    listed = await console.get("/console/orders", params={"status": "cancelled"})
+    assert (listed.status_code, listed.headers["location"]) == (
+        307,
+        "/console/sagas/order?status=cancelled",
+    )
+    assert (await console.get("/console/orders")).headers["location"] == "/console/sagas/order"
+    one = await console.get("/console/orders/ord-failed")
+    assert (one.status_code, one.headers["location"]) == (307, PAGE)
+    assert (await console.get(one.headers["location"])).status_code == 200
+    odd = await console.get("/console/orders/ord a")
+    assert odd.headers["location"] == "/console/sagas/order/ord%20a"  # the key, escaped
+
+
 async def test_a_return_saga_has_its_page_too(console: httpx.AsyncClient):
     response = await console.get("/console/sagas/return/ret-failed")
     assert response.status_code == 200, response.text
