@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, cast
 
@@ -47,6 +48,8 @@ from events.security import kafka_options
 from events.settings import Settings
 
 log = logging.getLogger("choreo.runtime")
+
+CLOSE_STEP_MIN_S = 0.1
 
 PollProcessor = Callable[[Poll], Awaitable[None]]
 """Processes one poll; reports what it delivered with :meth:`PollLoop.delivered`."""
@@ -107,6 +110,8 @@ class PollLoop:
         self._consumer: AIOKafkaConsumer | None = None
         self._running = False
         self._loop_done = asyncio.Event()
+        # When the stop began waiting on the broker: its steps share the close timeout.
+        self._closing_since: float | None = None
 
     @property
     def started(self) -> bool:
@@ -186,6 +191,7 @@ class PollLoop:
                 if batch:
                     await self.process(batch)
         finally:
+            self._closing_since = time.monotonic()
             if companions:
                 self.stopping.set()
                 for task in companions:
@@ -227,14 +233,24 @@ class PollLoop:
             await self._within_close_timeout(consumer.stop(), "leaving the group")
 
     async def _within_close_timeout(self, step: Awaitable[None], what: str) -> None:
-        """Await a step of the stop that waits on the broker, for at most the close timeout: a
-        broker that does not answer must not keep the process from exiting (its supervisor
-        would kill it mid-stop). What is skipped is safe to skip (see the setting)."""
+        """Await a step of the stop that waits on the broker (the last commit, leaving the
+        group) within what is left of the close timeout, which the steps share as Kafka's own
+        ``close(timeout)`` does: a broker that does not answer must not keep the process from
+        exiting (its supervisor would kill it mid-stop). What is skipped is safe to skip (see
+        the setting)."""
         timeout_s = self.settings.consumer_close_timeout_ms / 1000
+        if self._closing_since is None:  # stopped without having run
+            self._closing_since = time.monotonic()
+        left_s = timeout_s - (time.monotonic() - self._closing_since)
         try:
-            await asyncio.wait_for(step, timeout_s)
+            # At least a moment, so a step the budget has run out for still begins (aiokafka
+            # marks the consumer closed and stops its tasks before it sends the LeaveGroup).
+            await asyncio.wait_for(step, max(left_s, CLOSE_STEP_MIN_S))
         except TimeoutError:
-            log.warning("%s: %s took over %g s; stopping without it", self.name, what, timeout_s)
+            log.warning(
+                "%s: %s did not end within the close timeout (%g s); stopping without it",
+                self.name, what, timeout_s,
+            )  # fmt: skip
 
     async def delivered(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Record that everything before ``offsets`` is delivered; committed to Kafka at most

@@ -294,8 +294,8 @@ class Settings(BaseSettings):
     consumer_close_timeout_ms: int = Field(
         default=10_000,
         ge=100,
-        description="How long a stopping consumer waits for its last offset commit, and then"
-        " for leaving its group, before it goes on without (as Kafka's own consumer's"
+        description="How long a stopping consumer waits for its last offset commit and for"
+        " leaving its group, together, before it goes on without (as Kafka's own consumer's"
         " close(timeout) does): the group re-reads from its last commit, the inbox drops what"
         " was delivered, and the broker drops the member after its session timeout.",
     )
