@@ -73,10 +73,11 @@ async def report_slow_stop(
     """Log what ``name`` still waits on every ``every_s`` seconds, until cancelled (when the
     stop is done), ``stopping`` (the task running the stop) first. Runs beside the stop."""
     me = asyncio.current_task()
-    waited = 0.0
+    clock = asyncio.get_running_loop().time
+    since = clock()
     while True:
         await asyncio.sleep(every_s)
-        waited += every_s
+        waited = clock() - since  # not the sum of the sleeps: a busy loop wakes them late
         others = pending_tasks(exclude={me} if me is not None else None, first=stopping)
         log.warning(
             "%s still stopping after %.1f s; waiting on: %s", name, waited, "; ".join(others)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ async def test_a_pending_task_is_named_with_what_it_awaits():
         [line] = [line for line in pending_tasks() if line.startswith("leave-group:")]
         assert "test_slow_stop.py" in line
         # Down the await chain to what it waits on: the event, in asyncio's locks module.
-        assert "test_slow_stop.py:21 _waiting_for_the_broker > locks.py:" in line
+        assert re.search(r"test_slow_stop\.py:\d+ _waiting_for_the_broker > locks\.py:\d+", line)
         assert line.endswith(" wait")
     finally:
         gate.set()
@@ -53,7 +54,7 @@ async def test_the_report_repeats_until_cancelled(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) >= 2
     # The stopping task first, whatever its name sorts as.
-    assert messages[0].startswith("payment still stopping after 0.0 s; waiting on: commit: ")
+    assert re.match(r"payment still stopping after 0\.\d s; waiting on: commit: ", messages[0])
     assert all("_waiting_for_the_broker" in m and "; Task-0: " in m for m in messages)
     assert not any("report_slow_stop" in m for m in messages)  # not itself
 
