@@ -68,6 +68,8 @@ class SagaRegistry:
     def naming(self, saga_type: str) -> list[str]:
         """The other saga types whose start captures a ``saga_type`` saga's key under its
         name (returns capture their ``order_id``): a saga's page lists theirs that name it."""
+        if saga_type not in self.types:  # rows of a type no longer defined: named by none
+            return []
         key = self.current(saga_type).key
         if self.keyed_by.get(key) != saga_type:
             return []
