@@ -36,14 +36,27 @@ def _knob_value(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def described(d: SagaDefinition, schemas: SchemaRegistry) -> dict[str, Any]:
-    """One definition as the page shows it."""
+def _anchor(registry: SagaRegistry, saga_type: str) -> dict[str, str]:
+    """A saga type and where its current version is on the page."""
+    return {"saga_type": saga_type, "anchor": f"{saga_type}-v{registry.current(saga_type).version}"}
+
+
+def described(d: SagaDefinition, schemas: SchemaRegistry, registry: SagaRegistry) -> dict[str, Any]:
+    """One definition as the page shows it, with how it links to the other types: the types
+    whose key its start captures (a return names its order) and those naming it."""
     values = d.knob_values()
     start = schemas.latest(d.start.event_type)
+    keyed_by = registry.keyed_by
     return {
         "saga_type": d.saga_type,
         "version": d.version,
         "key": d.key,
+        "names": [
+            {"key": name, **_anchor(registry, keyed_by[name])}
+            for name in d.start.capture
+            if keyed_by.get(name, d.saga_type) != d.saga_type
+        ],
+        "named_by": [_anchor(registry, other) for other in registry.naming(d.saga_type)],
         "start": d.start.event_type,
         "start_version": start.version,
         "start_fields": payload_fields(start.raw),
@@ -69,5 +82,5 @@ async def definitions_page(request: Request, user: SignedIn) -> HTMLResponse:
         "definitions.html",
         user,
         section="definitions",
-        definitions=[described(d, schemas) for d in shown],
+        definitions=[described(d, schemas, registry) for d in shown],
     )

@@ -429,6 +429,12 @@ async def test_the_definitions_page_shows_the_order_sagas_steps_and_flow(console
     await expect(payment.get_by_test_id("deadlines")).to_have_text("answer 30s → payment_timeout")
     await expect(payment).to_contain_text("payment.refund")
     await expect(order.locator("tr[data-step=approval]")).to_contain_text("timeout 24h → reject")
+    # How the types link: a return names its order by order_id; the order is named by returns.
+    ret = page.locator("section[data-definition=return]")
+    await expect(ret.locator("h2.section")).to_contain_text("names order by order_id")
+    await expect(ret.get_by_test_id("names")).to_have_attribute("href", "#order-v1")
+    await expect(order.get_by_test_id("named-by")).to_have_text("return")
+    await expect(order.get_by_test_id("named-by")).to_have_attribute("href", "#return-v1")
     # At a laptop's width the steps table fits its card: the compensation column in sight.
     card = order.locator("div.card:has(> table.steps)")
     assert await card.evaluate("c => c.scrollWidth <= c.clientWidth"), "the steps table scrolls"
