@@ -121,6 +121,7 @@ class PollLoop:
         """Join the group; idempotent."""
         if self._consumer is not None:
             return
+        self._closing_since = None  # a loop started again has its whole close timeout
         consumer = AIOKafkaConsumer(
             **kafka_options(self.settings),
             **self.pacing.options(holding=self.pacing.always),

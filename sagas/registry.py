@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 from events.catalog import Catalog
@@ -55,11 +56,12 @@ class SagaRegistry:
         naming = [d for d in current if d.names(event)]
         return naming[0] if len(naming) == 1 else None
 
-    @property
+    @cached_property
     def keyed_by(self) -> dict[str, str]:
         """Saga type by the name of its key (``order_id`` → ``order``), for the key names
         one type alone uses: a saga's data under such a name is another saga's key, which
-        pages link to (a return's ``order_id``)."""
+        pages link to (a return's ``order_id``). Once per registry (its definitions are fixed
+        at construction): every console page asks."""
         types_by_key: dict[str, set[str]] = {}
         for d in self:
             types_by_key.setdefault(d.key, set()).add(d.saga_type)
