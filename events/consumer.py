@@ -46,10 +46,9 @@ from events.retries import RetryingDelivery, RetryQueue, redeliver_parked
 from events.router import Router
 from events.security import kafka_options
 from events.settings import Settings
+from events.stopping import STOP, end_within
 
 log = logging.getLogger("choreo.runtime")
-
-CLOSE_STEP_MIN_S = 0.1
 
 PollProcessor = Callable[[Poll], Awaitable[None]]
 """Processes one poll; reports what it delivered with :meth:`PollLoop.delivered`."""
@@ -110,6 +109,7 @@ class PollLoop:
         self._consumer: AIOKafkaConsumer | None = None
         self._running = False
         self._loop_done = asyncio.Event()
+        self._loop_task: asyncio.Task[Any] | None = None
         # When the stop began waiting on the broker: its steps share the close timeout.
         self._closing_since: float | None = None
 
@@ -180,29 +180,41 @@ class PollLoop:
             companions.append(
                 asyncio.create_task(self._commit_while_busy(consumer), name=f"{self.name}:commits")
             )
+        # The polls run in a task of their own, which a stop that waited long enough cancels
+        # (:meth:`_drain`) without cancelling whoever runs this loop.
+        polls = self._loop_task = asyncio.create_task(
+            self._poll(consumer), name=f"{self.name}:polls"
+        )
         try:
-            while not self.stopping.is_set():
-                batch = await consumer.getmany(
-                    timeout_ms=self.settings.consumer_poll_timeout_ms,
-                    max_records=self.max_records,
-                )
-                await self._commits.flush(consumer)
-                if self.arrivals is not None:
-                    self._pace(consumer, sum(map(len, batch.values())))
-                if batch:
-                    await self.process(batch)
+            await polls
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():  # this loop itself was cancelled
+                raise
         finally:
             self._closing_since = time.monotonic()
             if companions:
                 self.stopping.set()
-                for task in companions:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                # A commit the broker does not answer must not hold the stop past the close
+                # timeout: what it would have committed is read again (see the setting).
+                await end_within(companions, self._close_time_left(), self.name)
             await self._within_close_timeout(
                 self._commits.flush(consumer, force=True), "the last offset commit"
             )
             self._running = False
             self._loop_done.set()
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        while not self.stopping.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=self.settings.consumer_poll_timeout_ms,
+                max_records=self.max_records,
+            )
+            await self._commits.flush(consumer)
+            if self.arrivals is not None:
+                self._pace(consumer, sum(map(len, batch.values())))
+            if batch:
+                await self.process(batch)
 
     def _pace(self, consumer: AIOKafkaConsumer, records: int) -> None:
         assert self.arrivals is not None
@@ -225,13 +237,43 @@ class PollLoop:
             await self._commits.flush(consumer)
 
     async def stop(self) -> None:
-        """Finish the poll in hand, commit, leave the group. Safe to call twice."""
+        """Finish the poll in hand (within the drain timeout), commit, leave the group. Safe
+        to call twice."""
         self.stopping.set()
         if self._running:
-            await self._loop_done.wait()
+            await self._drain()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await self._within_close_timeout(consumer.stop(), "leaving the group")
+
+    async def _drain(self) -> None:
+        """Let the loop finish the poll in hand, for at most ``stop_drain_timeout_ms``; then
+        cancel it. A poll waits on the broker or the database (a commit, a publish the broker
+        does not acknowledge, a lock), and a process that waits past its grace period is
+        killed mid-stop. Cancelling is safe where a kill is: a delivery not committed
+        rolls back and is read again after the restart, where the inbox drops what was
+        delivered; what was committed and not yet published stays in the outbox."""
+        drain_s = STOP.left(self.settings.stop_drain_timeout_ms / 1000)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loop_done.wait(), drain_s)
+            return
+        task = self._loop_task
+        if task is not None and not task.done():
+            log.warning(
+                "%s: the poll in hand did not end within %.1f s of the stop; cancelling"
+                " it (what it did not commit is read again after the restart)",
+                self.name, drain_s,
+            )  # fmt: skip
+            task.cancel()
+        await self._loop_done.wait()
+
+    def _close_time_left(self) -> float:
+        """Seconds left of the close timeout, which the close's steps share, within what is
+        left of the stop's budget."""
+        if self._closing_since is None:  # stopped without having run
+            self._closing_since = time.monotonic()
+        timeout_s = self.settings.consumer_close_timeout_ms / 1000
+        return STOP.left(timeout_s - (time.monotonic() - self._closing_since))
 
     async def _within_close_timeout(self, step: Awaitable[None], what: str) -> None:
         """Await a step of the stop that waits on the broker (the last commit, leaving the
@@ -239,18 +281,14 @@ class PollLoop:
         ``close(timeout)`` does: a broker that does not answer must not keep the process from
         exiting (its supervisor would kill it mid-stop). What is skipped is safe to skip (see
         the setting)."""
-        timeout_s = self.settings.consumer_close_timeout_ms / 1000
-        if self._closing_since is None:  # stopped without having run
-            self._closing_since = time.monotonic()
-        left_s = timeout_s - (time.monotonic() - self._closing_since)
+        left_s = self._close_time_left()
         try:
-            # At least a moment, so a step the budget has run out for still begins (aiokafka
-            # marks the consumer closed and stops its tasks before it sends the LeaveGroup).
-            await asyncio.wait_for(step, max(left_s, CLOSE_STEP_MIN_S))
+            await asyncio.wait_for(step, left_s)
         except TimeoutError:
             log.warning(
-                "%s: %s did not end within the close timeout (%g s); stopping without it",
-                self.name, what, timeout_s,
+                "%s: %s did not end within the close timeout (%.1f s left of it); stopping"
+                " without it",
+                self.name, what, left_s,
             )  # fmt: skip
 
     async def delivered(self, offsets: Mapping[TopicPartition, int]) -> None:

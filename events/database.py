@@ -21,6 +21,7 @@ import asyncpg
 from events import tracing
 from events.errors import START_THE_LOCAL_STACK, StackError
 from events.settings import Settings, local_database_url
+from events.stopping import close_within
 
 Connection: TypeAlias = asyncpg.Connection
 
@@ -110,7 +111,10 @@ class Database:
     async def stop(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            # Cancelled by the timeout, asyncpg terminates the pool's connections instead.
+            await close_within(
+                pool.close(), "the PostgreSQL pool", "an open transaction rolls back"
+            )
 
     async def __aenter__(self) -> Database:
         await self.start()

@@ -17,6 +17,7 @@ from events.model import Event, Message
 from events.security import kafka_options
 from events.settings import Settings
 from events.spans import RuntimeTracer
+from events.stopping import close_within
 from events.topics import topic_for
 
 _tracer = RuntimeTracer("choreo.events")
@@ -115,7 +116,11 @@ class EventProducer:
         """Flush and close; safe to call twice, and on a producer that never started (a
         replay's runtime publishes nothing)."""
         self._started = False
-        await self._producer.stop()  # idempotent; closes an unstarted client too
+        await close_within(
+            self._producer.stop(),  # idempotent; closes an unstarted client too
+            f"producer {self.client_id}",
+            "no one was told the unacknowledged were sent; a service's stay in its outbox",
+        )
 
     async def __aenter__(self) -> EventProducer:
         await self.start()

@@ -43,7 +43,7 @@ from events.retry_queue import PostgresRetryQueue
 from events.router import Router
 from events.schemas import SchemaRegistry
 from events.settings import Settings
-from events.stopping import watch_stop
+from events.stopping import BACKSTOP_MARGIN_S, STOP, end_within, watch_stop
 from events.topics import provision_topics
 
 log = logging.getLogger("choreo.service")
@@ -201,11 +201,16 @@ class ServiceRuntime(Generic[C]):
         finally:
             self.stopping.set()
             stop_wait.cancel()
-            await self.consumer.stop()
-            await self.relay.stop()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            try:
+                await self.consumer.stop()
+                await self.relay.stop()
+                await end_within(tasks, self.settings.stop_drain_timeout_ms / 1000, name)
+            finally:
+                # Cancelled itself (its stop's budget spent), this run ends its tasks before
+                # the producer and the pool close under them.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             log.info(
                 "%s published %d messages, %d right after their commits (%d batches left to"
                 " the relay)",
@@ -245,6 +250,28 @@ class Process(Protocol):
     async def stop(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+async def _stop_within_budget(name: str, process: Process, running: asyncio.Task[None]) -> None:
+    """Stop ``process`` and wait for its run to end, for at most what is left of the stop's
+    budget, then cancel the run: the runtime's own steps are bounded, so this is the backstop
+    for a process's own. Raises what made the run end early, if anything."""
+    # A little past the budget: the runtime's steps each get at least a moment, so they may
+    # overrun it by a little; this is for a step that is not bounded at all.
+    budget = asyncio.timeout(STOP.left(float("inf")) + BACKSTOP_MARGIN_S)
+    try:
+        async with budget:
+            await process.stop()
+            await asyncio.wait([running])  # not cancelled with this wait, unlike an await
+    except TimeoutError:
+        if not budget.expired():
+            raise
+        log.warning("%s did not stop within its stop timeout; cancelling what is left", name)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return
+    await running
 
 
 def run_process(
@@ -291,8 +318,8 @@ def run_process(
             await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             reporting = watch_stop(name, settings.stop_report_s, signalled=stop.is_set())
-            await process.stop()
-            await running  # raises what made it end early, if anything
+            STOP.begin(settings.stop_timeout_ms / 1000)
+            await _stop_within_budget(name, process, running)
         finally:
             try:
                 await process.close()

@@ -291,6 +291,23 @@ class Settings(BaseSettings):
         description="How long a silent group member keeps its partitions (a crashed process's "
         "partitions move after this).",
     )
+    stop_timeout_ms: int = Field(
+        default=15_000,
+        ge=100,
+        description="How long a process's stop (SIGTERM) may take in all, below choreo run's 20 s"
+        " grace: finishing the batch in hand, committing, leaving the group, publishing what"
+        " the last deliveries staged, closing the producer and the pool. Each step is bounded"
+        " by its own timeout and by what is left of this; what is given up is safe to give up"
+        " (see each step's setting).",
+    )
+    stop_drain_timeout_ms: int = Field(
+        default=4_000,
+        ge=0,
+        description="How long a stopping process lets the batch in hand, the relay's publish in"
+        " flight and its background tasks finish before it cancels them: what was not"
+        " committed is read again after the restart (the inbox drops what was delivered);"
+        " what was committed and not published stays in the outbox for the relay.",
+    )
     consumer_close_timeout_ms: int = Field(
         default=10_000,
         ge=100,

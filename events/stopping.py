@@ -10,7 +10,10 @@ ends, so the log of a stop that hangs says where.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -94,3 +97,78 @@ def watch_stop(name: str, every_s: float, *, signalled: bool) -> asyncio.Task[No
         return None
     report = report_slow_stop(name, every_s, asyncio.current_task())
     return asyncio.create_task(report, name=f"{name}:stop-report")
+
+
+STEP_MIN_S = 0.1
+"""The least a step of a stop is given, however little of the budget is left: enough for it to
+begin (aiokafka marks its consumer closed and stops its tasks before it sends the LeaveGroup)."""
+
+BACKSTOP_MARGIN_S = 1.0
+"""How far past its budget a stop may go before what is left of it is cancelled."""
+
+CLOSE_CONNECTIONS_S = 2.0
+"""How long closing the producer (its flush of what the broker has not acknowledged) or a
+connection pool may take, within what is left of the stop's budget."""
+
+
+class StopBudget:
+    """How long a process's stop may take, from the signal that asked for it.
+
+    A stop finishes the batch in hand, commits, leaves the group, lets the relay publish what
+    the last deliveries staged, and closes the producer and the pool; each waits on the
+    broker or the database. Each step is bounded by its own timeout and by what is left of
+    this budget, so the stop ends within it (and the supervisor's grace period) even when
+    neither answers. A process that never began a stop (a test, a library caller) has each
+    step bounded by its own timeout alone.
+    """
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+
+    def begin(self, timeout_s: float) -> None:
+        """The stop starts now and may take ``timeout_s``."""
+        self._deadline = time.monotonic() + timeout_s
+
+    def reset(self) -> None:
+        self._deadline = None
+
+    def left(self, cap_s: float) -> float:
+        """Seconds a step bounded by ``cap_s`` may take now (at least :data:`STEP_MIN_S`)."""
+        if self._deadline is not None:
+            cap_s = min(cap_s, self._deadline - time.monotonic())
+        return max(cap_s, STEP_MIN_S)
+
+
+STOP = StopBudget()
+"""This process's stop (a process stops once); begun by :func:`events.service.run_process`."""
+
+
+async def end_within(tasks: Sequence[asyncio.Task[Any]], timeout_s: float, name: str) -> None:
+    """Wait for ``tasks`` (already told to stop) to end for at most ``timeout_s`` and what is
+    left of the stop's budget, then cancel the ones still waiting, saying which. Raises a
+    task's own error, as awaiting it would."""
+    if not tasks:
+        return
+    waited_s = STOP.left(timeout_s)
+    _, pending = await asyncio.wait(tasks, timeout=waited_s)
+    for task in sorted(pending, key=lambda t: t.get_name()):
+        log.warning(
+            "%s: %s did not end within %.1f s of the stop; cancelling it",
+            name, task.get_name(), waited_s,
+        )  # fmt: skip
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def close_within(step: Awaitable[object], what: str, why_safe: str) -> None:
+    """Await ``step`` (closing ``what``) for at most :data:`CLOSE_CONNECTIONS_S` and what is
+    left of the stop's budget, then go on without it, saying so and why that is safe."""
+    waited_s = STOP.left(CLOSE_CONNECTIONS_S)
+    try:
+        await asyncio.wait_for(step, waited_s)
+    except TimeoutError:
+        log.warning(
+            "%s did not close within %.1f s; going on without (%s)", what, waited_s, why_safe
+        )

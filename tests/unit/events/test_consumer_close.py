@@ -86,7 +86,8 @@ async def test_an_unanswered_step_is_given_up_after_the_close_timeout(
     assert 1 <= took_s < 1.8  # the timeout, not the step's own wait (forever)
     [warning] = [r.getMessage() for r in caplog.records if "stopping without it" in r.getMessage()]
     assert warning == (
-        f"crm: {skipped} did not end within the close timeout (1 s); stopping without it"
+        f"crm: {skipped} did not end within the close timeout (1.0 s left of it); stopping"
+        " without it"
     )
 
 

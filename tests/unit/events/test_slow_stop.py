@@ -79,10 +79,11 @@ PROCESS = textwrap.dedent(
 )
 
 
-def _stop(hang_s: float) -> str:
+def _stop(hang_s: float, **settings: str) -> str:
     """Run a process whose stop takes ``hang_s``, SIGTERM it once ready; its log."""
     env = {**os.environ, "CHOREO_STOP_REPORT_S": "0.2", "CHOREO_LOG_FORMAT": "text",
-           "CHOREO_TRACING_ENABLED": "false", "CHOREO_METRICS_ENABLED": "false"}  # fmt: skip
+           "CHOREO_TRACING_ENABLED": "false", "CHOREO_METRICS_ENABLED": "false",
+           **settings}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-c", PROCESS, str(hang_s)],
         env=env,
@@ -111,7 +112,8 @@ def test_a_hanging_stop_says_where_it_hangs():
     assert len(reports) >= 2, log
     # The main task is in the process's stop, which is in a sleep.
     assert "Task-1: service.py:" in reports[0], reports[0]
-    assert " main > <string>:" in reports[0], reports[0]
+    assert " main > service.py:" in reports[0], reports[0]
+    assert " _stop_within_budget > <string>:" in reports[0], reports[0]
     assert " stop > tasks.py:" in reports[0], reports[0]
     assert reports[0].split("; ")[1].endswith(" sleep"), reports[0]
     assert log.rstrip().endswith("stuck stopped"), log
@@ -121,3 +123,12 @@ def test_a_quick_stop_reports_nothing():
     log = _stop(hang_s=0)
     assert "stuck stopped" in log
     assert "still stopping" not in log, log
+
+
+def test_a_stop_past_its_budget_is_cut_short():
+    # Its own stop would take a minute: the budget (1 s) ends it, saying so, and it exits.
+    started = time.monotonic()
+    log = _stop(hang_s=60, CHOREO_STOP_TIMEOUT_MS="1000")
+    assert time.monotonic() - started < 20, log
+    assert "stuck did not stop within its stop timeout; cancelling what is left" in log, log
+    assert log.rstrip().endswith("stuck stopped"), log

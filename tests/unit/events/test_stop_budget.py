@@ -1,0 +1,196 @@
+"""A stop ends within its budget when the broker or the database does not answer: the poll in
+hand is cancelled after the drain timeout, a commit in flight after the close timeout, and the
+last steps (the producer's flush, the pool's close) after what is left of the budget; each says
+what it gave up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from events import consumer as consumer_module
+from events.batches import Poll
+from events.consumer import PollLoop
+from events.settings import Settings
+from events.stopping import STEP_MIN_S, STOP, close_within, end_within
+
+TP = TopicPartition("t", 0)
+
+
+@pytest.fixture(autouse=True)
+def no_stop_begun() -> Iterator[None]:
+    STOP.reset()
+    yield
+    STOP.reset()
+
+
+class Broker:
+    """A consumer with one record to hand out; ``commit`` never answered when ``hangs``."""
+
+    def __init__(self, *, commit_hangs: bool = False) -> None:
+        self.commit_hangs = commit_hangs
+        self.committed: list[dict[TopicPartition, int]] = []
+        self.handed_out = False
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def getmany(self, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.001)
+        if self.handed_out:
+            return {}
+        self.handed_out = True
+        return {TP: [SimpleNamespace(topic="t", partition=0, offset=41)]}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.commit_hangs:
+            await asyncio.Event().wait()
+        self.committed.append(dict(offsets))
+
+    async def stop(self) -> None:
+        pass
+
+
+def poll_loop(
+    monkeypatch: pytest.MonkeyPatch, broker: Broker, process: Any, settings: Settings
+) -> PollLoop:
+    monkeypatch.setattr(consumer_module, "AIOKafkaConsumer", lambda **_: broker)
+    return PollLoop(
+        name="crm", group_id="g", topics=["t"], settings=settings, process=process,
+        max_records=10,
+    )  # fmt: skip
+
+
+async def test_a_poll_in_hand_that_hangs_is_cancelled_after_the_drain_timeout(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    in_hand = asyncio.Event()
+    cancelled = []
+
+    async def process(poll: Poll) -> None:  # a publish the broker never acknowledges
+        in_hand.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(list(poll))
+            raise
+
+    broker = Broker()
+    poller = poll_loop(monkeypatch, broker, process, Settings(stop_drain_timeout_ms=300))
+    running = asyncio.create_task(poller.run())
+    await asyncio.wait_for(in_hand.wait(), 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
+        await asyncio.wait_for(poller.stop(), 5)
+    took_s = loop.time() - started
+    await running  # the loop's own task ends as a stopped loop does, not cancelled
+    assert 0.3 <= took_s < 1.5
+    assert cancelled == [[TP]]
+    assert broker.committed == []  # the record in hand was not delivered: read again later
+    assert (
+        "crm: the poll in hand did not end within 0.3 s of the stop; cancelling it (what it did"
+        " not commit is read again after the restart)" in caplog.messages
+    )
+
+
+async def test_a_poll_that_ends_in_time_is_not_cancelled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    done: list[bool] = []
+
+    async def process(poll: Poll) -> None:
+        await asyncio.sleep(0.05)
+        await poller.delivered({TP: 42})
+        done.append(True)
+
+    broker = Broker()
+    poller = poll_loop(monkeypatch, broker, process, Settings(stop_drain_timeout_ms=2000))
+    running = asyncio.create_task(poller.run())
+    await asyncio.sleep(0.01)
+    with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
+        await asyncio.wait_for(poller.stop(), 5)
+    await running
+    assert done == [True]
+    assert broker.committed[-1] == {TP: 42}
+    assert caplog.messages == []
+
+
+async def test_a_commit_in_flight_is_cancelled_within_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def process(poll: Poll) -> None:
+        await poller.delivered({TP: 42})  # the commit of this never returns
+
+    broker = Broker(commit_hangs=True)
+    settings = Settings(
+        consumer_commit_interval_ms=10, consumer_close_timeout_ms=500, stop_drain_timeout_ms=200
+    )
+    poller = poll_loop(monkeypatch, broker, process, settings)
+    running = asyncio.create_task(poller.run())
+    await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
+        await asyncio.wait_for(poller.stop(), 5)
+    took_s = loop.time() - started
+    await running
+    # The drain (the poll is stuck in its commit) and then the close timeout, not forever.
+    assert took_s < 2.0
+    assert any("did not end within" in m for m in caplog.messages), caplog.messages
+
+
+def test_a_step_gets_its_own_timeout_until_a_stop_begins() -> None:
+    assert STOP.left(3.0) == 3.0
+    assert STOP.left(0.0) == STEP_MIN_S  # a step always begins
+    STOP.begin(1.0)
+    assert 0.9 < STOP.left(3.0) <= 1.0  # what is left of the budget
+    assert STOP.left(0.5) == 0.5  # or its own, if less
+    STOP.begin(-1.0)  # spent
+    assert STOP.left(3.0) == STEP_MIN_S
+
+
+async def test_tasks_that_do_not_end_are_cancelled_and_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    quick = asyncio.create_task(asyncio.sleep(0), name="svc:relay")
+    stuck = asyncio.create_task(asyncio.Event().wait(), name="svc:timers")
+    with caplog.at_level(logging.WARNING, logger="choreo.service"):
+        await asyncio.wait_for(end_within([quick, stuck], 0.2, "svc"), 5)
+    assert quick.done()
+    assert not quick.cancelled()
+    assert stuck.cancelled()
+    assert caplog.messages == [
+        "svc: svc:timers did not end within 0.2 s of the stop; cancelling it"
+    ]
+
+
+async def test_a_task_error_is_raised_as_awaiting_it_would() -> None:
+    async def fails() -> None:
+        raise RuntimeError("relay broke")
+
+    with pytest.raises(RuntimeError, match="relay broke"):
+        await end_within([asyncio.create_task(fails())], 1.0, "svc")
+
+
+async def test_a_close_that_does_not_answer_is_given_up_with_what_is_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    STOP.begin(0.3)  # less than the 2 s a close may take on its own
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING, logger="choreo.service"):
+        await close_within(asyncio.Event().wait(), "producer crm", "it stays in the outbox")
+    assert 0.25 <= loop.time() - started < 1.0
+    assert caplog.messages == [
+        "producer crm did not close within 0.3 s; going on without (it stays in the outbox)"
+    ]
