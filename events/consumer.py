@@ -265,7 +265,12 @@ class PollLoop:
                 self.name, drain_s,
             )  # fmt: skip
             task.cancel()
-        await self._loop_done.wait()
+        try:
+            # Its cleanup may wait on what does not answer too (a rollback): then the stop
+            # goes on without it, and the offsets it would have committed are read again.
+            await asyncio.wait_for(self._loop_done.wait(), self._close_time_left())
+        except TimeoutError:
+            log.warning("%s: the poll in hand did not end when cancelled; leaving it", self.name)
 
     def _close_time_left(self) -> float:
         """Seconds left of the close timeout, which the close's steps share, within what is

@@ -14,7 +14,6 @@ starts through.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -43,7 +42,7 @@ from events.retry_queue import PostgresRetryQueue
 from events.router import Router
 from events.schemas import SchemaRegistry
 from events.settings import Settings
-from events.stopping import BACKSTOP_MARGIN_S, STOP, end_within, watch_stop
+from events.stopping import BACKSTOP_MARGIN_S, STOP, end_cancelled, end_within, watch_stop
 from events.topics import provision_topics
 
 log = logging.getLogger("choreo.service")
@@ -210,7 +209,7 @@ class ServiceRuntime(Generic[C]):
                 # the producer and the pool close under them.
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await end_cancelled(tasks, name)
             log.info(
                 "%s published %d messages, %d right after their commits (%d batches left to"
                 " the relay)",
@@ -266,12 +265,13 @@ async def _stop_within_budget(name: str, process: Process, running: asyncio.Task
     except TimeoutError:
         if not budget.expired():
             raise
+    if budget.expired():
         log.warning("%s did not stop within its stop timeout; cancelling what is left", name)
         running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        return
-    await running
+        await end_cancelled([running], name)
+        if not running.done() or running.cancelled():
+            return
+    await running  # raises what made it end early, if anything
 
 
 def run_process(
@@ -318,7 +318,7 @@ def run_process(
             await asyncio.wait([running, stopped], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             reporting = watch_stop(name, settings.stop_report_s, signalled=stop.is_set())
-            STOP.begin(settings.stop_timeout_ms / 1000)
+            STOP.begin(settings.stop_timeout_ms / 1000, name)
             await _stop_within_budget(name, process, running)
         finally:
             try:
@@ -333,6 +333,7 @@ def run_process(
             runner.run(main())
     finally:
         tracing.shutdown_telemetry()
+        STOP.reset()  # exited in time: the last resort stands down
 
 
 def tune_collector(settings: Settings) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("choreo.service")
 
@@ -106,6 +108,15 @@ begin (aiokafka marks its consumer closed and stops its tasks before it sends th
 BACKSTOP_MARGIN_S = 1.0
 """How far past its budget a stop may go before what is left of it is cancelled."""
 
+LAST_RESORT_S = 1.0
+"""How far past the budget and the backstop's margin the process is ended from a thread."""
+
+STOP_TIMEOUT_EXIT_CODE = 3
+"""A process ended by the last resort exits with this (a clean stop with 0)."""
+
+CANCELLED_END_S = 1.0
+"""How long a cancelled task may take to end (its cleanup) before it is left to itself."""
+
 CLOSE_CONNECTIONS_S = 2.0
 """How long closing the producer (its flush of what the broker has not acknowledged) or a
 connection pool may take, within what is left of the stop's budget."""
@@ -120,17 +131,35 @@ class StopBudget:
     this budget, so the stop ends within it (and the supervisor's grace period) even when
     neither answers. A process that never began a stop (a test, a library caller) has each
     step bounded by its own timeout alone.
+
+    The last resort is a thread, which runs even when the event loop does not: a task that
+    does not end even when cancelled (its rollback waits on a database that does not answer)
+    would keep the loop from closing. When the budget and its margins are spent, it logs why
+    and ends the process with :data:`STOP_TIMEOUT_EXIT_CODE`, which leaves what a kill would,
+    and nothing a kill would not: the log, the inbox and the outbox keep every guarantee.
     """
 
     def __init__(self) -> None:
         self._deadline: float | None = None
+        self._last_resort: threading.Timer | None = None
 
-    def begin(self, timeout_s: float) -> None:
-        """The stop starts now and may take ``timeout_s``."""
+    def begin(self, timeout_s: float, name: str | None = None) -> None:
+        """The stop starts now and may take ``timeout_s``; with ``name`` (a process's), the
+        process is ended if it has not exited :data:`LAST_RESORT_S` past the budget."""
         self._deadline = time.monotonic() + timeout_s
+        if name is not None and self._last_resort is None:
+            self._last_resort = threading.Timer(
+                timeout_s + BACKSTOP_MARGIN_S + LAST_RESORT_S, _exit_now, (name, timeout_s)
+            )
+            self._last_resort.daemon = True
+            self._last_resort.start()
 
     def reset(self) -> None:
+        """No stop under way (the process exited its loop, or a test is done)."""
         self._deadline = None
+        if self._last_resort is not None:
+            self._last_resort.cancel()
+            self._last_resort = None
 
     def left(self, cap_s: float) -> float:
         """Seconds a step bounded by ``cap_s`` may take now (at least :data:`STEP_MIN_S`)."""
@@ -139,14 +168,27 @@ class StopBudget:
         return max(cap_s, STEP_MIN_S)
 
 
+def _exit_now(name: str, timeout_s: float) -> None:
+    log.error(
+        "%s did not exit within its stop timeout (%g s) and its margins; exiting now, leaving"
+        " what it still waits on as a kill would (the inbox and the outbox keep every guarantee)",
+        name, timeout_s,
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(STOP_TIMEOUT_EXIT_CODE)
+
+
 STOP = StopBudget()
 """This process's stop (a process stops once); begun by :func:`events.service.run_process`."""
 
 
 async def end_within(tasks: Sequence[asyncio.Task[Any]], timeout_s: float, name: str) -> None:
     """Wait for ``tasks`` (already told to stop) to end for at most ``timeout_s`` and what is
-    left of the stop's budget, then cancel the ones still waiting, saying which. Raises a
-    task's own error, as awaiting it would."""
+    left of the stop's budget, then cancel the ones still waiting, saying which; a cancelled
+    one that does not end in :data:`CANCELLED_END_S` is left to itself. Raises a task's own
+    error, as awaiting it would."""
     if not tasks:
         return
     waited_s = STOP.left(timeout_s)
@@ -157,9 +199,21 @@ async def end_within(tasks: Sequence[asyncio.Task[Any]], timeout_s: float, name:
             name, task.get_name(), waited_s,
         )  # fmt: skip
         task.cancel()
+    await end_cancelled(pending, name)
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise cast(BaseException, task.exception())
+
+
+async def end_cancelled(tasks: Collection[asyncio.Task[Any]], name: str) -> None:
+    """Give cancelled ``tasks`` :data:`CANCELLED_END_S` (within the stop's budget) to end;
+    leave the ones that do not (a cleanup waiting on a database that does not answer),
+    saying which."""
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=STOP.left(CANCELLED_END_S))
+    for task in sorted(stuck, key=lambda t: t.get_name()):
+        log.warning("%s: %s did not end when cancelled; leaving it", name, task.get_name())
 
 
 async def close_within(step: Awaitable[object], what: str, why_safe: str) -> None:

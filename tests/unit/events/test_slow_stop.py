@@ -79,13 +79,13 @@ PROCESS = textwrap.dedent(
 )
 
 
-def _stop(hang_s: float, **settings: str) -> str:
+def _stop(hang_s: float, process: str = PROCESS, exit_code: int = 0, **settings: str) -> str:
     """Run a process whose stop takes ``hang_s``, SIGTERM it once ready; its log."""
     env = {**os.environ, "CHOREO_STOP_REPORT_S": "0.2", "CHOREO_LOG_FORMAT": "text",
            "CHOREO_TRACING_ENABLED": "false", "CHOREO_METRICS_ENABLED": "false",
            **settings}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-c", PROCESS, str(hang_s)],
+        [sys.executable, "-c", process, str(hang_s)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -101,7 +101,7 @@ def _stop(hang_s: float, **settings: str) -> str:
             break
         assert time.monotonic() < deadline, lines
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, "".join(lines) + out
+    assert proc.returncode == exit_code, "".join(lines) + out
     return "".join(lines) + out
 
 
@@ -132,3 +132,27 @@ def test_a_stop_past_its_budget_is_cut_short():
     assert time.monotonic() - started < 20, log
     assert "stuck did not stop within its stop timeout; cancelling what is left" in log, log
     assert log.rstrip().endswith("stuck stopped"), log
+
+
+UNCANCELLABLE = PROCESS.replace(
+    "async def run(self): await self.stopping.wait()",
+    textwrap.dedent(
+        """async def run(self):
+            while True:  # a cleanup that waits on a database that never answers
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    pass"""
+    ).replace("\n", "\n    "),
+)
+
+
+def test_a_process_that_cannot_stop_is_ended_from_a_thread():
+    # Not even cancelling its run ends it, and its loop cannot close: past the budget (0.5 s)
+    # and the margins (2 s), the last resort ends it, saying so, with its own exit code.
+    started = time.monotonic()
+    log = _stop(hang_s=0, process=UNCANCELLABLE, exit_code=3, CHOREO_STOP_TIMEOUT_MS="500")
+    took_s = time.monotonic() - started
+    assert "stuck:run did not end when cancelled; leaving it" in log, log
+    assert "stuck did not exit within its stop timeout (0.5 s) and its margins; exiting now" in log
+    assert took_s < 15, log

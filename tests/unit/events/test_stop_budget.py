@@ -6,6 +6,7 @@ what it gave up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -194,3 +195,51 @@ async def test_a_close_that_does_not_answer_is_given_up_with_what_is_left(
     assert caplog.messages == [
         "producer crm did not close within 0.3 s; going on without (it stays in the outbox)"
     ]
+
+
+async def _uncancellable(released: asyncio.Event) -> None:
+    """A cleanup that waits on what never answers: cancelling it does not end it."""
+    while not released.is_set():
+        with contextlib.suppress(asyncio.CancelledError):
+            await released.wait()
+
+
+async def test_a_task_that_does_not_end_when_cancelled_is_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    released = asyncio.Event()
+    stuck = asyncio.create_task(_uncancellable(released), name="svc:consumer")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING, logger="choreo.service"):
+        await asyncio.wait_for(end_within([stuck], 0.1, "svc"), 5)
+    assert loop.time() - started < 2.0  # 0.1 s, then 1 s for the cancelled task to end
+    assert not stuck.done()
+    assert caplog.messages == [
+        "svc: svc:consumer did not end within 0.1 s of the stop; cancelling it",
+        "svc: svc:consumer did not end when cancelled; leaving it",
+    ]
+    released.set()
+    await stuck
+
+
+async def test_a_poll_whose_cleanup_hangs_is_left_and_the_stop_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    released, in_hand = asyncio.Event(), asyncio.Event()
+
+    async def process(poll: Poll) -> None:  # its rollback waits on a database that is gone
+        in_hand.set()
+        await _uncancellable(released)
+
+    broker = Broker()
+    settings = Settings(stop_drain_timeout_ms=200, consumer_close_timeout_ms=300)
+    poller = poll_loop(monkeypatch, broker, process, settings)
+    running = asyncio.create_task(poller.run())
+    await asyncio.wait_for(in_hand.wait(), 5)
+    with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
+        await asyncio.wait_for(poller.stop(), 5)  # not forever
+    assert "crm: the poll in hand did not end when cancelled; leaving it" in caplog.messages
+    assert not poller.started  # the consumer was closed (it left the group)
+    released.set()
+    await running
