@@ -73,7 +73,7 @@ def _http_errors() -> Iterator[None]:
 
 
 @router.post(
-    "/orders/{order_id}/approve",
+    "/orders/{order_id:path}/approve",
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
@@ -95,7 +95,7 @@ async def approve_order(
 
 
 @router.post(
-    "/orders/{order_id}/reject",
+    "/orders/{order_id:path}/reject",
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
@@ -127,7 +127,7 @@ def _as_order(answered: SagaDecisionAccepted) -> DecisionAccepted:
 
 
 @router.post(
-    "/sagas/{saga_type}/{saga_key}/approve",
+    "/sagas/{saga_type}/{saga_key:path}/approve",
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
     tags=["sagas"],
@@ -150,7 +150,7 @@ async def approve_saga(
 
 
 @router.post(
-    "/sagas/{saga_type}/{saga_key}/reject",
+    "/sagas/{saga_type}/{saga_key:path}/reject",
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
     tags=["sagas"],

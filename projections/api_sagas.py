@@ -268,21 +268,8 @@ async def get_activity(
     return SagaActivity.model_validate({"saga_type": saga_type, "minutes": minutes, **found})
 
 
-@router.get("/sagas/{saga_type}/{saga_key}")
-async def get_saga(
-    request: Request, queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
-) -> SagaDetail:
-    """One saga: status, current steps, progress, each step's timeline, compensations, and
-    the sagas that name it (an order's returns)."""
-    found = await sagas_queries.saga(queries, saga_type, saga_key)
-    if found is None:
-        raise _not_found(saga_type, saga_key)
-    registry = request.app.state.definitions
-    named_by = await sagas_queries.named_by(queries, registry, saga_type, saga_key)
-    return SagaDetail.model_validate({**found, "named_by": named_by})
-
-
-@router.get("/sagas/{saga_type}/{saga_key}/history")
+# Before the saga itself: a key may hold "/" (hence :path), so "{key}/history" would be one.
+@router.get("/sagas/{saga_type}/{saga_key:path}/history")
 async def get_saga_history(
     queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
 ) -> SagaHistory:
@@ -295,3 +282,17 @@ async def get_saga_history(
         saga_key=saga_key,
         events=[HistoryEntry.model_validate(e) for e in events],
     )
+
+
+@router.get("/sagas/{saga_type}/{saga_key:path}")
+async def get_saga(
+    request: Request, queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
+) -> SagaDetail:
+    """One saga: status, current steps, progress, each step's timeline, compensations, and
+    the sagas that name it (an order's returns)."""
+    found = await sagas_queries.saga(queries, saga_type, saga_key)
+    if found is None:
+        raise _not_found(saga_type, saga_key)
+    registry = request.app.state.definitions
+    named_by = await sagas_queries.named_by(queries, registry, saga_type, saga_key)
+    return SagaDetail.model_validate({**found, "named_by": named_by})

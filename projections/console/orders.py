@@ -125,7 +125,7 @@ async def orders_by_menu_name(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/console/sagas/order{query}", HTTPStatus.TEMPORARY_REDIRECT)
 
 
-@router.get("/console/orders/{order_id}")
+@router.get("/console/orders/{order_id:path}")
 async def order_by_menu_name(order_id: OrderId) -> RedirectResponse:
     """An order's page at ``/console/orders/{id}``, as the orders API's ``/orders/{id}``."""
     return RedirectResponse(

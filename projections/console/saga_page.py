@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -206,7 +207,7 @@ async def _saga(
 SagaData = Annotated[dict[str, Any], Depends(_saga)]
 
 
-@router.get("/console/saga/{saga_key}")
+@router.get("/console/saga/{saga_key:path}")
 async def saga_by_key(user: SignedIn, queries: QueriesDep, saga_key: SagaKey) -> RedirectResponse:
     """The page of the saga keyed ``saga_key``, whatever its type (for links that know only
     the key, such as a dead letter's)."""
@@ -216,10 +217,26 @@ async def saga_by_key(user: SignedIn, queries: QueriesDep, saga_key: SagaKey) ->
     )
     if found is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"no saga {saga_key}")
-    return RedirectResponse(f"/console/sagas/{found}/{saga_key}", HTTPStatus.SEE_OTHER)
+    return RedirectResponse(
+        f"/console/sagas/{found}/{quote(saga_key, safe='')}", HTTPStatus.SEE_OTHER
+    )
 
 
-@router.get("/console/sagas/{saga_type}/{saga_key}")
+# The page's parts before the page: a key may hold "/", so "{key}/live" would be a key.
+@router.get("/console/sagas/{saga_type}/{saga_key:path}/live")
+async def saga_live(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
+    """The saga page's changing part: status, path, timeline, audit trail."""
+    return page(request, "_saga.html", user, **data)
+
+
+@router.get("/console/sagas/{saga_type}/{saga_key:path}/trace")
+async def saga_trace(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
+    """The saga page's trace waterfall, from Jaeger."""
+    trace = await waterfall.load(data["settings"], data["traceparent"], data["undo_commands"])
+    return page(request, "_waterfall.html", user, trace=trace, **data)
+
+
+@router.get("/console/sagas/{saga_type}/{saga_key:path}")
 async def saga_page(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
     """One saga: its path through its definition, timeline, audit trail and trace, live;
     as it was at ``as_of`` when given."""
@@ -227,16 +244,3 @@ async def saga_page(request: Request, user: SignedIn, data: SagaData) -> HTMLRes
     trace = await waterfall.load(data["settings"], data["traceparent"], data["undo_commands"])
     section = "orders" if d.saga_type == "order" else "sagas"
     return page(request, "saga.html", user, section=section, trace=trace, **data)
-
-
-@router.get("/console/sagas/{saga_type}/{saga_key}/live")
-async def saga_live(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
-    """The saga page's changing part: status, path, timeline, audit trail."""
-    return page(request, "_saga.html", user, **data)
-
-
-@router.get("/console/sagas/{saga_type}/{saga_key}/trace")
-async def saga_trace(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
-    """The saga page's trace waterfall, from Jaeger."""
-    trace = await waterfall.load(data["settings"], data["traceparent"], data["undo_commands"])
-    return page(request, "_waterfall.html", user, trace=trace, **data)

@@ -1,0 +1,99 @@
+"""A saga key may hold "/" (a business key such as an invoice number: Choreo accepts any text
+but NUL). Its saga is served like any other, by the API and by the console, its URLs with the
+key escaped; the routes of a saga's parts (its history, live fragment, trace, answers) are not
+taken for a longer key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from events.codec import Codec
+from events.producer import EventProducer
+from events.settings import Settings
+from projections.api import create_app
+from tests.conftest import ApiTokens
+from tests.integration.test_api import T0, read_models_of, serve, timed
+from tests.integration.test_projector import HAPPY, flow
+
+pytestmark = pytest.mark.integration
+
+KEY = "inv/2026/0001"
+ESCAPED = quote(KEY, safe="")  # inv%2F2026%2F0001
+
+
+@pytest.fixture
+async def clients(
+    settings: Settings, codec: Codec, producer: EventProducer, api_tokens: ApiTokens
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The API (a viewer's token) and a signed-in console over one completed order keyed
+    :data:`KEY`, and one keyed ``inv`` (its key's first segment)."""
+    orders = timed(flow(KEY, HAPPY), T0) + timed(flow("inv", HAPPY), T0)
+    async with (
+        read_models_of(settings, codec, producer, orders),
+        serve(create_app(settings, api_tokens.api), api_tokens.viewer) as api,
+        serve(create_app(settings, api_tokens.api)) as console,
+    ):
+        signed = await console.post("/console/sign-in", data={"token": api_tokens.viewer})
+        assert signed.status_code == 303, signed.text
+        yield api, console
+
+
+async def test_the_api_serves_a_saga_whose_key_holds_a_slash(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    api, _ = clients
+    saga = await api.get(f"/sagas/order/{ESCAPED}")
+    assert saga.status_code == 200, saga.text
+    assert (saga.json()["saga_key"], saga.json()["status"]) == (KEY, "completed")
+    history = await api.get(f"/sagas/order/{ESCAPED}/history")
+    assert history.status_code == 200, history.text
+    assert history.json()["saga_key"] == KEY
+    assert [e["event_type"] for e in history.json()["events"]] == list(HAPPY)
+    order = await api.get(f"/orders/{ESCAPED}")
+    assert (order.status_code, order.json()["order_id"]) == (200, KEY)
+    order_history = await api.get(f"/orders/{ESCAPED}/history")
+    assert order_history.status_code == 200, order_history.text
+    assert len(order_history.json()["events"]) == len(HAPPY)
+    # Its first segment is another saga's whole key, served as that one.
+    assert (await api.get("/sagas/order/inv")).json()["saga_key"] == "inv"
+    missing = await api.get(f"/sagas/order/{quote('inv/2026/9999', safe='')}")
+    assert missing.status_code == 404
+    assert "inv/2026/9999" in missing.json()["detail"]
+
+
+async def test_an_answer_to_it_reaches_its_saga(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    api, _ = clients
+    # A viewer may not answer; the route is the answer's, not the saga's with a longer key.
+    refused = await api.post(f"/sagas/order/{ESCAPED}/approve")
+    assert refused.status_code == 403, refused.text
+
+
+async def test_the_console_serves_its_page_and_parts(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    _, console = clients
+    page = await console.get(f"/console/sagas/order/{ESCAPED}")
+    assert page.status_code == 200, page.text
+    assert 'data-testid="saga-status">completed<' in page.text
+    assert KEY in page.text
+    live = await console.get(f"/console/sagas/order/{ESCAPED}/live")
+    assert live.status_code == 200, live.text
+    assert 'data-testid="saga-status">completed<' in live.text
+    trace = await console.get(f"/console/sagas/order/{ESCAPED}/trace")
+    assert trace.status_code == 200, trace.text
+    by_key = await console.get(f"/console/saga/{ESCAPED}")
+    assert (by_key.status_code, by_key.headers["location"]) == (
+        303,
+        f"/console/sagas/order/{ESCAPED}",
+    )
+    by_menu = await console.get(f"/console/orders/{ESCAPED}")
+    assert (by_menu.status_code, by_menu.headers["location"]) == (
+        307,
+        f"/console/sagas/order/{ESCAPED}",
+    )
