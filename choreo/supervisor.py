@@ -17,7 +17,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
 
 from choreo import registry
 from choreo.kafka_access import CHILD_DROPS, process_kafka_env, provision_kafka_access
@@ -26,6 +29,10 @@ from choreo.roles import process_env, provision_roles
 from events.logs import render_json_line
 from events.service import run_service
 from events.settings import Settings
+from events.stopping import STOP_TIMEOUT_EXIT_CODE
+
+STOP_REPORT = "run.stopped.json"
+"""The file in the state directory that says how the last stop of `choreo run` ended."""
 
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
 
@@ -56,6 +63,39 @@ def child_env(settings: Settings, name: str) -> dict[str, str]:
             env.pop(variable, None)
         env.update(process_kafka_env(settings, name))
     return env
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How one child's stop ended."""
+
+    name: str
+    exit_code: int
+    seconds: float
+    """From the supervisor's SIGTERM to the child's exit."""
+    killed: bool = False
+    """It had not exited at the grace period's end."""
+
+    @property
+    def how(self) -> str:
+        if self.killed:
+            return "killed at the grace period's end"
+        if self.exit_code == 0:
+            return "clean"
+        if self.exit_code == STOP_TIMEOUT_EXIT_CODE:
+            return "ended by its stop timeout"
+        return f"exit code {self.exit_code}"
+
+
+def summary(stopped: list[Stopped]) -> str:
+    """``in 3.3 s, all 8 clean``, or what was not: ``in 17.0 s: inventory ended by its stop
+    timeout; 7 clean``."""
+    took = max((s.seconds for s in stopped), default=0.0)
+    clean = sum(1 for s in stopped if s.how == "clean")
+    if clean == len(stopped):
+        return f"in {took:.1f} s, all {clean} clean"
+    others = "; ".join(f"{s.name} {s.how}" for s in stopped if s.how != "clean")
+    return f"in {took:.1f} s: {others}; {clean} clean"
 
 
 @dataclass
@@ -100,6 +140,13 @@ class Supervisor:
         self.stopping = asyncio.Event()
         # Read now, not the process-wide cached copy: the environment the children inherit.
         self.settings = settings or Settings()
+        self.stopped: list[Stopped] = []
+        """How each child's stop ended, once :meth:`run` has stopped them."""
+
+    @property
+    def report_path(self) -> Path:
+        """Where the last stop's outcome is written (``choreo stop`` reads it)."""
+        return self.settings.state_dir / STOP_REPORT
 
     async def _spawn(self, child: Child) -> None:
         child.proc = await asyncio.create_subprocess_exec(
@@ -159,20 +206,35 @@ class Supervisor:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         self.echo("choreo", "white", "stopping all processes")
+        began = time.monotonic()
         for child in self.children:
             if child.proc is not None and child.proc.returncode is None:
                 child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_s
-        for child in self.children:
-            if child.proc is None:
-                continue
-            try:
-                await asyncio.wait_for(child.proc.wait(), max(0.1, deadline - time.monotonic()))
-            except TimeoutError:
-                self.echo(child.name, child.color, "did not stop in time; killing")
-                child.proc.kill()
-                await child.proc.wait()
+        running = [child for child in self.children if child.proc is not None]
+        self.stopped = list(
+            await asyncio.gather(*(self._await_stop(child, began) for child in running))
+        )
         for task in watchers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.echo("choreo", "white", "all processes stopped")
+        self.echo("choreo", "white", f"all processes stopped {summary(self.stopped)}")
+        with contextlib.suppress(OSError):  # a report for `choreo stop`; the log says it too
+            self.report_path.write_bytes(orjson.dumps([asdict(s) for s in self.stopped]))
+
+    async def _await_stop(self, child: Child, began: float) -> Stopped:
+        """Wait for ``child`` (sent SIGTERM at ``began``) to exit; kill it past the grace."""
+        assert child.proc is not None
+        killed = False
+        try:
+            await asyncio.wait_for(
+                child.proc.wait(), max(0.1, began + self.grace_s - time.monotonic())
+            )
+        except TimeoutError:
+            self.echo(child.name, child.color, "did not stop in time; killing")
+            child.proc.kill()
+            await child.proc.wait()
+            killed = True
+        code = child.proc.returncode
+        return Stopped(
+            child.name, code if code is not None else -1, round(time.monotonic() - began, 1), killed
+        )

@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
 from choreo import replicas as replica_counts
-from choreo.cli.common import console, fail, out
+from choreo.cli.common import JsonFlag, console, fail, out, print_json
 from choreo.registry import NAMES
 from events.errors import ChoreoError
 from events.settings import get_settings
@@ -165,12 +167,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0) -> None:
-    """Stop a `choreo run --detach` (SIGTERM; its processes drain and commit first)."""
+def stop(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop a `choreo run --detach` (SIGTERM; its processes drain and commit first), and say
+    how each process stopped: clean, ended by its own stop timeout (the broker or the database
+    did not answer), or killed at the supervisor's grace period's end."""
+    from choreo.supervisor import STOP_REPORT, Stopped, summary
+
     pid_file = _run_pid_file()
     if not pid_file.exists():
-        out.print("not running")
+        if as_json:
+            print_json({"stopped": False, "processes": []})
+        else:
+            out.print("not running")
         return
+    report = pid_file.with_name(STOP_REPORT)
+    report.unlink(missing_ok=True)
     pid = int(pid_file.read_text())
     if _alive(pid):
         os.kill(pid, signal.SIGTERM)
@@ -180,4 +194,11 @@ def stop(timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
-    out.print("stopped")
+    stopped = [Stopped(**s) for s in orjson.loads(report.read_bytes())] if report.exists() else []
+    if as_json:
+        processes = [{**asdict(s), "how": s.how} for s in stopped]
+        print_json({"stopped": True, "processes": processes})
+    elif stopped:
+        out.print(f"stopped {summary(stopped)}")
+    else:
+        out.print("stopped")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from pathlib import Path
 
+import orjson
 import pytest
 
-from choreo.supervisor import Supervisor
+from choreo.supervisor import STOP_REPORT, Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +36,8 @@ async def test_a_crashing_process_is_restarted_with_backoff(monkeypatch: pytest.
     assert len(restarts) >= 2, lines
     assert "exited with code 1" in restarts[0]
     assert any("cannot connect to PostgreSQL" in line for _, line in lines)
-    assert lines[-1] == ("choreo", "all processes stopped")
+    name, last = lines[-1]
+    assert (name, last.startswith("all processes stopped in ")) == ("choreo", True), lines[-1]
 
 
 async def test_replicas_run_as_instances_of_their_own(monkeypatch: pytest.MonkeyPatch):
@@ -60,3 +64,31 @@ async def test_replicas_run_as_instances_of_their_own(monkeypatch: pytest.Monkey
     assert started == {"crm", "crm#2"}, lines
     # Each instance is a process of its own, restarted on its own.
     assert {name for name, line in lines if "restart #1" in line} == {"crm", "crm#2"}, lines
+
+
+async def test_a_stop_says_how_each_process_ended(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A process that runs (on the session's stack, on topics of its own) stops cleanly, and
+    # the supervisor says so in its last line and in the report `choreo stop` reads.
+    monkeypatch.setenv("CHOREO_TOPIC_PREFIX", f"sup{uuid.uuid4().hex[:8]}.")
+    monkeypatch.setenv("CHOREO_DATABASE_ROLES", "false")
+    monkeypatch.setenv("CHOREO_STATE_DIR", str(tmp_path))
+    lines: list[tuple[str, str]] = []
+    supervisor = Supervisor(["crm"], echo=lambda name, _c, line: lines.append((name, line)))
+    task = asyncio.create_task(supervisor.run())
+    try:
+        for _ in range(600):
+            if any("crm ready" in line for _, line in lines):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        supervisor.stopping.set()
+        await asyncio.wait_for(task, 60)
+    assert any("crm ready" in line for _, line in lines), lines
+    [crm] = supervisor.stopped
+    assert (crm.name, crm.exit_code, crm.killed, crm.how) == ("crm", 0, False, "clean")
+    assert 0 < crm.seconds < 20
+    assert lines[-1] == ("choreo", f"all processes stopped in {crm.seconds:.1f} s, all 1 clean")
+    report = orjson.loads((tmp_path / STOP_REPORT).read_bytes())
+    assert report == [{"name": "crm", "exit_code": 0, "seconds": crm.seconds, "killed": False}]
