@@ -1,10 +1,12 @@
-"""What a stopping process is still waiting on, logged while it waits.
+"""A stop that ends in time, and says what it waits on while it waits.
 
 A graceful stop finishes the batch in hand, commits, leaves the consumer group and closes the
 producer and the pool; each of those waits on the broker or the database. A supervisor kills a
 process that does not exit within its grace period, and then nothing says which of them hung.
 :func:`report_slow_stop` logs every pending task's await chain at an interval until the stop
-ends, so the log of a stop that hangs says where.
+ends, so the log of a stop that hangs says where. :data:`STOP` bounds the whole stop: each
+step waits at most its own timeout and what is left of the budget (:func:`end_within`,
+:func:`close_within`), and a thread ends a process that still has not exited past it.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ from projections.console import (
     sagas_list,
 )
 from projections.console import pages as console
+from projections.key_paths import documented, keyed
 from projections.lag import ConsumerLag
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
@@ -364,15 +365,15 @@ def create_app(
     reads.add_api_route(
         "/orders", list_orders, methods=["GET"], responses=_responses(401, 422, 503)
     )
-    # The history before the order: an id may hold "/" (a path parameter, as every saga key).
+    # The history before the order: an id may hold "/" (as every saga key: key_paths.py).
     reads.add_api_route(
-        "/orders/{order_id:path}/history",
+        keyed("/orders/{order_id}/history"),
         get_history,
         methods=["GET"],
         responses=_responses(401, 404, 422, 503),
     )
     reads.add_api_route(
-        "/orders/{order_id:path}",
+        keyed("/orders/{order_id}"),
         get_order,
         methods=["GET"],
         responses=_responses(401, 404, 422, 503),
@@ -422,13 +423,12 @@ def create_app(
 
 def _route_as_documented(span: Span, *_: Any) -> None:
     """Name a request's span by its route as the API documents it (``/orders/{order_id}``),
-    not with the converter that lets a key hold "/" (``{order_id:path}``)."""
+    not with the converter that lets a key be any text (``{order_id:key}``)."""
     name: str = getattr(span, "name", "")  # the SDK's span has its name; the API's none
-    if ":path}" in name and span.is_recording():
-        documented = name.replace(":path}", "}")
-        span.update_name(documented)
-        if not documented.endswith((" http send", " http receive")):
-            span.set_attribute("http.route", documented.partition(" ")[2])
+    if ":key}" in name and span.is_recording():
+        span.update_name(documented(name))
+        if not name.endswith((" http send", " http receive")):
+            span.set_attribute("http.route", documented(name).partition(" ")[2])
 
 
 class _Server(uvicorn.Server):

@@ -41,6 +41,7 @@ from projections.api_models import (
 )
 from projections.api_sagas import SagaKey, SagaType
 from projections.backend import AuditDep, OperationsDep, QueriesDep
+from projections.key_paths import keyed
 from projections.operations import Conflict, NotFound, Operations
 from projections.queries import ORDER_TYPE, Queries
 
@@ -73,7 +74,7 @@ def _http_errors() -> Iterator[None]:
 
 
 @router.post(
-    "/orders/{order_id:path}/approve",
+    keyed("/orders/{order_id}/approve"),
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
@@ -95,7 +96,7 @@ async def approve_order(
 
 
 @router.post(
-    "/orders/{order_id:path}/reject",
+    keyed("/orders/{order_id}/reject"),
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
 )
@@ -127,7 +128,7 @@ def _as_order(answered: SagaDecisionAccepted) -> DecisionAccepted:
 
 
 @router.post(
-    "/sagas/{saga_type}/{saga_key:path}/approve",
+    keyed("/sagas/{saga_type}/{saga_key}/approve"),
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
     tags=["sagas"],
@@ -150,7 +151,7 @@ async def approve_saga(
 
 
 @router.post(
-    "/sagas/{saga_type}/{saga_key:path}/reject",
+    keyed("/sagas/{saga_type}/{saga_key}/reject"),
     status_code=HTTPStatus.ACCEPTED,
     responses=_errors(400, 401, 403, 404, 409, 422, 503),
     tags=["sagas"],

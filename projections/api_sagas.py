@@ -17,6 +17,7 @@ from projections import sagas_activity, sagas_queries, waiting
 from projections.access import require
 from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry, SagaStep
 from projections.backend import QueriesDep
+from projections.key_paths import keyed
 
 SagaType = Annotated[
     str, Path(min_length=1, max_length=100, pattern=STORABLE_TEXT, description="e.g. `order`")
@@ -268,8 +269,8 @@ async def get_activity(
     return SagaActivity.model_validate({"saga_type": saga_type, "minutes": minutes, **found})
 
 
-# Before the saga itself: a key may hold "/" (hence :path), so "{key}/history" would be one.
-@router.get("/sagas/{saga_type}/{saga_key:path}/history")
+# Before the saga itself: a key may hold "/", so "{key}/history" would be a key.
+@router.get(keyed("/sagas/{saga_type}/{saga_key}/history"))
 async def get_saga_history(
     queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
 ) -> SagaHistory:
@@ -284,7 +285,7 @@ async def get_saga_history(
     )
 
 
-@router.get("/sagas/{saga_type}/{saga_key:path}")
+@router.get(keyed("/sagas/{saga_type}/{saga_key}"))
 async def get_saga(
     request: Request, queries: QueriesDep, saga_type: SagaType, saga_key: SagaKey
 ) -> SagaDetail:

@@ -67,6 +67,18 @@ class SagaRegistry:
             types_by_key.setdefault(d.key, set()).add(d.saga_type)
         return {key: types.pop() for key, types in types_by_key.items() if len(types) == 1}
 
+    def names(self, saga_type: str) -> dict[str, str]:
+        """The other saga types whose key a ``saga_type`` saga's start captures, by the name
+        it captures it under (a return names its order: ``{"order_id": "order"}``); the
+        reverse of :meth:`naming`."""
+        if saga_type not in self.types:
+            return {}
+        return {
+            name: self.keyed_by[name]
+            for name in self.current(saga_type).start.capture
+            if self.keyed_by.get(name, saga_type) != saga_type
+        }
+
     def naming(self, saga_type: str) -> list[str]:
         """The other saga types whose start captures a ``saga_type`` saga's key under its
         name (returns capture their ``order_id``): a saga's page lists theirs that name it."""

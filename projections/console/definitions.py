@@ -46,15 +46,13 @@ def described(d: SagaDefinition, schemas: SchemaRegistry, registry: SagaRegistry
     whose key its start captures (a return names its order) and those naming it."""
     values = d.knob_values()
     start = schemas.latest(d.start.event_type)
-    keyed_by = registry.keyed_by
     return {
         "saga_type": d.saga_type,
         "version": d.version,
         "key": d.key,
         "names": [
-            {"key": name, **_anchor(registry, keyed_by[name])}
-            for name in d.start.capture
-            if keyed_by.get(name, d.saga_type) != d.saga_type
+            {"key": name, **_anchor(registry, other)}
+            for name, other in registry.names(d.saga_type).items()
         ],
         "named_by": [_anchor(registry, other) for other in registry.naming(d.saga_type)],
         "start": d.start.event_type,

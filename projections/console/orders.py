@@ -25,6 +25,7 @@ from projections.api_models import STORABLE_TEXT, OrderId
 from projections.backend import QueriesDep
 from projections.console import paging
 from projections.console.pages import SignedIn, page
+from projections.key_paths import keyed
 from projections.queries import OrderFilter
 
 PAGE_SIZE = 25
@@ -125,7 +126,7 @@ async def orders_by_menu_name(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/console/sagas/order{query}", HTTPStatus.TEMPORARY_REDIRECT)
 
 
-@router.get("/console/orders/{order_id:path}")
+@router.get(keyed("/console/orders/{order_id}"))
 async def order_by_menu_name(order_id: OrderId) -> RedirectResponse:
     """An order's page at ``/console/orders/{id}``, as the orders API's ``/orders/{id}``."""
     return RedirectResponse(

@@ -31,6 +31,7 @@ from projections.console.flow import DETAIL_CHAR, PAD, Flow
 from projections.console.flow import layout as flow_layout
 from projections.console.orders import form_time
 from projections.console.pages import SignedIn, page
+from projections.key_paths import keyed
 from projections.masking import mask
 from projections.model import LoggedEvent
 from projections.queries import Queries
@@ -207,7 +208,7 @@ async def _saga(
 SagaData = Annotated[dict[str, Any], Depends(_saga)]
 
 
-@router.get("/console/saga/{saga_key:path}")
+@router.get(keyed("/console/saga/{saga_key}"))
 async def saga_by_key(user: SignedIn, queries: QueriesDep, saga_key: SagaKey) -> RedirectResponse:
     """The page of the saga keyed ``saga_key``, whatever its type (for links that know only
     the key, such as a dead letter's)."""
@@ -223,20 +224,20 @@ async def saga_by_key(user: SignedIn, queries: QueriesDep, saga_key: SagaKey) ->
 
 
 # The page's parts before the page: a key may hold "/", so "{key}/live" would be a key.
-@router.get("/console/sagas/{saga_type}/{saga_key:path}/live")
+@router.get(keyed("/console/sagas/{saga_type}/{saga_key}/live"))
 async def saga_live(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
     """The saga page's changing part: status, path, timeline, audit trail."""
     return page(request, "_saga.html", user, **data)
 
 
-@router.get("/console/sagas/{saga_type}/{saga_key:path}/trace")
+@router.get(keyed("/console/sagas/{saga_type}/{saga_key}/trace"))
 async def saga_trace(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
     """The saga page's trace waterfall, from Jaeger."""
     trace = await waterfall.load(data["settings"], data["traceparent"], data["undo_commands"])
     return page(request, "_waterfall.html", user, trace=trace, **data)
 
 
-@router.get("/console/sagas/{saga_type}/{saga_key:path}")
+@router.get(keyed("/console/sagas/{saga_type}/{saga_key}"))
 async def saga_page(request: Request, user: SignedIn, data: SagaData) -> HTMLResponse:
     """One saga: its path through its definition, timeline, audit trail and trace, live;
     as it was at ``as_of`` when given."""

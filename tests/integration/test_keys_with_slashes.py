@@ -63,6 +63,10 @@ async def test_the_api_serves_a_saga_whose_key_holds_a_slash(
     missing = await api.get(f"/sagas/order/{quote('inv/2026/9999', safe='')}")
     assert missing.status_code == 404
     assert "inv/2026/9999" in missing.json()["detail"]
+    # Any text at all: a line break reaches the saga's route too (and finds no such saga).
+    line_break = quote("inv\n1", safe="")
+    broken = await api.get(f"/sagas/order/{line_break}")
+    assert (broken.status_code, broken.json()["detail"]) == (404, "no order saga inv\n1")
 
 
 async def test_an_answer_to_it_reaches_its_saga(

@@ -24,6 +24,11 @@ from events.stopping import STEP_MIN_S, STOP, close_within, end_within
 TP = TopicPartition("t", 0)
 
 
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What was logged at WARNING or above (the loggers' levels depend on the tests before)."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 @pytest.fixture(autouse=True)
 def no_stop_begun() -> Iterator[None]:
     STOP.reset()
@@ -100,7 +105,7 @@ async def test_a_poll_in_hand_that_hangs_is_cancelled_after_the_drain_timeout(
     assert broker.committed == []  # the record in hand was not delivered: read again later
     assert (
         "crm: the poll in hand did not end within 0.3 s of the stop; cancelling it (what it did"
-        " not commit is read again after the restart)" in caplog.messages
+        " not commit is read again after the restart)" in warnings(caplog)
     )
 
 
@@ -123,7 +128,7 @@ async def test_a_poll_that_ends_in_time_is_not_cancelled(
     await running
     assert done == [True]
     assert broker.committed[-1] == {TP: 42}
-    assert caplog.messages == []
+    assert warnings(caplog) == []
 
 
 async def test_a_commit_in_flight_is_cancelled_within_the_close_timeout(
@@ -147,7 +152,7 @@ async def test_a_commit_in_flight_is_cancelled_within_the_close_timeout(
     await running
     # The drain (the poll is stuck in its commit) and then the close timeout, not forever.
     assert took_s < 2.0
-    assert any("did not end within" in m for m in caplog.messages), caplog.messages
+    assert any("did not end within" in m for m in warnings(caplog)), warnings(caplog)
 
 
 def test_a_step_gets_its_own_timeout_until_a_stop_begins() -> None:
@@ -170,7 +175,7 @@ async def test_tasks_that_do_not_end_are_cancelled_and_named(
     assert quick.done()
     assert not quick.cancelled()
     assert stuck.cancelled()
-    assert caplog.messages == [
+    assert warnings(caplog) == [
         "svc: svc:timers did not end within 0.2 s of the stop; cancelling it"
     ]
 
@@ -192,7 +197,7 @@ async def test_a_close_that_does_not_answer_is_given_up_with_what_is_left(
     with caplog.at_level(logging.WARNING, logger="choreo.service"):
         await close_within(asyncio.Event().wait(), "producer crm", "it stays in the outbox")
     assert 0.25 <= loop.time() - started < 1.0
-    assert caplog.messages == [
+    assert warnings(caplog) == [
         "producer crm did not close within 0.3 s; going on without (it stays in the outbox)"
     ]
 
@@ -215,7 +220,7 @@ async def test_a_task_that_does_not_end_when_cancelled_is_left(
         await asyncio.wait_for(end_within([stuck], 0.1, "svc"), 5)
     assert loop.time() - started < 2.0  # 0.1 s, then 1 s for the cancelled task to end
     assert not stuck.done()
-    assert caplog.messages == [
+    assert warnings(caplog) == [
         "svc: svc:consumer did not end within 0.1 s of the stop; cancelling it",
         "svc: svc:consumer did not end when cancelled; leaving it",
     ]
@@ -239,7 +244,7 @@ async def test_a_poll_whose_cleanup_hangs_is_left_and_the_stop_goes_on(
     await asyncio.wait_for(in_hand.wait(), 5)
     with caplog.at_level(logging.WARNING, logger="choreo.runtime"):
         await asyncio.wait_for(poller.stop(), 5)  # not forever
-    assert "crm: the poll in hand did not end when cancelled; leaving it" in caplog.messages
+    assert "crm: the poll in hand did not end when cancelled; leaving it" in warnings(caplog)
     assert not poller.started  # the consumer was closed (it left the group)
     released.set()
     await running

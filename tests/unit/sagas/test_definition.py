@@ -270,3 +270,12 @@ def test_a_saga_is_named_by_the_types_whose_start_captures_its_key():
     assert SAGAS.naming("preorder") == []  # a type no definition has (its rows outlived it)
     twin = dataclasses.replace(ORDER, saga_type="preorder")  # order_id: no longer one type's
     assert SagaRegistry([*SAGAS, twin]).naming("order") == []
+
+
+def test_a_saga_names_the_types_whose_key_its_start_captures():
+    # The reverse of naming: the definitions page says "a return names order by order_id".
+    assert SAGAS.names("return") == {"order_id": "order"}
+    assert SAGAS.names("order") == {}
+    assert SAGAS.names("preorder") == {}
+    twin = dataclasses.replace(ORDER, saga_type="preorder")  # order_id: no longer one type's
+    assert SagaRegistry([*SAGAS, twin]).names("return") == {}

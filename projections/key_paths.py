@@ -1,0 +1,40 @@
+"""Saga keys in URL paths: any text but NUL, "/" and line breaks included.
+
+A saga's key is its Kafka key, whatever its producer chose (a business key such as
+``inv/2026/0001``). Starlette routes on the decoded path, where an escaped ``%2F`` is a "/" again,
+and its ``path`` converter stops at a line break; the ``key`` converter registered here takes
+every character. The routes of a saga's parts (``/history``, ``/live``, ``/approve``) are
+registered before the saga's own, which would take them as part of a longer key.
+"""
+
+from __future__ import annotations
+
+from starlette.convertors import Convertor, register_url_convertor
+
+KEY_PARAMETERS = ("saga_key", "order_id")
+
+
+class SagaKeyConvertor(Convertor[str]):
+    regex = "(?s:.+)"  # any character, line breaks too
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("key", SagaKeyConvertor())
+
+
+def keyed(path: str) -> str:
+    """``path`` with its key parameter (``{saga_key}`` or ``{order_id}``) taking any text:
+    ``/sagas/{saga_type}/{saga_key:key}``."""
+    for name in KEY_PARAMETERS:
+        path = path.replace(f"{{{name}}}", f"{{{name}:key}}")
+    return path
+
+
+def documented(route: str) -> str:
+    """A keyed route as the API documents it (``{saga_key}``, without the converter)."""
+    return route.replace(":key}", "}")
