@@ -16,7 +16,7 @@ import orjson
 import typer
 
 from choreo import replicas as replica_counts
-from choreo.cli.common import JsonFlag, console, fail, out, print_json
+from choreo.cli.common import console, fail, out, print_json
 from choreo.registry import NAMES
 from events.errors import ChoreoError
 from events.settings import get_settings
@@ -169,11 +169,15 @@ def _alive(pid: int) -> bool:
 
 def stop(
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
-    as_json: JsonFlag = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each process's exit code and seconds as JSON.")
+    ] = False,
 ) -> None:
-    """Stop a `choreo run --detach` (SIGTERM; its processes drain and commit first), and say
-    how each process stopped: clean, ended by its own stop timeout (the broker or the database
-    did not answer), or killed at the supervisor's grace period's end."""
+    """Stop a `choreo run --detach` and say how each of its processes stopped.
+
+    Each gets SIGTERM, and drains and commits first. Each stops cleanly, is ended by its own
+    stop timeout (the broker or the database did not answer: CHOREO_STOP_TIMEOUT_MS), or is
+    killed at the supervisor's grace period's end."""
     from choreo.supervisor import STOP_REPORT, Stopped, summary
 
     pid_file = _run_pid_file()
