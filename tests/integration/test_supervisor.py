@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -12,6 +13,22 @@ import pytest
 from choreo.supervisor import STOP_REPORT, Supervisor
 
 pytestmark = pytest.mark.integration
+
+
+async def run_until(
+    supervisor: Supervisor, seen: Callable[[], bool], *, tries: int, stop_s: float = 30
+) -> None:
+    """Run ``supervisor`` until ``seen()`` holds (asked every 0.1 s, ``tries`` times at most),
+    then stop it."""
+    task = asyncio.create_task(supervisor.run())
+    try:
+        for _ in range(tries):
+            if seen():
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        supervisor.stopping.set()
+        await asyncio.wait_for(task, stop_s)
 
 
 async def test_a_crashing_process_is_restarted_with_backoff(monkeypatch: pytest.MonkeyPatch):
@@ -23,15 +40,7 @@ async def test_a_crashing_process_is_restarted_with_backoff(monkeypatch: pytest.
     supervisor = Supervisor(
         ["crm"], echo=lambda name, _color, line: lines.append((name, line)), grace_s=5
     )
-    task = asyncio.create_task(supervisor.run())
-    try:
-        for _ in range(150):
-            if any("restart #2" in line for _, line in lines):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        supervisor.stopping.set()
-        await asyncio.wait_for(task, 30)
+    await run_until(supervisor, lambda: any("restart #2" in line for _, line in lines), tries=150)
     restarts = [line for name, line in lines if name == "crm" and "restart #" in line]
     assert len(restarts) >= 2, lines
     assert "exited with code 1" in restarts[0]
@@ -51,15 +60,13 @@ async def test_replicas_run_as_instances_of_their_own(monkeypatch: pytest.Monkey
         grace_s=5,
         replicas={"crm": 2},
     )
-    task = asyncio.create_task(supervisor.run())
-    try:
-        for _ in range(600):  # each start imports the runtime: slow on a busy machine
-            if {name for name, line in lines if "restart #1" in line} == {"crm", "crm#2"}:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        supervisor.stopping.set()
-        await asyncio.wait_for(task, 30)
+    # Each start imports the runtime: slow on a busy machine.
+    restarted = {"crm", "crm#2"}
+    await run_until(
+        supervisor,
+        lambda: {name for name, line in lines if "restart #1" in line} == restarted,
+        tries=600,
+    )
     started = {name for name, line in lines if line.startswith("started (pid")}
     assert started == {"crm", "crm#2"}, lines
     # Each instance is a process of its own, restarted on its own.
@@ -76,15 +83,9 @@ async def test_a_stop_says_how_each_process_ended(
     monkeypatch.setenv("CHOREO_STATE_DIR", str(tmp_path))
     lines: list[tuple[str, str]] = []
     supervisor = Supervisor(["crm"], echo=lambda name, _c, line: lines.append((name, line)))
-    task = asyncio.create_task(supervisor.run())
-    try:
-        for _ in range(600):
-            if any("crm ready" in line for _, line in lines):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        supervisor.stopping.set()
-        await asyncio.wait_for(task, 60)
+    await run_until(
+        supervisor, lambda: any("crm ready" in line for _, line in lines), tries=600, stop_s=60
+    )
     assert any("crm ready" in line for _, line in lines), lines
     [crm] = supervisor.stopped
     assert (crm.name, crm.exit_code, crm.killed, crm.how) == ("crm", 0, False, "clean")

@@ -5,61 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
-from events import consumer as consumer_module
 from events.batches import Poll
-from events.consumer import PollLoop
 from events.settings import Settings
-
-
-class UnansweredConsumer:
-    """A consumer whose broker never answers the calls named in ``hangs``."""
-
-    def __init__(self, hangs: set[str]) -> None:
-        self.hangs = hangs
-        self.calls: list[str] = []
-
-    async def _call(self, name: str) -> None:
-        self.calls.append(name)
-        if name in self.hangs:
-            await asyncio.Event().wait()
-
-    def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    async def start(self) -> None:
-        pass
-
-    async def getmany(self, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
-        await asyncio.sleep(0.001)
-        return {}
-
-    async def commit(self, offsets: Any) -> None:
-        await self._call("commit")
-
-    async def stop(self) -> None:
-        await self._call("stop")
+from tests.unit.events.fake_broker import FakeBroker, poll_loop
 
 
 async def stop_a_running_loop(
     monkeypatch: pytest.MonkeyPatch, hangs: set[str]
-) -> tuple[UnansweredConsumer, float]:
+) -> tuple[FakeBroker, float]:
     """Run a poll loop with an offset pending, stop it; the consumer and the stop's seconds."""
-    made = UnansweredConsumer(hangs)
-    monkeypatch.setattr(consumer_module, "AIOKafkaConsumer", lambda **_: made)
+    made = FakeBroker(hangs=frozenset(hangs))
 
     async def process(poll: Poll) -> None:
         raise AssertionError("never polled here")
 
     settings = Settings(consumer_close_timeout_ms=1000, consumer_commit_interval_ms=60_000)
-    poller = PollLoop(
-        name="crm", group_id="g", topics=["t"], settings=settings, process=process,
-        max_records=10,
-    )  # fmt: skip
+    poller = poll_loop(monkeypatch, made, process, settings)
     await poller.start()
     running = asyncio.create_task(poller.run())
     await poller.delivered({TopicPartition("t", 0): 7})  # pending: the interval is long

@@ -10,18 +10,17 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
-from events import consumer as consumer_module
 from events.batches import Poll
-from events.consumer import PollLoop
 from events.settings import Settings
 from events.stopping import STEP_MIN_S, STOP, close_within, end_within
+from tests.unit.events.fake_broker import FakeBroker, poll_loop
 
 TP = TopicPartition("t", 0)
+RECORD = {TP: [SimpleNamespace(topic="t", partition=0, offset=41)]}
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -34,46 +33,6 @@ def no_stop_begun() -> Iterator[None]:
     STOP.reset()
     yield
     STOP.reset()
-
-
-class Broker:
-    """A consumer with one record to hand out; ``commit`` never answered when ``hangs``."""
-
-    def __init__(self, *, commit_hangs: bool = False) -> None:
-        self.commit_hangs = commit_hangs
-        self.committed: list[dict[TopicPartition, int]] = []
-        self.handed_out = False
-
-    def subscribe(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    async def start(self) -> None:
-        pass
-
-    async def getmany(self, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
-        await asyncio.sleep(0.001)
-        if self.handed_out:
-            return {}
-        self.handed_out = True
-        return {TP: [SimpleNamespace(topic="t", partition=0, offset=41)]}
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        if self.commit_hangs:
-            await asyncio.Event().wait()
-        self.committed.append(dict(offsets))
-
-    async def stop(self) -> None:
-        pass
-
-
-def poll_loop(
-    monkeypatch: pytest.MonkeyPatch, broker: Broker, process: Any, settings: Settings
-) -> PollLoop:
-    monkeypatch.setattr(consumer_module, "AIOKafkaConsumer", lambda **_: broker)
-    return PollLoop(
-        name="crm", group_id="g", topics=["t"], settings=settings, process=process,
-        max_records=10,
-    )  # fmt: skip
 
 
 async def test_a_poll_in_hand_that_hangs_is_cancelled_after_the_drain_timeout(
@@ -90,7 +49,7 @@ async def test_a_poll_in_hand_that_hangs_is_cancelled_after_the_drain_timeout(
             cancelled.append(list(poll))
             raise
 
-    broker = Broker()
+    broker = FakeBroker(records=RECORD)
     poller = poll_loop(monkeypatch, broker, process, Settings(stop_drain_timeout_ms=300))
     running = asyncio.create_task(poller.run())
     await asyncio.wait_for(in_hand.wait(), 5)
@@ -119,7 +78,7 @@ async def test_a_poll_that_ends_in_time_is_not_cancelled(
         await poller.delivered({TP: 42})
         done.append(True)
 
-    broker = Broker()
+    broker = FakeBroker(records=RECORD)
     poller = poll_loop(monkeypatch, broker, process, Settings(stop_drain_timeout_ms=2000))
     running = asyncio.create_task(poller.run())
     await asyncio.sleep(0.01)
@@ -137,7 +96,7 @@ async def test_a_commit_in_flight_is_cancelled_within_the_close_timeout(
     async def process(poll: Poll) -> None:
         await poller.delivered({TP: 42})  # the commit of this never returns
 
-    broker = Broker(commit_hangs=True)
+    broker = FakeBroker(records=RECORD, hangs=frozenset({"commit"}))
     settings = Settings(
         consumer_commit_interval_ms=10, consumer_close_timeout_ms=500, stop_drain_timeout_ms=200
     )
@@ -237,7 +196,7 @@ async def test_a_poll_whose_cleanup_hangs_is_left_and_the_stop_goes_on(
         in_hand.set()
         await _uncancellable(released)
 
-    broker = Broker()
+    broker = FakeBroker(records=RECORD)
     settings = Settings(stop_drain_timeout_ms=200, consumer_close_timeout_ms=300)
     poller = poll_loop(monkeypatch, broker, process, settings)
     running = asyncio.create_task(poller.run())
