@@ -113,7 +113,9 @@ async def orders_page(request: Request, user: SignedIn, data: Orders) -> HTMLRes
     return page(request, "orders.html", user, section="orders", **data)
 
 
-@router.get("/console/sagas/order/live")
+# Where every type's list has its live part (sagas_list.py), not under /console/sagas/order/,
+# where it would take an order keyed "live" for itself.
+@router.get("/console/live/sagas/order")
 async def orders_live(request: Request, user: SignedIn, data: Orders) -> HTMLResponse:
     """The orders list's changing part."""
     return page(request, "_orders.html", user, **data)

@@ -1,7 +1,7 @@
 """A saga key may hold "/" (a business key such as an invoice number: Choreo accepts any text
 but NUL). Its saga is served like any other, by the API and by the console, its URLs with the
 key escaped; the routes of a saga's parts (its history, live fragment, trace, answers) are not
-taken for a longer key."""
+taken for a longer key, and no list's route for a key ("live")."""
 
 from __future__ import annotations
 
@@ -23,15 +23,17 @@ pytestmark = pytest.mark.integration
 
 KEY = "inv/2026/0001"
 ESCAPED = quote(KEY, safe="")  # inv%2F2026%2F0001
+ODD = "inv?7 #2"
+"""A key with characters a URL gives meanings to."""
 
 
 @pytest.fixture
 async def clients(
     settings: Settings, codec: Codec, producer: EventProducer, api_tokens: ApiTokens
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    """The API (a viewer's token) and a signed-in console over one completed order keyed
-    :data:`KEY`, and one keyed ``inv`` (its key's first segment)."""
-    orders = timed(flow(KEY, HAPPY), T0) + timed(flow("inv", HAPPY), T0)
+    """The API (a viewer's token) and a signed-in console over completed orders keyed
+    :data:`KEY`, ``inv`` (its key's first segment), ``live`` and :data:`ODD`."""
+    orders = [m for key in (KEY, "inv", "live", ODD) for m in timed(flow(key, HAPPY), T0)]
     async with (
         read_models_of(settings, codec, producer, orders),
         serve(create_app(settings, api_tokens.api), api_tokens.viewer) as api,
@@ -101,3 +103,25 @@ async def test_the_console_serves_its_page_and_parts(
         307,
         f"/console/sagas/order/{ESCAPED}",
     )
+
+
+async def test_a_key_is_no_lists_route_and_its_page_links_escape_it(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    _, console = clients
+    live = await console.get("/console/sagas/order/live")
+    assert live.status_code == 200, live.text
+    assert "<title>order live" in live.text  # the order keyed "live", not the list's part
+    listed = await console.get("/console/live/sagas/order")  # the orders list's live part
+    assert (listed.status_code, 'data-order="live"' in listed.text) == (200, True)
+    assert f'href="/console/sagas/order/{quote(ODD)}"' in listed.text
+    assert (
+        'data-live="/console/live/sagas/order?' in (await console.get("/console/sagas/order")).text
+    )
+    odd = quote(ODD)  # as the templates escape it: inv%3F7%20%232
+    page = await console.get(f"/console/sagas/order/{odd}")
+    assert page.status_code == 200, page.text
+    assert f'href="/console/sagas/order/{odd}" data-testid="now"' not in page.text  # not as_of
+    assert f'action="/console/sagas/order/{odd}"' in page.text
+    trace = await console.get(f"/console/sagas/order/{odd}/trace")
+    assert trace.status_code == 200, trace.text
