@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -44,6 +45,7 @@ from events.database import connection_lost
 from events.errors import StackError
 from events.logs import configure_logging
 from events.settings import Settings, get_settings
+from events.stopping import STOP
 from projections import API, api_actions, api_console, api_docs, api_sagas
 from projections.access import require
 from projections.api_models import (
@@ -441,12 +443,38 @@ class _Server(uvicorn.Server):
             host = self.config.host
             log.info("%s ready: http://%s:%d", NAME, f"[{host}]" if ":" in host else host, port)
 
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self.settings = settings
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn records the signal and raises it again after shutting down, so the process
         # would die of it (exit -15); a drained stop is a normal exit for Choreo processes.
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
+        if not self.should_exit:
+            log.info("%s stopping: finishing the requests in hand", NAME)
+            # The stop's budget, as every Choreo process has (events.stopping): the pool's
+            # close is bounded by what is left of it, and past it a thread ends the process.
+            STOP.begin(self.settings.stop_timeout_ms / 1000, NAME)
         self.should_exit = True
+
+
+def server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """How uvicorn serves ``app``: where (``CHOREO_API_HOST``/``PORT``), with Choreo's logging,
+    and for how long a stop lets the requests in hand run."""
+    api = ApiSettings()
+    return uvicorn.Config(
+        app,
+        host=api.host,
+        port=api.port,
+        log_config=None,  # our handlers (JSON lines, redaction) on the root logger
+        lifespan="on",
+        server_header=False,
+        # Requests still running then are cancelled (one waiting on a database that does not
+        # answer), as the other processes' batch in hand is.
+        timeout_graceful_shutdown=math.ceil(settings.stop_drain_timeout_ms / 1000),
+    )
 
 
 def run(settings: Settings | None = None) -> None:
@@ -454,17 +482,10 @@ def run(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     configure_logging(NAME, settings)
     tracing.configure_telemetry(NAME, settings)
-    api = ApiSettings()
-    config = uvicorn.Config(
-        create_app(settings),
-        host=api.host,
-        port=api.port,
-        log_config=None,  # our handlers (JSON lines, redaction) on the root logger
-        lifespan="on",
-        server_header=False,
-    )
+    config = server_config(settings, create_app(settings))
     try:
-        _Server(config).run()
+        _Server(config, settings).run()
     finally:
         tracing.shutdown_telemetry()
+        STOP.reset()
         log.info("%s stopped", NAME)
