@@ -204,12 +204,14 @@ class ServiceRuntime(Generic[C]):
                 await self.consumer.stop()
                 await self.relay.stop()
                 await end_within(tasks, self.settings.stop_drain_timeout_ms / 1000, name)
-            finally:
-                # Cancelled itself (its stop's budget spent), this run ends its tasks before
-                # the producer and the pool close under them.
-                for task in tasks:
+            except BaseException:
+                # Cancelled itself (its stop's budget spent) or failed before its tasks ended:
+                # they end before the producer and the pool close under them.
+                unended = [task for task in tasks if not task.done()]
+                for task in unended:
                     task.cancel()
-                await end_cancelled(tasks, name)
+                await end_cancelled(unended, name)
+                raise
             log.info(
                 "%s published %d messages, %d right after their commits (%d batches left to"
                 " the relay)",

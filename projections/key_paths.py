@@ -9,6 +9,8 @@ registered before the saga's own, which would take them as part of a longer key.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from starlette.convertors import Convertor, register_url_convertor
 
 KEY_PARAMETERS = ("saga_key", "order_id")
@@ -38,3 +40,8 @@ def keyed(path: str) -> str:
 def documented(route: str) -> str:
     """A keyed route as the API documents it (``{saga_key}``, without the converter)."""
     return route.replace(":key}", "}")
+
+
+def saga_page_url(saga_type: str, key: str) -> str:
+    """The console page of a saga, its key escaped whole (``/`` too)."""
+    return f"/console/sagas/{saga_type}/{quote(key, safe='')}"

@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from projections.amounts import amounts
+from projections.key_paths import saga_page_url
 
 STATUS_TONES = {
     "completed": "ok",
@@ -66,7 +66,7 @@ def captured(
             shown = money(amount["minor"], amount["currency"])
             pairs.append((label(amount["name"]), shown, None))
         elif name in links:
-            link = f"/console/sagas/{links[name]}/{quote(str(value), safe='')}"
+            link = saga_page_url(links[name], str(value))
             pairs.append((label(name), str(value), link))
         else:
             pairs.append((label(name), str(value), None))

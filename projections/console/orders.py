@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, get_args
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -25,7 +24,7 @@ from projections.api_models import STORABLE_TEXT, OrderId
 from projections.backend import QueriesDep
 from projections.console import paging
 from projections.console.pages import SignedIn, page
-from projections.key_paths import keyed
+from projections.key_paths import keyed, saga_page_url
 from projections.queries import OrderFilter
 
 PAGE_SIZE = 25
@@ -131,6 +130,4 @@ async def orders_by_menu_name(request: Request) -> RedirectResponse:
 @router.get(keyed("/console/orders/{order_id}"))
 async def order_by_menu_name(order_id: OrderId) -> RedirectResponse:
     """An order's page at ``/console/orders/{id}``, as the orders API's ``/orders/{id}``."""
-    return RedirectResponse(
-        f"/console/sagas/order/{quote(order_id, safe='')}", HTTPStatus.TEMPORARY_REDIRECT
-    )
+    return RedirectResponse(saga_page_url("order", order_id), HTTPStatus.TEMPORARY_REDIRECT)

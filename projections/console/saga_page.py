@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -31,7 +30,7 @@ from projections.console.flow import DETAIL_CHAR, PAD, Flow
 from projections.console.flow import layout as flow_layout
 from projections.console.orders import form_time
 from projections.console.pages import SignedIn, page
-from projections.key_paths import keyed
+from projections.key_paths import keyed, saga_page_url
 from projections.masking import mask
 from projections.model import LoggedEvent
 from projections.queries import Queries
@@ -218,9 +217,7 @@ async def saga_by_key(user: SignedIn, queries: QueriesDep, saga_key: SagaKey) ->
     )
     if found is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"no saga {saga_key}")
-    return RedirectResponse(
-        f"/console/sagas/{found}/{quote(saga_key, safe='')}", HTTPStatus.SEE_OTHER
-    )
+    return RedirectResponse(saga_page_url(found, saga_key), HTTPStatus.SEE_OTHER)
 
 
 # The page's parts before the page: a key may hold "/", so "{key}/live" would be a key.
