@@ -76,7 +76,7 @@ from projections.console import (
     sagas_list,
 )
 from projections.console import pages as console
-from projections.key_paths import documented, keyed
+from projections.key_paths import EscapedSlashes, documented, keyed
 from projections.lag import ConsumerLag
 from projections.operations import Operations
 from projections.tokens import ApiSettings, TokenFile, TokenStore
@@ -363,6 +363,7 @@ def create_app(
         same_site="lax",
         https_only=api.secure_cookies,
     )
+    app.add_middleware(EscapedSlashes)  # a key's escaped "/" stays in it (key_paths.py)
     reads = APIRouter(dependencies=[require("viewer")])
     reads.add_api_route(
         "/orders", list_orders, methods=["GET"], responses=_responses(401, 422, 503)

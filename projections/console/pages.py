@@ -37,6 +37,7 @@ from projections.access import (
 )
 from projections.backend import LagDep, OperationsDep, QueriesDep
 from projections.console import charts
+from projections.key_paths import key_segment
 from projections.queries import ORDER_TYPE
 from projections.tokens import Principal
 
@@ -46,6 +47,7 @@ log = logging.getLogger("choreo.api")
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(charts.FILTERS)
+templates.env.filters["key_segment"] = key_segment  # a key whole in a link, its "/" too
 templates.env.globals.update(charts.GLOBALS)
 
 router = APIRouter(include_in_schema=False)

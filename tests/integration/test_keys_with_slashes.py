@@ -1,7 +1,8 @@
 """A saga key may hold "/" (a business key such as an invoice number: Choreo accepts any text
 but NUL). Its saga is served like any other, by the API and by the console, its URLs with the
 key escaped; the routes of a saga's parts (its history, live fragment, trace, answers) are not
-taken for a longer key, and no list's route for a key ("live")."""
+taken for a longer key, and no list's route for a key ("live"); a key ending in a part's name
+("inv/history") is its own saga when its "/" is escaped, as the console's links escape it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ KEY = "inv/2026/0001"
 ESCAPED = quote(KEY, safe="")  # inv%2F2026%2F0001
 ODD = "inv?7 #2"
 """A key with characters a URL gives meanings to."""
+PART = "inv/history"
+"""A key that, its "/" bare, is the history of the key ``inv``."""
+PERCENT = "50%2F"
+"""A key holding the text of an escaped "/"."""
 
 
 @pytest.fixture
@@ -32,8 +37,10 @@ async def clients(
     settings: Settings, codec: Codec, producer: EventProducer, api_tokens: ApiTokens
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """The API (a viewer's token) and a signed-in console over completed orders keyed
-    :data:`KEY`, ``inv`` (its key's first segment), ``live`` and :data:`ODD`."""
-    orders = [m for key in (KEY, "inv", "live", ODD) for m in timed(flow(key, HAPPY), T0)]
+    :data:`KEY`, ``inv`` (its key's first segment), ``live``, :data:`ODD`, :data:`PART` and
+    :data:`PERCENT`."""
+    keys = (KEY, "inv", "live", ODD, PART, PERCENT)
+    orders = [m for key in keys for m in timed(flow(key, HAPPY), T0)]
     async with (
         read_models_of(settings, codec, producer, orders),
         serve(create_app(settings, api_tokens.api), api_tokens.viewer) as api,
@@ -125,3 +132,36 @@ async def test_a_key_is_no_lists_route_and_its_page_links_escape_it(
     assert f'action="/console/sagas/order/{odd}"' in page.text
     trace = await console.get(f"/console/sagas/order/{odd}/trace")
     assert trace.status_code == 200, trace.text
+
+
+async def test_a_key_ending_in_a_parts_name_is_its_own_saga_when_escaped(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    api, console = clients
+    escaped = quote(PART, safe="")  # inv%2Fhistory
+    saga = await api.get(f"/sagas/order/{escaped}")
+    assert (saga.status_code, saga.json()["saga_key"]) == (200, PART), saga.text
+    assert (await api.get(f"/orders/{escaped}")).json()["order_id"] == PART
+    own_history = await api.get(f"/sagas/order/{escaped}/history")
+    assert own_history.json()["saga_key"] == PART
+    # Its "/" bare, the path is the shorter key's history, as the API documents.
+    assert (await api.get(f"/sagas/order/{PART}")).json()["saga_key"] == "inv"
+    assert "events" in (await api.get(f"/orders/{PART}")).json()
+    # Lowercase escapes are the same key; the text "%2F" in a key stays text.
+    assert (await api.get("/sagas/order/inv%2fhistory")).json()["saga_key"] == PART
+    percent = await api.get(f"/sagas/order/{quote(PERCENT, safe='')}")  # 50%252F
+    assert (percent.status_code, percent.json()["saga_key"]) == (200, PERCENT), percent.text
+    # The console: its page, its links escaping the "/", and its parts.
+    page = await console.get(f"/console/sagas/order/{escaped}")
+    assert page.status_code == 200, page.text
+    assert f"<title>order {PART}" in page.text
+    assert f'action="/console/sagas/order/{escaped}"' in page.text  # time travel
+    live = await console.get(f"/console/sagas/order/{escaped}/live")
+    assert (live.status_code, PART in live.text) == (200, True)
+    listed = await console.get("/console/live/sagas/order")
+    assert f'href="/console/sagas/order/{escaped}"' in listed.text
+    by_key = await console.get(f"/console/saga/{escaped}")
+    assert by_key.headers["location"] == f"/console/sagas/order/{escaped}"
+    # A type holding an escaped "/" is no type: 404, not a key.
+    assert (await api.get(f"/sagas/or%2Fder/{escaped}")).status_code == 404
+    assert (await console.get("/console/sagas/or%2Fder")).status_code == 404
