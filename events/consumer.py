@@ -192,7 +192,8 @@ class PollLoop:
             if me is not None and me.cancelling():  # this loop itself was cancelled
                 raise
         finally:
-            self._closing_since = time.monotonic()
+            if self._closing_since is None:  # else a drain that gave up started the clock
+                self._closing_since = time.monotonic()
             if companions:
                 self.stopping.set()
                 # A commit the broker does not answer must not hold the stop past the close

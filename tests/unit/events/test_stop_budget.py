@@ -207,3 +207,35 @@ async def test_a_poll_whose_cleanup_hangs_is_left_and_the_stop_goes_on(
     assert not poller.started  # the consumer was closed (it left the group)
     released.set()
     await running
+
+
+async def test_a_cancelled_poll_that_ends_late_does_not_restart_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The close timeout starts once, when the drain gives up: a poll whose cleanup ends
+    within it leaves the close steps what is left of it, not a whole timeout again."""
+    in_hand = asyncio.Event()
+
+    async def process(poll: Poll) -> None:
+        await poller.delivered({TP: 42})  # the commit of this never returns
+        in_hand.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.9)  # a rollback that takes its time
+            raise
+
+    broker = FakeBroker(records=RECORD, hangs=frozenset({"commit"}))
+    settings = Settings(
+        consumer_commit_interval_ms=10, consumer_close_timeout_ms=1000, stop_drain_timeout_ms=200
+    )
+    poller = poll_loop(monkeypatch, broker, process, settings)
+    running = asyncio.create_task(poller.run())
+    await asyncio.wait_for(in_hand.wait(), 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(poller.stop(), 5)
+    await asyncio.wait_for(running, 5)
+    # Drain 0.2 s, then the close timeout's 1 s for everything after it: the loop's end at
+    # about 1.3 s (its last commit's minimum step past it), not 2.2 s (1 s again from 1.1 s).
+    assert loop.time() - started < 1.7
