@@ -94,7 +94,10 @@ STORABLE_TEXT = r"^[^\x00]*$"
 OrderId = Annotated[
     str,
     Path(
-        min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d5e6f`"
+        min_length=1,
+        max_length=200,
+        pattern=STORABLE_TEXT,
+        description="e.g. `ord-1a2b3c4d5e6f`; any text, a `/` in it escaped as `%2F`",
     ),
 ]
 """The ``order_id`` path parameter of every order endpoint."""

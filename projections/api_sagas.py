@@ -24,7 +24,12 @@ SagaType = Annotated[
 ]
 SagaKey = Annotated[
     str,
-    Path(min_length=1, max_length=200, pattern=STORABLE_TEXT, description="e.g. `ord-1a2b3c4d`"),
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=STORABLE_TEXT,
+        description="e.g. `ord-1a2b3c4d`; any text, a `/` in it escaped as `%2F`",
+    ),
 ]
 
 
