@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from events.codec import Codec
 from events.producer import EventProducer
@@ -135,12 +137,18 @@ async def test_a_key_is_no_lists_route_and_its_page_links_escape_it(
 
 
 async def test_a_key_ending_in_a_parts_name_is_its_own_saga_when_escaped(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], spans: InMemorySpanExporter
 ) -> None:
     api, console = clients
     escaped = quote(PART, safe="")  # inv%2Fhistory
+    spans.clear()
     saga = await api.get(f"/sagas/order/{escaped}")
     assert (saga.status_code, saga.json()["saga_key"]) == (200, PART), saga.text
+    # Its request's span is named by the route that served it, not the history's.
+    [server] = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert server.name == "GET /sagas/{saga_type}/{saga_key}"
+    assert server.attributes is not None
+    assert server.attributes["http.route"] == "/sagas/{saga_type}/{saga_key}"
     assert (await api.get(f"/orders/{escaped}")).json()["order_id"] == PART
     own_history = await api.get(f"/sagas/order/{escaped}/history")
     assert own_history.json()["saga_key"] == PART
