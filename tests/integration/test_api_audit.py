@@ -23,25 +23,32 @@ from tests.integration.test_projector import flow
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def letter(
-    settings: Settings, codec: Codec, producer: EventProducer
-) -> AsyncIterator[Settings]:
+async def send_letter(
+    settings: Settings, codec: Codec, producer: EventProducer, order_id: str = "ord-dl"
+) -> None:
     """One dead letter (an order.placed the inventory gave up on) in this test's DLQ topic."""
-    placed = flow("ord-dl", ["order.placed"])[0]
+    placed = flow(order_id, ["order.placed"])[0]
     record = dead_letter(
         error=TransientError("stock service unavailable"),
         consumer=f"{settings.topic_prefix}inventory",
         topic=topic_for("order.placed", settings),
         partition=0,
         offset=0,
-        key=b"ord-dl",
+        key=order_id.encode(),
         value=codec.encode(placed),
         headers=[],
         attempts=4,
         event_type="order.placed",
     ).to_record(settings.dlq_topic)
     await producer.send_records([record])
+
+
+@pytest.fixture
+async def letter(
+    settings: Settings, codec: Codec, producer: EventProducer
+) -> AsyncIterator[Settings]:
+    """:func:`send_letter`'s letter, and the redrive audit's schema dropped after."""
+    await send_letter(settings, codec, producer)
     try:
         yield settings
     finally:

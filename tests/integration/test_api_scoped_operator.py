@@ -15,6 +15,7 @@ from projections.api import create_app
 from projections.tokens import ApiSettings, new_token
 from tests.conftest import ApiTokens
 from tests.integration.test_api import read_models_of, serve
+from tests.integration.test_api_audit import send_letter
 from tests.integration.test_api_auth import WAITING
 from tests.integration.test_api_saga_answers import waiting_return
 from tests.integration.test_projector import flow
@@ -33,7 +34,8 @@ def returns_operator(api_tokens: ApiTokens) -> tuple[str, ApiSettings]:
 async def waiting(
     settings: Settings, codec: Codec, producer: EventProducer
 ) -> AsyncIterator[Settings]:
-    """``ret-wait`` and ``ord-wait``, each waiting for a person."""
+    """``ret-wait`` and ``ord-wait``, each waiting for a person, and a dead letter."""
+    await send_letter(settings, codec, producer, "ord-letter")
     async with read_models_of(settings, codec, producer, waiting_return("ret-wait")
                               + flow("ord-wait", WAITING)):  # fmt: skip
         yield settings
@@ -59,7 +61,7 @@ async def test_a_scoped_operator_answers_its_types_only(
 
 
 async def test_the_console_offers_a_scoped_operator_its_answers_only(
-    waiting: Settings, returns_operator: tuple[str, ApiSettings]
+    waiting: Settings, returns_operator: tuple[str, ApiSettings], api_tokens: ApiTokens
 ):
     token, api = returns_operator
     async with serve(create_app(waiting, api)) as client:
@@ -75,4 +77,9 @@ async def test_the_console_offers_a_scoped_operator_its_answers_only(
         saga = (await client.get("/console/sagas/order/ord-wait")).text
         assert 'data-testid="decision"' not in saga
         letters = (await client.get("/console/dead-letters")).text
+        assert "ord-letter" in letters  # listed, without the redrive an operator of all has
         assert "data-redrive" not in letters
+    async with serve(create_app(waiting, api)) as client:
+        signed = await client.post("/console/sign-in", data={"token": api_tokens.operator})
+        assert signed.status_code == 303, signed.text
+        assert "data-redrive" in (await client.get("/console/dead-letters")).text

@@ -175,6 +175,8 @@ async def test_an_unknown_type_has_no_activity(settings: Settings):
         async with Database(settings) as db:
             await db.migrate(schema, *store.ddl())
             found = await sagas_activity.activity(Queries(db, settings), SAGAS, "nothing")
+        # Every minute of the window, each empty.
+        assert len(found["started"]) == len(found["latency"]) == sagas_activity.MINUTES
         assert sum(p["started"] for p in found["started"]) == 0
         assert all(p["p50"] is None for p in found["latency"])
         assert found["steps"] == {}

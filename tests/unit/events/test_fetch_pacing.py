@@ -3,6 +3,7 @@ projector), only while records arrive fast (the saga's consumers), or never."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, cast
 
 import pytest
@@ -16,6 +17,7 @@ from events.delivery import DirectDelivery
 from events.fetch_pacing import (
     ANSWER_AT_ONCE,
     FETCH_BATCH_BYTES,
+    FETCHER_FIELDS,
     RATE_WINDOW_S,
     ArrivalRate,
     FetchPacing,
@@ -141,9 +143,16 @@ def test_options_hold_or_answer_at_once() -> None:
 
 
 async def test_a_started_aiokafka_consumer_is_repaced_in_its_fetcher() -> None:
-    # The one private thing pacing relies on: aiokafka's Fetcher reads these two fields when
-    # it builds each fetch request. An aiokafka that moves them fails here, not in production.
+    # The one private thing pacing relies on: aiokafka's Fetcher keeps the two options in these
+    # fields and reads them when it builds each fetch request. An aiokafka that moves them
+    # fails here, not in production.
     from aiokafka.consumer.fetcher import Fetcher
+
+    kept = inspect.getsource(Fetcher.__init__)
+    read = inspect.getsource(Fetcher._get_actions_per_node)  # builds the FetchRequests
+    for option, field in FETCHER_FIELDS.items():
+        assert f"self.{field} = {option}" in kept
+        assert f"self.{field}," in read.partition("FetchRequest(")[2]
 
     class Started:
         _fetcher = Fetcher.__new__(Fetcher)

@@ -18,8 +18,7 @@ def test_a_start_events_fields_nested_by_path_without_the_envelope():
     assert list(fields)[:6] == [
         "order_id", "customer_id", "customer_email", "items", "items[].sku", "items[].quantity",
     ]  # fmt: skip
-    assert "envelope" not in fields
-    assert "event_id" not in fields
+    assert not [name for name in fields if name.split(".")[0] in ("envelope", "event_id")]
     assert fields["items"].type == "array of ReturnedItem"
     assert fields["requested_at"].type == "timestamp (ms)"
     line2 = fields["pickup_address.line2"]

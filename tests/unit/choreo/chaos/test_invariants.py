@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from choreo.chaos.faults import Injected
 from choreo.chaos.invariants import (
+    CHECKS,
     cancelled_by_deadline,
     charges_and_refunds,
     check_all,
@@ -88,6 +89,7 @@ def healthy() -> Snapshot:
 
 def test_a_healthy_run_holds_every_invariant():
     checks = check_all(healthy())
+    assert len(checks) == len(CHECKS) > 0
     assert [c.name for c in checks if not c.held] == []
     assert all(c.checked > 0 for c in checks)
     assert cancelled_by_deadline(healthy()) == 1  # the tok_timeout order, rightly

@@ -4,7 +4,10 @@ legend under the table; from 140 columns it is the table's last column."""
 
 from __future__ import annotations
 
-from rich.console import Console
+from typing import cast
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
 
 from choreo.cli.common import WIDE
 from choreo.cli.demo import _view
@@ -37,12 +40,21 @@ def test_at_80_columns_keys_and_reasons_are_whole_and_paths_follow_as_a_legend()
     assert "order declined" in legend
     assert "token tok_declined" in legend
     assert "return unpaid" in legend
-    assert "what it shows" not in text
+    assert "what it shows" not in _headers(_view(_sagas(), 80))
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def _headers(view: RenderableType) -> list[str]:
+    """The headers of the view's table (its text wraps a header, so read the columns)."""
+    table = view if isinstance(view, Table) else next(
+        r for r in cast(Group, view).renderables if isinstance(r, Table)
+    )  # fmt: skip
+    return [str(c.header) for c in table.columns]
 
 
 def test_wide_terminals_have_what_each_path_shows_as_a_column():
     text = _render(WIDE)
+    assert _headers(_view(_sagas(), WIDE))[-1] == "what it shows"
     assert "what it shows" in text
     assert "What each path shows:" not in text
     assert "…" not in text
