@@ -27,7 +27,7 @@ from typing import Literal, TypeAlias
 import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.errors import ChoreoError
@@ -179,7 +179,19 @@ class TokenFile:
             return []
         except orjson.JSONDecodeError as exc:
             raise ChoreoError(f"{self.path}: not a token file: {exc}") from exc
-        return [TokenRecord.model_validate(r) for r in data.get("tokens", [])]
+        records = data.get("tokens", []) if isinstance(data, dict) else None
+        if not isinstance(records, list):
+            raise ChoreoError(f'{self.path}: not a token file: expected {{"tokens": [...]}}')
+        found = []
+        for index, record in enumerate(records):
+            try:
+                found.append(TokenRecord.model_validate(record))
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
+                )
+                raise ChoreoError(f"{self.path}: token record {index}: {problems}") from exc
+        return found
 
     def write(self, records: list[TokenRecord]) -> None:
         """Replace the file's records."""

@@ -109,12 +109,24 @@ def faults_inject(
 @faults_app.command("clear")
 def faults_clear(
     provider: Annotated[
-        str | None, typer.Argument(help="The provider; every provider when left out.")
+        str | None,
+        typer.Argument(help="gateway, carrier, mailer or crm; every provider when left out."),
     ] = None,
 ) -> None:
     """End injected faults now."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
-    from events.breaker_board import clear_faults
+    from events.breaker_board import clear_faults, read_breakers
 
-    cleared = _with_db(lambda db: clear_faults(db, get_settings(), provider))
+    async def clear(db: Database) -> int:
+        cleared = await clear_faults(db, get_settings(), provider)
+        if provider is not None and not cleared:  # a typo must not pass for "nothing to clear"
+            known = sorted({row.provider for row in await read_breakers(db, get_settings())})
+            if provider not in known:
+                calling = ", ".join(known) or "none (is the platform running?)"
+                raise ChoreoError(
+                    f"no provider named {provider!r}: the running processes call {calling}"
+                )
+        return cleared
+
+    cleared = _with_db(clear)
     out.print(f"cleared {cleared} injected fault(s)")

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 import orjson
@@ -254,6 +255,20 @@ def fail(exc: ChoreoError) -> NoReturn:
     """Print ``exc`` as an error and exit with code 1."""
     print_error(exc)
     raise typer.Exit(1)
+
+
+JSON_TYPES: Final = {list: "an array", str: "a string", int: "a number", float: "a number",
+                     bool: "a boolean", type(None): "null"}  # fmt: skip
+
+
+def json_object(file: Path) -> dict[str, Any]:
+    """The JSON object in ``file`` (an event's fields); ValueError if it holds another JSON
+    value (a list, a string ...), which the event's model would not take either."""
+    data = orjson.loads(file.read_bytes())
+    if not isinstance(data, dict):
+        held = JSON_TYPES.get(type(data), type(data).__name__)
+        raise ValueError(f"{file} holds {held}, not a JSON object of the event's fields")
+    return data
 
 
 def fail_invalid(what: str, exc: Exception) -> NoReturn:

@@ -58,15 +58,22 @@ def events_tail(
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="Start at the oldest event.")
     ] = False,
-    limit: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Print events as they arrive on the domain topics (Ctrl-C to stop)."""
     from choreo.eventtools import tail_rows  # aiokafka: see common
+    from events.topics import event_topics
+
+    settings = get_settings()
+    known = sorted(t.removeprefix(settings.topic_prefix) for t in event_topics(settings))
+    unknown = [d for d in domain or [] if d not in known]
+    if unknown:  # its topic does not exist: the tail would wait for ever, silent
+        fail(ChoreoError(f"no domain {unknown[0]!r} (the domains: {', '.join(known)})"))
 
     async def follow() -> None:
         async for decoded, row in tail_rows(
-            get_settings(), domains=domain or [], from_beginning=from_beginning, limit=limit
+            settings, domains=domain or [], from_beginning=from_beginning, limit=limit
         ):
             if as_json:
                 sys.stdout.write(orjson.dumps(row).decode() + "\n")

@@ -7,13 +7,12 @@ Writes (`place`, `approve`, `reject`) publish events with :class:`ChoreoClient`;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
-import orjson
-import pydantic
 import typer
 from rich.table import Table
 
@@ -24,6 +23,7 @@ from choreo.cli.common import (
     fail,
     fail_invalid,
     history_table,
+    json_object,
     out,
     print_json,
     publish_traced,
@@ -84,7 +84,7 @@ def _order_from_input(
     file: Path | None, sample: str | None, fields: dict[str, object]
 ) -> OrderPlaced:
     if file is not None:
-        data = orjson.loads(file.read_bytes())
+        data = json_object(file)
     elif sample is not None:
         data = scenario_order(sample).model_dump()
     else:
@@ -103,9 +103,11 @@ def _order_from_input(
     if fields.get("items"):
         data["items"] = fields["items"]
     if "total_minor" not in data or fields.get("items"):
-        data["total_minor"] = sum(
-            int(i["quantity"]) * int(i["unit_price_minor"]) for i in data.get("items", [])
-        )
+        # Items it cannot total, the model refuses, each with its reason.
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            data["total_minor"] = sum(
+                int(i["quantity"]) * int(i["unit_price_minor"]) for i in data.get("items", [])
+            )
     return OrderPlaced.model_validate(data)
 
 
@@ -155,7 +157,7 @@ def orders_place(
     }
     try:
         order = _order_from_input(file, sample, fields)
-    except (pydantic.ValidationError, KeyError, OSError, orjson.JSONDecodeError) as exc:
+    except (ValueError, KeyError, OSError) as exc:  # pydantic's and JSON's errors are ValueErrors
         fail_invalid("order", exc)
 
     if order_id is not None:

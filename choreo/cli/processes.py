@@ -48,7 +48,12 @@ def _run_pid_file() -> Path:
 
 def run(
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Run just these processes.")
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run just this process, repeatable: inventory, payment, shipping, crm, email,"
+            " saga-coordinator, projector, api.",
+        ),
     ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="Run in the background; log to .state/run.log.")
@@ -93,8 +98,9 @@ def run(
 
 def _detach(names: list[str], counts: dict[str, int]) -> None:
     pid_file = _run_pid_file()
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
-        out.print(f"already running (pid {pid_file.read_text().strip()}); `choreo stop` first")
+    running = _run_pid()
+    if running is not None:
+        out.print(f"already running (pid {running}); `choreo stop` first")
         return
     _refuse_a_taken_api_port(names)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -159,16 +165,36 @@ def _wait_ready(
             time.sleep(0.2)
 
 
-def _alive(pid: int) -> bool:
+def _run_pid() -> int | None:
+    """The detached run's pid, if its pid file names a process that is still that run (a
+    pid file left by a run that died may name a pid reused since, or hold no number)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        pid = int(_run_pid_file().read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running `choreo run`."""
+    import psutil  # only here: `choreo --help` stays quick
+
+    try:
+        command = psutil.Process(pid).cmdline()
+    except psutil.Error:  # gone, or another user's
         return False
-    return True
+    return "choreo" in " ".join(command) and "run" in command
 
 
 def stop(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for the run to stop; then every process is killed (SIGKILL:"
+            " no drain; what was not committed is read again at the next start).",
+        ),
+    ] = 30.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each process's exit code and seconds as JSON.")
     ] = False,
@@ -181,7 +207,9 @@ def stop(
     from choreo.supervisor import STOP_REPORT, Stopped, summary
 
     pid_file = _run_pid_file()
-    if not pid_file.exists():
+    pid = _run_pid()
+    if pid is None:
+        pid_file.unlink(missing_ok=True)  # left by a run that is gone
         if as_json:
             print_json({"stopped": False, "processes": []})
         else:
@@ -189,14 +217,13 @@ def stop(
         return
     report = pid_file.with_name(STOP_REPORT)
     report.unlink(missing_ok=True)
-    pid = int(pid_file.read_text())
-    if _alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with console.status("stopping: each process finishes its batch, commits and leaves"):
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     stopped = [Stopped(**s) for s in orjson.loads(report.read_bytes())] if report.exists() else []
     if as_json:

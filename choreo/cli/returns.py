@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import orjson
-import pydantic
 import typer
 
 from choreo.cli.common import (
@@ -19,6 +17,7 @@ from choreo.cli.common import (
     command_group,
     fail,
     fail_invalid,
+    json_object,
     out,
     print_json,
     publish_traced,
@@ -80,11 +79,11 @@ def returns_request(
     """
     try:
         if file is not None:
-            fields = orjson.loads(file.read_bytes()) | {"order_id": order_id}
+            fields = json_object(file) | {"order_id": order_id}
             requested = ReturnRequested.model_validate(fields)
         else:
             requested = scenario_return(sample, order_id)
-    except (pydantic.ValidationError, KeyError, OSError, orjson.JSONDecodeError) as exc:
+    except (ValueError, KeyError, OSError) as exc:  # pydantic's and JSON's errors are ValueErrors
         fail_invalid("return", exc)
     refuse_an_unknown_saga("order", order_id)
     message = _publish("start", return_id, requested)

@@ -63,6 +63,14 @@ def running_definitions() -> SagaRegistry:
     return SAGAS.with_knobs(get_coordinator_settings().definition_overrides())
 
 
+def refuse_an_unknown_type(registry: SagaRegistry, saga_type: str | None) -> None:
+    """Fail naming the types there are, unless ``saga_type`` is one (or None: every type): a
+    mistyped filter must not pass for "no such sagas"."""
+    if saga_type is not None and saga_type not in registry.types:
+        known = ", ".join(registry.types)
+        fail(ChoreoError(f"no saga type {saga_type!r} (the coordinator runs: {known})"))
+
+
 @app.command("definitions")
 def sagas_definitions(as_json: JsonFlag = False) -> None:
     """Every saga type with its versions; new sagas start on the highest."""
@@ -284,6 +292,10 @@ def sagas_list(
     """Sagas of every type, newest first: status, current steps, progress."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from projections import sagas_queries
+    from projections.console.sagas_list import statuses
+
+    registry = running_definitions()
+    refuse_an_unknown_type(registry, saga_type)
 
     async def page(q: Queries) -> list[dict[str, Any]] | None:
         cursor = await sagas_queries.position_of(q, after, saga_type) if after else None
@@ -297,6 +309,10 @@ def sagas_list(
     if found is None:
         fail(ChoreoError(f"no saga {after} to list after"))
     rows, more = found[:limit], len(found) > limit
+    types = [saga_type] if saga_type is not None else registry.types
+    known = {k for t in types for k in statuses(registry, t, {})}
+    if not rows and status is not None and status not in known:  # a typo, most likely
+        console.print(f"no sagas in status {status!r}; the statuses: {', '.join(sorted(known))}")
     if as_json:
         print_json(rows)
         return

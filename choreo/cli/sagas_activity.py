@@ -10,9 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from choreo.cli.common import JsonFlag, fail, out, print_json, readable
-from choreo.cli.sagas import SagaType, app, read_sagas, running_definitions
-from events.errors import ChoreoError
+from choreo.cli.common import JsonFlag, out, print_json, readable
+from choreo.cli.sagas import (
+    SagaType,
+    app,
+    read_sagas,
+    refuse_an_unknown_type,
+    running_definitions,
+)
 from projections.console.charts import duration_ms, label
 
 
@@ -31,9 +36,7 @@ def sagas_activity(
     from projections import sagas_activity as activity
 
     registry = running_definitions()
-    if saga_type not in registry.types:
-        known = ", ".join(registry.types)
-        fail(ChoreoError(f"no saga type {saga_type!r} (the coordinator runs: {known})"))
+    refuse_an_unknown_type(registry, saga_type)
     found = read_sagas(lambda q: activity.activity(q, registry, saga_type, minutes=minutes))
     if as_json:
         print_json({"saga_type": saga_type, "minutes": minutes, **found})

@@ -25,7 +25,14 @@ from choreo.cli.common import (
     stacked,
     to_the_minute,
 )
-from choreo.cli.sagas import SagaKey, SagaType, app, read_sagas, running_definitions
+from choreo.cli.sagas import (
+    SagaKey,
+    SagaType,
+    app,
+    read_sagas,
+    refuse_an_unknown_type,
+    running_definitions,
+)
 from events.errors import ChoreoError
 from projections.console.charts import money, span
 from sagas.definition import Answer, HumanTask, SagaDefinition
@@ -44,6 +51,7 @@ def sagas_waiting(
     from projections import waiting
 
     registry = running_definitions()
+    refuse_an_unknown_type(registry, saga_type)
     entries, total = read_sagas(
         lambda q: waiting.waiting(q, registry, saga_type=saga_type, limit=limit)
     )

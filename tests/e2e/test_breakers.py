@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 import pytest
 
-from events.breaker_board import BreakerRow, clear_faults, read_breakers
+from events.breaker_board import BreakerRow, read_breakers
 from events.database import schema_name
 from tests.e2e.conftest import Deployment, start_deployment
 
@@ -33,16 +33,17 @@ async def deployment(stack: None) -> AsyncIterator[Deployment]:
         yield d
 
 
-async def choreo(deployment: Deployment, *args: str) -> str:
-    """Run the `choreo` CLI against the deployment; its stdout."""
+async def choreo(deployment: Deployment, *args: str, exit_code: int = 0) -> str:
+    """Run the `choreo` CLI against the deployment; its stdout (its stderr if it is to
+    fail)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "choreo", *args,
         env={**os.environ, "CHOREO_TOPIC_PREFIX": deployment.settings.topic_prefix},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await proc.communicate()
-    assert proc.returncode == 0, stderr.decode()
-    return stdout.decode()
+    assert proc.returncode == exit_code, stderr.decode()
+    return (stdout if exit_code == 0 else stderr).decode()
 
 
 async def gateway(deployment: Deployment) -> BreakerRow:
@@ -80,7 +81,12 @@ async def test_a_gateway_outage_opens_the_breaker_dead_letters_nothing_and_order
     await watch_gateway(checked, lambda row: row.state == "open")
     # After the cool-down a probe goes through, fails, and opens it again.
     await watch_gateway(checked, lambda row: row.opened >= 2)
-    assert await clear_faults(checked.db, checked.settings, "gateway") == 1  # the outage ends
+    # A provider's name mistyped is refused, not taken for "nothing to clear".
+    mistyped = await choreo(checked, "faults", "clear", "gatway", exit_code=1)
+    assert "no provider named 'gatway': the running processes call" in mistyped
+    assert "gateway" in mistyped.partition("call")[2]
+    cleared = await choreo(checked, "faults", "clear", "gateway")  # the outage ends
+    assert cleared.strip() == "cleared 1 injected fault(s)"
     await watch_gateway(checked, lambda row: row.state == "closed")
 
     for order_id in orders:

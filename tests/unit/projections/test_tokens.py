@@ -118,3 +118,26 @@ def test_cli_scopes_an_operator_to_saga_types(tmp_path):
     )
     assert viewer.exit_code == 1
     assert "a viewer answers nothing" in viewer.output
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"{not json", "not a token file: "),
+        (b"[]", 'not a token file: expected {"tokens": [...]}'),
+        (b'{"tokens": {}}', 'not a token file: expected {"tokens": [...]}'),
+        (b'{"tokens": [{"id": "x", "name": "n", "role": "viewer"}]}', "token record 0: hash: "),
+    ],
+)
+def test_a_token_file_of_another_shape_says_why(tmp_path, content: bytes, said: str):
+    path = tmp_path / "tokens.json"
+    path.write_bytes(content)
+    with pytest.raises(ChoreoError, match="^" + str(path).replace(".", r"\.")) as raised:
+        TokenFile(path).read()
+    assert said in str(raised.value)
+    # The CLI prints it as an error line, no traceback.
+    env = {"COLUMNS": "200", "CHOREO_API_TOKENS_FILE": str(path)}
+    result = CliRunner().invoke(app, ["tokens", "list"], env=env)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # an exit, not an error raised through
+    assert said in result.output

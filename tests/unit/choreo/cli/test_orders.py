@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import typer
@@ -141,3 +142,25 @@ def test_status_reads_at_80_columns(monkeypatch):
     assert "updated  2026-12-05 04:53:19.008 UTC" in lines
     assert "payment.charged" in result.output  # what settled the step, under its time
     assert "customer cust-0001, total 1,234.56 EUR" in lines
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "said"),
+    [
+        (["orders", "place"], "[]", "holds an array, not a JSON object of the event's fields"),
+        (["returns", "request", "ord-1"], '"x"', "holds a string, not a JSON object"),
+        (
+            ["orders", "place"],
+            '{"items": [{"sku": "SKU-1", "quantity": "two", "unit_price_minor": 100}]}',
+            "items.0.quantity: Input should be a valid integer",
+        ),
+    ],
+)
+def test_a_file_of_another_shape_is_refused_with_its_reason(
+    tmp_path: Path, command: list[str], content: str, said: str
+) -> None:
+    file = tmp_path / "input.json"
+    file.write_text(content)
+    result = CliRunner().invoke(app, [*command, "--file", str(file)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert said in result.output

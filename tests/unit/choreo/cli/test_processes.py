@@ -60,3 +60,32 @@ def test_a_taken_api_port_is_no_ones_business_without_the_api(monkeypatch: pytes
         _refuse_a_taken_api_port(["payment", "projector"])  # returns: nothing to refuse
         with pytest.raises(typer.Exit):
             _refuse_a_taken_api_port(["payment", "api"])
+
+
+def test_a_pid_file_of_a_run_that_is_gone_is_not_a_run(tmp_path):
+    """A corrupt pid file, or one naming a process that is not `choreo run` (a pid reused
+    since the run died): `stop` says "not running" and removes it, without a traceback."""
+    import subprocess
+    import sys
+
+    env = {"COLUMNS": "200", "CHOREO_STATE_DIR": str(tmp_path)}
+    pid_file = tmp_path / "run.pid"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    run_like = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "choreo", "run"]
+    )
+    try:
+        for held in ("abc", str(other.pid)):
+            pid_file.write_text(held)
+            result = runner.invoke(app, ["stop"], env=env)
+            assert (result.exit_code, result.output.strip()) == (0, "not running"), held
+            assert not pid_file.exists()
+        assert other.poll() is None  # not signalled
+        pid_file.write_text(str(run_like.pid))
+        result = runner.invoke(app, ["stop", "--timeout", "5"], env=env)
+        assert (result.exit_code, result.output.strip()) == (0, "stopped")
+        assert run_like.wait(5) == -15  # SIGTERM, as a run gets it
+    finally:
+        for process in (other, run_like):
+            process.kill()
+            process.wait()

@@ -195,3 +195,21 @@ def test_list_reads_at_80_columns(monkeypatch):
     for text in ("return", "v1", "ret-121e9ee62e26", "cancelled", "refund_declined", "3/3",
                  "12-05 04:53"):  # fmt: skip
         assert text in result.output, text
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["sagas", "list", "--type", "ordr"], "no saga type 'ordr' (the coordinator runs: "),
+        (["sagas", "waiting", "--type", "ordr"], "no saga type 'ordr' (the coordinator runs: "),
+        (["sagas", "activity", "ordr"], "no saga type 'ordr' (the coordinator runs: "),
+        (["events", "tail", "-d", "ordr"], "no domain 'ordr' (the domains: crm, email, "),
+    ],
+)
+def test_a_mistyped_filter_is_refused_not_taken_for_nothing_found(
+    command: list[str], said: str
+) -> None:
+    # Refused before any broker or database is asked (none is needed here).
+    result = CliRunner().invoke(app, command, env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert said in result.output
