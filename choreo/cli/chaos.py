@@ -86,6 +86,7 @@ def chaos(
     stop_seconds: Annotated[
         float | None,
         typer.Option(
+            min=0.1,
             envvar="CHOREO_CHAOS_STOP_S",
             help="How long `stop` freezes its process (default: the consumer session"
             " timeout plus 2 s).",
@@ -94,7 +95,9 @@ def chaos(
     broker_down: Annotated[
         float,
         typer.Option(
-            envvar="CHOREO_CHAOS_BROKER_DOWN_S", help="Seconds a killed Kafka node stays down."
+            min=0,
+            envvar="CHOREO_CHAOS_BROKER_DOWN_S",
+            help="Seconds a killed Kafka node stays down.",
         ),
     ] = 5.0,
     resend: Annotated[
@@ -109,6 +112,7 @@ def chaos(
     quiet_timeout: Annotated[
         float,
         typer.Option(
+            min=1,
             envvar="CHOREO_CHAOS_QUIET_TIMEOUT_S",
             help="Seconds to wait, once every order is placed, for every order to end, every"
             " outbox to empty and the projector to reach the log's end.",
@@ -155,7 +159,11 @@ def chaos(
             mix=parse_mix(mix),
             faults=parse_faults(faults),
             seed=seed,
-            stop_s=stop_seconds or settings.consumer_session_timeout_ms / 1000 + 2,
+            stop_s=(
+                stop_seconds
+                if stop_seconds is not None
+                else settings.consumer_session_timeout_ms / 1000 + 2
+            ),
             broker_down_s=broker_down,
             resend=resend,
             quiet_timeout_s=quiet_timeout,

@@ -29,6 +29,7 @@ from events.settings import get_settings
 
 if TYPE_CHECKING:
     from choreo.client import ChoreoClient
+    from events.model import Event, Message
     from projections.queries import Queries
 
 T = TypeVar("T")
@@ -217,6 +218,22 @@ def to_the_minute(iso: str | None) -> str:
 def print_json(value: object) -> None:
     """Print ``value`` as indented JSON on stdout (anything orjson cannot encode as ``str``)."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def print_published(message: Message[Event], as_json: bool) -> None:
+    """What a command published: its saga's key, or (``as_json``) the message, its personal
+    data concealed as the log keeps it."""
+    from events.personal_data import conceal
+
+    if not as_json:
+        out.print(message.saga_key)
+        return
+    print_json(
+        {
+            "envelope": message.envelope.model_dump(mode="json"),
+            "event": conceal(message.event.model_dump(mode="json")),
+        }
+    )
 
 
 def traced_cli() -> None:

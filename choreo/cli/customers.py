@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from choreo.cli.common import JsonFlag, command_group, console, fail, out, print_json
+from choreo.cli.common import command_group, console, fail, out, print_json
 from choreo.customers import Forgotten, forget_customer
 from events.errors import ChoreoError
 from events.personal_data import ERASED
@@ -48,7 +48,7 @@ def _say(done: Forgotten) -> None:
 @app.command("forget")
 def customers_forget(
     customer_id: Annotated[str, typer.Argument(help="The customer's id (as in order.placed).")],
-    as_json: JsonFlag = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was erased as JSON.")] = False,
 ) -> None:
     """Erase the customer's personal data: delete their data key (crypto-shredding).
 

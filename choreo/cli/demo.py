@@ -43,7 +43,7 @@ def _view(sagas: list[DemoSaga], width: int) -> RenderableType:
 
 
 def demo(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every saga.")] = 120.0,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for every saga.")] = 120.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Start one sample saga per path of every shipped saga on a running platform (`choreo

@@ -26,6 +26,7 @@ from choreo.cli.common import (
     json_object,
     out,
     print_json,
+    print_published,
     publish_traced,
     query,
     readable,
@@ -42,7 +43,6 @@ from contracts.order import STATUSES
 from contracts.samples import SCENARIOS, scenario_order
 from events.errors import ChoreoError
 from events.model import Event, Message, utc_now
-from events.personal_data import conceal
 from events.settings import get_settings
 from projections.console.charts import money
 from projections.sagas_model import ENDED
@@ -169,15 +169,7 @@ def orders_place(
 
     traced_cli()
     message = asyncio.run(place())
-    if as_json:
-        print_json(
-            {
-                "envelope": message.envelope.model_dump(mode="json"),
-                "event": conceal(message.event.model_dump(mode="json")),
-            }
-        )
-    else:
-        out.print(message.saga_key)
+    print_published(message, as_json)
 
 
 def _answer_approval(order_id: str, *, approved: bool, by: str, reason: str | None) -> None:

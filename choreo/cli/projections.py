@@ -66,7 +66,9 @@ def projections_rebuild(
     verify: Annotated[
         bool, typer.Option("--verify", help="Compare rebuilt and live rows; exit 1 if any differ.")
     ] = False,
-    as_json: JsonFlag = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the rebuild's report as JSON.")
+    ] = False,
 ) -> None:
     """Replay the log from the beginning into shadow tables and swap them in atomically.
     Queries keep answering from the live tables meanwhile."""

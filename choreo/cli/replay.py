@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from choreo.cli.common import JsonFlag, console, fail_under, out, print_json
+from choreo.cli.common import console, fail_under, out, print_json
 from events.errors import ChoreoError
 from events.settings import get_settings
 
@@ -18,7 +18,9 @@ def replay_cmd(
     name: Annotated[
         str, typer.Argument(help="inventory, payment, shipping, crm, email or coordinator")
     ],
-    as_json: JsonFlag = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the replay's report as JSON.")
+    ] = False,
 ) -> None:
     """Rebuild a process's own tables from the log, with no new side effects: no charge, mail
     or booking, nothing published. Its schema is DROPPED and rebuilt. The process must be

@@ -12,14 +12,13 @@ from typing import Annotated
 import typer
 
 from choreo.cli.common import (
-    JsonFlag,
     choreo_client,
     command_group,
     fail,
     fail_invalid,
     json_object,
     out,
-    print_json,
+    print_published,
     publish_traced,
     refuse_a_used_key,
     refuse_an_unknown_saga,
@@ -29,7 +28,6 @@ from contracts.return_samples import RETURN_SCENARIOS, scenario_return
 from contracts.returns import ReturnRequested
 from events.errors import ChoreoError
 from events.model import Event, Message
-from events.personal_data import conceal
 from sagas.returns import approval
 
 app = command_group("Return items of an order (the returns saga).")
@@ -70,7 +68,7 @@ def returns_request(
         str | None,
         typer.Option(help="Return id (default: generated); one a saga has already is refused."),
     ] = None,
-    as_json: JsonFlag = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the requested event.")] = False,
 ) -> None:
     """Publish `return.requested` for ORDER_ID and print the return id.
 
@@ -87,15 +85,7 @@ def returns_request(
         fail_invalid("return", exc)
     refuse_an_unknown_saga("order", order_id)
     message = _publish("start", return_id, requested)
-    if as_json:
-        print_json(
-            {
-                "envelope": message.envelope.model_dump(mode="json"),
-                "event": conceal(message.event.model_dump(mode="json")),
-            }
-        )
-    else:
-        out.print(message.saga_key)
+    print_published(message, as_json)
 
 
 @app.command("approve")

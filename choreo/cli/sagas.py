@@ -27,6 +27,7 @@ from choreo.cli.common import (
     history_table,
     out,
     print_json,
+    print_published,
     publish_traced,
     query,
     readable,
@@ -110,7 +111,7 @@ def _cell(value: Any) -> str:
 def sagas_show(
     saga_type: Annotated[str, typer.Argument(help="The saga type, e.g. order.")],
     version: Annotated[
-        int | None, typer.Option("--version", help="A version (default: the newest).")
+        int | None, typer.Option("--version", min=1, help="A version (default: the newest).")
     ] = None,
     as_mermaid: Annotated[
         bool, typer.Option("--mermaid", help="Print only the Mermaid flow.")
@@ -200,6 +201,7 @@ def sagas_start(
             "--example", help="Print an example of the file for SAGA_TYPE instead of starting one."
         ),
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the start event.")] = False,
 ) -> None:
     """Start a saga of any type: publish its start event from `--file` and print its key.
 
@@ -223,7 +225,7 @@ def sagas_start(
         async with choreo_client() as client:
             return await client.start_saga(saga_type, event, key)
 
-    out.print(publish_traced(start).saga_key)
+    print_published(publish_traced(start), as_json)
 
 
 def _start_event(saga_type: str, model: type[Event], file: Path | None) -> Event:

@@ -43,7 +43,9 @@ def tokens_create(
             " more; default: every type) and redrives no dead letters.",
         ),
     ] = None,
-    as_json: JsonFlag = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the token and its record as JSON.")
+    ] = False,
 ) -> None:
     """Create a token and print it (once: only its hash is stored)."""
     scope = _scope(role, saga_types)
