@@ -294,7 +294,6 @@ def sagas_list(
     """Sagas of every type, newest first: status, current steps, progress."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from projections import sagas_queries
-    from projections.console.sagas_list import statuses
 
     registry = running_definitions()
     refuse_an_unknown_type(registry, saga_type)
@@ -311,10 +310,8 @@ def sagas_list(
     if found is None:
         fail(ChoreoError(f"no saga {after} to list after"))
     rows, more = found[:limit], len(found) > limit
-    types = [saga_type] if saga_type is not None else registry.types
-    known = {k for t in types for k in statuses(registry, t, {})}
-    if not rows and status is not None and status not in known:  # a typo, most likely
-        console.print(f"no sagas in status {status!r}; the statuses: {', '.join(sorted(known))}")
+    if not rows and status is not None:
+        _say_if_unknown(registry, saga_type, status)
     if as_json:
         print_json(rows)
         return
@@ -342,6 +339,17 @@ def sagas_list(
             f" {shlex.quote(next_page)}",
             highlight=False,
         )
+
+
+def _say_if_unknown(registry: SagaRegistry, saga_type: str | None, status: str) -> None:
+    """Under an empty list: which statuses there are, when ``status`` is none of them (a
+    typo, most likely; a retired version's status is still looked for)."""
+    from projections.console.sagas_list import statuses
+
+    types = [saga_type] if saga_type is not None else registry.types
+    known = {k for t in types for k in statuses(registry, t, {})}
+    if status not in known:
+        console.print(f"no sagas in status {status!r}; the statuses: {', '.join(sorted(known))}")
 
 
 @app.command("status")
