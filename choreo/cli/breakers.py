@@ -86,6 +86,9 @@ def faults_inject(
     seconds: Annotated[
         float, typer.Option("--for", min=0.1, help="How long, in seconds, from now.")
     ] = 30.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the fault and the processes it reaches as JSON.")
+    ] = False,
 ) -> None:
     """Make calls to PROVIDER fail at a rate for a while, in every running process that calls
     it (they pick it up within `CHOREO_BREAKER_PUBLISH_INTERVAL_MS`). The failures come before
@@ -100,6 +103,12 @@ def faults_inject(
             raise ChoreoError(str(exc)) from None
 
     processes = _with_db(inject)
+    if as_json:
+        print_json(
+            {"provider": provider, "failure_rate": failure_rate, "seconds": seconds,
+             "processes": processes}
+        )  # fmt: skip
+        return
     out.print(
         f"provider {provider}: calls fail at rate {failure_rate:g} for {seconds:g}s"
         f" in {', '.join(processes)}"

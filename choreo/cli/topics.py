@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
+
+import typer
 
 from choreo.cli.common import JsonFlag, command_group, fail, out, print_json
 from events.errors import ChoreoError
@@ -12,7 +15,11 @@ app = command_group("Provision and list Choreo's Kafka topics.")
 
 
 @app.command("create")
-def topics_create() -> None:
+def topics_create(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the topics created as a JSON list.")
+    ] = False,
+) -> None:
     """Create the domain topics and the dead-letter topic that do not exist yet."""
     from events.topics import provision_topics  # aiokafka: see common
 
@@ -20,7 +27,10 @@ def topics_create() -> None:
         created = asyncio.run(provision_topics(get_settings()))
     except ChoreoError as exc:
         fail(exc)
-    out.print(f"created: {', '.join(created)}" if created else "all topics exist")
+    if as_json:
+        print_json(created)
+    else:
+        out.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
 @app.command("list")

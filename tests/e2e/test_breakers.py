@@ -73,9 +73,11 @@ async def test_a_gateway_outage_opens_the_breaker_dead_letters_nothing_and_order
     assert (await gateway(checked)).state == "closed"
 
     said = await choreo(
-        checked, "faults", "inject", "gateway", "--failure-rate", "1", "--for", "120"
+        checked, "faults", "inject", "gateway", "--failure-rate", "1", "--for", "120", "--json"
     )
-    assert "in payment" in said
+    assert orjson.loads(said) == {
+        "provider": "gateway", "failure_rate": 1.0, "seconds": 120.0, "processes": ["payment"]
+    }  # fmt: skip
     await watch_gateway(checked, lambda row: row.fault_rate == 1.0)  # payment applied it
     orders = [await checked.place("happy") for _ in range(8)]
     await watch_gateway(checked, lambda row: row.state == "open")

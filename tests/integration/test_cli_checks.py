@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -18,6 +19,7 @@ from choreo.cli import app
 from events.codec import Codec
 from events.producer import EventProducer
 from events.settings import Settings, get_settings
+from events.topics import all_topics
 from tests.integration.test_api import read_models_of
 from tests.integration.test_api_auth import WAITING
 from tests.integration.test_projector import flow, return_flow
@@ -74,6 +76,24 @@ async def test_a_used_key_is_refused_and_a_new_one_starts(projected: Settings, t
     fresh = await _choreo("sagas", "start", "return", "--file", str(file), "--key", "ret-new")
     assert fresh.exit_code == 0, fresh.output
     assert fresh.stdout.strip() == "ret-new"
+    # --json: the start event published, its personal data concealed as the log keeps it.
+    start = "sagas", "start", "return", "--file", str(file), "--key", "ret-json", "--json"
+    started = orjson.loads((await _choreo(*start)).stdout)
+    assert (started["envelope"]["saga_key"], started["envelope"]["event_type"]) == (
+        "ret-json", "return.requested",
+    )  # fmt: skip
+    assert started["event"]["customer_email"] != orjson.loads(example.stdout)["customer_email"]
+
+
+async def test_topics_create_lists_what_it_created(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with cli_on(settings, monkeypatch):  # a prefix of its own: none of its topics exist yet
+        created = await _choreo("topics", "create", "--json")
+        again = await _choreo("topics", "create", "--json")
+    assert created.exit_code == 0, created.output
+    assert set(orjson.loads(created.stdout)) == set(all_topics(settings))
+    assert orjson.loads(again.stdout) == []
 
 
 @pytest.mark.parametrize(
