@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from contracts.order import STATUSES
 from events.model import as_utc
+from projections.key_paths import KEY_TEXT
 from projections.tokens import Principal
 
 
@@ -97,7 +98,7 @@ OrderId = Annotated[
         min_length=1,
         max_length=200,
         pattern=STORABLE_TEXT,
-        description="e.g. `ord-1a2b3c4d5e6f`; any text, a `/` in it escaped as `%2F`",
+        description=f"e.g. `ord-1a2b3c4d5e6f`; {KEY_TEXT}",
     ),
 ]
 """The ``order_id`` path parameter of every order endpoint."""

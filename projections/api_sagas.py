@@ -17,7 +17,7 @@ from projections import sagas_activity, sagas_queries, waiting
 from projections.access import require
 from projections.api_models import STORABLE_TEXT, ErrorBody, HistoryEntry, SagaStep
 from projections.backend import QueriesDep
-from projections.key_paths import keyed
+from projections.key_paths import KEY_TEXT, keyed
 
 SagaType = Annotated[
     str, Path(min_length=1, max_length=100, pattern=STORABLE_TEXT, description="e.g. `order`")
@@ -28,7 +28,7 @@ SagaKey = Annotated[
         min_length=1,
         max_length=200,
         pattern=STORABLE_TEXT,
-        description="e.g. `ord-1a2b3c4d`; any text, a `/` in it escaped as `%2F`",
+        description=f"e.g. `ord-1a2b3c4d`; {KEY_TEXT}",
     ),
 ]
 

@@ -26,6 +26,9 @@ KEYED_PREFIXES: set[str] = set()
 """The literal start of every route :func:`keyed` marked (``/sagas/``): where
 :class:`EscapedSlashes` applies."""
 
+KEY_TEXT = "any text, a `/` in it escaped as `%2F`"
+"""How the API documents a key parameter (after its example)."""
+
 _KEPT = re.compile(r"(%2[fF]|%25)")
 _KEPT_DECODED = {"%2F": "/", "%25": "%"}
 

@@ -77,9 +77,13 @@ def breakers_cmd(
     out.print(readable(table, "process", "state"))
 
 
+PROVIDERS = "gateway, carrier, mailer or crm"
+"""The simulated providers, as the services' handlers name them (``router.on(provider=)``)."""
+
+
 @faults_app.command("inject")
 def faults_inject(
-    provider: Annotated[str, typer.Argument(help="gateway, carrier, mailer or crm.")],
+    provider: Annotated[str, typer.Argument(help=f"{PROVIDERS}.")],
     failure_rate: Annotated[
         float, typer.Option("--failure-rate", min=0, max=1, help="Share of calls that fail.")
     ] = 1.0,
@@ -119,7 +123,7 @@ def faults_inject(
 def faults_clear(
     provider: Annotated[
         str | None,
-        typer.Argument(help="gateway, carrier, mailer or crm; every provider when left out."),
+        typer.Argument(help=f"{PROVIDERS}; every provider when left out."),
     ] = None,
 ) -> None:
     """End injected faults now."""

@@ -26,9 +26,7 @@ from projections.tokens import ApiSettings
 def service(
     name: Annotated[
         str,
-        typer.Argument(
-            help="inventory, payment, shipping, crm, email, saga-coordinator, projector, api"
-        ),
+        typer.Argument(help=", ".join(NAMES)),
     ],
 ) -> None:
     """Run one Choreo process in the foreground until SIGTERM or Ctrl-C."""
@@ -51,8 +49,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--only",
-            help="Run just this process, repeatable: inventory, payment, shipping, crm, email,"
-            " saga-coordinator, projector, api.",
+            help=f"Run just this process, repeatable: {', '.join(NAMES)}.",
         ),
     ] = None,
     detach: Annotated[
