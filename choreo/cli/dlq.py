@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
 from choreo.cli.common import (
@@ -70,12 +71,76 @@ def dlq_list(
 @app.command("show")
 def dlq_show(
     entry_id: Annotated[str, typer.Argument(help="partition:offset from `list`.")],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the letter as JSON instead, the original key, value and headers in base64.",
+        ),
+    ] = False,
 ) -> None:
-    """Everything about one dead letter, the original message included (base64)."""
+    """Everything about one dead letter: why and where it failed, and its original message.
+
+    The message is shown decoded with the catalog's schemas (envelope and payload, personal
+    data masked as on the console) or, when it does not decode, why not and its first bytes
+    in hex."""
     entries = {e.id: e for e in _dead_letters(include_redriven=True)}
     if entry_id not in entries:
         fail(ChoreoError(f"no dead letter {entry_id}"))
-    print_json(_letter_json(entries[entry_id], full=True))
+    entry = entries[entry_id]
+    if as_json:
+        print_json(_letter_json(entry, full=True))
+        return
+    out.print(_letter_fields(entry))
+    _print_message(entry.letter.original_value)
+
+
+def _letter_fields(entry: DeadLetterEntry) -> Table:
+    """The letter's facts, one a line: a field's name, then its value (folded, never cut)."""
+    d = entry.letter
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="dim", no_wrap=True)
+    fields.add_column(overflow="fold")
+    key = d.original_key
+    state = f"redriven {entry.redriven_at.isoformat()}" if entry.redriven_at else "pending"
+    if entry.redriven_at and entry.redriven_by:
+        state += f" by {entry.redriven_by}"
+    for name, value in (
+        ("dead letter", entry.id),
+        ("state", state),
+        ("order", key.decode(errors="replace") if key is not None else None),
+        ("event type", d.event_type),
+        ("event id", d.event_id),
+        ("consumer", d.consumer),
+        ("from", f"{d.source_topic} partition {d.source_partition} offset {d.source_offset}"),
+        ("attempts", str(d.attempts)),
+        ("dead at", d.dead_at.isoformat()),
+        ("error", d.error_type),
+        ("reason", d.reason),
+        *((f"header {name}", value.decode(errors="replace")) for name, value in d.original_headers),
+    ):
+        fields.add_row(name, escape(value) if value is not None else "[dim]-[/]")
+    return fields
+
+
+def _print_message(value: bytes | None) -> None:
+    """The original message, decoded with the catalog's schemas or in hex with why not."""
+    from contracts.catalog import CATALOG  # the models and schemas: for this command only
+    from events.codec import Codec
+    from events.schemas import SchemaRegistry
+    from events.settings import get_settings
+    from projections.letters import HEX_BYTES, decoded
+
+    codec = Codec(SchemaRegistry.load(get_settings().schemas_dir), CATALOG)
+    message = decoded(codec, value)
+    if message["json"] is not None:
+        out.print("\n[bold]message[/] (personal data masked)")
+        out.print(message["json"], markup=False, highlight=False)
+        return
+    out.print(f"\n[bold]message[/]: does not decode: {escape(message['error'])}")
+    shown = "all" if message["size"] <= HEX_BYTES else f"the first {HEX_BYTES}"
+    out.print(f"[dim]{shown} of its {message['size']:,} bytes in hex:[/]")
+    out.print(message["hex"], markup=False, highlight=False, overflow="fold")
 
 
 @app.command("redrive")

@@ -14,71 +14,29 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from events.codec import Codec
 from events.errors import ContractError, StackError
 from events.personal_data import forgotten_customers, keys_schema
 from events.redrive import DeadLetterEntry
 from projections.audit import RedriveAudit
 from projections.backend import AuditDep, OperationsDep
 from projections.console.pages import SignedIn, page
-from projections.masking import mask
+from projections.letters import decode, shown
 from projections.operations import Operations
 
 SHOWN = 200
 """At most this many letters are listed (the newest that match)."""
-HEX_BYTES = 512
-"""Undecodable messages show this many bytes in hex."""
 
 log = logging.getLogger("choreo.api")
 router = APIRouter(include_in_schema=False)
 
 
-Decoding = tuple[dict[str, Any], dict[str, Any]] | ContractError
-"""A letter's original message decoded (envelope, payload), or why it does not decode."""
-
-
-def decode(codec: Codec, value: bytes | None) -> Decoding:
-    """The original message of a letter, decoded with the catalog's schemas."""
-    try:
-        message, payload = codec.decode_with_payload(value)
-    except ContractError as exc:
-        return exc
-    return message.envelope.model_dump(mode="json"), payload
-
-
-def shown(
-    decoding: Decoding, value: bytes | None, forgotten: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    """The original message of a letter for people: ``json`` (envelope and masked payload,
-    indented; a forgotten customer's sealed values erased) when it decodes, else ``error`` and
-    ``hex`` (the first :data:`HEX_BYTES`)."""
-    data = value or b""
-    if isinstance(decoding, ContractError):
-        return {
-            "json": None,
-            "error": str(decoding),
-            "hex": data[:HEX_BYTES].hex(" "),
-            "size": len(data),
-        }
-    envelope, payload = decoding
-    document = {"envelope": envelope, "payload": mask(payload, forgotten)}
-    text = orjson.dumps(document, option=orjson.OPT_INDENT_2, default=str).decode()
-    return {"json": text, "error": None, "hex": None, "size": len(data)}
-
-
-def decoded(codec: Codec, value: bytes | None) -> dict[str, Any]:
-    """:func:`shown` of ``value`` decoded, with no customer known to be forgotten."""
-    return shown(decode(codec, value), value)
-
-
 def letter_view(entry: DeadLetterEntry, message: dict[str, Any]) -> dict[str, Any]:
-    """One letter as the page shows it, with its original ``message`` as :func:`shown` shows
-    it."""
+    """One letter as the page shows it, with its original ``message`` as
+    :func:`~projections.letters.shown` shows it."""
     letter = entry.letter
     key = letter.original_key
     return {

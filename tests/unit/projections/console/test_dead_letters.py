@@ -10,7 +10,8 @@ import orjson
 from events.codec import Codec
 from events.dlq import dead_letter
 from events.redrive import DeadLetterEntry
-from projections.console.dead_letters import decoded, matching
+from projections.console.dead_letters import matching
+from projections.letters import decoded
 from tests.integration.test_projector import flow
 
 
