@@ -9,7 +9,8 @@ that take a key, :class:`EscapedSlashes` routes on the path decoded but for ``%2
 (an escaped "%", so that the text "%2F" in a key stays itself), and the ``key`` converter
 decodes those two in the key alone. A key sent with a bare "/" still reaches its saga, unless
 it ends in a part's name; the routes of a saga's parts (``/history``, ``/live``, ``/approve``)
-are registered before the saga's own, which would take them as part of a longer key.
+are registered before the saga's own, which would take them as part of a longer key (a unit
+test routes every part with a plain key to check it).
 """
 
 from __future__ import annotations
