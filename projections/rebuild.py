@@ -107,6 +107,8 @@ async def rebuild(
         async with db.pool.acquire() as conn:
             report.sagas -= await _drop_partial_rows(conn, schema, unclaimed)
         await _index_shadows(db, schema)
+        async with db.pool.acquire() as conn:  # for the rows inserted after the swap
+            await conn.execute(sagas_store.fillfactor_ddl(f"{schema}.saga_status{SHADOW}"))
         async with db.pool.acquire() as conn:
             ids = sorted(unclaimed)
             for at in range(0, len(ids), BATCH):  # bounded memory when most sagas were split

@@ -333,6 +333,32 @@ async def test_saga_rows_keep_their_timelines_lz4_compressed(
         assert await conn.fetch(timelines) == [("lz4",)]
 
 
+async def test_saga_rows_leave_room_on_their_pages_for_updates(
+    projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
+):
+    """``saga_status`` fills its pages to 70% (an update keeps the row on its page, without
+    writing the indexes): the live table, one of an older projector after the next start's
+    migration, and a rebuilt one (loaded packed, the option set for the rows inserted
+    after)."""
+    messages = flow("ord-room", HAPPY)
+    await producer.publish(messages)
+    await project_until(projector, len(messages))
+    table = f"{projector.schema}.saga_status"
+    options = "SELECT reloptions FROM pg_class WHERE oid = to_regclass($1)"
+    room = [f"fillfactor={sagas_store.FILLFACTOR}"]
+    async with projector.db.pool.acquire() as conn:
+        assert await conn.fetchval(options, table) == room
+        await conn.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+        assert await conn.fetchval(options, table) is None
+    await projector.db.migrate(projector.schema, *store.ddl())
+    async with projector.db.pool.acquire() as conn:
+        assert await conn.fetchval(options, table) == room
+    await rebuild(settings, codec=codec)
+    async with projector.db.pool.acquire() as conn:
+        assert await conn.fetchval(options, table) == room
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 1
+
+
 async def test_a_saga_projected_before_its_start_is_folded_whole_when_it_comes(
     projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
 ):
