@@ -20,7 +20,7 @@ from typing import Any
 import pydantic
 from fastavro import schemaless_reader, schemaless_writer
 
-from events.errors import DecodeError, UnknownSchemaError, ValidationError
+from events.errors import DecodeError, UnknownSchemaError, ValidationError, field_problems
 from events.model import Envelope, Event, Message
 from events.schemas import SchemaRegistry
 
@@ -122,7 +122,4 @@ class Codec:
 
 def _describe(event_type: str, exc: pydantic.ValidationError) -> str:
     """One line naming each invalid field, e.g. ``items.0.quantity: must be >= 1``."""
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(event)'}: {err['msg']}" for err in exc.errors()
-    )
-    return f"invalid {event_type}: {problems}"
+    return f"invalid {event_type}: {field_problems(exc, '(event)')}"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pydantic
+
 
 class ChoreoError(Exception):
     """Root of every error Choreo raises on purpose."""
@@ -81,3 +86,11 @@ class StackError(ChoreoError):
 
 START_THE_LOCAL_STACK = " Is it running? `choreo stack up` starts the local stack."
 """What an error about the local stack's own Kafka or PostgreSQL not answering ends with."""
+
+
+def field_problems(exc: pydantic.ValidationError, whole: str) -> str:
+    """One line naming each invalid field of a model, e.g. ``items.0.quantity: must be >= 1``
+    (``whole``: what an error of the model itself is named by)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}" for err in exc.errors()
+    )

@@ -107,9 +107,9 @@ async def rebuild(
         async with db.pool.acquire() as conn:
             report.sagas -= await _drop_partial_rows(conn, schema, unclaimed)
         await _index_shadows(db, schema)
-        async with db.pool.acquire() as conn:  # for the rows inserted after the swap
-            await conn.execute(sagas_store.fillfactor_ddl(f"{schema}.saga_status{SHADOW}"))
         async with db.pool.acquire() as conn:
+            # Loaded packed; the rows inserted after the swap get the live table's room.
+            await conn.execute(sagas_store.fillfactor_ddl(f"{schema}.saga_status{SHADOW}"))
             ids = sorted(unclaimed)
             for at in range(0, len(ids), BATCH):  # bounded memory when most sagas were split
                 report.sagas += len(await store.refold(conn, schema, ids[at : at + BATCH], SHADOW))

@@ -30,7 +30,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events.errors import ChoreoError
+from events.errors import ChoreoError, field_problems
 from events.model import utc_now
 from events.settings import Settings
 
@@ -187,9 +187,7 @@ class TokenFile:
             try:
                 found.append(TokenRecord.model_validate(record))
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
-                )
+                problems = field_problems(exc, "record")
                 raise ChoreoError(f"{self.path}: token record {index}: {problems}") from exc
         return found
 

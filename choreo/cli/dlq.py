@@ -125,14 +125,11 @@ def _letter_fields(entry: DeadLetterEntry) -> Table:
 
 def _print_message(value: bytes | None) -> None:
     """The original message, decoded with the catalog's schemas or in hex with why not."""
-    from contracts.catalog import CATALOG  # the models and schemas: for this command only
-    from events.codec import Codec
-    from events.schemas import SchemaRegistry
+    from choreo.eventtools import make_codec  # the models and schemas: for this command only
     from events.settings import get_settings
     from projections.letters import HEX_BYTES, decoded
 
-    codec = Codec(SchemaRegistry.load(get_settings().schemas_dir), CATALOG)
-    message = decoded(codec, value)
+    message = decoded(make_codec(get_settings()), value)
     if message["json"] is not None:
         out.print("\n[bold]message[/] (personal data masked)")
         out.print(message["json"], markup=False, highlight=False)

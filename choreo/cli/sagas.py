@@ -37,7 +37,7 @@ from choreo.cli.common import (
     to_the_minute,
 )
 from choreo.cli.trace_view import show_trace
-from events.errors import ChoreoError
+from events.errors import ChoreoError, field_problems
 from events.model import Event, Message
 from events.settings import get_settings
 from projections.sagas_model import ENDED
@@ -241,9 +241,7 @@ def _start_event(saga_type: str, model: type[Event], file: Path | None) -> Event
     try:
         return model.model_validate(orjson.loads(file.read_bytes()))
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = field_problems(exc, "(event)")
         fail(
             ChoreoError(
                 f"invalid {model.event_type}: {problems}. Its fields: `choreo schemas show "
