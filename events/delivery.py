@@ -9,7 +9,8 @@ runs each message in one PostgreSQL transaction that (1) records ``(consumer, ev
 the inbox — a message seen before is skipped, so redelivery and replay have no second effect
 —, (2) runs the handler with a context bound to that transaction, and (3) writes the messages
 it returns to the outbox (:mod:`events.outbox`). Either all three commit or none does; once
-they have, the delivery publishes the outbox rows itself (or leaves them to the relay).
+they have, the delivery publishes the outbox rows itself (or leaves them to the relay). The
+inbox statement also deletes the rows earlier deliveries published, in the same commit.
 
 A delivery processes its message at one instant (:func:`events.model.frozen_clock`): the inbox
 row, the handler's records and the emitted envelopes share it.
@@ -127,6 +128,7 @@ class TransactionalDelivery(Generic[C]):
         self.relay = relay
         self.batch_scope = batch_scope
         self.duplicates = 0
+        self._delete_published = f"DELETE FROM {schema}.outbox WHERE id = ANY($5::bigint[])"
 
     @contextlib.asynccontextmanager
     async def batch(
@@ -144,11 +146,12 @@ class TransactionalDelivery(Generic[C]):
         # The batch's own statements (begin, inbox, outbox, commit) belong to no one
         # message's trace, so they are not traced; each handler's statements are, under its
         # message's process span.
-        with frozen_clock() as instant:
+        with frozen_clock() as instant, self._published_rows() as gone:
             async with self.db.pool.acquire() as conn, untraced_transaction(conn):
                 with tracing.housekeeping():
                     rows = await conn.fetch(
-                        f"INSERT INTO {self.schema}.inbox"
+                        f"WITH gone AS ({self._delete_published})"
+                        f" INSERT INTO {self.schema}.inbox"
                         " (consumer, event_id, event_type, processed_at)"
                         " SELECT $1, m.event_id, m.event_type, $4"
                         " FROM unnest($2::uuid[], $3::text[]) AS m(event_id, event_type)"
@@ -157,6 +160,7 @@ class TransactionalDelivery(Generic[C]):
                         [m.envelope.event_id for m in messages],
                         [m.envelope.event_type for m in messages],
                         instant,
+                        gone,
                     )
                 fresh = {row["event_id"] for row in rows}
                 session = DeliveryBatch(self, conn, consumer, fresh)
@@ -168,7 +172,7 @@ class TransactionalDelivery(Generic[C]):
                     async with self.batch_scope(session.context, new):
                         yield session
                 with tracing.housekeeping():
-                    staged = await stage(conn, self.schema, session.records)
+                    staged = await stage(conn, self.schema, session.records, self._published_ids())
         self.duplicates += session.duplicates
         if self.relay is not None:
             await self.relay.publish_committed(staged)
@@ -179,16 +183,18 @@ class TransactionalDelivery(Generic[C]):
         # One instant for the whole message: the inbox row, what the handler records and the
         # envelopes of what it emits carry the same time, which a replay reads back from the
         # log (the emitted envelopes' occurred_at) to compute the same rows again.
-        with frozen_clock():
+        with frozen_clock(), self._published_rows() as gone:
             async with self.db.pool.acquire() as conn, conn.transaction():
                 fresh = await conn.fetchval(
-                    f"INSERT INTO {self.schema}.inbox"
+                    f"WITH gone AS ({self._delete_published})"
+                    f" INSERT INTO {self.schema}.inbox"
                     " (consumer, event_id, event_type, processed_at) VALUES ($1, $2, $3, $4)"
                     " ON CONFLICT DO NOTHING RETURNING true",
                     consumer,
                     message.envelope.event_id,
                     message.envelope.event_type,
                     utc_now(),
+                    gone,
                 )
                 if not fresh:
                     self.duplicates += 1
@@ -238,7 +244,16 @@ class TransactionalDelivery(Generic[C]):
 
         Returns what was staged. Raising rolls the whole delivery back.
         """
-        return await stage(conn, self.schema, self.outgoing(cause, outputs))
+        return await stage(conn, self.schema, self.outgoing(cause, outputs), self._published_ids())
+
+    def _published_rows(self) -> contextlib.AbstractContextManager[Sequence[int]]:
+        """Claims the rows earlier deliveries published, for this transaction to delete."""
+        if self.relay is None:
+            return contextlib.nullcontext(())
+        return self.relay.published_rows.claim()
+
+    def _published_ids(self) -> list[int]:
+        return [] if self.relay is None else self.relay.published_rows.ids()
 
 
 class DeliveryBatch(Generic[C]):

@@ -2,16 +2,21 @@
 
 A delivery writes what a handler emits to its schema's outbox table inside the transaction
 that records its effects (:func:`stage`). Once that transaction has committed, the delivery
-publishes the rows itself and deletes them (:meth:`OutboxRelay.publish_committed`); the
-:class:`OutboxRelay` publishes, in order, whatever is left: the rows of a publish that failed,
-of a process that died between its commit and its publish, and the rows staged behind them.
-A crash between publishing and deleting republishes, which the consumers' inboxes absorb.
+publishes the rows itself (:meth:`OutboxRelay.publish_committed`); the :class:`OutboxRelay`
+publishes, in order, whatever is left: the rows of a publish that failed, of a process that
+died between its commit and its publish, and the rows staged behind them.
+
+A row published right after its commit is deleted by the process's next transaction, whose
+first statement carries the delete (:class:`PublishedRows`): a delivery's, or the relay's next
+poll. A delete of its own would cost a commit, hence a WAL flush, for every delivery.
+A crash before that delete republishes, which the consumers' inboxes absorb.
 
 The order of one key's messages (one saga's, on one partition) is kept by a fence: staging
 tells whether an older row of one of its keys is still in the outbox. A key's writers are
 serialized (a lane, the saga's lock), so an older row it cannot see was deleted, which happens
-only after Kafka acknowledged it. When one is still there, the new rows are left to the relay,
-which publishes in id order; otherwise they can go at once.
+only after Kafka acknowledged it, and an older row its process knows it published (awaiting
+its delete) was acknowledged too. When another one is still there, the new rows are left to
+the relay, which publishes in id order; otherwise they can go at once.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +54,16 @@ class Staged:
     behind: bool = False
 
 
-async def stage(conn: Connection, schema: str, records: Sequence[OutgoingRecord]) -> Staged:
-    """Write records to the outbox inside the caller's transaction, in one statement."""
+async def stage(
+    conn: Connection,
+    schema: str,
+    records: Sequence[OutgoingRecord],
+    published: Sequence[int] = (),
+) -> Staged:
+    """Write records to the outbox inside the caller's transaction, in one statement.
+
+    ``published``: ids of rows known to be in Kafka though not yet deleted, which fence no one.
+    """
     if not records:
         return Staged()
     # A record's headers are a slice of two flat arrays (PostgreSQL has no ragged arrays).
@@ -74,7 +87,8 @@ async def stage(conn: Connection, schema: str, records: Sequence[OutgoingRecord]
         " ORDER BY m.n RETURNING id)"
         # The statement's snapshot holds the older rows only: the fence (see the module docs).
         " SELECT (SELECT array_agg(id) FROM staged) AS ids,"
-        f" EXISTS (SELECT 1 FROM {schema}.outbox WHERE key = ANY($2::bytea[])) AS behind",
+        f" EXISTS (SELECT 1 FROM {schema}.outbox WHERE key = ANY($2::bytea[])"
+        " AND id <> ALL($9::bigint[])) AS behind",
         [r.topic for r in records],
         [r.key for r in records],
         [r.value for r in records],
@@ -83,9 +97,45 @@ async def stage(conn: Connection, schema: str, records: Sequence[OutgoingRecord]
         lasts,
         header_keys,
         header_values,
+        published,
     )
     assert row is not None
     return Staged(ids=row["ids"], records=records, behind=row["behind"])
+
+
+class PublishedRows:
+    """Outbox rows a process published right after their commits, waiting to be deleted.
+
+    The process's next transaction takes them (:meth:`claim`) and deletes them in its first
+    statement, so their delete shares that transaction's commit. Until that commits they stay
+    known here: the fence (:func:`stage`) and the relay pass over them, since Kafka has them.
+    A transaction that rolls back hands its claim back for the next one.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[int] = []
+        self._claimed: set[int] = set()
+
+    def add(self, ids: Sequence[int]) -> None:
+        self._waiting.extend(ids)
+
+    def ids(self) -> list[int]:
+        """Every row published and not yet deleted: waiting, or claimed by a transaction."""
+        return [*self._waiting, *self._claimed]
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[list[int]]:
+        """The rows waiting, for one transaction to delete; wrap the transaction, commit
+        included: if it raises, the rows wait for the next one."""
+        ids, self._waiting = self._waiting, []
+        self._claimed.update(ids)
+        try:
+            yield ids
+        except BaseException:
+            self._waiting.extend(ids)
+            raise
+        finally:
+            self._claimed.difference_update(ids)
 
 
 class OutboxRelay:
@@ -102,6 +152,9 @@ class OutboxRelay:
     A poll that nothing woke takes only the rows the previous poll saw already: a row its
     delivery is publishing right now is not sent twice.
     With ``publish_after_commit`` off, every row waits for the relay, woken by the commit.
+
+    Each poll also deletes the rows :attr:`published_rows` holds, so none waits longer than a
+    poll when no delivery comes to delete it.
     """
 
     def __init__(
@@ -130,6 +183,8 @@ class OutboxRelay:
         """Of :attr:`published`, those their deliveries published right after commit."""
         self.left_to_relay = 0
         """Staged batches a delivery left to the relay: fenced, or their publish failed."""
+        self.published_rows = PublishedRows()
+        """Rows published right after their commits, for the next transaction to delete."""
         self._newest_seen: int | None = None
         self._contended = False
         self._wake = asyncio.Event()
@@ -140,11 +195,10 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_committed(self, staged: Staged) -> None:
-        """Publish rows a delivery has just committed, then delete them.
+        """Publish rows a delivery has just committed; the next transaction deletes them.
 
         Rows behind an older row of their key, and rows whose publish fails, are left to the
-        relay (woken), which publishes them in order; a failed delete leaves rows the relay
-        publishes again, which the consumers' inboxes absorb.
+        relay (woken), which publishes them in order.
         """
         if not staged.ids:
             return
@@ -163,15 +217,7 @@ class OutboxRelay:
             return
         self.published += len(staged.ids)
         self.published_after_commit += len(staged.ids)
-        try:
-            with tracing.housekeeping():
-                await self.db.pool.execute(
-                    f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])", staged.ids
-                )
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning(
-                "outbox rows of %s published but not deleted (sent again): %s", self.schema, exc
-            )
+        self.published_rows.add(staged.ids)
 
     async def run(self) -> None:
         everything = True  # the first poll takes what a crash left
@@ -204,12 +250,18 @@ class OutboxRelay:
         # Three round trips: begin, one statement that takes the relay's lock and deletes the
         # batch (returning it), commit. The publish sits between the delete and the commit,
         # so a failed publish rolls the delete back and the rows wait for the next flush.
+        # The statement also deletes the rows deliveries published (whatever the lock).
+        with self.published_rows.claim() as gone:
+            return await self._flush_batch(everything, gone)
+
+    async def _flush_batch(self, everything: bool, gone: Sequence[int]) -> int:
         async with self.db.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS held),"
+                f" gone AS (DELETE FROM {self.schema}.outbox WHERE id = ANY($4::bigint[])),"
                 f" batch AS (SELECT id FROM {self.schema}.outbox"
                 " WHERE (SELECT held FROM relay) AND ($3::bigint IS NULL OR id <= $3)"
-                " ORDER BY id LIMIT $2),"
+                " AND id <> ALL($5::bigint[]) ORDER BY id LIMIT $2),"
                 f" sent AS (DELETE FROM {self.schema}.outbox AS o USING batch"
                 " WHERE o.id = batch.id"
                 " RETURNING o.id, o.topic, o.key, o.value, o.header_keys, o.header_values,"
@@ -219,6 +271,8 @@ class OutboxRelay:
                 lock_id(f"relay:{self.schema}"),
                 self.batch_size,
                 None if everything else self._newest_seen,
+                gone,
+                self.published_rows.ids(),
             )
             self._contended = not rows[0]["held"]
             self._newest_seen = rows[0]["newest"] or 0

@@ -3,7 +3,7 @@ order, on the real PostgreSQL and Kafka (:mod:`events.outbox`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -41,7 +41,7 @@ class Staging:
         self.schema = schema_name(settings, "outbox")
         self.event_ids: dict[str, list[str]] = {}
 
-    async def commit(self, *keys: str) -> Staged:
+    async def commit(self, *keys: str, published: Sequence[int] = ()) -> Staged:
         messages = [
             Message.first(sample_order_placed(), saga_type="order", saga_key=key, producer="test")
             for key in keys
@@ -50,7 +50,10 @@ class Staging:
             self.event_ids.setdefault(m.saga_key, []).append(str(m.envelope.event_id))
         async with self.db.pool.acquire() as conn, conn.transaction():
             return await stage(
-                conn, self.schema, [to_record(m, self.codec, self.settings) for m in messages]
+                conn,
+                self.schema,
+                [to_record(m, self.codec, self.settings) for m in messages],
+                published,
             )
 
     async def published(self, count: int) -> list[tuple[str, str]]:
@@ -67,7 +70,7 @@ def staging(settings: Settings, codec: Codec, db: Database) -> Staging:
     return Staging(settings, codec, db)
 
 
-async def test_committed_rows_are_published_at_once_and_deleted(
+async def test_committed_rows_are_published_at_once_and_deleted_by_the_next_transaction(
     staging: Staging, db: Database, producer: EventProducer
 ):
     staged = await staging.commit("ord-1", "ord-2", "ord-3")
@@ -77,9 +80,55 @@ async def test_committed_rows_are_published_at_once_and_deleted(
     await relay.publish_committed(staged)
 
     assert (relay.published_after_commit, relay.left_to_relay) == (3, 0)
-    assert await outbox_size(db, staging.schema) == 0
     published = await staging.published(3)
     assert sorted(published) == sorted((key, ids[0]) for key, ids in staging.event_ids.items())
+    # Published, not yet deleted: the next transaction deletes them (here the relay's poll),
+    # without publishing them again.
+    assert relay.published_rows.ids() == list(staged.ids)
+    assert await outbox_size(db, staging.schema) == 3
+    assert await relay.flush() == 0
+    assert (await outbox_size(db, staging.schema), relay.published_rows.ids()) == (0, [])
+    assert relay.published == 3
+
+
+async def test_rows_published_and_not_yet_deleted_fence_no_one(
+    staging: Staging, db: Database, producer: EventProducer
+):
+    relay = OutboxRelay(db, staging.schema, producer)
+    first = await staging.commit("ord-1")
+    await relay.publish_committed(first)
+    assert await outbox_size(db, staging.schema) == 1  # its delete waits for a transaction
+
+    later = await staging.commit("ord-1", published=relay.published_rows.ids())
+    unknown = await staging.commit("ord-1")  # without knowing the row was published
+
+    assert (later.behind, unknown.behind) == (False, True)
+
+
+async def test_a_transaction_that_rolls_back_hands_its_deletes_to_the_next(
+    staging: Staging, db: Database, producer: EventProducer
+):
+    relay = OutboxRelay(db, staging.schema, producer)
+    staged = await staging.commit("ord-1", "ord-2")
+    await relay.publish_committed(staged)
+
+    async def failing_delivery() -> None:
+        with relay.published_rows.claim() as gone:
+            assert relay.published_rows.ids() == list(staged.ids)  # claimed, still known
+            async with db.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    f"DELETE FROM {staging.schema}.outbox WHERE id = ANY($1::bigint[])", gone
+                )
+                raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await failing_delivery()
+
+    assert await outbox_size(db, staging.schema) == 2
+    assert sorted(relay.published_rows.ids()) == sorted(staged.ids)
+    assert await relay.flush() == 0  # deletes them, publishes nothing twice
+    assert await outbox_size(db, staging.schema) == 0
+    assert relay.published == 2
 
 
 async def test_rows_behind_an_older_row_of_their_key_go_to_the_relay_which_keeps_the_order(
@@ -96,7 +145,8 @@ async def test_rows_behind_an_older_row_of_their_key_go_to_the_relay_which_keeps
     await relay.publish_committed(clear)
 
     assert (relay.left_to_relay, relay.published_after_commit) == (1, 1)
-    assert await outbox_size(db, staging.schema) == 3  # ord-1 twice, ord-2
+    # ord-1 twice, ord-2, and ord-3 (published, its delete waiting for a transaction)
+    assert await outbox_size(db, staging.schema) == 4
     assert await relay.flush() == 3
     published = await staging.published(4)
     ord_1 = [event_id for key, event_id in published if key == "ord-1"]

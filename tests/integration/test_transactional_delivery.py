@@ -43,6 +43,26 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
         await database.pool.execute(f"DROP SCHEMA IF EXISTS {schema_name(settings, 'txn')} CASCADE")
 
 
+def on_connection(
+    db: Database,
+    schema: str,
+    codec: Codec,
+    settings: Settings,
+    producer_name: str,
+    relay: OutboxRelay | None = None,
+) -> TransactionalDelivery[Connection]:
+    """A delivery whose handlers' context is the transaction's connection itself."""
+    return TransactionalDelivery(
+        db=db,
+        schema=schema,
+        context_factory=lambda conn: conn,
+        producer_name=producer_name,
+        codec=codec,
+        settings=settings,
+        relay=relay,
+    )
+
+
 @pytest.mark.parametrize("batches", [True, False], ids=["batch", "per-record"])
 async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
     settings: Settings, codec: Codec, producer: EventProducer, db: Database, batches: bool
@@ -75,15 +95,7 @@ async def test_redelivery_has_no_second_effect_and_failures_leave_no_trace(
             )
         ]
 
-    delivery: TransactionalDelivery[Connection] = TransactionalDelivery(
-        db=db,
-        schema=schema,
-        context_factory=lambda conn: conn,
-        producer_name="inventory-test",
-        codec=codec,
-        settings=settings,
-        relay=relay,
-    )
+    delivery = on_connection(db, schema, codec, settings, "inventory-test", relay)
     consumer = EventConsumer(
         name="txn",
         group_id=f"{settings.topic_prefix}txn",
@@ -225,14 +237,7 @@ async def test_a_retrying_message_does_not_block_the_messages_behind_it(
         name="txn",
         group_id=f"{settings.topic_prefix}txn",
         router=router,
-        delivery=TransactionalDelivery(
-            db=db,
-            schema=schema,
-            context_factory=lambda conn: conn,
-            producer_name="t",
-            codec=codec,
-            settings=settings,
-        ),
+        delivery=on_connection(db, schema, codec, settings, "t"),
         codec=codec,
         producer=producer,
         settings=settings,
@@ -322,3 +327,50 @@ async def test_a_scoped_batch_shares_one_context_its_scope_was_given_with_its_ne
     assert await delivery.deliver("txn", four, handler) is True
     assert len(scoped) == 3
     assert seen[-1][1] not in (context, second, scoped[2][0])
+
+
+@pytest.mark.parametrize("batches", [True, False], ids=["batch", "per-record"])
+async def test_a_delivery_deletes_the_rows_earlier_deliveries_published_in_its_own_commit(
+    settings: Settings, codec: Codec, producer: EventProducer, db: Database, batches: bool
+):
+    schema = schema_name(settings, "txn")
+    await db.migrate(schema)
+    relay = OutboxRelay(db, schema, producer)
+    router: Router[Connection] = Router("txn", CATALOG)
+
+    @router.on(OrderPlaced)
+    async def place_again(message: Message[OrderPlaced], conn: Connection) -> list[Event]:
+        if message.saga_key == "ord-fail":
+            raise TransientError("rolls back, deletes included")
+        return [message.event]
+
+    delivery = on_connection(db, schema, codec, settings, "txn", relay)
+    handler = router.get("order.placed")
+    assert handler is not None
+
+    async def deliver(key: str) -> None:
+        message = Message.first(
+            sample_order_placed(), saga_type="order", saga_key=key, producer="test"
+        )
+        if not batches:
+            await delivery.deliver("txn", message, handler)
+            return
+        async with delivery.batch("txn", [message]) as batch:
+            await batch.deliver(message, handler)
+
+    async def outbox_keys() -> list[bytes]:
+        rows = await db.pool.fetch(f"SELECT key FROM {schema}.outbox ORDER BY id")
+        return [bytes(row["key"]) for row in rows]
+
+    await deliver("ord-1")
+    assert await outbox_keys() == [b"ord-1"]  # published; its delete waits
+    with pytest.raises(TransientError):
+        await deliver("ord-fail")
+    assert await outbox_keys() == [b"ord-1"]  # the rollback kept it for the next one
+    await deliver("ord-2")
+    assert await outbox_keys() == [b"ord-2"]
+    await deliver("ord-2")  # the same key again: not fenced by its published row
+    assert (relay.published_after_commit, relay.left_to_relay) == (3, 0)
+    assert await outbox_keys() == [b"ord-2"]
+    records = await read_records(settings, [topic_for("order.placed", settings)], 3)
+    assert sorted(codec.decode(r.value).saga_key for r in records) == ["ord-1", "ord-2", "ord-2"]
