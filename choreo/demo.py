@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from choreo.chaos.returns import EXPECTED as RETURN_ENDS
 from choreo.client import ChoreoClient
+from choreo.mix import EXPECTED as ORDER_ENDS
 from contracts.order import TERMINAL_STATUSES
 from contracts.return_samples import RETURN_OF, RETURN_SCENARIOS, scenario_return
 from contracts.returns import ReturnApproved
@@ -51,6 +53,22 @@ class DemoSaga:
     def detail(self) -> str:
         """The cancel reason, or the notes a completed saga ended with."""
         return self.cancel_reason or "; ".join(self.notes)
+
+    @property
+    def ended(self) -> str:
+        """How it ended, as its path's expected end is written: ``completed``,
+        ``cancelled:<reason>``."""
+        return f"{self.status}:{self.cancel_reason}" if self.cancel_reason else self.status
+
+    @property
+    def expected(self) -> str:
+        """How its path ends on a platform that keeps up (what ``choreo bench`` checks too)."""
+        return (ORDER_ENDS if self.saga_type == "order" else RETURN_ENDS)[self.scenario]
+
+    @property
+    def unexpected(self) -> bool:
+        """Ended, but not as its path does."""
+        return self.done and self.ended != self.expected
 
     @property
     def shows(self) -> str:

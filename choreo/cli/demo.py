@@ -28,7 +28,7 @@ def _view(sagas: list[DemoSaga], width: int) -> RenderableType:
         *(["what it shows"] if wide else []),
     )  # fmt: skip
     for s in sagas:
-        color = STATUS_COLORS.get(s.status, "cyan")
+        color = "red" if s.unexpected else STATUS_COLORS.get(s.status, "cyan")
         shows = [s.shows] if wide else []
         table.add_row(s.saga_type, s.scenario, s.key, f"[{color}]{s.status}[/]", s.detail, *shows)
     readable(table, "key")
@@ -48,7 +48,11 @@ def demo(
 ) -> None:
     """Start one sample saga per path of every shipped saga on a running platform (`choreo
     run`): an order per order path, then returns of their items per returns path; approve the
-    large ones, and show how each ends. Exit code 1 if any saga did not finish in time."""
+    large ones, and show how each ends. Exit code 1 if any saga did not finish in time.
+
+    A saga that ended otherwise than its path does is named after the table, with what that
+    may mean (an order cancelled out of stock: this checkout's stock was used up by earlier
+    orders)."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.demo import run_demo
 
@@ -72,10 +76,35 @@ def demo(
                     "cancel_reason": s.cancel_reason,
                     "notes": s.notes,
                     "shows": s.shows,
+                    "expected": s.expected,
+                    "as_expected": not s.unexpected,
                 }
                 for s in sagas
             ]
         )
+    else:
+        _say_unexpected(sagas)
     if not all(s.done for s in sagas):
         console.print("[red]some sagas did not finish; is `choreo run` running?[/]")
         raise typer.Exit(1)
+
+
+def _say_unexpected(sagas: list[DemoSaga]) -> None:
+    """Name each saga that ended otherwise than its path, and the likely cause."""
+    odd = [s for s in sagas if s.unexpected]
+    for s in odd:
+        console.print(
+            f"[red]{s.saga_type} {s.scenario} ({s.key}) ended {s.ended}; its path ends"
+            f" {s.expected}[/]"
+        )
+    if any(s.saga_type == "order" and s.ended == "cancelled:out_of_stock" for s in odd):
+        console.print(
+            "[yellow]The inventory is seeded once, at its first start: earlier orders on this"
+            " checkout used up the stock the samples need. `make clean` stops everything and"
+            " deletes its state (every saga, event and token); `make run` then starts afresh.[/]"
+        )
+    elif odd:
+        console.print(
+            "[yellow]`choreo sagas history TYPE KEY` shows each saga's steps; the processes'"
+            " logs are in .state/run.log.[/]"
+        )

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from choreo.cli.common import WIDE
-from choreo.cli.demo import _view
+from choreo.cli.demo import _say_unexpected, _view
 from choreo.demo import DemoSaga
 
 
@@ -74,3 +75,39 @@ def test_a_saga_the_demo_approved_says_so_beside_its_waiting():
     assert large.shows.endswith("waits for `choreo orders approve|reject`")
     large.approved = True
     assert large.shows.endswith("waits for `choreo orders approve|reject`; the demo approved it")
+
+
+def test_sagas_that_end_as_their_paths_do_are_not_named(capsys: pytest.CaptureFixture[str]):
+    sagas = _sagas()  # declined, bounce and unpaid ended as their paths do; happy still runs
+
+    _say_unexpected(sagas)
+
+    assert not any(s.unexpected for s in sagas)
+    assert capsys.readouterr().err == ""
+
+
+def test_an_order_cancelled_out_of_stock_on_a_path_that_completes_names_the_used_up_stock(
+    capsys: pytest.CaptureFixture[str],
+):
+    happy = DemoSaga("order", "happy", "ord-e5033abf81cc", "cancelled", "out_of_stock")
+    vase = DemoSaga("order", "out_of_stock", "ord-06942e41dc0d", "cancelled", "out_of_stock")
+
+    _say_unexpected([happy, vase])
+
+    err = " ".join(capsys.readouterr().err.split())
+    said = "order happy (ord-e5033abf81cc) ended cancelled:out_of_stock; its path ends completed"
+    assert said in err
+    assert "ord-06942e41dc0d" not in err  # its path is the one that runs out
+    assert "used up the stock" in err
+    assert "`make clean`" in err
+
+
+def test_another_unexpected_end_points_to_the_sagas_history(capsys: pytest.CaptureFixture[str]):
+    flaky = DemoSaga("order", "flaky", "ord-1", "cancelled", "payment_timeout")
+
+    _say_unexpected([flaky])
+
+    err = " ".join(capsys.readouterr().err.split())
+    assert "ended cancelled:payment_timeout; its path ends completed" in err
+    assert "choreo sagas history TYPE KEY" in err
+    assert "make clean" not in err
