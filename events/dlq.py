@@ -53,6 +53,12 @@ class DeadLetter(BaseModel):
         return None if self.key_b64 is None else base64.b64decode(self.key_b64)
 
     @property
+    def order_id(self) -> str | None:
+        """The original key as text: the saga key of the message (None without one)."""
+        key = self.original_key
+        return key.decode(errors="replace") if key else None
+
+    @property
     def original_headers(self) -> list[tuple[str, bytes]]:
         return [(k, base64.b64decode(v)) for k, v in self.headers]
 

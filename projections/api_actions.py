@@ -199,12 +199,11 @@ async def _answer(
 def dead_letter_info(entry: DeadLetterEntry) -> DeadLetterInfo:
     """The API's view of a dead letter (without the original bytes)."""
     letter = entry.letter
-    key = letter.original_key
     return DeadLetterInfo(
         id=entry.id,
         consumer=letter.consumer,
         event_type=letter.event_type,
-        order_id=key.decode(errors="replace") if key else None,
+        order_id=letter.order_id,
         attempts=letter.attempts,
         reason=letter.reason,
         error_type=letter.error_type,

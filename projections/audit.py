@@ -35,11 +35,10 @@ CREATE TABLE IF NOT EXISTS {schema}.redrive_audit (
 def letter_record(entry: DeadLetterEntry) -> dict[str, Any]:
     """What the audit keeps of one redriven letter (not its bytes: they stay in the topic)."""
     letter = entry.letter
-    key = letter.original_key
     return {
         "id": entry.id,
         "event_type": letter.event_type,
-        "order_id": key.decode(errors="replace") if key else None,
+        "order_id": letter.order_id,
         "source_topic": letter.source_topic,
         "consumer": letter.consumer,
         "reason": letter.reason,

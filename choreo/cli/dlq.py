@@ -60,7 +60,7 @@ def dlq_list(
     table = Table("id", "order", "event type", "attempts", Column("reason", overflow="fold"))
     for e in entries:
         d = e.letter
-        order = (d.original_key or b"").decode(errors="replace")
+        order = d.order_id or ""
         reason = d.reason if e.redriven_at is None else f"(redriven) {d.reason}"
         event = stacked(d.event_type or "?", d.consumer)
         table.add_row(e.id, order, event, str(d.attempts), reason[:160])
@@ -101,14 +101,13 @@ def _letter_fields(entry: DeadLetterEntry) -> Table:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="dim", no_wrap=True)
     fields.add_column(overflow="fold")
-    key = d.original_key
     state = f"redriven {entry.redriven_at.isoformat()}" if entry.redriven_at else "pending"
     if entry.redriven_at and entry.redriven_by:
         state += f" by {entry.redriven_by}"
     for name, value in (
         ("dead letter", entry.id),
         ("state", state),
-        ("order", key.decode(errors="replace") if key is not None else None),
+        ("order", d.order_id),
         ("event type", d.event_type),
         ("event id", d.event_id),
         ("consumer", d.consumer),

@@ -38,12 +38,11 @@ def letter_view(entry: DeadLetterEntry, message: dict[str, Any]) -> dict[str, An
     """One letter as the page shows it, with its original ``message`` as
     :func:`~projections.letters.shown` shows it."""
     letter = entry.letter
-    key = letter.original_key
     return {
         "id": entry.id,
         "consumer": letter.consumer,
         "event_type": letter.event_type,
-        "order_id": key.decode(errors="replace") if key else None,
+        "order_id": letter.order_id,
         "attempts": letter.attempts,
         "reason": letter.reason,
         "error_type": letter.error_type,
