@@ -243,18 +243,15 @@ class OutboxRelay:
         """Publish one batch (only rows an earlier flush saw, unless ``everything``); returns
         how many rows it published."""
         # The relay's queries are housekeeping; its send span (opt-in) links each message's trace.
-        with tracing.housekeeping():
-            return await self._flush(everything or self._newest_seen is None)
+        with tracing.housekeeping(), self.published_rows.claim() as gone:
+            return await self._flush(everything or self._newest_seen is None, gone)
 
-    async def _flush(self, everything: bool) -> int:
+    async def _flush(self, everything: bool, gone: Sequence[int]) -> int:
         # Three round trips: begin, one statement that takes the relay's lock and deletes the
         # batch (returning it), commit. The publish sits between the delete and the commit,
         # so a failed publish rolls the delete back and the rows wait for the next flush.
-        # The statement also deletes the rows deliveries published (whatever the lock).
-        with self.published_rows.claim() as gone:
-            return await self._flush_batch(everything, gone)
-
-    async def _flush_batch(self, everything: bool, gone: Sequence[int]) -> int:
+        # The statement also deletes the rows deliveries published (``gone``, whatever the
+        # lock).
         async with self.db.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS held),"
