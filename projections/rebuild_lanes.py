@@ -12,8 +12,9 @@ import gc
 import multiprocessing
 import queue
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -102,7 +103,7 @@ async def run_lanes(
     )
     try:
         own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, _counter(done, 0))
-        await starting
+        await asyncio.shield(starting)  # a thread cannot be cancelled: the finally waits for it
         outcomes: dict[int, LaneResult | str] = {0: own}
         while len(outcomes) < len(lanes):
             try:
@@ -121,7 +122,7 @@ async def run_lanes(
         if ticker is not None:
             ticker.cancel()
         with contextlib.suppress(Exception):
-            await starting  # a thread: it finishes whatever happened here
+            await starting  # before joining: a worker may be starting still
         for worker in workers:
             if worker.pid is None:  # never started
                 continue
@@ -132,7 +133,8 @@ async def run_lanes(
             progress(sum(done), total)
 
 
-def _start(workers: list[Any]) -> None:
+def _start(workers: Sequence[BaseProcess]) -> None:
+    """Start ``workers`` (called in a thread: the first start waits for the fork server)."""
     for worker in workers:
         worker.start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -259,6 +260,39 @@ async def test_a_lane_that_fails_fails_the_rebuild_and_leaves_the_live_tables(
         after = ([tuple(r) for r in await conn.fetch(query)], await conn.fetch(log))
     assert after == before
     report = await rebuild(settings, codec=codec, verify=True, workers=2)
+    assert (report.differences, report.events) == ([], len(messages))
+
+
+async def test_a_cancelled_rebuild_stops_its_workers_and_leaves_the_live_tables(
+    projector: Projector, producer: EventProducer, settings: Settings, codec: Codec
+):
+    """A rebuild cancelled once every lane has replayed (its workers folding or exiting)
+    raises the cancellation only after joining them; the live tables are as they were, and
+    the next rebuild swaps."""
+    messages = flow("ord-cancelled-rebuild", HAPPY)
+    await producer.publish(messages)
+    await project_until(projector, len(messages))
+    log = f'SELECT topic, partition, "offset" FROM {projector.schema}.event_log ORDER BY 1, 2, 3'
+    async with projector.db.pool.acquire() as conn:
+        before = await conn.fetch(log)
+    began = asyncio.Event()
+    rebuilding = asyncio.create_task(
+        rebuild(
+            settings,
+            codec=codec,
+            workers=3,
+            progress=lambda done, total: began.set() if done == total else None,
+        )
+    )
+    await began.wait()
+    rebuilding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rebuilding
+    workers = [p for p in multiprocessing.active_children() if p.name.startswith("choreo-rebuild")]
+    assert workers == []
+    async with projector.db.pool.acquire() as conn:
+        assert await conn.fetch(log) == before
+    report = await rebuild(settings, codec=codec, verify=True, workers=3)
     assert (report.differences, report.events) == ([], len(messages))
 
 
