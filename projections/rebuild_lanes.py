@@ -104,31 +104,13 @@ async def run_lanes(
     try:
         own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, _counter(done, 0))
         await asyncio.shield(starting)  # a thread cannot be cancelled: the finally waits for it
-        outcomes: dict[int, LaneResult | str] = {0: own}
-        while len(outcomes) < len(lanes):
-            try:
-                index, outcome = await asyncio.to_thread(results.get, True, 0.5)
-            except queue.Empty:
-                for index, worker in enumerate(workers, start=1):
-                    if index not in outcomes and worker.exitcode is not None:
-                        outcomes[index] = f"worker {worker.name} exited with {worker.exitcode}"
-                continue
-            outcomes[index] = outcome
-        failures = [o for o in outcomes.values() if isinstance(o, str)]
-        if failures:
-            raise RebuildError(f"a rebuild lane failed: {failures[0]}")
-        return [o for _, o in sorted(outcomes.items()) if isinstance(o, LaneResult)]
+        return await _collect(own, workers, results)
     finally:
         if ticker is not None:
             ticker.cancel()
         with contextlib.suppress(Exception):
             await starting  # before joining: a worker may be starting still
-        for worker in workers:
-            if worker.pid is None:  # never started
-                continue
-            await asyncio.to_thread(worker.join, 5)
-            if worker.is_alive():
-                worker.terminate()
+        await _join(workers)
         if progress is not None:
             progress(sum(done), total)
 
@@ -137,6 +119,37 @@ def _start(workers: Sequence[BaseProcess]) -> None:
     """Start ``workers`` (called in a thread: the first start waits for the fork server)."""
     for worker in workers:
         worker.start()
+
+
+async def _collect(
+    own: LaneResult, workers: Sequence[BaseProcess], results: Any
+) -> list[LaneResult]:
+    """Every lane's result, lane 0's (``own``) first; raises the first failure of a worker
+    (its error, or its exit without a result)."""
+    outcomes: dict[int, LaneResult | str] = {0: own}
+    while len(outcomes) <= len(workers):
+        try:
+            index, outcome = await asyncio.to_thread(results.get, True, 0.5)
+        except queue.Empty:
+            for index, worker in enumerate(workers, start=1):
+                if index not in outcomes and worker.exitcode is not None:
+                    outcomes[index] = f"worker {worker.name} exited with {worker.exitcode}"
+            continue
+        outcomes[index] = outcome
+    failures = [o for o in outcomes.values() if isinstance(o, str)]
+    if failures:
+        raise RebuildError(f"a rebuild lane failed: {failures[0]}")
+    return [o for _, o in sorted(outcomes.items()) if isinstance(o, LaneResult)]
+
+
+async def _join(workers: Sequence[BaseProcess]) -> None:
+    """Wait a little for each started worker to exit, then stop it."""
+    for worker in workers:
+        if worker.pid is None:  # never started
+            continue
+        await asyncio.to_thread(worker.join, 5)
+        if worker.is_alive():
+            worker.terminate()
 
 
 async def _report_progress(done: Any, total: int, progress: Progress) -> None:
