@@ -11,9 +11,12 @@ import contextlib
 import gc
 import multiprocessing
 import queue
+import signal
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -81,6 +84,7 @@ async def run_lanes(
     # server starts fresh, without an event loop (fork and a running loop don't mix).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
+    _start_fork_server()
     done = context.Array("q", len(lanes), lock=False)  # events replayed, per lane
     results = context.Queue()
     workers = [
@@ -101,18 +105,36 @@ async def run_lanes(
         if progress is not None
         else None
     )
+    collected: list[LaneResult] | None = None
     try:
         own = await _rebuild_lane(settings, codec, schema, lanes[0], ends, _counter(done, 0))
         await asyncio.shield(starting)  # a thread cannot be cancelled: the finally waits for it
-        return await _collect(own, workers, results)
+        collected = await _collect(own, workers, results)
+        return collected
     finally:
         if ticker is not None:
             ticker.cancel()
         with contextlib.suppress(Exception):
             await starting  # before joining: a worker may be starting still
-        await _join(workers)
+        await _join(workers, stop=collected is None)
         if progress is not None:
             progress(sum(done), total)
+
+
+def _start_fork_server() -> None:
+    """Start the fork server now, if it is not running, with SIGINT ignored: it and every
+    worker it forks inherit that, so a Ctrl-C is only the calling process's, which stops the
+    workers (each of them printed a ``KeyboardInterrupt`` traceback of its own otherwise).
+    Only the main thread may change a signal's handler; called from another (or where Python
+    does not own SIGINT's), the fork server starts with the first worker, as it would."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start(workers: Sequence[BaseProcess]) -> None:
@@ -142,11 +164,14 @@ async def _collect(
     return [o for _, o in sorted(outcomes.items()) if isinstance(o, LaneResult)]
 
 
-async def _join(workers: Sequence[BaseProcess]) -> None:
-    """Wait a little for each started worker to exit, then stop it."""
+async def _join(workers: Sequence[BaseProcess], *, stop: bool) -> None:
+    """Wait a little for each started worker to exit, then stop it; with ``stop`` (the
+    rebuild failed or was cancelled: what they replay is dropped) stop them at once."""
     for worker in workers:
         if worker.pid is None:  # never started
             continue
+        if stop and worker.is_alive():
+            worker.terminate()
         await asyncio.to_thread(worker.join, 5)
         if worker.is_alive():
             worker.terminate()

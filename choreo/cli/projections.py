@@ -16,11 +16,18 @@ from events.settings import get_settings
 
 if TYPE_CHECKING:
     from projections.queries import Queries
+    from projections.rebuild import RebuildReport
 
 app = command_group("Inspect and rebuild the read models.")
 
 READ_MODELS = {"all", "saga_status", "order_history", "summary"}
 """What a rebuild may be asked for: it rebuilds them all (they come from one log)."""
+INTERRUPTED = (
+    "interrupted: the read models are whole; the rebuild's swap is one transaction, and unless"
+    " it had committed they are as they were"
+)
+"""What a Ctrl-C of ``choreo projections rebuild`` prints (exit 130): the half-filled shadow
+tables are dropped by the next rebuild."""
 
 
 @app.command("status")
@@ -100,17 +107,25 @@ def projections_rebuild(
             report = asyncio.run(rebuild(settings, verify=verify, progress=progress))
         except ChoreoError as exc:
             fail_under(bar, exc)
-    if as_json:
-        print_json(report.to_json())
-    else:
-        out.print(
-            f"rebuilt {report.sagas} sagas from {report.events} events in "
-            f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s); "
-            f"{report.caught_up} caught up during the swap"
-        )
-        if verify:
-            out.print(f"verify: {len(report.differences)} difference(s)")
-            for line in report.differences:
-                out.print(f"  {line}")
+        except KeyboardInterrupt:
+            bar.live.transient = True
+            console.print(INTERRUPTED)
+            raise typer.Exit(130) from None
+    _print_rebuilt(report, verify=verify, as_json=as_json)
     if verify and report.differences:
         raise typer.Exit(1)
+
+
+def _print_rebuilt(report: RebuildReport, *, verify: bool, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_json())
+        return
+    out.print(
+        f"rebuilt {report.sagas} sagas from {report.events} events in "
+        f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s); "
+        f"{report.caught_up} caught up during the swap"
+    )
+    if verify:
+        out.print(f"verify: {len(report.differences)} difference(s)")
+        for line in report.differences:
+            out.print(f"  {line}")

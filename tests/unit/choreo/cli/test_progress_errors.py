@@ -33,3 +33,17 @@ def test_the_error_alone_is_left(
     assert result.exit_code == 1
     assert "error: crm is running" in result.output
     assert bar not in result.output
+
+
+async def _interrupted(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_an_interrupted_rebuild_says_the_read_models_are_whole(monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C (asyncio.run raises KeyboardInterrupt once the rebuild has stopped): exit 130
+    with what became of the read models, no traceback and no bar left behind."""
+    monkeypatch.setattr(rebuild, "rebuild", _interrupted)
+    result = runner.invoke(app, ["projections", "rebuild"], env={"COLUMNS": "200"})
+    assert result.exit_code == 130
+    assert "interrupted: the read models are whole" in result.output
+    assert "replaying the log" not in result.output
