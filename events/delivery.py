@@ -27,7 +27,7 @@ from events import tracing
 from events.codec import Codec
 from events.database import Connection, Database, untraced_transaction
 from events.model import Event, Message, frozen_clock, utc_now
-from events.outbox import OutboxRelay, Staged, stage
+from events.outbox import OutboxRelay, Staged, delete_published, stage
 from events.producer import EventProducer, OutgoingRecord, to_record
 from events.router import HandlerSpec, caused_messages
 from events.settings import Settings
@@ -128,7 +128,7 @@ class TransactionalDelivery(Generic[C]):
         self.relay = relay
         self.batch_scope = batch_scope
         self.duplicates = 0
-        self._delete_published = f"DELETE FROM {schema}.outbox WHERE id = ANY($5::bigint[])"
+        self._delete_published = delete_published(schema, 5)
 
     @contextlib.asynccontextmanager
     async def batch(

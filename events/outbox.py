@@ -103,6 +103,13 @@ async def stage(
     return Staged(ids=row["ids"], records=records, behind=row["behind"])
 
 
+def delete_published(schema: str, parameter: int) -> str:
+    """The ``DELETE`` of the rows whose ids are the ``bigint[]`` parameter ``$<parameter>``,
+    for the ``WITH`` of a transaction's first statement: the rows :class:`PublishedRows` hands
+    it."""
+    return f"DELETE FROM {schema}.outbox WHERE id = ANY(${parameter}::bigint[])"
+
+
 class PublishedRows:
     """Outbox rows a process published right after their commits, waiting to be deleted.
 
@@ -255,7 +262,7 @@ class OutboxRelay:
         async with self.db.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1) AS held),"
-                f" gone AS (DELETE FROM {self.schema}.outbox WHERE id = ANY($4::bigint[])),"
+                f" gone AS ({delete_published(self.schema, 4)}),"
                 f" batch AS (SELECT id FROM {self.schema}.outbox"
                 " WHERE (SELECT held FROM relay) AND ($3::bigint IS NULL OR id <= $3)"
                 " AND id <> ALL($5::bigint[]) ORDER BY id LIMIT $2),"
