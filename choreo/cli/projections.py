@@ -78,7 +78,9 @@ def projections_rebuild(
     ] = False,
 ) -> None:
     """Replay the log from the beginning into shadow tables and swap them in atomically.
-    Queries keep answering from the live tables meanwhile."""
+    Queries keep answering from the live tables meanwhile.
+
+    Ctrl-C stops it and its workers (exit 130); the read models stay whole."""
     # asyncpg: imported here to keep `choreo --help` quick (see choreo.cli.common).
     from choreo.roles import as_process
     from projections.rebuild import rebuild
