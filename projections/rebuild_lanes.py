@@ -84,7 +84,8 @@ async def run_lanes(
     # server starts fresh, without an event loop (fork and a running loop don't mix).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
-    _start_fork_server()
+    if len(lanes) > 1:  # one lane forks nothing: no server importing the CLI for nothing
+        _start_fork_server()
     done = context.Array("q", len(lanes), lock=False)  # events replayed, per lane
     results = context.Queue()
     workers = [
